@@ -1,0 +1,108 @@
+//! Control's configuration: one typed struct, filled from defaults, then
+//! `TANDEM_*` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
+pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tandem-control", about = "Tandem control service", version)]
+pub struct ControlConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "TANDEM_CONTROL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `sqlite://PATH` (created if missing) or `postgres://USER:PASS@HOST/DB`.
+    #[arg(
+        long,
+        env = "TANDEM_DATABASE_URL",
+        default_value = "sqlite://./data/tandem.db"
+    )]
+    pub database_url: String,
+
+    /// Shared secret the relay presents to control. Required unless `--dev`.
+    #[arg(long, env = "TANDEM_RELAY_SECRET", hide_env_values = true)]
+    pub relay_secret: Option<String>,
+
+    /// Development mode: allows a missing relay secret (a random one is made).
+    #[arg(long, env = "TANDEM_DEV", default_value_t = false)]
+    pub dev: bool,
+
+    /// PBKDF2-HMAC-SHA256 iterations for new password hashes.
+    #[arg(long, env = "TANDEM_PBKDF2_ITERATIONS", default_value_t = DEFAULT_PBKDF2_ITERATIONS)]
+    pub pbkdf2_iterations: u32,
+
+    /// Lifetime of a session token, in seconds (default 30 days).
+    #[arg(long, env = "TANDEM_SESSION_TTL_SECS", default_value_t = 30 * 24 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// JWKS of an external identity provider: a file path or an http(s) URL.
+    /// When set, `Authorization: Bearer <JWT>` signs users in.
+    #[arg(long, env = "TANDEM_JWKS")]
+    pub jwks: Option<String>,
+
+    /// Required `iss` claim of identity-provider JWTs.
+    #[arg(long, env = "TANDEM_JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+
+    /// Accepted audiences: the JWT's `aud` or `azp` must be one of these
+    /// (comma-separated). Empty: not checked.
+    #[arg(long, env = "TANDEM_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Vec<String>,
+
+    /// Largest accepted JSON body, in bytes.
+    #[arg(long, env = "TANDEM_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Database connections in the pool.
+    #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+
+    /// HTTP worker threads (0: one per core).
+    #[arg(long, env = "TANDEM_CONTROL_WORKERS", default_value_t = 0)]
+    pub workers: usize,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "TANDEM_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl ControlConfig {
+    /// A configuration for tests and `tandem dev`: port 0, the given database.
+    pub fn for_tests(database_url: impl Into<String>) -> Self {
+        ControlConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.into(),
+            relay_secret: Some("test-relay-secret".into()),
+            dev: true,
+            pbkdf2_iterations: 1_000,
+            session_ttl_secs: 3600,
+            jwks: None,
+            jwt_issuer: None,
+            jwt_audience: Vec::new(),
+            max_body_bytes: 64 * 1024,
+            db_pool_size: 8,
+            workers: 2,
+            log_format: "text".into(),
+        }
+    }
+
+    pub fn session_ttl(&self) -> Duration {
+        Duration::from_secs(self.session_ttl_secs)
+    }
+
+    /// Where a `sqlite://` database lives, if that is the backend.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        crate::db::DatabaseUrl::parse(&self.database_url)
+            .ok()
+            .and_then(|u| match u {
+                crate::db::DatabaseUrl::Sqlite(p) => Some(p),
+                crate::db::DatabaseUrl::Postgres(_) => None,
+            })
+    }
+}

@@ -1,0 +1,123 @@
+//! `AuthUser`: the signed-in user, as an extractor, so a handler's signature
+//! says it needs a login. Accepts `Authorization: Bearer <session token>` or,
+//! when an identity provider is configured, `Bearer <JWT>`.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{dev::Payload, http::header, FromRequest, HttpRequest};
+use tandem_protocol::http::{OrgRole, User};
+
+use crate::auth::jwt::{looks_like_jwt, JwtError};
+use crate::authz::Actor;
+use crate::error::ApiError;
+use crate::state::State;
+use crate::store::accounts::{self, NewIdentity};
+use crate::store::UserRow;
+use crate::validate;
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: UserRow,
+    /// The bearer credential, kept so that logout can end this session.
+    pub credential: String,
+}
+
+impl AuthUser {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.user.id.clone(),
+            org_id: self.user.org_id.clone(),
+            org_role: OrgRole::parse(&self.user.org_role).unwrap_or(OrgRole::Member),
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.user.id
+    }
+}
+
+pub fn user_dto(u: &UserRow) -> User {
+    User {
+        id: u.id.clone(),
+        email: u.email.clone(),
+        display_name: u.display_name.clone(),
+        org_id: u.org_id.clone(),
+        org_role: OrgRole::parse(&u.org_role).unwrap_or(OrgRole::Member),
+    }
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() && token.len() <= 16 * 1024)
+        .then(|| token.to_string())
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<AuthUser, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = req.app_data::<State>().cloned();
+        let token = bearer(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
+            let token = token.ok_or_else(|| {
+                ApiError::Unauthorized("missing Authorization: Bearer credentials".into())
+            })?;
+            let user = match (&state.jwt, looks_like_jwt(&token)) {
+                (Some(verifier), true) => {
+                    let claims = verifier
+                        .verify(&token, crate::store::now_ms() / 1000)
+                        .await
+                        .map_err(jwt_error)?;
+                    let email = claims
+                        .email
+                        .as_deref()
+                        .ok_or_else(|| ApiError::Unauthorized("JWT lacks the email claim".into()))
+                        .and_then(|e| {
+                            validate::email(e).map_err(|_| {
+                                ApiError::Unauthorized("JWT email claim is not valid".into())
+                            })
+                        })?;
+                    let display_name = claims
+                        .name
+                        .as_deref()
+                        .and_then(|n| validate::display_name(n).ok())
+                        .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
+                    let who = NewIdentity {
+                        email,
+                        display_name,
+                        password_hash: None,
+                        external_sub: Some(claims.sub),
+                    };
+                    state
+                        .db(move |c| accounts::user_for_external(c, &who))
+                        .await?
+                }
+                _ => {
+                    let t = token.clone();
+                    state
+                        .db(move |c| accounts::user_by_session(c, &t))
+                        .await?
+                        .ok_or_else(|| {
+                            ApiError::Unauthorized("session is invalid or has expired".into())
+                        })?
+                }
+            };
+            Ok(AuthUser {
+                user,
+                credential: token,
+            })
+        })
+    }
+}
+
+fn jwt_error(e: JwtError) -> ApiError {
+    tracing::info!(reason = %e, "identity-provider token refused");
+    ApiError::Unauthorized(e.to_string())
+}

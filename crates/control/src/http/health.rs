@@ -1,0 +1,22 @@
+//! `/healthz` (the process answers) and `/readyz` (and its database does).
+
+use actix_web::web;
+use tandem_protocol::http::Health;
+
+use crate::error::ApiError;
+use crate::state::State;
+
+pub async fn healthz() -> web::Json<Health> {
+    web::Json(Health {
+        status: "ok".into(),
+    })
+}
+
+pub async fn readyz(state: State) -> Result<web::Json<Health>, ApiError> {
+    state
+        .db(|c| crate::db::ping(c).map_err(|_| ApiError::Unavailable))
+        .await?;
+    Ok(web::Json(Health {
+        status: "ready".into(),
+    }))
+}

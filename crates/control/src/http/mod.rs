@@ -1,0 +1,115 @@
+//! The HTTP surface of control. Each handler extracts, asks `can()` through
+//! [`authorize`], calls the store and maps the result; the route table below
+//! fits on one screen.
+
+pub mod auth;
+pub mod extract;
+pub mod health;
+pub mod load;
+pub mod members;
+pub mod paths;
+pub mod projects;
+pub mod resources;
+pub mod workspaces;
+
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::{web, HttpRequest};
+use tandem_protocol::http::Role;
+
+use crate::authz::{self, Action, Actor, ResourceKind};
+use crate::db::DbConnection;
+use crate::error::ApiError;
+use crate::store::{facts, Chain};
+
+/// Loads the actor's facts for `chain` and asks `can()`; a denial becomes a
+/// 404 (cannot read) or 403 (can read, may not do this).
+pub fn authorize(
+    c: &mut DbConnection,
+    actor: &Actor,
+    action: Action,
+    kind: ResourceKind,
+    chain: &Chain,
+) -> Result<Role, ApiError> {
+    let facts = facts::for_chain(c, &actor.user_id, chain)?;
+    authz::can(actor, action, kind, &facts)
+        .into_result()
+        .map_err(|d| ApiError::denied(d, noun(kind)))
+}
+
+fn noun(kind: ResourceKind) -> &'static str {
+    match kind {
+        ResourceKind::Workspace => "workspace",
+        ResourceKind::Project => "project",
+        ResourceKind::Document => "document",
+        ResourceKind::Diagram => "diagram",
+        ResourceKind::Task => "task",
+    }
+}
+
+const KINDS: &str = "{kind:documents|diagrams|tasks}";
+const SCOPES: &str = "{scope:workspaces|projects|documents|diagrams}";
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post};
+    cfg.route("/healthz", get().to(health::healthz))
+        .route("/readyz", get().to(health::readyz))
+        .route("/auth/signup", post().to(auth::signup))
+        .route("/auth/login", post().to(auth::login))
+        .route("/auth/logout", post().to(auth::logout))
+        .route("/auth/session", get().to(auth::session))
+        .route("/workspaces", get().to(workspaces::list))
+        .service(
+            web::resource("/workspaces/{id}/projects")
+                .route(get().to(workspaces::list_projects))
+                .route(post().to(workspaces::create_project)),
+        )
+        .service(
+            web::resource("/projects/{id}")
+                .route(get().to(projects::get))
+                .route(patch().to(projects::update))
+                .route(delete().to(projects::delete)),
+        )
+        .service(
+            web::resource(format!("/{SCOPES}/{{id}}/members"))
+                .route(get().to(members::list))
+                .route(post().to(members::add)),
+        )
+        .service(
+            web::resource(format!("/{SCOPES}/{{id}}/members/{{userId}}"))
+                .route(patch().to(members::update))
+                .route(delete().to(members::remove)),
+        )
+        .service(
+            web::resource(format!("/projects/{{id}}/{KINDS}"))
+                .route(get().to(projects::list_resources))
+                .route(post().to(projects::create_resource)),
+        )
+        .service(
+            web::resource(format!("/{KINDS}/{{id}}"))
+                .route(get().to(resources::get))
+                .route(patch().to(resources::update))
+                .route(delete().to(resources::delete)),
+        );
+}
+
+/// Maps body-parsing failures to JSON errors: unreadable JSON is a 400,
+/// readable JSON with missing or mistyped fields a 422, too large a 413.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match &err {
+        JsonPayloadError::OverflowKnownLength { limit, .. } => ApiError::PayloadTooLarge(*limit),
+        JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge(*limit),
+        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
+        JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::validation(e.to_string()),
+        JsonPayloadError::Deserialize(e) => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        other => ApiError::BadRequest(other.to_string()),
+    };
+    api.into()
+}
+
+pub fn path_error(err: PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(err.to_string()).into()
+}
+
+pub fn query_error(err: QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(err.to_string()).into()
+}

@@ -1,0 +1,63 @@
+//! `/workspaces`, `/workspaces/{id}/projects`.
+
+use actix_web::{web, HttpResponse};
+use tandem_protocol::http::{CreateProject, Project, WorkspaceSummary};
+
+use super::{authorize, load};
+use crate::authz::{Action, ResourceKind};
+use crate::error::ApiError;
+use crate::http::extract::AuthUser;
+use crate::state::State;
+use crate::store::{projects, workspaces};
+use crate::validate;
+
+pub async fn list(
+    state: State,
+    user: AuthUser,
+) -> Result<web::Json<Vec<WorkspaceSummary>>, ApiError> {
+    let list = state
+        .db(move |c| workspaces::visible(c, &user.actor()))
+        .await?;
+    Ok(web::Json(list))
+}
+
+pub async fn list_projects(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<web::Json<Vec<Project>>, ApiError> {
+    let list = state
+        .db(move |c| {
+            let actor = user.actor();
+            let chain = load::workspace(c, &id)?;
+            authorize(c, &actor, Action::Read, ResourceKind::Workspace, &chain)?;
+            let rows = projects::list(c, &actor, &chain.workspace)?;
+            Ok(rows.iter().map(|(p, role)| p.to_dto(*role)).collect())
+        })
+        .await?;
+    Ok(web::Json(list))
+}
+
+pub async fn create_project(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<CreateProject>,
+) -> Result<HttpResponse, ApiError> {
+    let name = validate::name(&body.name)?;
+    let project = state
+        .db(move |c| {
+            let chain = load::workspace(c, &id)?;
+            authorize(
+                c,
+                &user.actor(),
+                Action::CreateChild,
+                ResourceKind::Workspace,
+                &chain,
+            )?;
+            let row = projects::create(c, user.id(), &chain.workspace.id, &name)?;
+            Ok(row.to_dto(tandem_protocol::http::Role::Owner))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(project))
+}

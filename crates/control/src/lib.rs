@@ -1,0 +1,30 @@
+//! Tandem control: identity, tenancy and permissions over HTTP.
+//!
+//! - [`config`]: the typed configuration (flags and `TANDEM_*` env).
+//! - [`startup`]: `Application::build(config)` → `port()` / `run_until_stopped()`.
+//! - [`http`]: handlers, one module per resource, and the route table.
+//! - [`authz`]: `can(actor, action, kind, facts)`, the one authorization surface (pure).
+//! - [`store`]: diesel queries; loads the facts `can` decides on.
+//! - [`db`]: one connection type over SQLite and PostgreSQL, pool, migrations.
+//! - [`auth`]: identity-provider JWT verification.
+//! - [`crypto`]: ids, tokens, password and token hashing.
+//! - [`validate`]: parsing user input at the edge.
+//! - [`error`]: `ApiError` and its mapping to status + JSON.
+//!
+//! Control never depends on the relay; they share only `tandem-protocol`.
+
+pub mod auth;
+pub mod authz;
+pub mod config;
+pub mod crypto;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;
+pub mod validate;
+
+pub use config::ControlConfig;
+pub use startup::Application;

@@ -1,0 +1,177 @@
+//! `Application::build(config)`: binds the listener (port 0 in tests), opens
+//! the database and applies migrations, loads identity-provider keys, and
+//! returns a server that `main`, `tandem dev` and the tests all start the
+//! same way.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::dev::{Server, ServerHandle, ServiceResponse};
+use actix_web::http::StatusCode;
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{web, App, HttpResponse, HttpServer};
+use anyhow::Context;
+use futures_util::FutureExt;
+use tandem_protocol::{ErrorBody, ErrorCode};
+
+use crate::auth::jwt::JwtVerifier;
+use crate::config::ControlConfig;
+use crate::state::AppState;
+use crate::{crypto, db, http};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: Arc<AppState>,
+}
+
+impl Application {
+    pub async fn build(mut config: ControlConfig) -> anyhow::Result<Application> {
+        if config.relay_secret.as_deref().is_none_or(str::is_empty) {
+            anyhow::ensure!(
+                config.dev,
+                "TANDEM_RELAY_SECRET is required (or run in development mode with --dev)"
+            );
+            config.relay_secret = Some(crypto::new_token());
+        }
+        let listener = TcpListener::bind(config.listen)
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+
+        let (url, size) = (config.database_url.clone(), config.db_pool_size);
+        let (pool, database) = tokio::task::spawn_blocking(move || db::connect(&url, size))
+            .await?
+            .context("cannot open the database")?;
+        let jwt = match &config.jwks {
+            Some(jwks) => Some(
+                JwtVerifier::load(jwks, config.jwt_issuer.clone(), config.jwt_audience.clone())
+                    .await
+                    .context("cannot load identity provider keys (TANDEM_JWKS)")?,
+            ),
+            None => None,
+        };
+        let iterations = config.pbkdf2_iterations;
+        let state = Arc::new(AppState {
+            pool,
+            database,
+            dummy_password_hash: crypto::dummy_password_hash(iterations),
+            jwt,
+            config,
+        });
+        let server = serve(listener, state.clone())?;
+        tracing::info!(
+            addr = %format!("http://{}:{port}", state.config.listen.ip()),
+            database = state.database.backend_name(),
+            "control listening"
+        );
+        Ok(Application {
+            port,
+            server,
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> {
+    let workers = match state.config.workers {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2),
+        n => n,
+    };
+    let max_body = state.config.max_body_bytes;
+    let data = web::Data::new(state);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(max_body)
+                    .error_handler(http::json_error),
+            )
+            .app_data(web::PathConfig::default().error_handler(http::path_error))
+            .app_data(web::QueryConfig::default().error_handler(http::query_error))
+            .wrap(
+                ErrorHandlers::new()
+                    .handler(StatusCode::METHOD_NOT_ALLOWED, json_if_empty)
+                    .handler(StatusCode::NOT_FOUND, json_if_empty),
+            )
+            .wrap_fn(|req, srv| {
+                use actix_web::dev::Service;
+                let (method, path) = (req.method().clone(), req.path().to_string());
+                let started = Instant::now();
+                srv.call(req).map(move |res| {
+                    if let Ok(res) = &res {
+                        tracing::info!(
+                            %method,
+                            path = %path,
+                            status = res.status().as_u16(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "request"
+                        );
+                    }
+                    res
+                })
+            })
+            .configure(http::routes)
+            .default_service(web::to(not_found))
+    })
+    .workers(workers)
+    .shutdown_timeout(10)
+    .listen(listener)?
+    .run();
+    Ok(server)
+}
+
+async fn not_found() -> HttpResponse {
+    HttpResponse::NotFound().json(ErrorBody::new(ErrorCode::NotFound, "no such path"))
+}
+
+/// Gives the router's bare 404/405 answers the JSON error envelope.
+fn json_if_empty<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(actix_web::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let (code, msg) = match res.status() {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            ErrorCode::MethodNotAllowed,
+            "method not allowed on this path",
+        ),
+        _ => (ErrorCode::NotFound, "no such path"),
+    };
+    let (req, old) = res.into_parts();
+    let mut new = HttpResponse::build(old.status()).json(ErrorBody::new(code, msg));
+    for (k, v) in old.headers() {
+        if k != actix_web::http::header::CONTENT_TYPE
+            && k != actix_web::http::header::CONTENT_LENGTH
+        {
+            new.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    let res: ServiceResponse<EitherBody<B, BoxBody>> =
+        ServiceResponse::new(req, new).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(res))
+}

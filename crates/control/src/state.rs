@@ -1,0 +1,42 @@
+//! `AppState`: what every handler can reach — the database pool, the
+//! configuration, the identity-provider verifier.
+
+use std::sync::Arc;
+
+use actix_web::web;
+
+use crate::auth::jwt::JwtVerifier;
+use crate::config::ControlConfig;
+use crate::db::{DatabaseUrl, DbConnection, DbPool};
+use crate::error::ApiError;
+
+pub struct AppState {
+    pub pool: DbPool,
+    /// Which backend the pool talks to (for logs and readiness).
+    pub database: DatabaseUrl,
+    pub config: ControlConfig,
+    /// Set when `TANDEM_JWKS` is configured.
+    pub jwt: Option<JwtVerifier>,
+    /// Checked against when a login names an unknown email, so that the
+    /// answer takes as long as for a wrong password.
+    pub dummy_password_hash: String,
+}
+
+pub type State = web::Data<Arc<AppState>>;
+
+impl AppState {
+    /// Runs blocking diesel work on the blocking thread pool, off the async
+    /// workers, with a pooled connection.
+    pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&mut DbConnection) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        web::block(move || {
+            let mut conn = pool.get()?;
+            f(&mut conn)
+        })
+        .await?
+    }
+}

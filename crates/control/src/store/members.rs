@@ -1,0 +1,100 @@
+//! Explicit grants on workspaces, projects, documents and diagrams.
+
+use diesel::prelude::*;
+use tandem_protocol::http::{Member, Role};
+
+use super::now_ms;
+use crate::db::schema::{members, users};
+use crate::db::DbConnection;
+use crate::error::ApiError;
+
+/// Adds a grant; a second grant for the same user and scope is a conflict.
+pub fn insert(
+    conn: &mut DbConnection,
+    scope_kind: &str,
+    scope_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<(), ApiError> {
+    diesel::insert_into(members::table)
+        .values((
+            members::scope_id.eq(scope_id),
+            members::user_id.eq(user_id),
+            members::scope_kind.eq(scope_kind),
+            members::role.eq(role.as_str()),
+            members::created_at.eq(now_ms()),
+        ))
+        .execute(conn)
+        .map_err(|e| {
+            if crate::db::is_unique_violation(&e) {
+                ApiError::Conflict("this user is already a member".into())
+            } else {
+                e.into()
+            }
+        })?;
+    Ok(())
+}
+
+/// The members of a scope with their user details, oldest grant first.
+pub fn list(conn: &mut DbConnection, scope_id: &str) -> Result<Vec<Member>, ApiError> {
+    let rows: Vec<(String, String, String, String, i64)> = members::table
+        .inner_join(users::table)
+        .filter(members::scope_id.eq(scope_id))
+        .order((members::created_at.asc(), members::user_id.asc()))
+        .select((
+            members::user_id,
+            users::email,
+            users::display_name,
+            members::role,
+            members::created_at,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(user_id, email, display_name, role, created_at)| {
+            Some(Member {
+                user_id,
+                email,
+                display_name,
+                role: Role::parse(&role)?,
+                created_at,
+            })
+        })
+        .collect())
+}
+
+/// One member of a scope, with user details.
+pub fn get(
+    conn: &mut DbConnection,
+    scope_id: &str,
+    user_id: &str,
+) -> Result<Option<Member>, ApiError> {
+    Ok(list(conn, scope_id)?
+        .into_iter()
+        .find(|m| m.user_id == user_id))
+}
+
+/// Changes a member's role; `NotFound` when they are not a member.
+pub fn set_role(
+    conn: &mut DbConnection,
+    scope_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<Member, ApiError> {
+    let n = diesel::update(members::table.find((scope_id, user_id)))
+        .set(members::role.eq(role.as_str()))
+        .execute(conn)?;
+    if n == 0 {
+        return Err(ApiError::NotFound("member"));
+    }
+    get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
+}
+
+/// Removes a member; `NotFound` when they were not one.
+pub fn remove(conn: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<(), ApiError> {
+    let n = diesel::delete(members::table.find((scope_id, user_id))).execute(conn)?;
+    if n == 0 {
+        return Err(ApiError::NotFound("member"));
+    }
+    Ok(())
+}

@@ -1,0 +1,52 @@
+//! Queries over the tenancy tables. Every function takes a connection and
+//! returns rows or an [`ApiError`]; authorization decisions are not made here
+//! but by `authz::can` over the [`Facts`] that [`facts`] loads.
+
+pub mod accounts;
+pub mod facts;
+pub mod members;
+pub mod projects;
+pub mod resources;
+pub mod workspaces;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use diesel::prelude::*;
+
+use crate::db::schema::{orgs, users};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+pub struct UserRow {
+    pub id: String,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: Option<String>,
+    pub external_sub: Option<String>,
+    pub org_id: String,
+    pub org_role: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = orgs)]
+pub struct OrgRow {
+    pub id: String,
+    pub name: String,
+    pub domain: String,
+    pub owner_id: Option<String>,
+    pub created_at: i64,
+}
+
+pub use facts::{Chain, WorkspaceRow};
+pub use projects::ProjectRow;
+pub use resources::ResourceRow;

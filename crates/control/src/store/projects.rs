@@ -1,0 +1,117 @@
+//! Projects: rows, listing within a workspace, create, rename, delete.
+
+use diesel::prelude::*;
+use tandem_protocol::http::Role;
+
+use super::facts::{grants_for, Chain};
+use super::{now_ms, WorkspaceRow};
+use crate::authz::{self, Action, Actor, ResourceKind};
+use crate::crypto;
+use crate::db::schema::{members, projects, resources};
+use crate::db::{write_tx, DbConnection};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = projects)]
+pub struct ProjectRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ProjectRow {
+    pub fn to_dto(&self, role: Role) -> tandem_protocol::http::Project {
+        tandem_protocol::http::Project {
+            id: self.id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            name: self.name.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            role,
+        }
+    }
+}
+
+/// The projects of a workspace the actor may read, each with their role.
+pub fn list(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    workspace: &WorkspaceRow,
+) -> Result<Vec<(ProjectRow, Role)>, ApiError> {
+    let rows: Vec<ProjectRow> = projects::table
+        .filter(projects::workspace_id.eq(&workspace.id))
+        .order((projects::created_at.asc(), projects::id.asc()))
+        .select(ProjectRow::as_select())
+        .load(conn)?;
+    let mut ids: Vec<&str> = rows.iter().map(|p| p.id.as_str()).collect();
+    ids.push(&workspace.id);
+    let grants = grants_for(conn, &actor.user_id, &ids)?;
+    let mut chain = Chain::for_workspace(workspace.clone());
+    Ok(rows
+        .into_iter()
+        .filter_map(|p| {
+            chain.project_id = Some(p.id.clone());
+            let facts = chain.facts(&grants);
+            let role = authz::can(actor, Action::Read, ResourceKind::Project, &facts)
+                .into_result()
+                .ok()?;
+            Some((p, role))
+        })
+        .collect())
+}
+
+/// Creates a project; its creator becomes its owner (an explicit grant).
+pub fn create(
+    conn: &mut DbConnection,
+    creator: &str,
+    workspace_id: &str,
+    name: &str,
+) -> Result<ProjectRow, ApiError> {
+    let now = now_ms();
+    let row = ProjectRow {
+        id: crypto::new_id(),
+        workspace_id: workspace_id.to_string(),
+        name: name.to_string(),
+        created_by: creator.to_string(),
+        created_at: now,
+        updated_at: now,
+    };
+    write_tx(conn, |c| {
+        diesel::insert_into(projects::table)
+            .values(&row)
+            .execute(c)?;
+        super::members::insert(c, "project", &row.id, creator, Role::Owner)?;
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(row)
+}
+
+pub fn rename(conn: &mut DbConnection, id: &str, name: &str) -> Result<ProjectRow, ApiError> {
+    diesel::update(projects::table.find(id))
+        .set((projects::name.eq(name), projects::updated_at.eq(now_ms())))
+        .execute(conn)?;
+    projects::table
+        .find(id)
+        .select(ProjectRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("project"))
+}
+
+/// Deletes a project, its documents, diagrams and tasks, and every grant on them.
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    write_tx(conn, |c| {
+        let children = resources::table
+            .filter(resources::project_id.eq(id))
+            .select(resources::id);
+        diesel::delete(members::table.filter(members::scope_id.eq_any(children))).execute(c)?;
+        diesel::delete(members::table.filter(members::scope_id.eq(id))).execute(c)?;
+        diesel::delete(resources::table.filter(resources::project_id.eq(id))).execute(c)?;
+        diesel::delete(projects::table.find(id)).execute(c)?;
+        Ok(())
+    })
+}

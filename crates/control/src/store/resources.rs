@@ -1,0 +1,133 @@
+//! Documents, diagrams and tasks: one table, told apart by `kind`.
+
+use diesel::prelude::*;
+use tandem_protocol::http::Role;
+use tandem_protocol::ResourceType;
+
+use super::facts::{grants_for, Chain};
+use super::now_ms;
+use crate::authz::{self, Action, Actor};
+use crate::crypto;
+use crate::db::schema::{members, resources};
+use crate::db::{write_tx, DbConnection};
+use crate::error::ApiError;
+use crate::http::paths::Kind;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = resources)]
+pub struct ResourceRow {
+    pub id: String,
+    pub kind: String,
+    pub project_id: String,
+    pub title: String,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ResourceRow {
+    pub fn resource_type(&self) -> Option<ResourceType> {
+        self.kind.parse().ok()
+    }
+
+    pub fn to_dto(
+        &self,
+        resource_type: ResourceType,
+        role: Role,
+    ) -> tandem_protocol::http::Resource {
+        tandem_protocol::http::Resource {
+            id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            resource_type,
+            title: self.title.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            role,
+        }
+    }
+}
+
+/// The resources of one kind in a project that the actor may read.
+pub fn list(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    project: &Chain,
+    kind: Kind,
+) -> Result<Vec<(ResourceRow, Role)>, ApiError> {
+    let project_id = project.project_id.as_deref().unwrap_or_default();
+    let rows: Vec<ResourceRow> = resources::table
+        .filter(resources::project_id.eq(project_id))
+        .filter(resources::kind.eq(kind.resource_type().as_str()))
+        .order((resources::created_at.asc(), resources::id.asc()))
+        .select(ResourceRow::as_select())
+        .load(conn)?;
+    let mut ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    ids.extend(project.scopes().into_iter().map(|(_, id)| id));
+    let grants = grants_for(conn, &actor.user_id, &ids)?;
+    let mut chain = project.clone();
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            chain.resource_id = Some(r.id.clone());
+            let facts = chain.facts(&grants);
+            let role = authz::can(actor, Action::Read, kind.authz_kind(), &facts)
+                .into_result()
+                .ok()?;
+            Some((r, role))
+        })
+        .collect())
+}
+
+/// Creates a resource; for kinds with members its creator becomes its owner.
+pub fn create(
+    conn: &mut DbConnection,
+    creator: &str,
+    project_id: &str,
+    kind: Kind,
+    title: &str,
+) -> Result<ResourceRow, ApiError> {
+    let now = now_ms();
+    let row = ResourceRow {
+        id: crypto::new_id(),
+        kind: kind.resource_type().as_str().to_string(),
+        project_id: project_id.to_string(),
+        title: title.to_string(),
+        created_by: creator.to_string(),
+        created_at: now,
+        updated_at: now,
+    };
+    write_tx(conn, |c| {
+        diesel::insert_into(resources::table)
+            .values(&row)
+            .execute(c)?;
+        if kind.authz_kind().has_members() {
+            super::members::insert(c, kind.scope_kind(), &row.id, creator, Role::Owner)?;
+        }
+        Ok::<_, ApiError>(())
+    })?;
+    Ok(row)
+}
+
+pub fn retitle(conn: &mut DbConnection, id: &str, title: &str) -> Result<ResourceRow, ApiError> {
+    diesel::update(resources::table.find(id))
+        .set((
+            resources::title.eq(title),
+            resources::updated_at.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    resources::table
+        .find(id)
+        .select(ResourceRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("resource"))
+}
+
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    write_tx(conn, |c| {
+        diesel::delete(members::table.filter(members::scope_id.eq(id))).execute(c)?;
+        diesel::delete(resources::table.find(id)).execute(c)?;
+        Ok(())
+    })
+}

@@ -1,0 +1,78 @@
+//! The error envelope of every non-2xx answer of control:
+//! `{"error":{"code":"not_found","message":"..."}}`.
+
+use serde::{Deserialize, Serialize};
+
+/// Machine-readable error codes. Each maps to exactly one HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: the request could not be read (malformed JSON, bad query string).
+    BadRequest,
+    /// 401: no credentials, or credentials that are not valid.
+    Unauthorized,
+    /// 403: authenticated, but not allowed to do this.
+    Forbidden,
+    /// 404: no such thing, or not visible to the caller.
+    NotFound,
+    /// 405: the path exists but not with this method.
+    MethodNotAllowed,
+    /// 409: conflicts with existing state (duplicate email, existing member).
+    Conflict,
+    /// 413: the body is larger than the configured limit.
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    UnsupportedMediaType,
+    /// 422: well-formed JSON whose fields are missing, of the wrong type or invalid.
+    ValidationFailed,
+    /// 429: too many requests.
+    RateLimited,
+    /// 500: a fault on the server; details are in its logs, never in the body.
+    Internal,
+    /// 503: a dependency (database, control) is unavailable; retry later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status that carries this code.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::Forbidden => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::Conflict => 409,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::ValidationFailed => 422,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Internal => 500,
+            ErrorCode::Unavailable => 503,
+        }
+    }
+}
+
+/// The body of every error answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong, for programs (`code`) and for people (`message`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ErrorBody {
+            error: ErrorDetail {
+                code,
+                message: message.into(),
+            },
+        }
+    }
+}

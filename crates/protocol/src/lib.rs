@@ -1,0 +1,15 @@
+//! The wire contract every Tandem component shares.
+//!
+//! - [`room`]: room ids (`doc-…`, `diagram-…`, `task-…`) and their parsing.
+//! - [`http`]: JSON bodies of control's HTTP API (camelCase on the wire).
+//! - [`error`]: the `{"error":{"code","message"}}` envelope and its codes.
+//!
+//! This crate has no I/O and depends on nothing but serde: control, relay and
+//! clients meet here and nowhere else.
+
+pub mod error;
+pub mod http;
+pub mod room;
+
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use room::{ResourceType, RoomId, RoomIdError};
