@@ -7,10 +7,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, EitherBody};
-use actix_web::dev::{Server, ServerHandle, ServiceResponse};
-use actix_web::http::StatusCode;
-use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::dev::{Server, ServerHandle};
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
 use futures_util::FutureExt;
@@ -110,11 +107,6 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             )
             .app_data(web::PathConfig::default().error_handler(http::path_error))
             .app_data(web::QueryConfig::default().error_handler(http::query_error))
-            .wrap(
-                ErrorHandlers::new()
-                    .handler(StatusCode::METHOD_NOT_ALLOWED, json_if_empty)
-                    .handler(StatusCode::NOT_FOUND, json_if_empty),
-            )
             .wrap_fn(|req, srv| {
                 use actix_web::dev::Service;
                 let (method, path) = (req.method().clone(), req.path().to_string());
@@ -144,34 +136,4 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(ErrorBody::new(ErrorCode::NotFound, "no such path"))
-}
-
-/// Gives the router's bare 404/405 answers the JSON error envelope.
-fn json_if_empty<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
-    let is_json = res
-        .headers()
-        .get(actix_web::http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
-    }
-    let (code, msg) = match res.status() {
-        StatusCode::METHOD_NOT_ALLOWED => (
-            ErrorCode::MethodNotAllowed,
-            "method not allowed on this path",
-        ),
-        _ => (ErrorCode::NotFound, "no such path"),
-    };
-    let (req, old) = res.into_parts();
-    let mut new = HttpResponse::build(old.status()).json(ErrorBody::new(code, msg));
-    for (k, v) in old.headers() {
-        if k != actix_web::http::header::CONTENT_TYPE
-            && k != actix_web::http::header::CONTENT_LENGTH
-        {
-            new.headers_mut().insert(k.clone(), v.clone());
-        }
-    }
-    let res: ServiceResponse<EitherBody<B, BoxBody>> =
-        ServiceResponse::new(req, new).map_into_right_body();
-    Ok(ErrorHandlerResponse::Response(res))
 }

@@ -49,43 +49,50 @@ fn noun(kind: ResourceKind) -> &'static str {
 const KINDS: &str = "{kind:documents|diagrams|tasks}";
 const SCOPES: &str = "{scope:workspaces|projects|documents|diagrams}";
 
+/// A resource whose other methods answer 405 (not the app-wide 404).
+fn at(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(|| async {
+        ApiError::MethodNotAllowed.into_response()
+    }))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post};
-    cfg.route("/healthz", get().to(health::healthz))
-        .route("/readyz", get().to(health::readyz))
-        .route("/auth/signup", post().to(auth::signup))
-        .route("/auth/login", post().to(auth::login))
-        .route("/auth/logout", post().to(auth::logout))
-        .route("/auth/session", get().to(auth::session))
-        .route("/workspaces", get().to(workspaces::list))
+    cfg.service(at("/healthz").route(get().to(health::healthz)))
+        .service(at("/readyz").route(get().to(health::readyz)))
+        .service(at("/auth/signup").route(post().to(auth::signup)))
+        .service(at("/auth/login").route(post().to(auth::login)))
+        .service(at("/auth/logout").route(post().to(auth::logout)))
+        .service(at("/auth/session").route(get().to(auth::session)))
+        .service(at("/workspaces").route(get().to(workspaces::list)))
         .service(
-            web::resource("/workspaces/{id}/projects")
+            at("/workspaces/{id}/projects")
                 .route(get().to(workspaces::list_projects))
                 .route(post().to(workspaces::create_project)),
         )
         .service(
-            web::resource("/projects/{id}")
+            at("/projects/{id}")
                 .route(get().to(projects::get))
                 .route(patch().to(projects::update))
                 .route(delete().to(projects::delete)),
         )
         .service(
-            web::resource(format!("/{SCOPES}/{{id}}/members"))
+            at(&format!("/{SCOPES}/{{id}}/members"))
                 .route(get().to(members::list))
                 .route(post().to(members::add)),
         )
         .service(
-            web::resource(format!("/{SCOPES}/{{id}}/members/{{userId}}"))
+            at(&format!("/{SCOPES}/{{id}}/members/{{userId}}"))
                 .route(patch().to(members::update))
                 .route(delete().to(members::remove)),
         )
         .service(
-            web::resource(format!("/projects/{{id}}/{KINDS}"))
+            at(&format!("/projects/{{id}}/{KINDS}"))
                 .route(get().to(projects::list_resources))
                 .route(post().to(projects::create_resource)),
         )
         .service(
-            web::resource(format!("/{KINDS}/{{id}}"))
+            at(&format!("/{KINDS}/{{id}}"))
                 .route(get().to(resources::get))
                 .route(patch().to(resources::update))
                 .route(delete().to(resources::delete)),

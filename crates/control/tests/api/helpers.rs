@@ -1,0 +1,267 @@
+//! Test harness: `TestApp::spawn(backend)` and small HTTP helpers.
+//!
+//! PostgreSQL tests need `TANDEM_TEST_POSTGRES_URL` (an admin URL such as
+//! `postgres://postgres@127.0.0.1:5432/postgres`); `scripts/test` starts a
+//! server and sets it, together with `TANDEM_TEST_REQUIRE_POSTGRES=1`, which
+//! turns a missing URL into a failure instead of a skip.
+
+use diesel::{Connection, RunQueryDsl};
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use tandem_control::{Application, ControlConfig};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs an `async fn(Backend)` test once per backend, as `name::sqlite` and `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::helpers::postgres_available() {
+                    super::$name($crate::helpers::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+pub fn postgres_available() -> bool {
+    if std::env::var("TANDEM_TEST_POSTGRES_URL").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("TANDEM_TEST_REQUIRE_POSTGRES").is_err(),
+        "TANDEM_TEST_REQUIRE_POSTGRES is set but TANDEM_TEST_POSTGRES_URL is not"
+    );
+    eprintln!("skipping the PostgreSQL variant: TANDEM_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+    false
+}
+
+/// A fresh, empty database for one test.
+pub struct TestDb {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDb {
+    pub fn new(backend: Backend) -> TestDb {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("tandem.db").display());
+                TestDb {
+                    url,
+                    _dir: Some(dir),
+                }
+            }
+            Backend::Postgres => {
+                let admin = std::env::var("TANDEM_TEST_POSTGRES_URL").unwrap();
+                let name = format!("tandem_test_{}", tandem_control::crypto::new_id());
+                let mut conn = diesel::pg::PgConnection::establish(&admin).unwrap();
+                diesel::sql_query(format!("CREATE DATABASE {name}"))
+                    .execute(&mut conn)
+                    .unwrap();
+                let (base, _) = admin.rsplit_once('/').unwrap();
+                TestDb {
+                    url: format!("{base}/{name}"),
+                    _dir: None,
+                }
+            }
+        }
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub db: TestDb,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let handle = self.handle.clone();
+        tokio::spawn(async move { handle.stop(false).await });
+    }
+}
+
+/// What a call answered: status and JSON body (`Value::Null` when empty).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The `error.code` of an error answer.
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"]
+            .as_str()
+            .unwrap_or("<no error code>")
+    }
+
+    pub fn id(&self) -> String {
+        self.body["id"]
+            .as_str()
+            .expect("answer has an id")
+            .to_string()
+    }
+}
+
+/// A signed-up user as the tests use them.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub token: String,
+    pub email: String,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, |_| {}).await
+    }
+
+    pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut ControlConfig)) -> TestApp {
+        let db = TestDb::new(backend);
+        let mut config = ControlConfig::for_tests(&db.url);
+        tweak(&mut config);
+        let app = Application::build(config).await.expect("control starts");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        TestApp {
+            base,
+            client: reqwest::Client::new(),
+            db,
+            handle,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .request(method, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"))
+        };
+        assert_ne!(
+            status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 from {path}: {body}"
+        );
+        Answer { status, body }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Answer {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    pub async fn signup(&self, email: &str, name: &str) -> TestUser {
+        let a = self
+            .call(
+                Method::POST,
+                "/auth/signup",
+                None,
+                Some(json!({"email": email, "password": "password123", "displayName": name})),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "signup {email}: {}", a.body);
+        TestUser {
+            id: a.body["user"]["id"].as_str().unwrap().to_string(),
+            token: a.body["sessionToken"].as_str().unwrap().to_string(),
+            email: email.to_string(),
+        }
+    }
+
+    pub async fn session(&self, user: &TestUser) -> Value {
+        let a = self.get("/auth/session", &user.token).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        a.body
+    }
+
+    /// The id of the user's workspace of the given type.
+    pub async fn workspace(&self, user: &TestUser, kind: &str) -> String {
+        let s = self.session(user).await;
+        s["workspaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["type"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} workspace in {s}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn create_project(&self, user: &TestUser, ws: &str, name: &str) -> String {
+        let a = self
+            .post(
+                &format!("/workspaces/{ws}/projects"),
+                &user.token,
+                json!({"name": name}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.id()
+    }
+
+    /// `kind` is the path segment: documents, diagrams or tasks.
+    pub async fn create_resource(
+        &self,
+        user: &TestUser,
+        project: &str,
+        kind: &str,
+        title: &str,
+    ) -> String {
+        let a = self
+            .post(
+                &format!("/projects/{project}/{kind}"),
+                &user.token,
+                json!({"title": title}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        a.id()
+    }
+}

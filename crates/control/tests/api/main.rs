@@ -1,0 +1,13 @@
+//! End-to-end tests of control: each test starts the real `Application` on
+//! port 0 with its own database (a temporary SQLite file, or a fresh
+//! PostgreSQL database) and talks to it over HTTP. Every test runs on both
+//! backends: `…::sqlite` and `…::postgres`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod helpers;
+
+mod bad_input;
+mod jwt;
+mod lists;
+mod members;
+mod signin;

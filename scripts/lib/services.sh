@@ -1,0 +1,69 @@
+# Helpers that install and start the services the tests need, on loopback,
+# in a temporary directory. Sourced by scripts/test (and later scripts/bench).
+# Everything started here is stopped by stop_services.
+
+SERVICES_TMP=""
+PG_CTL=""
+PG_DATA=""
+
+log() { printf '[services] %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+apt_install() {
+  log "installing $* from Debian packages"
+  export DEBIAN_FRONTEND=noninteractive
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+pg_bindir() {
+  ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1
+}
+
+ensure_postgres_installed() {
+  local dir
+  dir=$(pg_bindir)
+  if [ -z "$dir" ] || [ ! -x "$dir/initdb" ] || [ ! -x "$dir/postgres" ]; then
+    apt_install postgresql
+    dir=$(pg_bindir)
+  fi
+  [ -x "$dir/initdb" ] || { log "PostgreSQL did not install"; return 1; }
+  PG_BIN="$dir"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Runs a PostgreSQL command as an unprivileged user (PostgreSQL refuses root).
+as_pg() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+start_postgres() {
+  SERVICES_TMP=$(mktemp -d /tmp/tandem-test.XXXXXX)
+  chmod 755 "$SERVICES_TMP"
+  PG_DATA="$SERVICES_TMP/pg"
+  mkdir -p "$PG_DATA"
+  [ "$(id -u)" -eq 0 ] && chown postgres "$PG_DATA"
+  local port
+  port=$(free_port)
+  as_pg "$PG_BIN/initdb" -D "$PG_DATA" -U postgres --auth=trust -E UTF8 >/dev/null
+  PG_CTL="$PG_BIN/pg_ctl"
+  as_pg "$PG_CTL" -D "$PG_DATA" -l "$PG_DATA/server.log" -w -t 60 \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $PG_DATA -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300" \
+    start >/dev/null
+  export TANDEM_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+  log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (data in $PG_DATA)"
+}
+
+stop_services() {
+  if [ -n "$PG_CTL" ] && [ -n "$PG_DATA" ]; then
+    as_pg "$PG_CTL" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
+    log "PostgreSQL stopped"
+  fi
+  [ -n "$SERVICES_TMP" ] && rm -rf "$SERVICES_TMP"
+}
