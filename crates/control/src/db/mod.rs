@@ -47,7 +47,7 @@ pub enum DbSetupError {
     Directory(#[from] std::io::Error),
     #[error("cannot open the database pool: {0}")]
     Pool(#[from] diesel::r2d2::PoolError),
-    #[error("migrations failed: {0}")]
+    #[error("database setup failed: {0}")]
     Migrations(String),
 }
 
@@ -93,9 +93,9 @@ impl ManageConnection for DbManager {
                 let mut conn = SqliteConnection::establish(&path)
                     .map_err(diesel::r2d2::Error::ConnectionError)?;
                 // Set on every connection: these pragmas are per connection.
+                // (WAL mode is a property of the file, set once in `connect`.)
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};
-                     PRAGMA journal_mode = WAL;
                      PRAGMA synchronous = NORMAL;
                      PRAGMA foreign_keys = ON;"
                 ))
@@ -122,6 +122,14 @@ pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetu
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
+        // Switch the file to WAL once, before the pool opens connections
+        // concurrently (changing the journal mode needs an exclusive lock).
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy())
+            .map_err(|e| DbSetupError::Migrations(format!("cannot open {}: {e}", path.display())))?;
+        conn.batch_execute(&format!(
+            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
+        ))
+        .map_err(|e| DbSetupError::Migrations(format!("cannot enable WAL: {e}")))?;
     }
     let pool = Pool::builder()
         .max_size(max_size.max(1))
