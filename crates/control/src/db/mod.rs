@@ -124,8 +124,9 @@ pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetu
         }
         // Switch the file to WAL once, before the pool opens connections
         // concurrently (changing the journal mode needs an exclusive lock).
-        let mut conn = SqliteConnection::establish(&path.to_string_lossy())
-            .map_err(|e| DbSetupError::Migrations(format!("cannot open {}: {e}", path.display())))?;
+        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| {
+            DbSetupError::Migrations(format!("cannot open {}: {e}", path.display()))
+        })?;
         conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
         ))

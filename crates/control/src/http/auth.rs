@@ -4,10 +4,11 @@ use actix_web::{web, HttpResponse};
 use tandem_protocol::http::{AuthResponse, LoginRequest, Org, SessionContext, SignupRequest};
 
 use super::extract::{user_dto, AuthUser};
+use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::state::State;
 use crate::store::accounts::{self, NewIdentity};
-use crate::store::workspaces;
+use crate::store::{workspaces, UserRow};
 use crate::{crypto, validate};
 
 pub async fn signup(
@@ -29,12 +30,7 @@ pub async fn signup(
                 external_sub: None,
             };
             let user = accounts::first_sign_in(c, &who)?;
-            let (session_token, expires_at) = accounts::create_session(c, &user.id, ttl)?;
-            Ok(AuthResponse {
-                user: user_dto(&user),
-                session_token,
-                expires_at,
-            })
+            start_session(c, &user, ttl)
         })
         .await?;
     Ok(HttpResponse::Created().json(response))
@@ -59,15 +55,24 @@ pub async fn login(
             let user = user
                 .filter(|u| password_ok && u.password_hash.is_some())
                 .ok_or_else(|| ApiError::Unauthorized("email or password is wrong".into()))?;
-            let (session_token, expires_at) = accounts::create_session(c, &user.id, ttl)?;
-            Ok(AuthResponse {
-                user: user_dto(&user),
-                session_token,
-                expires_at,
-            })
+            start_session(c, &user, ttl)
         })
         .await?;
     Ok(web::Json(response))
+}
+
+/// Opens a session for a user who just proved who they are.
+fn start_session(
+    c: &mut DbConnection,
+    user: &UserRow,
+    ttl_ms: i64,
+) -> Result<AuthResponse, ApiError> {
+    let (session_token, expires_at) = accounts::create_session(c, &user.id, ttl_ms)?;
+    Ok(AuthResponse {
+        user: user_dto(user),
+        session_token,
+        expires_at,
+    })
 }
 
 pub async fn logout(state: State, user: AuthUser) -> Result<HttpResponse, ApiError> {
