@@ -56,6 +56,7 @@ impl Application {
             dummy_password_hash: crypto::dummy_password_hash(iterations),
             jwt,
             config,
+            access_events: tokio::sync::Notify::new(),
         });
         let server = serve(listener, state.clone())?;
         tracing::info!(

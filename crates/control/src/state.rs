@@ -20,11 +20,24 @@ pub struct AppState {
     /// Checked against when a login names an unknown email, so that the
     /// answer takes as long as for a wrong password.
     pub dummy_password_hash: String,
+    /// Wakes long-polls of `/collaboration/events` in this process at once
+    /// (other replicas' changes are found by polling the table).
+    pub access_events: tokio::sync::Notify,
 }
 
 pub type State = web::Data<Arc<AppState>>;
 
 impl AppState {
+    /// Tells waiting event polls that an access change was committed.
+    pub fn access_changed(&self) {
+        self.access_events.notify_waiters();
+    }
+
+    /// The shared secret relays present.
+    pub fn relay_secret(&self) -> &str {
+        self.config.relay_secret.as_deref().unwrap_or_default()
+    }
+
     /// Runs blocking diesel work on the blocking thread pool, off the async
     /// workers, with a pooled connection.
     pub async fn db<T, F>(&self, f: F) -> Result<T, ApiError>

@@ -77,12 +77,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    collab_tokens (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        room_id -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    access_events (seq) {
+        seq -> BigInt,
+        room_id -> Nullable<Text>,
+        user_id -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(collab_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(projects -> workspaces (workspace_id));
 diesel::joinable!(resources -> projects (project_id));
 diesel::joinable!(members -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    orgs, users, sessions, workspaces, projects, resources, members
+    orgs,
+    users,
+    sessions,
+    workspaces,
+    projects,
+    resources,
+    members,
+    collab_tokens,
+    access_events
 );

@@ -121,3 +121,28 @@ fn jwt_error(e: JwtError) -> ApiError {
     tracing::info!(reason = %e, "identity-provider token refused");
     ApiError::Unauthorized(e.to_string())
 }
+
+/// A caller that presented the relay's shared secret.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayAuth;
+
+impl FromRequest for RelayAuth {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<RelayAuth, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let ok = match (req.app_data::<State>(), bearer(req)) {
+            (Some(state), Some(token)) => {
+                crate::crypto::secrets_equal(&token, state.relay_secret())
+            }
+            _ => false,
+        };
+        std::future::ready(if ok {
+            Ok(RelayAuth)
+        } else {
+            Err(ApiError::Unauthorized(
+                "relay secret missing or wrong".into(),
+            ))
+        })
+    }
+}

@@ -84,10 +84,10 @@ pub async fn add(
                 .transpose()?
                 .flatten()
                 .ok_or_else(|| ApiError::validation("userId does not name a user"))?;
-            members::insert(c, t.scope_kind, &t.scope_id, &invitee.id, role)?;
-            members::get(c, &t.scope_id, &invitee.id)?.ok_or(ApiError::NotFound("member"))
+            members::add(c, t.scope_kind, &t.scope_id, &invitee.id, role)
         })
         .await?;
+    state.access_changed();
     Ok(HttpResponse::Created().json(member))
 }
 
@@ -106,6 +106,7 @@ pub async fn update(
             members::set_role(c, &t.scope_id, &member_id, role)
         })
         .await?;
+    state.access_changed();
     Ok(web::Json(member))
 }
 
@@ -127,5 +128,6 @@ pub async fn remove(
             members::remove(c, &t.scope_id, &member_id)
         })
         .await?;
+    state.access_changed();
     Ok(HttpResponse::NoContent().finish())
 }

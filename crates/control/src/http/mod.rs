@@ -3,6 +3,7 @@
 //! fits on one screen.
 
 pub mod auth;
+pub mod collab;
 pub mod extract;
 pub mod health;
 pub mod load;
@@ -65,6 +66,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/auth/logout").route(post().to(auth::logout)))
         .service(at("/auth/session").route(get().to(auth::session)))
         .service(at("/workspaces").route(get().to(workspaces::list)))
+        .service(at("/collaboration/token").route(post().to(collab::token)))
+        .service(at("/collaboration/verify").route(post().to(collab::verify)))
+        .service(
+            at("/collaboration/check-access")
+                .route(get().to(collab::check_access))
+                .route(post().to(collab::check_access_batch)),
+        )
+        .service(at("/collaboration/events").route(get().to(collab::events)))
         .service(
             at("/workspaces/{id}/projects")
                 .route(get().to(workspaces::list_projects))

@@ -82,6 +82,7 @@ pub async fn delete(
             projects::delete(c, &row.id)
         })
         .await?;
+    state.access_changed();
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -64,8 +64,9 @@ pub async fn delete(
         .db(move |c| {
             let (row, chain) = load::resource(c, &id, kind)?;
             authorize(c, &user.actor(), Action::Delete, kind.authz_kind(), &chain)?;
-            resources::delete(c, &row.id)
+            resources::delete(c, &row)
         })
         .await?;
+    state.access_changed();
     Ok(HttpResponse::NoContent().finish())
 }

@@ -3,9 +3,9 @@
 use diesel::prelude::*;
 use tandem_protocol::http::{Member, Role};
 
-use super::now_ms;
+use super::{events, now_ms};
 use crate::db::schema::{members, users};
-use crate::db::DbConnection;
+use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 
 /// Adds a grant; a second grant for the same user and scope is a conflict.
@@ -74,27 +74,52 @@ pub fn get(
         .find(|m| m.user_id == user_id))
 }
 
-/// Changes a member's role; `NotFound` when they are not a member.
+/// Grants `role` to a user (a new member), recording an access change.
+pub fn add(
+    conn: &mut DbConnection,
+    scope_kind: &str,
+    scope_id: &str,
+    user_id: &str,
+    role: Role,
+) -> Result<Member, ApiError> {
+    write_tx(conn, |c| {
+        insert(c, scope_kind, scope_id, user_id, role)?;
+        events::record(c, None, Some(user_id))?;
+        Ok::<_, ApiError>(())
+    })?;
+    get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
+}
+
+/// Changes a member's role; `NotFound` when they are not a member. A
+/// downgrade may revoke access (editor → viewer is read-only), so it is
+/// recorded as an access change.
 pub fn set_role(
     conn: &mut DbConnection,
     scope_id: &str,
     user_id: &str,
     role: Role,
 ) -> Result<Member, ApiError> {
-    let n = diesel::update(members::table.find((scope_id, user_id)))
-        .set(members::role.eq(role.as_str()))
-        .execute(conn)?;
-    if n == 0 {
-        return Err(ApiError::NotFound("member"));
-    }
+    write_tx(conn, |c| {
+        let n = diesel::update(members::table.find((scope_id, user_id)))
+            .set(members::role.eq(role.as_str()))
+            .execute(c)?;
+        if n == 0 {
+            return Err(ApiError::NotFound("member"));
+        }
+        events::record(c, None, Some(user_id))?;
+        Ok(())
+    })?;
     get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
 }
 
 /// Removes a member; `NotFound` when they were not one.
 pub fn remove(conn: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<(), ApiError> {
-    let n = diesel::delete(members::table.find((scope_id, user_id))).execute(conn)?;
-    if n == 0 {
-        return Err(ApiError::NotFound("member"));
-    }
-    Ok(())
+    write_tx(conn, |c| {
+        let n = diesel::delete(members::table.find((scope_id, user_id))).execute(c)?;
+        if n == 0 {
+            return Err(ApiError::NotFound("member"));
+        }
+        events::record(c, None, Some(user_id))?;
+        Ok(())
+    })
 }

@@ -3,6 +3,8 @@
 //! but by `authz::can` over the [`Facts`] that [`facts`] loads.
 
 pub mod accounts;
+pub mod collab;
+pub mod events;
 pub mod facts;
 pub mod members;
 pub mod projects;

@@ -105,13 +105,17 @@ pub fn rename(conn: &mut DbConnection, id: &str, name: &str) -> Result<ProjectRo
 /// Deletes a project, its documents, diagrams and tasks, and every grant on them.
 pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
     write_tx(conn, |c| {
-        let children = resources::table
+        let children: Vec<(String, String)> = resources::table
             .filter(resources::project_id.eq(id))
-            .select(resources::id);
-        diesel::delete(members::table.filter(members::scope_id.eq_any(children))).execute(c)?;
+            .select((resources::kind, resources::id))
+            .load(c)?;
+        for (kind, rid) in &children {
+            diesel::delete(members::table.filter(members::scope_id.eq(rid))).execute(c)?;
+            super::events::record(c, Some(&format!("{kind}-{rid}")), None)?;
+        }
         diesel::delete(members::table.filter(members::scope_id.eq(id))).execute(c)?;
         diesel::delete(resources::table.filter(resources::project_id.eq(id))).execute(c)?;
         diesel::delete(projects::table.find(id)).execute(c)?;
-        Ok(())
+        Ok::<_, ApiError>(())
     })
 }

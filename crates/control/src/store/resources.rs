@@ -124,10 +124,12 @@ pub fn retitle(conn: &mut DbConnection, id: &str, title: &str) -> Result<Resourc
         .ok_or(ApiError::NotFound("resource"))
 }
 
-pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+/// Deletes a resource and the grants on it; everyone in its room is re-checked.
+pub fn delete(conn: &mut DbConnection, row: &ResourceRow) -> Result<(), ApiError> {
     write_tx(conn, |c| {
-        diesel::delete(members::table.filter(members::scope_id.eq(id))).execute(c)?;
-        diesel::delete(resources::table.find(id)).execute(c)?;
+        diesel::delete(members::table.filter(members::scope_id.eq(&row.id))).execute(c)?;
+        diesel::delete(resources::table.find(&row.id)).execute(c)?;
+        super::events::record(c, Some(&format!("{}-{}", row.kind, row.id)), None)?;
         Ok(())
     })
 }

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod bad_input;
+mod collab;
 mod jwt;
 mod lists;
 mod members;

@@ -1,0 +1,2 @@
+DROP TABLE access_events;
+DROP TABLE collab_tokens;

@@ -1,0 +1,193 @@
+//! `/collaboration/*`: one-time tokens for the relay, their verification,
+//! access checks and the access-change feed the relay long-polls.
+
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest};
+use serde::Deserialize;
+use tandem_protocol::collab::{
+    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, CheckAccessResponse,
+    TokenRequest, TokenResponse, UserAccess, VerifyRequest, VerifyResponse, COLLAB_TOKEN_TTL_SECS,
+    MAX_BATCH_USERS,
+};
+use tandem_protocol::RoomId;
+
+use super::authorize;
+use super::extract::{bearer, AuthUser, RelayAuth};
+use crate::authz::Action;
+use crate::error::ApiError;
+use crate::state::State;
+use crate::store::{collab, events, facts};
+
+fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
+    RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
+}
+
+/// `POST /collaboration/token`: needs `Connect` on the resource.
+pub async fn token(
+    state: State,
+    user: AuthUser,
+    body: web::Json<TokenRequest>,
+) -> Result<web::Json<TokenResponse>, ApiError> {
+    let TokenRequest {
+        resource_type,
+        resource_id,
+    } = body.into_inner();
+    let room = RoomId::new(resource_type, resource_id);
+    let noun = "resource";
+    let response = state
+        .db(move |c| {
+            let (_, chain) = crate::validate::id(&room.resource_id)
+                .ok()
+                .map(|id| facts::resource(c, id))
+                .transpose()?
+                .flatten()
+                .filter(|(r, _)| r.kind == room.resource_type.as_str())
+                .ok_or(ApiError::NotFound(noun))?;
+            authorize(
+                c,
+                &user.actor(),
+                Action::Connect,
+                collab::kind_of(&room),
+                &chain,
+            )?;
+            let (token, expires_at) =
+                collab::issue(c, user.id(), &room, COLLAB_TOKEN_TTL_SECS * 1000)?;
+            Ok(TokenResponse {
+                token,
+                room_id: room.to_string(),
+                expires_at,
+            })
+        })
+        .await?;
+    Ok(web::Json(response))
+}
+
+/// `POST /collaboration/verify`: consumes the token (once, atomically).
+pub async fn verify(
+    state: State,
+    req: HttpRequest,
+    body: web::Json<VerifyRequest>,
+) -> Result<web::Json<VerifyResponse>, ApiError> {
+    let room = parse_room(&body.room_id)?;
+    let token =
+        bearer(&req).ok_or_else(|| ApiError::Unauthorized("missing collaboration token".into()))?;
+    let room_name = room.to_string();
+    let outcome = state.db(move |c| collab::consume(c, &token, &room)).await?;
+    match outcome {
+        Ok((user, role)) => {
+            tracing::info!(room = %room_name, user_id = %user.id, role = role.as_str(), "collaboration token verified");
+            Ok(web::Json(VerifyResponse {
+                user_id: user.id,
+                user_name: user.display_name,
+                role,
+            }))
+        }
+        Err(refusal) => {
+            tracing::info!(room = %room_name, ?refusal, "collaboration token refused");
+            Err(ApiError::Forbidden)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckAccessQuery {
+    room_id: Option<String>,
+    user_id: Option<String>,
+}
+
+/// `GET /collaboration/check-access?roomId&userId` (relay secret).
+pub async fn check_access(
+    state: State,
+    _relay: RelayAuth,
+    query: web::Query<CheckAccessQuery>,
+) -> Result<web::Json<CheckAccessResponse>, ApiError> {
+    let CheckAccessQuery { room_id, user_id } = query.into_inner();
+    let (Some(room_id), Some(user_id)) = (room_id, user_id) else {
+        return Err(ApiError::BadRequest(
+            "roomId and userId are required".into(),
+        ));
+    };
+    let room = parse_room(&room_id)?;
+    let mut access = state
+        .db(move |c| collab::access_of(c, &room, &[user_id]))
+        .await?;
+    let role = access.pop().and_then(|(_, role)| role);
+    Ok(web::Json(CheckAccessResponse {
+        has_access: role.is_some(),
+        role,
+    }))
+}
+
+/// `POST /collaboration/check-access` (relay secret): every user of a room at once.
+pub async fn check_access_batch(
+    state: State,
+    _relay: RelayAuth,
+    body: web::Json<CheckAccessBatchRequest>,
+) -> Result<web::Json<CheckAccessBatchResponse>, ApiError> {
+    let CheckAccessBatchRequest { room_id, user_ids } = body.into_inner();
+    let room = parse_room(&room_id)?;
+    if user_ids.len() > MAX_BATCH_USERS {
+        return Err(ApiError::validation(format!(
+            "at most {MAX_BATCH_USERS} userIds per call"
+        )));
+    }
+    let access = state
+        .db(move |c| collab::access_of(c, &room, &user_ids))
+        .await?;
+    Ok(web::Json(CheckAccessBatchResponse {
+        results: access
+            .into_iter()
+            .map(|(user_id, role)| UserAccess {
+                user_id,
+                has_access: role.is_some(),
+                role,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventsQuery {
+    after: Option<i64>,
+    timeout_ms: Option<u64>,
+}
+
+/// Longest a poll waits for an event.
+const MAX_POLL: Duration = Duration::from_secs(30);
+/// How often a waiting poll looks at the table (changes made by other replicas).
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `GET /collaboration/events?after=N&timeoutMs=T` (relay secret): events
+/// after `N`, waiting up to `T` ms (default 20 s) for one. Without `after`,
+/// answers at once with no events and the current cursor.
+pub async fn events(
+    state: State,
+    _relay: RelayAuth,
+    query: web::Query<EventsQuery>,
+) -> Result<web::Json<AccessEvents>, ApiError> {
+    let Some(after) = query.after else {
+        let last = state.db(|c| Ok(events::last_seq(c)?)).await?;
+        return Ok(web::Json(AccessEvents {
+            events: vec![],
+            last,
+        }));
+    };
+    let wait = Duration::from_millis(query.timeout_ms.unwrap_or(20_000)).min(MAX_POLL);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let notified = state.access_events.notified();
+        let found = state.db(move |c| Ok(events::after(c, after)?)).await?;
+        if !found.is_empty() || tokio::time::Instant::now() >= deadline {
+            let last = found.last().map(|e| e.seq).unwrap_or(after);
+            return Ok(web::Json(AccessEvents {
+                events: found,
+                last,
+            }));
+        }
+        let nap = POLL_INTERVAL.min(deadline - tokio::time::Instant::now());
+        let _ = tokio::time::timeout(nap, notified).await;
+    }
+}

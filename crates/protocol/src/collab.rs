@@ -1,0 +1,135 @@
+//! The collaboration handshake between app, control and relay, and what the
+//! relay says on the socket besides the y-websocket protocol.
+
+use serde::{Deserialize, Serialize};
+
+use crate::http::Role;
+use crate::room::ResourceType;
+
+/// How long a collaboration token lives, in seconds.
+pub const COLLAB_TOKEN_TTL_SECS: i64 = 5 * 60;
+
+/// `POST /collaboration/token` (signed-in user).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TokenRequest {
+    pub resource_type: ResourceType,
+    pub resource_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// One-time token for the relay (`?token=`).
+    pub token: String,
+    /// `"{resourceType}-{resourceId}"`.
+    pub room_id: String,
+    pub expires_at: i64,
+}
+
+/// `POST /collaboration/verify` (relay; `Authorization: Bearer <token>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyRequest {
+    pub room_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    pub user_id: String,
+    pub user_name: String,
+    /// `viewer` connections are read-only.
+    pub role: Role,
+}
+
+/// `GET /collaboration/check-access?roomId&userId` (relay secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckAccessResponse {
+    pub has_access: bool,
+    /// The user's role when they have access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+/// Most users one batched check may name.
+pub const MAX_BATCH_USERS: usize = 1000;
+
+/// `POST /collaboration/check-access` (relay secret): all users of a room at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CheckAccessBatchRequest {
+    pub room_id: String,
+    pub user_ids: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserAccess {
+    pub user_id: String,
+    pub has_access: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckAccessBatchResponse {
+    pub results: Vec<UserAccess>,
+}
+
+/// One access change: re-check `userId` everywhere, or everyone in `roomId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessEvent {
+    pub seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+}
+
+/// `GET /collaboration/events?after=N&timeoutMs=T` (relay secret, long poll).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessEvents {
+    pub events: Vec<AccessEvent>,
+    /// The cursor for the next call (`after=last`).
+    pub last: i64,
+}
+
+/// Text frame the relay sends before closing a revoked connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerNotice {
+    PermissionRevoked { reason: String },
+}
+
+/// WebSocket close codes the relay uses, and their reason strings.
+pub mod close {
+    /// Normal closure (the client said goodbye).
+    pub const NORMAL: u16 = 1000;
+    /// The relay is shutting down; reconnect (to another node).
+    pub const GOING_AWAY: u16 = 1001;
+    /// A message that is not y-websocket (malformed varints, unknown sync step).
+    pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A text frame where only binary frames are expected.
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// Access was revoked (`AUTH_FORBIDDEN`), after a `permission_revoked` notice.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A frame over the size limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The relay failed; reconnect.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// Try again later: the room is full, or the client reads too slowly.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+
+    pub const REASON_AUTH_FORBIDDEN: &str = "AUTH_FORBIDDEN";
+    pub const REASON_SHUTDOWN: &str = "SHUTDOWN";
+    pub const REASON_ROOM_FULL: &str = "ROOM_FULL";
+    pub const REASON_SLOW_CONSUMER: &str = "SLOW_CONSUMER";
+    pub const REASON_MESSAGE_TOO_BIG: &str = "MESSAGE_TOO_BIG";
+    pub const REASON_BAD_MESSAGE: &str = "BAD_MESSAGE";
+    pub const REASON_BINARY_ONLY: &str = "BINARY_ONLY";
+}
