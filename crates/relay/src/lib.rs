@@ -1,8 +1,22 @@
 //! Tandem relay: hosts live Yjs rooms over the y-websocket protocol.
 //!
-//! Skeleton: the room, transport and control-client modules arrive with the
-//! live-collaboration work (issue 3). It depends only on `tandem-protocol`,
-//! never on control.
+//! - [`room`]: the sans-IO room (yrs doc + awareness + sync rules). No sockets.
+//! - [`hub`]: room actors and the registry (exactly one live copy per room id).
+//! - [`transport`]: TCP accept, the HTTP handshake (verify before upgrade),
+//!   WebSocket connections.
+//! - [`control_client`]: the relay's only way out: control's HTTP API.
+//! - [`recheck`]: periodic and event-driven permission re-checks, kicks.
+//! - [`config`], [`server`]: configuration and `Application::build`.
+//!
+//! The relay never depends on control; they share only `tandem-protocol`.
 
-/// Default address the relay listens on.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:1999";
+pub mod config;
+pub mod control_client;
+pub mod hub;
+pub mod recheck;
+pub mod room;
+pub mod server;
+pub mod transport;
+
+pub use config::RelayConfig;
+pub use server::Application;

@@ -1,0 +1,103 @@
+//! Relay configuration: flags, each with a `TANDEM_*` environment twin.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "tandem-relay", about = "Tandem relay: live Yjs rooms", version)]
+pub struct RelayConfig {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(
+        long = "relay-listen",
+        env = "TANDEM_RELAY_LISTEN",
+        default_value = "127.0.0.1:1999"
+    )]
+    pub listen: SocketAddr,
+
+    /// Base URL of control.
+    #[arg(
+        long,
+        env = "TANDEM_CONTROL_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub control_url: String,
+
+    /// Shared secret for control's relay endpoints.
+    #[arg(
+        long = "relay-secret",
+        env = "TANDEM_RELAY_SECRET",
+        hide_env_values = true
+    )]
+    pub relay_secret: Option<String>,
+
+    /// Seconds between permission re-checks of every connection.
+    #[arg(long, env = "TANDEM_RECHECK_SECS", default_value_t = 30)]
+    pub recheck_secs: u64,
+
+    /// Largest WebSocket message accepted, in bytes.
+    #[arg(long, env = "TANDEM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Most connections one room holds.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_ROOM", default_value_t = 1000)]
+    pub max_connections_per_room: usize,
+
+    /// Most connections the relay holds in all.
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS", default_value_t = 50_000)]
+    pub max_connections: usize,
+
+    /// Messages queued for one client before it is dropped as too slow.
+    #[arg(long, env = "TANDEM_SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
+
+    /// Milliseconds of silence after which a keepalive is sent to a client.
+    #[arg(long, env = "TANDEM_KEEPALIVE_MS", default_value_t = 10_000)]
+    pub keepalive_ms: u64,
+
+    /// Milliseconds after which an awareness state that was not renewed is removed.
+    #[arg(long, env = "TANDEM_AWARENESS_TIMEOUT_MS", default_value_t = 30_000)]
+    pub awareness_timeout_ms: u64,
+
+    /// Milliseconds an empty room stays in memory before it is dropped.
+    #[arg(long, env = "TANDEM_ROOM_IDLE_MS", default_value_t = 30_000)]
+    pub room_idle_ms: u64,
+
+    /// Seconds graceful shutdown waits for connections to close.
+    #[arg(long, env = "TANDEM_SHUTDOWN_SECS", default_value_t = 10)]
+    pub shutdown_secs: u64,
+
+    /// Log format: `text` or `json`.
+    #[arg(
+        long = "relay-log-format",
+        env = "TANDEM_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: String,
+}
+
+impl RelayConfig {
+    /// Port 0, the given control and secret, short intervals.
+    pub fn for_tests(control_url: impl Into<String>, secret: impl Into<String>) -> RelayConfig {
+        RelayConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            control_url: control_url.into(),
+            relay_secret: Some(secret.into()),
+            recheck_secs: 30,
+            max_message_bytes: 1024 * 1024,
+            max_connections_per_room: 100,
+            max_connections: 1000,
+            send_queue: 256,
+            keepalive_ms: 10_000,
+            awareness_timeout_ms: 30_000,
+            room_idle_ms: 1_000,
+            shutdown_secs: 5,
+            log_format: "text".into(),
+        }
+    }
+
+    pub fn recheck_interval(&self) -> Duration {
+        Duration::from_secs(self.recheck_secs.max(1))
+    }
+}

@@ -1,0 +1,124 @@
+//! The relay's client for control's relay-facing endpoints. Every call has a
+//! timeout; a failure is reported as [`ControlError::Unavailable`] so callers
+//! can fail open (re-checks) or answer 503 (connects).
+
+use std::time::Duration;
+
+use tandem_protocol::collab::{
+    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyRequest,
+    VerifyResponse, MAX_BATCH_USERS,
+};
+use tandem_protocol::RoomId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Control answered 401/403: the token or the secret is refused.
+    #[error("refused by control ({0})")]
+    Refused(u16),
+    /// Control answered 400.
+    #[error("control says the request is malformed")]
+    BadRequest,
+    /// Control is down, slow, or answered something unexpected.
+    #[error("control unavailable: {0}")]
+    Unavailable(String),
+}
+
+#[derive(Clone)]
+pub struct ControlClient {
+    base: String,
+    secret: String,
+    http: reqwest::Client,
+}
+
+impl ControlClient {
+    pub fn new(base: &str, secret: &str) -> anyhow::Result<ControlClient> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .build()?;
+        Ok(ControlClient {
+            base: base.trim_end_matches('/').to_string(),
+            secret: secret.to_string(),
+            http,
+        })
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ControlError> {
+        let res = req
+            .send()
+            .await
+            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        match res.status().as_u16() {
+            200..=299 => res
+                .json()
+                .await
+                .map_err(|e| ControlError::Unavailable(e.to_string())),
+            400 | 422 => Err(ControlError::BadRequest),
+            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
+            s => Err(ControlError::Unavailable(format!("status {s}"))),
+        }
+    }
+
+    /// Consumes a one-time collaboration token for `room`.
+    pub async fn verify(&self, token: &str, room: &RoomId) -> Result<VerifyResponse, ControlError> {
+        let req = self
+            .http
+            .post(format!("{}/collaboration/verify", self.base))
+            .bearer_auth(token)
+            .json(&VerifyRequest {
+                room_id: room.to_string(),
+            });
+        self.send(req).await
+    }
+
+    /// Access of many users to one room (in batches of at most `MAX_BATCH_USERS`).
+    pub async fn check_access(
+        &self,
+        room: &RoomId,
+        user_ids: &[String],
+    ) -> Result<Vec<UserAccess>, ControlError> {
+        let mut out = Vec::with_capacity(user_ids.len());
+        for chunk in user_ids.chunks(MAX_BATCH_USERS) {
+            let req = self
+                .http
+                .post(format!("{}/collaboration/check-access", self.base))
+                .bearer_auth(&self.secret)
+                .json(&CheckAccessBatchRequest {
+                    room_id: room.to_string(),
+                    user_ids: chunk.to_vec(),
+                });
+            let res: CheckAccessBatchResponse = self.send(req).await?;
+            out.extend(res.results);
+        }
+        Ok(out)
+    }
+
+    /// Access changes after `after` (long poll up to `wait`); `None` asks for
+    /// the current cursor only.
+    pub async fn events(
+        &self,
+        after: Option<i64>,
+        wait: Duration,
+    ) -> Result<AccessEvents, ControlError> {
+        let mut url = format!("{}/collaboration/events", self.base);
+        if let Some(after) = after {
+            url.push_str(&format!("?after={after}&timeoutMs={}", wait.as_millis()));
+        }
+        let req = self
+            .http
+            .get(url)
+            .timeout(wait + Duration::from_secs(10))
+            .bearer_auth(&self.secret);
+        self.send(req).await
+    }
+
+    /// Whether control answers `/readyz`.
+    pub async fn ready(&self) -> bool {
+        let res = self.http.get(format!("{}/readyz", self.base)).send().await;
+        res.is_ok_and(|r| r.status().is_success())
+    }
+}

@@ -1,0 +1,298 @@
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use yrs::{GetString, Text};
+
+use super::*;
+
+/// A client's side of the protocol, with its own doc.
+struct Peer {
+    doc: Doc,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        Peer { doc: Doc::new() }
+    }
+
+    fn step1(&self) -> Vec<u8> {
+        let sv = self.doc.transact().state_vector();
+        Message::Sync(SyncMessage::SyncStep1(sv)).encode_v1()
+    }
+
+    /// Inserts text and returns the update message the client would send.
+    fn type_text(&self, s: &str) -> Vec<u8> {
+        let text = self.doc.get_or_insert_text("t");
+        let mut txn = self.doc.transact_mut();
+        let before = txn.state_vector();
+        let len = text.len(&txn);
+        text.insert(&mut txn, len, s);
+        let update = txn.encode_state_as_update_v1(&before);
+        Message::Sync(SyncMessage::Update(update)).encode_v1()
+    }
+
+    /// Applies every sync message in a frame the room sent.
+    fn receive(&self, frame: &[u8]) {
+        let mut decoder = DecoderV1::new(Cursor::new(frame));
+        for msg in MessageReader::new(&mut decoder) {
+            if let Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) = msg.unwrap()
+            {
+                self.doc
+                    .transact_mut()
+                    .apply_update(Update::decode_v1(&u).unwrap())
+                    .unwrap();
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        let text = self.doc.get_or_insert_text("t");
+        text.get_string(&self.doc.transact())
+    }
+}
+
+/// Delivers outgoing messages to the peers by connection id.
+fn deliver(out: &[Outgoing], peers: &[(ConnId, &Peer)]) {
+    for o in out {
+        for (id, peer) in peers {
+            match o {
+                Outgoing::To(to, msg) if to == id => peer.receive(msg),
+                Outgoing::Broadcast { except, msg } if *except != Some(*id) => peer.receive(msg),
+                _ => {}
+            }
+        }
+    }
+}
+
+fn room_text(room: &Room) -> String {
+    let text = room.doc().get_or_insert_text("t");
+    text.get_string(&room.doc().transact())
+}
+
+#[test]
+fn join_sends_sync_step1_and_step1_is_answered_with_step2() {
+    let mut room = Room::new();
+    let out = room.join(1, true);
+    assert_eq!(out.len(), 1);
+    let Outgoing::To(1, msg) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(msg[0..2], [0, 0], "sync / step1");
+
+    room.apply(&{
+        let p = Peer::new();
+        let m = p.type_text("hello");
+        let mut d = DecoderV1::new(Cursor::new(&m));
+        let Some(Ok(Message::Sync(SyncMessage::Update(u)))) = MessageReader::new(&mut d).next()
+        else {
+            panic!()
+        };
+        u
+    })
+    .unwrap();
+    let late = Peer::new();
+    let out = room.receive(1, &late.step1()).unwrap();
+    assert!(
+        matches!(&out[..], [Outgoing::To(1, m)] if m[0..2] == [0, 1]),
+        "answered with step2"
+    );
+    deliver(&out, &[(1, &late)]);
+    assert_eq!(late.text(), "hello");
+}
+
+#[test]
+fn two_writers_converge() {
+    let mut room = Room::new();
+    let (a, b) = (Peer::new(), Peer::new());
+    room.join(1, true);
+    room.join(2, true);
+    let out = room.receive(1, &a.type_text("abc")).unwrap();
+    assert_eq!(out.len(), 1);
+    deliver(&out, &[(1, &a), (2, &b)]);
+    let out = room.receive(2, &b.type_text("XYZ")).unwrap();
+    deliver(&out, &[(1, &a), (2, &b)]);
+    assert_eq!(a.text(), b.text());
+    assert_eq!(room_text(&room), a.text());
+    assert_eq!(room.stats().updates_applied, 2);
+}
+
+#[test]
+fn readonly_updates_are_dropped_but_step1_is_answered() {
+    let mut room = Room::new();
+    let (writer, viewer) = (Peer::new(), Peer::new());
+    room.join(1, true);
+    room.join(2, false);
+    let out = room.receive(2, &viewer.type_text("sneaky")).unwrap();
+    assert!(out.is_empty(), "nothing broadcast: {out:?}");
+    assert_eq!(room_text(&room), "");
+    assert_eq!(room.stats().updates_dropped_readonly, 1);
+    // A SyncStep2 from a viewer is an update too.
+    let step2 = Message::Sync(SyncMessage::SyncStep2(
+        viewer
+            .doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default()),
+    ))
+    .encode_v1();
+    assert!(room.receive(2, &step2).unwrap().is_empty());
+    assert_eq!(room_text(&room), "");
+    // The viewer still syncs what writers wrote.
+    deliver(
+        &room.receive(1, &writer.type_text("real")).unwrap(),
+        &[(1, &writer)],
+    );
+    let fresh_viewer = Peer::new();
+    deliver(
+        &room.receive(2, &fresh_viewer.step1()).unwrap(),
+        &[(2, &fresh_viewer)],
+    );
+    assert_eq!(fresh_viewer.text(), "real");
+    // Promoted: now its edits apply.
+    room.set_writable(2, true);
+    room.receive(2, &fresh_viewer.type_text("!")).unwrap();
+    assert_eq!(room_text(&room), "real!");
+}
+
+fn awareness_frame(client: u64, clock: u32, json: &str) -> Vec<u8> {
+    let mut clients = HashMap::new();
+    clients.insert(
+        ClientID::new(client),
+        AwarenessUpdateEntry {
+            clock,
+            json: Arc::from(json),
+        },
+    );
+    Message::Awareness(AwarenessUpdate { clients }).encode_v1()
+}
+
+fn awareness_of(frame: &[u8]) -> Vec<(u64, String)> {
+    let mut d = DecoderV1::new(Cursor::new(frame));
+    let mut v = Vec::new();
+    for m in MessageReader::new(&mut d) {
+        if let Message::Awareness(u) = m.unwrap() {
+            for (id, e) in u.clients {
+                v.push((id.get(), e.json.to_string()));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn awareness_is_relayed_replayed_and_removed_on_leave() {
+    let mut room = Room::new();
+    room.join(1, true);
+    room.join(2, false); // viewers share presence too
+    let out = room
+        .receive(1, &awareness_frame(77, 1, r#"{"user":"a"}"#))
+        .unwrap();
+    let [Outgoing::Broadcast {
+        except: Some(1),
+        msg,
+    }] = &out[..]
+    else {
+        panic!("{out:?}")
+    };
+    assert_eq!(awareness_of(msg), vec![(77, r#"{"user":"a"}"#.to_string())]);
+    // A newcomer gets the current states on join.
+    let out = room.join(3, true);
+    let states: Vec<_> = out
+        .iter()
+        .flat_map(|o| match o {
+            Outgoing::To(3, m) => awareness_of(m),
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(states, vec![(77, r#"{"user":"a"}"#.to_string())]);
+    // Leaving removes its state for the others.
+    let out = room.leave(1);
+    let [Outgoing::Broadcast { except: None, msg }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(awareness_of(msg), vec![(77, "null".to_string())]);
+    assert_eq!(room.connection_count(), 2);
+    // Query answers with what is left: nothing of client 77.
+    let out = room
+        .receive(2, &Message::AwarenessQuery.encode_v1())
+        .unwrap();
+    let Outgoing::To(2, msg) = &out[0] else {
+        panic!()
+    };
+    assert!(awareness_of(msg).iter().all(|(_, j)| j == "null"));
+}
+
+#[test]
+fn stale_awareness_is_swept_with_an_injected_clock() {
+    let now = Arc::new(AtomicU64::new(1_000));
+    let clock = now.clone();
+    let mut room = Room::with_clock(move || clock.load(Ordering::SeqCst));
+    room.join(1, true);
+    room.join(2, true);
+    room.receive(1, &awareness_frame(5, 1, r#"{"n":1}"#))
+        .unwrap();
+    now.store(20_000, Ordering::SeqCst);
+    room.receive(2, &awareness_frame(6, 1, r#"{"n":2}"#))
+        .unwrap();
+    assert!(
+        room.sweep_awareness(20_000, 30_000).is_empty(),
+        "nothing stale yet"
+    );
+    now.store(35_000, Ordering::SeqCst);
+    let out = room.sweep_awareness(35_000, 30_000);
+    let [Outgoing::Broadcast { msg, .. }] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        awareness_of(msg),
+        vec![(5, "null".to_string())],
+        "only client 5 went stale"
+    );
+}
+
+fn varint(mut v: u64, out: &mut Vec<u8>) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// An awareness message built by hand, so any client id can be sent.
+fn raw_awareness(client: u64) -> Vec<u8> {
+    let mut payload = vec![1]; // one entry
+    varint(client, &mut payload);
+    payload.extend([1, 2, b'{', b'}']); // clock 1, json "{}"
+    let mut frame = vec![1];
+    varint(payload.len() as u64, &mut frame);
+    frame.extend(payload);
+    frame
+}
+
+#[test]
+fn malformed_frames_are_refused_and_the_room_survives() {
+    let mut room = Room::new();
+    let a = Peer::new();
+    room.join(1, true);
+    room.receive(1, &a.type_text("keep")).unwrap();
+    let bad: Vec<Vec<u8>> = vec![
+        vec![0, 9],                   // unknown sync step
+        vec![0, 2, 200],              // update length past the end
+        vec![0, 2, 3, 255, 255, 255], // garbage update
+        vec![1, 5, 1, 2],             // truncated awareness
+        vec![
+            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ], // varint overflow
+        raw_awareness(1 << 60),       // client id beyond 53 bits (a debug assertion in yrs)
+    ];
+    for frame in &bad {
+        let _ = room.receive(1, frame);
+    }
+    assert!(room.receive(1, &[0, 9]).is_err());
+    assert_eq!(room_text(&room), "keep");
+    assert_eq!(
+        room.receive(9, &a.step1()),
+        Err(RoomError::UnknownConnection)
+    );
+    // Still fully working.
+    room.receive(1, &a.type_text("!")).unwrap();
+    assert_eq!(room_text(&room), "keep!");
+}

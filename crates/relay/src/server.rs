@@ -1,0 +1,177 @@
+//! `Application::build(config)`: binds the listener, starts the re-check
+//! loops, and serves connections until shutdown. Shutdown (Ctrl-C, SIGTERM,
+//! or [`Application::shutdown_token`]) stops accepting, closes every socket
+//! with 1001 and waits for connections to finish, up to a deadline.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::config::RelayConfig;
+use crate::control_client::ControlClient;
+use crate::hub::{Hub, HubConfig};
+use crate::recheck::{self, RecheckStats};
+
+/// What every connection task shares.
+pub struct Shared {
+    pub config: RelayConfig,
+    pub control: ControlClient,
+    pub hub: Arc<Hub>,
+    /// Caps the number of open connections.
+    pub connections: Arc<Semaphore>,
+    pub recheck: Arc<RecheckStats>,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    shared: Arc<Shared>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Application {
+    pub async fn build(config: RelayConfig) -> anyhow::Result<Application> {
+        let secret = config
+            .relay_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .context("TANDEM_RELAY_SECRET is required")?;
+        let control = ControlClient::new(&config.control_url, &secret)?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let tracker = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let hub = Hub::new(
+            HubConfig {
+                max_connections_per_room: config.max_connections_per_room,
+                send_queue: config.send_queue,
+                room_idle: Duration::from_millis(config.room_idle_ms),
+                awareness_timeout: Duration::from_millis(config.awareness_timeout_ms),
+            },
+            tracker.clone(),
+            stop.clone(),
+        );
+        let shared = Arc::new(Shared {
+            connections: Arc::new(Semaphore::new(config.max_connections)),
+            control,
+            hub,
+            recheck: Arc::new(RecheckStats::default()),
+            config,
+        });
+        tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");
+        Ok(Application {
+            listener,
+            port,
+            shared,
+            tracker,
+            stop,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
+    }
+
+    /// Cancel it to shut the relay down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serves until the token is cancelled or the process gets Ctrl-C/SIGTERM.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            shared,
+            tracker,
+            stop,
+            ..
+        } = self;
+        let signals = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received");
+            signals.cancel();
+        });
+        tracker.spawn(
+            recheck::run_sweep(
+                shared.hub.clone(),
+                shared.control.clone(),
+                shared.recheck.clone(),
+                shared.config.recheck_interval(),
+                stop.clone(),
+            )
+            .instrument(tracing::info_span!("recheck_sweep")),
+        );
+        tracker.spawn(
+            recheck::run_feed(
+                shared.hub.clone(),
+                shared.control.clone(),
+                shared.recheck.clone(),
+                stop.clone(),
+            )
+            .instrument(tracing::info_span!("access_feed")),
+        );
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        tracker.spawn(crate::transport::conn::serve(stream, shared.clone()));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+            }
+        }
+        drop(listener);
+        tracing::info!(
+            rooms = shared.hub.room_count(),
+            "shutting down: closing connections with 1001"
+        );
+        shared.hub.shutdown().await;
+        tracker.close();
+        let deadline = Duration::from_secs(shared.config.shutdown_secs);
+        if tokio::time::timeout(deadline, tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown deadline passed with connections still open");
+        }
+        tracing::info!("relay stopped");
+        Ok(())
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,188 @@
+//! One accepted TCP connection, from request head to WebSocket close.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tandem_protocol::collab::close;
+use tandem_protocol::ErrorCode;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+use tracing::Instrument;
+
+use super::handshake::{self, HttpError, Route};
+use super::prefixed::Prefixed;
+use crate::control_client::ControlError;
+use crate::hub::{JoinError, Kill, Member};
+use crate::room::KEEPALIVE;
+use crate::server::Shared;
+
+/// How long one write to a client may take before it is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Ws = WebSocketStream<Prefixed<TcpStream>>;
+
+/// Serves one TCP connection.
+pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let head = match handshake::read_head(&mut stream).await {
+        Ok(head) => head,
+        Err(e) => return e.write_to(&mut stream).await,
+    };
+    let (room, token) = match handshake::route(&head) {
+        Ok(Route::Health) => {
+            return handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await
+        }
+        Ok(Route::Ready) => {
+            let (status, body) = match shared.control.ready().await {
+                true => (200, r#"{"status":"ready"}"#),
+                false => (
+                    503,
+                    r#"{"error":{"code":"unavailable","message":"control is unreachable"}}"#,
+                ),
+            };
+            return handshake::respond(&mut stream, status, body).await;
+        }
+        Ok(Route::Room(room, token)) => (room, token),
+        Err(e) => return e.write_to(&mut stream).await,
+    };
+    let Some(token) = token else {
+        return HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
+            .write_to(&mut stream)
+            .await;
+    };
+    let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
+        return HttpError::new(
+            503,
+            ErrorCode::Unavailable,
+            "relay is at its connection limit",
+        )
+        .write_to(&mut stream)
+        .await;
+    };
+    let member = match shared.control.verify(&token, &room).await {
+        Ok(v) => Member {
+            user_id: v.user_id,
+            user_name: v.user_name,
+            role: v.role,
+        },
+        Err(ControlError::Refused(_)) => {
+            return HttpError::new(403, ErrorCode::Forbidden, "token refused")
+                .write_to(&mut stream)
+                .await
+        }
+        Err(ControlError::BadRequest) => {
+            return HttpError::new(400, ErrorCode::BadRequest, "bad room id")
+                .write_to(&mut stream)
+                .await
+        }
+        Err(ControlError::Unavailable(why)) => {
+            tracing::warn!(room = %room, error = %why, "control unreachable during connect");
+            return HttpError::new(503, ErrorCode::Unavailable, "control is unreachable")
+                .write_to(&mut stream)
+                .await;
+        }
+    };
+    let mut config = WebSocketConfig::default();
+    config.max_message_size = Some(shared.config.max_message_bytes);
+    config.max_frame_size = Some(shared.config.max_message_bytes);
+    let ws = match tokio_tungstenite::accept_async_with_config(
+        Prefixed::new(head.raw, stream),
+        Some(config),
+    )
+    .await
+    {
+        Ok(ws) => ws,
+        Err(e) => {
+            tracing::info!(error = %e, "WebSocket handshake failed");
+            return;
+        }
+    };
+    let span = tracing::info_span!("conn", room = %room, user_id = %member.user_id);
+    pump(ws, room, member, shared).instrument(span).await;
+}
+
+async fn close_with(ws: &mut Ws, kill: Kill) {
+    if let Some(notice) = kill.notice {
+        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(notice))).await;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(kill.code),
+        reason: kill.reason.into(),
+    };
+    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(frame))).await;
+    // Read until the client answers the close (or gives up), so it sees the frame.
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while ws.next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Moves frames between the socket and the room until either side ends.
+async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared: Arc<Shared>) {
+    let mut link = match shared.hub.join(&room, member).await {
+        Ok(link) => link,
+        Err(JoinError::Full) => {
+            return close_with(
+                &mut ws,
+                Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
+            )
+            .await;
+        }
+        Err(JoinError::ShuttingDown) => {
+            return close_with(
+                &mut ws,
+                Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
+            )
+            .await;
+        }
+    };
+    let keepalive = Duration::from_millis(shared.config.keepalive_ms.max(100));
+    let mut idle = Box::pin(tokio::time::sleep(keepalive));
+    let kill = loop {
+        tokio::select! {
+            kill = &mut link.kill => break kill.ok(),
+            out = link.outbound.recv() => match out {
+                Some(bytes) => {
+                    match tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(bytes))).await {
+                        Ok(Ok(())) => idle.as_mut().reset(tokio::time::Instant::now() + keepalive),
+                        _ => break None,
+                    }
+                }
+                None => break Some(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN)),
+            },
+            _ = &mut idle => {
+                if !matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(Bytes::from_static(KEEPALIVE)))).await, Ok(Ok(()))) {
+                    break None;
+                }
+                idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
+            }
+            incoming = ws.next() => match incoming {
+                Some(Ok(Message::Binary(bytes))) => {
+                    if !link.send(bytes).await {
+                        break Some(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN));
+                    }
+                }
+                Some(Ok(Message::Text(_))) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
+                Some(Ok(Message::Close(_))) | None => break None,
+                Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                Some(Err(WsError::Capacity(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "socket error");
+                    break None;
+                }
+            },
+        }
+    };
+    link.leave().await;
+    match kill {
+        Some(kill) => close_with(&mut ws, kill).await,
+        None => {
+            let _ = ws.close(None).await;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The HTTP request before the upgrade. The relay reads it itself so that it
+//! can refuse with a plain HTTP status before any WebSocket exists:
+//! 400 bad room id or not a WebSocket request, 401 no token, 403 refused by
+//! control, 503 control unreachable or relay full. `GET /healthz` and
+//! `GET /readyz` are answered here too.
+
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tandem_protocol::{ErrorBody, ErrorCode, RoomId};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 * 1024;
+/// How long a client may take to send its request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A request head, read and parsed.
+#[derive(Debug)]
+pub struct Head {
+    /// The raw bytes, to replay into the WebSocket handshake.
+    pub raw: Bytes,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub is_websocket: bool,
+}
+
+/// What the client asked for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    Health,
+    Ready,
+    /// A room, with the token if one was given.
+    Room(RoomId, Option<String>),
+}
+
+/// Reads up to the end of the request head (`\r\n\r\n`).
+pub async fn read_head(stream: &mut TcpStream) -> Result<Head, HttpError> {
+    let mut buf = BytesMut::with_capacity(2048);
+    let read = async {
+        loop {
+            if buf.len() >= MAX_HEAD {
+                return Err(HttpError::new(
+                    431,
+                    ErrorCode::BadRequest,
+                    "request head too large",
+                ));
+            }
+            let n = stream
+                .read_buf(&mut buf)
+                .await
+                .map_err(|_| HttpError::silent())?;
+            if n == 0 {
+                return Err(HttpError::silent());
+            }
+            if let Some(head) = parse(&buf)? {
+                return Ok(head);
+            }
+        }
+    };
+    tokio::time::timeout(HEAD_TIMEOUT, read)
+        .await
+        .map_err(|_| HttpError::silent())?
+}
+
+fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut req = httparse::Request::new(&mut headers);
+    let len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => {
+            return Err(HttpError::new(
+                400,
+                ErrorCode::BadRequest,
+                "malformed HTTP request",
+            ))
+        }
+    };
+    let target = req.path.unwrap_or("/");
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), Some(q.to_string())),
+        None => (target.to_string(), None),
+    };
+    let is_websocket = req.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade") && h.value.eq_ignore_ascii_case(b"websocket")
+    });
+    Ok(Some(Head {
+        raw: Bytes::copy_from_slice(&buf[..len]),
+        method: req.method.unwrap_or("").to_string(),
+        path,
+        query,
+        is_websocket,
+    }))
+}
+
+/// Maps a request to a route: `/{roomId}` or `/parties/main/{roomId}`, with `?token=`.
+pub fn route(head: &Head) -> Result<Route, HttpError> {
+    if head.method != "GET" {
+        return Err(HttpError::new(405, ErrorCode::MethodNotAllowed, "only GET"));
+    }
+    match head.path.as_str() {
+        "/healthz" => return Ok(Route::Health),
+        "/readyz" => return Ok(Route::Ready),
+        _ => {}
+    }
+    let name = head
+        .path
+        .strip_prefix("/parties/main/")
+        .or_else(|| head.path.strip_prefix('/'))
+        .unwrap_or_default();
+    let room = RoomId::parse(name)
+        .map_err(|e| HttpError::new(400, ErrorCode::BadRequest, &format!("bad room id: {e}")))?;
+    if !head.is_websocket {
+        return Err(HttpError::new(
+            400,
+            ErrorCode::BadRequest,
+            "expected a WebSocket upgrade",
+        ));
+    }
+    let token = head.query.as_deref().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "token")
+            .map(|(_, v)| v.to_string())
+            .filter(|v| !v.is_empty())
+    });
+    Ok(Route::Room(room, token))
+}
+
+/// A refusal before the upgrade.
+#[derive(Debug)]
+pub struct HttpError {
+    pub status: u16,
+    body: Option<ErrorBody>,
+}
+
+impl HttpError {
+    pub fn new(status: u16, code: ErrorCode, message: &str) -> Self {
+        HttpError {
+            status,
+            body: Some(ErrorBody::new(code, message)),
+        }
+    }
+
+    /// Close without answering (the client went away or is too slow).
+    fn silent() -> Self {
+        HttpError {
+            status: 0,
+            body: None,
+        }
+    }
+
+    pub async fn write_to(&self, stream: &mut TcpStream) {
+        if let Some(body) = &self.body {
+            let json = serde_json::to_string(body).unwrap_or_default();
+            respond(stream, self.status, &json).await;
+        }
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Writes a small JSON answer and closes.
+pub async fn respond(stream: &mut TcpStream, status: u16, json: &str) {
+    let res = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        reason(status),
+        json.len()
+    );
+    let _ = stream.write_all(res.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(target: &str, ws: bool) -> Head {
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p.to_string(), Some(q.to_string())),
+            None => (target.to_string(), None),
+        };
+        Head {
+            raw: Bytes::new(),
+            method: "GET".into(),
+            path,
+            query,
+            is_websocket: ws,
+        }
+    }
+
+    #[test]
+    fn routes() {
+        let room = RoomId::parse("doc-abc").unwrap();
+        assert_eq!(
+            route(&head("/doc-abc?token=t1", true)).unwrap(),
+            Route::Room(room.clone(), Some("t1".into()))
+        );
+        assert_eq!(
+            route(&head("/parties/main/doc-abc?x=1&token=t2", true)).unwrap(),
+            Route::Room(room.clone(), Some("t2".into()))
+        );
+        assert_eq!(
+            route(&head("/doc-abc", true)).unwrap(),
+            Route::Room(room.clone(), None)
+        );
+        assert_eq!(
+            route(&head("/doc-abc?token=", true)).unwrap(),
+            Route::Room(room, None)
+        );
+        assert_eq!(route(&head("/healthz", false)).unwrap(), Route::Health);
+        for bad in ["/chat-1", "/", "/doc-", "/doc-a/b", "/parties/other/doc-a"] {
+            assert_eq!(route(&head(bad, true)).unwrap_err().status, 400, "{bad}");
+        }
+        assert_eq!(
+            route(&head("/doc-abc?token=t", false)).unwrap_err().status,
+            400
+        );
+    }
+
+    #[test]
+    fn parses_heads_incrementally() {
+        let full = b"GET /doc-1?token=x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let partial = BytesMut::from(&full[..20]);
+        assert!(parse(&partial).unwrap().is_none());
+        let h = parse(&BytesMut::from(&full[..])).unwrap().unwrap();
+        assert_eq!(h.path, "/doc-1");
+        assert_eq!(h.query.as_deref(), Some("token=x"));
+        assert!(h.is_websocket);
+        assert_eq!(h.raw.len(), full.len());
+        assert!(parse(&BytesMut::from(&b"\x00\x01garbage\r\n\r\n"[..])).is_err());
+    }
+}
