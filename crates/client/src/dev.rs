@@ -1,17 +1,52 @@
 //! `tandem dev`: everything on one laptop, no other services. Control runs on
-//! an SQLite file under `./data`, in development mode (a random relay secret
-//! unless one is given).
+//! an SQLite file under `./data` in development mode (a random relay secret
+//! unless one is given); the relay runs in the same process and talks to it
+//! over loopback like any other relay.
 
-use tandem_control::{Application, ControlConfig};
+use std::net::SocketAddr;
 
-/// Starts control with `config` and serves until Ctrl-C / SIGTERM.
-pub async fn run(config: ControlConfig) -> anyhow::Result<()> {
-    let app = Application::build(config).await?;
-    let listen = app.state().config.listen;
+use clap::Parser;
+use tandem_control::ControlConfig;
+use tandem_relay::RelayConfig;
+
+/// Starts control and relay and serves until Ctrl-C / SIGTERM.
+pub async fn run(
+    control: ControlConfig,
+    relay_listen: SocketAddr,
+    recheck_secs: u64,
+) -> anyhow::Result<()> {
+    let control_app = tandem_control::Application::build(control).await?;
+    let state = control_app.state();
+    let control_url = format!("http://{}:{}", state.config.listen.ip(), control_app.port());
+
+    // Relay settings: defaults and TANDEM_* environment, then what dev decides.
+    let mut relay = RelayConfig::parse_from(["tandem-relay"]);
+    relay.listen = relay_listen;
+    relay.recheck_secs = recheck_secs;
+    relay.control_url = control_url.clone();
+    relay.relay_secret = Some(state.relay_secret().to_string());
+    let relay_app = tandem_relay::Application::build(relay).await?;
+    let relay_url = format!("ws://{}:{}", relay_listen.ip(), relay_app.port());
+
     println!("Tandem dev is running:");
-    println!("  control  http://{}:{}", listen.ip(), app.port());
-    println!("  database {}", app.state().config.database_url);
+    println!("  control  {control_url}");
+    println!("  relay    {relay_url}");
+    println!("  database {}", state.config.database_url);
     println!("Press Ctrl-C to stop.");
-    app.run_until_stopped().await?;
-    Ok(())
+    let control_handle = control_app.handle();
+    let relay_stop = relay_app.shutdown_token();
+    let (c, r) = tokio::join!(
+        async {
+            let res = control_app.run_until_stopped().await;
+            relay_stop.cancel();
+            res
+        },
+        async {
+            let res = relay_app.run_until_stopped().await;
+            control_handle.stop(true).await;
+            res
+        }
+    );
+    c?;
+    r
 }

@@ -1,3 +1,5 @@
+use std::net::SocketAddr;
+
 use clap::{Parser, Subcommand};
 use tandem_control::ControlConfig;
 
@@ -14,20 +16,30 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run Tandem locally: control on SQLite under ./data, no other services.
+    /// Run Tandem locally: control on SQLite under ./data and the relay, no other services.
     Dev {
         #[command(flatten)]
         control: ControlConfig,
+        /// Relay listen address (port 0 picks a free port).
+        #[arg(long, env = "TANDEM_RELAY_LISTEN", default_value = "127.0.0.1:1999")]
+        relay_listen: SocketAddr,
+        /// Seconds between permission re-checks.
+        #[arg(long, env = "TANDEM_RECHECK_SECS", default_value_t = 30)]
+        recheck_secs: u64,
     },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Dev { mut control } => {
+        Command::Dev {
+            mut control,
+            relay_listen,
+            recheck_secs,
+        } => {
             control.dev = true;
             tandem_control::telemetry::init(&control.log_format);
-            tandem_client::dev::run(control).await
+            tandem_client::dev::run(control, relay_listen, recheck_secs).await
         }
     }
 }

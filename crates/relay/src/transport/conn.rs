@@ -145,6 +145,8 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
     let mut idle = Box::pin(tokio::time::sleep(keepalive));
     let kill = loop {
         tokio::select! {
+            // A kill is sent just before the room drops the send queue: look at it first.
+            biased;
             kill = &mut link.kill => break kill.ok(),
             out = link.outbound.recv() => match out {
                 Some(bytes) => {
@@ -153,7 +155,7 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
                         _ => break None,
                     }
                 }
-                None => break Some(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN)),
+                None => break Some(link.kill.try_recv().unwrap_or_else(|_| Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN))),
             },
             _ = &mut idle => {
                 if !matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(Bytes::from_static(KEEPALIVE)))).await, Ok(Ok(()))) {
