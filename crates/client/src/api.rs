@@ -81,8 +81,8 @@ impl ControlApi {
             return Err(ApiError::Status { status, body });
         }
         if status == 204 {
-            return Ok(serde_json::from_str("null")
-                .map_err(|_| ApiError::Status { status, body: None })?);
+            // Only `()` (or an Option) can be read from "no content".
+            return serde_json::from_str("null").map_err(|_| ApiError::Status { status, body: None });
         }
         Ok(res.json().await?)
     }
