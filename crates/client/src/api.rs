@@ -82,7 +82,8 @@ impl ControlApi {
         }
         if status == 204 {
             // Only `()` (or an Option) can be read from "no content".
-            return serde_json::from_str("null").map_err(|_| ApiError::Status { status, body: None });
+            return serde_json::from_str("null")
+                .map_err(|_| ApiError::Status { status, body: None });
         }
         Ok(res.json().await?)
     }

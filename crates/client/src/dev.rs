@@ -33,7 +33,7 @@ pub async fn run(
     println!("  relay    {relay_url}");
     println!("  database {}", state.config.database_url);
     println!("Press Ctrl-C to stop.");
-    let control_handle = control_app.handle();
+    let control_stop = control_app.shutdown_token();
     let relay_stop = relay_app.shutdown_token();
     let (c, r) = tokio::join!(
         async {
@@ -43,7 +43,7 @@ pub async fn run(
         },
         async {
             let res = relay_app.run_until_stopped().await;
-            control_handle.stop(true).await;
+            control_stop.cancel();
             res
         }
     );

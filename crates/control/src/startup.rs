@@ -57,8 +57,20 @@ impl Application {
             jwt,
             config,
             access_events: tokio::sync::Notify::new(),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         });
         let server = serve(listener, state.clone())?;
+        // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
+        // stop gracefully (in-flight requests get the shutdown timeout).
+        let (stop, handle) = (state.shutdown.clone(), server.handle());
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = wait_for_signal() => tracing::info!("shutdown signal received"),
+                _ = stop.cancelled() => {}
+            }
+            stop.cancel();
+            handle.stop(true).await;
+        });
         tracing::info!(
             addr = %format!("http://{}:{port}", state.config.listen.ip()),
             database = state.database.backend_name(),
@@ -79,9 +91,14 @@ impl Application {
         self.state.clone()
     }
 
-    /// A handle to stop the server gracefully.
+    /// A handle to stop the server (tests use it to simulate an outage).
     pub fn handle(&self) -> ServerHandle {
         self.server.handle()
+    }
+
+    /// Cancel it to shut the server down gracefully.
+    pub fn shutdown_token(&self) -> tokio_util::sync::CancellationToken {
+        self.state.shutdown.clone()
     }
 
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
@@ -129,6 +146,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             .default_service(web::to(not_found))
     })
     .workers(workers)
+    .disable_signals()
     .shutdown_timeout(10)
     .listen(listener)?
     .run();
@@ -137,4 +155,19 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
 
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(ErrorBody::new(ErrorCode::NotFound, "no such path"))
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

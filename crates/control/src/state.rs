@@ -23,6 +23,8 @@ pub struct AppState {
     /// Wakes long-polls of `/collaboration/events` in this process at once
     /// (other replicas' changes are found by polling the table).
     pub access_events: tokio::sync::Notify,
+    /// Cancelled when the server starts shutting down: long polls answer at once.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 pub type State = web::Data<Arc<AppState>>;

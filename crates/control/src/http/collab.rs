@@ -188,6 +188,11 @@ pub async fn events(
             }));
         }
         let nap = POLL_INTERVAL.min(deadline - tokio::time::Instant::now());
-        let _ = tokio::time::timeout(nap, notified).await;
+        tokio::select! {
+            _ = tokio::time::timeout(nap, notified) => {}
+            _ = state.shutdown.cancelled() => {
+                return Ok(web::Json(AccessEvents { events: vec![], last: after }));
+            }
+        }
     }
 }

@@ -1,0 +1,125 @@
+// Connecting a Yjs document to Tandem from a browser or Node app: the
+// equivalent of the plans' `useYjsProvider` hook, framework-free.
+//
+//   const session = connectTandem({ controlUrl, relayUrl, sessionToken,
+//                                   resourceType: 'doc', resourceId, doc,
+//                                   onPermissionRevoked: (reason) => ... })
+//   ...
+//   session.destroy()
+//
+// What it does:
+// - fetches a one-time collaboration token from control before every
+//   connection attempt (tokens work once, so a reconnect needs a new one);
+// - connects an unmodified y-websocket `WebsocketProvider` to the relay;
+// - keeps the relay's JSON text notices away from y-websocket (which only
+//   understands binary frames) and, on `permission_revoked`, stops
+//   reconnecting for good and tells the app;
+// - treats a refused token request (403/404: access lost) the same way.
+import { WebsocketProvider } from 'y-websocket'
+
+export function connectTandem ({
+  controlUrl,
+  relayUrl,
+  sessionToken,
+  resourceType,
+  resourceId,
+  doc,
+  onPermissionRevoked = () => {},
+  onError = () => {},
+  WebSocketImpl = globalThis.WebSocket,
+  fetchImpl = globalThis.fetch,
+  partykitPath = false,
+  maxBackoffMs = 2500
+}) {
+  const roomId = `${resourceType}-${resourceId}`
+  let stopped = false
+  let attempts = 0
+  let tokenRequests = 0
+
+  const stop = () => {
+    stopped = true
+    provider.shouldConnect = false
+    provider.disconnect()
+  }
+
+  const revoke = (reason) => {
+    if (stopped) return
+    stop()
+    onPermissionRevoked(reason)
+  }
+
+  // A WebSocket whose text frames (Tandem notices) never reach y-websocket.
+  class TandemSocket extends WebSocketImpl {
+    set onmessage (handler) {
+      super.onmessage = handler == null
+        ? null
+        : (event) => {
+            if (typeof event.data !== 'string') return handler(event)
+            let notice = null
+            try { notice = JSON.parse(event.data) } catch { return }
+            if (notice && notice.type === 'permission_revoked') revoke(notice.reason)
+          }
+    }
+
+    get onmessage () { return super.onmessage }
+  }
+
+  const fetchToken = async () => {
+    tokenRequests++
+    const res = await fetchImpl(`${controlUrl}/collaboration/token`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${sessionToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ resourceType, resourceId })
+    })
+    if (res.status === 403 || res.status === 404) return { lost: true }
+    if (!res.ok) throw new Error(`collaboration token request failed: HTTP ${res.status}`)
+    return { token: (await res.json()).token }
+  }
+
+  const provider = new WebsocketProvider(
+    partykitPath ? `${relayUrl}/parties/main` : relayUrl,
+    roomId,
+    doc,
+    { connect: false, WebSocketPolyfill: TandemSocket, params: {}, maxBackoffTime: maxBackoffMs }
+  )
+
+  // Connects with a fresh token; on failure, retries with exponential backoff.
+  const connect = async () => {
+    if (stopped) return
+    try {
+      const { token, lost } = await fetchToken()
+      if (lost) return revoke('access to this resource was removed')
+      if (stopped) return
+      provider.params = { token }
+      provider.connect()
+    } catch (err) {
+      onError(err)
+      attempts++
+      setTimeout(connect, Math.min(100 * 2 ** attempts, maxBackoffMs))
+    }
+  }
+
+  // y-websocket would reconnect with the old URL (and its used token): take
+  // over, and reconnect with a new token after a backoff.
+  provider.on('connection-close', () => {
+    provider.shouldConnect = false
+    if (stopped) return
+    attempts++
+    setTimeout(connect, Math.min(100 * 2 ** attempts, maxBackoffMs))
+  })
+  provider.on('sync', (synced) => { if (synced) attempts = 0 })
+
+  connect()
+
+  return {
+    provider,
+    roomId,
+    get stopped () { return stopped },
+    get tokenRequests () { return tokenRequests },
+    destroy () {
+      stop()
+      provider.destroy()
+      provider.awareness.destroy() // the provider made it; its timer would outlive us
+    }
+  }
+}
