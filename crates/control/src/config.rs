@@ -59,6 +59,14 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest stored document (merged snapshot), in bytes.
+    #[arg(long, env = "TANDEM_MAX_SNAPSHOT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_snapshot_bytes: usize,
+
+    /// Largest snapshot save request, in bytes.
+    #[arg(long, env = "TANDEM_MAX_SAVE_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_save_bytes: usize,
+
     /// Database connections in the pool.
     #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
@@ -86,6 +94,8 @@ impl ControlConfig {
             jwt_issuer: None,
             jwt_audience: Vec::new(),
             max_body_bytes: 64 * 1024,
+            max_snapshot_bytes: 64 * 1024 * 1024,
+            max_save_bytes: 32 * 1024 * 1024,
             db_pool_size: 8,
             workers: 2,
             log_format: "text".into(),

@@ -10,6 +10,7 @@
 //! - [`crypto`]: ids, tokens, password and token hashing.
 //! - [`validate`]: parsing user input at the edge.
 //! - [`error`]: `ApiError` and its mapping to status + JSON.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //!
 //! Control never depends on the relay; they share only `tandem-protocol`.
 
@@ -20,6 +21,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod startup;
 pub mod state;
 pub mod store;

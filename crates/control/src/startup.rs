@@ -58,6 +58,7 @@ impl Application {
             config,
             access_events: tokio::sync::Notify::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
+            metrics: crate::metrics::Metrics::new(),
         });
         let server = serve(listener, state.clone())?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
@@ -116,6 +117,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
     let max_body = state.config.max_body_bytes;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
+        let metrics_state = data.clone();
         App::new()
             .app_data(data.clone())
             .app_data(
@@ -125,19 +127,18 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             )
             .app_data(web::PathConfig::default().error_handler(http::path_error))
             .app_data(web::QueryConfig::default().error_handler(http::query_error))
-            .wrap_fn(|req, srv| {
+            .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
                 let (method, path) = (req.method().clone(), req.path().to_string());
+                let state = metrics_state.clone();
                 let started = Instant::now();
                 srv.call(req).map(move |res| {
                     if let Ok(res) = &res {
-                        tracing::info!(
-                            %method,
-                            path = %path,
-                            status = res.status().as_u16(),
-                            ms = started.elapsed().as_millis() as u64,
-                            "request"
-                        );
+                        let status = res.status().as_u16();
+                        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
+                        let elapsed = started.elapsed();
+                        state.metrics.observe(&route, method.as_str(), status, elapsed.as_secs_f64());
+                        tracing::info!(%method, path = %path, status, ms = elapsed.as_millis() as u64, "request");
                     }
                     res
                 })

@@ -25,6 +25,7 @@ pub struct AppState {
     pub access_events: tokio::sync::Notify,
     /// Cancelled when the server starts shutting down: long polls answer at once.
     pub shutdown: tokio_util::sync::CancellationToken,
+    pub metrics: crate::metrics::Metrics,
 }
 
 pub type State = web::Data<Arc<AppState>>;

@@ -96,6 +96,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    room_snapshots (room_id) {
+        room_id -> Text,
+        state -> Binary,
+        size -> BigInt,
+        saves -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(collab_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -112,5 +122,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     resources,
     members,
     collab_tokens,
-    access_events
+    access_events,
+    room_snapshots
 );

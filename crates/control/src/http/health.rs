@@ -20,3 +20,10 @@ pub async fn readyz(state: State) -> Result<web::Json<Health>, ApiError> {
         status: "ready".into(),
     }))
 }
+
+/// Prometheus metrics (OpenMetrics text format).
+pub async fn metrics(state: State) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(state.metrics.encode())
+}

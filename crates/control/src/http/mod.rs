@@ -11,6 +11,7 @@ pub mod members;
 pub mod paths;
 pub mod projects;
 pub mod resources;
+pub mod snapshots;
 pub mod workspaces;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -60,6 +61,7 @@ fn at(path: &str) -> actix_web::Resource {
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post};
     cfg.service(at("/healthz").route(get().to(health::healthz)))
+        .service(at("/metrics").route(get().to(health::metrics)))
         .service(at("/readyz").route(get().to(health::readyz)))
         .service(at("/auth/signup").route(post().to(auth::signup)))
         .service(at("/auth/login").route(post().to(auth::login)))
@@ -74,6 +76,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(post().to(collab::check_access_batch)),
         )
         .service(at("/collaboration/events").route(get().to(collab::events)))
+        .service(
+            at("/collaboration/rooms/{roomId}/snapshot")
+                .route(get().to(snapshots::load))
+                .route(post().to(snapshots::save)),
+        )
         .service(
             at("/workspaces/{id}/projects")
                 .route(get().to(workspaces::list_projects))

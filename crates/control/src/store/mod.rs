@@ -9,6 +9,7 @@ pub mod facts;
 pub mod members;
 pub mod projects;
 pub mod resources;
+pub mod snapshots;
 pub mod workspaces;
 
 use std::time::{SystemTime, UNIX_EPOCH};

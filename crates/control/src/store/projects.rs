@@ -111,7 +111,9 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
             .load(c)?;
         for (kind, rid) in &children {
             diesel::delete(members::table.filter(members::scope_id.eq(rid))).execute(c)?;
-            super::events::record(c, Some(&format!("{kind}-{rid}")), None)?;
+            let room = format!("{kind}-{rid}");
+            super::snapshots::delete(c, &room)?;
+            super::events::record(c, Some(&room), None)?;
         }
         diesel::delete(members::table.filter(members::scope_id.eq(id))).execute(c)?;
         diesel::delete(resources::table.filter(resources::project_id.eq(id))).execute(c)?;

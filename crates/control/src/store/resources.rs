@@ -129,7 +129,9 @@ pub fn delete(conn: &mut DbConnection, row: &ResourceRow) -> Result<(), ApiError
     write_tx(conn, |c| {
         diesel::delete(members::table.filter(members::scope_id.eq(&row.id))).execute(c)?;
         diesel::delete(resources::table.find(&row.id)).execute(c)?;
-        super::events::record(c, Some(&format!("{}-{}", row.kind, row.id)), None)?;
+        let room = format!("{}-{}", row.kind, row.id);
+        super::snapshots::delete(c, &room)?;
+        super::events::record(c, Some(&room), None)?;
         Ok(())
     })
 }

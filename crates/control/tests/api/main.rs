@@ -12,3 +12,4 @@ mod jwt;
 mod lists;
 mod members;
 mod signin;
+mod snapshots;

@@ -1,0 +1,92 @@
+//! `/collaboration/rooms/{roomId}/snapshot` (relay secret): load a room's
+//! stored document, and save (merge) new state into it. Bodies are raw Yjs
+//! v1 updates (`application/octet-stream`).
+
+use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use tandem_protocol::RoomId;
+
+use super::extract::RelayAuth;
+use crate::error::ApiError;
+use crate::state::State;
+use crate::store::{facts, snapshots};
+
+fn room(raw: &str) -> Result<RoomId, ApiError> {
+    RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
+}
+
+/// 404 when the room's resource does not exist (deleted): nothing to load or save.
+fn require_resource(c: &mut crate::db::DbConnection, room: &RoomId) -> Result<(), ApiError> {
+    facts::resource(c, &room.resource_id)?
+        .filter(|(r, _)| r.kind == room.resource_type.as_str())
+        .map(|_| ())
+        .ok_or(ApiError::NotFound("room"))
+}
+
+pub async fn load(
+    state: State,
+    _relay: RelayAuth,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let room = room(&path)?;
+    let id = room.to_string();
+    let bytes = state
+        .db(move |c| {
+            require_resource(c, &room)?;
+            snapshots::load(c, &id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/octet-stream")
+        .body(bytes))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SaveResponse {
+    size: i64,
+    saves: i64,
+    updated_at: i64,
+}
+
+/// Reads a body of at most `limit` bytes (413 beyond).
+async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<Vec<u8>, ApiError> {
+    use futures_util::StreamExt;
+    let mut body = Vec::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+pub async fn save(
+    state: State,
+    _relay: RelayAuth,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<web::Json<SaveResponse>, ApiError> {
+    let room = room(&path)?;
+    let body = read_limited(payload, state.config.max_save_bytes).await?;
+    if body.is_empty() {
+        return Err(ApiError::validation("empty update"));
+    }
+    let max = state.config.max_snapshot_bytes;
+    let id = room.to_string();
+    state.metrics.snapshot_bytes_saved.inc_by(body.len() as u64);
+    let saved = state
+        .db(move |c| {
+            require_resource(c, &room)?;
+            snapshots::save(c, &id, &body, max)
+        })
+        .await?;
+    state.metrics.snapshot_saves.inc();
+    Ok(web::Json(SaveResponse {
+        size: saved.size,
+        saves: saved.saves,
+        updated_at: saved.updated_at,
+    }))
+}

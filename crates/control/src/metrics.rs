@@ -1,0 +1,103 @@
+//! Prometheus metrics of control (`GET /metrics`, OpenMetrics text), kept
+//! with the `prometheus-client` crate: HTTP requests by route, method and
+//! status, request latency by route (this covers `/collaboration/verify` and
+//! `/collaboration/check-access`), and snapshot saves.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+    pub snapshot_saves: Counter,
+    pub snapshot_bytes_saved: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 0.1 ms … ~3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tandem_control");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let snapshot_saves = Counter::default();
+        let snapshot_bytes_saved = Counter::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests by route, method and status",
+            requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            latency.clone(),
+        );
+        registry.register(
+            "snapshot_saves",
+            "Snapshot saves merged into storage",
+            snapshot_saves.clone(),
+        );
+        registry.register(
+            "snapshot_bytes_saved",
+            "Bytes of updates received by snapshot saves",
+            snapshot_bytes_saved.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            snapshot_saves,
+            snapshot_bytes_saved,
+        }
+    }
+
+    /// Records one answered request; `route` is the route pattern (ids never
+    /// become labels), or `unmatched`.
+    pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                route: route.to_string(),
+                method: method.to_string(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&RouteLabels {
+                route: route.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
