@@ -64,7 +64,15 @@ pub struct RelayConfig {
     #[arg(long, env = "TANDEM_ROOM_IDLE_MS", default_value_t = 30_000)]
     pub room_idle_ms: u64,
 
-    /// Seconds graceful shutdown waits for connections to close.
+    /// Save a changed room this many milliseconds after its last change…
+    #[arg(long, env = "TANDEM_SAVE_DEBOUNCE_MS", default_value_t = 2_000)]
+    pub save_debounce_ms: u64,
+
+    /// …and at most this many milliseconds after its first unsaved change.
+    #[arg(long, env = "TANDEM_SAVE_MAX_DELAY_MS", default_value_t = 10_000)]
+    pub save_max_delay_ms: u64,
+
+    /// Seconds graceful shutdown waits for connections to close and rooms to save.
     #[arg(long, env = "TANDEM_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
 
@@ -92,6 +100,8 @@ impl RelayConfig {
             keepalive_ms: 10_000,
             awareness_timeout_ms: 30_000,
             room_idle_ms: 1_000,
+            save_debounce_ms: 100,
+            save_max_delay_ms: 500,
             shutdown_secs: 5,
             log_format: "text".into(),
         }

@@ -116,6 +116,44 @@ impl ControlClient {
         self.send(req).await
     }
 
+    /// The stored state of a room (empty when nothing was saved); `Refused(404)`
+    /// when the room's resource no longer exists.
+    pub async fn load_snapshot(&self, room: &RoomId) -> Result<Vec<u8>, ControlError> {
+        let res = self
+            .http
+            .get(format!("{}/collaboration/rooms/{room}/snapshot", self.base))
+            .timeout(Duration::from_secs(60))
+            .bearer_auth(&self.secret)
+            .send()
+            .await
+            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        match res.status().as_u16() {
+            200 => Ok(res.bytes().await.map_err(|e| ControlError::Unavailable(e.to_string()))?.to_vec()),
+            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
+            s => Err(ControlError::Unavailable(format!("status {s}"))),
+        }
+    }
+
+    /// Merges `update` into the room's stored state.
+    pub async fn save_snapshot(&self, room: &RoomId, update: Vec<u8>) -> Result<(), ControlError> {
+        let res = self
+            .http
+            .post(format!("{}/collaboration/rooms/{room}/snapshot", self.base))
+            .timeout(Duration::from_secs(60))
+            .bearer_auth(&self.secret)
+            .header("content-type", "application/octet-stream")
+            .body(update)
+            .send()
+            .await
+            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
+        match res.status().as_u16() {
+            200..=299 => Ok(()),
+            400 | 413 | 422 => Err(ControlError::BadRequest),
+            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
+            s => Err(ControlError::Unavailable(format!("status {s}"))),
+        }
+    }
+
     /// Whether control answers `/readyz`.
     pub async fn ready(&self) -> bool {
         let res = self.http.get(format!("{}/readyz", self.base)).send().await;

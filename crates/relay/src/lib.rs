@@ -5,6 +5,7 @@
 //! - [`transport`]: TCP accept, the HTTP handshake (verify before upgrade),
 //!   WebSocket connections.
 //! - [`control_client`]: the relay's only way out: control's HTTP API.
+//! - [`metrics`]: Prometheus metrics (`GET /metrics` on the relay's port).
 //! - [`recheck`]: periodic and event-driven permission re-checks, kicks.
 //! - [`config`], [`server`]: configuration and `Application::build`.
 //!
@@ -13,6 +14,7 @@
 pub mod config;
 pub mod control_client;
 pub mod hub;
+pub mod metrics;
 pub mod recheck;
 pub mod room;
 pub mod server;

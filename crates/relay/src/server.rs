@@ -16,7 +16,8 @@ use tracing::Instrument;
 use crate::config::RelayConfig;
 use crate::control_client::ControlClient;
 use crate::hub::{Hub, HubConfig};
-use crate::recheck::{self, RecheckStats};
+use crate::metrics::Metrics;
+use crate::recheck;
 
 /// What every connection task shares.
 pub struct Shared {
@@ -25,7 +26,7 @@ pub struct Shared {
     pub hub: Arc<Hub>,
     /// Caps the number of open connections.
     pub connections: Arc<Semaphore>,
-    pub recheck: Arc<RecheckStats>,
+    pub metrics: Arc<Metrics>,
 }
 
 pub struct Application {
@@ -50,13 +51,19 @@ impl Application {
         let port = listener.local_addr()?.port();
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
         let hub = Hub::new(
             HubConfig {
                 max_connections_per_room: config.max_connections_per_room,
                 send_queue: config.send_queue,
                 room_idle: Duration::from_millis(config.room_idle_ms),
                 awareness_timeout: Duration::from_millis(config.awareness_timeout_ms),
+                save_debounce: Duration::from_millis(config.save_debounce_ms),
+                save_max_delay: Duration::from_millis(config.save_max_delay_ms.max(config.save_debounce_ms)),
+                flush_deadline: Duration::from_secs(config.shutdown_secs.max(1)),
             },
+            control.clone(),
+            metrics.clone(),
             tracker.clone(),
             stop.clone(),
         );
@@ -64,7 +71,7 @@ impl Application {
             connections: Arc::new(Semaphore::new(config.max_connections)),
             control,
             hub,
-            recheck: Arc::new(RecheckStats::default()),
+            metrics,
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");
@@ -109,7 +116,6 @@ impl Application {
             recheck::run_sweep(
                 shared.hub.clone(),
                 shared.control.clone(),
-                shared.recheck.clone(),
                 shared.config.recheck_interval(),
                 stop.clone(),
             )
@@ -119,7 +125,6 @@ impl Application {
             recheck::run_feed(
                 shared.hub.clone(),
                 shared.control.clone(),
-                shared.recheck.clone(),
                 stop.clone(),
             )
             .instrument(tracing::info_span!("access_feed")),

@@ -37,6 +37,11 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(Route::Health) => {
             return handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await
         }
+        Ok(Route::Metrics) => {
+            let body = shared.metrics.encode();
+            let ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+            return handshake::respond_with(&mut stream, 200, ctype, &body).await;
+        }
         Ok(Route::Ready) => {
             let (status, body) = match shared.control.ready().await {
                 true => (200, r#"{"status":"ready"}"#),
@@ -64,7 +69,10 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         .write_to(&mut stream)
         .await;
     };
-    let member = match shared.control.verify(&token, &room).await {
+    let started = std::time::Instant::now();
+    let verified = shared.control.verify(&token, &room).await;
+    shared.metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+    let member = match verified {
         Ok(v) => Member {
             user_id: v.user_id,
             user_name: v.user_name,

@@ -31,6 +31,7 @@ pub struct Head {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
     Health,
+    Metrics,
     Ready,
     /// A room, with the token if one was given.
     Room(RoomId, Option<String>),
@@ -104,6 +105,7 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
     match head.path.as_str() {
         "/healthz" => return Ok(Route::Health),
         "/readyz" => return Ok(Route::Ready),
+        "/metrics" => return Ok(Route::Metrics),
         _ => {}
     }
     let name = head
@@ -176,10 +178,15 @@ fn reason(status: u16) -> &'static str {
 
 /// Writes a small JSON answer and closes.
 pub async fn respond(stream: &mut TcpStream, status: u16, json: &str) {
+    respond_with(stream, status, "application/json", json).await
+}
+
+/// Writes an answer with the given content type and closes.
+pub async fn respond_with(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) {
     let res = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
         reason(status),
-        json.len()
+        body.len()
     );
     let _ = stream.write_all(res.as_bytes()).await;
     let _ = stream.shutdown().await;

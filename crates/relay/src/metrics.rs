@@ -1,0 +1,107 @@
+//! Prometheus metrics of the relay (`GET /metrics` on the relay's port,
+//! OpenMetrics text), kept with the `prometheus-client` crate.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Rooms loaded in memory.
+    pub rooms: Gauge,
+    /// Rooms with changes control has not acknowledged.
+    pub dirty_rooms: Gauge,
+    pub frames_in: Counter,
+    pub frames_out: Counter,
+    pub bytes_in: Counter,
+    pub bytes_out: Counter,
+    pub loads: Counter,
+    pub load_failures: Counter,
+    pub saves: Counter,
+    pub save_failures: Counter,
+    pub save_retries: Counter,
+    pub bytes_saved: Counter,
+    pub kicks: Counter,
+    pub recheck_failures: Counter,
+    pub slow_consumers: Counter,
+    pub bad_messages: Counter,
+    pub readonly_updates_dropped: Counter,
+    pub verify_seconds: Histogram,
+    pub check_access_seconds: Histogram,
+    pub save_seconds: Histogram,
+    pub load_seconds: Histogram,
+}
+
+fn seconds() -> Histogram {
+    // 0.1 ms … ~6.5 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tandem_relay");
+        let m = Metrics {
+            connections: Gauge::default(),
+            rooms: Gauge::default(),
+            dirty_rooms: Gauge::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            loads: Counter::default(),
+            load_failures: Counter::default(),
+            saves: Counter::default(),
+            save_failures: Counter::default(),
+            save_retries: Counter::default(),
+            bytes_saved: Counter::default(),
+            kicks: Counter::default(),
+            recheck_failures: Counter::default(),
+            slow_consumers: Counter::default(),
+            bad_messages: Counter::default(),
+            readonly_updates_dropped: Counter::default(),
+            verify_seconds: seconds(),
+            check_access_seconds: seconds(),
+            save_seconds: seconds(),
+            load_seconds: seconds(),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register("rooms", "Rooms loaded in memory", m.rooms.clone());
+        registry.register("dirty_rooms", "Rooms with changes not yet acknowledged by control", m.dirty_rooms.clone());
+        registry.register("frames_in", "WebSocket messages received from clients", m.frames_in.clone());
+        registry.register("frames_out", "WebSocket messages queued to clients", m.frames_out.clone());
+        registry.register("bytes_in", "Bytes received from clients", m.bytes_in.clone());
+        registry.register("bytes_out", "Bytes queued to clients", m.bytes_out.clone());
+        registry.register("loads", "Rooms loaded from control", m.loads.clone());
+        registry.register("load_failures", "Failed attempts to load a room from control", m.load_failures.clone());
+        registry.register("saves", "Snapshots saved to control", m.saves.clone());
+        registry.register("save_failures", "Failed snapshot saves", m.save_failures.clone());
+        registry.register("save_retries", "Snapshot saves retried after a failure", m.save_retries.clone());
+        registry.register("bytes_saved", "Bytes sent to control in snapshot saves", m.bytes_saved.clone());
+        registry.register("kicks", "Connections closed because access was revoked", m.kicks.clone());
+        registry.register("recheck_failures", "Permission re-checks that could not reach control", m.recheck_failures.clone());
+        registry.register("slow_consumers", "Connections dropped because their send queue filled", m.slow_consumers.clone());
+        registry.register("bad_messages", "Connections closed for malformed messages", m.bad_messages.clone());
+        registry.register("readonly_updates_dropped", "Updates from read-only connections dropped", m.readonly_updates_dropped.clone());
+        registry.register("verify_seconds", "Latency of POST /collaboration/verify", m.verify_seconds.clone());
+        registry.register("check_access_seconds", "Latency of batched check-access calls", m.check_access_seconds.clone());
+        registry.register("save_seconds", "Latency of snapshot saves", m.save_seconds.clone());
+        registry.register("load_seconds", "Latency of room loads", m.load_seconds.clone());
+        Metrics { registry, ..m }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
