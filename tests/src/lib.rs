@@ -24,10 +24,43 @@ pub struct Stack {
     pub control_url: String,
     pub relay_url: String,
     pub db_path: std::path::PathBuf,
+    control_port: u16,
     control: Option<ServerHandle>,
     relay: CancellationToken,
     relay_done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    relay_config: RelayConfig,
+    /// Metrics of the in-process relay.
+    pub relay_metrics: std::sync::Arc<tandem_relay::metrics::Metrics>,
     _dir: tempfile::TempDir,
+}
+
+/// A relay started in-process next to the stack's.
+pub struct ExtraRelay {
+    pub url: String,
+    pub stop: CancellationToken,
+    pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+async fn start_control(db_path: &std::path::Path, port: u16) -> (u16, ServerHandle) {
+    let mut config = ControlConfig::for_tests(format!("sqlite://{}", db_path.display()));
+    config.relay_secret = Some(SECRET.into());
+    config.listen.set_port(port);
+    let control = tandem_control::Application::build(config).await.unwrap();
+    let port = control.port();
+    let handle = control.handle();
+    tokio::spawn(control.run_until_stopped());
+    (port, handle)
+}
+
+async fn start_relay(
+    config: RelayConfig,
+) -> (ExtraRelay, std::sync::Arc<tandem_relay::metrics::Metrics>) {
+    let relay = tandem_relay::Application::build(config).await.unwrap();
+    let url = format!("ws://127.0.0.1:{}", relay.port());
+    let metrics = relay.shared().metrics.clone();
+    let stop = relay.shutdown_token();
+    let done = tokio::spawn(relay.run_until_stopped());
+    (ExtraRelay { url, stop, done }, metrics)
 }
 
 impl Stack {
@@ -39,29 +72,76 @@ impl Stack {
     pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("tandem.db");
-        let mut config = ControlConfig::for_tests(format!("sqlite://{}", db_path.display()));
-        config.relay_secret = Some(SECRET.into());
-        let control = tandem_control::Application::build(config).await.unwrap();
-        let control_url = format!("http://127.0.0.1:{}", control.port());
-        let handle = control.handle();
-        tokio::spawn(control.run_until_stopped());
-
+        let (control_port, handle) = start_control(&db_path, 0).await;
+        let control_url = format!("http://127.0.0.1:{control_port}");
         let mut rc = RelayConfig::for_tests(&control_url, SECRET);
         tweak(&mut rc);
-        let relay = tandem_relay::Application::build(rc).await.unwrap();
-        let relay_url = format!("ws://127.0.0.1:{}", relay.port());
-        let stop = relay.shutdown_token();
-        let done = tokio::spawn(relay.run_until_stopped());
+        let (relay, relay_metrics) = start_relay(rc.clone()).await;
         Stack {
             api: ControlApi::new(&control_url),
             control_url,
-            relay_url,
+            relay_url: relay.url,
             db_path,
+            control_port,
             control: Some(handle),
-            relay: stop,
-            relay_done: Some(done),
+            relay: relay.stop,
+            relay_done: Some(relay.done),
+            relay_config: rc,
+            relay_metrics,
             _dir: dir,
         }
+    }
+
+    /// Starts control again on the same port and database.
+    pub async fn restart_control(&mut self) {
+        self.stop_control().await;
+        let (_, handle) = start_control(&self.db_path, self.control_port).await;
+        self.control = Some(handle);
+    }
+
+    /// Shuts the relay down gracefully and starts a fresh one (new port, same settings).
+    pub async fn restart_relay(&mut self) {
+        self.stop_relay().await;
+        let (relay, metrics) = start_relay(self.relay_config.clone()).await;
+        self.relay_url = relay.url;
+        self.relay = relay.stop;
+        self.relay_done = Some(relay.done);
+        self.relay_metrics = metrics;
+    }
+
+    /// Another relay node on the same control, configured like the first.
+    pub async fn extra_relay(&self) -> ExtraRelay {
+        start_relay(self.relay_config.clone()).await.0
+    }
+
+    /// The room's state as control stored it.
+    pub async fn stored(&self, room: &str) -> Vec<u8> {
+        let res = reqwest::Client::new()
+            .get(format!(
+                "{}/collaboration/rooms/{room}/snapshot",
+                self.control_url
+            ))
+            .bearer_auth(SECRET)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "snapshot load: {}", res.status());
+        res.bytes().await.unwrap().to_vec()
+    }
+
+    /// Stores `update` for the room directly, as a relay would.
+    pub async fn store(&self, room: &str, update: Vec<u8>) {
+        let res = reqwest::Client::new()
+            .post(format!(
+                "{}/collaboration/rooms/{room}/snapshot",
+                self.control_url
+            ))
+            .bearer_auth(SECRET)
+            .body(update)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "snapshot save: {}", res.status());
     }
 
     /// Stops control (the relay keeps running).
@@ -112,12 +192,17 @@ impl Stack {
 
     /// `ws://relay/doc-{id}?token=…` with a fresh token.
     pub async fn url(&self, user: &Session, doc: &str) -> String {
+        self.url_on(&self.relay_url, user, doc).await
+    }
+
+    /// The same on another relay.
+    pub async fn url_on(&self, relay: &str, user: &Session, doc: &str) -> String {
         let t = self
             .api
             .collab_token(user, ResourceType::Doc, doc)
             .await
             .unwrap();
-        format!("{}/{}?token={}", self.relay_url, t.room_id, t.token)
+        format!("{relay}/{}?token={}", t.room_id, t.token)
     }
 
     pub async fn connect(&self, user: &Session, doc: &str) -> CollabClient {
@@ -158,9 +243,54 @@ pub fn type_text(client: &CollabClient, s: &str) {
 }
 
 pub fn text_of(client: &CollabClient) -> String {
+    doc_text(client.doc())
+}
+
+pub fn doc_text(doc: &yrs::Doc) -> String {
     use yrs::{GetString, Transact};
-    let doc = client.doc();
     let text = doc.get_or_insert_text("t");
     let s = text.get_string(&doc.transact());
     s
+}
+
+/// The text of a stored update.
+pub fn stored_text(state: &[u8]) -> String {
+    use yrs::updates::decoder::Decode;
+    use yrs::Transact;
+    let doc = yrs::Doc::new();
+    if !state.is_empty() {
+        doc.transact_mut()
+            .apply_update(yrs::Update::decode_v1(state).unwrap())
+            .unwrap();
+    }
+    doc_text(&doc)
+}
+
+/// Polls `f` until it holds (for state outside any client, like storage).
+pub async fn eventually<F, Fut>(timeout: Duration, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while tokio::time::Instant::now() < deadline {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    f().await
+}
+
+/// Path of a binary built next to the test executable (`cargo build --bins`).
+pub fn binary(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap();
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --bins` first (scripts/test does)",
+        path.display()
+    );
+    path
 }

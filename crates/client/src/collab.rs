@@ -48,6 +48,8 @@ pub enum Event {
 pub struct Status {
     /// The relay's SyncStep2 arrived: the doc holds the room's state.
     pub synced: bool,
+    /// Size of the first SyncStep2 payload: what the room held when this client arrived.
+    pub first_sync_bytes: Option<usize>,
     /// Remote updates applied so far.
     pub remote_updates: u64,
     /// Frames received (any kind), including keepalives.
@@ -268,9 +270,13 @@ fn handle_frame(
                 if let Ok(update) = Update::decode_v1(&u) {
                     let _ = doc.transact_mut_with(REMOTE).apply_update(update);
                 }
+                let len = u.len();
                 status.send_modify(|s| {
                     s.remote_updates += 1;
                     s.synced |= step2;
+                    if step2 && s.first_sync_bytes.is_none() {
+                        s.first_sync_bytes = Some(len);
+                    }
                 });
             }
             Message::Awareness(update) => {

@@ -128,7 +128,11 @@ impl ControlClient {
             .await
             .map_err(|e| ControlError::Unavailable(e.to_string()))?;
         match res.status().as_u16() {
-            200 => Ok(res.bytes().await.map_err(|e| ControlError::Unavailable(e.to_string()))?.to_vec()),
+            200 => Ok(res
+                .bytes()
+                .await
+                .map_err(|e| ControlError::Unavailable(e.to_string()))?
+                .to_vec()),
             s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
             s => Err(ControlError::Unavailable(format!("status {s}"))),
         }

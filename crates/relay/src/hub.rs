@@ -442,7 +442,10 @@ impl RoomActor {
             };
             match attempt {
                 Ok(state) => {
-                    self.hub.metrics.load_seconds.observe(started.elapsed().as_secs_f64());
+                    self.hub
+                        .metrics
+                        .load_seconds
+                        .observe(started.elapsed().as_secs_f64());
                     self.hub.metrics.loads.inc();
                     if !state.is_empty() {
                         if let Err(e) = self.room.apply(&state) {
@@ -509,21 +512,30 @@ impl RoomActor {
     /// The update control lacks (diff against its acknowledged state vector).
     fn pending_update(&self) -> (StateVector, Vec<u8>) {
         let txn = self.room.doc().transact();
-        (txn.state_vector(), txn.encode_state_as_update_v1(&self.persist.acked))
+        (
+            txn.state_vector(),
+            txn.encode_state_as_update_v1(&self.persist.acked),
+        )
     }
 
     fn start_save(&mut self) {
         let Some(me) = self.me.upgrade() else { return };
         let (sv, update) = self.pending_update();
         self.persist.saving = true;
-        let (control, metrics, room) = (self.hub.control.clone(), self.hub.metrics.clone(), self.id.clone());
+        let (control, metrics, room) = (
+            self.hub.control.clone(),
+            self.hub.metrics.clone(),
+            self.id.clone(),
+        );
         let span = tracing::info_span!("save", room = %room);
         self.hub.tracker.spawn(
             async move {
                 let started = std::time::Instant::now();
                 let bytes = update.len();
                 let outcome = control.save_snapshot(&room, update).await;
-                metrics.save_seconds.observe(started.elapsed().as_secs_f64());
+                metrics
+                    .save_seconds
+                    .observe(started.elapsed().as_secs_f64());
                 if outcome.is_ok() {
                     metrics.bytes_saved.inc_by(bytes as u64);
                     tracing::debug!(bytes, ms = started.elapsed().as_millis() as u64, "saved");
@@ -574,14 +586,23 @@ impl RoomActor {
         let deadline = Instant::now() + self.hub.config.flush_deadline;
         while self.persist.dirty_since.is_some() && Instant::now() < deadline {
             let (sv, update) = self.pending_update();
-            let outcome = match tokio::time::timeout_at(deadline, self.hub.control.save_snapshot(&self.id, update)).await {
+            let outcome = match tokio::time::timeout_at(
+                deadline,
+                self.hub.control.save_snapshot(&self.id, update),
+            )
+            .await
+            {
                 Ok(outcome) => outcome,
                 Err(_) => break,
             };
             let failed = outcome.is_err();
             self.saved(sv, outcome);
             if failed {
-                tokio::time::sleep(Duration::from_millis(200).min(deadline.saturating_duration_since(Instant::now()))).await;
+                tokio::time::sleep(
+                    Duration::from_millis(200)
+                        .min(deadline.saturating_duration_since(Instant::now())),
+                )
+                .await;
             }
         }
         if self.persist.dirty_since.is_none() {
@@ -591,14 +612,27 @@ impl RoomActor {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Join { conn, member, out, kill, reply } => {
+            Cmd::Join {
+                conn,
+                member,
+                out,
+                kill,
+                reply,
+            } => {
                 if self.conns.len() >= self.hub.config.max_connections_per_room {
                     let _ = reply.send(Err(JoinError::Full));
                     return;
                 }
                 let writable = member.writable();
                 tracing::info!(user_id = %member.user_id, role = member.role.as_str(), conn, "joined");
-                self.conns.insert(conn, ConnEntry { member, out, kill: Some(kill) });
+                self.conns.insert(
+                    conn,
+                    ConnEntry {
+                        member,
+                        out,
+                        kill: Some(kill),
+                    },
+                );
                 self.hub.metrics.connections.inc();
                 let _ = reply.send(Ok(()));
                 let out = self.room.join(conn, writable);
@@ -614,7 +648,10 @@ impl RoomActor {
                     Err(e) => {
                         self.hub.metrics.bad_messages.inc();
                         tracing::warn!(conn, error = %e, "bad message; closing the connection");
-                        self.drop_conn(conn, Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_MESSAGE));
+                        self.drop_conn(
+                            conn,
+                            Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_MESSAGE),
+                        );
                     }
                 }
                 let dropped = self.room.stats().updates_dropped_readonly - dropped_before;
@@ -624,7 +661,11 @@ impl RoomActor {
             }
             Cmd::Leave { conn } => self.remove(conn),
             Cmd::Users { reply } => {
-                let mut users: Vec<String> = self.conns.values().map(|c| c.member.user_id.clone()).collect();
+                let mut users: Vec<String> = self
+                    .conns
+                    .values()
+                    .map(|c| c.member.user_id.clone())
+                    .collect();
                 users.sort();
                 users.dedup();
                 let _ = reply.send(users);
@@ -636,7 +677,8 @@ impl RoomActor {
     }
 
     fn apply_access(&mut self, results: Vec<UserAccess>) {
-        let by_user: HashMap<&str, &UserAccess> = results.iter().map(|r| (r.user_id.as_str(), r)).collect();
+        let by_user: HashMap<&str, &UserAccess> =
+            results.iter().map(|r| (r.user_id.as_str(), r)).collect();
         let mut revoked = Vec::new();
         for (conn, entry) in self.conns.iter_mut() {
             let Some(access) = by_user.get(entry.member.user_id.as_str()) else {
@@ -695,7 +737,10 @@ impl RoomActor {
                 if let Some(mut entry) = self.conns.remove(&conn) {
                     self.hub.metrics.connections.dec();
                     if let Some(kill) = entry.kill.take() {
-                        let _ = kill.send(Kill::plain(close::TRY_AGAIN_LATER, close::REASON_SLOW_CONSUMER));
+                        let _ = kill.send(Kill::plain(
+                            close::TRY_AGAIN_LATER,
+                            close::REASON_SLOW_CONSUMER,
+                        ));
                     }
                 }
                 queue.extend(self.room.leave(conn));

@@ -68,28 +68,100 @@ impl Metrics {
             load_seconds: seconds(),
             registry: Registry::default(),
         };
-        registry.register("connections", "Open WebSocket connections", m.connections.clone());
+        registry.register(
+            "connections",
+            "Open WebSocket connections",
+            m.connections.clone(),
+        );
         registry.register("rooms", "Rooms loaded in memory", m.rooms.clone());
-        registry.register("dirty_rooms", "Rooms with changes not yet acknowledged by control", m.dirty_rooms.clone());
-        registry.register("frames_in", "WebSocket messages received from clients", m.frames_in.clone());
-        registry.register("frames_out", "WebSocket messages queued to clients", m.frames_out.clone());
-        registry.register("bytes_in", "Bytes received from clients", m.bytes_in.clone());
+        registry.register(
+            "dirty_rooms",
+            "Rooms with changes not yet acknowledged by control",
+            m.dirty_rooms.clone(),
+        );
+        registry.register(
+            "frames_in",
+            "WebSocket messages received from clients",
+            m.frames_in.clone(),
+        );
+        registry.register(
+            "frames_out",
+            "WebSocket messages queued to clients",
+            m.frames_out.clone(),
+        );
+        registry.register(
+            "bytes_in",
+            "Bytes received from clients",
+            m.bytes_in.clone(),
+        );
         registry.register("bytes_out", "Bytes queued to clients", m.bytes_out.clone());
         registry.register("loads", "Rooms loaded from control", m.loads.clone());
-        registry.register("load_failures", "Failed attempts to load a room from control", m.load_failures.clone());
+        registry.register(
+            "load_failures",
+            "Failed attempts to load a room from control",
+            m.load_failures.clone(),
+        );
         registry.register("saves", "Snapshots saved to control", m.saves.clone());
-        registry.register("save_failures", "Failed snapshot saves", m.save_failures.clone());
-        registry.register("save_retries", "Snapshot saves retried after a failure", m.save_retries.clone());
-        registry.register("bytes_saved", "Bytes sent to control in snapshot saves", m.bytes_saved.clone());
-        registry.register("kicks", "Connections closed because access was revoked", m.kicks.clone());
-        registry.register("recheck_failures", "Permission re-checks that could not reach control", m.recheck_failures.clone());
-        registry.register("slow_consumers", "Connections dropped because their send queue filled", m.slow_consumers.clone());
-        registry.register("bad_messages", "Connections closed for malformed messages", m.bad_messages.clone());
-        registry.register("readonly_updates_dropped", "Updates from read-only connections dropped", m.readonly_updates_dropped.clone());
-        registry.register("verify_seconds", "Latency of POST /collaboration/verify", m.verify_seconds.clone());
-        registry.register("check_access_seconds", "Latency of batched check-access calls", m.check_access_seconds.clone());
-        registry.register("save_seconds", "Latency of snapshot saves", m.save_seconds.clone());
-        registry.register("load_seconds", "Latency of room loads", m.load_seconds.clone());
+        registry.register(
+            "save_failures",
+            "Failed snapshot saves",
+            m.save_failures.clone(),
+        );
+        registry.register(
+            "save_retries",
+            "Snapshot saves retried after a failure",
+            m.save_retries.clone(),
+        );
+        registry.register(
+            "bytes_saved",
+            "Bytes sent to control in snapshot saves",
+            m.bytes_saved.clone(),
+        );
+        registry.register(
+            "kicks",
+            "Connections closed because access was revoked",
+            m.kicks.clone(),
+        );
+        registry.register(
+            "recheck_failures",
+            "Permission re-checks that could not reach control",
+            m.recheck_failures.clone(),
+        );
+        registry.register(
+            "slow_consumers",
+            "Connections dropped because their send queue filled",
+            m.slow_consumers.clone(),
+        );
+        registry.register(
+            "bad_messages",
+            "Connections closed for malformed messages",
+            m.bad_messages.clone(),
+        );
+        registry.register(
+            "readonly_updates_dropped",
+            "Updates from read-only connections dropped",
+            m.readonly_updates_dropped.clone(),
+        );
+        registry.register(
+            "verify_seconds",
+            "Latency of POST /collaboration/verify",
+            m.verify_seconds.clone(),
+        );
+        registry.register(
+            "check_access_seconds",
+            "Latency of batched check-access calls",
+            m.check_access_seconds.clone(),
+        );
+        registry.register(
+            "save_seconds",
+            "Latency of snapshot saves",
+            m.save_seconds.clone(),
+        );
+        registry.register(
+            "load_seconds",
+            "Latency of room loads",
+            m.load_seconds.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -30,7 +30,9 @@ pub async fn check_room(hub: &Hub, control: &ControlClient, room: &RoomId, users
     }
     let started = std::time::Instant::now();
     let result = control.check_access(room, &users).await;
-    hub.metrics.check_access_seconds.observe(started.elapsed().as_secs_f64());
+    hub.metrics
+        .check_access_seconds
+        .observe(started.elapsed().as_secs_f64());
     match result {
         Ok(results) => hub.apply_access(room, results).await,
         Err(e) => {
@@ -51,13 +53,19 @@ pub async fn sweep(hub: &Hub, control: &ControlClient) {
 async fn apply_events(hub: &Hub, control: &ControlClient, events: &[AccessEvent]) {
     for (room, users) in hub.rooms_and_users().await {
         let name = room.to_string();
-        let whole_room = events.iter().any(|e| e.room_id.as_deref() == Some(name.as_str()));
+        let whole_room = events
+            .iter()
+            .any(|e| e.room_id.as_deref() == Some(name.as_str()));
         let picked: Vec<String> = if whole_room {
             users
         } else {
             users
                 .into_iter()
-                .filter(|u| events.iter().any(|e| e.user_id.as_deref() == Some(u.as_str())))
+                .filter(|u| {
+                    events
+                        .iter()
+                        .any(|e| e.user_id.as_deref() == Some(u.as_str()))
+                })
                 .collect()
         };
         check_room(hub, control, &room, picked).await;
@@ -65,7 +73,12 @@ async fn apply_events(hub: &Hub, control: &ControlClient, events: &[AccessEvent]
 }
 
 /// Runs the periodic sweep until shutdown.
-pub async fn run_sweep(hub: Arc<Hub>, control: ControlClient, every: Duration, stop: CancellationToken) {
+pub async fn run_sweep(
+    hub: Arc<Hub>,
+    control: ControlClient,
+    every: Duration,
+    stop: CancellationToken,
+) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {

@@ -59,7 +59,9 @@ impl Application {
                 room_idle: Duration::from_millis(config.room_idle_ms),
                 awareness_timeout: Duration::from_millis(config.awareness_timeout_ms),
                 save_debounce: Duration::from_millis(config.save_debounce_ms),
-                save_max_delay: Duration::from_millis(config.save_max_delay_ms.max(config.save_debounce_ms)),
+                save_max_delay: Duration::from_millis(
+                    config.save_max_delay_ms.max(config.save_debounce_ms),
+                ),
                 flush_deadline: Duration::from_secs(config.shutdown_secs.max(1)),
             },
             control.clone(),
@@ -122,12 +124,8 @@ impl Application {
             .instrument(tracing::info_span!("recheck_sweep")),
         );
         tracker.spawn(
-            recheck::run_feed(
-                shared.hub.clone(),
-                shared.control.clone(),
-                stop.clone(),
-            )
-            .instrument(tracing::info_span!("access_feed")),
+            recheck::run_feed(shared.hub.clone(), shared.control.clone(), stop.clone())
+                .instrument(tracing::info_span!("access_feed")),
         );
         loop {
             tokio::select! {

@@ -71,7 +71,10 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     };
     let started = std::time::Instant::now();
     let verified = shared.control.verify(&token, &room).await;
-    shared.metrics.verify_seconds.observe(started.elapsed().as_secs_f64());
+    shared
+        .metrics
+        .verify_seconds
+        .observe(started.elapsed().as_secs_f64());
     let member = match verified {
         Ok(v) => Member {
             user_id: v.user_id,

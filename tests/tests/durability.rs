@@ -1,0 +1,409 @@
+//! Durable documents: what reached the relay survives restarts, crashes,
+//! control outages and several relays saving the same room.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tandem_client::collab::CollabClient;
+use tandem_e2e::{binary, eventually, stored_text, text_of, type_text, Stack, SECRET, SOON};
+use yrs::{ReadTxn, Text, Transact};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_survive_a_graceful_relay_restart() {
+    // Saves are an hour away: only the shutdown flush can save these edits.
+    let mut stack = Stack::start_with(|c| {
+        c.save_debounce_ms = 3_600_000;
+        c.save_max_delay_ms = 3_600_000;
+    })
+    .await;
+    let owner = stack.user("owner@restart.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let a = stack.connect(&owner, &doc).await;
+    type_text(&a, "kept across a restart");
+    let b = stack.connect(&owner, &doc).await;
+    assert!(
+        b.wait_doc(SOON, |_| text_of(&b) == "kept across a restart")
+            .await
+    );
+    stack.restart_relay().await;
+    assert_eq!(
+        stored_text(&stack.stored(&format!("doc-{doc}")).await),
+        "kept across a restart"
+    );
+    let c = stack.connect(&owner, &doc).await;
+    assert_eq!(
+        text_of(&c),
+        "kept across a restart",
+        "loaded before the first sync"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saves_are_debounced_and_the_last_leave_saves_at_once() {
+    let stack = Stack::start_with(|c| {
+        c.save_debounce_ms = 200;
+        c.save_max_delay_ms = 600;
+    })
+    .await;
+    let owner = stack.user("owner@debounce.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    let a = stack.connect(&owner, &doc).await;
+    // Typing continuously: the max delay still forces a save while typing goes on.
+    let started = tokio::time::Instant::now();
+    let mut i = 0;
+    while started.elapsed() < Duration::from_millis(1500) {
+        type_text(&a, &format!("{i},"));
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let partial = stored_text(&stack.stored(&room).await);
+    assert!(
+        !partial.is_empty(),
+        "nothing saved during 1.5 s of typing (max delay 600 ms)"
+    );
+    // Several edits were folded into each save: far fewer saves than edits.
+    let saves = stack.relay_metrics.saves.get();
+    assert!(
+        saves >= 1 && saves < i as u64 / 3,
+        "{saves} saves for {i} edits"
+    );
+    // After the last change, the debounce saves the rest.
+    let expect = text_of(&a);
+    assert!(
+        eventually(SOON, || async {
+            stored_text(&stack.stored(&room).await) == expect
+        })
+        .await
+    );
+    // The last client leaving saves at once.
+    type_text(&a, "bye");
+    drop(a);
+    assert!(
+        eventually(Duration::from_secs(2), || async {
+            stored_text(&stack.stored(&room).await).ends_with("bye")
+        })
+        .await
+    );
+    assert_eq!(stack.relay_metrics.dirty_rooms.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_down_then_back_saves_the_dirty_room() {
+    let mut stack = Stack::start_with(|c| {
+        c.save_debounce_ms = 50;
+        c.save_max_delay_ms = 100;
+        c.recheck_secs = 3600;
+    })
+    .await;
+    let owner = stack.user("owner@outage.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    let a = stack.connect(&owner, &doc).await;
+    type_text(&a, "before;");
+    assert!(
+        eventually(SOON, || async {
+            stored_text(&stack.stored(&room).await) == "before;"
+        })
+        .await
+    );
+    stack.stop_control().await;
+    type_text(&a, "during outage;");
+    // Saves fail and are retried; the room stays dirty.
+    let m = stack.relay_metrics.clone();
+    assert!(
+        eventually(SOON, || async { m.save_failures.get() >= 2 }).await,
+        "saves were not retried"
+    );
+    assert_eq!(m.dirty_rooms.get(), 1);
+    stack.restart_control().await;
+    assert!(
+        eventually(Duration::from_secs(40), || async {
+            stored_text(&stack.stored(&room).await) == "before;during outage;"
+        })
+        .await,
+        "dirty state saved once control is back"
+    );
+    assert!(eventually(SOON, || async { m.dirty_rooms.get() == 0 }).await);
+    assert!(a.status().closed.is_none(), "clients were not disturbed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_saving_one_room_keep_both_sides() {
+    let stack = Stack::start_with(|c| {
+        c.save_debounce_ms = 50;
+        c.save_max_delay_ms = 100;
+    })
+    .await;
+    let second = stack.extra_relay().await;
+    let owner = stack.user("owner@tworelays.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    // Without Redis the two relays do not talk: each holds its own copy.
+    let a = stack.connect(&owner, &doc).await;
+    let b = CollabClient::connect(&stack.url_on(&second.url, &owner, &doc).await)
+        .await
+        .unwrap();
+    assert!(b.wait_status(SOON, |s| s.synced).await.is_some());
+    for i in 0..20 {
+        type_text(&a, &format!("A{i};"));
+        type_text(&b, &format!("B{i};"));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        eventually(SOON, || async {
+            let t = stored_text(&stack.stored(&room).await);
+            (0..20).all(|i| t.contains(&format!("A{i};")) && t.contains(&format!("B{i};")))
+        })
+        .await,
+        "stored: {}",
+        stored_text(&stack.stored(&room).await)
+    );
+    second.stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nobody_sees_an_empty_document_while_it_loads() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@loading.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    // ~2 MB stored before any relay opened the room: loading takes a while.
+    let source = yrs::Doc::new();
+    let big = "x".repeat(2 * 1024 * 1024);
+    {
+        let text = source.get_or_insert_text("t");
+        let mut txn = source.transact_mut();
+        text.insert(&mut txn, 0, &big);
+    }
+    let state = source
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    stack.store(&room, state.clone()).await;
+    // Twelve clients race into the unloaded room.
+    let mut urls = Vec::new();
+    for _ in 0..12 {
+        urls.push(stack.url(&owner, &doc).await);
+    }
+    let clients =
+        futures_util::future::join_all(urls.iter().map(|u| CollabClient::connect(u))).await;
+    for c in &clients {
+        let c = c.as_ref().unwrap();
+        let s = c
+            .wait_status(Duration::from_secs(30), |s| s.synced)
+            .await
+            .expect("synced");
+        assert!(
+            s.first_sync_bytes.unwrap_or(0) >= big.len(),
+            "a client's first sync had {:?} bytes: it saw the room before it loaded",
+            s.first_sync_bytes
+        );
+    }
+    assert_eq!(
+        stack.relay_metrics.loads.get(),
+        1,
+        "exactly one load for the room"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_room_is_evicted_and_reloads_intact() {
+    let stack = Stack::start_with(|c| c.room_idle_ms = 100).await;
+    let owner = stack.user("owner@evict.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let a = stack.connect(&owner, &doc).await;
+    type_text(&a, "persisted");
+    drop(a);
+    let m = stack.relay_metrics.clone();
+    assert!(
+        eventually(SOON, || async { m.rooms.get() == 0 }).await,
+        "room not evicted"
+    );
+    assert_eq!(m.loads.get(), 1);
+    let b = stack.connect(&owner, &doc).await;
+    assert_eq!(text_of(&b), "persisted");
+    assert_eq!(m.loads.get(), 2, "reloaded from control");
+    // The relay's metrics endpoint reports it all.
+    let port = stack.relay_url.rsplit(':').next().unwrap();
+    let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "tandem_relay_loads_total 2",
+        "tandem_relay_saves_total",
+        "tandem_relay_connections 1",
+        "tandem_relay_verify_seconds_bucket",
+    ] {
+        assert!(body.contains(name), "{name} missing from\n{body}");
+    }
+}
+
+/// A relay running as its own process, for crash and signal tests.
+struct RelayProcess {
+    child: Child,
+    url: String,
+}
+
+impl RelayProcess {
+    fn start(control_url: &str, extra_env: &[(&str, &str)]) -> RelayProcess {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut cmd = Command::new(binary("tandem-relay"));
+        cmd.env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TANDEM_CONTROL_URL", control_url)
+            .env("TANDEM_RELAY_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        RelayProcess {
+            child,
+            url: format!("ws://127.0.0.1:{port}"),
+        }
+    }
+
+    async fn ready(&self) {
+        let port = self.url.rsplit(':').next().unwrap().to_string();
+        assert!(
+            eventually(SOON, || {
+                let port = port.clone();
+                async move {
+                    reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+                        .await
+                        .is_ok()
+                }
+            })
+            .await,
+            "relay process did not come up"
+        );
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const NEVER_SAVE_WHILE_BUSY: [(&str, &str); 2] = [
+    ("TANDEM_SAVE_DEBOUNCE_MS", "3600000"),
+    ("TANDEM_SAVE_MAX_DELAY_MS", "3600000"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@crash.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    let mut relay = RelayProcess::start(&stack.control_url, &NEVER_SAVE_WHILE_BUSY);
+    relay.ready().await;
+
+    // "one" is saved (its client leaves, which saves at once)…
+    let a = CollabClient::connect(&stack.url_on(&relay.url, &owner, &doc).await)
+        .await
+        .unwrap();
+    assert!(a.wait_status(SOON, |s| s.synced).await.is_some());
+    type_text(&a, "one;");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(a);
+    assert!(
+        eventually(SOON, || async {
+            stored_text(&stack.stored(&room).await) == "one;"
+        })
+        .await
+    );
+    // …"two" only ever reaches the relay's memory.
+    let b_doc = yrs::Doc::new();
+    let b = CollabClient::connect_with_doc(
+        &stack.url_on(&relay.url, &owner, &doc).await,
+        b_doc.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(b.wait_doc(SOON, |_| text_of(&b) == "one;").await);
+    type_text(&b, "two;");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relay.child.kill().unwrap(); // SIGKILL
+    relay.child.wait().unwrap();
+    assert!(b.wait_status(SOON, |s| s.closed.is_some()).await.is_some());
+    assert_eq!(
+        stored_text(&stack.stored(&room).await),
+        "one;",
+        "two was never saved"
+    );
+    drop(b);
+
+    // A new relay loads what control stored; nothing is corrupt.
+    let relay2 = RelayProcess::start(
+        &stack.control_url,
+        &[
+            ("TANDEM_SAVE_DEBOUNCE_MS", "50"),
+            ("TANDEM_SAVE_MAX_DELAY_MS", "100"),
+        ],
+    );
+    relay2.ready().await;
+    let c = CollabClient::connect(&stack.url_on(&relay2.url, &owner, &doc).await)
+        .await
+        .unwrap();
+    assert!(c.wait_status(SOON, |s| s.synced).await.is_some());
+    assert_eq!(text_of(&c), "one;");
+    // The client that held "two" reconnects with its document and pushes it.
+    let b2 = CollabClient::connect_with_doc(&stack.url_on(&relay2.url, &owner, &doc).await, b_doc)
+        .await
+        .unwrap();
+    assert!(b2.wait_status(SOON, |s| s.synced).await.is_some());
+    assert!(
+        c.wait_doc(SOON, |_| text_of(&c) == "one;two;").await,
+        "c sees {}",
+        text_of(&c)
+    );
+    assert!(
+        eventually(SOON, || async {
+            stored_text(&stack.stored(&room).await) == "one;two;"
+        })
+        .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flushes_dirty_rooms_and_exits_zero() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@sigterm.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    let mut relay = RelayProcess::start(&stack.control_url, &NEVER_SAVE_WHILE_BUSY);
+    relay.ready().await;
+    let a = CollabClient::connect(&stack.url_on(&relay.url, &owner, &doc).await)
+        .await
+        .unwrap();
+    assert!(a.wait_status(SOON, |s| s.synced).await.is_some());
+    type_text(&a, "flushed on SIGTERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(stack.stored(&room).await.is_empty());
+    let pid = relay.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = tokio::task::spawn_blocking(move || relay.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    let s = a.wait_status(SOON, |s| s.closed.is_some()).await.unwrap();
+    assert_eq!(s.closed.unwrap().unwrap().0, 1001);
+    assert_eq!(
+        stored_text(&stack.stored(&room).await),
+        "flushed on SIGTERM"
+    );
+}
