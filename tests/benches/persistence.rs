@@ -39,7 +39,9 @@ fn document(bytes: usize) -> Vec<u8> {
         text.insert(&mut doc.transact_mut(), len as u32, chunk);
         len += chunk.len();
     }
-    let state = doc.transact().encode_state_as_update_v1(&StateVector::default());
+    let state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
     state
 }
 
@@ -53,7 +55,11 @@ impl Drop for Relay {
 }
 
 async fn start_relay(control_url: &str) -> Relay {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(binary("tandem-relay"))
         .env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{port}"))
         .env("TANDEM_CONTROL_URL", control_url)
@@ -65,7 +71,9 @@ async fn start_relay(control_url: &str) -> Relay {
         .spawn()
         .unwrap();
     let ok = eventually(Duration::from_secs(10), || async move {
-        reqwest::get(format!("http://127.0.0.1:{port}/healthz")).await.is_ok()
+        reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+            .await
+            .is_ok()
     })
     .await;
     assert!(ok, "relay did not start");
@@ -79,7 +87,10 @@ async fn main() {
     let relay = start_relay(&stack.control_url).await;
     let pid = relay.0.id();
     let mut json = Vec::new();
-    println!("{:<10} {:>12} {:>14} {:>16} {:>18}", "document", "stored bytes", "save (ms)", "cold load (ms)", "relay RSS +KiB");
+    println!(
+        "{:<10} {:>12} {:>14} {:>16} {:>18}",
+        "document", "stored bytes", "save (ms)", "cold load (ms)", "relay RSS +KiB"
+    );
     for (label, size) in [("1 MB", 1024 * 1024), ("10 MB", 10 * 1024 * 1024)] {
         let doc = stack.team_doc(&owner).await;
         let room = format!("doc-{doc}");
@@ -95,23 +106,37 @@ async fn main() {
         let url = stack.url_on(&relay.1, &owner, &doc).await;
         let started = Instant::now();
         let client = CollabClient::connect(&url).await.unwrap();
-        client.wait_status(Duration::from_secs(120), |s| s.synced).await.expect("synced");
+        client
+            .wait_status(Duration::from_secs(120), |s| s.synced)
+            .await
+            .expect("synced");
         let load_ms = started.elapsed().as_secs_f64() * 1000.0;
         drop(client);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let grew = rss_kib(pid).saturating_sub(before);
-        println!("{label:<10} {:>12} {save_ms:>14.1} {load_ms:>16.1} {grew:>18}", state.len());
+        println!(
+            "{label:<10} {:>12} {save_ms:>14.1} {load_ms:>16.1} {grew:>18}",
+            state.len()
+        );
         json.push(format!(r#"{{"doc":"{label}","storedBytes":{},"saveMs":{save_ms:.1},"coldLoadMs":{load_ms:.1},"relayRssGrowthKiB":{grew}}}"#, state.len()));
     }
     // Memory per loaded room: 200 small rooms (about 1 KB each), loaded and
     // left idle (clients gone, rooms kept: idle timeout 10 min).
     let rooms = 200;
     let mut docs = Vec::new();
-    let ws = stack.api.workspace(&owner, tandem_protocol::http::WorkspaceType::Team).await.unwrap();
+    let ws = stack
+        .api
+        .workspace(&owner, tandem_protocol::http::WorkspaceType::Team)
+        .await
+        .unwrap();
     let project = stack.api.create_project(&owner, &ws, "many").await.unwrap();
     let small = document(1024);
     for _ in 0..rooms {
-        let d = stack.api.create_resource(&owner, &project.id, tandem_protocol::ResourceType::Doc, "d").await.unwrap();
+        let d = stack
+            .api
+            .create_resource(&owner, &project.id, tandem_protocol::ResourceType::Doc, "d")
+            .await
+            .unwrap();
         stack.store(&format!("doc-{}", d.id), small.clone()).await;
         docs.push(d.id);
     }
@@ -122,12 +147,20 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(pid);
     for d in &docs {
-        let c = CollabClient::connect(&stack.url_on(&relay.1, &owner, d).await).await.unwrap();
-        c.wait_status(Duration::from_secs(10), |s| s.synced).await.expect("synced");
+        let c = CollabClient::connect(&stack.url_on(&relay.1, &owner, d).await)
+            .await
+            .unwrap();
+        c.wait_status(Duration::from_secs(10), |s| s.synced)
+            .await
+            .expect("synced");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let per_room = rss_kib(pid).saturating_sub(before) as f64 / rooms as f64;
-    println!("relay RSS per loaded room (1 KB documents, {rooms} rooms, no clients): {per_room:.1} KiB");
-    json.push(format!(r#"{{"roomsLoaded":{rooms},"relayRssPerRoomKiB":{per_room:.1}}}"#));
+    println!(
+        "relay RSS per loaded room (1 KB documents, {rooms} rooms, no clients): {per_room:.1} KiB"
+    );
+    json.push(format!(
+        r#"{{"roomsLoaded":{rooms},"relayRssPerRoomKiB":{per_room:.1}}}"#
+    ));
     println!("JSON [{}]", json.join(","));
 }
