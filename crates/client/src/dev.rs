@@ -11,10 +11,13 @@ use tandem_relay::RelayConfig;
 
 /// Starts control and relay and serves until Ctrl-C / SIGTERM.
 pub async fn run(
-    control: ControlConfig,
+    mut control: ControlConfig,
     relay_listen: SocketAddr,
     recheck_secs: u64,
 ) -> anyhow::Result<()> {
+    // On Ctrl-C/SIGTERM the relay stops first (closing sockets and saving its
+    // rooms to control); control stops after it.
+    control.handle_signals = false;
     let control_app = tandem_control::Application::build(control).await?;
     let state = control_app.state();
     let control_url = format!("http://{}:{}", state.config.listen.ip(), control_app.port());

@@ -78,6 +78,11 @@ pub struct ControlConfig {
     /// Log format: `text` or `json`.
     #[arg(long, env = "TANDEM_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+
+    /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
+    /// dev`, decides when control stops).
+    #[arg(skip = true)]
+    pub handle_signals: bool,
 }
 
 impl ControlConfig {
@@ -99,6 +104,7 @@ impl ControlConfig {
             db_pool_size: 8,
             workers: 2,
             log_format: "text".into(),
+            handle_signals: true,
         }
     }
 

@@ -64,9 +64,10 @@ impl Application {
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
         // stop gracefully (in-flight requests get the shutdown timeout).
         let (stop, handle) = (state.shutdown.clone(), server.handle());
+        let signals = state.config.handle_signals;
         tokio::spawn(async move {
             tokio::select! {
-                _ = wait_for_signal() => tracing::info!("shutdown signal received"),
+                _ = wait_for_signal(), if signals => tracing::info!("shutdown signal received"),
                 _ = stop.cancelled() => {}
             }
             stop.cancel();
