@@ -67,6 +67,10 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_MAX_SAVE_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_save_bytes: usize,
 
+    /// Login and signup attempts allowed per client IP per minute (0: no limit).
+    #[arg(long, env = "TANDEM_AUTH_RATE_PER_MINUTE", default_value_t = 30)]
+    pub auth_rate_per_minute: u32,
+
     /// Database connections in the pool.
     #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
@@ -101,6 +105,7 @@ impl ControlConfig {
             max_body_bytes: 64 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024,
             max_save_bytes: 32 * 1024 * 1024,
+            auth_rate_per_minute: 0,
             db_pool_size: 8,
             workers: 2,
             log_format: "text".into(),

@@ -30,6 +30,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0}")]
     Validation(String),
+    #[error("too many attempts; retry in {0} s")]
+    RateLimited(u64),
     #[error("service temporarily unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -48,6 +50,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
+            ApiError::RateLimited(_) => ErrorCode::RateLimited,
             ApiError::Unavailable => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }
@@ -81,7 +84,11 @@ impl ResponseError for ApiError {
             ApiError::Unavailable => tracing::warn!("answered 503: a dependency is unavailable"),
             _ => {}
         }
-        HttpResponse::build(self.status_code()).json(ErrorBody::new(self.code(), self.to_string()))
+        let mut res = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited(secs) = self {
+            res.insert_header(("retry-after", secs.to_string()));
+        }
+        res.json(ErrorBody::new(self.code(), self.to_string()))
     }
 }
 

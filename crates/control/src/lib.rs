@@ -8,6 +8,7 @@
 //! - [`db`]: one connection type over SQLite and PostgreSQL, pool, migrations.
 //! - [`auth`]: identity-provider JWT verification.
 //! - [`crypto`]: ids, tokens, password and token hashing.
+//! - [`ratelimit`]: per-IP limits on login and signup.
 //! - [`validate`]: parsing user input at the edge.
 //! - [`error`]: `ApiError` and its mapping to status + JSON.
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
@@ -22,6 +23,7 @@ pub mod db;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod ratelimit;
 pub mod startup;
 pub mod state;
 pub mod store;

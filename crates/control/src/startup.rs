@@ -50,6 +50,7 @@ impl Application {
             None => None,
         };
         let iterations = config.pbkdf2_iterations;
+        let config_rate = config.auth_rate_per_minute;
         let state = Arc::new(AppState {
             pool,
             database,
@@ -59,6 +60,7 @@ impl Application {
             access_events: tokio::sync::Notify::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
+            auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),
         });
         let server = serve(listener, state.clone())?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then

@@ -26,6 +26,8 @@ pub struct AppState {
     /// Cancelled when the server starts shutting down: long polls answer at once.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: crate::metrics::Metrics,
+    /// Brakes password guessing and account creation.
+    pub auth_limiter: crate::ratelimit::RateLimiter,
 }
 
 pub type State = web::Data<Arc<AppState>>;

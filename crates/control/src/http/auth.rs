@@ -1,6 +1,6 @@
 //! `/auth/*`: signup, login, logout, session context.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use tandem_protocol::http::{AuthResponse, LoginRequest, Org, SessionContext, SignupRequest};
 
 use super::extract::{user_dto, AuthUser};
@@ -11,10 +11,23 @@ use crate::store::accounts::{self, NewIdentity};
 use crate::store::{workspaces, UserRow};
 use crate::{crypto, validate};
 
+/// Refuses the request when its address is over the auth rate limit.
+fn limit(state: &State, req: &HttpRequest) -> Result<(), ApiError> {
+    let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
+        return Ok(());
+    };
+    state
+        .auth_limiter
+        .check(ip)
+        .map_err(|wait| ApiError::RateLimited(wait.as_secs().max(1)))
+}
+
 pub async fn signup(
     state: State,
+    req: HttpRequest,
     body: web::Json<SignupRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    limit(&state, &req)?;
     let body = body.into_inner();
     let email = validate::email(&body.email)?;
     let display_name = validate::display_name(&body.display_name)?;
@@ -38,8 +51,10 @@ pub async fn signup(
 
 pub async fn login(
     state: State,
+    req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<AuthResponse>, ApiError> {
+    limit(&state, &req)?;
     let body = body.into_inner();
     let email = body.email.trim().to_lowercase();
     let ttl = state.config.session_ttl().as_millis() as i64;

@@ -244,3 +244,41 @@ async fn session_tokens_are_stored_hashed() {
     assert!(hay.contains(&tandem_control::crypto::hash_token(&ada.token)));
     assert!(!hay.contains("password123"));
 }
+
+/// Login and signup are rate limited per client address (429 + Retry-After).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_attempts_are_rate_limited() {
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.auth_rate_per_minute = 3).await;
+    app.signup("ada@limit.dev", "Ada").await; // 1
+    let attempt = || {
+        app.call(
+            Method::POST,
+            "/auth/login",
+            None,
+            Some(json!({"email": "ada@limit.dev", "password": "wrong-password"})),
+        )
+    };
+    assert_eq!(attempt().await.status, StatusCode::UNAUTHORIZED); // 2
+    assert_eq!(attempt().await.status, StatusCode::UNAUTHORIZED); // 3
+    let limited = attempt().await;
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.code(), "rate_limited");
+    let res = app
+        .client
+        .post(format!("{}/auth/login", app.base))
+        .json(&json!({"email": "ada@limit.dev", "password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "even the right password waits"
+    );
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+}

@@ -1,0 +1,78 @@
+//! A fixed-window rate limiter per client IP, for the endpoints that guess
+//! passwords or create accounts. In memory, per replica: with several
+//! replicas the effective limit is the sum (a brake, not an exact quota).
+//! The key is the TCP peer address; behind a proxy that is the proxy, so put
+//! the equivalent limit at the proxy too.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const WINDOW: Duration = Duration::from_secs(60);
+/// Above this many tracked addresses, expired windows are pruned.
+const PRUNE_AT: usize = 10_000;
+
+pub struct RateLimiter {
+    per_minute: u32,
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl RateLimiter {
+    /// `per_minute == 0` turns limiting off.
+    pub fn new(per_minute: u32) -> RateLimiter {
+        RateLimiter {
+            per_minute,
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `Ok(())` if `ip` may make one more request now, else how long to wait.
+    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        self.check_at(ip, Instant::now())
+    }
+
+    fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let Ok(mut windows) = self.windows.lock() else {
+            return Ok(());
+        };
+        if windows.len() >= PRUNE_AT {
+            windows.retain(|_, (start, _)| now.duration_since(*start) < WINDOW);
+        }
+        let entry = windows.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        if entry.1 >= self.per_minute {
+            return Err(WINDOW.saturating_sub(now.duration_since(entry.0)));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_per_address_and_window() {
+        let l = RateLimiter::new(3);
+        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert!(l.check_at(a, t0).is_ok());
+        }
+        let wait = l.check_at(a, t0 + Duration::from_secs(10)).unwrap_err();
+        assert_eq!(wait, Duration::from_secs(50));
+        assert!(
+            l.check_at(b, t0).is_ok(),
+            "other addresses are not affected"
+        );
+        assert!(l.check_at(a, t0 + WINDOW).is_ok(), "a new window starts");
+        assert!(RateLimiter::new(0).check_at(a, t0).is_ok());
+    }
+}
