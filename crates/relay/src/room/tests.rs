@@ -296,3 +296,44 @@ fn malformed_frames_are_refused_and_the_room_survives() {
     room.receive(1, &a.type_text("!")).unwrap();
     assert_eq!(room_text(&room), "keep!");
 }
+
+/// Random and mutated frames never panic the room nor corrupt what it holds.
+#[test]
+fn random_frames_never_take_the_room_down() {
+    let mut room = Room::new();
+    let writer = Peer::new();
+    room.join(1, true);
+    room.join(2, true);
+    room.receive(1, &writer.type_text("stable")).unwrap();
+    let valid = [
+        writer.type_text("x"),
+        awareness_frame(3, 1, "{}"),
+        writer.step1(),
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..20_000 {
+        let frame: Vec<u8> = if i % 2 == 0 {
+            let len = (next() % 64) as usize;
+            (0..len).map(|_| next() as u8).collect()
+        } else {
+            // A valid frame with a few bytes flipped or cut short.
+            let mut f = valid[(next() % 3) as usize].clone();
+            for _ in 0..(next() % 4) {
+                let at = (next() as usize) % f.len();
+                f[at] = next() as u8;
+            }
+            f.truncate(1 + (next() as usize) % f.len());
+            f
+        };
+        let _ = room.receive(2, &frame);
+    }
+    assert!(room_text(&room).starts_with("stable"));
+    room.receive(1, &writer.type_text("!")).unwrap();
+    assert!(room_text(&room).contains('!'));
+}
