@@ -206,7 +206,20 @@ impl Stack {
     }
 
     pub async fn connect(&self, user: &Session, doc: &str) -> CollabClient {
-        let client = self.try_connect(user, doc).await.unwrap();
+        self.connect_on(&self.relay_url, user, doc, yrs::Doc::new())
+            .await
+    }
+
+    /// Connects `ydoc` to the room on `relay` and waits for the first sync.
+    pub async fn connect_on(
+        &self,
+        relay: &str,
+        user: &Session,
+        doc: &str,
+        ydoc: yrs::Doc,
+    ) -> CollabClient {
+        let url = self.url_on(relay, user, doc).await;
+        let client = CollabClient::connect_with_doc(&url, ydoc).await.unwrap();
         assert!(
             client.wait_status(SOON, |s| s.synced).await.is_some(),
             "client did not sync"

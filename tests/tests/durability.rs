@@ -142,10 +142,9 @@ async fn two_relays_saving_one_room_keep_both_sides() {
     let room = format!("doc-{doc}");
     // Without Redis the two relays do not talk: each holds its own copy.
     let a = stack.connect(&owner, &doc).await;
-    let b = CollabClient::connect(&stack.url_on(&second.url, &owner, &doc).await)
-        .await
-        .unwrap();
-    assert!(b.wait_status(SOON, |s| s.synced).await.is_some());
+    let b = stack
+        .connect_on(&second.url, &owner, &doc, yrs::Doc::new())
+        .await;
     for i in 0..20 {
         type_text(&a, &format!("A{i};"));
         type_text(&b, &format!("B{i};"));
@@ -309,10 +308,9 @@ async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing() {
     relay.ready().await;
 
     // "one" is saved (its client leaves, which saves at once)…
-    let a = CollabClient::connect(&stack.url_on(&relay.url, &owner, &doc).await)
-        .await
-        .unwrap();
-    assert!(a.wait_status(SOON, |s| s.synced).await.is_some());
+    let a = stack
+        .connect_on(&relay.url, &owner, &doc, yrs::Doc::new())
+        .await;
     type_text(&a, "one;");
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(a);
@@ -352,16 +350,12 @@ async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing() {
         ],
     );
     relay2.ready().await;
-    let c = CollabClient::connect(&stack.url_on(&relay2.url, &owner, &doc).await)
-        .await
-        .unwrap();
-    assert!(c.wait_status(SOON, |s| s.synced).await.is_some());
+    let c = stack
+        .connect_on(&relay2.url, &owner, &doc, yrs::Doc::new())
+        .await;
     assert_eq!(text_of(&c), "one;");
     // The client that held "two" reconnects with its document and pushes it.
-    let b2 = CollabClient::connect_with_doc(&stack.url_on(&relay2.url, &owner, &doc).await, b_doc)
-        .await
-        .unwrap();
-    assert!(b2.wait_status(SOON, |s| s.synced).await.is_some());
+    let _b2_stays_connected = stack.connect_on(&relay2.url, &owner, &doc, b_doc).await;
     assert!(
         c.wait_doc(SOON, |_| text_of(&c) == "one;two;").await,
         "c sees {}",
@@ -383,10 +377,9 @@ async fn sigterm_flushes_dirty_rooms_and_exits_zero() {
     let room = format!("doc-{doc}");
     let mut relay = RelayProcess::start(&stack.control_url, &NEVER_SAVE_WHILE_BUSY);
     relay.ready().await;
-    let a = CollabClient::connect(&stack.url_on(&relay.url, &owner, &doc).await)
-        .await
-        .unwrap();
-    assert!(a.wait_status(SOON, |s| s.synced).await.is_some());
+    let a = stack
+        .connect_on(&relay.url, &owner, &doc, yrs::Doc::new())
+        .await;
     type_text(&a, "flushed on SIGTERM");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(stack.stored(&room).await.is_empty());

@@ -18,7 +18,7 @@ use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::sync::{Message, MessageReader, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
-use yrs::{ClientID, Doc, Origin, ReadTxn, StateVector, Transact, TransactionMut, Update};
+use yrs::{ClientID, Doc, Origin, ReadTxn, Transact, TransactionMut, Update};
 
 /// Transaction origin of updates that came from the relay (never sent back).
 const REMOTE: &str = "tandem-remote";
@@ -292,10 +292,4 @@ fn handle_frame(
             _ => {}
         }
     }
-}
-
-/// The whole state of a doc, for comparing replicas.
-pub fn state(doc: &Doc) -> Vec<u8> {
-    doc.transact()
-        .encode_state_as_update_v1(&StateVector::default())
 }

@@ -83,6 +83,16 @@ impl ResourceKind {
     }
 }
 
+impl From<tandem_protocol::ResourceType> for ResourceKind {
+    fn from(t: tandem_protocol::ResourceType) -> Self {
+        match t {
+            tandem_protocol::ResourceType::Doc => ResourceKind::Document,
+            tandem_protocol::ResourceType::Diagram => ResourceKind::Diagram,
+            tandem_protocol::ResourceType::Task => ResourceKind::Task,
+        }
+    }
+}
+
 /// A link of the chain: a grant at `Level::Project` applies to the project and
 /// everything in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -125,10 +135,6 @@ pub enum Decision {
 }
 
 impl Decision {
-    pub fn is_allowed(self) -> bool {
-        matches!(self, Decision::Allow(_))
-    }
-
     /// `Ok(role)` or the denial, for `?` in handlers.
     pub fn into_result(self) -> Result<Role, Denial> {
         match self {

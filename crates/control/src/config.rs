@@ -2,7 +2,6 @@
 //! `TANDEM_*` environment variables, then command-line flags.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -115,15 +114,5 @@ impl ControlConfig {
 
     pub fn session_ttl(&self) -> Duration {
         Duration::from_secs(self.session_ttl_secs)
-    }
-
-    /// Where a `sqlite://` database lives, if that is the backend.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        crate::db::DatabaseUrl::parse(&self.database_url)
-            .ok()
-            .and_then(|u| match u {
-                crate::db::DatabaseUrl::Sqlite(p) => Some(p),
-                crate::db::DatabaseUrl::Postgres(_) => None,
-            })
     }
 }

@@ -23,6 +23,10 @@ pub enum ControlError {
     Unavailable(String),
 }
 
+fn unavailable(e: reqwest::Error) -> ControlError {
+    ControlError::Unavailable(e.to_string())
+}
+
 #[derive(Clone)]
 pub struct ControlClient {
     base: String,
@@ -44,23 +48,25 @@ impl ControlClient {
         })
     }
 
+    /// Sends a request; any answer but 2xx becomes the matching error.
+    async fn answer(
+        &self,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ControlError> {
+        let res = req.send().await.map_err(unavailable)?;
+        match res.status().as_u16() {
+            200..=299 => Ok(res),
+            400 | 413 | 422 => Err(ControlError::BadRequest),
+            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
+            s => Err(ControlError::Unavailable(format!("status {s}"))),
+        }
+    }
+
     async fn send<T: serde::de::DeserializeOwned>(
         &self,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ControlError> {
-        let res = req
-            .send()
-            .await
-            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
-        match res.status().as_u16() {
-            200..=299 => res
-                .json()
-                .await
-                .map_err(|e| ControlError::Unavailable(e.to_string())),
-            400 | 422 => Err(ControlError::BadRequest),
-            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
-            s => Err(ControlError::Unavailable(format!("status {s}"))),
-        }
+        self.answer(req).await?.json().await.map_err(unavailable)
     }
 
     /// Consumes a one-time collaboration token for `room`.
@@ -119,43 +125,25 @@ impl ControlClient {
     /// The stored state of a room (empty when nothing was saved); `Refused(404)`
     /// when the room's resource no longer exists.
     pub async fn load_snapshot(&self, room: &RoomId) -> Result<Vec<u8>, ControlError> {
-        let res = self
+        let req = self
             .http
             .get(format!("{}/collaboration/rooms/{room}/snapshot", self.base))
             .timeout(Duration::from_secs(60))
-            .bearer_auth(&self.secret)
-            .send()
-            .await
-            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
-        match res.status().as_u16() {
-            200 => Ok(res
-                .bytes()
-                .await
-                .map_err(|e| ControlError::Unavailable(e.to_string()))?
-                .to_vec()),
-            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
-            s => Err(ControlError::Unavailable(format!("status {s}"))),
-        }
+            .bearer_auth(&self.secret);
+        let bytes = self.answer(req).await?.bytes().await.map_err(unavailable)?;
+        Ok(bytes.to_vec())
     }
 
     /// Merges `update` into the room's stored state.
     pub async fn save_snapshot(&self, room: &RoomId, update: Vec<u8>) -> Result<(), ControlError> {
-        let res = self
+        let req = self
             .http
             .post(format!("{}/collaboration/rooms/{room}/snapshot", self.base))
             .timeout(Duration::from_secs(60))
             .bearer_auth(&self.secret)
             .header("content-type", "application/octet-stream")
-            .body(update)
-            .send()
-            .await
-            .map_err(|e| ControlError::Unavailable(e.to_string()))?;
-        match res.status().as_u16() {
-            200..=299 => Ok(()),
-            400 | 413 | 422 => Err(ControlError::BadRequest),
-            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
-            s => Err(ControlError::Unavailable(format!("status {s}"))),
-        }
+            .body(update);
+        self.answer(req).await.map(|_| ())
     }
 
     /// Whether control answers `/readyz`.

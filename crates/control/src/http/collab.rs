@@ -12,12 +12,13 @@ use tandem_protocol::collab::{
 };
 use tandem_protocol::RoomId;
 
-use super::authorize;
 use super::extract::{bearer, AuthUser, RelayAuth};
+use super::paths::Kind;
+use super::{authorize, load};
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::state::State;
-use crate::store::{collab, events, facts};
+use crate::store::{collab, events};
 
 fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
@@ -34,23 +35,11 @@ pub async fn token(
         resource_id,
     } = body.into_inner();
     let room = RoomId::new(resource_type, resource_id);
-    let noun = "resource";
+    let kind = Kind::from_type(resource_type);
     let response = state
         .db(move |c| {
-            let (_, chain) = crate::validate::id(&room.resource_id)
-                .ok()
-                .map(|id| facts::resource(c, id))
-                .transpose()?
-                .flatten()
-                .filter(|(r, _)| r.kind == room.resource_type.as_str())
-                .ok_or(ApiError::NotFound(noun))?;
-            authorize(
-                c,
-                &user.actor(),
-                Action::Connect,
-                collab::kind_of(&room),
-                &chain,
-            )?;
+            let (_, chain) = load::resource(c, &room.resource_id, kind)?;
+            authorize(c, &user.actor(), Action::Connect, kind.authz_kind(), &chain)?;
             let (token, expires_at) =
                 collab::issue(c, user.id(), &room, COLLAB_TOKEN_TTL_SECS * 1000)?;
             Ok(TokenResponse {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{dev::Payload, http::header, FromRequest, HttpRequest};
-use tandem_protocol::http::{OrgRole, User};
+use tandem_protocol::http::User;
 
 use crate::auth::jwt::{looks_like_jwt, JwtError};
 use crate::authz::Actor;
@@ -26,11 +26,7 @@ pub struct AuthUser {
 
 impl AuthUser {
     pub fn actor(&self) -> Actor {
-        Actor {
-            user_id: self.user.id.clone(),
-            org_id: self.user.org_id.clone(),
-            org_role: OrgRole::parse(&self.user.org_role).unwrap_or(OrgRole::Member),
-        }
+        self.user.actor()
     }
 
     pub fn id(&self) -> &str {
@@ -44,7 +40,7 @@ pub fn user_dto(u: &UserRow) -> User {
         email: u.email.clone(),
         display_name: u.display_name.clone(),
         org_id: u.org_id.clone(),
-        org_role: OrgRole::parse(&u.org_role).unwrap_or(OrgRole::Member),
+        org_role: u.org_role(),
     }
 }
 

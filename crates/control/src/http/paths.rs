@@ -35,11 +35,7 @@ impl Kind {
     }
 
     pub fn authz_kind(self) -> ResourceKind {
-        match self {
-            Kind::Documents => ResourceKind::Document,
-            Kind::Diagrams => ResourceKind::Diagram,
-            Kind::Tasks => ResourceKind::Task,
-        }
+        self.resource_type().into()
     }
 
     /// The `scope_kind` stored with grants on this kind.

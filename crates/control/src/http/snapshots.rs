@@ -17,8 +17,7 @@ fn room(raw: &str) -> Result<RoomId, ApiError> {
 
 /// 404 when the room's resource does not exist (deleted): nothing to load or save.
 fn require_resource(c: &mut crate::db::DbConnection, room: &RoomId) -> Result<(), ApiError> {
-    facts::resource(c, &room.resource_id)?
-        .filter(|(r, _)| r.kind == room.resource_type.as_str())
+    facts::room(c, room)?
         .map(|_| ())
         .ok_or(ApiError::NotFound("room"))
 }

@@ -4,50 +4,15 @@
 use std::collections::HashMap;
 
 use diesel::prelude::*;
-use tandem_protocol::http::{OrgRole, Role};
+use tandem_protocol::http::Role;
 use tandem_protocol::RoomId;
 
 use super::{accounts, facts, now_ms, UserRow};
-use crate::authz::{self, Action, Actor, ResourceKind};
+use crate::authz::{self, Action};
 use crate::crypto;
 use crate::db::schema::{self, collab_tokens};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
-
-/// The authz kind of a room's resource type.
-pub fn kind_of(room: &RoomId) -> ResourceKind {
-    match room.resource_type {
-        tandem_protocol::ResourceType::Doc => ResourceKind::Document,
-        tandem_protocol::ResourceType::Diagram => ResourceKind::Diagram,
-        tandem_protocol::ResourceType::Task => ResourceKind::Task,
-    }
-}
-
-pub fn actor_of(user: &UserRow) -> Actor {
-    Actor {
-        user_id: user.id.clone(),
-        org_id: user.org_id.clone(),
-        org_role: OrgRole::parse(&user.org_role).unwrap_or(OrgRole::Member),
-    }
-}
-
-/// The role `actor` may connect to `room` with, or `None`.
-pub fn room_role(
-    conn: &mut DbConnection,
-    actor: &Actor,
-    room: &RoomId,
-) -> Result<Option<Role>, ApiError> {
-    let Some((row, chain)) = facts::resource(conn, &room.resource_id)? else {
-        return Ok(None);
-    };
-    if row.kind != room.resource_type.as_str() {
-        return Ok(None);
-    }
-    let facts = facts::for_chain(conn, &actor.user_id, &chain)?;
-    Ok(authz::can(actor, Action::Connect, kind_of(room), &facts)
-        .into_result()
-        .ok())
-}
 
 /// Stores a new one-time token for `user` and `room` (hashed); returns the clear
 /// token and its expiry. Expired tokens of everyone are removed on the way.
@@ -120,7 +85,10 @@ pub fn consume(
     let Some(user) = accounts::user_by_id(conn, &user_id)? else {
         return Ok(Err(Refusal::NoAccess));
     };
-    match room_role(conn, &actor_of(&user), room)? {
+    match access_of(conn, room, &[user_id])?
+        .pop()
+        .and_then(|(_, role)| role)
+    {
         Some(role) => Ok(Ok((user, role))),
         None => Ok(Err(Refusal::NoAccess)),
     }
@@ -133,10 +101,7 @@ pub fn access_of(
     room: &RoomId,
     user_ids: &[String],
 ) -> Result<Vec<(String, Option<Role>)>, ApiError> {
-    let chain = facts::resource(conn, &room.resource_id)?
-        .filter(|(row, _)| row.kind == room.resource_type.as_str())
-        .map(|(_, chain)| chain);
-    let Some(chain) = chain else {
+    let Some((_, chain)) = facts::room(conn, room)? else {
         return Ok(user_ids.iter().map(|u| (u.clone(), None)).collect());
     };
     let scope_ids: Vec<&str> = chain.scopes().into_iter().map(|(_, id)| id).collect();
@@ -169,9 +134,14 @@ pub fn access_of(
         .map(|id| {
             let role = users.get(id).and_then(|u| {
                 let facts = chain.facts(grants.get(id).unwrap_or(&none));
-                authz::can(&actor_of(u), Action::Connect, kind_of(room), &facts)
-                    .into_result()
-                    .ok()
+                authz::can(
+                    &u.actor(),
+                    Action::Connect,
+                    room.resource_type.into(),
+                    &facts,
+                )
+                .into_result()
+                .ok()
             });
             (id.clone(), role)
         })

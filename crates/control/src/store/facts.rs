@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use diesel::prelude::*;
 use tandem_protocol::http::{Role, WorkspaceType};
+use tandem_protocol::RoomId;
 
 use super::{ProjectRow, ResourceRow};
 use crate::authz::{Facts, Level, WorkspaceFacts};
@@ -131,6 +132,14 @@ pub fn project(conn: &mut DbConnection, id: &str) -> Result<Option<(ProjectRow, 
         };
         (p, chain)
     }))
+}
+
+/// The resource of a room (of the room's type) and the chain above it.
+pub fn room(
+    conn: &mut DbConnection,
+    room: &RoomId,
+) -> Result<Option<(ResourceRow, Chain)>, ApiError> {
+    Ok(resource(conn, &room.resource_id)?.filter(|(r, _)| r.kind == room.resource_type.as_str()))
 }
 
 /// A document, diagram or task and the chain above it.

@@ -37,9 +37,22 @@ pub fn insert(
 
 /// The members of a scope with their user details, oldest grant first.
 pub fn list(conn: &mut DbConnection, scope_id: &str) -> Result<Vec<Member>, ApiError> {
-    let rows: Vec<(String, String, String, String, i64)> = members::table
+    rows(conn, scope_id, None)
+}
+
+fn rows(
+    conn: &mut DbConnection,
+    scope_id: &str,
+    only: Option<&str>,
+) -> Result<Vec<Member>, ApiError> {
+    let mut query = members::table
         .inner_join(users::table)
         .filter(members::scope_id.eq(scope_id))
+        .into_boxed();
+    if let Some(user_id) = only {
+        query = query.filter(members::user_id.eq(user_id));
+    }
+    let rows: Vec<(String, String, String, String, i64)> = query
         .order((members::created_at.asc(), members::user_id.asc()))
         .select((
             members::user_id,
@@ -69,9 +82,7 @@ pub fn get(
     scope_id: &str,
     user_id: &str,
 ) -> Result<Option<Member>, ApiError> {
-    Ok(list(conn, scope_id)?
-        .into_iter()
-        .find(|m| m.user_id == user_id))
+    Ok(rows(conn, scope_id, Some(user_id))?.pop())
 }
 
 /// Grants `role` to a user (a new member), recording an access change.

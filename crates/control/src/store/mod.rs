@@ -16,6 +16,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use diesel::prelude::*;
 
+use tandem_protocol::http::OrgRole;
+
+use crate::authz::Actor;
 use crate::db::schema::{orgs, users};
 
 /// Milliseconds since the Unix epoch.
@@ -38,6 +41,21 @@ pub struct UserRow {
     pub org_role: String,
     pub created_at: i64,
     pub last_seen_at: i64,
+}
+
+impl UserRow {
+    pub fn org_role(&self) -> OrgRole {
+        OrgRole::parse(&self.org_role).unwrap_or(OrgRole::Member)
+    }
+
+    /// The user as `can()` sees them.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            user_id: self.id.clone(),
+            org_id: self.org_id.clone(),
+            org_role: self.org_role(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -59,8 +59,10 @@ pub fn save(
     incoming: &[u8],
     max_size: usize,
 ) -> Result<Saved, ApiError> {
-    // Validate before taking the write lock.
-    merge(&[], incoming).map_err(|e| ApiError::validation(format!("not a Yjs update: {e}")))?;
+    // Reject bytes that do not decode before taking the write lock (decode
+    // only; the merge below applies them).
+    Update::decode_v1(incoming)
+        .map_err(|e| ApiError::validation(format!("not a Yjs update: {e}")))?;
     for attempt in 1..=3 {
         let result = write_tx(conn, |c| {
             let now = now_ms();

@@ -278,13 +278,6 @@ impl Room {
         }
         self.remove_awareness(stale, None)
     }
-
-    /// The whole document as one v1 update.
-    pub fn snapshot(&self) -> Vec<u8> {
-        self.doc()
-            .transact()
-            .encode_state_as_update_v1(&StateVector::default())
-    }
 }
 
 impl Default for Room {
