@@ -2,8 +2,10 @@
 //!
 //! - [`api`]: a typed client for control's HTTP API.
 //! - [`collab`]: a Rust client for the relay (sync a `yrs::Doc`, awareness, revocation).
-//! - [`dev`]: `tandem dev`, control (and later the relay) in one process on SQLite.
+//! - [`dev`]: `tandem dev`, control and the relay in one process on SQLite.
+//! - [`bench`]: `tandem bench`, the load generator and benchmarks.
 
 pub mod api;
+pub mod bench;
 pub mod collab;
 pub mod dev;

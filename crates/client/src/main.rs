@@ -27,6 +27,9 @@ enum Command {
         #[arg(long, env = "TANDEM_RECHECK_SECS", default_value_t = 30)]
         recheck_secs: u64,
     },
+    /// Load generator and benchmarks (see scripts/bench).
+    #[command(subcommand)]
+    Bench(tandem_client::bench::BenchCommand),
 }
 
 #[tokio::main]
@@ -41,5 +44,6 @@ async fn main() -> anyhow::Result<()> {
             tandem_control::telemetry::init(&control.log_format);
             tandem_client::dev::run(control, relay_listen, recheck_secs).await
         }
+        Command::Bench(cmd) => tandem_client::bench::main(cmd).await,
     }
 }
