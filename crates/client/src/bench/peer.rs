@@ -129,7 +129,7 @@ pub fn digest(doc: &Doc) -> Digest {
 /// A document of about `bytes` of text typed in 100-character edits (one
 /// transaction each, as a person types), encoded as one update.
 pub fn large_document(bytes: usize) -> Vec<u8> {
-    let doc = Doc::new();
+    let doc = Doc::with_client_id(client_id());
     let text = doc.get_or_insert_text("t");
     let chunk = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt ut labore ";
     let mut len = 0usize;
@@ -164,8 +164,25 @@ async fn send(ws: &mut Socket, bytes: Vec<u8>) -> Result<(), String> {
         .map_err(|e| format!("send: {e}"))
 }
 
+/// A random 32-bit client id, as yjs makes them (yrs makes 53-bit ones,
+/// which servers built on older yrs truncate, turning a client's own edits
+/// into strangers' when they come back).
+fn client_id() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default()
+        ^ NEXT.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    // splitmix64
+    let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) & 0xffff_ffff).max(1)
+}
+
 async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> Result<(), String> {
-    let doc = Doc::new();
+    let doc = Doc::with_client_id(client_id());
     let edits = doc.get_or_insert_array("e");
     let text = doc.get_or_insert_text("t");
     // Send times of edits integrated by the last transaction.

@@ -30,6 +30,9 @@ pub fn sample(pid: u32) -> Option<Sample> {
 
 /// The sum of several processes (a server made of more than one).
 pub fn sample_all(pids: &[u32]) -> Option<Sample> {
+    if pids.is_empty() {
+        return None;
+    }
     let mut total = Sample::default();
     for pid in pids {
         let s = sample(*pid)?;
@@ -77,5 +80,6 @@ mod tests {
         assert!(sample_all(&[std::process::id(), std::process::id()])
             .is_some_and(|t| t.rss_kib >= 2 * s.rss_kib / 2));
         assert_eq!(sample_all(&[u32::MAX]), None);
+        assert_eq!(sample_all(&[]), None);
     }
 }

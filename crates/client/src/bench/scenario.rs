@@ -235,9 +235,16 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
     let timed_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(scenario.hold).await;
     let end = procstat::sample_all(pids);
+
+    // Convergence: every client of a room, and a fresh joiner, hold the same
+    // document. The fresh joiner comes while the others are still there (a
+    // server without persistence may drop a room its last client left).
+    let mut fresh = Vec::with_capacity(rooms.len());
+    for room in &rooms {
+        fresh.push(check_room(target, room).await);
+    }
     stop.cancel();
     printer.cancel();
-
     let mut peers: Vec<PeerReport> = Vec::with_capacity(n);
     for t in tasks {
         peers.push(t.await.unwrap_or_else(|e| PeerReport {
@@ -248,8 +255,6 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
     if let Some(t) = seeder {
         let _ = t.await;
     }
-
-    // Convergence: every client of a room, and a fresh joiner, hold the same document.
     let mut digests: HashMap<usize, Vec<Digest>> = HashMap::new();
     for (i, p) in peers.iter().enumerate() {
         if let Some(d) = &p.digest {
@@ -257,8 +262,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
         }
     }
     let mut rooms_converged = 0;
-    for (r, room) in rooms.iter().enumerate() {
-        let fresh = check_room(target, room).await;
+    for (r, fresh) in fresh.into_iter().enumerate() {
         let mut all = digests.remove(&r).unwrap_or_default();
         match fresh.digest {
             Some(d) => all.push(d),
@@ -269,6 +273,11 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
         }
         if all.len() > 1 && all.windows(2).all(|w| w[0] == w[1]) {
             rooms_converged += 1;
+        } else if errors.len() < 5 {
+            let edits: Vec<u32> = all.iter().map(|d| d.edits).collect();
+            errors.push(format!(
+                "room {r} did not converge: edits seen per client (fresh joiner last) {edits:?}"
+            ));
         }
     }
 
