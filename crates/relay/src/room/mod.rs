@@ -212,6 +212,10 @@ impl Room {
         conn: ConnId,
         update: AwarenessUpdate,
     ) -> Result<Vec<Outgoing>, RoomError> {
+        // A keepalive (no entries) changes nothing: do not send it to everyone.
+        if update.clients.is_empty() {
+            return Ok(Vec::new());
+        }
         let ids: Vec<u64> = update.clients.keys().map(ClientID::get).collect();
         let removed: Vec<u64> = update
             .clients

@@ -337,3 +337,15 @@ fn random_frames_never_take_the_room_down() {
     room.receive(1, &writer.type_text("!")).unwrap();
     assert!(room_text(&room).contains('!'));
 }
+
+#[test]
+fn a_keepalive_from_a_client_is_not_broadcast() {
+    let mut room = Room::new();
+    room.join(1, true);
+    room.join(2, true);
+    // An awareness update with no entries: what clients send to stay alive.
+    assert_eq!(room.receive(1, KEEPALIVE).unwrap(), vec![]);
+    // A real awareness change still goes out.
+    let out = room.receive(1, &awareness_frame(9, 1, "{}")).unwrap();
+    assert_eq!(out.len(), 1);
+}
