@@ -77,7 +77,8 @@ pub struct Signals {
 /// A document's identity for the convergence check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Digest {
-    pub state_vector: Vec<u8>,
+    /// (client, clock) pairs, sorted (encoded state vectors are in hash order).
+    pub state_vector: Vec<(u64, u32)>,
     pub edits: u32,
     pub text_len: u32,
     /// FNV-1a over the edit values in document order.
@@ -118,8 +119,14 @@ pub fn digest(doc: &Doc) -> Digest {
             hash = hash.wrapping_mul(0x100_0000_01b3);
         }
     }
+    let mut state_vector: Vec<(u64, u32)> = txn
+        .state_vector()
+        .iter()
+        .map(|(c, k)| (c.get(), *k))
+        .collect();
+    state_vector.sort_unstable();
     Digest {
-        state_vector: txn.state_vector().encode_v1(),
+        state_vector,
         edits: count,
         text_len: text.len(&txn),
         hash,

@@ -90,11 +90,19 @@ impl Target {
     pub async fn rooms(&self, n: usize, tag: &str) -> anyhow::Result<Vec<RoomRef>> {
         let Target::Tandem { api, session, .. } = self else {
             let run = run_id();
-            return Ok((0..n)
+            let rooms: Vec<RoomRef> = (0..n)
                 .map(|i| RoomRef {
                     name: format!("bench-{tag}-{run}-{i}"),
                 })
-                .collect());
+                .collect();
+            if let Target::Peer {
+                kind: Kind::YSweet,
+                base,
+            } = self
+            {
+                ysweet_create(base, &rooms).await?;
+            }
+            return Ok(rooms);
         };
         let ws = api
             .workspace(session, WorkspaceType::Personal)
@@ -169,6 +177,34 @@ impl Target {
             .try_collect()
             .await
     }
+}
+
+/// y-sweet creates documents through its HTTP API (`POST /doc/new`) before
+/// clients connect; connecting first races two creations of the same document.
+async fn ysweet_create(base: &str, rooms: &[RoomRef]) -> anyhow::Result<()> {
+    let http_base = base.replacen("ws://", "http://", 1);
+    let http = reqwest::Client::new();
+    stream::iter(rooms)
+        .map(|room| {
+            let (http, url) = (&http, format!("{http_base}/doc/new"));
+            async move {
+                let res = http
+                    .post(url)
+                    .json(&serde_json::json!({ "docId": room.name }))
+                    .send()
+                    .await?;
+                anyhow::ensure!(
+                    res.status().is_success(),
+                    "y-sweet /doc/new: {}",
+                    res.status()
+                );
+                Ok(())
+            }
+        })
+        .buffered(SETUP_CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
 }
 
 /// A tag unique to this process, so runs against a long-lived server never share rooms.
