@@ -24,7 +24,7 @@ use crate::server::Shared;
 /// How long one write to a client may take before it is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes read from a socket at once.
-const READ_BUFFER: usize = 8 * 1024;
+const READ_BUFFER: usize = 4 * 1024;
 /// Most queued messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
 
