@@ -23,6 +23,9 @@ pub struct ServerStats {
     pub rss_peak_kib: u64,
     /// (end − before) / connections.
     pub rss_per_conn_kib: f64,
+    /// The same for the first process alone (Tandem: the relay without control).
+    #[serde(default)]
+    pub first_rss_per_conn_kib: f64,
     /// CPU time spent while clients connected.
     pub cpu_connect_secs: f64,
     /// CPU time spent during the timed phase.
@@ -104,12 +107,13 @@ impl Report {
         if let Some(sv) = &self.server {
             let _ = writeln!(
                 s,
-                "  server    RSS {:.1} → {:.1} → {:.1} MiB (peak {:.1}), {:.2} KiB/conn, CPU {:.2} s connect + {:.2} s timed",
+                "  server    RSS {:.1} → {:.1} → {:.1} MiB (peak {:.1}), {:.2} KiB/conn ({:.2} first process), CPU {:.2} s connect + {:.2} s timed",
                 mib(sv.rss_before_kib),
                 mib(sv.rss_connected_kib),
                 mib(sv.rss_end_kib),
                 mib(sv.rss_peak_kib),
                 sv.rss_per_conn_kib,
+                sv.first_rss_per_conn_kib,
                 sv.cpu_connect_secs,
                 sv.cpu_timed_secs
             );

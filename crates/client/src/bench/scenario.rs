@@ -190,6 +190,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
         pids.to_vec(),
     );
     let before = procstat::sample_all(pids);
+    let first_before = pids.first().and_then(|p| procstat::sample(*p));
 
     let period = scenario.period();
     let mut tasks = Vec::with_capacity(n);
@@ -235,6 +236,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
     let timed_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(scenario.hold).await;
     let end = procstat::sample_all(pids);
+    let first_end = pids.first().and_then(|p| procstat::sample(*p));
 
     // Convergence: every client of a room, and a fresh joiner, hold the same
     // document. The fresh joiner comes while the others are still there (a
@@ -316,6 +318,12 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
             rss_end_kib: e.rss_kib,
             rss_peak_kib: e.peak_kib,
             rss_per_conn_kib: (e.rss_kib as f64 - b.rss_kib as f64) / connected.max(1) as f64,
+            first_rss_per_conn_kib: match (first_before, first_end) {
+                (Some(fb), Some(fe)) => {
+                    (fe.rss_kib as f64 - fb.rss_kib as f64) / connected.max(1) as f64
+                }
+                _ => 0.0,
+            },
             cpu_connect_secs: c.cpu_secs - b.cpu_secs,
             cpu_timed_secs: e.cpu_secs - c.cpu_secs,
         }),
