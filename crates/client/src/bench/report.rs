@@ -174,6 +174,15 @@ const METRICS: &[Metric] = &[
         get: |r| r.server.as_ref().map(|s| s.rss_per_conn_kib),
     },
     Metric {
+        name: "RSS/conn KiB (relay)",
+        get: |r| {
+            r.server
+                .as_ref()
+                .map(|s| s.first_rss_per_conn_kib)
+                .filter(|_| r.target == "tandem")
+        },
+    },
+    Metric {
         name: "server CPU s",
         get: |r| {
             r.server
