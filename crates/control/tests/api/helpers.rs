@@ -135,7 +135,31 @@ impl TestApp {
         let db = TestDb::new(backend);
         let mut config = ControlConfig::for_tests(&db.url);
         tweak(&mut config);
-        let app = Application::build(config).await.expect("control starts");
+        Self::serve(
+            db,
+            Application::build(config).await.expect("control starts"),
+        )
+    }
+
+    /// Two replicas started at the same moment on one fresh database (both
+    /// run migrations at once), as a deployment with two replicas starts.
+    pub async fn spawn_pair(backend: Backend) -> (TestApp, TestApp) {
+        let db = TestDb::new(backend);
+        let shared = TestDb {
+            url: db.url.clone(),
+            _dir: None,
+        };
+        let (a, b) = tokio::join!(
+            Application::build(ControlConfig::for_tests(&db.url)),
+            Application::build(ControlConfig::for_tests(&db.url)),
+        );
+        (
+            Self::serve(db, a.expect("replica 1 starts")),
+            Self::serve(shared, b.expect("replica 2 starts")),
+        )
+    }
+
+    fn serve(db: TestDb, app: Application) -> TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());

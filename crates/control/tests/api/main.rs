@@ -11,5 +11,6 @@ mod collab;
 mod jwt;
 mod lists;
 mod members;
+mod replicas;
 mod signin;
 mod snapshots;
