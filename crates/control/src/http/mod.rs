@@ -45,6 +45,7 @@ fn noun(kind: ResourceKind) -> &'static str {
         ResourceKind::Document => "document",
         ResourceKind::Diagram => "diagram",
         ResourceKind::Task => "task",
+        ResourceKind::Conversation => "conversation",
     }
 }
 
