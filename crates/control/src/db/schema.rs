@@ -120,6 +120,7 @@ diesel::table! {
         participants_may_archive -> Bool,
         forked_from -> Nullable<Text>,
         last_message_at -> Nullable<BigInt>,
+        sort_at -> BigInt,
         event_seq -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
@@ -283,6 +284,7 @@ diesel::joinable!(conversations -> projects (project_id));
 diesel::joinable!(conversation_participants -> conversations (conversation_id));
 diesel::joinable!(conversation_participants -> users (user_id));
 diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(shares -> conversations (conversation_id));
 

@@ -15,13 +15,15 @@ CREATE TABLE conversations (
     participants_may_archive BOOLEAN NOT NULL,
     forked_from TEXT,
     last_message_at BIGINT,
+    -- The list order: last_message_at, 0 when there is none.
+    sort_at BIGINT NOT NULL,
     -- The newest event's seq: bumped (row-locked) by every event, so the
     -- events of one conversation commit in seq order.
     event_seq BIGINT NOT NULL,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
-CREATE INDEX conversations_owner ON conversations (owner_id);
+CREATE INDEX conversations_owner ON conversations (owner_id, sort_at);
 CREATE INDEX conversations_project ON conversations (project_id);
 
 CREATE TABLE conversation_participants (
