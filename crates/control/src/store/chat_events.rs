@@ -35,6 +35,16 @@ pub fn next_seq(conn: &mut DbConnection, id: &str) -> Result<i64, ApiError> {
         .first(conn)?)
 }
 
+/// Locks the conversation row like a writer would, without taking a seq:
+/// what the caller reads next in this transaction is consistent with the
+/// current seq.
+pub fn lock(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    diesel::update(conversations::table.find(id))
+        .set(conversations::event_seq.eq(conversations::event_seq))
+        .execute(conn)?;
+    Ok(())
+}
+
 /// Writes an event with a seq already taken by [`next_seq`].
 pub fn insert(
     conn: &mut DbConnection,

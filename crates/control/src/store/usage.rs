@@ -97,7 +97,9 @@ pub fn totals(
     let rows: Vec<(i64, String, String, i64, i64)> = query.load(conn)?;
     // Summed here rather than with GROUP BY: one code path on both backends
     // (SUM's result type differs between them), and a day's events are few.
-    let mut sums: BTreeMap<(i64, Option<String>, String), (i64, i64, i64)> = BTreeMap::new();
+    // (−day, user, model) → (input, output, events); −day sorts newest first.
+    type Key = (i64, Option<String>, String);
+    let mut sums: BTreeMap<Key, (i64, i64, i64)> = BTreeMap::new();
     for (day, user, model, input, output) in rows {
         let key = (-day, by_user.then_some(user), model);
         let e = sums.entry(key).or_default();
