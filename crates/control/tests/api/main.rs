@@ -8,6 +8,7 @@ mod helpers;
 
 mod bad_input;
 mod collab;
+mod conversations;
 mod jwt;
 mod lists;
 mod members;
