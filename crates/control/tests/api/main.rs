@@ -14,3 +14,4 @@ mod lists;
 mod members;
 mod signin;
 mod snapshots;
+mod streaming;
