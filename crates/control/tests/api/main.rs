@@ -12,6 +12,7 @@ mod conversations;
 mod jwt;
 mod lists;
 mod members;
+mod sharing;
 mod signin;
 mod snapshots;
 mod streaming;
