@@ -133,8 +133,8 @@ pub struct ControlConfig {
     pub chat_poll_ms: u64,
 
     /// Largest message (content), in bytes, streamed chunks included.
-    #[arg(long, env = "TANDEM_MAX_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
-    pub max_message_bytes: usize,
+    #[arg(long, env = "TANDEM_MAX_CHAT_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_chat_message_bytes: usize,
 
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
@@ -170,7 +170,7 @@ impl ControlConfig {
             outbox_poll_ms: 100,
             presence_window_ms: 30_000,
             chat_poll_ms: 200,
-            max_message_bytes: 1024 * 1024,
+            max_chat_message_bytes: 1024 * 1024,
             handle_signals: true,
         }
     }

@@ -85,7 +85,7 @@ pub async fn send(
     id: web::Path<String>,
     body: web::Json<SendMessage>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut new = validate_message(body.into_inner(), state.config.max_message_bytes)?;
+    let mut new = validate_message(body.into_inner(), state.config.max_chat_message_bytes)?;
     new.user_id = Some(user.id().to_string());
     let sent = state
         .db(move |c| {
@@ -104,7 +104,7 @@ pub async fn append(
     body: web::Json<AppendChunk>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, message_id) = path.into_inner();
-    let max = state.config.max_message_bytes;
+    let max = state.config.max_chat_message_bytes;
     let seq = state
         .db(move |c| {
             let (row, _) = authorized(c, &user.actor(), &id, Action::CreateChild)?;

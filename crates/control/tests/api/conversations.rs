@@ -65,7 +65,7 @@ pub async fn add(app: &TestApp, owner: &TestUser, c: &str, who: &TestUser) {
         )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    assert_eq!(a.body["user"]["displayName"].is_string(), true);
+    assert!(a.body["user"]["displayName"].is_string());
 }
 
 pub async fn say(app: &TestApp, who: &TestUser, c: &str, text: &str) -> Value {

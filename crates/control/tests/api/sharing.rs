@@ -283,8 +283,8 @@ async fn concurrent_tool_calls_create_one_execution(backend: Backend) {
     assert_eq!(again.body["status"], "completed");
     assert_eq!(again.body["result"], json!({ "hits": 3 }));
     let got = app.get(&finish, &collab.token).await;
-    assert_eq!(got.body["startedAt"].as_i64().is_some(), true);
-    assert_eq!(got.body["completedAt"].as_i64().is_some(), true);
+    assert!(got.body["startedAt"].as_i64().is_some());
+    assert!(got.body["completedAt"].as_i64().is_some());
 
     // Outsiders see nothing; bad input is refused.
     assert_eq!(
