@@ -49,6 +49,18 @@ impl Application {
             ),
             None => None,
         };
+        let mailer =
+            crate::mail::sender(config.smtp_url.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let secrets = match &config.settings_key {
+            Some(k) => Some(
+                crypto::SecretBox::new(k, &config.settings_key_previous)
+                    .map_err(|e| anyhow::anyhow!("TANDEM_SETTINGS_KEY: {e}"))?,
+            ),
+            None => {
+                tracing::warn!("TANDEM_SETTINGS_KEY is not set: users cannot store API keys");
+                None
+            }
+        };
         let iterations = config.pbkdf2_iterations;
         let config_rate = config.auth_rate_per_minute;
         let state = Arc::new(AppState {
@@ -61,7 +73,12 @@ impl Application {
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),
+            chat_events: tokio::sync::Notify::new(),
+            outbox_wake: tokio::sync::Notify::new(),
+            mailer,
+            secrets,
         });
+        tokio::spawn(crate::mail::dispatch(state.clone()));
         let server = serve(listener, state.clone())?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
         // stop gracefully (in-flight requests get the shutdown timeout).
