@@ -221,33 +221,12 @@ async fn concurrent_tool_calls_create_one_execution(backend: Backend) {
         json!({ "toolCallId": "call_abc", "toolName": "web_search", "args": { "q": "yjs" } });
 
     // Both viewers' clients try to run the tool call at once, many times.
-    let mut tasks = Vec::new();
-    for i in 0..24 {
-        let (client, url, token, body) = (
-            app.client.clone(),
-            format!("{}{tools}", app.base),
-            if i % 2 == 0 {
-                owner.token.clone()
-            } else {
-                collab.token.clone()
-            },
-            body.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (res.status(), res.json::<Value>().await.unwrap())
-        }));
-    }
+    let answers = app
+        .post_concurrently(24, &tools, &[&owner.token, &collab.token], body.clone())
+        .await;
     let mut created = 0;
     let mut ids = HashSet::new();
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
+    for (status, body) in answers {
         match status {
             StatusCode::CREATED => created += 1,
             StatusCode::OK => {}
