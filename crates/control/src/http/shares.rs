@@ -12,7 +12,7 @@ use tandem_protocol::http::Role;
 use super::conversations::authorized;
 use super::{authorize, load};
 use crate::authz::{self, Action, ResourceKind};
-use crate::db::DbConnection;
+use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::State;
@@ -121,8 +121,13 @@ pub async fn fork(
                 ResourceKind::Project,
                 &chain,
             )?;
-            let copy = conversations::create(c, user.id(), &project.id, &row.title, Some(&row.id))?;
-            messages::copy_all(c, &row.id, &copy.id)?;
+            // One transaction: a fork appears whole or not at all.
+            let copy = write_tx(c, |c| {
+                let copy =
+                    conversations::create(c, user.id(), &project.id, &row.title, Some(&row.id))?;
+                messages::copy_all(c, &row.id, &copy.id)?;
+                Ok::<_, ApiError>(copy)
+            })?;
             let copy =
                 conversations::get(c, &copy.id)?.ok_or(ApiError::NotFound("conversation"))?;
             Ok(copy.to_dto(Role::Owner))

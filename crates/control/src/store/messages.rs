@@ -76,7 +76,16 @@ pub fn send(
     conversation_id: &str,
     new: NewMessage,
 ) -> Result<Message, ApiError> {
-    write_tx(conn, |c| {
+    write_tx(conn, |c| send_in_tx(c, conversation_id, new))
+}
+
+/// [`send`], inside the caller's write transaction.
+fn send_in_tx(
+    c: &mut DbConnection,
+    conversation_id: &str,
+    new: NewMessage,
+) -> Result<Message, ApiError> {
+    {
         let seq = chat_events::next_seq(c, conversation_id)?;
         let now = now_ms();
         let row = MessageRow {
@@ -126,7 +135,7 @@ pub fn send(
         let dto = row.to_dto(new.attachments, sender.as_ref().map(user_summary));
         chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
         Ok(dto)
-    })
+    }
 }
 
 pub fn get(
@@ -425,10 +434,10 @@ pub fn finish_tool(
 }
 
 /// Copies the messages of one conversation into another (a fork), in order,
-/// keeping who sent each.
+/// keeping who sent each. Call inside a write transaction.
 pub fn copy_all(conn: &mut DbConnection, from: &str, to: &str) -> Result<(), ApiError> {
     for m in list(conn, from)? {
-        send(
+        send_in_tx(
             conn,
             to,
             NewMessage {
