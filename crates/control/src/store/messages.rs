@@ -283,7 +283,9 @@ pub fn finish(
         )?;
         Ok::<_, ApiError>(dto)
     })?;
-    chat_events::prune(conn, conversation_id)?;
+    if let Err(e) = chat_events::prune(conn, conversation_id) {
+        tracing::warn!(error = %e, "pruning old conversation events failed");
+    }
     Ok(finished)
 }
 
@@ -349,6 +351,11 @@ pub fn start_tool(
     args: &Value,
     user_id: &str,
 ) -> Result<(ToolRow, bool), ApiError> {
+    if message.role != MessageRole::Assistant.as_str() {
+        return Err(ApiError::validation(
+            "tool calls belong to assistant messages",
+        ));
+    }
     if let Some(existing) = tool(conn, &message.conversation_id, tool_call_id)? {
         return Ok((existing, false));
     }
@@ -391,10 +398,12 @@ pub fn start_tool(
     }
 }
 
-/// Records the outcome of a running tool execution; `Conflict` once it has one.
+/// Records the outcome of a running tool execution: only its starter may
+/// (`Forbidden` otherwise); `Conflict` once it has one.
 pub fn finish_tool(
     conn: &mut DbConnection,
     conversation_id: &str,
+    user_id: &str,
     tool_call_id: &str,
     status: &str,
     result: Option<&Value>,
@@ -404,6 +413,9 @@ pub fn finish_tool(
         let seq = chat_events::next_seq(c, conversation_id)?;
         let mut row =
             tool(c, conversation_id, tool_call_id)?.ok_or(ApiError::NotFound("tool call"))?;
+        if row.started_by != user_id {
+            return Err(ApiError::Forbidden);
+        }
         if row.status != "running" {
             return Err(ApiError::Conflict(format!(
                 "the tool call is already {}",

@@ -329,6 +329,19 @@ async fn invite_refusals(backend: Backend) {
             .status,
         StatusCode::CONFLICT
     );
+    // Each invite sends an email: one user may send 10 a minute, then 429.
+    for i in 3..10 {
+        invite(&format!("guest{i}@guest.example")).await;
+    }
+    let a = app
+        .post(
+            &path,
+            &owner.token,
+            json!({ "email": "one-too-many@guest.example" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.code(), "rate_limited");
 }
 
 async fn api_keys_are_sealed_and_masked(backend: Backend) {
