@@ -204,7 +204,8 @@ pub async fn dispatch(state: Arc<AppState>) {
 
 async fn dispatch_once(state: &Arc<AppState>) -> Result<(), crate::error::ApiError> {
     loop {
-        let rows: Vec<OutboxRow> = state.db(|c| outbox::claim(c, 20, LEASE_MS)).await?;
+        // One at a time: a claimed row is sent well within its lease.
+        let rows: Vec<OutboxRow> = state.db(|c| outbox::claim(c, 1, LEASE_MS)).await?;
         if rows.is_empty() {
             return Ok(());
         }

@@ -18,6 +18,9 @@ use crate::config::ControlConfig;
 use crate::state::AppState;
 use crate::{crypto, db, http};
 
+/// Invites one user may send per minute (each sends an email).
+const INVITES_PER_MINUTE: u32 = 10;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -73,6 +76,7 @@ impl Application {
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),
+            invite_limiter: crate::ratelimit::RateLimiter::new(INVITES_PER_MINUTE),
             chat_events: tokio::sync::Notify::new(),
             outbox_wake: tokio::sync::Notify::new(),
             mailer,
@@ -158,6 +162,8 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
                         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
                         let elapsed = started.elapsed();
                         state.metrics.observe(&route, method.as_str(), status, elapsed.as_secs_f64());
+                        // Share ids are secrets: their paths are logged as the route pattern.
+                        let path = if route.contains("{shareId}") { route.as_str() } else { path.as_str() };
                         tracing::info!(%method, path = %path, status, ms = elapsed.as_millis() as u64, "request");
                     }
                     res

@@ -28,6 +28,8 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Brakes password guessing and account creation.
     pub auth_limiter: crate::ratelimit::RateLimiter,
+    /// Brakes invite emails, per inviting user.
+    pub invite_limiter: crate::ratelimit::RateLimiter<String>,
     /// Wakes conversation event streams in this process at once (other
     /// replicas' events are found by polling).
     pub chat_events: tokio::sync::Notify,

@@ -70,6 +70,8 @@ pub struct ConversationPage {
 pub struct UserSummary {
     pub id: String,
     pub display_name: String,
+    /// Left out for people reading through a share link.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub email: String,
 }
 

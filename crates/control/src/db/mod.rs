@@ -225,6 +225,33 @@ where
     }
 }
 
+/// Runs `f` in a read-only transaction that sees one consistent snapshot
+/// (PostgreSQL: `REPEATABLE READ READ ONLY`; SQLite in WAL mode: a deferred
+/// transaction, whose first read fixes the snapshot). Takes no write lock.
+pub fn read_tx<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    let begin = match conn {
+        DbConnection::Pg(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        DbConnection::Sqlite(_) => "BEGIN DEFERRED",
+    };
+    conn.batch_execute(begin)?;
+    match f(conn) {
+        Ok(value) => {
+            conn.batch_execute("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// Whether the error is a unique-constraint violation (a lost race).
 pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
     matches!(

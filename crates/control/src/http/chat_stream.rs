@@ -27,7 +27,7 @@ use tokio::time::Instant;
 
 use super::conversations::authorized;
 use crate::authz::{Action, Actor};
-use crate::db::{write_tx, DbConnection};
+use crate::db::{read_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
@@ -58,23 +58,30 @@ fn frame(e: &ConversationEvent) -> Bytes {
     ))
 }
 
-/// The conversation and its messages as of its current seq. Locks the
-/// conversation row (as every writer does first), so no event slips between
-/// the messages read and the seq reported.
+/// The conversation and its messages as of its current seq. Called inside
+/// a read snapshot: writers change messages and bump the seq in one
+/// transaction, so the two agree.
 fn snapshot(c: &mut DbConnection, actor: &Actor, id: &str) -> Result<ConversationEvent, ApiError> {
-    write_tx(c, |c| {
-        chat_events::lock(c, id)?;
-        let (row, role) = authorized(c, actor, id, Action::Read)?;
-        let list = messages::list(c, &row.id)?;
-        Ok(ConversationEvent {
-            seq: row.event_seq,
-            kind: "snapshot".into(),
-            data: json!({ "conversation": row.to_dto(role), "messages": list }),
-        })
+    let (row, role) = authorized(c, actor, id, Action::Read)?;
+    let list = messages::list(c, &row.id)?;
+    Ok(ConversationEvent {
+        seq: row.event_seq,
+        kind: "snapshot".into(),
+        data: json!({ "conversation": row.to_dto(role), "messages": list }),
     })
 }
 
+/// One look, in one consistent read snapshot: access, then what is new.
 fn step(
+    c: &mut DbConnection,
+    actor: &Actor,
+    id: &str,
+    after: Option<i64>,
+) -> Result<Step, ApiError> {
+    read_tx(c, |c| step_in(c, actor, id, after))
+}
+
+fn step_in(
     c: &mut DbConnection,
     actor: &Actor,
     id: &str,
@@ -98,12 +105,20 @@ fn step(
     if after == row.event_seq {
         return Ok(Step::Events(vec![]));
     }
-    let oldest = chat_events::oldest(c, id)?;
-    let gap = after > row.event_seq || oldest.is_none_or(|o| o > after + 1);
-    if gap {
+    let mut events = chat_events::after(c, id, after)?;
+    // The next event must be exactly `after + 1`; if it was pruned (or
+    // `after` is not a seq of this conversation) start over from a snapshot.
+    if after > row.event_seq || events.first().is_none_or(|e| e.seq != after + 1) {
         return Ok(Step::Snapshot(snapshot(c, actor, id)?));
     }
-    Ok(Step::Events(chat_events::after(c, id, after)?))
+    // Nothing after the viewer's own removal reaches them.
+    if let Some(i) = events
+        .iter()
+        .position(|e| e.kind == "participant_removed" && e.data["userId"] == actor.user_id.as_str())
+    {
+        events.truncate(i + 1);
+    }
+    Ok(Step::Events(events))
 }
 
 fn last_event_id(req: &HttpRequest) -> Result<Option<i64>, ApiError> {

@@ -12,11 +12,12 @@ use tandem_protocol::http::Role;
 
 use super::{authorize, load};
 use crate::authz::{self, Action, Actor, ResourceKind};
-use crate::db::DbConnection;
+use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::State;
 use crate::store::accounts;
+use crate::store::chat_events;
 use crate::store::conversations::{self, ConversationRow};
 use crate::validate;
 
@@ -149,13 +150,18 @@ pub async fn update(
     needed.extend(changes.participants_may.map(|_| Action::Update));
     let dto = state
         .db(move |c| {
-            let actor = user.actor();
-            let mut role = Role::Viewer;
-            for action in needed {
-                role = authorized(c, &actor, &id, action)?.1;
-            }
-            let row = conversations::update(c, &id, &changes)?;
-            Ok(row.to_dto(role))
+            // Lock first, then decide and write: a right withdrawn by the
+            // owner meanwhile is seen, and nothing is half-applied.
+            write_tx(c, |c| {
+                chat_events::lock(c, &id)?;
+                let actor = user.actor();
+                let mut role = Role::Viewer;
+                for action in needed {
+                    role = authorized(c, &actor, &id, action)?.1;
+                }
+                let row = conversations::update_in_tx(c, &id, &changes)?;
+                Ok(row.to_dto(role))
+            })
         })
         .await?;
     state.chat_changed();

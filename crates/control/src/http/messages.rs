@@ -60,6 +60,11 @@ fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, A
         validate::text("attachments.name", &a.name, 255)?;
         validate::text("attachments.contentType", &a.content_type, 255)?;
         validate::text("attachments.url", &a.url, 2048)?;
+        if !(a.url.starts_with("https://") || a.url.starts_with("http://")) {
+            return Err(ApiError::validation(
+                "attachments.url must be an http(s) URL",
+            ));
+        }
         if a.size_bytes < 0 {
             return Err(ApiError::validation("attachments.sizeBytes must be ≥ 0"));
         }
@@ -201,6 +206,7 @@ pub async fn finish_tool(
             messages::finish_tool(
                 c,
                 &row.id,
+                user.id(),
                 &call,
                 &body.status,
                 body.result.as_ref(),

@@ -173,6 +173,7 @@ fn chat_routes(cfg: &mut web::ServiceConfig) {
         )
         .service(at("/conversations/{id}/events").route(get().to(chat_stream::events)))
         .service(at("/conversations/{id}/share").route(post().to(shares::create)))
+        .service(at("/conversations/{id}/shares").route(delete().to(shares::revoke_all)))
         .service(
             at("/shares/{shareId}")
                 .route(get().to(shares::view))

@@ -6,13 +6,13 @@
 //! a participant of the shared conversation).
 
 use actix_web::{web, HttpResponse};
-use tandem_protocol::chat::{Conversation, ForkShare, Share, SharedConversation};
+use tandem_protocol::chat::{Conversation, ForkShare, Share, SharedConversation, UserSummary};
 use tandem_protocol::http::Role;
 
 use super::conversations::authorized;
 use super::{authorize, load};
 use crate::authz::{self, Action, ResourceKind};
-use crate::db::DbConnection;
+use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::State;
@@ -67,6 +67,21 @@ pub async fn create(
     Ok(HttpResponse::Created().json(share))
 }
 
+/// `DELETE /conversations/{id}/shares`: revokes every link (the owner lost one).
+pub async fn revoke_all(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let revoked = state
+        .db(move |c| {
+            let (row, _) = authorized(c, &user.actor(), &id, Action::ManageMembers)?;
+            conversations::revoke_all_shares(c, &row.id)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked })))
+}
+
 pub async fn view(
     state: State,
     user: AuthUser,
@@ -77,10 +92,22 @@ pub async fn view(
             let (row, role) = shared(c, &user, &share_id)?;
             let owner =
                 accounts::user_by_id(c, &row.owner_id)?.ok_or(ApiError::NotFound("share"))?;
+            // Readers through a link see names, not email addresses.
+            let hide = |u: &mut UserSummary| {
+                if role == Role::Viewer {
+                    u.email.clear();
+                }
+            };
+            let mut owner = conversations::user_summary(&owner);
+            hide(&mut owner);
+            let mut list = messages::list(c, &row.id)?;
+            list.iter_mut()
+                .filter_map(|m| m.sender_user.as_mut())
+                .for_each(hide);
             Ok(SharedConversation {
-                messages: messages::list(c, &row.id)?,
+                messages: list,
                 conversation: row.to_dto(role),
-                owner: conversations::user_summary(&owner),
+                owner,
             })
         })
         .await?;
@@ -121,8 +148,13 @@ pub async fn fork(
                 ResourceKind::Project,
                 &chain,
             )?;
-            let copy = conversations::create(c, user.id(), &project.id, &row.title, Some(&row.id))?;
-            messages::copy_all(c, &row.id, &copy.id)?;
+            // One transaction: a fork appears whole or not at all.
+            let copy = write_tx(c, |c| {
+                let copy =
+                    conversations::create(c, user.id(), &project.id, &row.title, Some(&row.id))?;
+                messages::copy_all(c, &row.id, &copy.id)?;
+                Ok::<_, ApiError>(copy)
+            })?;
             let copy =
                 conversations::get(c, &copy.id)?.ok_or(ApiError::NotFound("conversation"))?;
             Ok(copy.to_dto(Role::Owner))
@@ -142,7 +174,11 @@ pub async fn join(
         .db(move |c| {
             let (row, role) = shared(c, &user, &share_id)?;
             if role == Role::Viewer {
-                conversations::add_participant(c, &row.id, &user.user, &row.owner_id)?;
+                match conversations::add_participant(c, &row.id, &user.user, &row.owner_id) {
+                    // A concurrent join of the same user got there first.
+                    Ok(()) | Err(ApiError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
             let (row, role) = authorized(c, &user.actor(), &row.id, Action::Read)?;
             Ok(row.to_dto(role))

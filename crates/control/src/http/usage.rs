@@ -4,7 +4,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
-use tandem_protocol::chat::{RecordUsage, UsageEvent, UsageReport};
+use tandem_protocol::chat::{MessageRole, RecordUsage, UsageEvent, UsageReport};
 use tandem_protocol::http::OrgRole;
 
 use super::conversations::authorized;
@@ -12,7 +12,7 @@ use crate::authz::Action;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::State;
-use crate::store::{accounts, messages, usage};
+use crate::store::{accounts, conversations, messages, usage};
 use crate::validate;
 
 const MAX_TOKENS: i64 = 1_000_000_000;
@@ -40,14 +40,25 @@ pub async fn record(
     }
     let row = state
         .db(move |c| {
-            // Who pays: the sender of the triggering message, else the caller.
+            // Who pays: the user an assistant message is attributed to (who
+            // triggered it) while they still take part in the conversation;
+            // otherwise the caller. So nobody can bill someone who is not in
+            // the conversation (e.g. the original senders copied into a fork).
             let mut payer = user.user.clone();
             if let Some(cid) = &body.conversation_id {
                 let (conv, _) = authorized(c, &user.actor(), cid, Action::CreateChild)?;
                 if let Some(mid) = &body.message_id {
                     let m = messages::get(c, &conv.id, mid)?;
+                    if m.role != MessageRole::Assistant.as_str() {
+                        return Err(ApiError::validation(
+                            "messageId must name an assistant message",
+                        ));
+                    }
                     if let Some(uid) = m.user_id.filter(|u| *u != payer.id) {
-                        payer = accounts::user_by_id(c, &uid)?.ok_or(ApiError::NotFound("user"))?;
+                        if conversations::relation(c, &conv, &uid)?.is_some() {
+                            payer =
+                                accounts::user_by_id(c, &uid)?.ok_or(ApiError::NotFound("user"))?;
+                        }
                     }
                 }
             }

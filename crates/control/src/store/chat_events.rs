@@ -105,21 +105,22 @@ pub fn after(
         .collect())
 }
 
-/// The oldest kept seq of a conversation, if any.
-pub fn oldest(conn: &mut DbConnection, id: &str) -> Result<Option<i64>, ApiError> {
-    Ok(conversation_events::table
-        .filter(conversation_events::conversation_id.eq(id))
-        .select(diesel::dsl::min(conversation_events::seq))
-        .first(conn)?)
-}
-
-/// Drops a conversation's events older than the retention.
+/// Drops a conversation's events older than the retention — always a
+/// prefix of its seqs (up to the newest expired one), never a hole, even if
+/// replicas' clocks disagree.
 pub fn prune(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
-    diesel::delete(
-        conversation_events::table
-            .filter(conversation_events::conversation_id.eq(id))
-            .filter(conversation_events::created_at.lt(now_ms() - RETENTION_MS)),
-    )
-    .execute(conn)?;
+    let newest_expired: Option<i64> = conversation_events::table
+        .filter(conversation_events::conversation_id.eq(id))
+        .filter(conversation_events::created_at.lt(now_ms() - RETENTION_MS))
+        .select(diesel::dsl::max(conversation_events::seq))
+        .first(conn)?;
+    if let Some(upto) = newest_expired {
+        diesel::delete(
+            conversation_events::table
+                .filter(conversation_events::conversation_id.eq(id))
+                .filter(conversation_events::seq.le(upto)),
+        )
+        .execute(conn)?;
+    }
     Ok(())
 }

@@ -232,47 +232,52 @@ pub struct Changes {
     pub participants_may: Option<ParticipantsMay>,
 }
 
-pub fn update(
-    conn: &mut DbConnection,
+/// Applies a `PATCH`. Call inside a write transaction that has locked the
+/// conversation ([`chat_events::lock`]) and authorized the changes: only
+/// the fields given are written, so concurrent patches of different fields
+/// both stick.
+pub fn update_in_tx(
+    c: &mut DbConnection,
     id: &str,
     changes: &Changes,
 ) -> Result<ConversationRow, ApiError> {
-    write_tx(conn, |c| {
-        let mut row = get(c, id)?.ok_or(ApiError::NotFound("conversation"))?;
-        if let Some(t) = &changes.title {
-            row.title = t.clone();
-        }
-        if let Some(s) = changes.starred {
-            row.starred = s;
-        }
-        if let Some(a) = changes.archived {
-            row.archived = a;
-        }
-        if let Some(m) = changes.participants_may {
-            row.participants_may_rename = m.rename;
-            row.participants_may_star = m.star;
-            row.participants_may_archive = m.archive;
-        }
-        row.updated_at = now_ms();
-        diesel::update(conversations::table.find(id))
+    let now = now_ms();
+    let target = conversations::table.find(id);
+    if let Some(t) = &changes.title {
+        diesel::update(target)
+            .set(conversations::title.eq(t))
+            .execute(c)?;
+    }
+    if let Some(s) = changes.starred {
+        diesel::update(target)
+            .set(conversations::starred.eq(s))
+            .execute(c)?;
+    }
+    if let Some(a) = changes.archived {
+        diesel::update(target)
+            .set(conversations::archived.eq(a))
+            .execute(c)?;
+    }
+    if let Some(m) = changes.participants_may {
+        diesel::update(target)
             .set((
-                conversations::title.eq(&row.title),
-                conversations::starred.eq(row.starred),
-                conversations::archived.eq(row.archived),
-                conversations::participants_may_rename.eq(row.participants_may_rename),
-                conversations::participants_may_star.eq(row.participants_may_star),
-                conversations::participants_may_archive.eq(row.participants_may_archive),
-                conversations::updated_at.eq(row.updated_at),
+                conversations::participants_may_rename.eq(m.rename),
+                conversations::participants_may_star.eq(m.star),
+                conversations::participants_may_archive.eq(m.archive),
             ))
             .execute(c)?;
-        row.event_seq = chat_events::append(
-            c,
-            id,
-            "conversation_updated",
-            &json!(row.to_dto(Role::Owner)),
-        )?;
-        Ok(row)
-    })
+    }
+    diesel::update(target)
+        .set(conversations::updated_at.eq(now))
+        .execute(c)?;
+    let row = get(c, id)?.ok_or(ApiError::NotFound("conversation"))?;
+    // Viewers get the conversation without anyone's role in it.
+    let mut data = json!(row.to_dto(Role::Viewer));
+    if let Some(o) = data.as_object_mut() {
+        o.remove("role");
+    }
+    chat_events::append(c, id, "conversation_updated", &data)?;
+    get(c, id)?.ok_or(ApiError::NotFound("conversation"))
 }
 
 /// Deletes a conversation with its participants, messages, attachments,
@@ -418,6 +423,17 @@ pub fn shared(conn: &mut DbConnection, share_id: &str) -> Result<ConversationRow
         Some((Some(_), _)) => Err(ApiError::Gone("this share link was revoked".into())),
         Some((None, row)) => Ok(row),
     }
+}
+
+/// Revokes every live share link of a conversation (for a lost link).
+pub fn revoke_all_shares(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
+    Ok(diesel::update(
+        shares::table
+            .filter(shares::conversation_id.eq(id))
+            .filter(shares::revoked_at.is_null()),
+    )
+    .set(shares::revoked_at.eq(now_ms()))
+    .execute(conn)?)
 }
 
 /// Revokes a share link (kept, so that its users are told it was revoked).

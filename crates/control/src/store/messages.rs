@@ -76,7 +76,16 @@ pub fn send(
     conversation_id: &str,
     new: NewMessage,
 ) -> Result<Message, ApiError> {
-    write_tx(conn, |c| {
+    write_tx(conn, |c| send_in_tx(c, conversation_id, new))
+}
+
+/// [`send`], inside the caller's write transaction.
+fn send_in_tx(
+    c: &mut DbConnection,
+    conversation_id: &str,
+    new: NewMessage,
+) -> Result<Message, ApiError> {
+    {
         let seq = chat_events::next_seq(c, conversation_id)?;
         let now = now_ms();
         let row = MessageRow {
@@ -126,7 +135,7 @@ pub fn send(
         let dto = row.to_dto(new.attachments, sender.as_ref().map(user_summary));
         chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
         Ok(dto)
-    })
+    }
 }
 
 pub fn get(
@@ -274,7 +283,9 @@ pub fn finish(
         )?;
         Ok::<_, ApiError>(dto)
     })?;
-    chat_events::prune(conn, conversation_id)?;
+    if let Err(e) = chat_events::prune(conn, conversation_id) {
+        tracing::warn!(error = %e, "pruning old conversation events failed");
+    }
     Ok(finished)
 }
 
@@ -340,6 +351,11 @@ pub fn start_tool(
     args: &Value,
     user_id: &str,
 ) -> Result<(ToolRow, bool), ApiError> {
+    if message.role != MessageRole::Assistant.as_str() {
+        return Err(ApiError::validation(
+            "tool calls belong to assistant messages",
+        ));
+    }
     if let Some(existing) = tool(conn, &message.conversation_id, tool_call_id)? {
         return Ok((existing, false));
     }
@@ -382,10 +398,12 @@ pub fn start_tool(
     }
 }
 
-/// Records the outcome of a running tool execution; `Conflict` once it has one.
+/// Records the outcome of a running tool execution: only its starter may
+/// (`Forbidden` otherwise); `Conflict` once it has one.
 pub fn finish_tool(
     conn: &mut DbConnection,
     conversation_id: &str,
+    user_id: &str,
     tool_call_id: &str,
     status: &str,
     result: Option<&Value>,
@@ -395,6 +413,9 @@ pub fn finish_tool(
         let seq = chat_events::next_seq(c, conversation_id)?;
         let mut row =
             tool(c, conversation_id, tool_call_id)?.ok_or(ApiError::NotFound("tool call"))?;
+        if row.started_by != user_id {
+            return Err(ApiError::Forbidden);
+        }
         if row.status != "running" {
             return Err(ApiError::Conflict(format!(
                 "the tool call is already {}",
@@ -425,10 +446,10 @@ pub fn finish_tool(
 }
 
 /// Copies the messages of one conversation into another (a fork), in order,
-/// keeping who sent each.
+/// keeping who sent each. Call inside a write transaction.
 pub fn copy_all(conn: &mut DbConnection, from: &str, to: &str) -> Result<(), ApiError> {
     for m in list(conn, from)? {
-        send(
+        send_in_tx(
             conn,
             to,
             NewMessage {

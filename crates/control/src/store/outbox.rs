@@ -97,14 +97,23 @@ pub fn mark_sent(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Records a failed attempt; the next one waits 2^attempts seconds (≤ 1 h).
+/// Attempts after which an email is given up (about two days of retries).
+pub const MAX_ATTEMPTS: i64 = 60;
+
+/// Records a failed attempt; the next one waits 2^attempts seconds (≤ 1 h);
+/// after [`MAX_ATTEMPTS`] it is kept, with its last error, but not retried.
 pub fn mark_failed(conn: &mut DbConnection, row: &OutboxRow, error: &str) -> Result<(), ApiError> {
     let attempts = row.attempts + 1;
     let backoff = 1000i64 << attempts.clamp(0, 12);
+    let next = if attempts >= MAX_ATTEMPTS {
+        i64::MAX
+    } else {
+        now_ms() + backoff.min(3_600_000)
+    };
     diesel::update(outbox::table.find(&row.id))
         .set((
             outbox::attempts.eq(attempts),
-            outbox::next_attempt_at.eq(now_ms() + backoff.min(3_600_000)),
+            outbox::next_attempt_at.eq(next),
             outbox::claimed_until.eq(0),
             outbox::last_error.eq(Some(error.chars().take(500).collect::<String>())),
         ))

@@ -368,6 +368,18 @@ async fn update_rules(backend: Backend) {
         )
         .await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
+    // Concurrent patches of different fields both stick (no lost update).
+    for i in 0..8 {
+        let title = format!("T{i}");
+        let (a, b) = tokio::join!(
+            app.patch(&path, &owner.token, json!({ "title": title })),
+            app.patch(&path, &collab.token, json!({ "starred": i % 2 == 0 })),
+        );
+        assert_eq!((a.status, b.status), (StatusCode::OK, StatusCode::OK));
+        let now = app.get(&path, &owner.token).await;
+        assert_eq!(now.body["title"], title.as_str());
+        assert_eq!(now.body["starred"], i % 2 == 0);
+    }
 }
 
 async fn delete_rules(backend: Backend) {

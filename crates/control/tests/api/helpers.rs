@@ -295,6 +295,61 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Runs a statement on the test database directly (to set up states the
+    /// API cannot reach, such as an expired invite).
+    pub fn sql(&self, statement: &str) {
+        self.sql_texts(statement);
+    }
+
+    /// Runs a query whose rows are one text column named `t`, on the test
+    /// database directly (to inspect what is stored at rest).
+    pub fn sql_texts(&self, query: &str) -> Vec<String> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            t: String,
+        }
+        let rows: Vec<Row> = if let Some(path) = self.db.url.strip_prefix("sqlite://") {
+            let mut c = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+            diesel::sql_query(query).load(&mut c).unwrap()
+        } else {
+            let mut c = diesel::pg::PgConnection::establish(&self.db.url).unwrap();
+            diesel::sql_query(query).load(&mut c).unwrap()
+        };
+        rows.into_iter().map(|r| r.t).collect()
+    }
+
+    /// Sends `n` POSTs of `body` to `path` at once, the i-th with
+    /// `tokens[i % tokens.len()]`; returns every status and body.
+    pub async fn post_concurrently(
+        &self,
+        n: usize,
+        path: &str,
+        tokens: &[&str],
+        body: Value,
+    ) -> Vec<(StatusCode, Value)> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let req = self
+                    .client
+                    .post(format!("{}{path}", self.base))
+                    .bearer_auth(tokens[i % tokens.len()])
+                    .json(&body);
+                tokio::spawn(async move {
+                    let res = req.send().await.unwrap();
+                    (res.status(), res.json::<Value>().await.unwrap())
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+}
+
 /// One server-sent event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sse {

@@ -3,7 +3,6 @@
 
 use std::sync::{Arc, Mutex};
 
-use diesel::{Connection, RunQueryDsl};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -95,16 +94,6 @@ fn token_in(mail: &str) -> String {
         .chars()
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
         .collect()
-}
-
-fn sql(app: &TestApp, statement: &str) {
-    if let Some(path) = app.db.url.strip_prefix("sqlite://") {
-        let mut c = diesel::sqlite::SqliteConnection::establish(path).unwrap();
-        diesel::sql_query(statement).execute(&mut c).unwrap();
-    } else {
-        let mut c = diesel::pg::PgConnection::establish(&app.db.url).unwrap();
-        diesel::sql_query(statement).execute(&mut c).unwrap();
-    }
 }
 
 async fn invite_flow_with_smtp_delivery(backend: Backend) {
@@ -201,21 +190,11 @@ async fn invite_flow_with_smtp_delivery(backend: Backend) {
 
 /// Every stored token hash, email body and subject, as one string.
 fn dump_invites_and_outbox(app: &TestApp) -> String {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        t: String,
-    }
-    let q = "SELECT token_hash || email AS t FROM workspace_invites \
-             UNION ALL SELECT body || subject || recipient AS t FROM outbox";
-    let rows: Vec<Row> = if let Some(path) = app.db.url.strip_prefix("sqlite://") {
-        let mut c = diesel::sqlite::SqliteConnection::establish(path).unwrap();
-        diesel::sql_query(q).load(&mut c).unwrap()
-    } else {
-        let mut c = diesel::pg::PgConnection::establish(&app.db.url).unwrap();
-        diesel::sql_query(q).load(&mut c).unwrap()
-    };
-    rows.into_iter().map(|r| r.t).collect::<Vec<_>>().join("\n")
+    app.sql_texts(
+        "SELECT token_hash || email AS t FROM workspace_invites \
+         UNION ALL SELECT body || subject || recipient AS t FROM outbox",
+    )
+    .join("\n")
 }
 
 async fn concurrent_accepts_add_the_member_once(backend: Backend) {
@@ -231,28 +210,16 @@ async fn concurrent_accepts_add_the_member_once(backend: Backend) {
         .await;
     let token = a.body["token"].as_str().unwrap().to_string();
     let bea = app.signup("bea@guest.example", "Bea").await;
-    let mut tasks = Vec::new();
-    for _ in 0..20 {
-        let (client, url, auth, token) = (
-            app.client.clone(),
-            format!("{}/invites/accept", app.base),
-            bea.token.clone(),
-            token.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .bearer_auth(auth)
-                .json(&json!({ "token": token }))
-                .send()
-                .await
-                .unwrap();
-            (res.status(), res.json::<Value>().await.unwrap())
-        }));
-    }
+    let answers = app
+        .post_concurrently(
+            20,
+            "/invites/accept",
+            &[&bea.token],
+            json!({ "token": token }),
+        )
+        .await;
     let mut ok = 0;
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
+    for (status, body) in answers {
         match status {
             StatusCode::OK => {
                 ok += 1;
@@ -328,10 +295,9 @@ async fn invite_refusals(backend: Backend) {
     assert_eq!(a.status, StatusCode::GONE);
     // Expired: 410.
     let (id3, t3) = invite("bea@guest.example").await;
-    sql(
-        &app,
-        &format!("UPDATE workspace_invites SET expires_at = 1 WHERE id = '{id3}'"),
-    );
+    app.sql(&format!(
+        "UPDATE workspace_invites SET expires_at = 1 WHERE id = '{id3}'"
+    ));
     let a = app
         .post("/invites/accept", &bea.token, json!({ "token": t3 }))
         .await;
@@ -363,6 +329,19 @@ async fn invite_refusals(backend: Backend) {
             .status,
         StatusCode::CONFLICT
     );
+    // Each invite sends an email: one user may send 10 a minute, then 429.
+    for i in 3..10 {
+        invite(&format!("guest{i}@guest.example")).await;
+    }
+    let a = app
+        .post(
+            &path,
+            &owner.token,
+            json!({ "email": "one-too-many@guest.example" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(a.code(), "rate_limited");
 }
 
 async fn api_keys_are_sealed_and_masked(backend: Backend) {
@@ -476,23 +455,7 @@ async fn api_keys_are_sealed_and_masked(backend: Backend) {
 }
 
 fn dump_api_keys(app: &TestApp) -> String {
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        ciphertext: String,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        key_id: String,
-    }
-    let q = "SELECT ciphertext, key_id FROM user_api_keys";
-    let rows: Vec<Row> = if let Some(path) = app.db.url.strip_prefix("sqlite://") {
-        let mut c = diesel::sqlite::SqliteConnection::establish(path).unwrap();
-        diesel::sql_query(q).load(&mut c).unwrap()
-    } else {
-        let mut c = diesel::pg::PgConnection::establish(&app.db.url).unwrap();
-        diesel::sql_query(q).load(&mut c).unwrap()
-    };
+    let rows = app.sql_texts("SELECT key_id || ' ' || ciphertext AS t FROM user_api_keys");
     assert_eq!(rows.len(), 1);
-    rows.iter()
-        .map(|r| format!("{} {}", r.key_id, r.ciphertext))
-        .collect()
+    rows.concat()
 }

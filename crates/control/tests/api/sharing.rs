@@ -67,6 +67,11 @@ async fn share_view_fork_join_revoke(backend: Backend) {
     assert_eq!(view.body["conversation"]["id"], c.as_str());
     assert_eq!(view.body["conversation"]["role"], "viewer");
     assert_eq!(view.body["owner"]["displayName"], "Olga");
+    // Readers through a link see names, not email addresses.
+    assert!(view.body["owner"].get("email").is_none(), "{}", view.body);
+    assert!(view.body["messages"][0]["senderUser"]
+        .get("email")
+        .is_none());
     assert_eq!(view.body["messages"].as_array().unwrap().len(), 2);
     let anon = app.call(reqwest::Method::GET, &link, None, None).await;
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
@@ -175,6 +180,40 @@ async fn share_view_fork_join_revoke(backend: Backend) {
         .await;
     assert_eq!(people.body.as_array().unwrap().len(), 3);
 
+    // A lost link: the owner revokes every link of the conversation at once.
+    let spare = app
+        .post(
+            &format!("/conversations/{c}/share"),
+            &owner.token,
+            Value::Null,
+        )
+        .await;
+    let spare = format!("/shares/{}", spare.body["shareId"].as_str().unwrap());
+    assert_eq!(
+        app.get(&spare, &outsider.token).await.status,
+        StatusCode::OK
+    );
+    let all = app
+        .delete(&format!("/conversations/{c}/shares"), &stranger.token)
+        .await;
+    assert_eq!(all.status, StatusCode::FORBIDDEN);
+    let all = app
+        .delete(&format!("/conversations/{c}/shares"), &owner.token)
+        .await;
+    assert_eq!(all.status, StatusCode::OK);
+    assert_eq!(all.body["revoked"], 2);
+    assert_eq!(
+        app.get(&spare, &outsider.token).await.status,
+        StatusCode::GONE
+    );
+    let share = app
+        .post(
+            &format!("/conversations/{c}/share"),
+            &owner.token,
+            Value::Null,
+        )
+        .await;
+    let link = format!("/shares/{}", share.body["shareId"].as_str().unwrap());
     // Revoking: only the owner; afterwards the link answers 410 and joins fail.
     assert_eq!(
         app.delete(&link, &stranger.token).await.status,
@@ -212,7 +251,28 @@ async fn concurrent_tool_calls_create_one_execution(backend: Backend) {
     } = cast(&app).await;
     let c = conversation(&app, &owner, &project, "Tools").await;
     add(&app, &owner, &c, &collab).await;
-    let m = say(&app, &owner, &c, "search the web").await;
+    let question = say(&app, &owner, &c, "search the web").await;
+    let m = app
+        .post(
+            &format!("/conversations/{c}/messages"),
+            &owner.token,
+            json!({ "content": "", "role": "assistant", "state": "streaming" }),
+        )
+        .await
+        .body;
+    // Tool calls belong to assistant messages.
+    let on_question = format!(
+        "/conversations/{c}/messages/{}/tools",
+        question["id"].as_str().unwrap()
+    );
+    let a = app
+        .post(
+            &on_question,
+            &owner.token,
+            json!({ "toolCallId": "x", "toolName": "y" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     let tools = format!(
         "/conversations/{c}/messages/{}/tools",
         m["id"].as_str().unwrap()
@@ -221,35 +281,18 @@ async fn concurrent_tool_calls_create_one_execution(backend: Backend) {
         json!({ "toolCallId": "call_abc", "toolName": "web_search", "args": { "q": "yjs" } });
 
     // Both viewers' clients try to run the tool call at once, many times.
-    let mut tasks = Vec::new();
-    for i in 0..24 {
-        let (client, url, token, body) = (
-            app.client.clone(),
-            format!("{}{tools}", app.base),
-            if i % 2 == 0 {
-                owner.token.clone()
-            } else {
-                collab.token.clone()
-            },
-            body.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let res = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            (res.status(), res.json::<Value>().await.unwrap())
-        }));
-    }
+    let answers = app
+        .post_concurrently(24, &tools, &[&owner.token, &collab.token], body.clone())
+        .await;
     let mut created = 0;
     let mut ids = HashSet::new();
-    for t in tasks {
-        let (status, body) = t.await.unwrap();
+    let mut starter = String::new();
+    for (status, body) in answers {
         match status {
-            StatusCode::CREATED => created += 1,
+            StatusCode::CREATED => {
+                created += 1;
+                starter = body["startedBy"].as_str().unwrap().to_string();
+            }
             StatusCode::OK => {}
             other => panic!("unexpected {other}: {body}"),
         }
@@ -259,12 +302,26 @@ async fn concurrent_tool_calls_create_one_execution(backend: Backend) {
     assert_eq!(created, 1, "exactly one attempt creates the execution");
     assert_eq!(ids.len(), 1, "everyone gets the same record");
 
-    // The outcome is recorded once; later attempts return the finished record.
+    // Only the one who got 201 reports the outcome, once; later attempts
+    // return the finished record.
+    let (runner, other) = if starter == owner.id {
+        (&owner, &collab)
+    } else {
+        (&collab, &owner)
+    };
     let finish = format!("/conversations/{c}/tools/call_abc");
+    let a = app
+        .post(
+            &finish,
+            &other.token,
+            json!({ "status": "completed", "result": "fake" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
     let done = app
         .post(
             &finish,
-            &collab.token,
+            &runner.token,
             json!({ "status": "completed", "result": { "hits": 3 } }),
         )
         .await;
@@ -273,7 +330,7 @@ async fn concurrent_tool_calls_create_one_execution(backend: Backend) {
     let twice = app
         .post(
             &finish,
-            &owner.token,
+            &runner.token,
             json!({ "status": "failed", "error": "late" }),
         )
         .await;
@@ -433,4 +490,28 @@ async fn usage_is_charged_to_the_user_who_triggered_it(backend: Backend) {
         app.get("/usage?days=0", &owner.token).await.status,
         StatusCode::UNPROCESSABLE_ENTITY
     );
+
+    // Nobody is billed for a conversation they no longer take part in: Carl
+    // leaves, and usage recorded for his answer is charged to the recorder.
+    let left = app
+        .delete(
+            &format!("/conversations/{c}/participants/{}", collab.id),
+            &collab.token,
+        )
+        .await;
+    assert_eq!(left.status, StatusCode::NO_CONTENT);
+    let a = record(owner.token.clone(), "big", 7, 7, Some(answer.id())).await;
+    assert_eq!(a.status, StatusCode::CREATED);
+    assert_eq!(a.body["userId"], owner.id.as_str());
+    // Only assistant messages name who pays.
+    let question = say(&app, &owner, &c, "a user message").await;
+    let a = record(
+        owner.token.clone(),
+        "big",
+        1,
+        1,
+        Some(question["id"].as_str().unwrap().to_string()),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
 }
