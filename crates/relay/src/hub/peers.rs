@@ -228,10 +228,12 @@ impl RoomActor {
         if let Ok(sv) = StateVector::decode_v1(&saved.state_vector) {
             raise_acked(&mut self.persist.acked, &sv);
         }
-        let settled = self
-            .peers
-            .as_mut()
-            .is_some_and(|p| p.ledger.settle(env.from, &saved.covers));
+        let Some(p) = self.peers.as_mut() else { return };
+        let before = p.ledger.owed();
+        let settled = p.ledger.settle(env.from, &saved.covers);
+        if p.ledger.owed() != before {
+            self.persist.settled_at = Some(tokio::time::Instant::now());
+        }
         if settled && self.persist.dirty_since.is_some() {
             tracing::debug!(
                 saver = env.from,

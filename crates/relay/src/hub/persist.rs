@@ -40,6 +40,9 @@ pub(super) struct Persist {
     backoff: Duration,
     /// `updates_applied` of the room when last looked at.
     seen_updates: u64,
+    /// With several nodes: when another node's save last settled some of
+    /// what this one owes (a saver that keeps settling is alive).
+    pub(super) settled_at: Option<Instant>,
 }
 
 impl Default for Persist {
@@ -52,6 +55,7 @@ impl Default for Persist {
             retry_at: None,
             backoff: FIRST_BACKOFF,
             seen_updates: 0,
+            settled_at: None,
         }
     }
 }
@@ -170,13 +174,17 @@ impl RoomActor {
         )
     }
 
-    /// Whether this node must save without asking for the lease: dirty for
-    /// longer than a holder would have needed, or envelopes were lost.
+    /// Whether this node must save without asking for the lease: it has
+    /// owed changes for longer than a live saver would have needed to settle
+    /// any of them (counted from the last settlement, so a room under
+    /// constant typing, never settled completely, still leaves it to the saver).
     fn must_save_alone(&self) -> bool {
         let cfg = &self.hub.config;
-        self.persist
-            .dirty_since
-            .is_some_and(|since| since.elapsed() >= cfg.save_lease + cfg.save_max_delay)
+        let Some(dirty) = self.persist.dirty_since else {
+            return false;
+        };
+        let waiting_since = self.persist.settled_at.map_or(dirty, |s| s.max(dirty));
+        waiting_since.elapsed() >= cfg.save_lease + cfg.save_max_delay
     }
 
     pub(super) fn start_save(&mut self) {
