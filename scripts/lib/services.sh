@@ -1,5 +1,7 @@
 # Helpers that install and start the services the tests need, on loopback,
-# in a temporary directory. Sourced by scripts/test (and later scripts/bench).
+# in a temporary directory. Sourced by scripts/test, scripts/cluster and
+# scripts/bench. (The cluster tests start their own redis-server processes,
+# so that they can stop and restart Redis mid-test.)
 # Everything started here is stopped by stop_services.
 
 SERVICES_TMP=""
@@ -32,6 +34,20 @@ ensure_postgres_installed() {
   fi
   [ -x "$dir/initdb" ] || { log "PostgreSQL did not install"; return 1; }
   PG_BIN="$dir"
+}
+
+ensure_redis_installed() {
+  if ! command -v redis-server >/dev/null 2>&1; then
+    apt_install redis-server
+  fi
+  command -v redis-server >/dev/null 2>&1 || { log "Redis did not install"; return 1; }
+}
+
+ensure_nginx_installed() {
+  if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    apt_install nginx-light
+  fi
+  [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || { log "nginx did not install"; return 1; }
 }
 
 ensure_node_installed() {

@@ -1,7 +1,15 @@
 //! Harness for end-to-end tests: a [`Stack`] is a real control (fresh SQLite
 //! file) and a real relay, both on port 0, talking over loopback; tests drive
 //! them through `tandem-client` as an application would.
+//! [`Stack::start_cluster`] is the scaled-out form: two control replicas on
+//! one fresh PostgreSQL database and relay nodes sharing a real Redis
+//! ([`RedisServer`]); [`RelayProcess`] runs the real `tandem-relay` binary
+//! for crash tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod redis_server;
+
+pub use redis_server::RedisServer;
 
 use std::time::Duration;
 
@@ -24,8 +32,12 @@ pub struct Stack {
     pub control_url: String,
     pub relay_url: String,
     pub db_path: std::path::PathBuf,
+    database_url: String,
     control_port: u16,
     control: Option<ServerHandle>,
+    /// URLs of further control replicas on the same database (cluster stacks).
+    pub replicas: Vec<String>,
+    replica_handles: Vec<ServerHandle>,
     relay: CancellationToken,
     relay_done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     relay_config: RelayConfig,
@@ -41,8 +53,8 @@ pub struct ExtraRelay {
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn start_control(db_path: &std::path::Path, port: u16) -> (u16, ServerHandle) {
-    let mut config = ControlConfig::for_tests(format!("sqlite://{}", db_path.display()));
+async fn start_control(database_url: &str, port: u16) -> (u16, ServerHandle) {
+    let mut config = ControlConfig::for_tests(database_url);
     config.relay_secret = Some(SECRET.into());
     config.listen.set_port(port);
     let control = tandem_control::Application::build(config).await.unwrap();
@@ -72,8 +84,45 @@ impl Stack {
     pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("tandem.db");
-        let (control_port, handle) = start_control(&db_path, 0).await;
+        let database_url = format!("sqlite://{}", db_path.display());
+        Self::assemble(dir, db_path, database_url, 1, tweak).await
+    }
+
+    /// The scaled-out stack: two control replicas on one fresh PostgreSQL
+    /// database (SQLite when no PostgreSQL is configured, outside
+    /// `scripts/test`), and a relay node on Redis, configured by `tweak`.
+    /// More nodes: [`Stack::relay_via`].
+    pub async fn start_cluster(redis: &RedisServer, tweak: impl FnOnce(&mut RelayConfig)) -> Stack {
+        let dir = tempfile::tempdir().unwrap();
+        let db_path = dir.path().join("tandem.db");
+        let database_url = match postgres_database() {
+            Some(url) => url,
+            None => format!("sqlite://{}", db_path.display()),
+        };
+        let url = redis.url();
+        Self::assemble(dir, db_path, database_url, 2, move |c| {
+            c.redis_url = Some(url);
+            tweak(c)
+        })
+        .await
+    }
+
+    async fn assemble(
+        dir: tempfile::TempDir,
+        db_path: std::path::PathBuf,
+        database_url: String,
+        controls: usize,
+        tweak: impl FnOnce(&mut RelayConfig),
+    ) -> Stack {
+        let (control_port, handle) = start_control(&database_url, 0).await;
         let control_url = format!("http://127.0.0.1:{control_port}");
+        let mut replicas = Vec::new();
+        let mut replica_handles = Vec::new();
+        for _ in 1..controls {
+            let (port, handle) = start_control(&database_url, 0).await;
+            replicas.push(format!("http://127.0.0.1:{port}"));
+            replica_handles.push(handle);
+        }
         let mut rc = RelayConfig::for_tests(&control_url, SECRET);
         tweak(&mut rc);
         let (relay, relay_metrics) = start_relay(rc.clone()).await;
@@ -82,8 +131,11 @@ impl Stack {
             control_url,
             relay_url: relay.url,
             db_path,
+            database_url,
             control_port,
             control: Some(handle),
+            replicas,
+            replica_handles,
             relay: relay.stop,
             relay_done: Some(relay.done),
             relay_config: rc,
@@ -92,10 +144,20 @@ impl Stack {
         }
     }
 
+    /// Another relay node, configured like the first but talking to `control_url`.
+    pub async fn relay_via(
+        &self,
+        control_url: &str,
+    ) -> (ExtraRelay, std::sync::Arc<tandem_relay::metrics::Metrics>) {
+        let mut config = self.relay_config.clone();
+        config.control_url = control_url.to_string();
+        start_relay(config).await
+    }
+
     /// Starts control again on the same port and database.
     pub async fn restart_control(&mut self) {
         self.stop_control().await;
-        let (_, handle) = start_control(&self.db_path, self.control_port).await;
+        let (_, handle) = start_control(&self.database_url, self.control_port).await;
         self.control = Some(handle);
     }
 
@@ -239,9 +301,98 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.relay.cancel();
-        if let Some(h) = self.control.take() {
+        for h in self
+            .control
+            .take()
+            .into_iter()
+            .chain(self.replica_handles.drain(..))
+        {
             tokio::spawn(async move { h.stop(false).await });
         }
+    }
+}
+
+/// A fresh PostgreSQL database on the server `TANDEM_TEST_POSTGRES_URL` names
+/// (`scripts/test` starts one and sets it, with `TANDEM_TEST_REQUIRE_POSTGRES`).
+pub fn postgres_database() -> Option<String> {
+    use diesel::{Connection, RunQueryDsl};
+    let Ok(admin) = std::env::var("TANDEM_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var("TANDEM_TEST_REQUIRE_POSTGRES").is_err(),
+            "TANDEM_TEST_REQUIRE_POSTGRES is set but TANDEM_TEST_POSTGRES_URL is not"
+        );
+        return None;
+    };
+    let name = format!("tandem_e2e_{}", tandem_control::crypto::new_id());
+    let mut conn = diesel::pg::PgConnection::establish(&admin).unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    Some(format!("{base}/{name}"))
+}
+
+/// A relay running as its own process (the real `tandem-relay` binary), for
+/// crash and signal tests. Killed when dropped.
+pub struct RelayProcess {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl RelayProcess {
+    pub fn start(control_url: &str, extra_env: &[(&str, &str)]) -> RelayProcess {
+        use std::process::{Command, Stdio};
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let mut cmd = Command::new(binary("tandem-relay"));
+        cmd.env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{port}"))
+            .env("TANDEM_CONTROL_URL", control_url)
+            .env("TANDEM_RELAY_SECRET", SECRET)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null());
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap();
+        RelayProcess {
+            child,
+            url: format!("ws://127.0.0.1:{port}"),
+        }
+    }
+
+    pub fn port(&self) -> String {
+        self.url.rsplit(':').next().unwrap().to_string()
+    }
+
+    pub async fn ready(&self) {
+        let port = self.port();
+        assert!(
+            eventually(SOON, || {
+                let port = port.clone();
+                async move {
+                    reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+                        .await
+                        .is_ok()
+                }
+            })
+            .await,
+            "relay process did not come up"
+        );
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

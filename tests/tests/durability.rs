@@ -2,11 +2,11 @@
 //! control outages and several relays saving the same room.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use tandem_client::collab::CollabClient;
-use tandem_e2e::{binary, eventually, stored_text, text_of, type_text, Stack, SECRET, SOON};
+use tandem_e2e::{eventually, stored_text, text_of, type_text, RelayProcess, Stack, SOON};
 use yrs::{ReadTxn, Text, Transact};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,58 +238,6 @@ async fn an_idle_room_is_evicted_and_reloads_intact() {
         "tandem_relay_verify_seconds_bucket",
     ] {
         assert!(body.contains(name), "{name} missing from\n{body}");
-    }
-}
-
-/// A relay running as its own process, for crash and signal tests.
-struct RelayProcess {
-    child: Child,
-    url: String,
-}
-
-impl RelayProcess {
-    fn start(control_url: &str, extra_env: &[(&str, &str)]) -> RelayProcess {
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let mut cmd = Command::new(binary("tandem-relay"));
-        cmd.env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{port}"))
-            .env("TANDEM_CONTROL_URL", control_url)
-            .env("TANDEM_RELAY_SECRET", SECRET)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
-        for (k, v) in extra_env {
-            cmd.env(k, v);
-        }
-        let child = cmd.spawn().unwrap();
-        RelayProcess {
-            child,
-            url: format!("ws://127.0.0.1:{port}"),
-        }
-    }
-
-    async fn ready(&self) {
-        let port = self.url.rsplit(':').next().unwrap().to_string();
-        assert!(
-            eventually(SOON, || {
-                let port = port.clone();
-                async move {
-                    reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
-                        .await
-                        .is_ok()
-                }
-            })
-            .await,
-            "relay process did not come up"
-        );
-    }
-}
-
-impl Drop for RelayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -18,6 +18,9 @@ pub async fn run(
     // On Ctrl-C/SIGTERM the relay stops first (closing sockets and saving its
     // rooms to control); control stops after it.
     control.handle_signals = false;
+    if control.settings_key.is_none() {
+        control.settings_key = Some(dev_settings_key(&control.database_url)?);
+    }
     let control_app = tandem_control::Application::build(control).await?;
     let state = control_app.state();
     let control_url = format!("http://{}:{}", state.config.listen.ip(), control_app.port());
@@ -52,4 +55,27 @@ pub async fn run(
     );
     c?;
     r
+}
+
+/// The settings key of a dev setup: kept beside the SQLite file (created on
+/// first run, readable by its owner only), so stored API keys survive restarts.
+fn dev_settings_key(database_url: &str) -> anyhow::Result<String> {
+    let dir = database_url
+        .strip_prefix("sqlite://")
+        .and_then(|p| std::path::Path::new(p).parent().map(|d| d.to_path_buf()))
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or_else(|| std::path::PathBuf::from("data"));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("settings.key");
+    if let Ok(key) = std::fs::read_to_string(&path) {
+        return Ok(key.trim().to_string());
+    }
+    let key = tandem_control::crypto::new_settings_key();
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    std::io::Write::write_all(&mut options.open(&path)?, key.as_bytes())?;
+    println!("  settings key created in {}", path.display());
+    Ok(key)
 }

@@ -10,6 +10,11 @@
 //! workspace gives by itself), denied by default. An actor who cannot read a
 //! thing is told it does not exist ([`Denial::NotFound`]); one who can read
 //! it but may not do this is told [`Denial::Forbidden`].
+//!
+//! Conversations (chats) are not governed by the chain: their facts are the
+//! actor's relation to the conversation (owner, participant, or someone
+//! reading it through a share link) and what its owner lets participants do
+//! (plan 003's permission matrix).
 
 pub use tandem_protocol::http::{OrgRole, Role, WorkspaceType};
 
@@ -34,18 +39,27 @@ pub enum Action {
     CreateChild,
     /// Delete it.
     Delete,
-    /// Add, change or remove members.
+    /// Add, change or remove members (participants, share links of a conversation).
     ManageMembers,
+    /// Change its title or name.
+    Rename,
+    /// Star or pin it.
+    Star,
+    /// Archive or unarchive it.
+    Archive,
 }
 
 impl Action {
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 9] = [
         Action::Read,
         Action::Connect,
         Action::Update,
         Action::CreateChild,
         Action::Delete,
         Action::ManageMembers,
+        Action::Rename,
+        Action::Star,
+        Action::Archive,
     ];
 }
 
@@ -57,10 +71,13 @@ pub enum ResourceKind {
     Document,
     Diagram,
     Task,
+    /// A chat in a project; see [`ConversationFacts`].
+    Conversation,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 5] = [
+    /// The kinds whose access follows the workspace → project → resource chain.
+    pub const CHAIN: [ResourceKind; 5] = [
         ResourceKind::Workspace,
         ResourceKind::Project,
         ResourceKind::Document,
@@ -112,10 +129,40 @@ pub struct WorkspaceFacts {
 
 /// Everything `can` needs to know about one thing and one actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Facts {
+pub enum Facts {
+    /// A workspace, project, document, diagram or task.
+    Chain(ChainFacts),
+    Conversation(ConversationFacts),
+}
+
+/// The facts of a thing on the workspace → project → resource chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainFacts {
     pub workspace: WorkspaceFacts,
     /// The actor's explicit grants along the chain of the thing.
     pub grants: Vec<(Level, Role)>,
+}
+
+impl From<ChainFacts> for Facts {
+    fn from(f: ChainFacts) -> Facts {
+        Facts::Chain(f)
+    }
+}
+
+/// The facts of a conversation for one actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConversationFacts {
+    /// `Owner` for its owner, `Editor` for a participant, `Viewer` for
+    /// someone reading it through a live share link, `None` otherwise.
+    pub relation: Option<Role>,
+    /// What the owner lets participants do.
+    pub participants_may: tandem_protocol::chat::ParticipantsMay,
+}
+
+impl From<ConversationFacts> for Facts {
+    fn from(f: ConversationFacts) -> Facts {
+        Facts::Conversation(f)
+    }
 }
 
 /// Why an action was refused.
@@ -161,7 +208,7 @@ pub fn workspace_role(actor: &Actor, ws: &WorkspaceFacts) -> Option<Role> {
 
 /// The actor's effective role on a thing of `kind`: the highest grant along
 /// its chain, `None` when there is none.
-pub fn effective_role(actor: &Actor, kind: ResourceKind, facts: &Facts) -> Option<Role> {
+pub fn effective_role(actor: &Actor, kind: ResourceKind, facts: &ChainFacts) -> Option<Role> {
     let level = kind.level();
     let explicit = facts
         .grants
@@ -179,6 +226,9 @@ pub fn effective_role(actor: &Actor, kind: ResourceKind, facts: &Facts) -> Optio
 pub fn required_role(action: Action, kind: ResourceKind) -> Option<Role> {
     use ResourceKind::*;
     match (action, kind) {
+        (_, Conversation) => None,
+        (Action::Rename, _) => Some(Role::Editor),
+        (Action::Star | Action::Archive, _) => None,
         (Action::Read, _) => Some(Role::Viewer),
         (Action::Connect, Document | Diagram | Task) => Some(Role::Viewer),
         (Action::Connect, Workspace | Project) => None,
@@ -194,12 +244,46 @@ pub fn required_role(action: Action, kind: ResourceKind) -> Option<Role> {
 
 /// May `actor` do `action` to the thing of `kind` described by `facts`?
 pub fn can(actor: &Actor, action: Action, kind: ResourceKind, facts: &Facts) -> Decision {
-    let Some(role) = effective_role(actor, kind, facts) else {
+    match (kind, facts) {
+        (ResourceKind::Conversation, Facts::Conversation(f)) => conversation(action, f),
+        (ResourceKind::Conversation, Facts::Chain(_)) | (_, Facts::Conversation(_)) => {
+            Decision::Deny(Denial::NotFound)
+        }
+        (kind, Facts::Chain(f)) => {
+            let Some(role) = effective_role(actor, kind, f) else {
+                return Decision::Deny(Denial::NotFound);
+            };
+            match required_role(action, kind) {
+                Some(needed) if role >= needed => Decision::Allow(role),
+                _ => Decision::Deny(Denial::Forbidden),
+            }
+        }
+    }
+}
+
+/// Plan 003's matrix: owner and participants read and send (`CreateChild` =
+/// post a message); the owner alone deletes, manages participants and share
+/// links, and changes the settings (`Update`); participants rename, star and
+/// archive when the owner allows it; a share-link reader only reads; anyone
+/// else is told it does not exist.
+fn conversation(action: Action, f: &ConversationFacts) -> Decision {
+    let Some(relation) = f.relation else {
         return Decision::Deny(Denial::NotFound);
     };
-    match required_role(action, kind) {
-        Some(needed) if role >= needed => Decision::Allow(role),
-        _ => Decision::Deny(Denial::Forbidden),
+    let participant = relation == Role::Editor;
+    let allowed = match action {
+        Action::Read => true,
+        Action::CreateChild => relation >= Role::Editor,
+        Action::Rename => relation == Role::Owner || (participant && f.participants_may.rename),
+        Action::Star => relation == Role::Owner || (participant && f.participants_may.star),
+        Action::Archive => relation == Role::Owner || (participant && f.participants_may.archive),
+        Action::Update | Action::Delete | Action::ManageMembers => relation == Role::Owner,
+        Action::Connect => false,
+    };
+    if allowed {
+        Decision::Allow(relation)
+    } else {
+        Decision::Deny(Denial::Forbidden)
     }
 }
 

@@ -82,6 +82,60 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 
+    /// Key that encrypts users' stored API keys (AES-256-GCM): 32 bytes as
+    /// 64 hex characters or base64. Without it, API keys cannot be stored.
+    #[arg(long, env = "TANDEM_SETTINGS_KEY", hide_env_values = true)]
+    pub settings_key: Option<String>,
+
+    /// Former settings keys (comma-separated), still accepted for reading;
+    /// keys read with one are re-encrypted with the current key.
+    #[arg(
+        long,
+        env = "TANDEM_SETTINGS_KEY_PREVIOUS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub settings_key_previous: Vec<String>,
+
+    /// SMTP server for outgoing email, `smtp://HOST:PORT` (plain SMTP, e.g. a
+    /// local MTA). Unset: emails are written to the log (recipient and
+    /// subject only).
+    #[arg(long, env = "TANDEM_SMTP_URL")]
+    pub smtp_url: Option<String>,
+
+    /// Sender address of outgoing email.
+    #[arg(
+        long,
+        env = "TANDEM_MAIL_FROM",
+        default_value = "Tandem <noreply@localhost>"
+    )]
+    pub mail_from: String,
+
+    /// Public base URL of the app, for links in emails.
+    #[arg(
+        long,
+        env = "TANDEM_PUBLIC_URL",
+        default_value = "http://localhost:3000"
+    )]
+    pub public_url: String,
+
+    /// How often the outbox dispatcher looks for due emails, in milliseconds.
+    #[arg(long, env = "TANDEM_OUTBOX_POLL_MS", default_value_t = 2_000)]
+    pub outbox_poll_ms: u64,
+
+    /// A user counts as present in a conversation for this long after a heartbeat.
+    #[arg(long, env = "TANDEM_PRESENCE_WINDOW_MS", default_value_t = 30_000)]
+    pub presence_window_ms: u64,
+
+    /// How often an event stream looks for events written by other control
+    /// replicas, in milliseconds (events of this replica arrive at once).
+    #[arg(long, env = "TANDEM_CHAT_POLL_MS", default_value_t = 500)]
+    pub chat_poll_ms: u64,
+
+    /// Largest message (content), in bytes, streamed chunks included.
+    #[arg(long, env = "TANDEM_MAX_CHAT_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
+    pub max_chat_message_bytes: usize,
+
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
@@ -108,6 +162,15 @@ impl ControlConfig {
             db_pool_size: 8,
             workers: 2,
             log_format: "text".into(),
+            settings_key: Some(crate::crypto::new_settings_key()),
+            settings_key_previous: Vec::new(),
+            smtp_url: None,
+            mail_from: "Tandem <noreply@localhost>".into(),
+            public_url: "http://localhost:3000".into(),
+            outbox_poll_ms: 100,
+            presence_window_ms: 30_000,
+            chat_poll_ms: 200,
+            max_chat_message_bytes: 1024 * 1024,
             handle_signals: true,
         }
     }

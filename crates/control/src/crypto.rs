@@ -6,7 +6,7 @@ use std::num::NonZeroU32;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::{digest, hmac, pbkdf2};
+use ring::{aead, digest, hmac, pbkdf2};
 
 const PBKDF2_ALG: pbkdf2::Algorithm = pbkdf2::PBKDF2_HMAC_SHA256;
 const HASH_LEN: usize = 32;
@@ -87,6 +87,108 @@ pub fn dummy_password_hash(iterations: u32) -> String {
     hash_password("tandem-dummy-password", iterations)
 }
 
+/// A fresh settings key (32 random bytes, hex), for tests and `tandem dev`.
+pub fn new_settings_key() -> String {
+    hex::encode(random_bytes::<32>())
+}
+
+/// Seals and opens small secrets (users' API keys) with AES-256-GCM. A
+/// sealed value is `base64(nonce ‖ ciphertext ‖ tag)`, stored beside the id
+/// of the key that sealed it; the associated data binds it to its owner and
+/// purpose, so a ciphertext moved to another row does not open.
+pub struct SecretBox {
+    current: (String, aead::LessSafeKey),
+    previous: Vec<(String, aead::LessSafeKey)>,
+}
+
+/// Why a sealed value did not open.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpenError {
+    #[error("sealed with key {stored}, which is not configured (the current key is {current})")]
+    UnknownKey { stored: String, current: String },
+    #[error("does not authenticate: corrupted, or moved from another record")]
+    Corrupt,
+}
+
+fn parse_key(raw: &str) -> Result<(String, aead::LessSafeKey), String> {
+    let raw = raw.trim();
+    let bytes = if raw.len() == 64 && raw.chars().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(raw).map_err(|e| e.to_string())?
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .map_err(|_| "must be 64 hex characters or base64".to_string())?
+    };
+    if bytes.len() != 32 {
+        return Err(format!("must be 32 bytes, not {}", bytes.len()));
+    }
+    // The key's id: the first 8 bytes of its SHA-256, so logs and errors can
+    // name a key without revealing it.
+    let id = hex::encode(&digest::digest(&digest::SHA256, &bytes).as_ref()[..8]);
+    let key =
+        aead::UnboundKey::new(&aead::AES_256_GCM, &bytes).map_err(|_| "not a valid AES-256 key")?;
+    Ok((id, aead::LessSafeKey::new(key)))
+}
+
+impl SecretBox {
+    pub fn new(current: &str, previous: &[String]) -> Result<SecretBox, String> {
+        Ok(SecretBox {
+            current: parse_key(current)?,
+            previous: previous
+                .iter()
+                .filter(|p| !p.trim().is_empty())
+                .map(|p| parse_key(p))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The id of the key new values are sealed with.
+    pub fn key_id(&self) -> &str {
+        &self.current.0
+    }
+
+    pub fn seal(&self, plaintext: &str, aad: &str) -> String {
+        let nonce_bytes = random_bytes::<{ aead::NONCE_LEN }>();
+        let mut buf = plaintext.as_bytes().to_vec();
+        let nonce = aead::Nonce::assume_unique_for_key(nonce_bytes);
+        // Sealing only fails for inputs larger than GCM allows (~64 GB).
+        #[allow(clippy::expect_used)]
+        self.current
+            .1
+            .seal_in_place_append_tag(nonce, aead::Aad::from(aad.as_bytes()), &mut buf)
+            .expect("AES-GCM seal");
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&buf);
+        base64::engine::general_purpose::STANDARD.encode(out)
+    }
+
+    /// Opens a value sealed with the key `key_id`.
+    pub fn open(&self, key_id: &str, sealed: &str, aad: &str) -> Result<String, OpenError> {
+        let key = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|(id, _)| id == key_id)
+            .map(|(_, k)| k)
+            .ok_or_else(|| OpenError::UnknownKey {
+                stored: key_id.to_string(),
+                current: self.current.0.clone(),
+            })?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(sealed)
+            .map_err(|_| OpenError::Corrupt)?;
+        if bytes.len() < aead::NONCE_LEN + aead::AES_256_GCM.tag_len() {
+            return Err(OpenError::Corrupt);
+        }
+        let (nonce, rest) = bytes.split_at(aead::NONCE_LEN);
+        let nonce =
+            aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| OpenError::Corrupt)?;
+        let mut rest = rest.to_vec();
+        let plain = key
+            .open_in_place(nonce, aead::Aad::from(aad.as_bytes()), &mut rest)
+            .map_err(|_| OpenError::Corrupt)?;
+        String::from_utf8(plain.to_vec()).map_err(|_| OpenError::Corrupt)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,5 +216,54 @@ mod tests {
         assert!(secrets_equal("abc", "abc"));
         assert!(!secrets_equal("abc", "abd"));
         assert!(!secrets_equal("abc", "abcd"));
+    }
+
+    #[test]
+    fn secret_box_round_trip_and_refusals() {
+        let key = new_settings_key();
+        let b = SecretBox::new(&key, &[]).unwrap();
+        let sealed = b.seal("sk-test-1234567890", "user-1:openai");
+        assert!(!sealed.contains("sk-test"));
+        assert_ne!(
+            sealed,
+            b.seal("sk-test-1234567890", "user-1:openai"),
+            "fresh nonce each time"
+        );
+        assert_eq!(
+            b.open(b.key_id(), &sealed, "user-1:openai").unwrap(),
+            "sk-test-1234567890"
+        );
+        // Another record's associated data, a flipped byte, garbage: refused.
+        assert_eq!(
+            b.open(b.key_id(), &sealed, "user-2:openai"),
+            Err(OpenError::Corrupt)
+        );
+        let mut raw = base64::engine::general_purpose::STANDARD
+            .decode(&sealed)
+            .unwrap();
+        raw[20] ^= 1;
+        let flipped = base64::engine::general_purpose::STANDARD.encode(raw);
+        assert_eq!(
+            b.open(b.key_id(), &flipped, "user-1:openai"),
+            Err(OpenError::Corrupt)
+        );
+        assert_eq!(
+            b.open(b.key_id(), "!!", "user-1:openai"),
+            Err(OpenError::Corrupt)
+        );
+        // A rotated key: unknown unless listed as previous.
+        let other = SecretBox::new(&new_settings_key(), &[]).unwrap();
+        assert!(matches!(
+            other.open(b.key_id(), &sealed, "user-1:openai"),
+            Err(OpenError::UnknownKey { .. })
+        ));
+        let rotated = SecretBox::new(&new_settings_key(), &[key]).unwrap();
+        assert_eq!(
+            rotated.open(b.key_id(), &sealed, "user-1:openai").unwrap(),
+            "sk-test-1234567890"
+        );
+        // Bad keys are refused at startup.
+        assert!(SecretBox::new("short", &[]).is_err());
+        assert!(SecretBox::new(&"ab".repeat(31), &[]).is_err());
     }
 }

@@ -24,6 +24,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("{0}")]
     Conflict(String),
+    #[error("{0}")]
+    Gone(String),
+    #[error("{0}")]
+    Misconfigured(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
     #[error("request body must be application/json")]
@@ -47,6 +51,8 @@ impl ApiError {
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::MethodNotAllowed => ErrorCode::MethodNotAllowed,
             ApiError::Conflict(_) => ErrorCode::Conflict,
+            ApiError::Gone(_) => ErrorCode::Gone,
+            ApiError::Misconfigured(_) => ErrorCode::Misconfigured,
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
@@ -82,6 +88,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
             ApiError::Unavailable => tracing::warn!("answered 503: a dependency is unavailable"),
+            ApiError::Misconfigured(why) => tracing::error!(%why, "misconfigured"),
             _ => {}
         }
         let mut res = HttpResponse::build(self.status_code());

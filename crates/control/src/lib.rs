@@ -7,7 +7,8 @@
 //! - [`store`]: diesel queries; loads the facts `can` decides on.
 //! - [`db`]: one connection type over SQLite and PostgreSQL, pool, migrations.
 //! - [`auth`]: identity-provider JWT verification.
-//! - [`crypto`]: ids, tokens, password and token hashing.
+//! - [`crypto`]: ids, tokens, password and token hashing, sealing of stored API keys.
+//! - [`mail`]: outgoing email (log or SMTP sender) and the outbox dispatcher.
 //! - [`ratelimit`]: per-IP limits on login and signup.
 //! - [`validate`]: parsing user input at the edge.
 //! - [`error`]: `ApiError` and its mapping to status + JSON.
@@ -22,6 +23,7 @@ pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod ratelimit;
 pub mod startup;

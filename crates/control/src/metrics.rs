@@ -29,6 +29,9 @@ pub struct Metrics {
     latency: HistogramFamily,
     pub snapshot_saves: Counter,
     pub snapshot_bytes_saved: Counter,
+    pub emails_sent: Counter,
+    pub email_failures: Counter,
+    pub chat_streams: prometheus_client::metrics::gauge::Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -63,12 +66,33 @@ impl Metrics {
             "Bytes of updates received by snapshot saves",
             snapshot_bytes_saved.clone(),
         );
+        let emails_sent = Counter::default();
+        let email_failures = Counter::default();
+        let chat_streams = prometheus_client::metrics::gauge::Gauge::default();
+        registry.register(
+            "emails_sent",
+            "Emails handed to the sender",
+            emails_sent.clone(),
+        );
+        registry.register(
+            "email_failures",
+            "Email attempts that failed (retried with backoff)",
+            email_failures.clone(),
+        );
+        registry.register(
+            "chat_streams",
+            "Open conversation event streams",
+            chat_streams.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             snapshot_saves,
             snapshot_bytes_saved,
+            emails_sent,
+            email_failures,
+            chat_streams,
         }
     }
 

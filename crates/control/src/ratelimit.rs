@@ -5,6 +5,7 @@
 //! the equivalent limit at the proxy too.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,14 +14,15 @@ const WINDOW: Duration = Duration::from_secs(60);
 /// Above this many tracked addresses, expired windows are pruned.
 const PRUNE_AT: usize = 10_000;
 
-pub struct RateLimiter {
+/// Keyed by client IP by default; by user id for per-user limits.
+pub struct RateLimiter<K = IpAddr> {
     per_minute: u32,
-    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    windows: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
-impl RateLimiter {
+impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_minute == 0` turns limiting off.
-    pub fn new(per_minute: u32) -> RateLimiter {
+    pub fn new(per_minute: u32) -> RateLimiter<K> {
         RateLimiter {
             per_minute,
             windows: Mutex::new(HashMap::new()),
@@ -28,11 +30,11 @@ impl RateLimiter {
     }
 
     /// `Ok(())` if `ip` may make one more request now, else how long to wait.
-    pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+    pub fn check(&self, ip: K) -> Result<(), Duration> {
         self.check_at(ip, Instant::now())
     }
 
-    fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
+    fn check_at(&self, ip: K, now: Instant) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -61,7 +63,7 @@ mod tests {
     #[test]
     fn limits_per_address_and_window() {
         let l = RateLimiter::new(3);
-        let (a, b) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
         let t0 = Instant::now();
         for _ in 0..3 {
             assert!(l.check_at(a, t0).is_ok());
@@ -73,6 +75,6 @@ mod tests {
             "other addresses are not affected"
         );
         assert!(l.check_at(a, t0 + WINDOW).is_ok(), "a new window starts");
-        assert!(RateLimiter::new(0).check_at(a, t0).is_ok());
+        assert!(RateLimiter::<IpAddr>::new(0).check_at(a, t0).is_ok());
     }
 }

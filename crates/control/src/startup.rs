@@ -18,6 +18,9 @@ use crate::config::ControlConfig;
 use crate::state::AppState;
 use crate::{crypto, db, http};
 
+/// Invites one user may send per minute (each sends an email).
+const INVITES_PER_MINUTE: u32 = 10;
+
 pub struct Application {
     port: u16,
     server: Server,
@@ -49,6 +52,18 @@ impl Application {
             ),
             None => None,
         };
+        let mailer =
+            crate::mail::sender(config.smtp_url.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let secrets = match &config.settings_key {
+            Some(k) => Some(
+                crypto::SecretBox::new(k, &config.settings_key_previous)
+                    .map_err(|e| anyhow::anyhow!("TANDEM_SETTINGS_KEY: {e}"))?,
+            ),
+            None => {
+                tracing::warn!("TANDEM_SETTINGS_KEY is not set: users cannot store API keys");
+                None
+            }
+        };
         let iterations = config.pbkdf2_iterations;
         let config_rate = config.auth_rate_per_minute;
         let state = Arc::new(AppState {
@@ -61,7 +76,13 @@ impl Application {
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),
+            invite_limiter: crate::ratelimit::RateLimiter::new(INVITES_PER_MINUTE),
+            chat_events: tokio::sync::Notify::new(),
+            outbox_wake: tokio::sync::Notify::new(),
+            mailer,
+            secrets,
         });
+        tokio::spawn(crate::mail::dispatch(state.clone()));
         let server = serve(listener, state.clone())?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
         // stop gracefully (in-flight requests get the shutdown timeout).
@@ -141,6 +162,8 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
                         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
                         let elapsed = started.elapsed();
                         state.metrics.observe(&route, method.as_str(), status, elapsed.as_secs_f64());
+                        // Share ids are secrets: their paths are logged as the route pattern.
+                        let path = if route.contains("{shareId}") { route.as_str() } else { path.as_str() };
                         tracing::info!(%method, path = %path, status, ms = elapsed.as_millis() as u64, "request");
                     }
                     res

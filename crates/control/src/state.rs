@@ -28,6 +28,17 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Brakes password guessing and account creation.
     pub auth_limiter: crate::ratelimit::RateLimiter,
+    /// Brakes invite emails, per inviting user.
+    pub invite_limiter: crate::ratelimit::RateLimiter<String>,
+    /// Wakes conversation event streams in this process at once (other
+    /// replicas' events are found by polling).
+    pub chat_events: tokio::sync::Notify,
+    /// Wakes the outbox dispatcher.
+    pub outbox_wake: tokio::sync::Notify,
+    /// Delivers outbox emails.
+    pub mailer: std::sync::Arc<dyn crate::mail::Sender>,
+    /// Seals users' API keys; `None` without `TANDEM_SETTINGS_KEY`.
+    pub secrets: Option<crate::crypto::SecretBox>,
 }
 
 pub type State = web::Data<Arc<AppState>>;
@@ -36,6 +47,11 @@ impl AppState {
     /// Tells waiting event polls that an access change was committed.
     pub fn access_changed(&self) {
         self.access_events.notify_waiters();
+    }
+
+    /// Tells this process's conversation streams that events were written.
+    pub fn chat_changed(&self) {
+        self.chat_events.notify_waiters();
     }
 
     /// The shared secret relays present.

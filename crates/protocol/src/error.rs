@@ -19,6 +19,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 409: conflicts with existing state (duplicate email, existing member).
     Conflict,
+    /// 410: it existed but no longer can be used (an expired or revoked invite or share).
+    Gone,
     /// 413: the body is larger than the configured limit.
     PayloadTooLarge,
     /// 415: the body is not `application/json`.
@@ -29,6 +31,9 @@ pub enum ErrorCode {
     RateLimited,
     /// 500: a fault on the server; details are in its logs, never in the body.
     Internal,
+    /// 500: the server is configured so it cannot do this (e.g. stored secrets
+    /// were encrypted with another key); the message says what to fix.
+    Misconfigured,
     /// 503: a dependency (database, control) is unavailable; retry later.
     Unavailable,
 }
@@ -43,11 +48,12 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::ValidationFailed => 422,
             ErrorCode::RateLimited => 429,
-            ErrorCode::Internal => 500,
+            ErrorCode::Internal | ErrorCode::Misconfigured => 500,
             ErrorCode::Unavailable => 503,
         }
     }

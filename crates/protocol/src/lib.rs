@@ -2,12 +2,14 @@
 //!
 //! - [`room`]: room ids (`doc-…`, `diagram-…`, `task-…`) and their parsing.
 //! - [`http`]: JSON bodies of control's HTTP API (camelCase on the wire).
+//! - [`chat`]: conversations, messages, streaming events, shares, usage, invites, settings.
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
 //! - [`error`]: the `{"error":{"code","message"}}` envelope and its codes.
 //!
 //! This crate has no I/O and depends on nothing but serde: control, relay and
 //! clients meet here and nowhere else.
 
+pub mod chat;
 pub mod collab;
 pub mod error;
 pub mod http;

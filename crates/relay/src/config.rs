@@ -76,6 +76,15 @@ pub struct RelayConfig {
     #[arg(long, env = "TANDEM_SHUTDOWN_SECS", default_value_t = 10)]
     pub shutdown_secs: u64,
 
+    /// Redis URL (`redis://host:6379`): several relay nodes share rooms
+    /// through it. Unset: this relay is a single node.
+    #[arg(long, env = "TANDEM_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+
+    /// With Redis: milliseconds a node that saved a room stays its only saver.
+    #[arg(long, env = "TANDEM_SAVE_LEASE_MS", default_value_t = 15_000)]
+    pub save_lease_ms: u64,
+
     /// Log format: `text` or `json`.
     #[arg(
         long = "relay-log-format",
@@ -103,6 +112,8 @@ impl RelayConfig {
             save_debounce_ms: 100,
             save_max_delay_ms: 500,
             shutdown_secs: 5,
+            redis_url: None,
+            save_lease_ms: 2_000,
             log_format: "text".into(),
         }
     }

@@ -4,13 +4,15 @@
 //! - [`hub`]: room actors and the registry (exactly one live copy per room id).
 //! - [`transport`]: TCP accept, the HTTP handshake (verify before upgrade),
 //!   WebSocket connections.
-//! - [`control_client`]: the relay's only way out: control's HTTP API.
+//! - [`control_client`]: the relay's way out to control's HTTP API.
+//! - [`cluster`]: several relay nodes sharing rooms through Redis pub/sub.
 //! - [`metrics`]: Prometheus metrics (`GET /metrics` on the relay's port).
 //! - [`recheck`]: periodic and event-driven permission re-checks, kicks.
 //! - [`config`], [`server`]: configuration and `Application::build`.
 //!
 //! The relay never depends on control; they share only `tandem-protocol`.
 
+pub mod cluster;
 pub mod config;
 pub mod control_client;
 pub mod hub;

@@ -29,6 +29,20 @@ pub struct Metrics {
     pub slow_consumers: Counter,
     pub bad_messages: Counter,
     pub readonly_updates_dropped: Counter,
+    /// Saves not made because another node holds the room's save lease.
+    pub saves_left_to_holder: Counter,
+    /// 1 while the Redis subscription is up (0 without Redis).
+    pub cluster_up: Gauge,
+    pub cluster_outages: Counter,
+    pub cluster_published: Counter,
+    /// Envelopes that never reached Redis (queue full or Redis away).
+    pub cluster_publish_lost: Counter,
+    pub cluster_received: Counter,
+    /// Envelopes dropped because a room's inbox was full.
+    pub cluster_inbound_dropped: Counter,
+    /// Hellos sent: a room (re)joined or caught up after a loss.
+    pub cluster_resyncs: Counter,
+    pub cluster_bad_messages: Counter,
     pub verify_seconds: Histogram,
     pub check_access_seconds: Histogram,
     pub save_seconds: Histogram,
@@ -62,6 +76,15 @@ impl Metrics {
             slow_consumers: Counter::default(),
             bad_messages: Counter::default(),
             readonly_updates_dropped: Counter::default(),
+            saves_left_to_holder: Counter::default(),
+            cluster_up: Gauge::default(),
+            cluster_outages: Counter::default(),
+            cluster_published: Counter::default(),
+            cluster_publish_lost: Counter::default(),
+            cluster_received: Counter::default(),
+            cluster_inbound_dropped: Counter::default(),
+            cluster_resyncs: Counter::default(),
+            cluster_bad_messages: Counter::default(),
             verify_seconds: seconds(),
             check_access_seconds: seconds(),
             save_seconds: seconds(),
@@ -141,6 +164,55 @@ impl Metrics {
             "readonly_updates_dropped",
             "Updates from read-only connections dropped",
             m.readonly_updates_dropped.clone(),
+        );
+        for (name, help, counter) in [
+            (
+                "saves_left_to_holder",
+                "Saves left to the node holding the room's save lease",
+                &m.saves_left_to_holder,
+            ),
+            (
+                "cluster_outages",
+                "Times the Redis subscription was lost",
+                &m.cluster_outages,
+            ),
+            (
+                "cluster_published",
+                "Envelopes published to other relay nodes",
+                &m.cluster_published,
+            ),
+            (
+                "cluster_publish_lost",
+                "Envelopes that never reached Redis",
+                &m.cluster_publish_lost,
+            ),
+            (
+                "cluster_received",
+                "Envelopes received from Redis",
+                &m.cluster_received,
+            ),
+            (
+                "cluster_inbound_dropped",
+                "Envelopes dropped because a room's inbox was full",
+                &m.cluster_inbound_dropped,
+            ),
+            (
+                "cluster_resyncs",
+                "Catch-up exchanges started with the other nodes",
+                &m.cluster_resyncs,
+            ),
+            (
+                "cluster_bad_messages",
+                "Malformed envelopes or messages from Redis, dropped",
+                &m.cluster_bad_messages,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
+        registry.register(
+            "cluster_up",
+            "1 while the Redis subscription is up",
+            m.cluster_up.clone(),
         );
         registry.register(
             "verify_seconds",

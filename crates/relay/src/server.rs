@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::cluster::Cluster;
 use crate::config::RelayConfig;
 use crate::control_client::ControlClient;
 use crate::hub::{Hub, HubConfig};
@@ -52,6 +53,18 @@ impl Application {
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
+        let cluster = match config.redis_url.as_deref().filter(|u| !u.is_empty()) {
+            Some(url) => {
+                tracing::info!("several relay nodes: rooms fan out through Redis");
+                Some(Cluster::start(
+                    url,
+                    metrics.clone(),
+                    &tracker,
+                    stop.clone(),
+                )?)
+            }
+            None => None,
+        };
         let hub = Hub::new(
             HubConfig {
                 max_connections_per_room: config.max_connections_per_room,
@@ -63,8 +76,10 @@ impl Application {
                     config.save_max_delay_ms.max(config.save_debounce_ms),
                 ),
                 flush_deadline: Duration::from_secs(config.shutdown_secs.max(1)),
+                save_lease: Duration::from_millis(config.save_lease_ms.max(100)),
             },
             control.clone(),
+            cluster,
             metrics.clone(),
             tracker.clone(),
             stop.clone(),

@@ -3,6 +3,7 @@
 //! denial. Columns: no grant, viewer, editor, owner.
 
 use super::*;
+use tandem_protocol::chat::ParticipantsMay;
 
 const TABLE: &str = "
 workspace  read     404 ok  ok  ok
@@ -11,30 +12,45 @@ workspace  update   404 403 ok  ok
 workspace  create   404 403 ok  ok
 workspace  delete   404 403 403 ok
 workspace  members  404 403 403 ok
+workspace  rename   404 403 ok  ok
+workspace  star     404 403 403 403
+workspace  archive  404 403 403 403
 project    read     404 ok  ok  ok
 project    connect  404 403 403 403
 project    update   404 403 ok  ok
 project    create   404 403 ok  ok
 project    delete   404 403 403 ok
 project    members  404 403 403 ok
+project    rename   404 403 ok  ok
+project    star     404 403 403 403
+project    archive  404 403 403 403
 document   read     404 ok  ok  ok
 document   connect  404 ok  ok  ok
 document   update   404 403 ok  ok
 document   create   404 403 403 403
 document   delete   404 403 ok  ok
 document   members  404 403 403 ok
+document   rename   404 403 ok  ok
+document   star     404 403 403 403
+document   archive  404 403 403 403
 diagram    read     404 ok  ok  ok
 diagram    connect  404 ok  ok  ok
 diagram    update   404 403 ok  ok
 diagram    create   404 403 403 403
 diagram    delete   404 403 ok  ok
 diagram    members  404 403 403 ok
+diagram    rename   404 403 ok  ok
+diagram    star     404 403 403 403
+diagram    archive  404 403 403 403
 task       read     404 ok  ok  ok
 task       connect  404 ok  ok  ok
 task       update   404 403 ok  ok
 task       create   404 403 403 403
 task       delete   404 403 ok  ok
 task       members  404 403 403 403
+task       rename   404 403 ok  ok
+task       star     404 403 403 403
+task       archive  404 403 403 403
 ";
 
 fn kind(s: &str) -> ResourceKind {
@@ -56,6 +72,9 @@ fn action(s: &str) -> Action {
         "create" => Action::CreateChild,
         "delete" => Action::Delete,
         "members" => Action::ManageMembers,
+        "rename" => Action::Rename,
+        "star" => Action::Star,
+        "archive" => Action::Archive,
         other => panic!("unknown action {other}"),
     }
 }
@@ -101,8 +120,8 @@ fn rows() -> Vec<(ResourceKind, Action, [String; 4])> {
         })
         .collect();
     // The table really is exhaustive: every kind × action exactly once.
-    assert_eq!(rows.len(), ResourceKind::ALL.len() * Action::ALL.len());
-    for k in ResourceKind::ALL {
+    assert_eq!(rows.len(), ResourceKind::CHAIN.len() * Action::ALL.len());
+    for k in ResourceKind::CHAIN {
         for a in Action::ALL {
             assert_eq!(rows.iter().filter(|r| r.0 == k && r.1 == a).count(), 1);
         }
@@ -121,10 +140,11 @@ const ROLES: [Option<Role>; 4] = [
 fn table_with_grant_on_the_thing_itself() {
     for (k, a, cells) in rows() {
         for (cell, role) in cells.iter().zip(ROLES) {
-            let facts = Facts {
+            let facts: Facts = ChainFacts {
                 workspace: foreign_workspace(),
                 grants: role.map(|r| (k.level(), r)).into_iter().collect(),
-            };
+            }
+            .into();
             assert_eq!(
                 can(&actor(), a, k, &facts),
                 expected(cell, role),
@@ -138,10 +158,11 @@ fn table_with_grant_on_the_thing_itself() {
 fn table_with_grant_inherited_from_workspace_membership() {
     for (k, a, cells) in rows() {
         for (cell, role) in cells.iter().zip(ROLES) {
-            let facts = Facts {
+            let facts: Facts = ChainFacts {
                 workspace: foreign_workspace(),
                 grants: role.map(|r| (Level::Workspace, r)).into_iter().collect(),
-            };
+            }
+            .into();
             assert_eq!(
                 can(&actor(), a, k, &facts),
                 expected(cell, role),
@@ -182,10 +203,11 @@ fn table_with_role_given_by_the_workspace_itself() {
             (&cells[3], Some(Role::Owner), &member, &personal),
         ];
         for (cell, role, who, ws) in cases {
-            let facts = Facts {
+            let facts: Facts = ChainFacts {
                 workspace: ws.clone(),
                 grants: vec![],
-            };
+            }
+            .into();
             assert_eq!(
                 can(who, a, k, &facts),
                 expected(cell, role),
@@ -197,10 +219,11 @@ fn table_with_role_given_by_the_workspace_itself() {
 
 #[test]
 fn grants_below_a_thing_do_not_reach_up() {
-    let facts = Facts {
+    let facts: Facts = ChainFacts {
         workspace: foreign_workspace(),
         grants: vec![(Level::Resource, Role::Owner)],
-    };
+    }
+    .into();
     let a = actor();
     assert_eq!(
         can(&a, Action::Read, ResourceKind::Project, &facts),
@@ -218,7 +241,7 @@ fn grants_below_a_thing_do_not_reach_up() {
 
 #[test]
 fn highest_grant_along_the_chain_wins() {
-    let facts = Facts {
+    let facts = ChainFacts {
         workspace: WorkspaceFacts {
             kind: WorkspaceType::Team,
             org_id: "org-a".into(),
@@ -239,4 +262,129 @@ fn highest_grant_along_the_chain_wins() {
         effective_role(&actor(), ResourceKind::Document, &facts),
         Some(Role::Owner)
     );
+}
+
+/// Plan 003's permission matrix, written out. Columns: no relation, reading
+/// through a share link, participant (owner allows nothing extra),
+/// participant (owner allows rename, star and archive), owner.
+const CONVERSATION_TABLE: &str = "
+read     404 ok  ok  ok  ok
+connect  404 403 403 403 403
+update   404 403 403 403 ok
+create   404 403 ok  ok  ok
+delete   404 403 403 403 ok
+members  404 403 403 403 ok
+rename   404 403 403 ok  ok
+star     404 403 403 ok  ok
+archive  404 403 403 ok  ok
+";
+
+fn conversation_facts(relation: Option<Role>, may: ParticipantsMay) -> Facts {
+    ConversationFacts {
+        relation,
+        participants_may: may,
+    }
+    .into()
+}
+
+const ALL_RIGHTS: ParticipantsMay = ParticipantsMay {
+    rename: true,
+    star: true,
+    archive: true,
+};
+
+#[test]
+fn conversation_table() {
+    let columns = [
+        (None, ParticipantsMay::default()),
+        (Some(Role::Viewer), ALL_RIGHTS),
+        (Some(Role::Editor), ParticipantsMay::default()),
+        (Some(Role::Editor), ALL_RIGHTS),
+        (Some(Role::Owner), ParticipantsMay::default()),
+    ];
+    let rows: Vec<Vec<&str>> = CONVERSATION_TABLE
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows.len(), Action::ALL.len());
+    for a in Action::ALL {
+        let n = rows.iter().filter(|r| action(r[0]) == a).count();
+        assert_eq!(n, 1, "{a:?} must have exactly one row");
+    }
+    for row in rows {
+        let a = action(row[0]);
+        for (cell, (relation, may)) in row[1..].iter().zip(columns) {
+            let facts = conversation_facts(relation, may);
+            assert_eq!(
+                can(&actor(), a, ResourceKind::Conversation, &facts),
+                expected(cell, relation),
+                "conversation {a:?} as {relation:?} with {may:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn each_participant_right_is_separate() {
+    let cases = [
+        (
+            Action::Rename,
+            ParticipantsMay {
+                rename: true,
+                ..Default::default()
+            },
+        ),
+        (
+            Action::Star,
+            ParticipantsMay {
+                star: true,
+                ..Default::default()
+            },
+        ),
+        (
+            Action::Archive,
+            ParticipantsMay {
+                archive: true,
+                ..Default::default()
+            },
+        ),
+    ];
+    for (granted, may) in cases {
+        let facts = conversation_facts(Some(Role::Editor), may);
+        for a in [Action::Rename, Action::Star, Action::Archive] {
+            let want = if a == granted {
+                Decision::Allow(Role::Editor)
+            } else {
+                Decision::Deny(Denial::Forbidden)
+            };
+            assert_eq!(
+                can(&actor(), a, ResourceKind::Conversation, &facts),
+                want,
+                "{may:?} {a:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn facts_of_the_wrong_shape_deny() {
+    let chain: Facts = ChainFacts {
+        workspace: foreign_workspace(),
+        grants: vec![(Level::Workspace, Role::Owner)],
+    }
+    .into();
+    let convo = conversation_facts(Some(Role::Owner), ALL_RIGHTS);
+    for a in Action::ALL {
+        assert_eq!(
+            can(&actor(), a, ResourceKind::Conversation, &chain),
+            Decision::Deny(Denial::NotFound)
+        );
+        for k in ResourceKind::CHAIN {
+            assert_eq!(
+                can(&actor(), a, k, &convo),
+                Decision::Deny(Denial::NotFound)
+            );
+        }
+    }
 }

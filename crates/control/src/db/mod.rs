@@ -141,18 +141,53 @@ pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetu
     Ok((pool, url))
 }
 
+/// Key of the PostgreSQL advisory lock that serializes migrations of
+/// replicas starting together (any constant shared by all replicas).
+const MIGRATION_LOCK: i64 = 0x7461_6e64_656d; // "tandem"
+/// Attempts at migrating when another process migrates the same database.
+const MIGRATION_ATTEMPTS: u32 = 10;
+
+/// Applies pending migrations. Several replicas may start at once on one
+/// database: on PostgreSQL they take turns under an advisory lock; on
+/// SQLite the loser of a race fails on the schema the winner created, and
+/// simply tries again (and then finds nothing pending).
 fn run_migrations(conn: &mut DbConnection) -> Result<(), DbSetupError> {
-    let applied = match conn {
-        DbConnection::Pg(c) => c
-            .run_pending_migrations(POSTGRES_MIGRATIONS)
-            .map(|v| v.len()),
-        DbConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS).map(|v| v.len()),
+    let mut attempt = 1;
+    loop {
+        match migrate_once(conn) {
+            Ok(0) => return Ok(()),
+            Ok(applied) => {
+                tracing::info!(applied, "database migrations applied");
+                return Ok(());
+            }
+            Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                tracing::info!(attempt, error = %e, "migrating raced with another replica; trying again");
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                attempt += 1;
+            }
+            Err(e) => return Err(DbSetupError::Migrations(e)),
+        }
     }
-    .map_err(|e| DbSetupError::Migrations(e.to_string()))?;
-    if applied > 0 {
-        tracing::info!(applied, "database migrations applied");
+}
+
+fn migrate_once(conn: &mut DbConnection) -> Result<usize, String> {
+    match conn {
+        DbConnection::Pg(c) => {
+            let lock = format!("SELECT pg_advisory_lock({MIGRATION_LOCK})");
+            c.batch_execute(&lock).map_err(|e| e.to_string())?;
+            let applied = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|v| v.len())
+                .map_err(|e| e.to_string());
+            let unlock = format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})");
+            let _ = c.batch_execute(&unlock);
+            applied
+        }
+        DbConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|v| v.len())
+            .map_err(|e| e.to_string()),
     }
-    Ok(())
 }
 
 /// Runs `f` in a write transaction.
@@ -186,6 +221,33 @@ where
                     Err(e)
                 }
             }
+        }
+    }
+}
+
+/// Runs `f` in a read-only transaction that sees one consistent snapshot
+/// (PostgreSQL: `REPEATABLE READ READ ONLY`; SQLite in WAL mode: a deferred
+/// transaction, whose first read fixes the snapshot). Takes no write lock.
+pub fn read_tx<T, E>(
+    conn: &mut DbConnection,
+    f: impl FnOnce(&mut DbConnection) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<diesel::result::Error>,
+{
+    let begin = match conn {
+        DbConnection::Pg(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        DbConnection::Sqlite(_) => "BEGIN DEFERRED",
+    };
+    conn.batch_execute(begin)?;
+    match f(conn) {
+        Ok(value) => {
+            conn.batch_execute("COMMIT")?;
+            Ok(value)
+        }
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK");
+            Err(e)
         }
     }
 }

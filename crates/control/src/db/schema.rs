@@ -106,12 +106,187 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    conversations (id) {
+        id -> Text,
+        project_id -> Text,
+        owner_id -> Text,
+        title -> Text,
+        is_collaborative -> Bool,
+        starred -> Bool,
+        archived -> Bool,
+        participants_may_rename -> Bool,
+        participants_may_star -> Bool,
+        participants_may_archive -> Bool,
+        forked_from -> Nullable<Text>,
+        last_message_at -> Nullable<BigInt>,
+        sort_at -> BigInt,
+        event_seq -> BigInt,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    conversation_participants (conversation_id, user_id) {
+        conversation_id -> Text,
+        user_id -> Text,
+        added_by -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    messages (id) {
+        id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+        user_id -> Nullable<Text>,
+        role -> Text,
+        content -> Text,
+        state -> Text,
+        error_message -> Nullable<Text>,
+        model -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_attachments (id) {
+        id -> Text,
+        message_id -> Text,
+        position -> BigInt,
+        name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        url -> Text,
+    }
+}
+
+diesel::table! {
+    conversation_events (conversation_id, seq) {
+        conversation_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        data -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    shares (id_hash) {
+        id_hash -> Text,
+        conversation_id -> Text,
+        created_by -> Text,
+        created_at -> BigInt,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    tool_executions (id) {
+        id -> Text,
+        conversation_id -> Text,
+        message_id -> Text,
+        tool_call_id -> Text,
+        tool_name -> Text,
+        args -> Text,
+        status -> Text,
+        result -> Nullable<Text>,
+        error -> Nullable<Text>,
+        started_by -> Text,
+        started_at -> BigInt,
+        completed_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    usage_events (id) {
+        id -> Text,
+        user_id -> Text,
+        org_id -> Text,
+        conversation_id -> Nullable<Text>,
+        message_id -> Nullable<Text>,
+        model -> Text,
+        input_tokens -> BigInt,
+        output_tokens -> BigInt,
+        day -> BigInt,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    presence (conversation_id, user_id) {
+        conversation_id -> Text,
+        user_id -> Text,
+        last_active_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    workspace_invites (id) {
+        id -> Text,
+        workspace_id -> Text,
+        email -> Text,
+        role -> Text,
+        token_hash -> Text,
+        invited_by -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        accepted_at -> Nullable<BigInt>,
+        accepted_by -> Nullable<Text>,
+        revoked_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        recipient -> Text,
+        subject -> Text,
+        body -> Text,
+        created_at -> BigInt,
+        attempts -> BigInt,
+        next_attempt_at -> BigInt,
+        claimed_until -> BigInt,
+        sent_at -> Nullable<BigInt>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    user_settings (user_id) {
+        user_id -> Text,
+        model_preferences -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_api_keys (user_id, provider) {
+        user_id -> Text,
+        provider -> Text,
+        key_id -> Text,
+        ciphertext -> Text,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(collab_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(projects -> workspaces (workspace_id));
 diesel::joinable!(resources -> projects (project_id));
 diesel::joinable!(members -> users (user_id));
+diesel::joinable!(conversations -> projects (project_id));
+diesel::joinable!(conversation_participants -> conversations (conversation_id));
+diesel::joinable!(conversation_participants -> users (user_id));
+diesel::joinable!(messages -> conversations (conversation_id));
+diesel::joinable!(messages -> users (user_id));
+diesel::joinable!(presence -> users (user_id));
+diesel::joinable!(shares -> conversations (conversation_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
@@ -123,5 +298,18 @@ diesel::allow_tables_to_appear_in_same_query!(
     members,
     collab_tokens,
     access_events,
-    room_snapshots
+    room_snapshots,
+    conversations,
+    conversation_participants,
+    messages,
+    message_attachments,
+    conversation_events,
+    shares,
+    tool_executions,
+    usage_events,
+    presence,
+    workspace_invites,
+    outbox,
+    user_settings,
+    user_api_keys
 );

@@ -3,15 +3,22 @@
 //! fits on one screen.
 
 pub mod auth;
+pub mod chat_stream;
 pub mod collab;
+pub mod conversations;
 pub mod extract;
 pub mod health;
+pub mod invites;
 pub mod load;
 pub mod members;
+pub mod messages;
 pub mod paths;
 pub mod projects;
 pub mod resources;
+pub mod settings;
+pub mod shares;
 pub mod snapshots;
+pub mod usage;
 pub mod workspaces;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -45,6 +52,7 @@ fn noun(kind: ResourceKind) -> &'static str {
         ResourceKind::Document => "document",
         ResourceKind::Diagram => "diagram",
         ResourceKind::Task => "task",
+        ResourceKind::Conversation => "conversation",
     }
 }
 
@@ -112,6 +120,89 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(resources::get))
                 .route(patch().to(resources::update))
                 .route(delete().to(resources::delete)),
+        );
+    chat_routes(cfg);
+}
+
+/// Conversations, sharing, usage, invites, settings.
+fn chat_routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post, put};
+    cfg.service(at("/projects/{id}/conversations").route(post().to(conversations::create)))
+        .service(at("/conversations").route(get().to(conversations::list)))
+        .service(
+            at("/conversations/{id}")
+                .route(get().to(conversations::get))
+                .route(patch().to(conversations::update))
+                .route(delete().to(conversations::delete)),
+        )
+        .service(
+            at("/conversations/{id}/participants")
+                .route(get().to(conversations::participants))
+                .route(post().to(conversations::add_participant)),
+        )
+        .service(
+            at("/conversations/{id}/participants/{userId}")
+                .route(delete().to(conversations::remove_participant)),
+        )
+        .service(
+            at("/conversations/{id}/presence")
+                .route(get().to(conversations::presence))
+                .route(post().to(conversations::heartbeat)),
+        )
+        .service(
+            at("/conversations/{id}/messages")
+                .route(get().to(messages::list))
+                .route(post().to(messages::send)),
+        )
+        .service(
+            at("/conversations/{id}/messages/{messageId}/chunks")
+                .route(post().to(messages::append)),
+        )
+        .service(
+            at("/conversations/{id}/messages/{messageId}/finish")
+                .route(post().to(messages::finish)),
+        )
+        .service(
+            at("/conversations/{id}/messages/{messageId}/tools")
+                .route(post().to(messages::start_tool)),
+        )
+        .service(
+            at("/conversations/{id}/tools/{toolCallId}")
+                .route(get().to(messages::get_tool))
+                .route(post().to(messages::finish_tool)),
+        )
+        .service(at("/conversations/{id}/events").route(get().to(chat_stream::events)))
+        .service(at("/conversations/{id}/share").route(post().to(shares::create)))
+        .service(at("/conversations/{id}/shares").route(delete().to(shares::revoke_all)))
+        .service(
+            at("/shares/{shareId}")
+                .route(get().to(shares::view))
+                .route(delete().to(shares::revoke)),
+        )
+        .service(at("/shares/{shareId}/fork").route(post().to(shares::fork)))
+        .service(at("/shares/{shareId}/join").route(post().to(shares::join)))
+        .service(
+            at("/usage")
+                .route(get().to(usage::mine))
+                .route(post().to(usage::record)),
+        )
+        .service(at("/orgs/{id}/usage").route(get().to(usage::org)))
+        .service(
+            at("/workspaces/{id}/invites")
+                .route(get().to(invites::list))
+                .route(post().to(invites::create)),
+        )
+        .service(at("/workspaces/{id}/invites/{inviteId}").route(delete().to(invites::revoke)))
+        .service(at("/invites/accept").route(post().to(invites::accept)))
+        .service(
+            at("/me/settings")
+                .route(get().to(settings::get))
+                .route(patch().to(settings::update)),
+        )
+        .service(
+            at("/me/settings/api-keys/{provider}")
+                .route(put().to(settings::put_key))
+                .route(delete().to(settings::delete_key)),
         );
 }
 

@@ -9,7 +9,7 @@ use tandem_protocol::http::{Role, WorkspaceType};
 use tandem_protocol::RoomId;
 
 use super::{ProjectRow, ResourceRow};
-use crate::authz::{Facts, Level, WorkspaceFacts};
+use crate::authz::{ChainFacts, Facts, Level, WorkspaceFacts};
 use crate::db::schema::{members, projects, resources, workspaces};
 use crate::db::DbConnection;
 use crate::error::ApiError;
@@ -69,14 +69,14 @@ impl Chain {
 
     /// The facts of this chain, given the actor's grants (loaded for it or for many chains).
     pub fn facts(&self, grants: &Grants) -> Facts {
-        Facts {
+        Facts::Chain(ChainFacts {
             workspace: self.workspace.facts(),
             grants: self
                 .scopes()
                 .into_iter()
                 .filter_map(|(level, id)| grants.get(id).map(|r| (level, *r)))
                 .collect(),
-        }
+        })
     }
 }
 

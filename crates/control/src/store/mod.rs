@@ -3,13 +3,20 @@
 //! but by `authz::can` over the [`Facts`] that [`facts`] loads.
 
 pub mod accounts;
+pub mod chat_events;
 pub mod collab;
+pub mod conversations;
 pub mod events;
 pub mod facts;
+pub mod invites;
 pub mod members;
+pub mod messages;
+pub mod outbox;
 pub mod projects;
 pub mod resources;
+pub mod settings;
 pub mod snapshots;
+pub mod usage;
 pub mod workspaces;
 
 use std::time::{SystemTime, UNIX_EPOCH};

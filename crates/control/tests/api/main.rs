@@ -8,8 +8,13 @@ mod helpers;
 
 mod bad_input;
 mod collab;
+mod conversations;
+mod invites;
 mod jwt;
 mod lists;
 mod members;
+mod replicas;
+mod sharing;
 mod signin;
 mod snapshots;
+mod streaming;

@@ -52,7 +52,8 @@ pub enum RoomError {
 /// What the room counts about itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RoomStats {
-    /// Document updates applied.
+    /// Document updates applied that changed the document (new items or
+    /// deletions, or updates held back until what they build on arrives).
     pub updates_applied: u64,
     /// Updates dropped because their sender is read-only.
     pub updates_dropped_readonly: u64,
@@ -116,6 +117,12 @@ impl Room {
                 clients: HashSet::new(),
             },
         );
+        self.greeting(conn)
+    }
+
+    /// The room's SyncStep1 and every awareness state, for `conn`: what a
+    /// newcomer is sent, and what another relay node is sent to catch up.
+    pub fn greeting(&self, conn: ConnId) -> Vec<Outgoing> {
         let sv = self.doc().transact().state_vector();
         let mut out = vec![Outgoing::To(
             conn,
@@ -172,11 +179,12 @@ impl Room {
                         self.stats.updates_dropped_readonly += 1;
                         continue;
                     }
-                    self.apply(&update)?;
-                    out.push(Outgoing::Broadcast {
-                        except: Some(conn),
-                        msg: encode(&Message::Sync(SyncMessage::Update(update))),
-                    });
+                    if self.apply(&update)? {
+                        out.push(Outgoing::Broadcast {
+                            except: Some(conn),
+                            msg: encode(&Message::Sync(SyncMessage::Update(update))),
+                        });
+                    }
                 }
                 Message::Awareness(update) => out.extend(self.apply_awareness(conn, update)?),
                 Message::AwarenessQuery => {
@@ -196,15 +204,21 @@ impl Room {
         encode(&Message::Sync(SyncMessage::SyncStep2(update)))
     }
 
-    /// Applies a v1 update to the document.
-    pub fn apply(&mut self, update: &[u8]) -> Result<(), RoomError> {
+    /// Applies a v1 update to the document; an update that brings nothing
+    /// new (another node's copy of what the room has) is not counted.
+    pub fn apply(&mut self, update: &[u8]) -> Result<bool, RoomError> {
         let update = Update::decode_v1(update).map_err(|e| RoomError::Malformed(e.to_string()))?;
-        self.doc()
-            .transact_mut()
-            .apply_update(update)
+        let mut txn = self.doc().transact_mut();
+        txn.apply_update(update)
             .map_err(|e| RoomError::Malformed(e.to_string()))?;
-        self.stats.updates_applied += 1;
-        Ok(())
+        let changed = !txn.insert_set().is_empty()
+            || !txn.delete_set().is_empty()
+            || txn.has_missing_updates();
+        drop(txn);
+        if changed {
+            self.stats.updates_applied += 1;
+        }
+        Ok(changed)
     }
 
     fn apply_awareness(
@@ -267,9 +281,11 @@ impl Room {
     }
 
     /// Removes awareness states not renewed for `timeout_ms` (clients renew
-    /// every 15 s; y-protocols uses 30 s as the outdated timeout).
+    /// every 15 s; y-protocols uses 30 s as the outdated timeout). Each
+    /// removal is announced to everyone but the connection that owned the
+    /// state: another relay node (the peers connection) sweeps its own.
     pub fn sweep_awareness(&mut self, now_ms: u64, timeout_ms: u64) -> Vec<Outgoing> {
-        let stale: Vec<u64> = self
+        let stale: HashSet<u64> = self
             .awareness
             .iter()
             .filter(|(_, state)| {
@@ -277,10 +293,26 @@ impl Room {
             })
             .map(|(id, _)| id.get())
             .collect();
-        for c in self.conns.values_mut() {
-            c.clients.retain(|id| !stale.contains(id));
+        if stale.is_empty() {
+            return Vec::new();
         }
-        self.remove_awareness(stale, None)
+        let mut by_owner: HashMap<Option<ConnId>, Vec<u64>> = HashMap::new();
+        for (conn, c) in self.conns.iter_mut() {
+            let owned: Vec<u64> = c.clients.intersection(&stale).copied().collect();
+            c.clients.retain(|id| !stale.contains(id));
+            if !owned.is_empty() {
+                by_owner.entry(Some(*conn)).or_default().extend(owned);
+            }
+        }
+        let owned: HashSet<u64> = by_owner.values().flatten().copied().collect();
+        let orphans: Vec<u64> = stale.difference(&owned).copied().collect();
+        if !orphans.is_empty() {
+            by_owner.insert(None, orphans);
+        }
+        by_owner
+            .into_iter()
+            .flat_map(|(owner, ids)| self.remove_awareness(ids, owner))
+            .collect()
     }
 }
 

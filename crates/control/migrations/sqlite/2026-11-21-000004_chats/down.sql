@@ -1,0 +1,13 @@
+DROP TABLE user_api_keys;
+DROP TABLE user_settings;
+DROP TABLE outbox;
+DROP TABLE workspace_invites;
+DROP TABLE presence;
+DROP TABLE usage_events;
+DROP TABLE tool_executions;
+DROP TABLE shares;
+DROP TABLE conversation_events;
+DROP TABLE message_attachments;
+DROP TABLE messages;
+DROP TABLE conversation_participants;
+DROP TABLE conversations;

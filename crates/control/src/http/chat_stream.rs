@@ -1,0 +1,241 @@
+//! `GET /conversations/{id}/events`: the conversation live, as server-sent
+//! events.
+//!
+//! - Without `Last-Event-ID` (or `?after=`) the stream opens with a
+//!   `snapshot` event (the conversation and its messages) whose id is the
+//!   conversation's current seq; every later event has the next seq.
+//! - With `Last-Event-ID: n` it resumes with the events after `n`, without
+//!   gaps or repeats; if they were pruned (or `n` is not a seq of this
+//!   conversation) it sends a fresh `snapshot` instead.
+//! - Events written by this replica wake the stream at once; events written
+//!   by other replicas are found by polling every `TANDEM_CHAT_POLL_MS`.
+//! - Access is re-checked on every wake-up: a removed participant or a
+//!   deleted conversation gets a final `closed` event and the stream ends.
+//! - A comment line every 15 s keeps proxies from timing the stream out.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+use tandem_protocol::chat::ConversationEvent;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::conversations::authorized;
+use crate::authz::{Action, Actor};
+use crate::db::{read_tx, DbConnection};
+use crate::error::ApiError;
+use crate::http::extract::AuthUser;
+use crate::state::{AppState, State};
+use crate::store::{chat_events, conversations, messages};
+
+const KEEPALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StreamParams {
+    after: Option<i64>,
+}
+
+/// What one look at the database found.
+enum Step {
+    Snapshot(ConversationEvent),
+    Events(Vec<ConversationEvent>),
+    /// The viewer lost access, or the conversation was deleted.
+    Closed(&'static str),
+}
+
+fn frame(e: &ConversationEvent) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: {}\ndata: {}\n\n",
+        e.seq,
+        e.kind,
+        serde_json::to_string(e).unwrap_or_default()
+    ))
+}
+
+/// The conversation and its messages as of its current seq. Called inside
+/// a read snapshot: writers change messages and bump the seq in one
+/// transaction, so the two agree.
+fn snapshot(c: &mut DbConnection, actor: &Actor, id: &str) -> Result<ConversationEvent, ApiError> {
+    let (row, role) = authorized(c, actor, id, Action::Read)?;
+    let list = messages::list(c, &row.id)?;
+    Ok(ConversationEvent {
+        seq: row.event_seq,
+        kind: "snapshot".into(),
+        data: json!({ "conversation": row.to_dto(role), "messages": list }),
+    })
+}
+
+/// One look, in one consistent read snapshot: access, then what is new.
+fn step(
+    c: &mut DbConnection,
+    actor: &Actor,
+    id: &str,
+    after: Option<i64>,
+) -> Result<Step, ApiError> {
+    read_tx(c, |c| step_in(c, actor, id, after))
+}
+
+fn step_in(
+    c: &mut DbConnection,
+    actor: &Actor,
+    id: &str,
+    after: Option<i64>,
+) -> Result<Step, ApiError> {
+    let row = match authorized(c, actor, id, Action::Read) {
+        Ok((row, _)) => row,
+        Err(ApiError::NotFound(_) | ApiError::Forbidden) => {
+            let exists = conversations::get(c, id)?.is_some();
+            return Ok(Step::Closed(if exists {
+                "access_revoked"
+            } else {
+                "deleted"
+            }));
+        }
+        Err(e) => return Err(e),
+    };
+    let Some(after) = after else {
+        return Ok(Step::Snapshot(snapshot(c, actor, id)?));
+    };
+    if after == row.event_seq {
+        return Ok(Step::Events(vec![]));
+    }
+    let mut events = chat_events::after(c, id, after)?;
+    // The next event must be exactly `after + 1`; if it was pruned (or
+    // `after` is not a seq of this conversation) start over from a snapshot.
+    if after > row.event_seq || events.first().is_none_or(|e| e.seq != after + 1) {
+        return Ok(Step::Snapshot(snapshot(c, actor, id)?));
+    }
+    // Nothing after the viewer's own removal reaches them.
+    if let Some(i) = events
+        .iter()
+        .position(|e| e.kind == "participant_removed" && e.data["userId"] == actor.user_id.as_str())
+    {
+        events.truncate(i + 1);
+    }
+    Ok(Step::Events(events))
+}
+
+fn last_event_id(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
+    req.headers()
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a seq number".into()))
+        })
+        .transpose()
+}
+
+pub async fn events(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+    params: web::Query<StreamParams>,
+) -> Result<HttpResponse, ApiError> {
+    let after = match last_event_id(&req)? {
+        Some(n) => Some(n),
+        None => params.after.filter(|n| *n >= 0),
+    };
+    let actor = user.actor();
+    let id = id.into_inner();
+    // Refuse before streaming: a non-viewer gets an ordinary 404.
+    let check = (actor.clone(), id.clone());
+    let row_id = state
+        .db(move |c| Ok(authorized(c, &check.0, &check.1, Action::Read)?.0.id))
+        .await?;
+    let (tx, rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(pump(state.get_ref().clone(), actor, row_id, after, tx));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+struct Gauge<'a>(&'a AppState);
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.chat_streams.dec();
+    }
+}
+
+async fn pump(
+    state: Arc<AppState>,
+    actor: Actor,
+    id: String,
+    mut after: Option<i64>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    state.metrics.chat_streams.inc();
+    let _gauge = Gauge(&state);
+    let poll = Duration::from_millis(state.config.chat_poll_ms.max(10));
+    let mut last_sent = Instant::now();
+    loop {
+        let woken = state.chat_events.notified();
+        let (a, i) = (actor.clone(), id.clone());
+        let found = state.db(move |c| step(c, &a, &i, after)).await;
+        let mut full_page = false;
+        match found {
+            Ok(Step::Closed(reason)) => {
+                let data = json!({ "reason": reason });
+                let _ = tx
+                    .send(Bytes::from(format!("event: closed\ndata: {data}\n\n")))
+                    .await;
+                return;
+            }
+            Ok(Step::Snapshot(e)) => {
+                after = Some(e.seq);
+                if tx.send(frame(&e)).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+            Ok(Step::Events(list)) => {
+                full_page = list.len() as i64 >= chat_events::PAGE;
+                for e in &list {
+                    after = Some(e.seq);
+                    if tx.send(frame(e)).await.is_err() {
+                        return;
+                    }
+                    last_sent = Instant::now();
+                }
+            }
+            Err(e) => {
+                // A database hiccup: keep the stream, try again at the next tick.
+                tracing::warn!(error = %e, "conversation stream could not read events");
+            }
+        }
+        if full_page {
+            continue;
+        }
+        if last_sent.elapsed() >= KEEPALIVE {
+            if tx
+                .send(Bytes::from_static(b": keepalive\n\n"))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            last_sent = Instant::now();
+        }
+        tokio::select! {
+            _ = woken => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = tx.closed() => return,
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! `/projects/{id}/conversations`, `/conversations[/{id}]`,
+//! `/conversations/{id}/participants[/{userId}]`, `/conversations/{id}/presence`.
+//! Access is plan 003's matrix, decided by `can()` on the conversation's facts.
+
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use tandem_protocol::chat::{
+    AddParticipant, Conversation, ConversationPage, CreateConversation, Participant, PresenceEntry,
+    UpdateConversation,
+};
+use tandem_protocol::http::Role;
+
+use super::{authorize, load};
+use crate::authz::{self, Action, Actor, ResourceKind};
+use crate::db::{write_tx, DbConnection};
+use crate::error::ApiError;
+use crate::http::extract::AuthUser;
+use crate::state::State;
+use crate::store::accounts;
+use crate::store::chat_events;
+use crate::store::conversations::{self, ConversationRow};
+use crate::validate;
+
+/// Loads a conversation and asks `can()`; someone with no relation to it
+/// is told it does not exist.
+pub fn authorized(
+    c: &mut DbConnection,
+    actor: &Actor,
+    id: &str,
+    action: Action,
+) -> Result<(ConversationRow, Role), ApiError> {
+    let id = validate::id(id).map_err(|_| ApiError::NotFound("conversation"))?;
+    let (row, facts) =
+        conversations::load(c, id, &actor.user_id)?.ok_or(ApiError::NotFound("conversation"))?;
+    let role = authz::can(actor, action, ResourceKind::Conversation, &facts.into())
+        .into_result()
+        .map_err(|d| ApiError::denied(d, "conversation"))?;
+    Ok((row, role))
+}
+
+pub async fn create(
+    state: State,
+    user: AuthUser,
+    project_id: web::Path<String>,
+    body: web::Json<CreateConversation>,
+) -> Result<HttpResponse, ApiError> {
+    let title = validate::title(&body.title)?;
+    let created = state
+        .db(move |c| {
+            let (project, chain) = load::project(c, &project_id)?;
+            authorize(
+                c,
+                &user.actor(),
+                Action::CreateChild,
+                ResourceKind::Project,
+                &chain,
+            )?;
+            let row = conversations::create(c, user.id(), &project.id, &title, None)?;
+            Ok(row.to_dto(Role::Owner))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(created))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListParams {
+    project_id: Option<String>,
+    archived: Option<bool>,
+    starred: Option<bool>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+fn parse_cursor(raw: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::BadRequest("cursor is not valid".into());
+    let (at, id) = raw.split_once('.').ok_or_else(bad)?;
+    let at = at.parse::<i64>().map_err(|_| bad())?;
+    validate::id(id).map_err(|_| bad())?;
+    Ok((at, id.to_string()))
+}
+
+pub async fn list(
+    state: State,
+    user: AuthUser,
+    params: web::Query<ListParams>,
+) -> Result<web::Json<ConversationPage>, ApiError> {
+    let p = params.into_inner();
+    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit must be 1..={MAX_PAGE}"
+        )));
+    }
+    let query = conversations::ListQuery {
+        project_id: p.project_id,
+        archived: p.archived,
+        starred: p.starred,
+        after: p.cursor.as_deref().map(parse_cursor).transpose()?,
+        limit,
+    };
+    let (rows, more) = state
+        .db(move |c| conversations::list(c, user.id(), &query))
+        .await?;
+    let next_cursor = rows
+        .last()
+        .filter(|_| more)
+        .map(|(r, _)| format!("{}.{}", r.sort_at, r.id));
+    Ok(web::Json(ConversationPage {
+        items: rows.iter().map(|(r, role)| r.to_dto(*role)).collect(),
+        next_cursor,
+    }))
+}
+
+pub async fn get(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<web::Json<Conversation>, ApiError> {
+    let dto = state
+        .db(move |c| {
+            let (row, role) = authorized(c, &user.actor(), &id, Action::Read)?;
+            Ok(row.to_dto(role))
+        })
+        .await?;
+    Ok(web::Json(dto))
+}
+
+pub async fn update(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<UpdateConversation>,
+) -> Result<web::Json<Conversation>, ApiError> {
+    let body = body.into_inner();
+    let changes = conversations::Changes {
+        title: body.title.as_deref().map(validate::title).transpose()?,
+        starred: body.starred,
+        archived: body.archived,
+        participants_may: body.participants_may,
+    };
+    // Each field needs its own right; all must be allowed.
+    let mut needed = vec![Action::Read];
+    needed.extend(changes.title.as_ref().map(|_| Action::Rename));
+    needed.extend(changes.starred.map(|_| Action::Star));
+    needed.extend(changes.archived.map(|_| Action::Archive));
+    needed.extend(changes.participants_may.map(|_| Action::Update));
+    let dto = state
+        .db(move |c| {
+            // Lock first, then decide and write: a right withdrawn by the
+            // owner meanwhile is seen, and nothing is half-applied.
+            write_tx(c, |c| {
+                chat_events::lock(c, &id)?;
+                let actor = user.actor();
+                let mut role = Role::Viewer;
+                for action in needed {
+                    role = authorized(c, &actor, &id, action)?.1;
+                }
+                let row = conversations::update_in_tx(c, &id, &changes)?;
+                Ok(row.to_dto(role))
+            })
+        })
+        .await?;
+    state.chat_changed();
+    Ok(web::Json(dto))
+}
+
+pub async fn delete(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .db(move |c| {
+            let (row, _) = authorized(c, &user.actor(), &id, Action::Delete)?;
+            conversations::delete(c, &row.id)
+        })
+        .await?;
+    state.chat_changed();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn participants(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<web::Json<Vec<Participant>>, ApiError> {
+    let list = state
+        .db(move |c| {
+            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
+            conversations::participants(c, &row)
+        })
+        .await?;
+    Ok(web::Json(list))
+}
+
+pub async fn add_participant(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<AddParticipant>,
+) -> Result<HttpResponse, ApiError> {
+    let added = state
+        .db(move |c| {
+            let (row, _) = authorized(c, &user.actor(), &id, Action::ManageMembers)?;
+            let who = validate::id(&body.user_id)
+                .ok()
+                .map(|uid| accounts::user_by_id(c, uid))
+                .transpose()?
+                .flatten()
+                .ok_or(ApiError::NotFound("user"))?;
+            conversations::add_participant(c, &row.id, &who, user.id())?;
+            let list = conversations::participants(c, &row)?;
+            list.into_iter()
+                .find(|p| p.user_id == who.id)
+                .ok_or(ApiError::NotFound("participant"))
+        })
+        .await?;
+    state.chat_changed();
+    Ok(HttpResponse::Created().json(added))
+}
+
+/// The owner removes anyone; a participant may remove themselves (leave).
+pub async fn remove_participant(
+    state: State,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, target) = path.into_inner();
+    state
+        .db(move |c| {
+            let actor = user.actor();
+            let action = if target == actor.user_id {
+                Action::Read
+            } else {
+                Action::ManageMembers
+            };
+            let (row, _) = authorized(c, &actor, &id, action)?;
+            conversations::remove_participant(c, &row.id, &target)
+        })
+        .await?;
+    state.chat_changed();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn heartbeat(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .db(move |c| {
+            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
+            conversations::heartbeat(c, &row.id, user.id())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn presence(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<web::Json<Vec<PresenceEntry>>, ApiError> {
+    let window = state.config.presence_window_ms as i64;
+    let list = state
+        .db(move |c| {
+            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
+            conversations::present(c, &row.id, window)
+        })
+        .await?;
+    Ok(web::Json(
+        list.iter()
+            .map(|(u, at)| PresenceEntry {
+                user: conversations::user_summary(u),
+                last_active_at: *at,
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,493 @@
+//! Conversations (chats): rows, the actor's facts, the list (owned ∪
+//! participating), create/update/delete, participants, share links, presence.
+//! Every change that viewers should see live is written as an event
+//! ([`super::chat_events::append`]) in the same transaction.
+
+use diesel::prelude::*;
+use serde_json::json;
+use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay, UserSummary};
+use tandem_protocol::http::Role;
+
+use super::{chat_events, now_ms, UserRow};
+use crate::authz::ConversationFacts;
+use crate::crypto;
+use crate::db::schema::{conversation_participants, conversations, presence, shares, users};
+use crate::db::{write_tx, DbConnection};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = conversations)]
+pub struct ConversationRow {
+    pub id: String,
+    pub project_id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub is_collaborative: bool,
+    pub starred: bool,
+    pub archived: bool,
+    pub participants_may_rename: bool,
+    pub participants_may_star: bool,
+    pub participants_may_archive: bool,
+    pub forked_from: Option<String>,
+    pub last_message_at: Option<i64>,
+    pub sort_at: i64,
+    pub event_seq: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ConversationRow {
+    pub fn participants_may(&self) -> ParticipantsMay {
+        ParticipantsMay {
+            rename: self.participants_may_rename,
+            star: self.participants_may_star,
+            archive: self.participants_may_archive,
+        }
+    }
+
+    pub fn to_dto(&self, role: Role) -> Conversation {
+        Conversation {
+            id: self.id.clone(),
+            project_id: self.project_id.clone(),
+            owner_id: self.owner_id.clone(),
+            title: self.title.clone(),
+            is_collaborative: self.is_collaborative,
+            starred: self.starred,
+            archived: self.archived,
+            participants_may: self.participants_may(),
+            forked_from: self.forked_from.clone(),
+            last_message_at: self.last_message_at,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            role,
+        }
+    }
+
+    /// The facts `can()` decides on, for a user whose relation is known.
+    pub fn facts(&self, relation: Option<Role>) -> ConversationFacts {
+        ConversationFacts {
+            relation,
+            participants_may: self.participants_may(),
+        }
+    }
+}
+
+pub fn user_summary(u: &UserRow) -> UserSummary {
+    UserSummary {
+        id: u.id.clone(),
+        display_name: u.display_name.clone(),
+        email: u.email.clone(),
+    }
+}
+
+pub fn get(conn: &mut DbConnection, id: &str) -> Result<Option<ConversationRow>, ApiError> {
+    Ok(conversations::table
+        .find(id)
+        .select(ConversationRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn is_participant(conn: &mut DbConnection, id: &str, user_id: &str) -> Result<bool, ApiError> {
+    let n: i64 = conversation_participants::table
+        .filter(conversation_participants::conversation_id.eq(id))
+        .filter(conversation_participants::user_id.eq(user_id))
+        .count()
+        .get_result(conn)?;
+    Ok(n > 0)
+}
+
+/// The user's relation to a conversation: owner, participant (`Editor`) or none.
+pub fn relation(
+    conn: &mut DbConnection,
+    row: &ConversationRow,
+    user_id: &str,
+) -> Result<Option<Role>, ApiError> {
+    if row.owner_id == user_id {
+        return Ok(Some(Role::Owner));
+    }
+    Ok(is_participant(conn, &row.id, user_id)?.then_some(Role::Editor))
+}
+
+/// A conversation and the facts of `user_id` on it; `None` when it does not exist.
+pub fn load(
+    conn: &mut DbConnection,
+    id: &str,
+    user_id: &str,
+) -> Result<Option<(ConversationRow, ConversationFacts)>, ApiError> {
+    let Some(row) = get(conn, id)? else {
+        return Ok(None);
+    };
+    let relation = relation(conn, &row, user_id)?;
+    let facts = row.facts(relation);
+    Ok(Some((row, facts)))
+}
+
+pub fn create(
+    conn: &mut DbConnection,
+    owner: &str,
+    project_id: &str,
+    title: &str,
+    forked_from: Option<&str>,
+) -> Result<ConversationRow, ApiError> {
+    let now = now_ms();
+    let row = ConversationRow {
+        id: crypto::new_id(),
+        project_id: project_id.to_string(),
+        owner_id: owner.to_string(),
+        title: title.to_string(),
+        is_collaborative: false,
+        starred: false,
+        archived: false,
+        participants_may_rename: false,
+        participants_may_star: false,
+        participants_may_archive: false,
+        forked_from: forked_from.map(str::to_string),
+        last_message_at: None,
+        sort_at: 0,
+        event_seq: 0,
+        created_at: now,
+        updated_at: now,
+    };
+    diesel::insert_into(conversations::table)
+        .values(&row)
+        .execute(conn)?;
+    Ok(row)
+}
+
+/// Filters and page of `GET /conversations`.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub project_id: Option<String>,
+    pub archived: Option<bool>,
+    pub starred: Option<bool>,
+    /// `(sort_at, id)` of the last item of the previous page.
+    pub after: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// The conversations `user_id` owns or takes part in (each once), newest
+/// `lastMessageAt` first (never-written-to last), ties by id; one page plus
+/// whether there is more.
+pub fn list(
+    conn: &mut DbConnection,
+    user_id: &str,
+    q: &ListQuery,
+) -> Result<(Vec<(ConversationRow, Role)>, bool), ApiError> {
+    let participating = conversation_participants::table
+        .filter(conversation_participants::user_id.eq(user_id))
+        .select(conversation_participants::conversation_id);
+    let mut query = conversations::table
+        .filter(
+            conversations::owner_id
+                .eq(user_id)
+                .or(conversations::id.eq_any(participating)),
+        )
+        .select(ConversationRow::as_select())
+        .order((conversations::sort_at.desc(), conversations::id.desc()))
+        .limit(q.limit + 1)
+        .into_boxed();
+    if let Some(p) = &q.project_id {
+        query = query.filter(conversations::project_id.eq(p.clone()));
+    }
+    if let Some(a) = q.archived {
+        query = query.filter(conversations::archived.eq(a));
+    }
+    if let Some(s) = q.starred {
+        query = query.filter(conversations::starred.eq(s));
+    }
+    if let Some((sort_at, id)) = &q.after {
+        query = query.filter(
+            conversations::sort_at
+                .lt(*sort_at)
+                .or(conversations::sort_at
+                    .eq(*sort_at)
+                    .and(conversations::id.lt(id.clone()))),
+        );
+    }
+    let mut rows: Vec<ConversationRow> = query.load(conn)?;
+    let more = rows.len() as i64 > q.limit;
+    rows.truncate(q.limit.max(0) as usize);
+    Ok((
+        rows.into_iter()
+            .map(|r| {
+                let role = if r.owner_id == user_id {
+                    Role::Owner
+                } else {
+                    Role::Editor
+                };
+                (r, role)
+            })
+            .collect(),
+        more,
+    ))
+}
+
+/// The changes of a `PATCH`, already authorized.
+#[derive(Debug, Clone, Default)]
+pub struct Changes {
+    pub title: Option<String>,
+    pub starred: Option<bool>,
+    pub archived: Option<bool>,
+    pub participants_may: Option<ParticipantsMay>,
+}
+
+/// Applies a `PATCH`. Call inside a write transaction that has locked the
+/// conversation ([`chat_events::lock`]) and authorized the changes: only
+/// the fields given are written, so concurrent patches of different fields
+/// both stick.
+pub fn update_in_tx(
+    c: &mut DbConnection,
+    id: &str,
+    changes: &Changes,
+) -> Result<ConversationRow, ApiError> {
+    let now = now_ms();
+    let target = conversations::table.find(id);
+    if let Some(t) = &changes.title {
+        diesel::update(target)
+            .set(conversations::title.eq(t))
+            .execute(c)?;
+    }
+    if let Some(s) = changes.starred {
+        diesel::update(target)
+            .set(conversations::starred.eq(s))
+            .execute(c)?;
+    }
+    if let Some(a) = changes.archived {
+        diesel::update(target)
+            .set(conversations::archived.eq(a))
+            .execute(c)?;
+    }
+    if let Some(m) = changes.participants_may {
+        diesel::update(target)
+            .set((
+                conversations::participants_may_rename.eq(m.rename),
+                conversations::participants_may_star.eq(m.star),
+                conversations::participants_may_archive.eq(m.archive),
+            ))
+            .execute(c)?;
+    }
+    diesel::update(target)
+        .set(conversations::updated_at.eq(now))
+        .execute(c)?;
+    let row = get(c, id)?.ok_or(ApiError::NotFound("conversation"))?;
+    // Viewers get the conversation without anyone's role in it.
+    let mut data = json!(row.to_dto(Role::Viewer));
+    if let Some(o) = data.as_object_mut() {
+        o.remove("role");
+    }
+    chat_events::append(c, id, "conversation_updated", &data)?;
+    get(c, id)?.ok_or(ApiError::NotFound("conversation"))
+}
+
+/// Deletes a conversation with its participants, messages, attachments,
+/// events, shares, tool executions and presence (foreign keys cascade).
+pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    let n = diesel::delete(conversations::table.find(id)).execute(conn)?;
+    if n == 0 {
+        return Err(ApiError::NotFound("conversation"));
+    }
+    Ok(())
+}
+
+/// The owner first, then participants by the time they joined, with user
+/// details; a user who is both is listed once, as owner.
+pub fn participants(
+    conn: &mut DbConnection,
+    row: &ConversationRow,
+) -> Result<Vec<Participant>, ApiError> {
+    let owner: Option<UserRow> = users::table
+        .find(&row.owner_id)
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    let rows: Vec<(String, i64, UserRow)> = conversation_participants::table
+        .inner_join(users::table)
+        .filter(conversation_participants::conversation_id.eq(&row.id))
+        .order((
+            conversation_participants::created_at.asc(),
+            conversation_participants::user_id.asc(),
+        ))
+        .select((
+            conversation_participants::added_by,
+            conversation_participants::created_at,
+            UserRow::as_select(),
+        ))
+        .load(conn)?;
+    let mut list: Vec<Participant> = owner
+        .iter()
+        .map(|u| Participant {
+            user_id: u.id.clone(),
+            added_by: u.id.clone(),
+            created_at: row.created_at,
+            kind: "owner".into(),
+            user: user_summary(u),
+        })
+        .collect();
+    list.extend(
+        rows.into_iter()
+            .filter(|(_, _, u)| u.id != row.owner_id)
+            .map(|(added_by, created_at, u)| Participant {
+                user_id: u.id.clone(),
+                added_by,
+                created_at,
+                kind: "participant".into(),
+                user: user_summary(&u),
+            }),
+    );
+    Ok(list)
+}
+
+/// Makes `user_id` a participant (and the conversation collaborative).
+/// `Conflict` when they already are one.
+pub fn add_participant(
+    conn: &mut DbConnection,
+    id: &str,
+    user: &UserRow,
+    added_by: &str,
+) -> Result<(), ApiError> {
+    write_tx(conn, |c| {
+        let now = now_ms();
+        diesel::insert_into(conversation_participants::table)
+            .values((
+                conversation_participants::conversation_id.eq(id),
+                conversation_participants::user_id.eq(&user.id),
+                conversation_participants::added_by.eq(added_by),
+                conversation_participants::created_at.eq(now),
+            ))
+            .execute(c)
+            .map_err(|e| {
+                if crate::db::is_unique_violation(&e) {
+                    ApiError::Conflict("this user already takes part in the conversation".into())
+                } else {
+                    e.into()
+                }
+            })?;
+        diesel::update(conversations::table.find(id))
+            .set((
+                conversations::is_collaborative.eq(true),
+                conversations::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        chat_events::append(
+            c,
+            id,
+            "participant_added",
+            &json!({ "userId": user.id, "user": user_summary(user), "addedBy": added_by }),
+        )?;
+        Ok(())
+    })
+}
+
+/// Removes a participant; `NotFound` when they were not one.
+pub fn remove_participant(
+    conn: &mut DbConnection,
+    id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
+    write_tx(conn, |c| {
+        let n = diesel::delete(conversation_participants::table.find((id, user_id))).execute(c)?;
+        if n == 0 {
+            return Err(ApiError::NotFound("participant"));
+        }
+        diesel::delete(presence::table.find((id, user_id))).execute(c)?;
+        chat_events::append(c, id, "participant_removed", &json!({ "userId": user_id }))?;
+        Ok(())
+    })
+}
+
+/// Creates a share link; the id is returned once and stored hashed.
+pub fn create_share(conn: &mut DbConnection, id: &str, by: &str) -> Result<String, ApiError> {
+    let share_id = crypto::new_token();
+    diesel::insert_into(shares::table)
+        .values((
+            shares::id_hash.eq(crypto::hash_token(&share_id)),
+            shares::conversation_id.eq(id),
+            shares::created_by.eq(by),
+            shares::created_at.eq(now_ms()),
+        ))
+        .execute(conn)?;
+    Ok(share_id)
+}
+
+/// The conversation of a live share link.
+pub fn shared(conn: &mut DbConnection, share_id: &str) -> Result<ConversationRow, ApiError> {
+    let found: Option<(Option<i64>, ConversationRow)> = shares::table
+        .inner_join(conversations::table)
+        .filter(shares::id_hash.eq(crypto::hash_token(share_id)))
+        .select((shares::revoked_at, ConversationRow::as_select()))
+        .first(conn)
+        .optional()?;
+    match found {
+        None => Err(ApiError::NotFound("share")),
+        Some((Some(_), _)) => Err(ApiError::Gone("this share link was revoked".into())),
+        Some((None, row)) => Ok(row),
+    }
+}
+
+/// Revokes every live share link of a conversation (for a lost link).
+pub fn revoke_all_shares(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
+    Ok(diesel::update(
+        shares::table
+            .filter(shares::conversation_id.eq(id))
+            .filter(shares::revoked_at.is_null()),
+    )
+    .set(shares::revoked_at.eq(now_ms()))
+    .execute(conn)?)
+}
+
+/// Revokes a share link (kept, so that its users are told it was revoked).
+pub fn revoke_share(conn: &mut DbConnection, share_id: &str) -> Result<(), ApiError> {
+    diesel::update(
+        shares::table
+            .filter(shares::id_hash.eq(crypto::hash_token(share_id)))
+            .filter(shares::revoked_at.is_null()),
+    )
+    .set(shares::revoked_at.eq(now_ms()))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Records that `user_id` is looking at the conversation now.
+pub fn heartbeat(conn: &mut DbConnection, id: &str, user_id: &str) -> Result<(), ApiError> {
+    let now = now_ms();
+    write_tx(conn, |c| {
+        let n = diesel::update(presence::table.find((id, user_id)))
+            .set(presence::last_active_at.eq(now))
+            .execute(c)?;
+        if n == 0 {
+            diesel::insert_into(presence::table)
+                .values((
+                    presence::conversation_id.eq(id),
+                    presence::user_id.eq(user_id),
+                    presence::last_active_at.eq(now),
+                ))
+                .execute(c)?;
+        }
+        Ok::<_, diesel::result::Error>(())
+    })
+    .or_else(|e| {
+        // Two first heartbeats at once: the other one recorded it.
+        if crate::db::is_unique_violation(&e) {
+            Ok(())
+        } else {
+            Err(e.into())
+        }
+    })
+}
+
+/// Users whose last heartbeat is at most `window_ms` old, most recent first.
+pub fn present(
+    conn: &mut DbConnection,
+    id: &str,
+    window_ms: i64,
+) -> Result<Vec<(UserRow, i64)>, ApiError> {
+    let since = now_ms() - window_ms;
+    Ok(presence::table
+        .inner_join(users::table)
+        .filter(presence::conversation_id.eq(id))
+        .filter(presence::last_active_at.ge(since))
+        .order(presence::last_active_at.desc())
+        .select((UserRow::as_select(), presence::last_active_at))
+        .load(conn)?)
+}

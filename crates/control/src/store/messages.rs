@@ -1,0 +1,469 @@
+//! Messages of conversations (sent, or streamed in chunks), their
+//! attachments, and tool executions (idempotent per `toolCallId`). Each
+//! change writes its event in the same transaction.
+
+use std::collections::HashMap;
+
+use diesel::prelude::*;
+use serde_json::{json, Value};
+use tandem_protocol::chat::{
+    Attachment, Message, MessageRole, MessageState, ToolExecution, UserSummary,
+};
+
+use super::conversations::user_summary;
+use super::{chat_events, now_ms, UserRow};
+use crate::crypto;
+use crate::db::schema::{conversations, message_attachments, messages, tool_executions, users};
+use crate::db::{write_tx, DbConnection};
+use crate::error::ApiError;
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = messages)]
+pub struct MessageRow {
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub user_id: Option<String>,
+    pub role: String,
+    pub content: String,
+    pub state: String,
+    pub error_message: Option<String>,
+    pub model: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl MessageRow {
+    pub fn state(&self) -> MessageState {
+        MessageState::parse(&self.state).unwrap_or(MessageState::Idle)
+    }
+
+    pub fn to_dto(&self, attachments: Vec<Attachment>, sender: Option<UserSummary>) -> Message {
+        Message {
+            id: self.id.clone(),
+            conversation_id: self.conversation_id.clone(),
+            user_id: self.user_id.clone(),
+            role: MessageRole::parse(&self.role).unwrap_or(MessageRole::User),
+            content: self.content.clone(),
+            state: self.state(),
+            error_message: self.error_message.clone(),
+            model: self.model.clone(),
+            attachments,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            sender_user: sender,
+        }
+    }
+}
+
+/// A message to write, validated by the handler.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    /// The sender (for an assistant message, who triggered it); `None` only
+    /// for copies of messages whose sender has since been deleted.
+    pub user_id: Option<String>,
+    pub role: MessageRole,
+    pub content: String,
+    pub state: MessageState,
+    pub model: Option<String>,
+    pub attachments: Vec<Attachment>,
+}
+
+/// Writes a message (attributed to its sender), bumps `lastMessageAt` and
+/// tells viewers (`message`).
+pub fn send(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    new: NewMessage,
+) -> Result<Message, ApiError> {
+    write_tx(conn, |c| send_in_tx(c, conversation_id, new))
+}
+
+/// [`send`], inside the caller's write transaction.
+fn send_in_tx(
+    c: &mut DbConnection,
+    conversation_id: &str,
+    new: NewMessage,
+) -> Result<Message, ApiError> {
+    {
+        let seq = chat_events::next_seq(c, conversation_id)?;
+        let now = now_ms();
+        let row = MessageRow {
+            id: crypto::new_id(),
+            conversation_id: conversation_id.to_string(),
+            seq,
+            user_id: new.user_id.clone(),
+            role: new.role.as_str().to_string(),
+            content: new.content,
+            state: new.state.as_str().to_string(),
+            error_message: None,
+            model: new.model,
+            created_at: now,
+            updated_at: now,
+        };
+        diesel::insert_into(messages::table)
+            .values(&row)
+            .execute(c)?;
+        for (i, a) in new.attachments.iter().enumerate() {
+            diesel::insert_into(message_attachments::table)
+                .values((
+                    message_attachments::id.eq(crypto::new_id()),
+                    message_attachments::message_id.eq(&row.id),
+                    message_attachments::position.eq(i as i64),
+                    message_attachments::name.eq(&a.name),
+                    message_attachments::content_type.eq(&a.content_type),
+                    message_attachments::size_bytes.eq(a.size_bytes),
+                    message_attachments::url.eq(&a.url),
+                ))
+                .execute(c)?;
+        }
+        diesel::update(conversations::table.find(conversation_id))
+            .set((
+                conversations::last_message_at.eq(now),
+                conversations::sort_at.eq(now),
+                conversations::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        let sender: Option<UserRow> = match &new.user_id {
+            Some(uid) => users::table
+                .find(uid)
+                .select(UserRow::as_select())
+                .first(c)
+                .optional()?,
+            None => None,
+        };
+        let dto = row.to_dto(new.attachments, sender.as_ref().map(user_summary));
+        chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
+        Ok(dto)
+    }
+}
+
+pub fn get(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    id: &str,
+) -> Result<MessageRow, ApiError> {
+    messages::table
+        .find(id)
+        .filter(messages::conversation_id.eq(conversation_id))
+        .select(MessageRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(ApiError::NotFound("message"))
+}
+
+/// Every message of a conversation in order, with attachments and sender details.
+pub fn list(conn: &mut DbConnection, conversation_id: &str) -> Result<Vec<Message>, ApiError> {
+    let rows: Vec<(MessageRow, Option<UserRow>)> = messages::table
+        .left_join(users::table)
+        .filter(messages::conversation_id.eq(conversation_id))
+        .order(messages::seq.asc())
+        .select((MessageRow::as_select(), Option::<UserRow>::as_select()))
+        .load(conn)?;
+    let ids: Vec<&str> = rows.iter().map(|(m, _)| m.id.as_str()).collect();
+    let mut attachments: HashMap<String, Vec<Attachment>> = HashMap::new();
+    for chunk in ids.chunks(500) {
+        let found: Vec<(String, String, String, i64, String)> = message_attachments::table
+            .filter(message_attachments::message_id.eq_any(chunk))
+            .order((
+                message_attachments::message_id.asc(),
+                message_attachments::position.asc(),
+            ))
+            .select((
+                message_attachments::message_id,
+                message_attachments::name,
+                message_attachments::content_type,
+                message_attachments::size_bytes,
+                message_attachments::url,
+            ))
+            .load(conn)?;
+        for (mid, name, content_type, size_bytes, url) in found {
+            attachments.entry(mid).or_default().push(Attachment {
+                name,
+                content_type,
+                size_bytes,
+                url,
+            });
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .map(|(m, u)| {
+            let a = attachments.remove(&m.id).unwrap_or_default();
+            m.to_dto(a, u.as_ref().map(user_summary))
+        })
+        .collect())
+}
+
+/// Appends a chunk to a streaming message and tells viewers (`chunk`, with
+/// the offset it starts at, so a client can check it lost nothing). Only the
+/// user the message is attributed to may stream into it.
+pub fn append_chunk(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    id: &str,
+    user_id: &str,
+    delta: &str,
+    max_bytes: usize,
+) -> Result<i64, ApiError> {
+    write_tx(conn, |c| {
+        let seq = chat_events::next_seq(c, conversation_id)?;
+        let mut row = get(c, conversation_id, id)?;
+        check_streamer(&row, user_id)?;
+        if row.content.len() + delta.len() > max_bytes {
+            return Err(ApiError::PayloadTooLarge(max_bytes));
+        }
+        let offset = row.content.chars().count();
+        row.content.push_str(delta);
+        let now = now_ms();
+        diesel::update(messages::table.find(id))
+            .set((
+                messages::content.eq(&row.content),
+                messages::updated_at.eq(now),
+            ))
+            .execute(c)?;
+        chat_events::insert(
+            c,
+            conversation_id,
+            seq,
+            "chunk",
+            &json!({ "messageId": id, "offset": offset, "delta": delta }),
+        )?;
+        Ok(seq)
+    })
+}
+
+fn check_streamer(row: &MessageRow, user_id: &str) -> Result<(), ApiError> {
+    if row.user_id.as_deref() != Some(user_id) {
+        return Err(ApiError::Forbidden);
+    }
+    if row.state() != MessageState::Streaming {
+        return Err(ApiError::Conflict(format!(
+            "the message is {}, not streaming",
+            row.state().as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// Completes (`idle`) or fails (`error`, with its message) a streaming message.
+pub fn finish(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    id: &str,
+    user_id: &str,
+    error_message: Option<String>,
+) -> Result<Message, ApiError> {
+    let finished = write_tx(conn, |c| {
+        let seq = chat_events::next_seq(c, conversation_id)?;
+        let mut row = get(c, conversation_id, id)?;
+        check_streamer(&row, user_id)?;
+        row.state = match error_message {
+            Some(_) => MessageState::Error,
+            None => MessageState::Idle,
+        }
+        .as_str()
+        .to_string();
+        row.error_message = error_message;
+        row.updated_at = now_ms();
+        diesel::update(messages::table.find(id))
+            .set((
+                messages::state.eq(&row.state),
+                messages::error_message.eq(&row.error_message),
+                messages::updated_at.eq(row.updated_at),
+            ))
+            .execute(c)?;
+        let dto = row.to_dto(vec![], None);
+        chat_events::insert(
+            c,
+            conversation_id,
+            seq,
+            "message_finished",
+            &json!({ "messageId": id, "state": dto.state, "errorMessage": dto.error_message, "length": row.content.chars().count() }),
+        )?;
+        Ok::<_, ApiError>(dto)
+    })?;
+    if let Err(e) = chat_events::prune(conn, conversation_id) {
+        tracing::warn!(error = %e, "pruning old conversation events failed");
+    }
+    Ok(finished)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = tool_executions)]
+pub struct ToolRow {
+    pub id: String,
+    pub conversation_id: String,
+    pub message_id: String,
+    pub tool_call_id: String,
+    pub tool_name: String,
+    pub args: String,
+    pub status: String,
+    pub result: Option<String>,
+    pub error: Option<String>,
+    pub started_by: String,
+    pub started_at: i64,
+    pub completed_at: Option<i64>,
+}
+
+impl ToolRow {
+    pub fn to_dto(&self) -> ToolExecution {
+        let parse = |s: &str| serde_json::from_str(s).unwrap_or(Value::Null);
+        ToolExecution {
+            id: self.id.clone(),
+            conversation_id: self.conversation_id.clone(),
+            message_id: self.message_id.clone(),
+            tool_call_id: self.tool_call_id.clone(),
+            tool_name: self.tool_name.clone(),
+            args: parse(&self.args),
+            status: self.status.clone(),
+            result: self.result.as_deref().map(parse),
+            error: self.error.clone(),
+            started_by: self.started_by.clone(),
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+        }
+    }
+}
+
+pub fn tool(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    tool_call_id: &str,
+) -> Result<Option<ToolRow>, ApiError> {
+    Ok(tool_executions::table
+        .filter(tool_executions::conversation_id.eq(conversation_id))
+        .filter(tool_executions::tool_call_id.eq(tool_call_id))
+        .select(ToolRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Records the start of a tool execution, or returns the one already
+/// recorded for this `toolCallId` (`false` = not created now). Concurrent
+/// callers create exactly one: the unique index decides, and the losers read
+/// the winner's row.
+pub fn start_tool(
+    conn: &mut DbConnection,
+    message: &MessageRow,
+    tool_call_id: &str,
+    tool_name: &str,
+    args: &Value,
+    user_id: &str,
+) -> Result<(ToolRow, bool), ApiError> {
+    if message.role != MessageRole::Assistant.as_str() {
+        return Err(ApiError::validation(
+            "tool calls belong to assistant messages",
+        ));
+    }
+    if let Some(existing) = tool(conn, &message.conversation_id, tool_call_id)? {
+        return Ok((existing, false));
+    }
+    let row = ToolRow {
+        id: crypto::new_id(),
+        conversation_id: message.conversation_id.clone(),
+        message_id: message.id.clone(),
+        tool_call_id: tool_call_id.to_string(),
+        tool_name: tool_name.to_string(),
+        args: args.to_string(),
+        status: "running".into(),
+        result: None,
+        error: None,
+        started_by: user_id.to_string(),
+        started_at: now_ms(),
+        completed_at: None,
+    };
+    let inserted = write_tx(conn, |c| {
+        let seq = chat_events::next_seq(c, &row.conversation_id)?;
+        diesel::insert_into(tool_executions::table)
+            .values(&row)
+            .execute(c)?;
+        chat_events::insert(
+            c,
+            &row.conversation_id,
+            seq,
+            "tool_started",
+            &json!(row.to_dto()),
+        )?;
+        Ok::<_, ApiError>(())
+    });
+    match inserted {
+        Ok(()) => Ok((row, true)),
+        Err(ApiError::Conflict(_)) => {
+            let existing = tool(conn, &message.conversation_id, tool_call_id)?
+                .ok_or_else(|| ApiError::Internal(anyhow::anyhow!("tool call vanished")))?;
+            Ok((existing, false))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Records the outcome of a running tool execution: only its starter may
+/// (`Forbidden` otherwise); `Conflict` once it has one.
+pub fn finish_tool(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    user_id: &str,
+    tool_call_id: &str,
+    status: &str,
+    result: Option<&Value>,
+    error: Option<&str>,
+) -> Result<ToolRow, ApiError> {
+    write_tx(conn, |c| {
+        let seq = chat_events::next_seq(c, conversation_id)?;
+        let mut row =
+            tool(c, conversation_id, tool_call_id)?.ok_or(ApiError::NotFound("tool call"))?;
+        if row.started_by != user_id {
+            return Err(ApiError::Forbidden);
+        }
+        if row.status != "running" {
+            return Err(ApiError::Conflict(format!(
+                "the tool call is already {}",
+                row.status
+            )));
+        }
+        row.status = status.to_string();
+        row.result = result.map(Value::to_string);
+        row.error = error.map(str::to_string);
+        row.completed_at = Some(now_ms());
+        diesel::update(tool_executions::table.find(&row.id))
+            .set((
+                tool_executions::status.eq(&row.status),
+                tool_executions::result.eq(&row.result),
+                tool_executions::error.eq(&row.error),
+                tool_executions::completed_at.eq(row.completed_at),
+            ))
+            .execute(c)?;
+        chat_events::insert(
+            c,
+            conversation_id,
+            seq,
+            "tool_finished",
+            &json!(row.to_dto()),
+        )?;
+        Ok(row)
+    })
+}
+
+/// Copies the messages of one conversation into another (a fork), in order,
+/// keeping who sent each. Call inside a write transaction.
+pub fn copy_all(conn: &mut DbConnection, from: &str, to: &str) -> Result<(), ApiError> {
+    for m in list(conn, from)? {
+        send_in_tx(
+            conn,
+            to,
+            NewMessage {
+                user_id: m.user_id.clone(),
+                role: m.role,
+                content: m.content,
+                state: match m.state {
+                    MessageState::Streaming => MessageState::Idle,
+                    s => s,
+                },
+                model: m.model,
+                attachments: m.attachments,
+            },
+        )?;
+    }
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! Room actors and their registry.
+//!
+//! Each live room is one task that owns a sans-IO [`Room`] and the send
+//! queues of its connections; everything reaches it as a [`Cmd`] on its
+//! channel (or, with several relay nodes, as an envelope in its cluster
+//! inbox), so a room is never touched by two tasks at once and no lock is
+//! held across an await. The registry maps a room id to the one running
+//! actor: exactly one live copy per room id on this node, created on the
+//! first join. An actor whose room stayed empty (and saved) for the idle
+//! period removes itself from the registry and stops; a join that raced with
+//! that retries on a fresh actor.
+//!
+//! - [`actor`]: the actor loop, connections, dispatch.
+//! - [`persist`]: load before anyone joins, debounced diff saves, the save
+//!   lease with several nodes, flush on shutdown.
+//! - [`peers`]: the room's side of the cluster (other relay nodes appear to
+//!   the room as one writable connection, [`peers::PEERS`]).
+//!
+//! [`Room`]: crate::room::Room
+
+mod actor;
+mod peers;
+mod persist;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tandem_protocol::collab::{close, ServerNotice, UserAccess};
+use tandem_protocol::http::Role;
+use tandem_protocol::RoomId;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use crate::cluster::Cluster;
+use crate::control_client::ControlClient;
+use crate::metrics::Metrics;
+use crate::room::ConnId;
+
+/// Who is on a connection, as control verified them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: String,
+    pub user_name: String,
+    pub role: Role,
+}
+
+impl Member {
+    pub fn writable(&self) -> bool {
+        self.role >= Role::Editor
+    }
+}
+
+/// Tells a connection to close: an optional text notice first, then the close frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kill {
+    pub notice: Option<String>,
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Kill {
+    pub fn revoked() -> Kill {
+        let notice = ServerNotice::PermissionRevoked {
+            reason: "Your access to this resource has been revoked".into(),
+        };
+        Kill {
+            notice: serde_json::to_string(&notice).ok(),
+            code: close::POLICY_VIOLATION,
+            reason: close::REASON_AUTH_FORBIDDEN,
+        }
+    }
+
+    pub fn plain(code: u16, reason: &'static str) -> Kill {
+        Kill {
+            notice: None,
+            code,
+            reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    #[error("room is full")]
+    Full,
+    #[error("relay is shutting down")]
+    ShuttingDown,
+}
+
+enum Cmd {
+    Join {
+        conn: ConnId,
+        member: Member,
+        out: mpsc::Sender<Bytes>,
+        kill: oneshot::Sender<Kill>,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    Frame {
+        conn: ConnId,
+        bytes: Bytes,
+    },
+    Leave {
+        conn: ConnId,
+    },
+    Users {
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Access {
+        results: Vec<UserAccess>,
+    },
+    /// A save attempt finished (or was left to another node).
+    Saved(persist::SaveReport),
+    Shutdown,
+}
+
+/// Settings of every room actor.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub max_connections_per_room: usize,
+    pub send_queue: usize,
+    pub room_idle: Duration,
+    pub awareness_timeout: Duration,
+    /// Save this long after the last change…
+    pub save_debounce: Duration,
+    /// …but no later than this after the first unsaved change.
+    pub save_max_delay: Duration,
+    /// How long shutdown keeps trying to save a dirty room.
+    pub flush_deadline: Duration,
+    /// With several nodes: how long a node that saved a room stays its saver.
+    pub save_lease: Duration,
+}
+
+#[derive(Clone)]
+struct RoomHandle {
+    tx: mpsc::Sender<Cmd>,
+    generation: u64,
+}
+
+/// A connection's end of its room: where to send frames, what to write out.
+pub struct Link {
+    pub conn: ConnId,
+    pub outbound: mpsc::Receiver<Bytes>,
+    pub kill: oneshot::Receiver<Kill>,
+    room: mpsc::Sender<Cmd>,
+}
+
+impl Link {
+    /// Hands a frame from the client to the room (waits if the room is busy).
+    pub async fn send(&self, bytes: Bytes) -> bool {
+        self.room
+            .send(Cmd::Frame {
+                conn: self.conn,
+                bytes,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Leaves the room (also fine if the room already dropped this connection).
+    pub async fn leave(&self) {
+        let _ = self.room.send(Cmd::Leave { conn: self.conn }).await;
+    }
+}
+
+pub struct Hub {
+    rooms: Mutex<HashMap<RoomId, RoomHandle>>,
+    config: HubConfig,
+    next_id: AtomicU64,
+    control: ControlClient,
+    /// Set when `TANDEM_REDIS_URL` is: rooms fan out to the other nodes.
+    cluster: Option<Cluster>,
+    pub metrics: Arc<Metrics>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Hub {
+    pub fn new(
+        config: HubConfig,
+        control: ControlClient,
+        cluster: Option<Cluster>,
+        metrics: Arc<Metrics>,
+        tracker: TaskTracker,
+        shutdown: CancellationToken,
+    ) -> Arc<Hub> {
+        Arc::new(Hub {
+            rooms: Mutex::new(HashMap::new()),
+            config,
+            next_id: AtomicU64::new(1),
+            control,
+            cluster,
+            metrics,
+            tracker,
+            shutdown,
+        })
+    }
+
+    fn handle(self: &Arc<Hub>, room: &RoomId) -> Option<RoomHandle> {
+        if self.shutdown.is_cancelled() {
+            return None;
+        }
+        let mut rooms = self.rooms.lock().ok()?;
+        if let Some(h) = rooms.get(room).filter(|h| !h.tx.is_closed()) {
+            return Some(h.clone());
+        }
+        let (tx, rx) = mpsc::channel(256);
+        let handle = RoomHandle {
+            tx,
+            generation: self.next_id.fetch_add(1, Ordering::Relaxed),
+        };
+        rooms.insert(room.clone(), handle.clone());
+        self.metrics.rooms.inc();
+        let actor = actor::RoomActor::new(self.clone(), room.clone(), &handle);
+        let span = tracing::info_span!("room", room = %room);
+        self.tracker.spawn(actor.run(rx).instrument(span));
+        Some(handle)
+    }
+
+    /// Joins `member` to `room`, starting the room if it is not live.
+    pub async fn join(self: &Arc<Hub>, room: &RoomId, member: Member) -> Result<Link, JoinError> {
+        loop {
+            let handle = self.handle(room).ok_or(JoinError::ShuttingDown)?;
+            let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let (out_tx, out_rx) = mpsc::channel(self.config.send_queue.max(1));
+            let (kill_tx, kill_rx) = oneshot::channel();
+            let (reply_tx, reply_rx) = oneshot::channel();
+            let cmd = Cmd::Join {
+                conn,
+                member: member.clone(),
+                out: out_tx,
+                kill: kill_tx,
+                reply: reply_tx,
+            };
+            if handle.tx.send(cmd).await.is_err() {
+                continue; // the actor stopped between lookup and send
+            }
+            match reply_rx.await {
+                Ok(Ok(())) => {
+                    return Ok(Link {
+                        conn,
+                        outbound: out_rx,
+                        kill: kill_rx,
+                        room: handle.tx,
+                    })
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => continue, // the actor was stopping; try a fresh one
+            }
+        }
+    }
+
+    fn live(&self) -> Vec<(RoomId, mpsc::Sender<Cmd>)> {
+        self.rooms
+            .lock()
+            .map(|r| r.iter().map(|(id, h)| (id.clone(), h.tx.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    /// The live rooms with the distinct users in each.
+    pub async fn rooms_and_users(&self) -> Vec<(RoomId, Vec<String>)> {
+        let mut out = Vec::new();
+        for (id, tx) in self.live() {
+            let (reply, rx) = oneshot::channel();
+            if tx.send(Cmd::Users { reply }).await.is_ok() {
+                if let Ok(users) = rx.await {
+                    out.push((id, users));
+                }
+            }
+        }
+        out
+    }
+
+    /// Applies fresh access results to a room: kicks who lost access, updates roles.
+    pub async fn apply_access(&self, room: &RoomId, results: Vec<UserAccess>) {
+        let tx = self
+            .rooms
+            .lock()
+            .ok()
+            .and_then(|r| r.get(room).map(|h| h.tx.clone()));
+        if let Some(tx) = tx {
+            let _ = tx.send(Cmd::Access { results }).await;
+        }
+    }
+
+    /// Closes every connection with 1001 and stops every room.
+    pub async fn shutdown(&self) {
+        for (_, tx) in self.live() {
+            let _ = tx.send(Cmd::Shutdown).await;
+        }
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.rooms.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    fn forget(&self, room: &RoomId, generation: u64) {
+        if let Ok(mut rooms) = self.rooms.lock() {
+            if rooms.get(room).is_some_and(|h| h.generation == generation) {
+                rooms.remove(room);
+                self.metrics.rooms.dec();
+            }
+        }
+    }
+}
