@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +58,11 @@ impl Scenario {
             ("fanout", false) => s(1, 50, 20, 5.0, 0),
             ("fanout", true) => s(1, 50, 10, 5.0, 0),
             ("rooms", false) => s(200, 2, 20, 2.0, 0),
-            ("rooms", true) => s(100, 2, 6, 2.0, 0),
+            ("rooms", true) => s(50, 2, 6, 2.0, 0),
             ("idle", false) => s(100, 10, 1, 1.0, 15),
-            ("idle", true) => s(50, 10, 1, 1.0, 3),
+            ("idle", true) => s(20, 10, 1, 1.0, 2),
             ("idle-10k", false) => s(1000, 10, 1, 0.2, 20),
-            ("idle-10k", true) => s(200, 10, 1, 1.0, 3),
+            ("idle-10k", true) => s(100, 10, 1, 1.0, 2),
             // Saturation: as fast as a client may type in bursts.
             ("burst", false) => s(1, 50, 100, 50.0, 0),
             ("burst", true) => s(1, 50, 40, 50.0, 0),
@@ -241,10 +242,11 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
     // Convergence: every client of a room, and a fresh joiner, hold the same
     // document. The fresh joiner comes while the others are still there (a
     // server without persistence may drop a room its last client left).
-    let mut fresh = Vec::with_capacity(rooms.len());
-    for room in &rooms {
-        fresh.push(check_room(target, room).await);
-    }
+    let fresh: Vec<PeerReport> = futures_util::stream::iter(&rooms)
+        .map(|room| check_room(target, room))
+        .buffered(16)
+        .collect()
+        .await;
     stop.cancel();
     printer.cancel();
     let mut peers: Vec<PeerReport> = Vec::with_capacity(n);
