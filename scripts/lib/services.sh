@@ -59,6 +59,26 @@ ensure_node_installed() {
   [ "$major" -ge 18 ] || { log "Node.js $major is too old (need 18+)"; return 1; }
 }
 
+# Waits (up to 10 s) until an HTTP GET of $1 succeeds; $2 names what for the message.
+wait_http() { # url [what]
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "${2:-server} did not become ready at $1"
+  return 1
+}
+
+# Waits (up to 10 s) until something listens on 127.0.0.1:$1.
+wait_tcp() { # port
+  for _ in $(seq 1 200); do
+    (echo >"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  log "nothing listens on port $1"
+  return 1
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }

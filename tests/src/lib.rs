@@ -80,11 +80,21 @@ impl Stack {
         Self::start_with(|_| {}).await
     }
 
-    /// Starts control and a relay configured by `tweak`.
+    /// Starts control (on SQLite) and a relay configured by `tweak`.
     pub async fn start_with(tweak: impl FnOnce(&mut RelayConfig)) -> Stack {
+        Self::start_on(Backend::Sqlite, tweak).await
+    }
+
+    /// [`Stack::start_with`] with control on the given database backend (a
+    /// fresh PostgreSQL database needs `TANDEM_TEST_POSTGRES_URL`; see
+    /// [`both_backends!`]).
+    pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut RelayConfig)) -> Stack {
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("tandem.db");
-        let database_url = format!("sqlite://{}", db_path.display());
+        let database_url = match backend {
+            Backend::Sqlite => format!("sqlite://{}", db_path.display()),
+            Backend::Postgres => postgres_database().expect("TANDEM_TEST_POSTGRES_URL is set"),
+        };
         Self::assemble(dir, db_path, database_url, 1, tweak).await
     }
 
@@ -227,14 +237,9 @@ impl Stack {
 
     /// A document in `owner`'s team workspace (owner must have a work email).
     pub async fn team_doc(&self, owner: &Session) -> String {
-        let ws = self
-            .api
-            .workspace(owner, WorkspaceType::Team)
-            .await
-            .unwrap();
         let p = self
             .api
-            .create_project(owner, &ws, "Project")
+            .project_in(owner, WorkspaceType::Team, "Project")
             .await
             .unwrap();
         self.api
@@ -312,17 +317,55 @@ impl Drop for Stack {
     }
 }
 
+/// Where control keeps its data in a test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Whether PostgreSQL tests can run; with `TANDEM_TEST_REQUIRE_POSTGRES`
+/// (set by `scripts/test`) a missing server is a failure, not a skip.
+pub fn postgres_available() -> bool {
+    if std::env::var("TANDEM_TEST_POSTGRES_URL").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("TANDEM_TEST_REQUIRE_POSTGRES").is_err(),
+        "TANDEM_TEST_REQUIRE_POSTGRES is set but TANDEM_TEST_POSTGRES_URL is not"
+    );
+    eprintln!("skipping the PostgreSQL variant: TANDEM_TEST_POSTGRES_URL is not set (scripts/test sets it)");
+    false
+}
+
+/// Runs an `async fn(Backend)` test once per backend, as `name::sqlite` and
+/// `name::postgres`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if $crate::postgres_available() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
 /// A fresh PostgreSQL database on the server `TANDEM_TEST_POSTGRES_URL` names
 /// (`scripts/test` starts one and sets it, with `TANDEM_TEST_REQUIRE_POSTGRES`).
 pub fn postgres_database() -> Option<String> {
     use diesel::{Connection, RunQueryDsl};
-    let Ok(admin) = std::env::var("TANDEM_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var("TANDEM_TEST_REQUIRE_POSTGRES").is_err(),
-            "TANDEM_TEST_REQUIRE_POSTGRES is set but TANDEM_TEST_POSTGRES_URL is not"
-        );
+    if !postgres_available() {
         return None;
-    };
+    }
+    let admin = std::env::var("TANDEM_TEST_POSTGRES_URL").ok()?;
     let name = format!("tandem_e2e_{}", tandem_control::crypto::new_id());
     let mut conn = diesel::pg::PgConnection::establish(&admin).unwrap();
     diesel::sql_query(format!("CREATE DATABASE {name}"))

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use tandem_client::collab::CollabClient;
 use tandem_e2e::{
     eventually, stored_text, text_of, type_text, RedisServer, RelayProcess, Stack, SOON,
 };
@@ -365,13 +364,9 @@ async fn a_client_of_a_killed_node_reconnects_to_another_and_pushes_its_edits() 
         .connect_on(&stack.relay_url, &owner, &doc, yrs::Doc::new())
         .await;
     let kept = yrs::Doc::new();
-    let a = CollabClient::connect_with_doc(
-        &stack.url_on(&doomed.url, &owner, &doc).await,
-        kept.clone(),
-    )
-    .await
-    .unwrap();
-    assert!(a.wait_status(SOON, |s| s.synced).await.is_some());
+    let a = stack
+        .connect_on(&doomed.url, &owner, &doc, kept.clone())
+        .await;
     doomed.kill();
     assert!(a.wait_status(SOON, |s| s.closed.is_some()).await.is_some());
     // Typed while disconnected, then reconnected elsewhere.

@@ -102,8 +102,10 @@ async fn clients_behind_the_load_balancer_share_a_document() {
     // Through the balanced control and the balanced relays only.
     let api = ControlApi::new(&vars["CONTROL_URL"]);
     let owner = api.signup("owner@lb.dev", PASSWORD, "Owner").await.unwrap();
-    let ws = api.workspace(&owner, WorkspaceType::Team).await.unwrap();
-    let project = api.create_project(&owner, &ws, "P").await.unwrap();
+    let project = api
+        .project_in(&owner, WorkspaceType::Team, "P")
+        .await
+        .unwrap();
     let doc = api
         .create_resource(&owner, &project.id, ResourceType::Doc, "Doc")
         .await

@@ -6,13 +6,26 @@ use std::process::Command;
 use std::time::Duration;
 
 use tandem_client::collab::CollabClient;
-use tandem_e2e::{eventually, stored_text, text_of, type_text, RelayProcess, Stack, SOON};
+use tandem_e2e::{
+    both_backends, eventually, stored_text, text_of, type_text, Backend, RelayProcess, Stack, SOON,
+};
 use yrs::{ReadTxn, Text, Transact};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn edits_survive_a_graceful_relay_restart() {
+// Each runs with control on SQLite and on PostgreSQL.
+both_backends!(
+    edits_survive_a_graceful_relay_restart,
+    saves_are_debounced_and_the_last_leave_saves_at_once,
+    control_down_then_back_saves_the_dirty_room,
+    two_relays_saving_one_room_keep_both_sides,
+    nobody_sees_an_empty_document_while_it_loads,
+    an_idle_room_is_evicted_and_reloads_intact,
+    a_sigkilled_relay_plus_reconnecting_clients_lose_nothing,
+    sigterm_flushes_dirty_rooms_and_exits_zero,
+);
+
+async fn edits_survive_a_graceful_relay_restart(backend: Backend) {
     // Saves are an hour away: only the shutdown flush can save these edits.
-    let mut stack = Stack::start_with(|c| {
+    let mut stack = Stack::start_on(backend, |c| {
         c.save_debounce_ms = 3_600_000;
         c.save_max_delay_ms = 3_600_000;
     })
@@ -39,9 +52,8 @@ async fn edits_survive_a_graceful_relay_restart() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn saves_are_debounced_and_the_last_leave_saves_at_once() {
-    let stack = Stack::start_with(|c| {
+async fn saves_are_debounced_and_the_last_leave_saves_at_once(backend: Backend) {
+    let stack = Stack::start_on(backend, |c| {
         c.save_debounce_ms = 200;
         c.save_max_delay_ms = 600;
     })
@@ -89,9 +101,8 @@ async fn saves_are_debounced_and_the_last_leave_saves_at_once() {
     assert_eq!(stack.relay_metrics.dirty_rooms.get(), 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn control_down_then_back_saves_the_dirty_room() {
-    let mut stack = Stack::start_with(|c| {
+async fn control_down_then_back_saves_the_dirty_room(backend: Backend) {
+    let mut stack = Stack::start_on(backend, |c| {
         c.save_debounce_ms = 50;
         c.save_max_delay_ms = 100;
         c.recheck_secs = 3600;
@@ -129,9 +140,8 @@ async fn control_down_then_back_saves_the_dirty_room() {
     assert!(a.status().closed.is_none(), "clients were not disturbed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_relays_saving_one_room_keep_both_sides() {
-    let stack = Stack::start_with(|c| {
+async fn two_relays_saving_one_room_keep_both_sides(backend: Backend) {
+    let stack = Stack::start_on(backend, |c| {
         c.save_debounce_ms = 50;
         c.save_max_delay_ms = 100;
     })
@@ -162,9 +172,8 @@ async fn two_relays_saving_one_room_keep_both_sides() {
     second.stop.cancel();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nobody_sees_an_empty_document_while_it_loads() {
-    let stack = Stack::start().await;
+async fn nobody_sees_an_empty_document_while_it_loads(backend: Backend) {
+    let stack = Stack::start_on(backend, |_| {}).await;
     let owner = stack.user("owner@loading.dev", "Owner").await;
     let doc = stack.team_doc(&owner).await;
     let room = format!("doc-{doc}");
@@ -206,9 +215,8 @@ async fn nobody_sees_an_empty_document_while_it_loads() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_idle_room_is_evicted_and_reloads_intact() {
-    let stack = Stack::start_with(|c| c.room_idle_ms = 100).await;
+async fn an_idle_room_is_evicted_and_reloads_intact(backend: Backend) {
+    let stack = Stack::start_on(backend, |c| c.room_idle_ms = 100).await;
     let owner = stack.user("owner@evict.dev", "Owner").await;
     let doc = stack.team_doc(&owner).await;
     let a = stack.connect(&owner, &doc).await;
@@ -246,9 +254,8 @@ const NEVER_SAVE_WHILE_BUSY: [(&str, &str); 2] = [
     ("TANDEM_SAVE_MAX_DELAY_MS", "3600000"),
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing() {
-    let stack = Stack::start().await;
+async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing(backend: Backend) {
+    let stack = Stack::start_on(backend, |_| {}).await;
     let owner = stack.user("owner@crash.dev", "Owner").await;
     let doc = stack.team_doc(&owner).await;
     let room = format!("doc-{doc}");
@@ -270,17 +277,13 @@ async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing() {
     );
     // …"two" only ever reaches the relay's memory.
     let b_doc = yrs::Doc::new();
-    let b = CollabClient::connect_with_doc(
-        &stack.url_on(&relay.url, &owner, &doc).await,
-        b_doc.clone(),
-    )
-    .await
-    .unwrap();
+    let b = stack
+        .connect_on(&relay.url, &owner, &doc, b_doc.clone())
+        .await;
     assert!(b.wait_doc(SOON, |_| text_of(&b) == "one;").await);
     type_text(&b, "two;");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    relay.child.kill().unwrap(); // SIGKILL
-    relay.child.wait().unwrap();
+    relay.kill(); // SIGKILL
     assert!(b.wait_status(SOON, |s| s.closed.is_some()).await.is_some());
     assert_eq!(
         stored_text(&stack.stored(&room).await),
@@ -317,9 +320,8 @@ async fn a_sigkilled_relay_plus_reconnecting_clients_lose_nothing() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_flushes_dirty_rooms_and_exits_zero() {
-    let stack = Stack::start().await;
+async fn sigterm_flushes_dirty_rooms_and_exits_zero(backend: Backend) {
+    let stack = Stack::start_on(backend, |_| {}).await;
     let owner = stack.user("owner@sigterm.dev", "Owner").await;
     let doc = stack.team_doc(&owner).await;
     let room = format!("doc-{doc}");

@@ -143,6 +143,17 @@ impl ControlApi {
             .await
     }
 
+    /// A new project in the user's workspace of the given type.
+    pub async fn project_in(
+        &self,
+        s: &Session,
+        kind: WorkspaceType,
+        name: &str,
+    ) -> Result<Project, ApiError> {
+        let ws = self.workspace(s, kind).await?;
+        self.create_project(s, &ws, name).await
+    }
+
     pub async fn create_resource(
         &self,
         s: &Session,

@@ -250,6 +250,20 @@ async fn run(
     status.send_modify(|s| s.closed = Some(closed));
 }
 
+/// Applies a remote update; `step2` when it answers our SyncStep1 (synced).
+fn apply_remote(doc: &Doc, status: &watch::Sender<Status>, u: &[u8], step2: bool) {
+    if let Ok(update) = Update::decode_v1(u) {
+        let _ = doc.transact_mut_with(REMOTE).apply_update(update);
+    }
+    status.send_modify(|s| {
+        s.remote_updates += 1;
+        s.synced |= step2;
+        if step2 && s.first_sync_bytes.is_none() {
+            s.first_sync_bytes = Some(u.len());
+        }
+    });
+}
+
 fn handle_frame(
     bytes: &[u8],
     doc: &Doc,
@@ -265,20 +279,8 @@ fn handle_frame(
                 let update = doc.transact().encode_state_as_update_v1(&sv);
                 let _ = out.send(encode(&Message::Sync(SyncMessage::SyncStep2(update))));
             }
-            Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) => {
-                let step2 = bytes.get(1) == Some(&1);
-                if let Ok(update) = Update::decode_v1(&u) {
-                    let _ = doc.transact_mut_with(REMOTE).apply_update(update);
-                }
-                let len = u.len();
-                status.send_modify(|s| {
-                    s.remote_updates += 1;
-                    s.synced |= step2;
-                    if step2 && s.first_sync_bytes.is_none() {
-                        s.first_sync_bytes = Some(len);
-                    }
-                });
-            }
+            Message::Sync(SyncMessage::SyncStep2(u)) => apply_remote(doc, status, &u, true),
+            Message::Sync(SyncMessage::Update(u)) => apply_remote(doc, status, &u, false),
             Message::Awareness(update) => {
                 if let Ok(mut p) = peers.lock() {
                     for (id, entry) in update.clients {

@@ -70,6 +70,16 @@ impl ApiError {
         ApiError::Validation(msg.into())
     }
 
+    /// A unique violation (a lost race, a duplicate) as `Conflict(msg)`;
+    /// any other database error as usual.
+    pub fn conflict_if_unique(e: diesel::result::Error, msg: &str) -> Self {
+        if crate::db::is_unique_violation(&e) {
+            ApiError::Conflict(msg.into())
+        } else {
+            e.into()
+        }
+    }
+
     /// Maps a denial of `can()` for a thing of the given noun.
     pub fn denied(denial: Denial, what: &'static str) -> Self {
         match denial {

@@ -14,7 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::state::AppState;
-use crate::store::outbox::{self, OutboxRow};
+use crate::store::outbox;
 
 /// One email to send.
 #[derive(Debug, Clone)]
@@ -194,44 +194,35 @@ pub async fn dispatch(state: Arc<AppState>) {
         if let Err(e) = dispatch_once(&state).await {
             tracing::warn!(error = %e, "outbox dispatch failed; will retry");
         }
-        tokio::select! {
-            _ = woken => {}
-            _ = tokio::time::sleep(every) => {}
-            _ = state.shutdown.cancelled() => return,
+        if !state.nap(woken, every).await {
+            return;
         }
     }
 }
 
 async fn dispatch_once(state: &Arc<AppState>) -> Result<(), crate::error::ApiError> {
-    loop {
-        // One at a time: a claimed row is sent well within its lease.
-        let rows: Vec<OutboxRow> = state.db(|c| outbox::claim(c, 1, LEASE_MS)).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        for row in rows {
-            let mail = Mail {
-                from: state.config.mail_from.clone(),
-                to: row.recipient.clone(),
-                subject: row.subject.clone(),
-                body: row.body.clone(),
-            };
-            let outcome = state.mailer.send(&mail).await;
-            let id = row.id.clone();
-            match outcome {
-                Ok(()) => {
-                    state.metrics.emails_sent.inc();
-                    tracing::info!(kind = %row.kind, sender = state.mailer.name(), "email sent");
-                    state.db(move |c| outbox::mark_sent(c, &id)).await?;
-                }
-                Err(e) => {
-                    state.metrics.email_failures.inc();
-                    tracing::warn!(kind = %row.kind, attempts = row.attempts + 1, error = %e, "email failed; will retry");
-                    state.db(move |c| outbox::mark_failed(c, &row, &e)).await?;
-                }
+    // One row per claim: each is sent well within its lease.
+    while let Some(row) = state.db(|c| outbox::claim_one(c, LEASE_MS)).await? {
+        let mail = Mail {
+            from: state.config.mail_from.clone(),
+            to: row.recipient.clone(),
+            subject: row.subject.clone(),
+            body: row.body.clone(),
+        };
+        match state.mailer.send(&mail).await {
+            Ok(()) => {
+                state.metrics.emails_sent.inc();
+                tracing::info!(kind = %row.kind, sender = state.mailer.name(), "email sent");
+                state.db(move |c| outbox::mark_sent(c, &row.id)).await?;
+            }
+            Err(e) => {
+                state.metrics.email_failures.inc();
+                tracing::warn!(kind = %row.kind, attempts = row.attempts + 1, error = %e, "email failed; will retry");
+                state.db(move |c| outbox::mark_failed(c, &row, &e)).await?;
             }
         }
     }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ impl<K: Hash + Eq> RateLimiter<K> {
         }
     }
 
+    /// [`check`](Self::check) as the API's answer: 429 with `Retry-After`.
+    pub fn admit(&self, key: K) -> Result<(), crate::error::ApiError> {
+        self.check(key)
+            .map_err(|wait| crate::error::ApiError::RateLimited(wait.as_secs().max(1)))
+    }
+
     /// `Ok(())` if `ip` may make one more request now, else how long to wait.
     pub fn check(&self, ip: K) -> Result<(), Duration> {
         self.check_at(ip, Instant::now())

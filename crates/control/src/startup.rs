@@ -77,7 +77,7 @@ impl Application {
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),
             invite_limiter: crate::ratelimit::RateLimiter::new(INVITES_PER_MINUTE),
-            chat_events: tokio::sync::Notify::new(),
+            chat_events: crate::state::Wakers::default(),
             outbox_wake: tokio::sync::Notify::new(),
             mailer,
             secrets,
@@ -153,7 +153,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             .app_data(web::QueryConfig::default().error_handler(http::query_error))
             .wrap_fn(move |req, srv| {
                 use actix_web::dev::Service;
-                let (method, path) = (req.method().clone(), req.path().to_string());
+                let method = req.method().clone();
                 let state = metrics_state.clone();
                 let started = Instant::now();
                 srv.call(req).map(move |res| {
@@ -162,9 +162,8 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
                         let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
                         let elapsed = started.elapsed();
                         state.metrics.observe(&route, method.as_str(), status, elapsed.as_secs_f64());
-                        // Share ids are secrets: their paths are logged as the route pattern.
-                        let path = if route.contains("{shareId}") { route.as_str() } else { path.as_str() };
-                        tracing::info!(%method, path = %path, status, ms = elapsed.as_millis() as u64, "request");
+                        // The route pattern, not the path: paths carry secrets (share ids).
+                        tracing::info!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
                     }
                     res
                 })

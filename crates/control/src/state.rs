@@ -1,7 +1,11 @@
 //! `AppState`: what every handler can reach — the database pool, the
 //! configuration, the identity-provider verifier.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use actix_web::web;
 
@@ -30,9 +34,9 @@ pub struct AppState {
     pub auth_limiter: crate::ratelimit::RateLimiter,
     /// Brakes invite emails, per inviting user.
     pub invite_limiter: crate::ratelimit::RateLimiter<String>,
-    /// Wakes conversation event streams in this process at once (other
-    /// replicas' events are found by polling).
-    pub chat_events: tokio::sync::Notify,
+    /// Wakes the event streams of one conversation in this process at once
+    /// (other replicas' events are found by polling).
+    pub chat_events: Wakers,
     /// Wakes the outbox dispatcher.
     pub outbox_wake: tokio::sync::Notify,
     /// Delivers outbox emails.
@@ -43,15 +47,55 @@ pub struct AppState {
 
 pub type State = web::Data<Arc<AppState>>;
 
+/// One `Notify` per key (a conversation id), made when someone waits on it
+/// and dropped with its last waiter, so a write wakes only the streams of
+/// its own conversation.
+#[derive(Default)]
+pub struct Wakers(Mutex<HashMap<String, Weak<Notify>>>);
+
+impl Wakers {
+    /// The `Notify` of `key`; hold it while waiting.
+    pub fn subscribe(&self, key: &str) -> Arc<Notify> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(key).and_then(Weak::upgrade) {
+            return n;
+        }
+        if map.len() >= 1024 {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let n = Arc::new(Notify::new());
+        map.insert(key.to_string(), Arc::downgrade(&n));
+        n
+    }
+
+    /// Wakes everyone waiting on `key` now.
+    pub fn wake(&self, key: &str) {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get(key).and_then(Weak::upgrade) {
+            n.notify_waiters();
+        }
+    }
+}
+
 impl AppState {
     /// Tells waiting event polls that an access change was committed.
     pub fn access_changed(&self) {
         self.access_events.notify_waiters();
     }
 
-    /// Tells this process's conversation streams that events were written.
-    pub fn chat_changed(&self) {
-        self.chat_events.notify_waiters();
+    /// Tells this process's streams of a conversation that it has new events.
+    pub fn chat_changed(&self, conversation_id: &str) {
+        self.chat_events.wake(conversation_id);
+    }
+
+    /// Waits until `woken` fires or `every` has passed; `false` when the
+    /// server is shutting down (the caller should stop).
+    pub async fn nap(&self, woken: impl std::future::Future<Output = ()>, every: Duration) -> bool {
+        tokio::select! {
+            _ = woken => true,
+            _ = tokio::time::sleep(every) => true,
+            _ = self.shutdown.cancelled() => false,
+        }
     }
 
     /// The shared secret relays present.

@@ -86,12 +86,8 @@ pub async fn run(load: &ControlLoad) -> anyhow::Result<ControlReport> {
         .signup(&email, "bench-password-1", "Bench")
         .await
         .map_err(|e| anyhow::anyhow!("signup: {e}"))?;
-    let ws = api
-        .workspace(&session, WorkspaceType::Personal)
-        .await
-        .map_err(|e| anyhow::anyhow!("workspace: {e}"))?;
     let project = api
-        .create_project(&session, &ws, "control bench")
+        .project_in(&session, WorkspaceType::Personal, "control bench")
         .await
         .map_err(|e| anyhow::anyhow!("project: {e}"))?;
     let doc = api

@@ -165,7 +165,10 @@ pub async fn run(spec: PeerSpec, signals: Signals) -> PeerReport {
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn send(ws: &mut Socket, bytes: Vec<u8>) -> Result<(), String> {
+async fn send(
+    ws: &mut Socket,
+    bytes: impl Into<tokio_tungstenite::tungstenite::Bytes>,
+) -> Result<(), String> {
     ws.send(Message::Binary(bytes.into()))
         .await
         .map_err(|e| format!("send: {e}"))
@@ -278,6 +281,8 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
     let mut next_edit = tokio::time::Instant::now() + spec.phase;
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
+    // Built once; each tick sends a cheap clone.
+    let keepalive_frame = tokio_tungstenite::tungstenite::Bytes::from(framing.keepalive());
     let progress = &signals.progress;
     loop {
         let edit_due = started_edits && report.sent < spec.edits;
@@ -301,11 +306,14 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
                     Some(Sync::Step2(update) | Sync::Update(update)) => {
                         apply(&doc, update)?;
                         let now = now_us();
-                        let got = arrived.lock().map(|mut a| std::mem::take(&mut *a)).unwrap_or_default();
-                        let n = got.len() as u64;
-                        for sent_at in got {
-                            let sent_at = u64::try_from(sent_at).unwrap_or(now);
-                            report.latencies_us.push(us_sample(now.saturating_sub(sent_at)));
+                        // Drained in place: the buffer keeps its capacity for the next update.
+                        let mut n = 0u64;
+                        if let Ok(mut a) = arrived.lock() {
+                            for sent_at in a.drain(..) {
+                                let sent_at = u64::try_from(sent_at).unwrap_or(now);
+                                report.latencies_us.push(us_sample(now.saturating_sub(sent_at)));
+                                n += 1;
+                            }
                         }
                         if n > 0 {
                             report.received += n;
@@ -336,7 +344,7 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
                 progress.sent.fetch_add(1, Ordering::Relaxed);
                 next_edit += spec.period;
             }
-            _ = keepalive.tick() => send(&mut ws, framing.keepalive()).await?,
+            _ = keepalive.tick() => send(&mut ws, keepalive_frame.clone()).await?,
         }
     }
     report.digest = Some(digest(&doc));

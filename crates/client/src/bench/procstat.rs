@@ -28,19 +28,28 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
-/// The sum of several processes (a server made of more than one).
-pub fn sample_all(pids: &[u32]) -> Option<Sample> {
-    if pids.is_empty() {
+/// One reading of each process, taken together; `None` if one is gone.
+pub fn sample_each(pids: &[u32]) -> Option<Vec<Sample>> {
+    pids.iter().map(|pid| sample(*pid)).collect()
+}
+
+/// The sum of several readings (a server made of more than one process).
+pub fn total(samples: &[Sample]) -> Option<Sample> {
+    if samples.is_empty() {
         return None;
     }
     let mut total = Sample::default();
-    for pid in pids {
-        let s = sample(*pid)?;
+    for s in samples {
         total.rss_kib += s.rss_kib;
         total.peak_kib += s.peak_kib;
         total.cpu_secs += s.cpu_secs;
     }
     Some(total)
+}
+
+/// The sum of several processes, read now.
+pub fn sample_all(pids: &[u32]) -> Option<Sample> {
+    total(&sample_each(pids)?)
 }
 
 fn status_kib(status: &str, key: &str) -> Option<u64> {

@@ -190,8 +190,8 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
         expected_if_all,
         pids.to_vec(),
     );
-    let before = procstat::sample_all(pids);
-    let first_before = pids.first().and_then(|p| procstat::sample(*p));
+    // The whole server and its first process (the relay alone), from one reading.
+    let (before, first_before) = read_server(pids);
 
     let period = scenario.period();
     let mut tasks = Vec::with_capacity(n);
@@ -236,8 +236,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
     }
     let timed_secs = started.elapsed().as_secs_f64();
     tokio::time::sleep(scenario.hold).await;
-    let end = procstat::sample_all(pids);
-    let first_end = pids.first().and_then(|p| procstat::sample(*p));
+    let (end, first_end) = read_server(pids);
 
     // Convergence: every client of a room, and a fresh joiner, hold the same
     // document. The fresh joiner comes while the others are still there (a
@@ -395,4 +394,11 @@ async fn check_room(target: &Target, room: &super::target::RoomRef) -> PeerRepor
         seed: None,
     };
     peer::run(spec, signals).await
+}
+
+/// The sum over the server's processes and the first one's reading, taken once.
+fn read_server(pids: &[u32]) -> (Option<procstat::Sample>, Option<procstat::Sample>) {
+    let each = procstat::sample_each(pids);
+    let first = each.as_ref().and_then(|v| v.first().copied());
+    (each.as_deref().and_then(procstat::total), first)
 }

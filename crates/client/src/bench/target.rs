@@ -104,12 +104,8 @@ impl Target {
             }
             return Ok(rooms);
         };
-        let ws = api
-            .workspace(session, WorkspaceType::Personal)
-            .await
-            .map_err(|e| anyhow::anyhow!("workspace: {e}"))?;
         let project = api
-            .create_project(session, &ws, tag)
+            .project_in(session, WorkspaceType::Personal, tag)
             .await
             .map_err(|e| anyhow::anyhow!("project: {e}"))?;
         let project = Arc::new(project.id);

@@ -13,6 +13,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::r2d2::{ManageConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
+use diesel::QueryResult;
 use diesel::{Connection, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
@@ -249,6 +250,26 @@ where
             let _ = conn.batch_execute("ROLLBACK");
             Err(e)
         }
+    }
+}
+
+/// Writes a row by key: `update` first; if it touched nothing, `insert`.
+/// Each try is its own write transaction; when a concurrent writer inserts
+/// the same key first (a unique violation), the update is tried once more.
+pub fn upsert(
+    conn: &mut DbConnection,
+    mut update: impl FnMut(&mut DbConnection) -> QueryResult<usize>,
+    mut insert: impl FnMut(&mut DbConnection) -> QueryResult<usize>,
+) -> QueryResult<()> {
+    let first = write_tx(conn, |c| {
+        if update(c)? == 0 {
+            insert(c)?;
+        }
+        Ok(())
+    });
+    match first {
+        Err(e) if is_unique_violation(&e) => write_tx(conn, |c| update(c).map(|_| ())),
+        other => other,
     }
 }
 

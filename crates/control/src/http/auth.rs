@@ -3,7 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use tandem_protocol::http::{AuthResponse, LoginRequest, Org, SessionContext, SignupRequest};
 
-use super::extract::{user_dto, AuthUser};
+use super::extract::AuthUser;
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::state::State;
@@ -16,10 +16,7 @@ fn limit(state: &State, req: &HttpRequest) -> Result<(), ApiError> {
     let Some(ip) = req.peer_addr().map(|a| a.ip()) else {
         return Ok(());
     };
-    state
-        .auth_limiter
-        .check(ip)
-        .map_err(|wait| ApiError::RateLimited(wait.as_secs().max(1)))
+    state.auth_limiter.admit(ip)
 }
 
 pub async fn signup(
@@ -84,7 +81,7 @@ fn start_session(
 ) -> Result<AuthResponse, ApiError> {
     let (session_token, expires_at) = accounts::create_session(c, &user.id, ttl_ms)?;
     Ok(AuthResponse {
-        user: user_dto(user),
+        user: user.to_dto(),
         session_token,
         expires_at,
     })
@@ -105,7 +102,7 @@ pub async fn session(state: State, user: AuthUser) -> Result<web::Json<SessionCo
                 accounts::org_by_id(c, &user.user.org_id)?.ok_or(ApiError::NotFound("org"))?;
             let workspaces = workspaces::visible(c, &user.actor())?;
             Ok(SessionContext {
-                user: user_dto(&user.user),
+                user: user.user.to_dto(),
                 org: Org {
                     id: org.id,
                     name: org.name,

@@ -26,12 +26,14 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::conversations::authorized;
-use crate::authz::{Action, Actor};
+use crate::authz::{self, Action, Actor, ResourceKind};
 use crate::db::{read_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
+use crate::store::conversations::ConversationRow;
 use crate::store::{chat_events, conversations, messages};
+use tandem_protocol::http::Role;
 
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -61,13 +63,15 @@ fn frame(e: &ConversationEvent) -> Bytes {
 /// The conversation and its messages as of its current seq. Called inside
 /// a read snapshot: writers change messages and bump the seq in one
 /// transaction, so the two agree.
-fn snapshot(c: &mut DbConnection, actor: &Actor, id: &str) -> Result<ConversationEvent, ApiError> {
-    let (row, role) = authorized(c, actor, id, Action::Read)?;
-    let list = messages::list(c, &row.id)?;
+fn snapshot(
+    c: &mut DbConnection,
+    row: &ConversationRow,
+    role: Role,
+) -> Result<ConversationEvent, ApiError> {
     Ok(ConversationEvent {
         seq: row.event_seq,
         kind: "snapshot".into(),
-        data: json!({ "conversation": row.to_dto(role), "messages": list }),
+        data: json!({ "conversation": row.to_dto(role), "messages": messages::list(c, &row.id)? }),
     })
 }
 
@@ -87,20 +91,20 @@ fn step_in(
     id: &str,
     after: Option<i64>,
 ) -> Result<Step, ApiError> {
-    let row = match authorized(c, actor, id, Action::Read) {
-        Ok((row, _)) => row,
-        Err(ApiError::NotFound(_) | ApiError::Forbidden) => {
-            let exists = conversations::get(c, id)?.is_some();
-            return Ok(Step::Closed(if exists {
-                "access_revoked"
-            } else {
-                "deleted"
-            }));
-        }
-        Err(e) => return Err(e),
+    let Some((row, facts)) = conversations::load(c, id, &actor.user_id)? else {
+        return Ok(Step::Closed("deleted"));
+    };
+    let Ok(role) = authz::can(
+        actor,
+        Action::Read,
+        ResourceKind::Conversation,
+        &facts.into(),
+    )
+    .into_result() else {
+        return Ok(Step::Closed("access_revoked"));
     };
     let Some(after) = after else {
-        return Ok(Step::Snapshot(snapshot(c, actor, id)?));
+        return Ok(Step::Snapshot(snapshot(c, &row, role)?));
     };
     if after == row.event_seq {
         return Ok(Step::Events(vec![]));
@@ -109,7 +113,7 @@ fn step_in(
     // The next event must be exactly `after + 1`; if it was pruned (or
     // `after` is not a seq of this conversation) start over from a snapshot.
     if after > row.event_seq || events.first().is_none_or(|e| e.seq != after + 1) {
-        return Ok(Step::Snapshot(snapshot(c, actor, id)?));
+        return Ok(Step::Snapshot(snapshot(c, &row, role)?));
     }
     // Nothing after the viewer's own removal reaches them.
     if let Some(i) = events
@@ -183,8 +187,9 @@ async fn pump(
     let _gauge = Gauge(&state);
     let poll = Duration::from_millis(state.config.chat_poll_ms.max(10));
     let mut last_sent = Instant::now();
+    let waker = state.chat_events.subscribe(&id);
     loop {
-        let woken = state.chat_events.notified();
+        let woken = waker.notified();
         let (a, i) = (actor.clone(), id.clone());
         let found = state.db(move |c| step(c, &a, &i, after)).await;
         let mut full_page = false;
@@ -231,11 +236,14 @@ async fn pump(
             }
             last_sent = Instant::now();
         }
-        tokio::select! {
-            _ = woken => {}
-            _ = tokio::time::sleep(poll) => {}
-            _ = tx.closed() => return,
-            _ = state.shutdown.cancelled() => return,
+        let woken_or_gone = async {
+            tokio::select! {
+                _ = woken => {}
+                _ = tx.closed() => {}
+            }
+        };
+        if !state.nap(woken_or_gone, poll).await || tx.is_closed() {
+            return;
         }
     }
 }

@@ -20,7 +20,7 @@ use crate::error::ApiError;
 use crate::state::State;
 use crate::store::{collab, events};
 
-fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
+pub fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
 }
 
@@ -177,11 +177,11 @@ pub async fn events(
             }));
         }
         let nap = POLL_INTERVAL.min(deadline - tokio::time::Instant::now());
-        tokio::select! {
-            _ = tokio::time::timeout(nap, notified) => {}
-            _ = state.shutdown.cancelled() => {
-                return Ok(web::Json(AccessEvents { events: vec![], last: after }));
-            }
+        if !state.nap(notified, nap).await {
+            return Ok(web::Json(AccessEvents {
+                events: vec![],
+                last: after,
+            }));
         }
     }
 }

@@ -29,13 +29,67 @@ pub fn authorized(
     id: &str,
     action: Action,
 ) -> Result<(ConversationRow, Role), ApiError> {
-    let id = validate::id(id).map_err(|_| ApiError::NotFound("conversation"))?;
-    let (row, facts) =
-        conversations::load(c, id, &actor.user_id)?.ok_or(ApiError::NotFound("conversation"))?;
-    let role = authz::can(actor, action, ResourceKind::Conversation, &facts.into())
-        .into_result()
-        .map_err(|d| ApiError::denied(d, "conversation"))?;
+    authorized_all(c, actor, id, &[action])
+}
+
+/// [`authorized`] for several actions at once (one load; all must be allowed).
+pub fn authorized_all(
+    c: &mut DbConnection,
+    actor: &Actor,
+    id: &str,
+    actions: &[Action],
+) -> Result<(ConversationRow, Role), ApiError> {
+    let (row, facts) = load::conversation(c, id, &actor.user_id)?;
+    let facts = facts.into();
+    let mut role = Role::Viewer;
+    for action in actions {
+        role = authz::can(actor, *action, ResourceKind::Conversation, &facts)
+            .into_result()
+            .map_err(|d| ApiError::denied(d, "conversation"))?;
+    }
     Ok((row, role))
+}
+
+/// Runs `f` on the database with the conversation, once `can()` allows `action`.
+pub async fn on_conversation<T, F>(
+    state: &State,
+    user: AuthUser,
+    id: String,
+    action: Action,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection, &AuthUser, ConversationRow, Role) -> Result<T, ApiError>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    state
+        .db(move |c| {
+            let (row, role) = authorized(c, &user.actor(), &id, action)?;
+            f(c, &user, row, role)
+        })
+        .await
+}
+
+/// [`on_conversation`] for a change: afterwards the conversation's streams
+/// in this process are woken.
+pub async fn changing_conversation<T, F>(
+    state: &State,
+    user: AuthUser,
+    id: String,
+    action: Action,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection, &AuthUser, ConversationRow, Role) -> Result<T, ApiError>
+        + Send
+        + 'static,
+    T: Send + 'static,
+{
+    let out = on_conversation(state, user, id.clone(), action, f).await?;
+    state.chat_changed(&id);
+    Ok(out)
 }
 
 pub async fn create(
@@ -120,12 +174,14 @@ pub async fn get(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<web::Json<Conversation>, ApiError> {
-    let dto = state
-        .db(move |c| {
-            let (row, role) = authorized(c, &user.actor(), &id, Action::Read)?;
-            Ok(row.to_dto(role))
-        })
-        .await?;
+    let dto = on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::Read,
+        |_, _, row, role| Ok(row.to_dto(role)),
+    )
+    .await?;
     Ok(web::Json(dto))
 }
 
@@ -148,23 +204,20 @@ pub async fn update(
     needed.extend(changes.starred.map(|_| Action::Star));
     needed.extend(changes.archived.map(|_| Action::Archive));
     needed.extend(changes.participants_may.map(|_| Action::Update));
+    let id = id.into_inner();
+    let conversation_id = id.clone();
     let dto = state
         .db(move |c| {
             // Lock first, then decide and write: a right withdrawn by the
             // owner meanwhile is seen, and nothing is half-applied.
             write_tx(c, |c| {
                 chat_events::lock(c, &id)?;
-                let actor = user.actor();
-                let mut role = Role::Viewer;
-                for action in needed {
-                    role = authorized(c, &actor, &id, action)?.1;
-                }
-                let row = conversations::update_in_tx(c, &id, &changes)?;
-                Ok(row.to_dto(role))
+                let (row, role) = authorized_all(c, &user.actor(), &id, &needed)?;
+                Ok(conversations::update_in_tx(c, &row, &changes)?.to_dto(role))
             })
         })
         .await?;
-    state.chat_changed();
+    state.chat_changed(&conversation_id);
     Ok(web::Json(dto))
 }
 
@@ -173,13 +226,14 @@ pub async fn delete(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::Delete)?;
-            conversations::delete(c, &row.id)
-        })
-        .await?;
-    state.chat_changed();
+    changing_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::Delete,
+        |c, _, row, _| conversations::delete(c, &row.id),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -188,12 +242,14 @@ pub async fn participants(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<web::Json<Vec<Participant>>, ApiError> {
-    let list = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
-            conversations::participants(c, &row)
-        })
-        .await?;
+    let list = on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::Read,
+        |c, _, row, _| conversations::participants(c, &row),
+    )
+    .await?;
     Ok(web::Json(list))
 }
 
@@ -203,23 +259,23 @@ pub async fn add_participant(
     id: web::Path<String>,
     body: web::Json<AddParticipant>,
 ) -> Result<HttpResponse, ApiError> {
-    let added = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::ManageMembers)?;
-            let who = validate::id(&body.user_id)
+    let target = body.into_inner().user_id;
+    let added = changing_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::ManageMembers,
+        move |c, user, row, _| {
+            let who = validate::id(&target)
                 .ok()
                 .map(|uid| accounts::user_by_id(c, uid))
                 .transpose()?
                 .flatten()
                 .ok_or(ApiError::NotFound("user"))?;
-            conversations::add_participant(c, &row.id, &who, user.id())?;
-            let list = conversations::participants(c, &row)?;
-            list.into_iter()
-                .find(|p| p.user_id == who.id)
-                .ok_or(ApiError::NotFound("participant"))
-        })
-        .await?;
-    state.chat_changed();
+            conversations::add_participant(c, &row, &who, user.id())
+        },
+    )
+    .await?;
     Ok(HttpResponse::Created().json(added))
 }
 
@@ -230,19 +286,15 @@ pub async fn remove_participant(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, target) = path.into_inner();
-    state
-        .db(move |c| {
-            let actor = user.actor();
-            let action = if target == actor.user_id {
-                Action::Read
-            } else {
-                Action::ManageMembers
-            };
-            let (row, _) = authorized(c, &actor, &id, action)?;
-            conversations::remove_participant(c, &row.id, &target)
-        })
-        .await?;
-    state.chat_changed();
+    let action = if target == user.id() {
+        Action::Read
+    } else {
+        Action::ManageMembers
+    };
+    changing_conversation(&state, user, id, action, move |c, _, row, _| {
+        conversations::remove_participant(c, &row.id, &target)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -251,12 +303,14 @@ pub async fn heartbeat(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
-            conversations::heartbeat(c, &row.id, user.id())
-        })
-        .await?;
+    on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::Read,
+        |c, user, row, _| conversations::heartbeat(c, &row.id, user.id()),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -266,16 +320,18 @@ pub async fn presence(
     id: web::Path<String>,
 ) -> Result<web::Json<Vec<PresenceEntry>>, ApiError> {
     let window = state.config.presence_window_ms as i64;
-    let list = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
-            conversations::present(c, &row.id, window)
-        })
-        .await?;
+    let list = on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::Read,
+        move |c, _, row, _| conversations::present(c, &row.id, window),
+    )
+    .await?;
     Ok(web::Json(
         list.iter()
             .map(|(u, at)| PresenceEntry {
-                user: conversations::user_summary(u),
+                user: u.summary(),
                 last_active_at: *at,
             })
             .collect(),

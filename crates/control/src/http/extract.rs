@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{dev::Payload, http::header, FromRequest, HttpRequest};
-use tandem_protocol::http::User;
 
 use crate::auth::jwt::{looks_like_jwt, JwtError};
 use crate::authz::Actor;
@@ -31,16 +30,6 @@ impl AuthUser {
 
     pub fn id(&self) -> &str {
         &self.user.id
-    }
-}
-
-pub fn user_dto(u: &UserRow) -> User {
-    User {
-        id: u.id.clone(),
-        email: u.email.clone(),
-        display_name: u.display_name.clone(),
-        org_id: u.org_id.clone(),
-        org_role: u.org_role(),
     }
 }
 

@@ -23,10 +23,7 @@ pub async fn create(
     body: web::Json<CreateInvite>,
 ) -> Result<HttpResponse, ApiError> {
     let email = validate::email(&body.email)?;
-    state
-        .invite_limiter
-        .check(user.id().to_string())
-        .map_err(|wait| ApiError::RateLimited(wait.as_secs().max(1)))?;
+    state.invite_limiter.admit(user.id().to_string())?;
     let role = body.role.unwrap_or(Role::Editor);
     let public_url = state.config.public_url.clone();
     let invite = state

@@ -2,8 +2,10 @@
 //! 404 with the right noun, and an id that cannot exist is a 404 too.
 
 use super::paths::Kind;
+use crate::authz::ConversationFacts;
 use crate::db::DbConnection;
 use crate::error::ApiError;
+use crate::store::conversations::{self, ConversationRow};
 use crate::store::{facts, Chain, ProjectRow, ResourceRow};
 
 fn checked<'a>(id: &'a str, noun: &'static str) -> Result<&'a str, ApiError> {
@@ -29,4 +31,14 @@ pub fn resource(
     facts::resource(c, checked(id, kind.noun())?)?
         .filter(|(r, _)| r.kind == kind.resource_type().as_str())
         .ok_or(ApiError::NotFound(kind.noun()))
+}
+
+/// A conversation and the user's facts on it.
+pub fn conversation(
+    c: &mut DbConnection,
+    id: &str,
+    user_id: &str,
+) -> Result<(ConversationRow, ConversationFacts), ApiError> {
+    conversations::load(c, checked(id, "conversation")?, user_id)?
+        .ok_or(ApiError::NotFound("conversation"))
 }

@@ -7,7 +7,7 @@ use tandem_protocol::chat::{
     StartTool, ToolExecution,
 };
 
-use super::conversations::authorized;
+use super::conversations::{changing_conversation, on_conversation};
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
@@ -24,12 +24,14 @@ pub async fn list(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<web::Json<Vec<Message>>, ApiError> {
-    let list = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
-            messages::list(c, &row.id)
-        })
-        .await?;
+    let list = on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::Read,
+        |c, _, row, _| messages::list(c, &row.id),
+    )
+    .await?;
     Ok(web::Json(list))
 }
 
@@ -75,7 +77,7 @@ fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, A
         .map(|m| validate::text("model", m, MAX_MODEL_CHARS))
         .transpose()?;
     Ok(NewMessage {
-        user_id: None,
+        sender: None,
         role,
         content: body.content,
         state,
@@ -91,14 +93,15 @@ pub async fn send(
     body: web::Json<SendMessage>,
 ) -> Result<HttpResponse, ApiError> {
     let mut new = validate_message(body.into_inner(), state.config.max_chat_message_bytes)?;
-    new.user_id = Some(user.id().to_string());
-    let sent = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::CreateChild)?;
-            messages::send(c, &row.id, new)
-        })
-        .await?;
-    state.chat_changed();
+    new.sender = Some(user.user.summary());
+    let sent = changing_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::CreateChild,
+        |c, _, row, _| messages::send(c, &row.id, new),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(sent))
 }
 
@@ -110,13 +113,16 @@ pub async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let (id, message_id) = path.into_inner();
     let max = state.config.max_chat_message_bytes;
-    let seq = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::CreateChild)?;
+    let seq = changing_conversation(
+        &state,
+        user,
+        id,
+        Action::CreateChild,
+        move |c, user, row, _| {
             messages::append_chunk(c, &row.id, &message_id, user.id(), &body.delta, max)
-        })
-        .await?;
-    state.chat_changed();
+        },
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "seq": seq })))
 }
 
@@ -132,13 +138,14 @@ pub async fn finish(
         .error_message
         .map(|e| validate::text("errorMessage", &e, 2000))
         .transpose()?;
-    let done = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::CreateChild)?;
-            messages::finish(c, &row.id, &message_id, user.id(), error)
-        })
-        .await?;
-    state.chat_changed();
+    let done = changing_conversation(
+        &state,
+        user,
+        id,
+        Action::CreateChild,
+        move |c, user, row, _| messages::finish(c, &row.id, &message_id, user.id(), error),
+    )
+    .await?;
     Ok(web::Json(done))
 }
 
@@ -154,15 +161,20 @@ pub async fn start_tool(
     let body = body.into_inner();
     let call = validate::text("toolCallId", &body.tool_call_id, MAX_TOOL_FIELD_CHARS)?;
     let name = validate::text("toolName", &body.tool_name, MAX_TOOL_FIELD_CHARS)?;
-    let (tool, created) = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::CreateChild)?;
+    let conversation_id = id.clone();
+    let (tool, created) = on_conversation(
+        &state,
+        user,
+        id,
+        Action::CreateChild,
+        move |c, user, row, _| {
             let message = messages::get(c, &row.id, &message_id)?;
             messages::start_tool(c, &message, &call, &name, &body.args, user.id())
-        })
-        .await?;
+        },
+    )
+    .await?;
     if created {
-        state.chat_changed();
+        state.chat_changed(&conversation_id);
         Ok(HttpResponse::Created().json(tool.to_dto()))
     } else {
         Ok(HttpResponse::Ok().json(tool.to_dto()))
@@ -175,12 +187,10 @@ pub async fn get_tool(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<ToolExecution>, ApiError> {
     let (id, call) = path.into_inner();
-    let tool = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::Read)?;
-            messages::tool(c, &row.id, &call)?.ok_or(ApiError::NotFound("tool call"))
-        })
-        .await?;
+    let tool = on_conversation(&state, user, id, Action::Read, move |c, _, row, _| {
+        messages::tool(c, &row.id, &call)?.ok_or(ApiError::NotFound("tool call"))
+    })
+    .await?;
     Ok(web::Json(tool.to_dto()))
 }
 
@@ -200,9 +210,12 @@ pub async fn finish_tool(
         .as_deref()
         .map(|e| validate::text("error", e, 2000))
         .transpose()?;
-    let tool = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::CreateChild)?;
+    let tool = changing_conversation(
+        &state,
+        user,
+        id,
+        Action::CreateChild,
+        move |c, user, row, _| {
             messages::finish_tool(
                 c,
                 &row.id,
@@ -212,8 +225,8 @@ pub async fn finish_tool(
                 body.result.as_ref(),
                 error.as_deref(),
             )
-        })
-        .await?;
-    state.chat_changed();
+        },
+    )
+    .await?;
     Ok(web::Json(tool.to_dto()))
 }

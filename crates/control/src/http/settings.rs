@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::State;
 use crate::store::settings;
+use crate::validate;
 
 const MAX_KEY_CHARS: usize = 1024;
 const MAX_PREFERENCES_BYTES: usize = 16 * 1024;
@@ -62,17 +63,7 @@ pub async fn put_key(
     body: web::Json<PutApiKey>,
 ) -> Result<web::Json<Settings>, ApiError> {
     let provider = provider(&path)?.to_string();
-    let key = body.into_inner().key;
-    let trimmed = key.trim();
-    if trimmed.is_empty()
-        || trimmed.chars().count() > MAX_KEY_CHARS
-        || trimmed.chars().any(char::is_control)
-    {
-        return Err(ApiError::validation(format!(
-            "key must be 1-{MAX_KEY_CHARS} characters without control characters"
-        )));
-    }
-    let key = trimmed.to_string();
+    let key = validate::text("key", &body.key, MAX_KEY_CHARS)?;
     let st = state.clone();
     let s = state
         .db(move |c| {

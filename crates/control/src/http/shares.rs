@@ -9,7 +9,7 @@ use actix_web::{web, HttpResponse};
 use tandem_protocol::chat::{Conversation, ForkShare, Share, SharedConversation, UserSummary};
 use tandem_protocol::http::Role;
 
-use super::conversations::authorized;
+use super::conversations::{authorized, on_conversation};
 use super::{authorize, load};
 use crate::authz::{self, Action, ResourceKind};
 use crate::db::{write_tx, DbConnection};
@@ -28,24 +28,29 @@ fn checked(share_id: &str) -> Result<&str, ApiError> {
     ok.then_some(share_id).ok_or(ApiError::NotFound("share"))
 }
 
-/// The conversation behind a live share link, with the caller's standing:
-/// their own relation if they have one, else `viewer` (through the link).
+/// The conversation behind a live share link, once `can()` allows `action`
+/// to the caller: reading goes by their own relation if they have one, else
+/// the link makes them a `viewer`; anything else needs their own relation.
 fn shared(
     c: &mut DbConnection,
     user: &AuthUser,
     share_id: &str,
+    action: Action,
 ) -> Result<(ConversationRow, Role), ApiError> {
     let row = conversations::shared(c, checked(share_id)?)?;
-    let relation = conversations::relation(c, &row, user.id())?.or(Some(Role::Viewer));
+    let mut relation = conversations::relation(c, &row, user.id())?;
+    if action == Action::Read {
+        relation = relation.or(Some(Role::Viewer));
+    }
+    let noun = if relation.is_some() {
+        "share"
+    } else {
+        "conversation"
+    };
     let facts = row.facts(relation).into();
-    let role = authz::can(
-        &user.actor(),
-        Action::Read,
-        ResourceKind::Conversation,
-        &facts,
-    )
-    .into_result()
-    .map_err(|d| ApiError::denied(d, "share"))?;
+    let role = authz::can(&user.actor(), action, ResourceKind::Conversation, &facts)
+        .into_result()
+        .map_err(|d| ApiError::denied(d, noun))?;
     Ok((row, role))
 }
 
@@ -54,16 +59,20 @@ pub async fn create(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let share = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::ManageMembers)?;
+    let share = on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::ManageMembers,
+        |c, user, row, _| {
             let share_id = conversations::create_share(c, &row.id, user.id())?;
             Ok(Share {
                 share_id,
                 conversation_id: row.id,
             })
-        })
-        .await?;
+        },
+    )
+    .await?;
     Ok(HttpResponse::Created().json(share))
 }
 
@@ -73,12 +82,14 @@ pub async fn revoke_all(
     user: AuthUser,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let revoked = state
-        .db(move |c| {
-            let (row, _) = authorized(c, &user.actor(), &id, Action::ManageMembers)?;
-            conversations::revoke_all_shares(c, &row.id)
-        })
-        .await?;
+    let revoked = on_conversation(
+        &state,
+        user,
+        id.into_inner(),
+        Action::ManageMembers,
+        |c, _, row, _| conversations::revoke_all_shares(c, &row.id),
+    )
+    .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked })))
 }
 
@@ -89,7 +100,7 @@ pub async fn view(
 ) -> Result<web::Json<SharedConversation>, ApiError> {
     let view = state
         .db(move |c| {
-            let (row, role) = shared(c, &user, &share_id)?;
+            let (row, role) = shared(c, &user, &share_id, Action::Read)?;
             let owner =
                 accounts::user_by_id(c, &row.owner_id)?.ok_or(ApiError::NotFound("share"))?;
             // Readers through a link see names, not email addresses.
@@ -98,7 +109,7 @@ pub async fn view(
                     u.email.clear();
                 }
             };
-            let mut owner = conversations::user_summary(&owner);
+            let mut owner = owner.summary();
             hide(&mut owner);
             let mut list = messages::list(c, &row.id)?;
             list.iter_mut()
@@ -121,8 +132,7 @@ pub async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     state
         .db(move |c| {
-            let (row, _) = shared(c, &user, &share_id)?;
-            authorized(c, &user.actor(), &row.id, Action::ManageMembers)?;
+            shared(c, &user, &share_id, Action::ManageMembers)?;
             conversations::revoke_share(c, &share_id)
         })
         .await?;
@@ -139,7 +149,7 @@ pub async fn fork(
 ) -> Result<HttpResponse, ApiError> {
     let forked = state
         .db(move |c| {
-            let (row, _) = shared(c, &user, &share_id)?;
+            let (row, _) = shared(c, &user, &share_id, Action::Read)?;
             let (project, chain) = load::project(c, &body.project_id)?;
             authorize(
                 c,
@@ -172,11 +182,11 @@ pub async fn join(
 ) -> Result<web::Json<Conversation>, ApiError> {
     let joined = state
         .db(move |c| {
-            let (row, role) = shared(c, &user, &share_id)?;
+            let (row, role) = shared(c, &user, &share_id, Action::Read)?;
             if role == Role::Viewer {
-                match conversations::add_participant(c, &row.id, &user.user, &row.owner_id) {
+                match conversations::add_participant(c, &row, &user.user, &row.owner_id) {
                     // A concurrent join of the same user got there first.
-                    Ok(()) | Err(ApiError::Conflict(_)) => {}
+                    Ok(_) | Err(ApiError::Conflict(_)) => {}
                     Err(e) => return Err(e),
                 }
             }
@@ -184,6 +194,6 @@ pub async fn join(
             Ok(row.to_dto(role))
         })
         .await?;
-    state.chat_changed();
+    state.chat_changed(&joined.id);
     Ok(web::Json(joined))
 }

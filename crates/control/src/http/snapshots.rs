@@ -3,17 +3,13 @@
 //! v1 updates (`application/octet-stream`).
 
 use actix_web::{web, HttpResponse};
-use serde::Serialize;
 use tandem_protocol::RoomId;
 
+use super::collab::parse_room;
 use super::extract::RelayAuth;
 use crate::error::ApiError;
 use crate::state::State;
 use crate::store::{facts, snapshots};
-
-fn room(raw: &str) -> Result<RoomId, ApiError> {
-    RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
-}
 
 /// 404 when the room's resource does not exist (deleted): nothing to load or save.
 fn require_resource(c: &mut crate::db::DbConnection, room: &RoomId) -> Result<(), ApiError> {
@@ -27,7 +23,7 @@ pub async fn load(
     _relay: RelayAuth,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let room = room(&path)?;
+    let room = parse_room(&path)?;
     let id = room.to_string();
     let bytes = state
         .db(move |c| {
@@ -38,14 +34,6 @@ pub async fn load(
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
         .body(bytes))
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SaveResponse {
-    size: i64,
-    saves: i64,
-    updated_at: i64,
 }
 
 /// Reads a body of at most `limit` bytes (413 beyond).
@@ -67,8 +55,8 @@ pub async fn save(
     _relay: RelayAuth,
     path: web::Path<String>,
     payload: web::Payload,
-) -> Result<web::Json<SaveResponse>, ApiError> {
-    let room = room(&path)?;
+) -> Result<web::Json<snapshots::Saved>, ApiError> {
+    let room = parse_room(&path)?;
     let body = read_limited(payload, state.config.max_save_bytes).await?;
     if body.is_empty() {
         return Err(ApiError::validation("empty update"));
@@ -83,9 +71,5 @@ pub async fn save(
         })
         .await?;
     state.metrics.snapshot_saves.inc();
-    Ok(web::Json(SaveResponse {
-        size: saved.size,
-        saves: saved.saves,
-        updated_at: saved.updated_at,
-    }))
+    Ok(web::Json(saved))
 }

@@ -5,14 +5,14 @@
 
 use diesel::prelude::*;
 use serde_json::json;
-use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay, UserSummary};
+use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay};
 use tandem_protocol::http::Role;
 
 use super::{chat_events, now_ms, UserRow};
 use crate::authz::ConversationFacts;
 use crate::crypto;
 use crate::db::schema::{conversation_participants, conversations, presence, shares, users};
-use crate::db::{write_tx, DbConnection};
+use crate::db::{upsert, write_tx, DbConnection};
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
@@ -69,14 +69,6 @@ impl ConversationRow {
             relation,
             participants_may: self.participants_may(),
         }
-    }
-}
-
-pub fn user_summary(u: &UserRow) -> UserSummary {
-    UserSummary {
-        id: u.id.clone(),
-        display_name: u.display_name.clone(),
-        email: u.email.clone(),
     }
 }
 
@@ -232,52 +224,60 @@ pub struct Changes {
     pub participants_may: Option<ParticipantsMay>,
 }
 
-/// Applies a `PATCH`. Call inside a write transaction that has locked the
-/// conversation ([`chat_events::lock`]) and authorized the changes: only
-/// the fields given are written, so concurrent patches of different fields
-/// both stick.
+/// The columns a `PATCH` writes; `None` leaves a column alone.
+#[derive(AsChangeset)]
+#[diesel(table_name = conversations)]
+struct Patch<'a> {
+    title: Option<&'a str>,
+    starred: Option<bool>,
+    archived: Option<bool>,
+    participants_may_rename: Option<bool>,
+    participants_may_star: Option<bool>,
+    participants_may_archive: Option<bool>,
+    updated_at: i64,
+}
+
+/// Applies a `PATCH` to `row`. Call inside a write transaction that has
+/// locked the conversation ([`chat_events::lock`]), read `row` after the
+/// lock and authorized the changes: one UPDATE of only the given fields, so
+/// concurrent patches of different fields both stick.
 pub fn update_in_tx(
     c: &mut DbConnection,
-    id: &str,
+    row: &ConversationRow,
     changes: &Changes,
 ) -> Result<ConversationRow, ApiError> {
-    let now = now_ms();
-    let target = conversations::table.find(id);
-    if let Some(t) = &changes.title {
-        diesel::update(target)
-            .set(conversations::title.eq(t))
-            .execute(c)?;
-    }
-    if let Some(s) = changes.starred {
-        diesel::update(target)
-            .set(conversations::starred.eq(s))
-            .execute(c)?;
-    }
-    if let Some(a) = changes.archived {
-        diesel::update(target)
-            .set(conversations::archived.eq(a))
-            .execute(c)?;
-    }
-    if let Some(m) = changes.participants_may {
-        diesel::update(target)
-            .set((
-                conversations::participants_may_rename.eq(m.rename),
-                conversations::participants_may_star.eq(m.star),
-                conversations::participants_may_archive.eq(m.archive),
-            ))
-            .execute(c)?;
-    }
-    diesel::update(target)
-        .set(conversations::updated_at.eq(now))
+    let may = changes.participants_may;
+    let patch = Patch {
+        title: changes.title.as_deref(),
+        starred: changes.starred,
+        archived: changes.archived,
+        participants_may_rename: may.map(|m| m.rename),
+        participants_may_star: may.map(|m| m.star),
+        participants_may_archive: may.map(|m| m.archive),
+        updated_at: now_ms(),
+    };
+    diesel::update(conversations::table.find(&row.id))
+        .set(&patch)
         .execute(c)?;
-    let row = get(c, id)?.ok_or(ApiError::NotFound("conversation"))?;
+    let mut row = row.clone();
+    if let Some(t) = &changes.title {
+        row.title = t.clone();
+    }
+    row.starred = changes.starred.unwrap_or(row.starred);
+    row.archived = changes.archived.unwrap_or(row.archived);
+    if let Some(m) = may {
+        row.participants_may_rename = m.rename;
+        row.participants_may_star = m.star;
+        row.participants_may_archive = m.archive;
+    }
+    row.updated_at = patch.updated_at;
     // Viewers get the conversation without anyone's role in it.
     let mut data = json!(row.to_dto(Role::Viewer));
     if let Some(o) = data.as_object_mut() {
         o.remove("role");
     }
-    chat_events::append(c, id, "conversation_updated", &data)?;
-    get(c, id)?.ok_or(ApiError::NotFound("conversation"))
+    row.event_seq = chat_events::append(c, &row.id, "conversation_updated", &data)?;
+    Ok(row)
 }
 
 /// Deletes a conversation with its participants, messages, attachments,
@@ -321,7 +321,7 @@ pub fn participants(
             added_by: u.id.clone(),
             created_at: row.created_at,
             kind: "owner".into(),
-            user: user_summary(u),
+            user: u.summary(),
         })
         .collect();
     list.extend(
@@ -332,7 +332,7 @@ pub fn participants(
                 added_by,
                 created_at,
                 kind: "participant".into(),
-                user: user_summary(&u),
+                user: u.summary(),
             }),
     );
     Ok(list)
@@ -342,10 +342,11 @@ pub fn participants(
 /// `Conflict` when they already are one.
 pub fn add_participant(
     conn: &mut DbConnection,
-    id: &str,
+    row: &ConversationRow,
     user: &UserRow,
     added_by: &str,
-) -> Result<(), ApiError> {
+) -> Result<Participant, ApiError> {
+    let id = row.id.as_str();
     write_tx(conn, |c| {
         let now = now_ms();
         diesel::insert_into(conversation_participants::table)
@@ -357,11 +358,7 @@ pub fn add_participant(
             ))
             .execute(c)
             .map_err(|e| {
-                if crate::db::is_unique_violation(&e) {
-                    ApiError::Conflict("this user already takes part in the conversation".into())
-                } else {
-                    e.into()
-                }
+                ApiError::conflict_if_unique(e, "this user already takes part in the conversation")
             })?;
         diesel::update(conversations::table.find(id))
             .set((
@@ -373,9 +370,20 @@ pub fn add_participant(
             c,
             id,
             "participant_added",
-            &json!({ "userId": user.id, "user": user_summary(user), "addedBy": added_by }),
+            &json!({ "userId": user.id, "user": user.summary(), "addedBy": added_by }),
         )?;
-        Ok(())
+        Ok(Participant {
+            user_id: user.id.clone(),
+            added_by: added_by.to_string(),
+            created_at: now,
+            kind: if user.id == row.owner_id {
+                "owner"
+            } else {
+                "participant"
+            }
+            .into(),
+            user: user.summary(),
+        })
     })
 }
 
@@ -451,29 +459,24 @@ pub fn revoke_share(conn: &mut DbConnection, share_id: &str) -> Result<(), ApiEr
 /// Records that `user_id` is looking at the conversation now.
 pub fn heartbeat(conn: &mut DbConnection, id: &str, user_id: &str) -> Result<(), ApiError> {
     let now = now_ms();
-    write_tx(conn, |c| {
-        let n = diesel::update(presence::table.find((id, user_id)))
-            .set(presence::last_active_at.eq(now))
-            .execute(c)?;
-        if n == 0 {
+    upsert(
+        conn,
+        |c| {
+            diesel::update(presence::table.find((id, user_id)))
+                .set(presence::last_active_at.eq(now))
+                .execute(c)
+        },
+        |c| {
             diesel::insert_into(presence::table)
                 .values((
                     presence::conversation_id.eq(id),
                     presence::user_id.eq(user_id),
                     presence::last_active_at.eq(now),
                 ))
-                .execute(c)?;
-        }
-        Ok::<_, diesel::result::Error>(())
-    })
-    .or_else(|e| {
-        // Two first heartbeats at once: the other one recorded it.
-        if crate::db::is_unique_violation(&e) {
-            Ok(())
-        } else {
-            Err(e.into())
-        }
-    })
+                .execute(c)
+        },
+    )?;
+    Ok(())
 }
 
 /// Users whose last heartbeat is at most `window_ms` old, most recent first.

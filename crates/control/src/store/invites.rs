@@ -144,13 +144,11 @@ pub fn revoke(
         if row.accepted_at.is_some() {
             return Err(ApiError::Conflict("the invite was already accepted".into()));
         }
+        let revoked_at = Some(now_ms());
         diesel::update(workspace_invites::table.find(id))
-            .set(workspace_invites::revoked_at.eq(Some(now_ms())))
+            .set(workspace_invites::revoked_at.eq(revoked_at))
             .execute(c)?;
-        Ok(InviteRow {
-            revoked_at: Some(now_ms()),
-            ..row
-        })
+        Ok(InviteRow { revoked_at, ..row })
     })
 }
 

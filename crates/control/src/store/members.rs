@@ -25,13 +25,7 @@ pub fn insert(
             members::created_at.eq(now_ms()),
         ))
         .execute(conn)
-        .map_err(|e| {
-            if crate::db::is_unique_violation(&e) {
-                ApiError::Conflict("this user is already a member".into())
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| ApiError::conflict_if_unique(e, "this user is already a member"))?;
     Ok(())
 }
 

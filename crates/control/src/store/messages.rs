@@ -10,7 +10,6 @@ use tandem_protocol::chat::{
     Attachment, Message, MessageRole, MessageState, ToolExecution, UserSummary,
 };
 
-use super::conversations::user_summary;
 use super::{chat_events, now_ms, UserRow};
 use crate::crypto;
 use crate::db::schema::{conversations, message_attachments, messages, tool_executions, users};
@@ -61,7 +60,7 @@ impl MessageRow {
 pub struct NewMessage {
     /// The sender (for an assistant message, who triggered it); `None` only
     /// for copies of messages whose sender has since been deleted.
-    pub user_id: Option<String>,
+    pub sender: Option<UserSummary>,
     pub role: MessageRole,
     pub content: String,
     pub state: MessageState,
@@ -85,57 +84,47 @@ fn send_in_tx(
     conversation_id: &str,
     new: NewMessage,
 ) -> Result<Message, ApiError> {
-    {
-        let seq = chat_events::next_seq(c, conversation_id)?;
-        let now = now_ms();
-        let row = MessageRow {
-            id: crypto::new_id(),
-            conversation_id: conversation_id.to_string(),
-            seq,
-            user_id: new.user_id.clone(),
-            role: new.role.as_str().to_string(),
-            content: new.content,
-            state: new.state.as_str().to_string(),
-            error_message: None,
-            model: new.model,
-            created_at: now,
-            updated_at: now,
-        };
-        diesel::insert_into(messages::table)
-            .values(&row)
-            .execute(c)?;
-        for (i, a) in new.attachments.iter().enumerate() {
-            diesel::insert_into(message_attachments::table)
-                .values((
-                    message_attachments::id.eq(crypto::new_id()),
-                    message_attachments::message_id.eq(&row.id),
-                    message_attachments::position.eq(i as i64),
-                    message_attachments::name.eq(&a.name),
-                    message_attachments::content_type.eq(&a.content_type),
-                    message_attachments::size_bytes.eq(a.size_bytes),
-                    message_attachments::url.eq(&a.url),
-                ))
-                .execute(c)?;
-        }
-        diesel::update(conversations::table.find(conversation_id))
-            .set((
-                conversations::last_message_at.eq(now),
-                conversations::sort_at.eq(now),
-                conversations::updated_at.eq(now),
+    let seq = chat_events::next_seq(c, conversation_id)?;
+    let now = now_ms();
+    let row = MessageRow {
+        id: crypto::new_id(),
+        conversation_id: conversation_id.to_string(),
+        seq,
+        user_id: new.sender.as_ref().map(|s| s.id.clone()),
+        role: new.role.as_str().to_string(),
+        content: new.content,
+        state: new.state.as_str().to_string(),
+        error_message: None,
+        model: new.model,
+        created_at: now,
+        updated_at: now,
+    };
+    diesel::insert_into(messages::table)
+        .values(&row)
+        .execute(c)?;
+    for (i, a) in new.attachments.iter().enumerate() {
+        diesel::insert_into(message_attachments::table)
+            .values((
+                message_attachments::id.eq(crypto::new_id()),
+                message_attachments::message_id.eq(&row.id),
+                message_attachments::position.eq(i as i64),
+                message_attachments::name.eq(&a.name),
+                message_attachments::content_type.eq(&a.content_type),
+                message_attachments::size_bytes.eq(a.size_bytes),
+                message_attachments::url.eq(&a.url),
             ))
             .execute(c)?;
-        let sender: Option<UserRow> = match &new.user_id {
-            Some(uid) => users::table
-                .find(uid)
-                .select(UserRow::as_select())
-                .first(c)
-                .optional()?,
-            None => None,
-        };
-        let dto = row.to_dto(new.attachments, sender.as_ref().map(user_summary));
-        chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
-        Ok(dto)
     }
+    diesel::update(conversations::table.find(conversation_id))
+        .set((
+            conversations::last_message_at.eq(now),
+            conversations::sort_at.eq(now),
+            conversations::updated_at.eq(now),
+        ))
+        .execute(c)?;
+    let dto = row.to_dto(new.attachments, new.sender);
+    chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
+    Ok(dto)
 }
 
 pub fn get(
@@ -190,14 +179,15 @@ pub fn list(conn: &mut DbConnection, conversation_id: &str) -> Result<Vec<Messag
         .into_iter()
         .map(|(m, u)| {
             let a = attachments.remove(&m.id).unwrap_or_default();
-            m.to_dto(a, u.as_ref().map(user_summary))
+            m.to_dto(a, u.as_ref().map(UserRow::summary))
         })
         .collect())
 }
 
 /// Appends a chunk to a streaming message and tells viewers (`chunk`, with
 /// the offset it starts at, so a client can check it lost nothing). Only the
-/// user the message is attributed to may stream into it.
+/// user the message is attributed to may stream into it. The content is
+/// extended in the database (`content || delta`), not read and rewritten.
 pub fn append_chunk(
     conn: &mut DbConnection,
     conversation_id: &str,
@@ -208,18 +198,28 @@ pub fn append_chunk(
 ) -> Result<i64, ApiError> {
     write_tx(conn, |c| {
         let seq = chat_events::next_seq(c, conversation_id)?;
-        let mut row = get(c, conversation_id, id)?;
-        check_streamer(&row, user_id)?;
-        if row.content.len() + delta.len() > max_bytes {
+        let (author, state, bytes, chars): (Option<String>, String, i64, i64) = messages::table
+            .find(id)
+            .filter(messages::conversation_id.eq(conversation_id))
+            .select((
+                messages::user_id,
+                messages::state,
+                diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                    "CAST(octet_length(content) AS BIGINT)",
+                ),
+                diesel::dsl::sql::<diesel::sql_types::BigInt>("CAST(length(content) AS BIGINT)"),
+            ))
+            .first(c)
+            .optional()?
+            .ok_or(ApiError::NotFound("message"))?;
+        check_streamer(author.as_deref(), &state, user_id)?;
+        if bytes as usize + delta.len() > max_bytes {
             return Err(ApiError::PayloadTooLarge(max_bytes));
         }
-        let offset = row.content.chars().count();
-        row.content.push_str(delta);
-        let now = now_ms();
         diesel::update(messages::table.find(id))
             .set((
-                messages::content.eq(&row.content),
-                messages::updated_at.eq(now),
+                messages::content.eq(messages::content.concat(delta)),
+                messages::updated_at.eq(now_ms()),
             ))
             .execute(c)?;
         chat_events::insert(
@@ -227,20 +227,21 @@ pub fn append_chunk(
             conversation_id,
             seq,
             "chunk",
-            &json!({ "messageId": id, "offset": offset, "delta": delta }),
+            &json!({ "messageId": id, "offset": chars, "delta": delta }),
         )?;
         Ok(seq)
     })
 }
 
-fn check_streamer(row: &MessageRow, user_id: &str) -> Result<(), ApiError> {
-    if row.user_id.as_deref() != Some(user_id) {
+fn check_streamer(author: Option<&str>, state: &str, user_id: &str) -> Result<(), ApiError> {
+    if author != Some(user_id) {
         return Err(ApiError::Forbidden);
     }
-    if row.state() != MessageState::Streaming {
+    let state = MessageState::parse(state).unwrap_or(MessageState::Idle);
+    if state != MessageState::Streaming {
         return Err(ApiError::Conflict(format!(
             "the message is {}, not streaming",
-            row.state().as_str()
+            state.as_str()
         )));
     }
     Ok(())
@@ -257,7 +258,7 @@ pub fn finish(
     let finished = write_tx(conn, |c| {
         let seq = chat_events::next_seq(c, conversation_id)?;
         let mut row = get(c, conversation_id, id)?;
-        check_streamer(&row, user_id)?;
+        check_streamer(row.user_id.as_deref(), &row.state, user_id)?;
         row.state = match error_message {
             Some(_) => MessageState::Error,
             None => MessageState::Idle,
@@ -453,7 +454,7 @@ pub fn copy_all(conn: &mut DbConnection, from: &str, to: &str) -> Result<(), Api
             conn,
             to,
             NewMessage {
-                user_id: m.user_id.clone(),
+                sender: m.sender_user,
                 role: m.role,
                 content: m.content,
                 state: match m.state {

@@ -55,6 +55,26 @@ impl UserRow {
         OrgRole::parse(&self.org_role).unwrap_or(OrgRole::Member)
     }
 
+    /// The user as shown next to messages and in participant lists.
+    pub fn summary(&self) -> tandem_protocol::chat::UserSummary {
+        tandem_protocol::chat::UserSummary {
+            id: self.id.clone(),
+            display_name: self.display_name.clone(),
+            email: self.email.clone(),
+        }
+    }
+
+    /// The user as the API shows them to themselves.
+    pub fn to_dto(&self) -> tandem_protocol::http::User {
+        tandem_protocol::http::User {
+            id: self.id.clone(),
+            email: self.email.clone(),
+            display_name: self.display_name.clone(),
+            org_id: self.org_id.clone(),
+            org_role: self.org_role(),
+        }
+    }
+
     /// The user as `can()` sees them.
     pub fn actor(&self) -> Actor {
         Actor {

@@ -51,18 +51,18 @@ pub fn enqueue(
     Ok(())
 }
 
-/// Claims up to `max` due, unsent rows for `lease_ms`.
-pub fn claim(conn: &mut DbConnection, max: i64, lease_ms: i64) -> Result<Vec<OutboxRow>, ApiError> {
+/// Claims the most overdue unsent row for `lease_ms`, if any (a row another
+/// replica claims first is skipped).
+pub fn claim_one(conn: &mut DbConnection, lease_ms: i64) -> Result<Option<OutboxRow>, ApiError> {
     let now = now_ms();
     let due: Vec<String> = outbox::table
         .filter(outbox::sent_at.is_null())
         .filter(outbox::next_attempt_at.le(now))
         .filter(outbox::claimed_until.lt(now))
         .order(outbox::next_attempt_at.asc())
-        .limit(max)
+        .limit(8)
         .select(outbox::id)
         .load(conn)?;
-    let mut claimed = Vec::new();
     for id in due {
         let n = diesel::update(
             outbox::table
@@ -73,16 +73,14 @@ pub fn claim(conn: &mut DbConnection, max: i64, lease_ms: i64) -> Result<Vec<Out
         .set(outbox::claimed_until.eq(now + lease_ms))
         .execute(conn)?;
         if n == 1 {
-            claimed.extend(
-                outbox::table
-                    .find(&id)
-                    .select(OutboxRow::as_select())
-                    .first(conn)
-                    .optional()?,
-            );
+            return Ok(outbox::table
+                .find(&id)
+                .select(OutboxRow::as_select())
+                .first(conn)
+                .optional()?);
         }
     }
-    Ok(claimed)
+    Ok(None)
 }
 
 /// Marks a row sent and clears its body (it may hold a secret link).
@@ -119,12 +117,4 @@ pub fn mark_failed(conn: &mut DbConnection, row: &OutboxRow, error: &str) -> Res
         ))
         .execute(conn)?;
     Ok(())
-}
-
-/// Every row, oldest first (for operators and tests).
-pub fn all(conn: &mut DbConnection) -> Result<Vec<OutboxRow>, ApiError> {
-    Ok(outbox::table
-        .order(outbox::created_at.asc())
-        .select(OutboxRow::as_select())
-        .load(conn)?)
 }

@@ -11,7 +11,7 @@ use tandem_protocol::chat::Settings;
 use super::now_ms;
 use crate::crypto::{OpenError, SecretBox};
 use crate::db::schema::{user_api_keys, user_settings};
-use crate::db::{write_tx, DbConnection};
+use crate::db::{upsert, DbConnection};
 use crate::error::ApiError;
 
 fn aad(user_id: &str, provider: &str) -> String {
@@ -30,7 +30,7 @@ pub fn mask(key: &str) -> String {
     format!("{head}…{tail}")
 }
 
-fn open_error(e: OpenError, provider: &str) -> ApiError {
+fn open_error(e: OpenError, provider: &str, key_id: &str) -> ApiError {
     match e {
         OpenError::UnknownKey { stored, current } => ApiError::Misconfigured(format!(
             "the stored {provider} API key was encrypted with settings key {stored}, but \
@@ -38,7 +38,7 @@ fn open_error(e: OpenError, provider: &str) -> ApiError {
              TANDEM_SETTINGS_KEY_PREVIOUS) or enter the API key again"
         )),
         OpenError::Corrupt => ApiError::Misconfigured(format!(
-            "the stored {provider} API key does not decrypt with the configured settings key \
+            "the stored {provider} API key does not decrypt with settings key {key_id} \
              (corrupted or tampered with); enter it again"
         )),
     }
@@ -52,19 +52,32 @@ pub fn put_key(
     key: &str,
 ) -> Result<(), ApiError> {
     let sealed = sbox.seal(key, &aad(user_id, provider));
-    write_tx(conn, |c| {
-        diesel::delete(user_api_keys::table.find((user_id, provider))).execute(c)?;
-        diesel::insert_into(user_api_keys::table)
-            .values((
-                user_api_keys::user_id.eq(user_id),
-                user_api_keys::provider.eq(provider),
-                user_api_keys::key_id.eq(sbox.key_id()),
-                user_api_keys::ciphertext.eq(&sealed),
-                user_api_keys::updated_at.eq(now_ms()),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
+    let now = now_ms();
+    let row = user_api_keys::table.find((user_id, provider));
+    upsert(
+        conn,
+        |c| {
+            diesel::update(row)
+                .set((
+                    user_api_keys::key_id.eq(sbox.key_id()),
+                    user_api_keys::ciphertext.eq(&sealed),
+                    user_api_keys::updated_at.eq(now),
+                ))
+                .execute(c)
+        },
+        |c| {
+            diesel::insert_into(user_api_keys::table)
+                .values((
+                    user_api_keys::user_id.eq(user_id),
+                    user_api_keys::provider.eq(provider),
+                    user_api_keys::key_id.eq(sbox.key_id()),
+                    user_api_keys::ciphertext.eq(&sealed),
+                    user_api_keys::updated_at.eq(now),
+                ))
+                .execute(c)
+        },
+    )?;
+    Ok(())
 }
 
 pub fn delete_key(conn: &mut DbConnection, user_id: &str, provider: &str) -> Result<(), ApiError> {
@@ -75,33 +88,28 @@ pub fn delete_key(conn: &mut DbConnection, user_id: &str, provider: &str) -> Res
     Ok(())
 }
 
-/// The decrypted API key of a provider (for server-side use, never for the
-/// API). Keys sealed with a previous settings key are re-sealed with the
-/// current one.
-pub fn key(
+/// Opens a stored key. Keys sealed with a previous settings key are
+/// re-sealed with the current one.
+fn open_stored(
     conn: &mut DbConnection,
     sbox: &SecretBox,
     user_id: &str,
     provider: &str,
-) -> Result<Option<String>, ApiError> {
-    let row: Option<(String, String)> = user_api_keys::table
-        .find((user_id, provider))
-        .select((user_api_keys::key_id, user_api_keys::ciphertext))
-        .first(conn)
-        .optional()?;
-    let Some((key_id, sealed)) = row else {
-        return Ok(None);
-    };
+    key_id: &str,
+    sealed: &str,
+) -> Result<String, ApiError> {
     let plain = sbox
-        .open(&key_id, &sealed, &aad(user_id, provider))
-        .map_err(|e| open_error(e, provider))?;
+        .open(key_id, sealed, &aad(user_id, provider))
+        .map_err(|e| open_error(e, provider, key_id))?;
     if key_id != sbox.key_id() {
         put_key(conn, sbox, user_id, provider, &plain)?;
         tracing::info!(provider, from = %key_id, to = %sbox.key_id(), "API key re-encrypted with the current settings key");
     }
-    Ok(Some(plain))
+    Ok(plain)
 }
 
+/// The user's settings, API keys masked (each one opened, so a wrong
+/// settings key is found here and not later).
 pub fn get(
     conn: &mut DbConnection,
     sbox: Option<&SecretBox>,
@@ -112,18 +120,21 @@ pub fn get(
         .select(user_settings::model_preferences)
         .first(conn)
         .optional()?;
-    let providers: Vec<String> = user_api_keys::table
+    let stored: Vec<(String, String, String)> = user_api_keys::table
         .filter(user_api_keys::user_id.eq(user_id))
         .order(user_api_keys::provider.asc())
-        .select(user_api_keys::provider)
+        .select((
+            user_api_keys::provider,
+            user_api_keys::key_id,
+            user_api_keys::ciphertext,
+        ))
         .load(conn)?;
     let mut api_keys = BTreeMap::new();
-    if !providers.is_empty() {
+    if !stored.is_empty() {
         let sbox = sbox.ok_or_else(missing_key)?;
-        for p in providers {
-            if let Some(k) = key(conn, sbox, user_id, &p)? {
-                api_keys.insert(p, mask(&k));
-            }
+        for (provider, key_id, sealed) in stored {
+            let key = open_stored(conn, sbox, user_id, &provider, &key_id, &sealed)?;
+            api_keys.insert(provider, mask(&key));
         }
     }
     Ok(Settings {
@@ -144,17 +155,28 @@ pub fn set_preferences(
     prefs: &Value,
 ) -> Result<(), ApiError> {
     let text = prefs.to_string();
-    write_tx(conn, |c| {
-        diesel::delete(user_settings::table.find(user_id)).execute(c)?;
-        diesel::insert_into(user_settings::table)
-            .values((
-                user_settings::user_id.eq(user_id),
-                user_settings::model_preferences.eq(Some(&text)),
-                user_settings::updated_at.eq(now_ms()),
-            ))
-            .execute(c)?;
-        Ok(())
-    })
+    let now = now_ms();
+    upsert(
+        conn,
+        |c| {
+            diesel::update(user_settings::table.find(user_id))
+                .set((
+                    user_settings::model_preferences.eq(Some(&text)),
+                    user_settings::updated_at.eq(now),
+                ))
+                .execute(c)
+        },
+        |c| {
+            diesel::insert_into(user_settings::table)
+                .values((
+                    user_settings::user_id.eq(user_id),
+                    user_settings::model_preferences.eq(Some(&text)),
+                    user_settings::updated_at.eq(now),
+                ))
+                .execute(c)
+        },
+    )?;
+    Ok(())
 }
 
 #[cfg(test)]

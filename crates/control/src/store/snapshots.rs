@@ -13,8 +13,9 @@ use crate::db::schema::room_snapshots;
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 
-/// What a save left behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a save left behind (also the answer to the relay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Saved {
     pub size: i64,
     pub saves: i64,

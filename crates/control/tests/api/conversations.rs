@@ -68,16 +68,23 @@ pub async fn add(app: &TestApp, owner: &TestUser, c: &str, who: &TestUser) {
     assert!(a.body["user"]["displayName"].is_string());
 }
 
-pub async fn say(app: &TestApp, who: &TestUser, c: &str, text: &str) -> Value {
+/// Posts a message (any `SendMessage` body); asserts 201.
+pub async fn post_message(app: &TestApp, who: &TestUser, c: &str, body: Value) -> Value {
     let a = app
-        .post(
-            &format!("/conversations/{c}/messages"),
-            &who.token,
-            json!({ "content": text }),
-        )
+        .post(&format!("/conversations/{c}/messages"), &who.token, body)
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     a.body
+}
+
+pub async fn say(app: &TestApp, who: &TestUser, c: &str, text: &str) -> Value {
+    post_message(app, who, c, json!({ "content": text })).await
+}
+
+/// `lastMessageAt` has millisecond resolution: messages meant to be ordered
+/// by time are sent on different milliseconds.
+async fn next_ms() {
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
 }
 
 fn ids(list: &Value) -> Vec<String> {
@@ -107,7 +114,9 @@ async fn list_as_owner_and_as_collaborator(backend: Backend) {
 
     // Order of last messages: private, then elsewhere, then shared (newest).
     say(&app, &owner, &private, "one").await;
+    next_ms().await;
     say(&app, &owner, &elsewhere, "two").await;
+    next_ms().await;
     say(&app, &collab, &shared, "three").await;
 
     // Owner: own conversations (the collaborative one included), newest first;
@@ -169,6 +178,7 @@ async fn list_as_owner_and_as_collaborator(backend: Backend) {
     assert_eq!(ids(&combined.body), vec![shared.clone()]);
 
     // A new message moves a conversation to the top, for everyone who sees it.
+    next_ms().await;
     say(&app, &owner, &private, "four").await;
     let mine = app.get("/conversations", &owner.token).await;
     assert_eq!(ids(&mine.body)[0], private);
@@ -475,14 +485,13 @@ async fn attribution(backend: Backend) {
     say(&app, &owner, &c, "question from Olga").await;
     say(&app, &collab, &c, "question from Carl").await;
     // The assistant's answer to Carl is attributed to Carl (who triggered it).
-    let a = app
-        .post(
-            &format!("/conversations/{c}/messages"),
-            &collab.token,
-            json!({ "content": "the answer", "role": "assistant", "model": "gpt-x" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    post_message(
+        &app,
+        &collab,
+        &c,
+        json!({ "content": "the answer", "role": "assistant", "model": "gpt-x" }),
+    )
+    .await;
 
     let list = app
         .get(&format!("/conversations/{c}/messages"), &owner.token)

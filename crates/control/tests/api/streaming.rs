@@ -8,7 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::conversations::{add, cast, conversation, say, Cast};
+use crate::conversations::{add, cast, conversation, post_message, say, Cast};
 use crate::helpers::{Backend, EventStream, Sse, TestApp, TestUser};
 
 both_backends!(
@@ -21,16 +21,15 @@ both_backends!(
 );
 
 async fn start_stream(app: &TestApp, who: &TestUser, c: &str) -> String {
-    let a = app
-        .post(
-            &format!("/conversations/{c}/messages"),
-            &who.token,
-            json!({ "content": "", "role": "assistant", "state": "streaming", "model": "m1" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    assert_eq!(a.body["state"], "streaming");
-    a.id()
+    let m = post_message(
+        app,
+        who,
+        c,
+        json!({ "content": "", "role": "assistant", "state": "streaming", "model": "m1" }),
+    )
+    .await;
+    assert_eq!(m["state"], "streaming");
+    m["id"].as_str().unwrap().to_string()
 }
 
 async fn chunk(app: &TestApp, who: &TestUser, c: &str, m: &str, delta: &str) -> i64 {

@@ -82,14 +82,10 @@ pub enum Inbound {
     Subscribed,
 }
 
-/// Losses a room must repair by asking for state again.
+/// Set when a room lost envelopes (some never reached Redis, or its inbox
+/// was full and some were dropped): it must repair by asking for state again.
 #[derive(Debug, Default)]
-struct Trouble {
-    /// Some of this room's envelopes never reached Redis.
-    lost: AtomicBool,
-    /// Envelopes for this room were dropped because its inbox was full.
-    missed: AtomicBool,
-}
+struct Trouble(AtomicBool);
 
 struct Port {
     id: u64,
@@ -215,7 +211,7 @@ impl Cluster {
         };
         if self.inner.publisher.try_send(out).is_err() {
             self.inner.metrics.cluster_publish_lost.inc();
-            m.trouble.lost.store(true, Ordering::Relaxed);
+            m.trouble.0.store(true, Ordering::Relaxed);
         }
     }
 
@@ -307,7 +303,7 @@ impl Inner {
         };
         if let Err(mpsc::error::TrySendError::Full(_)) = port.tx.try_send(msg) {
             self.metrics.cluster_inbound_dropped.inc();
-            port.trouble.missed.store(true, Ordering::Relaxed);
+            port.trouble.0.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -323,9 +319,7 @@ pub struct Membership {
 impl Membership {
     /// Whether envelopes of this room were lost either way since last asked.
     pub fn take_trouble(&self) -> bool {
-        let lost = self.trouble.lost.swap(false, Ordering::Relaxed);
-        let missed = self.trouble.missed.swap(false, Ordering::Relaxed);
-        lost || missed
+        self.trouble.0.swap(false, Ordering::Relaxed)
     }
 }
 
@@ -474,7 +468,7 @@ async fn run_publisher(
                 .cluster_publish_lost
                 .inc_by(batch.len() as u64);
             for m in &batch {
-                m.trouble.lost.store(true, Ordering::Relaxed);
+                m.trouble.0.store(true, Ordering::Relaxed);
             }
         }
     }

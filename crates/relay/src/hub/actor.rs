@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tandem_protocol::collab::{close, UserAccess};
-use tandem_protocol::http::Role;
 use tandem_protocol::RoomId;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -218,7 +217,7 @@ impl RoomActor {
                 (true, Some(role)) if role != entry.member.role => {
                     tracing::info!(user_id = %entry.member.user_id, from = entry.member.role.as_str(), to = role.as_str(), "role changed");
                     entry.member.role = role;
-                    self.room.set_writable(*conn, role >= Role::Editor);
+                    self.room.set_writable(*conn, entry.member.writable());
                 }
                 (true, _) => {}
                 (false, _) => revoked.push(*conn),
@@ -239,12 +238,13 @@ impl RoomActor {
     pub(super) fn dispatch(&mut self, out: Vec<Outgoing>) {
         let mut queue = out;
         let mut to_peers = Vec::new();
+        let (mut frames, mut bytes) = (0u64, 0u64);
         while !queue.is_empty() {
             let mut slow = Vec::new();
-            let metrics = &self.hub.metrics;
+            // Counted locally and added to the shared counters once.
             let mut send = |id: ConnId, c: &ConnEntry, msg: &Bytes| {
-                metrics.frames_out.inc();
-                metrics.bytes_out.inc_by(msg.len() as u64);
+                frames += 1;
+                bytes += msg.len() as u64;
                 if c.out.try_send(msg.clone()).is_err() {
                     slow.push(id);
                 }
@@ -269,38 +269,38 @@ impl RoomActor {
             for conn in slow {
                 self.hub.metrics.slow_consumers.inc();
                 tracing::warn!(conn, "send queue full; dropping slow client");
-                if let Some(mut entry) = self.conns.remove(&conn) {
-                    self.hub.metrics.connections.dec();
-                    if let Some(kill) = entry.kill.take() {
-                        let _ = kill.send(Kill::plain(
-                            close::TRY_AGAIN_LATER,
-                            close::REASON_SLOW_CONSUMER,
-                        ));
-                    }
-                }
-                queue.extend(self.room.leave(conn));
+                let slow = Kill::plain(close::TRY_AGAIN_LATER, close::REASON_SLOW_CONSUMER);
+                queue.extend(self.detach(conn, Some(slow)));
             }
         }
+        self.hub.metrics.frames_out.inc_by(frames);
+        self.hub.metrics.bytes_out.inc_by(bytes);
         self.publish_frames(to_peers);
+    }
+
+    /// Takes a connection out of the room (closing it with `kill`, if
+    /// given); returns what the room tells the others.
+    fn detach(&mut self, conn: ConnId, kill: Option<Kill>) -> Vec<Outgoing> {
+        let Some(mut entry) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
+        self.hub.metrics.connections.dec();
+        tracing::info!(user_id = %entry.member.user_id, conn, "left");
+        if let (Some(kill), Some(k)) = (kill, entry.kill.take()) {
+            let _ = k.send(kill);
+        }
+        self.room.leave(conn)
     }
 
     /// Closes one connection with `kill` and removes it.
     fn drop_conn(&mut self, conn: ConnId, kill: Kill) {
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            if let Some(k) = entry.kill.take() {
-                let _ = k.send(kill);
-            }
-        }
-        self.remove(conn);
+        let out = self.detach(conn, Some(kill));
+        self.dispatch(out);
     }
 
     fn remove(&mut self, conn: ConnId) {
-        if let Some(entry) = self.conns.remove(&conn) {
-            self.hub.metrics.connections.dec();
-            tracing::info!(user_id = %entry.member.user_id, conn, "left");
-            let out = self.room.leave(conn);
-            self.dispatch(out);
-        }
+        let out = self.detach(conn, None);
+        self.dispatch(out);
     }
 
     fn kill_all(&mut self, kill: Kill) {

@@ -189,6 +189,10 @@ impl RoomActor {
 
     pub(super) fn start_save(&mut self) {
         let Some(me) = self.me.upgrade() else { return };
+        if self.persist.backoff != FIRST_BACKOFF {
+            // The last attempt failed: this one is a retry.
+            self.hub.metrics.save_retries.inc();
+        }
         let (sv, update) = self.pending_update();
         let upto = self.room.stats().updates_applied;
         self.persist.saving = true;
@@ -285,7 +289,6 @@ impl RoomActor {
             }
             Err(e) => {
                 self.hub.metrics.save_failures.inc();
-                self.hub.metrics.save_retries.inc();
                 let wait = self.persist.backoff;
                 tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "save failed; the room stays dirty");
                 self.persist.retry_at = Some(Instant::now() + wait);

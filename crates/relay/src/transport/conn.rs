@@ -47,14 +47,10 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             return handshake::respond_with(&mut stream, 200, ctype, &body).await;
         }
         Ok(Route::Ready) => {
-            let (status, body) = match shared.control.ready().await {
-                true => (200, r#"{"status":"ready"}"#),
-                false => (
-                    503,
-                    r#"{"error":{"code":"unavailable","message":"control is unreachable"}}"#,
-                ),
-            };
-            return handshake::respond(&mut stream, status, body).await;
+            if shared.control.ready().await {
+                return handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
+            }
+            return unreachable_control().write_to(&mut stream).await;
         }
         Ok(Route::Room(room, token)) => (room, token),
         Err(e) => return e.write_to(&mut stream).await,
@@ -97,9 +93,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         }
         Err(ControlError::Unavailable(why)) => {
             tracing::warn!(room = %room, error = %why, "control unreachable during connect");
-            return HttpError::new(503, ErrorCode::Unavailable, "control is unreachable")
-                .write_to(&mut stream)
-                .await;
+            return unreachable_control().write_to(&mut stream).await;
         }
     };
     // tungstenite zero-fills its whole read buffer before every read (128 KiB
@@ -191,7 +185,7 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
                         _ => break None,
                     }
                 }
-                None => break Some(link.kill.try_recv().unwrap_or_else(|_| Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN))),
+                None => break Some(ended(&mut link)),
             },
             _ = &mut idle => {
                 if !matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(Bytes::from_static(KEEPALIVE)))).await, Ok(Ok(()))) {
@@ -202,7 +196,7 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
                     if !link.send(bytes).await {
-                        break Some(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN));
+                        break Some(ended(&mut link));
                     }
                 }
                 Some(Ok(Message::Text(_))) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
@@ -223,4 +217,17 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
             let _ = ws.close(None).await;
         }
     }
+}
+
+/// The 503 of `/readyz` and of a connect while control is away.
+fn unreachable_control() -> HttpError {
+    HttpError::new(503, ErrorCode::Unavailable, "control is unreachable")
+}
+
+/// Why the room let go of a connection: the kill it queued (a graceful
+/// shutdown queues 1001 first), else the room's actor died — 1011.
+fn ended(link: &mut crate::hub::Link) -> Kill {
+    link.kill
+        .try_recv()
+        .unwrap_or_else(|_| Kill::plain(close::INTERNAL_ERROR, ""))
 }
