@@ -27,7 +27,13 @@ pub struct TokenResponse {
     pub expires_at: i64,
 }
 
-/// `POST /collaboration/verify` (relay; `Authorization: Bearer <token>`).
+/// Header carrying the relay's shared secret on `POST /collaboration/verify`,
+/// whose `Authorization` carries the user's one-time token: control answers
+/// 401 unless both are right, so only a relay can consume tokens.
+pub const RELAY_SECRET_HEADER: &str = "x-tandem-relay-secret";
+
+/// `POST /collaboration/verify` (relay; `Authorization: Bearer <token>` and
+/// [`RELAY_SECRET_HEADER`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyRequest {
