@@ -13,6 +13,22 @@ export async function startTandem (extraArgs = []) {
     'dev', '--listen', '127.0.0.1:0', '--relay-listen', '127.0.0.1:0',
     '--database-url', `sqlite://${join(dir, 'tandem.db')}`, ...extraArgs
   ], { env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  // `tandem dev` prints each email's link: `verify EMAIL: LINK`.
+  const links = new Map()
+  let pending = ''
+  child.stdout.on('data', (chunk) => {
+    pending += chunk
+    const lines = pending.split('\n')
+    pending = lines.pop()
+    for (const line of lines) {
+      const m = line.match(/^verify (\S+): (\S+)$/)
+      if (m) links.set(m[1], m[2])
+    }
+  })
+  const verifyLink = async (email) => {
+    await waitFor(() => links.has(email), 10000, `the verification link for ${email}`)
+    return links.get(email)
+  }
   const urls = await new Promise((resolve, reject) => {
     let out = ''
     const timer = setTimeout(() => reject(new Error(`tandem dev did not start: ${out}`)), 30000)
@@ -32,10 +48,12 @@ export async function startTandem (extraArgs = []) {
     }
     rmSync(dir, { recursive: true, force: true })
   }
-  return { ...urls, stop }
+  return { ...urls, stop, verifyLink }
 }
 
-export function api (controlUrl) {
+// Control's HTTP API. With `verifyLink` (from `startTandem`), signup also
+// opens the printed verification link, as a person would.
+export function api (controlUrl, { verifyLink } = {}) {
   const call = async (method, path, token, body) => {
     const res = await fetch(controlUrl + path, {
       method,
@@ -49,6 +67,10 @@ export function api (controlUrl) {
   return {
     async signup (email, displayName) {
       const r = await call('POST', '/auth/signup', null, { email, password: 'password123', displayName })
+      if (verifyLink) {
+        const token = new URL(await verifyLink(email)).searchParams.get('token')
+        await call('POST', '/auth/verify-email', null, { token })
+      }
       return { id: r.user.id, token: r.sessionToken }
     },
     async teamDoc (owner) {

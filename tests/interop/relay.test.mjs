@@ -9,7 +9,7 @@ import { connectTandem } from '../../proto-docs/examples/tandem-yjs.mjs'
 import { startTandem, api, waitFor } from './harness.mjs'
 
 let tandem, http
-before(async () => { tandem = await startTandem(); http = api(tandem.controlUrl) })
+before(async () => { tandem = await startTandem(); http = api(tandem.controlUrl, tandem) })
 after(async () => { await tandem.stop() })
 
 const open = (user, docId, extra = {}) => {

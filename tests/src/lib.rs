@@ -231,8 +231,45 @@ impl Stack {
         }
     }
 
+    /// A signed-up user whose address is verified (so a work address is in
+    /// its domain's org), through `POST /auth/verify-email` with a link
+    /// planted in the database as the emailed one would be.
     pub async fn user(&self, email: &str, name: &str) -> Session {
-        self.api.signup(email, PASSWORD, name).await.unwrap()
+        let session = self.api.signup(email, PASSWORD, name).await.unwrap();
+        let token = tandem_control::crypto::new_token();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        self.sql(&format!(
+            "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at) \
+             VALUES ('{}', '{}', '{}', {now}, {})",
+            tandem_control::crypto::hash_token(&token),
+            session.user_id,
+            email.trim().to_lowercase(),
+            now + 3_600_000
+        ));
+        self.api.verify_email(&token).await.unwrap();
+        session
+    }
+
+    /// Runs one statement on control's database.
+    pub fn sql(&self, statement: &str) {
+        use diesel::{Connection, RunQueryDsl};
+        match self.database_url.strip_prefix("sqlite://") {
+            Some(path) => {
+                let mut c = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+                // Wait for control's writers instead of failing on their lock.
+                diesel::sql_query("PRAGMA busy_timeout = 10000")
+                    .execute(&mut c)
+                    .unwrap();
+                diesel::sql_query(statement).execute(&mut c).unwrap();
+            }
+            None => {
+                let mut c = diesel::pg::PgConnection::establish(&self.database_url).unwrap();
+                diesel::sql_query(statement).execute(&mut c).unwrap();
+            }
+        }
     }
 
     /// A document in `owner`'s team workspace (owner must have a work email).

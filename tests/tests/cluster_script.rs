@@ -103,7 +103,7 @@ async fn clients_behind_the_load_balancer_share_a_document() {
     let api = ControlApi::new(&vars["CONTROL_URL"]);
     let owner = api.signup("owner@lb.dev", PASSWORD, "Owner").await.unwrap();
     let project = api
-        .project_in(&owner, WorkspaceType::Team, "P")
+        .project_in(&owner, WorkspaceType::Personal, "P")
         .await
         .unwrap();
     let doc = api

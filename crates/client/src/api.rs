@@ -108,6 +108,20 @@ impl ControlApi {
         })
     }
 
+    /// Uses an email verification link's token (`POST /auth/verify-email`).
+    pub async fn verify_email(&self, token: &str) -> Result<SessionContext, ApiError> {
+        let body = tandem_protocol::identity::VerifyEmailRequest {
+            token: token.into(),
+        };
+        self.call(
+            reqwest::Method::POST,
+            "/auth/verify-email",
+            None,
+            Some(&body),
+        )
+        .await
+    }
+
     pub async fn session(&self, s: &Session) -> Result<SessionContext, ApiError> {
         self.call(
             reqwest::Method::GET,

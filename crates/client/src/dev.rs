@@ -2,6 +2,11 @@
 //! an SQLite file under `./data` in development mode (a random relay secret
 //! unless one is given); the relay runs in the same process and talks to it
 //! over loopback like any other relay.
+//!
+//! Without SMTP, emails are printed to the console (`verify ada@x.com:
+//! http://…/verify-email?token=…`), and links point at control itself unless
+//! `--public-url` / `TANDEM_PUBLIC_URL` says otherwise, so a newcomer can
+//! click through signup without a mail server.
 
 use std::net::SocketAddr;
 
@@ -18,6 +23,10 @@ pub async fn run(
     // On Ctrl-C/SIGTERM the relay stops first (closing sockets and saving its
     // rooms to control); control stops after it.
     control.handle_signals = false;
+    if !public_url_given() {
+        // Empty: control fills in its own address once it is listening.
+        control.public_url = String::new();
+    }
     if control.settings_key.is_none() {
         control.settings_key = Some(dev_settings_key(&control.database_url)?);
     }
@@ -38,6 +47,10 @@ pub async fn run(
     println!("  control  {control_url}");
     println!("  relay    {relay_url}");
     println!("  database {}", state.config.database_url);
+    println!("  links    {}", state.config.public_url);
+    if state.config.smtp_url.is_none() {
+        println!("Emails are printed here (no TANDEM_SMTP_URL), e.g. `verify EMAIL: LINK`.");
+    }
     println!("Press Ctrl-C to stop.");
     let control_stop = control_app.shutdown_token();
     let relay_stop = relay_app.shutdown_token();
@@ -55,6 +68,12 @@ pub async fn run(
     );
     c?;
     r
+}
+
+/// Whether the person running `tandem dev` chose the public URL.
+fn public_url_given() -> bool {
+    std::env::var_os("TANDEM_PUBLIC_URL").is_some()
+        || std::env::args().any(|a| a == "--public-url" || a.starts_with("--public-url="))
 }
 
 /// The settings key of a dev setup: kept beside the SQLite file (created on

@@ -73,6 +73,8 @@ pub enum ResourceKind {
     Task,
     /// A chat in a project; see [`ConversationFacts`].
     Conversation,
+    /// An organization; see [`OrgFacts`].
+    Org,
 }
 
 impl ResourceKind {
@@ -90,6 +92,7 @@ impl ResourceKind {
         match self {
             ResourceKind::Workspace => Level::Workspace,
             ResourceKind::Project => Level::Project,
+            ResourceKind::Org => Level::Workspace,
             _ => Level::Resource,
         }
     }
@@ -133,6 +136,20 @@ pub enum Facts {
     /// A workspace, project, document, diagram or task.
     Chain(ChainFacts),
     Conversation(ConversationFacts),
+    Org(OrgFacts),
+}
+
+/// The facts of an organization: which one it is (the actor's own org and
+/// role are on the [`Actor`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgFacts {
+    pub org_id: String,
+}
+
+impl From<OrgFacts> for Facts {
+    fn from(f: OrgFacts) -> Facts {
+        Facts::Org(f)
+    }
 }
 
 /// The facts of a thing on the workspace → project → resource chain.
@@ -226,7 +243,7 @@ pub fn effective_role(actor: &Actor, kind: ResourceKind, facts: &ChainFacts) -> 
 pub fn required_role(action: Action, kind: ResourceKind) -> Option<Role> {
     use ResourceKind::*;
     match (action, kind) {
-        (_, Conversation) => None,
+        (_, Conversation | Org) => None,
         (Action::Rename, _) => Some(Role::Editor),
         (Action::Star | Action::Archive, _) => None,
         (Action::Read, _) => Some(Role::Viewer),
@@ -246,9 +263,9 @@ pub fn required_role(action: Action, kind: ResourceKind) -> Option<Role> {
 pub fn can(actor: &Actor, action: Action, kind: ResourceKind, facts: &Facts) -> Decision {
     match (kind, facts) {
         (ResourceKind::Conversation, Facts::Conversation(f)) => conversation(action, f),
-        (ResourceKind::Conversation, Facts::Chain(_)) | (_, Facts::Conversation(_)) => {
-            Decision::Deny(Denial::NotFound)
-        }
+        (ResourceKind::Org, Facts::Org(f)) => org(actor, action, f),
+        (ResourceKind::Conversation | ResourceKind::Org, _)
+        | (_, Facts::Conversation(_) | Facts::Org(_)) => Decision::Deny(Denial::NotFound),
         (kind, Facts::Chain(f)) => {
             let Some(role) = effective_role(actor, kind, f) else {
                 return Decision::Deny(Denial::NotFound);
@@ -258,6 +275,33 @@ pub fn can(actor: &Actor, action: Action, kind: ResourceKind, facts: &Facts) -> 
                 _ => Decision::Deny(Denial::Forbidden),
             }
         }
+    }
+}
+
+/// `can` for an org: its members read it (owners as owner, members as
+/// viewer); only owners change it or decide who joins; outsiders are told it
+/// does not exist.
+pub fn can_org(actor: &Actor, action: Action, facts: &OrgFacts) -> Decision {
+    can(actor, action, ResourceKind::Org, &Facts::Org(facts.clone()))
+}
+
+fn org(actor: &Actor, action: Action, f: &OrgFacts) -> Decision {
+    if actor.org_id != f.org_id {
+        return Decision::Deny(Denial::NotFound);
+    }
+    let role = match actor.org_role {
+        OrgRole::Owner => Role::Owner,
+        OrgRole::Member => Role::Viewer,
+    };
+    let allowed = match action {
+        Action::Read => true,
+        Action::Update | Action::Rename | Action::ManageMembers => role == Role::Owner,
+        _ => false,
+    };
+    if allowed {
+        Decision::Allow(role)
+    } else {
+        Decision::Deny(Denial::Forbidden)
     }
 }
 

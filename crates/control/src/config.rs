@@ -50,9 +50,19 @@ pub struct ControlConfig {
     pub jwt_issuer: Option<String>,
 
     /// Accepted audiences: the JWT's `aud` or `azp` must be one of these
-    /// (comma-separated). Empty: not checked.
+    /// (comma-separated). Required, with the issuer, when `TANDEM_JWKS` is set.
     #[arg(long, env = "TANDEM_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Vec<String>,
+
+    /// Accept identity-provider JWTs without checking `iss` and `aud` when
+    /// they are not configured (any token the keys sign, for any app, signs
+    /// users in). Logged as a warning at startup.
+    #[arg(
+        long,
+        env = "TANDEM_JWT_ALLOW_ANY_ISSUER_AUDIENCE",
+        default_value_t = false
+    )]
+    pub jwt_allow_any_issuer_audience: bool,
 
     /// Largest accepted JSON body, in bytes.
     #[arg(long, env = "TANDEM_MAX_BODY_BYTES", default_value_t = 64 * 1024)]
@@ -69,6 +79,17 @@ pub struct ControlConfig {
     /// Login and signup attempts allowed per client IP per minute (0: no limit).
     #[arg(long, env = "TANDEM_AUTH_RATE_PER_MINUTE", default_value_t = 30)]
     pub auth_rate_per_minute: u32,
+
+    /// Load balancers and reverse proxies (IPs or CIDRs, comma-separated)
+    /// whose `X-Forwarded-For` is believed: for a request from one of them,
+    /// the client is the right-most untrusted address of that header.
+    /// Empty: the client is always the socket peer.
+    #[arg(long, env = "TANDEM_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
+    /// Password hashes computed at once (0: one per core); more wait.
+    #[arg(long, env = "TANDEM_PASSWORD_HASH_CONCURRENCY", default_value_t = 0)]
+    pub password_hash_concurrency: usize,
 
     /// Database connections in the pool.
     #[arg(long, env = "TANDEM_DB_POOL_SIZE", default_value_t = 10)]
@@ -111,7 +132,8 @@ pub struct ControlConfig {
     )]
     pub mail_from: String,
 
-    /// Public base URL of the app, for links in emails.
+    /// Public base URL of the app, for links in emails (verification
+    /// links, invites). Empty: control's own address (`tandem dev` does this).
     #[arg(
         long,
         env = "TANDEM_PUBLIC_URL",
@@ -155,10 +177,13 @@ impl ControlConfig {
             jwks: None,
             jwt_issuer: None,
             jwt_audience: Vec::new(),
+            jwt_allow_any_issuer_audience: false,
             max_body_bytes: 64 * 1024,
             max_snapshot_bytes: 64 * 1024 * 1024,
             max_save_bytes: 32 * 1024 * 1024,
             auth_rate_per_minute: 0,
+            trusted_proxies: Vec::new(),
+            password_hash_concurrency: 0,
             db_pool_size: 8,
             workers: 2,
             log_format: "text".into(),

@@ -2,6 +2,9 @@
 //!
 //! - [`LogSender`] (default) writes recipient and subject to the log — never
 //!   the body, which may hold a secret link.
+//! - [`ConsoleSender`] (development mode without SMTP) prints each email's
+//!   link to standard output (`verify ada@x.com: http://…/verify-email?token=…`)
+//!   so a newcomer can click through without a mail server.
 //! - [`SmtpSender`] speaks plain SMTP to `TANDEM_SMTP_URL` (`smtp://host:port`),
 //!   e.g. a local MTA that relays with TLS and authentication.
 
@@ -19,6 +22,8 @@ use crate::store::outbox;
 /// One email to send.
 #[derive(Debug, Clone)]
 pub struct Mail {
+    /// The outbox kind (`invite`, `verify-email`, ...).
+    pub kind: String,
     pub from: String,
     pub to: String,
     pub subject: String,
@@ -49,6 +54,41 @@ impl Sender for LogSender {
 
     fn name(&self) -> &'static str {
         "log"
+    }
+}
+
+/// Development mode: prints links to the console (the body is shown to the
+/// person running `tandem dev`, who is the only user of their laptop).
+pub struct ConsoleSender;
+
+impl ConsoleSender {
+    /// The line printed for `mail`: `verify ada@x.com: http://…`.
+    pub fn line(mail: &Mail) -> String {
+        let what = match mail.kind.as_str() {
+            "verify-email" => "verify",
+            other => other,
+        };
+        let link = mail
+            .body
+            .split_whitespace()
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
+            .unwrap_or("(no link)");
+        format!("{what} {}: {link}", mail.to)
+    }
+}
+
+impl Sender for ConsoleSender {
+    fn send<'a>(&'a self, mail: &'a Mail) -> SendFuture<'a> {
+        Box::pin(async move {
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", Self::line(mail)).map_err(|e| e.to_string())?;
+            out.flush().map_err(|e| e.to_string())
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "console"
     }
 }
 
@@ -173,10 +213,12 @@ impl Sender for SmtpSender {
     }
 }
 
-/// The sender the configuration asks for.
-pub fn sender(smtp_url: Option<&str>) -> Result<Arc<dyn Sender>, String> {
+/// The sender the configuration asks for: SMTP when configured, else the
+/// console in development mode and the log otherwise.
+pub fn sender(smtp_url: Option<&str>, dev: bool) -> Result<Arc<dyn Sender>, String> {
     Ok(match smtp_url {
         Some(url) => Arc::new(SmtpSender::from_url(url)?),
+        None if dev => Arc::new(ConsoleSender),
         None => Arc::new(LogSender),
     })
 }
@@ -204,6 +246,7 @@ async fn dispatch_once(state: &Arc<AppState>) -> Result<(), crate::error::ApiErr
     // One row per claim: each is sent well within its lease.
     while let Some(row) = state.db(|c| outbox::claim_one(c, LEASE_MS)).await? {
         let mail = Mail {
+            kind: row.kind.clone(),
             from: state.config.mail_from.clone(),
             to: row.recipient.clone(),
             subject: row.subject.clone(),
@@ -241,5 +284,20 @@ mod tests {
         assert_eq!(address("Tandem <noreply@x.org>"), "noreply@x.org");
         assert_eq!(address(" a@b.c "), "a@b.c");
         assert!(one_line("a\r\nRCPT TO:<evil>").is_err());
+    }
+
+    #[test]
+    fn console_lines_show_the_link() {
+        let mail = Mail {
+            kind: "verify-email".into(),
+            from: "x".into(),
+            to: "ada@x.com".into(),
+            subject: "s".into(),
+            body: "Hello,\n\nhttp://127.0.0.1:8080/verify-email?token=abc\n\nBye.".into(),
+        };
+        assert_eq!(
+            ConsoleSender::line(&mail),
+            "verify ada@x.com: http://127.0.0.1:8080/verify-email?token=abc"
+        );
     }
 }

@@ -39,6 +39,13 @@ impl Application {
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        if config.public_url.trim().is_empty() {
+            config.public_url = format!("http://{}:{port}", config.listen.ip());
+        }
+        check_jwt_settings(&config)?;
+        let trusted_proxies =
+            crate::http::client_ip::TrustedProxies::parse(&config.trusted_proxies)
+                .map_err(|e| anyhow::anyhow!("TANDEM_TRUSTED_PROXIES: {e}"))?;
 
         let (url, size) = (config.database_url.clone(), config.db_pool_size);
         let (pool, database) = tokio::task::spawn_blocking(move || db::connect(&url, size))
@@ -52,8 +59,8 @@ impl Application {
             ),
             None => None,
         };
-        let mailer =
-            crate::mail::sender(config.smtp_url.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mailer = crate::mail::sender(config.smtp_url.as_deref(), config.dev)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let secrets = match &config.settings_key {
             Some(k) => Some(
                 crypto::SecretBox::new(k, &config.settings_key_previous)
@@ -66,6 +73,16 @@ impl Application {
         };
         let iterations = config.pbkdf2_iterations;
         let config_rate = config.auth_rate_per_minute;
+        let passwords = crate::auth::passwords::PasswordHasher::new(
+            iterations,
+            config.password_hash_concurrency,
+        );
+        tracing::info!(
+            personal_domains = crate::auth::domains::count(),
+            hash_concurrency = passwords.concurrency(),
+            trusted_proxies = config.trusted_proxies.len(),
+            "identity settings"
+        );
         let state = Arc::new(AppState {
             pool,
             database,
@@ -81,6 +98,8 @@ impl Application {
             outbox_wake: tokio::sync::Notify::new(),
             mailer,
             secrets,
+            passwords,
+            trusted_proxies,
         });
         tokio::spawn(crate::mail::dispatch(state.clone()));
         let server = serve(listener, state.clone())?;
@@ -129,6 +148,37 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+/// With identity-provider keys, `iss` and `aud` must be checked: a token the
+/// same provider signed for another application must not sign users in here.
+/// `TANDEM_JWT_ALLOW_ANY_ISSUER_AUDIENCE=true` waives this, loudly.
+fn check_jwt_settings(config: &ControlConfig) -> anyhow::Result<()> {
+    if config.jwks.is_none() {
+        return Ok(());
+    }
+    let issuer = config
+        .jwt_issuer
+        .as_deref()
+        .is_some_and(|i| !i.trim().is_empty());
+    let audience = config.jwt_audience.iter().any(|a| !a.trim().is_empty());
+    if issuer && audience {
+        return Ok(());
+    }
+    anyhow::ensure!(
+        config.jwt_allow_any_issuer_audience,
+        "TANDEM_JWKS is set, so TANDEM_JWT_ISSUER and TANDEM_JWT_AUDIENCE are required \
+         (tokens your identity provider signs for other applications would sign users in); \
+         set TANDEM_JWT_ALLOW_ANY_ISSUER_AUDIENCE=true to accept them anyway"
+    );
+    tracing::warn!(
+        issuer_checked = issuer,
+        audience_checked = audience,
+        "SECURITY: TANDEM_JWT_ALLOW_ANY_ISSUER_AUDIENCE is on: identity-provider JWTs are \
+         accepted without checking both issuer and audience; any token these keys sign, \
+         for any application, signs users in"
+    );
+    Ok(())
 }
 
 fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> {

@@ -43,6 +43,11 @@ pub struct AppState {
     pub mailer: std::sync::Arc<dyn crate::mail::Sender>,
     /// Seals users' API keys; `None` without `TANDEM_SETTINGS_KEY`.
     pub secrets: Option<crate::crypto::SecretBox>,
+    /// Hashes and checks passwords off the async workers, a few at a time,
+    /// never holding a database connection.
+    pub passwords: crate::auth::passwords::PasswordHasher,
+    /// Whose `X-Forwarded-For` decides the client IP (`TANDEM_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::http::client_ip::TrustedProxies,
 }
 
 pub type State = web::Data<Arc<AppState>>;

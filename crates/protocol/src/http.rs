@@ -103,6 +103,11 @@ pub struct User {
     pub display_name: String,
     pub org_id: String,
     pub org_role: OrgRole,
+    /// Whether the user proved their address (a verification link or an
+    /// identity provider's `email_verified`). Until then they have their
+    /// personal workspace only.
+    #[serde(default)]
+    pub email_verified: bool,
 }
 
 /// Answer of signup and login. The session token is shown once, never stored in clear.

@@ -3,8 +3,12 @@
 //! Accepted algorithms: RS256, ES256, EdDSA (Ed25519). `alg: none` and every
 //! HMAC algorithm are refused, whatever the keys. The key is chosen by `kid`
 //! (or, without one, every key of the matching type is tried), and a key that
-//! names its own `alg` must match the header's. Claims checked: `exp`
-//! (required), `nbf`, `iss` (when configured), `aud`/`azp` (when configured).
+//! names its own `alg` must match the header's. A header with `crit` is
+//! refused (no extension is understood, RFC 7515 §4.1.11). Claims checked:
+//! `exp` (required), `nbf`, `iss` and `aud`/`azp` (startup requires both to be
+//! configured unless explicitly waived). `email_verified` is read (a boolean,
+//! or the strings `"true"`/`"false"` some providers send) and decides whether
+//! the user may join their domain's org.
 
 use std::sync::RwLock;
 use std::time::{Duration, Instant};
@@ -41,6 +45,8 @@ pub enum JwtError {
     Audience,
     #[error("JWT lacks the {0} claim")]
     MissingClaim(&'static str),
+    #[error("JWT header names critical extensions (crit), which are not supported")]
+    Critical,
 }
 
 /// The claims Tandem uses.
@@ -49,12 +55,31 @@ pub struct Claims {
     pub sub: String,
     pub email: Option<String>,
     pub name: Option<String>,
+    /// The provider vouches that the subject owns `email`.
+    pub email_verified: bool,
 }
 
 #[derive(Deserialize)]
 struct Header {
     alg: String,
     kid: Option<String>,
+}
+
+/// `email_verified` as providers send it.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Flag {
+    Bool(bool),
+    Text(String),
+}
+
+impl Flag {
+    fn is_true(&self) -> bool {
+        match self {
+            Flag::Bool(b) => *b,
+            Flag::Text(t) => t == "true",
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -67,6 +92,7 @@ struct RawClaims {
     azp: Option<String>,
     email: Option<String>,
     name: Option<String>,
+    email_verified: Option<Flag>,
 }
 
 #[derive(Deserialize)]
@@ -321,7 +347,13 @@ fn verify_token(
     else {
         return Err(JwtError::Malformed);
     };
-    let header: Header = decode_json(h)?;
+    let header: serde_json::Map<String, serde_json::Value> = decode_json(h)?;
+    // Any `crit` at all (even null or an empty list) is refused.
+    if header.contains_key("crit") {
+        return Err(JwtError::Critical);
+    }
+    let header: Header = serde_json::from_value(serde_json::Value::Object(header))
+        .map_err(|_| JwtError::Malformed)?;
     let alg = Alg::parse(&header.alg)?;
     let sig = b64(s).ok_or(JwtError::Malformed)?;
     let signed = &token.as_bytes()[..h.len() + 1 + p.len()];
@@ -370,6 +402,7 @@ fn verify_token(
         sub,
         email: claims.email,
         name: claims.name,
+        email_verified: claims.email_verified.is_some_and(|f| f.is_true()),
     })
 }
 

@@ -388,3 +388,58 @@ fn facts_of_the_wrong_shape_deny() {
         }
     }
 }
+
+/// Orgs: columns are outsider, member, owner.
+const ORG_TABLE: &str = "
+read     404 ok  ok
+connect  404 403 403
+update   404 403 ok
+create   404 403 403
+delete   404 403 403
+members  404 403 ok
+rename   404 403 ok
+star     404 403 403
+archive  404 403 403
+";
+
+#[test]
+fn org_table() {
+    let facts = OrgFacts {
+        org_id: "org-a".into(),
+    };
+    let outsider = Actor {
+        org_id: "org-b".into(),
+        ..actor()
+    };
+    let owner = Actor {
+        org_role: OrgRole::Owner,
+        ..actor()
+    };
+    let rows: Vec<&str> = ORG_TABLE.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(rows.len(), Action::ALL.len());
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        let a = action(cols[0]);
+        for (who, cell, role) in [
+            (&outsider, cols[1], None),
+            (&actor(), cols[2], Some(Role::Viewer)),
+            (&owner, cols[3], Some(Role::Owner)),
+        ] {
+            assert_eq!(can_org(who, a, &facts), expected(cell, role), "{row}");
+        }
+        // Org facts never answer for other kinds, nor other facts for orgs.
+        let chain: Facts = ChainFacts {
+            workspace: foreign_workspace(),
+            grants: vec![(Level::Workspace, Role::Owner)],
+        }
+        .into();
+        assert_eq!(
+            can(&owner, a, ResourceKind::Org, &chain),
+            Decision::Deny(Denial::NotFound)
+        );
+        assert_eq!(
+            can(&owner, a, ResourceKind::Workspace, &facts.clone().into()),
+            Decision::Deny(Denial::NotFound)
+        );
+    }
+}

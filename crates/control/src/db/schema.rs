@@ -7,6 +7,7 @@ diesel::table! {
         domain -> Text,
         owner_id -> Nullable<Text>,
         created_at -> BigInt,
+        join_policy -> Text,
     }
 }
 
@@ -21,6 +22,7 @@ diesel::table! {
         org_role -> Text,
         created_at -> BigInt,
         last_seen_at -> BigInt,
+        email_verified_at -> Nullable<BigInt>,
     }
 }
 
@@ -274,7 +276,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    email_verifications (token_hash) {
+        token_hash -> Text,
+        user_id -> Text,
+        email -> Text,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    org_join_requests (org_id, user_id) {
+        org_id -> Text,
+        user_id -> Text,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    login_throttle (account_hash) {
+        account_hash -> Text,
+        attempts -> BigInt,
+        window_start -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(org_join_requests -> users (user_id));
 diesel::joinable!(collab_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(projects -> workspaces (workspace_id));
@@ -311,5 +341,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     workspace_invites,
     outbox,
     user_settings,
-    user_api_keys
+    user_api_keys,
+    email_verifications,
+    org_join_requests,
+    login_throttle
 );

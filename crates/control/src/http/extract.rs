@@ -55,31 +55,8 @@ impl FromRequest for AuthUser {
                 ApiError::Unauthorized("missing Authorization: Bearer credentials".into())
             })?;
             let user = match (&state.jwt, looks_like_jwt(&token)) {
-                (Some(verifier), true) => {
-                    let claims = verifier
-                        .verify(&token, crate::store::now_ms() / 1000)
-                        .await
-                        .map_err(jwt_error)?;
-                    let email = claims
-                        .email
-                        .as_deref()
-                        .ok_or_else(|| ApiError::Unauthorized("JWT lacks the email claim".into()))
-                        .and_then(|e| {
-                            validate::email(e).map_err(|_| {
-                                ApiError::Unauthorized("JWT email claim is not valid".into())
-                            })
-                        })?;
-                    let display_name = claims
-                        .name
-                        .as_deref()
-                        .and_then(|n| validate::display_name(n).ok())
-                        .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
-                    let who = NewIdentity {
-                        email,
-                        display_name,
-                        password_hash: None,
-                        external_sub: Some(claims.sub),
-                    };
+                (Some(_), true) => {
+                    let who = identity_from_jwt(&state, &token).await?;
                     state
                         .db(move |c| accounts::user_for_external(c, &who))
                         .await?
@@ -100,6 +77,39 @@ impl FromRequest for AuthUser {
             })
         })
     }
+}
+
+/// Verifies an identity-provider JWT and reads who it names (401 when it is
+/// not acceptable or there is no identity provider).
+pub async fn identity_from_jwt(state: &State, token: &str) -> Result<NewIdentity, ApiError> {
+    let verifier = state
+        .jwt
+        .as_ref()
+        .ok_or_else(|| ApiError::Unauthorized("no identity provider is configured".into()))?;
+    let claims = verifier
+        .verify(token, crate::store::now_ms() / 1000)
+        .await
+        .map_err(jwt_error)?;
+    let email = claims
+        .email
+        .as_deref()
+        .ok_or_else(|| ApiError::Unauthorized("JWT lacks the email claim".into()))
+        .and_then(|e| {
+            validate::email(e)
+                .map_err(|_| ApiError::Unauthorized("JWT email claim is not valid".into()))
+        })?;
+    let display_name = claims
+        .name
+        .as_deref()
+        .and_then(|n| validate::display_name(n).ok())
+        .unwrap_or_else(|| email.split('@').next().unwrap_or("user").to_string());
+    Ok(NewIdentity {
+        email,
+        display_name,
+        password_hash: None,
+        external_sub: Some(claims.sub),
+        email_verified: claims.email_verified,
+    })
 }
 
 fn jwt_error(e: JwtError) -> ApiError {

@@ -4,14 +4,17 @@
 
 pub mod auth;
 pub mod chat_stream;
+pub mod client_ip;
 pub mod collab;
 pub mod conversations;
 pub mod extract;
 pub mod health;
+pub mod identity;
 pub mod invites;
 pub mod load;
 pub mod members;
 pub mod messages;
+pub mod orgs;
 pub mod paths;
 pub mod projects;
 pub mod resources;
@@ -53,6 +56,7 @@ fn noun(kind: ResourceKind) -> &'static str {
         ResourceKind::Diagram => "diagram",
         ResourceKind::Task => "task",
         ResourceKind::Conversation => "conversation",
+        ResourceKind::Org => "org",
     }
 }
 
@@ -75,6 +79,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/auth/login").route(post().to(auth::login)))
         .service(at("/auth/logout").route(post().to(auth::logout)))
         .service(at("/auth/session").route(get().to(auth::session)))
+        .service(at("/auth/verify-email").route(post().to(identity::verify_email)))
+        .service(at("/auth/verify-email/resend").route(post().to(identity::resend)))
+        .service(at("/auth/link-identity").route(post().to(identity::link_identity)))
         .service(at("/workspaces").route(get().to(workspaces::list)))
         .service(at("/collaboration/token").route(post().to(collab::token)))
         .service(at("/collaboration/verify").route(post().to(collab::verify)))
@@ -122,6 +129,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(delete().to(resources::delete)),
         );
     chat_routes(cfg);
+    org_routes(cfg);
+}
+
+/// Organizations: settings and join requests.
+fn org_routes(cfg: &mut web::ServiceConfig) {
+    use web::{get, patch, post};
+    cfg.service(
+        at("/orgs/{id}")
+            .route(get().to(orgs::get))
+            .route(patch().to(orgs::update)),
+    )
+    .service(at("/orgs/{id}/join-requests").route(get().to(orgs::join_requests)))
+    .service(at("/orgs/{id}/join-requests/{userId}/accept").route(post().to(orgs::accept)))
+    .service(at("/orgs/{id}/join-requests/{userId}/refuse").route(post().to(orgs::refuse)));
 }
 
 /// Conversations, sharing, usage, invites, settings.

@@ -1,33 +1,19 @@
 //! Users, organizations and sessions: first sign-in (plan 004's
-//! `handleFirstSignIn`), password login, session tokens, identity-provider
-//! users.
+//! `handleFirstSignIn`, gated on a verified address), password login, session
+//! tokens, identity-provider users. Where a verified user lands by their email
+//! domain is decided in [`super::joining`].
 
 use diesel::prelude::*;
 use tandem_protocol::http::{OrgRole, WorkspaceType};
 
-use super::{now_ms, OrgRow, UserRow, WorkspaceRow};
+use super::{joining as org_store, now_ms, OrgRow, UserRow, WorkspaceRow};
 use crate::crypto;
 use crate::db::schema::{orgs, sessions, users, workspaces};
 use crate::db::{is_unique_violation, write_tx, DbConnection};
 use crate::error::ApiError;
 
-/// Email domains that get a solo organization instead of a shared one.
-pub const PERSONAL_EMAIL_DOMAINS: [&str; 11] = [
-    "gmail.com",
-    "googlemail.com",
-    "outlook.com",
-    "hotmail.com",
-    "live.com",
-    "yahoo.com",
-    "icloud.com",
-    "me.com",
-    "aol.com",
-    "protonmail.com",
-    "proton.me",
-];
-
-/// How often a first sign-in is retried after losing a race on a unique key.
-const SIGN_IN_ATTEMPTS: usize = 5;
+/// How often a write transaction is retried after losing a race on a unique key.
+const TX_ATTEMPTS: usize = 5;
 
 /// Who is signing in for the first time.
 #[derive(Debug, Clone)]
@@ -37,17 +23,49 @@ pub struct NewIdentity {
     pub display_name: String,
     pub password_hash: Option<String>,
     pub external_sub: Option<String>,
+    /// Whether the address is proven already (an identity provider's
+    /// `email_verified: true`); password signups start unverified.
+    pub email_verified: bool,
 }
 
-enum TxError {
+/// An error inside a write transaction: a raw database error (a unique
+/// violation means a lost race, and the transaction is tried again) or an
+/// answer for the client.
+pub enum TxError {
     Db(diesel::result::Error),
-    EmailTaken,
+    Api(ApiError),
 }
 
 impl From<diesel::result::Error> for TxError {
     fn from(e: diesel::result::Error) -> Self {
         TxError::Db(e)
     }
+}
+
+impl From<ApiError> for TxError {
+    fn from(e: ApiError) -> Self {
+        TxError::Api(e)
+    }
+}
+
+/// Runs `f` in a write transaction, again when it lost a race on a unique key
+/// (two first users of a domain creating its org at once: the loser retries
+/// and joins the winner's org).
+pub fn retrying<T>(
+    conn: &mut DbConnection,
+    mut f: impl FnMut(&mut DbConnection) -> Result<T, TxError>,
+) -> Result<T, ApiError> {
+    for attempt in 1..=TX_ATTEMPTS {
+        match write_tx(conn, &mut f) {
+            Ok(v) => return Ok(v),
+            Err(TxError::Db(e)) if is_unique_violation(&e) && attempt < TX_ATTEMPTS => {
+                tracing::debug!(attempt, "write transaction lost a race, retrying");
+            }
+            Err(TxError::Db(e)) => return Err(e.into()),
+            Err(TxError::Api(e)) => return Err(e),
+        }
+    }
+    Err(ApiError::Conflict("raced too often; try again".into()))
 }
 
 /// `sparkcapital.com` → `Sparkcapital`.
@@ -60,33 +78,23 @@ pub fn org_name_from_domain(domain: &str) -> String {
     }
 }
 
-fn email_domain(email: &str) -> &str {
-    email.rsplit_once('@').map(|(_, d)| d).unwrap_or_default()
-}
-
-/// Creates the user, and with it their org (if the domain has none yet or is
-/// personal), the org's team workspace (work domains, once), and their
-/// personal workspace, in one write transaction. Two users of a new domain
-/// signing up at once still yield one org and one team workspace: the loser of
-/// the race on `orgs.domain` retries and joins the winner's org.
-pub fn first_sign_in(conn: &mut DbConnection, who: &NewIdentity) -> Result<UserRow, ApiError> {
-    for attempt in 1..=SIGN_IN_ATTEMPTS {
-        match write_tx(conn, |c| create_user_tx(c, who)) {
-            Ok(user) => return Ok(user),
-            Err(TxError::EmailTaken) => {
-                return Err(ApiError::Conflict(
-                    "an account with this email exists".into(),
-                ))
-            }
-            Err(TxError::Db(e)) if is_unique_violation(&e) && attempt < SIGN_IN_ATTEMPTS => {
-                tracing::debug!(attempt, "first sign-in lost a race, retrying");
-            }
-            Err(TxError::Db(e)) => return Err(e.into()),
+/// Creates the user with their solo org (`personal-{userId}`) and personal
+/// workspace, runs `then` (e.g. queueing the verification email) in the same
+/// transaction, and — when the address is already verified — places them in
+/// their domain's org ([`org_store::place_verified`]).
+pub fn first_sign_in(
+    conn: &mut DbConnection,
+    who: &NewIdentity,
+    then: impl Fn(&mut DbConnection, &UserRow) -> Result<(), ApiError>,
+) -> Result<UserRow, ApiError> {
+    retrying(conn, |c| {
+        let user = create_user_tx(c, who)?;
+        then(c, &user)?;
+        if who.email_verified {
+            org_store::place_verified(c, &user)?;
         }
-    }
-    Err(ApiError::Conflict(
-        "sign-in raced too often; try again".into(),
-    ))
+        Ok(user_by_id(c, &user.id)?.unwrap_or(user))
+    })
 }
 
 fn create_user_tx(conn: &mut DbConnection, who: &NewIdentity) -> Result<UserRow, TxError> {
@@ -95,48 +103,23 @@ fn create_user_tx(conn: &mut DbConnection, who: &NewIdentity) -> Result<UserRow,
         .count()
         .get_result(conn)?;
     if taken > 0 {
-        return Err(TxError::EmailTaken);
+        return Err(ApiError::Conflict("an account with this email exists".into()).into());
     }
     let now = now_ms();
     let user_id = crypto::new_id();
-    let domain = email_domain(&who.email);
-    let personal = PERSONAL_EMAIL_DOMAINS.contains(&domain);
-
-    let existing: Option<OrgRow> = if personal {
-        None
-    } else {
-        orgs::table
-            .filter(orgs::domain.eq(domain))
-            .select(OrgRow::as_select())
-            .first(conn)
-            .optional()?
+    let org = OrgRow {
+        id: crypto::new_id(),
+        name: who.display_name.clone(),
+        domain: format!("personal-{user_id}"),
+        owner_id: None,
+        created_at: now,
+        join_policy: tandem_protocol::identity::JoinPolicy::Off
+            .as_str()
+            .to_string(),
     };
-    let is_first = existing.is_none();
-    let org = match existing {
-        Some(org) => org,
-        None => {
-            let org = OrgRow {
-                id: crypto::new_id(),
-                name: if personal {
-                    who.display_name.clone()
-                } else {
-                    org_name_from_domain(domain)
-                },
-                domain: if personal {
-                    format!("personal-{user_id}")
-                } else {
-                    domain.to_string()
-                },
-                owner_id: None,
-                created_at: now,
-            };
-            diesel::insert_into(orgs::table)
-                .values(&org)
-                .execute(conn)?;
-            org
-        }
-    };
-
+    diesel::insert_into(orgs::table)
+        .values(&org)
+        .execute(conn)?;
     let user = UserRow {
         id: user_id,
         email: who.email.clone(),
@@ -144,35 +127,17 @@ fn create_user_tx(conn: &mut DbConnection, who: &NewIdentity) -> Result<UserRow,
         password_hash: who.password_hash.clone(),
         external_sub: who.external_sub.clone(),
         org_id: org.id.clone(),
-        org_role: if is_first {
-            OrgRole::Owner
-        } else {
-            OrgRole::Member
-        }
-        .as_str()
-        .to_string(),
+        org_role: OrgRole::Owner.as_str().to_string(),
         created_at: now,
         last_seen_at: now,
+        email_verified_at: who.email_verified.then_some(now),
     };
     diesel::insert_into(users::table)
         .values(&user)
         .execute(conn)?;
-
-    if is_first {
-        diesel::update(orgs::table.find(&org.id))
-            .set(orgs::owner_id.eq(&user.id))
-            .execute(conn)?;
-        if !personal {
-            insert_workspace(
-                conn,
-                &org.id,
-                WorkspaceType::Team,
-                None,
-                &format!("{} Team", org.name),
-                now,
-            )?;
-        }
-    }
+    diesel::update(orgs::table.find(&org.id))
+        .set(orgs::owner_id.eq(&user.id))
+        .execute(conn)?;
     insert_workspace(
         conn,
         &org.id,
@@ -181,11 +146,11 @@ fn create_user_tx(conn: &mut DbConnection, who: &NewIdentity) -> Result<UserRow,
         "Personal",
         now,
     )?;
-    tracing::info!(user_id = %user.id, org_id = %org.id, first_in_org = is_first, "user created");
+    tracing::info!(user_id = %user.id, verified = who.email_verified, "user created");
     Ok(user)
 }
 
-fn insert_workspace(
+pub(crate) fn insert_workspace(
     conn: &mut DbConnection,
     org_id: &str,
     kind: WorkspaceType,
@@ -275,36 +240,28 @@ pub fn delete_session(conn: &mut DbConnection, token: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-/// The user behind an identity-provider subject, created (with org and
-/// workspaces) at their first sign-in. An existing password account with the
-/// same email is linked to the subject.
+/// The user behind an identity-provider subject, created (with a solo org and
+/// a personal workspace, and placed in their domain's org when the provider
+/// says `email_verified: true`) at their first sign-in.
+///
+/// Linking: an existing account with the same email is never linked here
+/// (the answer is a 409 that says what to do). A password account links only
+/// through [`link_external`], after its password is proven, and only once its
+/// address is verified. A known subject whose provider now says
+/// `email_verified: true` for the address on file becomes verified.
 pub fn user_for_external(conn: &mut DbConnection, who: &NewIdentity) -> Result<UserRow, ApiError> {
     let sub = who.external_sub.as_deref().unwrap_or_default();
-    for _ in 0..SIGN_IN_ATTEMPTS {
-        let found: Option<UserRow> = users::table
-            .filter(users::external_sub.eq(sub))
-            .select(UserRow::as_select())
-            .first(conn)
-            .optional()?;
-        if let Some(user) = found {
+    for _ in 0..TX_ATTEMPTS {
+        if let Some(user) = user_by_sub(conn, sub)? {
+            if who.email_verified && !user.email_verified() && user.email == who.email {
+                return org_store::mark_verified(conn, &user.id);
+            }
             return Ok(user);
         }
         if let Some(user) = user_by_email(conn, &who.email)? {
-            if user.external_sub.is_some() {
-                return Err(ApiError::Conflict(
-                    "this email belongs to another identity-provider account".into(),
-                ));
-            }
-            diesel::update(
-                users::table
-                    .find(&user.id)
-                    .filter(users::external_sub.is_null()),
-            )
-            .set(users::external_sub.eq(sub))
-            .execute(conn)?;
-            continue;
+            return Err(link_refusal(&user));
         }
-        match first_sign_in(conn, who) {
+        match first_sign_in(conn, who, |_, _| Ok(())) {
             // Another request for the same subject or email won: look again.
             Err(ApiError::Conflict(_)) => continue,
             other => return other,
@@ -313,4 +270,67 @@ pub fn user_for_external(conn: &mut DbConnection, who: &NewIdentity) -> Result<U
     Err(ApiError::Conflict(
         "sign-in raced too often; try again".into(),
     ))
+}
+
+fn user_by_sub(conn: &mut DbConnection, sub: &str) -> Result<Option<UserRow>, ApiError> {
+    Ok(users::table
+        .filter(users::external_sub.eq(sub))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// Why an identity-provider sign-in does not take over `existing`, the
+/// account that already has its email.
+fn link_refusal(existing: &UserRow) -> ApiError {
+    let why = if existing.external_sub.is_some() {
+        "this email belongs to another identity-provider account"
+    } else if !existing.email_verified() {
+        "an account with this email exists and its address is not verified; it is never linked \
+         to an identity provider until it is: open the verification link sent to this address, \
+         then link with POST /auth/link-identity and the account's password"
+    } else {
+        "an account with this email exists: link this identity to it once with \
+         POST /auth/link-identity and the account's password"
+    };
+    ApiError::Conflict(why.into())
+}
+
+/// Links the identity-provider subject `sub` to the password account
+/// `user_id`, whose password the caller just proved. Refused when the account
+/// is unverified or already linked.
+pub fn link_external(
+    conn: &mut DbConnection,
+    user_id: &str,
+    sub: &str,
+) -> Result<UserRow, ApiError> {
+    retrying(conn, |c| {
+        let user = users::table
+            .find(user_id)
+            .select(UserRow::as_select())
+            .first(c)
+            .optional()?
+            .ok_or(ApiError::Unauthorized("email or password is wrong".into()))?;
+        if user.external_sub.is_some() || !user.email_verified() {
+            return Err(link_refusal(&user).into());
+        }
+        if user_by_sub(c, sub)?.is_some() {
+            return Err(ApiError::Conflict(
+                "this identity-provider account is linked to another user".into(),
+            )
+            .into());
+        }
+        diesel::update(
+            users::table
+                .find(user_id)
+                .filter(users::external_sub.is_null()),
+        )
+        .set(users::external_sub.eq(sub))
+        .execute(c)?;
+        tracing::info!(user_id, "identity-provider account linked");
+        Ok(UserRow {
+            external_sub: Some(sub.to_string()),
+            ..user
+        })
+    })
 }

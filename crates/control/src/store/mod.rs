@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod events;
 pub mod facts;
 pub mod invites;
+pub mod joining;
 pub mod members;
 pub mod messages;
 pub mod outbox;
@@ -16,7 +17,9 @@ pub mod projects;
 pub mod resources;
 pub mod settings;
 pub mod snapshots;
+pub mod throttle;
 pub mod usage;
+pub mod verification;
 pub mod workspaces;
 
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -48,6 +51,8 @@ pub struct UserRow {
     pub org_role: String,
     pub created_at: i64,
     pub last_seen_at: i64,
+    /// When the user proved their address; `None` until then.
+    pub email_verified_at: Option<i64>,
 }
 
 impl UserRow {
@@ -72,7 +77,12 @@ impl UserRow {
             display_name: self.display_name.clone(),
             org_id: self.org_id.clone(),
             org_role: self.org_role(),
+            email_verified: self.email_verified(),
         }
+    }
+
+    pub fn email_verified(&self) -> bool {
+        self.email_verified_at.is_some()
     }
 
     /// The user as `can()` sees them.
@@ -93,6 +103,21 @@ pub struct OrgRow {
     pub domain: String,
     pub owner_id: Option<String>,
     pub created_at: i64,
+    /// `auto | approval | off`, as [`OrgRow::join_policy`] reads it.
+    pub join_policy: String,
+}
+
+impl OrgRow {
+    /// The join policy; an unreadable value lets nobody in.
+    pub fn join_policy(&self) -> tandem_protocol::identity::JoinPolicy {
+        tandem_protocol::identity::JoinPolicy::parse(&self.join_policy)
+            .unwrap_or(tandem_protocol::identity::JoinPolicy::Off)
+    }
+
+    /// A solo org (`personal-{userId}`), as free-mail and unverified users get.
+    pub fn is_personal(&self) -> bool {
+        self.domain.starts_with("personal-")
+    }
 }
 
 pub use facts::{Chain, WorkspaceRow};

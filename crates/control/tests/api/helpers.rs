@@ -226,7 +226,43 @@ impl TestApp {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
+    /// Signs up and verifies the address (through `POST /auth/verify-email`
+    /// with a link planted in the database), as most tests want a user who
+    /// is in their domain's org.
     pub async fn signup(&self, email: &str, name: &str) -> TestUser {
+        let user = self.signup_unverified(email, name).await;
+        let a = self.verify(&user).await;
+        assert_eq!(a.status, StatusCode::OK, "verify {email}: {}", a.body);
+        user
+    }
+
+    /// Uses a verification link for `user` made for the test: its token is
+    /// planted (hashed) in the database, as the emailed one would be.
+    pub async fn verify(&self, user: &TestUser) -> Answer {
+        let token = tandem_control::crypto::new_token();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        self.sql(&format!(
+            "INSERT INTO email_verifications (token_hash, user_id, email, created_at, expires_at) \
+             VALUES ('{}', '{}', '{}', {now}, {})",
+            tandem_control::crypto::hash_token(&token),
+            user.id,
+            user.email.to_lowercase(),
+            now + 3_600_000
+        ));
+        self.call(
+            Method::POST,
+            "/auth/verify-email",
+            None,
+            Some(json!({ "token": token })),
+        )
+        .await
+    }
+
+    /// Signs up without verifying: the user has their personal workspace only.
+    pub async fn signup_unverified(&self, email: &str, name: &str) -> TestUser {
         let a = self
             .call(
                 Method::POST,
@@ -312,6 +348,10 @@ impl TestApp {
         }
         let rows: Vec<Row> = if let Some(path) = self.db.url.strip_prefix("sqlite://") {
             let mut c = diesel::sqlite::SqliteConnection::establish(path).unwrap();
+            // Wait for the server's writers instead of failing on their lock.
+            diesel::sql_query("PRAGMA busy_timeout = 10000")
+                .execute(&mut c)
+                .unwrap();
             diesel::sql_query(query).load(&mut c).unwrap()
         } else {
             let mut c = diesel::pg::PgConnection::establish(&self.db.url).unwrap();

@@ -19,7 +19,7 @@ both_backends!(
 
 /// A minimal SMTP server on a real socket: accepts every message and keeps
 /// its DATA; answers 451 to the first `fail_first` messages.
-async fn smtp_sink(fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
+pub async fn smtp_sink(fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -78,7 +78,7 @@ async fn smtp_sink(fail_first: usize) -> (u16, Arc<Mutex<Vec<String>>>) {
     (port, got)
 }
 
-async fn until<T>(mut f: impl FnMut() -> Option<T>) -> T {
+pub async fn until<T>(mut f: impl FnMut() -> Option<T>) -> T {
     for _ in 0..200 {
         if let Some(v) = f() {
             return v;
@@ -88,7 +88,7 @@ async fn until<T>(mut f: impl FnMut() -> Option<T>) -> T {
     panic!("condition not met within 10 s");
 }
 
-fn token_in(mail: &str) -> String {
+pub fn token_in(mail: &str) -> String {
     let at = mail.find("token=").expect("a link with a token") + "token=".len();
     mail[at..]
         .chars()

@@ -1,5 +1,7 @@
 //! Sign-in with identity-provider JWTs: RS256, ES256 and EdDSA accepted;
-//! expired, wrongly signed, `alg: none`, HS256, wrong issuer or audience refused.
+//! expired, wrongly signed, `alg: none`, HS256, `crit`, wrong issuer or
+//! audience refused; `email_verified` decides the org; no linking to
+//! unverified password accounts; `iss`/`aud` required at startup.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -93,7 +95,13 @@ impl Signer {
     }
 
     fn token(&self, kid: &str, claims: &Value) -> String {
-        let header = json!({"alg": self.alg(), "typ": "JWT", "kid": kid});
+        self.token_with_header(
+            &json!({"alg": self.alg(), "typ": "JWT", "kid": kid}),
+            claims,
+        )
+    }
+
+    fn token_with_header(&self, header: &Value, claims: &Value) -> String {
         let signing_input = format!(
             "{}.{}",
             b64(header.to_string().as_bytes()),
@@ -113,7 +121,7 @@ fn now() -> i64 {
 
 fn claims(sub: &str, email: &str) -> Value {
     json!({"sub": sub, "email": email, "name": "Idp User", "iss": ISSUER, "azp": AUDIENCE,
-           "iat": now(), "nbf": now() - 5, "exp": now() + 300})
+           "email_verified": true, "iat": now(), "nbf": now() - 5, "exp": now() + 300})
 }
 
 async fn app_with_keys(
@@ -134,7 +142,12 @@ async fn app_with_keys(
     (app, dir)
 }
 
-both_backends!(jwt_sign_in_with_each_algorithm, jwt_refusals);
+both_backends!(
+    jwt_sign_in_with_each_algorithm,
+    jwt_refusals,
+    unverified_idp_email_stays_personal,
+    idp_never_links_to_unverified_password_accounts,
+);
 
 async fn jwt_sign_in_with_each_algorithm(backend: Backend) {
     let keys = Keys::new();
@@ -250,6 +263,12 @@ async fn jwt_refusals(backend: Backend) {
     cases.push(("tampered payload", tampered));
     cases.push(("garbage", "a.b.c".to_string()));
 
+    // A critical header extension, in any form.
+    for crit in [json!(["exp"]), json!([]), Value::Null] {
+        let header = json!({"alg": "EdDSA", "kid": "ed1", "crit": crit, "exp": 1});
+        cases.push(("crit", keys.ed.token_with_header(&header, &good)));
+    }
+
     for (what, token) in cases {
         let a = app.get("/auth/session", &token).await;
         assert_eq!(
@@ -295,4 +314,144 @@ async fn jwks_from_a_url() {
     let token = keys.ec.token("ec1", &claims("url_user", "u@url.dev"));
     let a = app.get("/auth/session", &token).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+}
+
+/// An IdP that does not vouch for the address gets the user a solo org;
+/// once it does, they join their domain like a verified password user.
+async fn unverified_idp_email_stays_personal(backend: Backend) {
+    let keys = Keys::new();
+    let (app, _dir) = app_with_keys(backend, &keys, None).await;
+    let owner = app
+        .get(
+            "/auth/session",
+            &keys
+                .ed
+                .token("ed1", &claims("owner_sub", "owner@vouch.dev")),
+        )
+        .await;
+    assert_eq!(owner.body["user"]["orgRole"], "owner");
+    let team = owner.body["workspaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["type"] == "team")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    for flag in [json!(false), json!("false"), Value::Null] {
+        let mut c = claims("shady_sub", "shady@vouch.dev");
+        c["email_verified"] = flag.clone();
+        let token = keys.ed.token("ed1", &c);
+        let s = app.get("/auth/session", &token).await;
+        assert_eq!(s.status, StatusCode::OK, "{}", s.body);
+        assert_eq!(s.body["user"]["emailVerified"], false, "{flag}");
+        assert_eq!(
+            s.body["org"]["domain"],
+            format!("personal-{}", s.body["user"]["id"].as_str().unwrap())
+        );
+        let peek = app
+            .get(&format!("/workspaces/{team}/projects"), &token)
+            .await;
+        assert_eq!(peek.status, StatusCode::NOT_FOUND, "{flag}");
+    }
+    // The provider now vouches (as the string some providers send).
+    let mut c = claims("shady_sub", "shady@vouch.dev");
+    c["email_verified"] = json!("true");
+    let s = app.get("/auth/session", &keys.ed.token("ed1", &c)).await;
+    assert_eq!(s.body["user"]["emailVerified"], true);
+    assert_eq!(s.body["user"]["orgRole"], "member");
+    assert_eq!(s.body["org"]["id"], owner.body["org"]["id"]);
+}
+
+/// An IdP identity never takes over a password account by email alone.
+async fn idp_never_links_to_unverified_password_accounts(backend: Backend) {
+    let keys = Keys::new();
+    let (app, _dir) = app_with_keys(backend, &keys, None).await;
+    let pw = app.signup_unverified("pat@link.dev", "Pat").await;
+    let jwt = keys.ed.token("ed1", &claims("pat_sub", "pat@link.dev"));
+    let refused = app.get("/auth/session", &jwt).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert!(
+        refused.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not verified"),
+        "{}",
+        refused.body
+    );
+    let link = |password: &'static str| {
+        app.post("/auth/link-identity", &jwt, json!({ "password": password }))
+    };
+    // Not even with the password while the address is unverified.
+    let a = link("password123").await;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+
+    assert_eq!(app.verify(&pw).await.status, StatusCode::OK);
+    let still = app.get("/auth/session", &jwt).await;
+    assert_eq!(still.status, StatusCode::CONFLICT, "no silent linking");
+    assert!(still.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("/auth/link-identity"));
+    assert_eq!(
+        link("wrong-password").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let linked = link("password123").await;
+    assert_eq!(linked.status, StatusCode::OK, "{}", linked.body);
+    assert_eq!(linked.body["user"]["id"], pw.id.as_str());
+    let s = app.get("/auth/session", &jwt).await;
+    assert_eq!(s.status, StatusCode::OK);
+    assert_eq!(s.body["user"]["id"], pw.id.as_str());
+    // Linked once: another subject with the same email is refused.
+    let other = keys.ed.token("ed1", &claims("other_sub", "pat@link.dev"));
+    assert_eq!(
+        app.get("/auth/session", &other).await.status,
+        StatusCode::CONFLICT
+    );
+    // Without a JWT there is nothing to link.
+    let a = app
+        .post(
+            "/auth/link-identity",
+            &pw.token,
+            json!({ "password": "password123" }),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+}
+
+/// With `TANDEM_JWKS` set, control does not start without both issuer and
+/// audience, unless explicitly told to accept any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_and_audience_are_required_at_startup() {
+    let keys = Keys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let jwks = dir.path().join("jwks.json");
+    std::fs::write(&jwks, keys.jwks().to_string()).unwrap();
+    let db = crate::helpers::TestDb::new(Backend::Sqlite);
+    let config = |issuer: Option<&str>, audience: &[&str], allow: bool| {
+        let mut c = tandem_control::ControlConfig::for_tests(&db.url);
+        c.jwks = Some(jwks.display().to_string());
+        c.jwt_issuer = issuer.map(String::from);
+        c.jwt_audience = audience.iter().map(|a| a.to_string()).collect();
+        c.jwt_allow_any_issuer_audience = allow;
+        c
+    };
+    for (issuer, audience) in [
+        (None, vec![]),
+        (Some(ISSUER), vec![]),
+        (None, vec![AUDIENCE]),
+    ] {
+        let err = tandem_control::Application::build(config(issuer, &audience, false))
+            .await
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains("TANDEM_JWT_ISSUER"), "{err}");
+    }
+    let waived = tandem_control::Application::build(config(None, &[], true)).await;
+    assert!(waived.is_ok(), "the explicit opt-out starts");
+    let full = tandem_control::Application::build(config(Some(ISSUER), &[AUDIENCE], false)).await;
+    assert!(full.is_ok());
 }
