@@ -43,6 +43,10 @@ pub struct AppState {
     pub mailer: std::sync::Arc<dyn crate::mail::Sender>,
     /// Seals users' API keys; `None` without `TANDEM_SETTINGS_KEY`.
     pub secrets: Option<crate::crypto::SecretBox>,
+    /// Open event streams per user (`TANDEM_MAX_STREAMS_PER_USER`).
+    pub stream_slots: crate::streams::StreamSlots,
+    /// One poll loop per conversation with open streams.
+    pub chat_pollers: crate::streams::Pollers,
 }
 
 pub type State = web::Data<Arc<AppState>>;

@@ -11,6 +11,7 @@ mod collab;
 mod conversations;
 mod invites;
 mod jwt;
+mod limits;
 mod lists;
 mod members;
 mod replicas;
