@@ -124,10 +124,13 @@ impl Reader<'_> {
                 self.var()?;
             }
             2 => {
-                // As yrs reads it: `len + 1` strings.
-                let n = self.var()?;
-                for _ in 0..=n {
+                // Exactly as yrs reads it: the length as a u32 taken as an
+                // i32, then strings while it counts down to -1 (none when
+                // the i32 is negative), so both walk on in step.
+                let mut remaining = self.var()? as u32 as i32;
+                while remaining >= 0 {
                     self.bytes()?;
+                    remaining -= 1;
                 }
             }
             3..=5 => self.bytes()?,
@@ -209,7 +212,8 @@ pub fn any_depth(update: &[u8], limit: usize) -> Walk {
 
 #[cfg(test)]
 mod tests {
-    use yrs::{Any, Array, Doc, Map, ReadTxn, StateVector, Text, Transact};
+    use yrs::updates::decoder::Decode;
+    use yrs::{Any, Array, Doc, Map, ReadTxn, StateVector, Text, Transact, Update};
 
     use super::*;
 
@@ -260,6 +264,19 @@ mod tests {
     }
 
     #[test]
+    fn a_json_length_yrs_reads_as_negative_does_not_hide_what_follows() {
+        // Item 1: JSON content whose length yrs reads as i32::MIN (no strings).
+        let mut update = vec![1, 2, 1, 0, 2, 1, 1, b't', 0x80, 0x80, 0x80, 0x80, 0x08];
+        // Item 2: an Any nested 5000 deep.
+        update.extend_from_slice(&[8, 1, 1, b't', 1]);
+        for _ in 0..5000 {
+            update.extend_from_slice(&[117, 1]);
+        }
+        update.extend_from_slice(&[126, 0]);
+        assert_eq!(any_depth(&update, 1000), Walk::TooDeep);
+    }
+
+    #[test]
     fn a_few_bytes_per_level_are_caught_without_recursion() {
         // One client, one item in root "t" holding one Any: [[[[…]]]] a million deep.
         let mut bomb = vec![1, 1, 1, 0, 8, 1, 1, b't', 1];
@@ -269,5 +286,44 @@ mod tests {
         bomb.push(126);
         bomb.extend_from_slice(&[0]);
         assert_eq!(any_depth(&bomb, 1000), Walk::TooDeep);
+    }
+
+    /// The walk is never stricter than yrs: on mutated and truncated real
+    /// updates, wherever it cannot follow the bytes, yrs refuses them too
+    /// (so "let yrs decide" never lets yrs past what was measured).
+    #[test]
+    fn where_the_walk_gives_up_yrs_refuses_too() {
+        let base = [update_with(0), update_with(3), update_with(12)];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut gave_up = 0;
+        for _ in 0..20_000 {
+            let mut u = base[(next() % 3) as usize].clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() as usize) % u.len();
+                match next() % 3 {
+                    0 => u[i] = next() as u8,
+                    1 => u.truncate(i.max(1)),
+                    _ => u.insert(i, next() as u8),
+                }
+            }
+            if any_depth(&u, 64) == Walk::Unreadable {
+                gave_up += 1;
+                let read = std::panic::catch_unwind(|| Update::decode_v1(&u).is_ok());
+                assert!(
+                    !matches!(read, Ok(true)),
+                    "yrs reads what the walk could not: {u:?}"
+                );
+            }
+        }
+        assert!(
+            gave_up > 1000,
+            "the mutations exercise the refusals: {gave_up}"
+        );
     }
 }
