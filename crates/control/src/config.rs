@@ -158,6 +158,26 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_MAX_CHAT_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_chat_message_bytes: usize,
 
+    /// Bearer token that `GET /metrics` requires (unset: metrics are open).
+    #[arg(long, env = "TANDEM_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
+    /// Serve `/metrics` on this address, a listener of its own, and not on
+    /// the API address (unset: on the API address).
+    #[arg(long, env = "TANDEM_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+
+    /// Conversation event streams one user may hold open on one replica
+    /// (one more is a 429).
+    #[arg(long, env = "TANDEM_MAX_STREAMS_PER_USER", default_value_t = 8)]
+    pub max_streams_per_user: usize,
+
+    /// An event stream sends a keepalive comment after this much silence, in
+    /// milliseconds; a client that went away is noticed (and its stream
+    /// slot freed) at the latest then.
+    #[arg(long, env = "TANDEM_CHAT_KEEPALIVE_MS", default_value_t = 15_000)]
+    pub chat_keepalive_ms: u64,
+
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
@@ -196,6 +216,10 @@ impl ControlConfig {
             presence_window_ms: 30_000,
             chat_poll_ms: 200,
             max_chat_message_bytes: 1024 * 1024,
+            metrics_token: None,
+            metrics_listen: None,
+            max_streams_per_user: 8,
+            chat_keepalive_ms: 15_000,
             handle_signals: true,
         }
     }

@@ -36,6 +36,9 @@ pub enum ApiError {
     Validation(String),
     #[error("too many attempts; retry in {0} s")]
     RateLimited(u64),
+    /// A per-user cap is reached (e.g. open event streams): 429, no Retry-After.
+    #[error("{0}")]
+    TooMany(String),
     #[error("service temporarily unavailable")]
     Unavailable,
     #[error("internal error")]
@@ -56,7 +59,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
-            ApiError::RateLimited(_) => ErrorCode::RateLimited,
+            ApiError::RateLimited(_) | ApiError::TooMany(_) => ErrorCode::RateLimited,
             ApiError::Unavailable => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
         }

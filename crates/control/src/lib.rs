@@ -11,6 +11,8 @@
 //! - [`mail`]: outgoing email (log or SMTP sender) and the outbox dispatcher.
 //! - [`ratelimit`]: per-IP limits on login and signup.
 //! - [`validate`]: parsing user input at the edge.
+//! - [`streams`]: per-user caps of event streams, one poll loop per conversation.
+//! - [`page`]: `?limit=&cursor=` keyset pagination shared by every list.
 //! - [`error`]: `ApiError` and its mapping to status + JSON.
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //!
@@ -25,10 +27,12 @@ pub mod error;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod page;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod streams;
 pub mod telemetry;
 pub mod validate;
 

@@ -32,6 +32,10 @@ pub struct Metrics {
     pub emails_sent: Counter,
     pub email_failures: Counter,
     pub chat_streams: prometheus_client::metrics::gauge::Gauge,
+    /// Running conversation poll loops (one per conversation with open streams).
+    pub chat_pollers: prometheus_client::metrics::gauge::Gauge,
+    /// Looks those loops took at the database.
+    pub chat_polls: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -84,8 +88,22 @@ impl Metrics {
             "Open conversation event streams",
             chat_streams.clone(),
         );
+        let chat_pollers = prometheus_client::metrics::gauge::Gauge::default();
+        let chat_polls = Counter::default();
+        registry.register(
+            "chat_pollers",
+            "Conversation poll loops running (one per conversation with open streams)",
+            chat_pollers.clone(),
+        );
+        registry.register(
+            "chat_polls",
+            "Database looks of conversation poll loops",
+            chat_polls.clone(),
+        );
         Metrics {
             registry,
+            chat_pollers,
+            chat_polls,
             requests,
             latency,
             snapshot_saves,
@@ -97,12 +115,13 @@ impl Metrics {
     }
 
     /// Records one answered request; `route` is the route pattern (ids never
-    /// become labels), or `unmatched`.
+    /// become labels), or `unmatched`. Methods outside HTTP's standard set
+    /// count as `other`: a client cannot make labels up.
     pub fn observe(&self, route: &str, method: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 route: route.to_string(),
-                method: method.to_string(),
+                method: method_label(method).to_string(),
                 status,
             })
             .inc();
@@ -118,6 +137,14 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// The `method` label: a standard method, or `other`.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
 }
 
 impl Default for Metrics {

@@ -23,6 +23,8 @@ const INVITES_PER_MINUTE: u32 = 10;
 
 pub struct Application {
     port: u16,
+    /// Port of the separate `/metrics` listener (`TANDEM_METRICS_LISTEN`).
+    metrics_port: Option<u16>,
     server: Server,
     state: Arc<AppState>,
 }
@@ -100,9 +102,12 @@ impl Application {
             secrets,
             passwords,
             trusted_proxies,
+            stream_slots: Default::default(),
+            chat_pollers: Default::default(),
         });
         tokio::spawn(crate::mail::dispatch(state.clone()));
         let server = serve(listener, state.clone())?;
+        let metrics_port = serve_metrics(&state)?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
         // stop gracefully (in-flight requests get the shutdown timeout).
         let (stop, handle) = (state.shutdown.clone(), server.handle());
@@ -122,6 +127,7 @@ impl Application {
         );
         Ok(Application {
             port,
+            metrics_port,
             server,
             state,
         })
@@ -129,6 +135,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of the separate metrics listener, when one is configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics_port
     }
 
     pub fn state(&self) -> Arc<AppState> {
@@ -227,6 +238,26 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
     .listen(listener)?
     .run();
     Ok(server)
+}
+
+/// Starts the separate `/metrics` listener when `TANDEM_METRICS_LISTEN` is
+/// set; it stops with the shutdown token.
+fn serve_metrics(state: &Arc<AppState>) -> anyhow::Result<Option<u16>> {
+    let Some(addr) = state.config.metrics_listen else {
+        return Ok(None);
+    };
+    let listener =
+        TcpListener::bind(addr).with_context(|| format!("cannot listen for metrics on {addr}"))?;
+    let port = listener.local_addr()?.port();
+    let server = http::health::metrics_server(listener, state.clone())?;
+    let (stop, handle) = (state.shutdown.clone(), server.handle());
+    tokio::spawn(server);
+    tokio::spawn(async move {
+        stop.cancelled().await;
+        handle.stop(true).await;
+    });
+    tracing::info!(addr = %format!("http://{}:{port}/metrics", addr.ip()), "metrics listening");
+    Ok(Some(port))
 }
 
 async fn not_found() -> HttpResponse {

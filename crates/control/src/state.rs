@@ -48,6 +48,10 @@ pub struct AppState {
     pub passwords: crate::auth::passwords::PasswordHasher,
     /// Whose `X-Forwarded-For` decides the client IP (`TANDEM_TRUSTED_PROXIES`).
     pub trusted_proxies: crate::http::client_ip::TrustedProxies,
+    /// Open event streams per user (`TANDEM_MAX_STREAMS_PER_USER`).
+    pub stream_slots: crate::streams::StreamSlots,
+    /// One poll loop per conversation with open streams.
+    pub chat_pollers: crate::streams::Pollers,
 }
 
 pub type State = web::Data<Arc<AppState>>;

@@ -256,13 +256,17 @@ pub struct Share {
     pub conversation_id: String,
 }
 
-/// What `GET /shares/{shareId}` shows: the conversation read-only, with its messages.
+/// What `GET /shares/{shareId}?limit=&cursor=` shows: the conversation
+/// read-only, with one page of its messages.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SharedConversation {
     pub conversation: Conversation,
     pub messages: Vec<Message>,
     pub owner: UserSummary,
+    /// Pass as `cursor` for the next page of messages; `null` on the last page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

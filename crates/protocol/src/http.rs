@@ -228,3 +228,19 @@ pub struct Member {
 pub struct Health {
     pub status: String,
 }
+
+/// One page of a list endpoint (`?limit=&cursor=`): every list of control
+/// answers this shape. `limit` is 1..=[`MAX_PAGE`] ([`DEFAULT_PAGE`] when
+/// absent); `cursor` is the `nextCursor` of the previous page, opaque.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Items per page when a list request names no `limit`.
+pub const DEFAULT_PAGE: i64 = 50;
+/// The largest `limit` a list request may ask for.
+pub const MAX_PAGE: i64 = 200;

@@ -75,6 +75,7 @@ impl ControlClient {
             .http
             .post(format!("{}/collaboration/verify", self.base))
             .bearer_auth(token)
+            .header(tandem_protocol::collab::RELAY_SECRET_HEADER, &self.secret)
             .json(&VerifyRequest {
                 room_id: room.to_string(),
             });

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tandem_protocol::collab::VerifyRequest;
+use tandem_protocol::collab::{VerifyRequest, RELAY_SECRET_HEADER};
 use tandem_protocol::http::WorkspaceType;
 use tandem_protocol::ResourceType;
 use tokio::sync::Semaphore;
@@ -136,6 +136,7 @@ pub async fn run(load: &ControlLoad) -> anyhow::Result<ControlReport> {
             Endpoint::Verify => http
                 .post(format!("{base}/collaboration/verify"))
                 .bearer_auth(tokens.get(i).map(String::as_str).unwrap_or_default())
+                .header(RELAY_SECRET_HEADER, secret.as_str())
                 .json(&VerifyRequest {
                     room_id: room.clone(),
                 }),

@@ -111,8 +111,25 @@ impl ManageConnection for DbManager {
             .map_err(diesel::r2d2::Error::QueryError)
     }
 
-    fn has_broken(&self, _conn: &mut DbConnection) -> bool {
-        false
+    /// A connection handed back while its thread unwinds from a panic may be
+    /// inside a transaction the panic interrupted (our `BEGIN`s are raw SQL,
+    /// unknown to diesel): it is closed instead of pooled, so the next
+    /// request never meets "current transaction is aborted" or "cannot start
+    /// a transaction within a transaction". Diesel's own transaction state
+    /// is checked too.
+    fn has_broken(&self, conn: &mut DbConnection) -> bool {
+        if std::thread::panicking() {
+            tracing::warn!("a database connection was dropped by a panic; closing it");
+            return true;
+        }
+        match conn {
+            DbConnection::Pg(c) => {
+                use diesel::connection::{AnsiTransactionManager, TransactionManager};
+                let status = <AnsiTransactionManager as TransactionManager<PgConnection>>::transaction_manager_status_mut(c);
+                !matches!(status.transaction_depth(), Ok(None))
+            }
+            DbConnection::Sqlite(_) => false,
+        }
     }
 }
 
@@ -280,6 +297,9 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
         diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
     )
 }
+
+#[cfg(test)]
+mod tests;
 
 /// Cheap liveness probe of the database.
 pub fn ping(conn: &mut DbConnection) -> Result<(), diesel::result::Error> {

@@ -8,10 +8,15 @@
 //!   gaps or repeats; if they were pruned (or `n` is not a seq of this
 //!   conversation) it sends a fresh `snapshot` instead.
 //! - Events written by this replica wake the stream at once; events written
-//!   by other replicas are found by polling every `TANDEM_CHAT_POLL_MS`.
-//! - Access is re-checked on every wake-up: a removed participant or a
+//!   by other replicas are found by the conversation's one poll loop
+//!   (`streams::Pollers`, every `TANDEM_CHAT_POLL_MS`), shared by all its
+//!   streams on this replica. A stream reads the database only when the
+//!   conversation moved, when access changed on this replica, and every 15 s.
+//! - Access is re-checked on every such read: a removed participant or a
 //!   deleted conversation gets a final `closed` event and the stream ends.
-//! - A comment line every 15 s keeps proxies from timing the stream out.
+//! - A user holds at most `TANDEM_MAX_STREAMS_PER_USER` streams per replica (429).
+//! - A comment line after `TANDEM_CHAT_KEEPALIVE_MS` (15 s) of silence keeps
+//!   proxies from timing the stream out, and finds clients that went away.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -22,7 +27,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use tandem_protocol::chat::ConversationEvent;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::conversations::authorized;
@@ -33,9 +38,12 @@ use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
 use crate::store::conversations::ConversationRow;
 use crate::store::{chat_events, conversations, messages};
-use tandem_protocol::http::Role;
+use crate::streams::{Seen, StreamSlot};
+use tandem_protocol::http::{Role, MAX_PAGE};
 
-const KEEPALIVE: Duration = Duration::from_secs(15);
+/// A stream re-reads (and re-checks access) at least this often, for access
+/// changes made through other replicas.
+const RECHECK: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -60,18 +68,24 @@ fn frame(e: &ConversationEvent) -> Bytes {
     ))
 }
 
-/// The conversation and its messages as of its current seq. Called inside
-/// a read snapshot: writers change messages and bump the seq in one
-/// transaction, so the two agree.
+/// The conversation and its newest messages (at most `MAX_PAGE`; with
+/// `olderMessages: true` when earlier ones exist, read through
+/// `GET …/messages`) as of its current seq. Called inside a read snapshot:
+/// writers change messages and bump the seq in one transaction, so the two agree.
 fn snapshot(
     c: &mut DbConnection,
     row: &ConversationRow,
     role: Role,
 ) -> Result<ConversationEvent, ApiError> {
+    let (messages, older) = messages::latest(c, &row.id, MAX_PAGE)?;
     Ok(ConversationEvent {
         seq: row.event_seq,
         kind: "snapshot".into(),
-        data: json!({ "conversation": row.to_dto(role), "messages": messages::list(c, &row.id)? }),
+        data: json!({
+            "conversation": row.to_dto(role),
+            "messages": messages,
+            "olderMessages": older,
+        }),
     })
 }
 
@@ -156,8 +170,24 @@ pub async fn events(
     let row_id = state
         .db(move |c| Ok(authorized(c, &check.0, &check.1, Action::Read)?.0.id))
         .await?;
+    let max = state.config.max_streams_per_user;
+    let slot = state
+        .stream_slots
+        .take(&actor.user_id, max)
+        .ok_or_else(|| {
+            ApiError::TooMany(format!(
+                "at most {max} open event streams per user; close one first"
+            ))
+        })?;
     let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(pump(state.get_ref().clone(), actor, row_id, after, tx));
+    tokio::spawn(pump(
+        state.get_ref().clone(),
+        actor,
+        row_id,
+        after,
+        tx,
+        slot,
+    ));
     let body = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
     });
@@ -182,14 +212,16 @@ async fn pump(
     id: String,
     mut after: Option<i64>,
     tx: mpsc::Sender<Bytes>,
+    _slot: StreamSlot,
 ) {
     state.metrics.chat_streams.inc();
     let _gauge = Gauge(&state);
-    let poll = Duration::from_millis(state.config.chat_poll_ms.max(10));
     let mut last_sent = Instant::now();
-    let waker = state.chat_events.subscribe(&id);
+    let mut moved = state.chat_pollers.watch(&state, &id);
     loop {
-        let woken = waker.notified();
+        // Marked seen before reading, so a move during the read wakes us again.
+        moved.borrow_and_update();
+        let access = state.access_events.notified();
         let (a, i) = (actor.clone(), id.clone());
         let found = state.db(move |c| step(c, &a, &i, after)).await;
         let mut full_page = false;
@@ -226,24 +258,58 @@ async fn pump(
         if full_page {
             continue;
         }
-        if last_sent.elapsed() >= KEEPALIVE {
-            if tx
-                .send(Bytes::from_static(b": keepalive\n\n"))
-                .await
-                .is_err()
-            {
-                return;
-            }
-            last_sent = Instant::now();
-        }
-        let woken_or_gone = async {
-            tokio::select! {
-                _ = woken => {}
-                _ = tx.closed() => {}
-            }
+        let news = News {
+            state: &state,
+            id: &id,
+            tx: &tx,
         };
-        if !state.nap(woken_or_gone, poll).await || tx.is_closed() {
+        if !news.wait(&mut moved, access, &mut last_sent).await {
             return;
+        }
+    }
+}
+
+/// What a stream waits on between two reads.
+struct News<'a> {
+    state: &'a Arc<AppState>,
+    id: &'a str,
+    tx: &'a mpsc::Sender<Bytes>,
+}
+
+impl News<'_> {
+    /// Waits until the conversation moved, access changed on this replica, or
+    /// [`RECHECK`] passed since the last read, sending a keepalive comment
+    /// after each `TANDEM_CHAT_KEEPALIVE_MS` of silence (which is also how a
+    /// client that went away is noticed). `false`: stop the stream.
+    async fn wait(
+        &self,
+        moved: &mut watch::Receiver<Seen>,
+        access: impl std::future::Future<Output = ()>,
+        last_sent: &mut Instant,
+    ) -> bool {
+        let keepalive = Duration::from_millis(self.state.config.chat_keepalive_ms.max(10));
+        let read_at = Instant::now();
+        tokio::pin!(access);
+        loop {
+            tokio::select! {
+                changed = moved.changed() => {
+                    if changed.is_err() {
+                        // Its loop ended (shutting down): watch anew.
+                        *moved = self.state.chat_pollers.watch(self.state, self.id);
+                    }
+                    return true;
+                }
+                _ = &mut access => return true,
+                _ = tokio::time::sleep_until(read_at + RECHECK) => return true,
+                _ = tokio::time::sleep_until(*last_sent + keepalive) => {
+                    if self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                        return false;
+                    }
+                    *last_sent = Instant::now();
+                }
+                _ = self.tx.closed() => return false,
+                _ = self.state.shutdown.cancelled() => return false,
+            }
         }
     }
 }

@@ -12,7 +12,7 @@ use tandem_protocol::collab::{
 };
 use tandem_protocol::RoomId;
 
-use super::extract::{bearer, AuthUser, RelayAuth};
+use super::extract::{bearer, AuthUser, RelayAuth, RelaySecretHeader};
 use super::paths::Kind;
 use super::{authorize, load};
 use crate::authz::Action;
@@ -52,9 +52,11 @@ pub async fn token(
     Ok(web::Json(response))
 }
 
-/// `POST /collaboration/verify`: consumes the token (once, atomically).
+/// `POST /collaboration/verify` (relay secret in its own header): consumes
+/// the token (once, atomically). Without the secret nothing is consumed.
 pub async fn verify(
     state: State,
+    _relay: RelaySecretHeader,
     req: HttpRequest,
     body: web::Json<VerifyRequest>,
 ) -> Result<web::Json<VerifyResponse>, ApiError> {

@@ -8,13 +8,14 @@ use tandem_protocol::chat::{
     AddParticipant, Conversation, ConversationPage, CreateConversation, Participant, PresenceEntry,
     UpdateConversation,
 };
-use tandem_protocol::http::Role;
+use tandem_protocol::http::{Page, Role};
 
 use super::{authorize, load};
 use crate::authz::{self, Action, Actor, ResourceKind};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::accounts;
 use crate::store::chat_events;
@@ -126,35 +127,19 @@ pub struct ListParams {
     limit: Option<i64>,
 }
 
-const DEFAULT_PAGE: i64 = 50;
-const MAX_PAGE: i64 = 200;
-
-fn parse_cursor(raw: &str) -> Result<(i64, String), ApiError> {
-    let bad = || ApiError::BadRequest("cursor is not valid".into());
-    let (at, id) = raw.split_once('.').ok_or_else(bad)?;
-    let at = at.parse::<i64>().map_err(|_| bad())?;
-    validate::id(id).map_err(|_| bad())?;
-    Ok((at, id.to_string()))
-}
-
 pub async fn list(
     state: State,
     user: AuthUser,
     params: web::Query<ListParams>,
 ) -> Result<web::Json<ConversationPage>, ApiError> {
     let p = params.into_inner();
-    let limit = p.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::validation(format!(
-            "limit must be 1..={MAX_PAGE}"
-        )));
-    }
+    let page = crate::page::check(p.cursor.as_deref(), p.limit)?;
     let query = conversations::ListQuery {
         project_id: p.project_id,
         archived: p.archived,
         starred: p.starred,
-        after: p.cursor.as_deref().map(parse_cursor).transpose()?,
-        limit,
+        after: page.after,
+        limit: page.limit,
     };
     let (rows, more) = state
         .db(move |c| conversations::list(c, user.id(), &query))
@@ -241,13 +226,15 @@ pub async fn participants(
     state: State,
     user: AuthUser,
     id: web::Path<String>,
-) -> Result<web::Json<Vec<Participant>>, ApiError> {
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Participant>>, ApiError> {
+    let page = page.check()?;
     let list = on_conversation(
         &state,
         user,
         id.into_inner(),
         Action::Read,
-        |c, _, row, _| conversations::participants(c, &row),
+        move |c, _, row, _| conversations::participants(c, &row, &page),
     )
     .await?;
     Ok(web::Json(list))
@@ -318,22 +305,26 @@ pub async fn presence(
     state: State,
     user: AuthUser,
     id: web::Path<String>,
-) -> Result<web::Json<Vec<PresenceEntry>>, ApiError> {
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<PresenceEntry>>, ApiError> {
+    let page = page.check()?;
     let window = state.config.presence_window_ms as i64;
-    let list = on_conversation(
+    let (list, next_cursor) = on_conversation(
         &state,
         user,
         id.into_inner(),
         Action::Read,
-        move |c, _, row, _| conversations::present(c, &row.id, window),
+        move |c, _, row, _| conversations::present(c, &row.id, window, &page),
     )
     .await?;
-    Ok(web::Json(
-        list.iter()
+    Ok(web::Json(Page {
+        items: list
+            .iter()
             .map(|(u, at)| PresenceEntry {
                 user: u.summary(),
                 last_active_at: *at,
             })
             .collect(),
-    ))
+        next_cursor,
+    }))
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use actix_web::{dev::Payload, http::header, FromRequest, HttpRequest};
+use tandem_protocol::collab::RELAY_SECRET_HEADER;
 
 use crate::auth::jwt::{looks_like_jwt, JwtError};
 use crate::authz::Actor;
@@ -120,6 +121,37 @@ fn jwt_error(e: JwtError) -> ApiError {
 /// A caller that presented the relay's shared secret.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayAuth;
+
+/// The relay's shared secret in [`RELAY_SECRET_HEADER`] (on
+/// `/collaboration/verify`, whose `Authorization` carries the user's token),
+/// compared in constant time.
+#[derive(Debug, Clone, Copy)]
+pub struct RelaySecretHeader;
+
+impl FromRequest for RelaySecretHeader {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<RelaySecretHeader, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let presented = req
+            .headers()
+            .get(RELAY_SECRET_HEADER)
+            .and_then(|v| v.to_str().ok());
+        let ok = match (req.app_data::<State>(), presented) {
+            (Some(state), Some(secret)) => {
+                !secret.is_empty() && crate::crypto::secrets_equal(secret, state.relay_secret())
+            }
+            _ => false,
+        };
+        std::future::ready(if ok {
+            Ok(RelaySecretHeader)
+        } else {
+            Err(ApiError::Unauthorized(format!(
+                "relay secret missing or wrong in {RELAY_SECRET_HEADER}"
+            )))
+        })
+    }
+}
 
 impl FromRequest for RelayAuth {
     type Error = ApiError;

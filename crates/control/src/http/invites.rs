@@ -6,12 +6,13 @@
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use tandem_protocol::chat::{AcceptedInvite, CreateInvite, Invite};
-use tandem_protocol::http::Role;
+use tandem_protocol::http::{Page, Role};
 
 use super::{authorize, load};
 use crate::authz::{Action, ResourceKind};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::invites::{self, Letter};
 use crate::validate;
@@ -53,7 +54,9 @@ pub async fn list(
     state: State,
     user: AuthUser,
     id: web::Path<String>,
-) -> Result<web::Json<Vec<Invite>>, ApiError> {
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Invite>>, ApiError> {
+    let page = page.check()?;
     let list = state
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
@@ -64,10 +67,11 @@ pub async fn list(
                 ResourceKind::Workspace,
                 &chain,
             )?;
-            Ok(invites::list(c, &chain.workspace.id)?
-                .iter()
-                .map(|r| r.to_dto(None))
-                .collect())
+            let (rows, next_cursor) = invites::list(c, &chain.workspace.id, &page)?;
+            Ok(Page {
+                items: rows.iter().map(|r| r.to_dto(None)).collect(),
+                next_cursor,
+            })
         })
         .await?;
     Ok(web::Json(list))

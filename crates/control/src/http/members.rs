@@ -3,7 +3,7 @@
 //! (owners), except that anyone may remove themselves.
 
 use actix_web::{web, HttpResponse};
-use tandem_protocol::http::{AddMember, Member, UpdateMember};
+use tandem_protocol::http::{AddMember, Member, Page, UpdateMember};
 
 use super::paths::{Kind, Scope};
 use super::{authorize, load};
@@ -11,6 +11,7 @@ use crate::authz::{Action, ResourceKind};
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::{accounts, members, Chain};
 
@@ -54,13 +55,15 @@ pub async fn list(
     state: State,
     user: AuthUser,
     path: web::Path<(Scope, String)>,
-) -> Result<web::Json<Vec<Member>>, ApiError> {
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Member>>, ApiError> {
     let (scope, id) = path.into_inner();
+    let page = page.check()?;
     let list = state
         .db(move |c| {
             let t = target(c, scope, &id)?;
             authorize(c, &user.actor(), Action::Read, t.kind, &t.chain)?;
-            members::list(c, &t.scope_id)
+            members::list(c, &t.scope_id, &page)
         })
         .await?;
     Ok(web::Json(list))

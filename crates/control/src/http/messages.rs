@@ -6,11 +6,13 @@ use tandem_protocol::chat::{
     AppendChunk, FinishMessage, FinishTool, Message, MessageRole, MessageState, SendMessage,
     StartTool, ToolExecution,
 };
+use tandem_protocol::http::Page;
 
 use super::conversations::{changing_conversation, on_conversation};
 use crate::authz::Action;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::messages::{self, NewMessage};
 use crate::validate;
@@ -23,16 +25,18 @@ pub async fn list(
     state: State,
     user: AuthUser,
     id: web::Path<String>,
-) -> Result<web::Json<Vec<Message>>, ApiError> {
-    let list = on_conversation(
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Message>>, ApiError> {
+    let page = page.check()?;
+    let (items, next_cursor) = on_conversation(
         &state,
         user,
         id.into_inner(),
         Action::Read,
-        |c, _, row, _| messages::list(c, &row.id),
+        move |c, _, row, _| messages::list(c, &row.id, &page),
     )
     .await?;
-    Ok(web::Json(list))
+    Ok(web::Json(Page { items, next_cursor }))
 }
 
 fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, ApiError> {

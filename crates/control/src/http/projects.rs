@@ -1,13 +1,14 @@
 //! `/projects/{id}` and `/projects/{id}/{documents|diagrams|tasks}`.
 
 use actix_web::{web, HttpResponse};
-use tandem_protocol::http::{CreateResource, Project, Resource, Role, UpdateProject};
+use tandem_protocol::http::{CreateResource, Page, Project, Resource, Role, UpdateProject};
 
 use super::paths::Kind;
 use super::{authorize, load};
 use crate::authz::{Action, ResourceKind};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::{projects, resources};
 use crate::validate;
@@ -90,18 +91,23 @@ pub async fn list_resources(
     state: State,
     user: AuthUser,
     path: web::Path<(String, Kind)>,
-) -> Result<web::Json<Vec<Resource>>, ApiError> {
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<Resource>>, ApiError> {
     let (id, kind) = path.into_inner();
+    let page = page.check()?;
     let list = state
         .db(move |c| {
             let actor = user.actor();
             let (_, chain) = load::project(c, &id)?;
             authorize(c, &actor, Action::Read, ResourceKind::Project, &chain)?;
-            let rows = resources::list(c, &actor, &chain, kind)?;
-            Ok(rows
-                .iter()
-                .map(|(r, role)| r.to_dto(kind.resource_type(), *role))
-                .collect())
+            let (rows, next_cursor) = resources::list(c, &actor, &chain, kind, &page)?;
+            Ok(Page {
+                items: rows
+                    .iter()
+                    .map(|(r, role)| r.to_dto(kind.resource_type(), *role))
+                    .collect(),
+                next_cursor,
+            })
         })
         .await?;
     Ok(web::Json(list))

@@ -15,6 +15,7 @@ use crate::authz::{self, Action, ResourceKind};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::conversations::{self, ConversationRow};
 use crate::store::{accounts, messages};
@@ -97,7 +98,9 @@ pub async fn view(
     state: State,
     user: AuthUser,
     share_id: web::Path<String>,
+    page: web::Query<PageQuery>,
 ) -> Result<web::Json<SharedConversation>, ApiError> {
+    let page = page.check()?;
     let view = state
         .db(move |c| {
             let (row, role) = shared(c, &user, &share_id, Action::Read)?;
@@ -111,7 +114,7 @@ pub async fn view(
             };
             let mut owner = owner.summary();
             hide(&mut owner);
-            let mut list = messages::list(c, &row.id)?;
+            let (mut list, next_cursor) = messages::list(c, &row.id, &page)?;
             list.iter_mut()
                 .filter_map(|m| m.sender_user.as_mut())
                 .for_each(hide);
@@ -119,6 +122,7 @@ pub async fn view(
                 messages: list,
                 conversation: row.to_dto(role),
                 owner,
+                next_cursor,
             })
         })
         .await?;

@@ -6,7 +6,7 @@
 use diesel::prelude::*;
 use serde_json::json;
 use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay};
-use tandem_protocol::http::Role;
+use tandem_protocol::http::{Page, Role};
 
 use super::{chat_events, now_ms, UserRow};
 use crate::authz::ConversationFacts;
@@ -14,6 +14,7 @@ use crate::crypto;
 use crate::db::schema::{conversation_participants, conversations, presence, shares, users};
 use crate::db::{upsert, write_tx, DbConnection};
 use crate::error::ApiError;
+use crate::page::{cut, PageReq, Paged};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = conversations)]
@@ -290,20 +291,41 @@ pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The owner first, then participants by the time they joined, with user
-/// details; a user who is both is listed once, as owner.
+/// Paging key of the owner in the participant list: before everyone.
+const OWNER_KEY: i64 = i64::MIN;
+
+/// One page of: the owner first, then participants by the time they
+/// joined, with user details (a user who is both is listed once, as owner);
+/// and the cursor of the next page.
 pub fn participants(
     conn: &mut DbConnection,
     row: &ConversationRow,
-) -> Result<Vec<Participant>, ApiError> {
-    let owner: Option<UserRow> = users::table
-        .find(&row.owner_id)
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?;
-    let rows: Vec<(String, i64, UserRow)> = conversation_participants::table
+    page: &PageReq,
+) -> Result<Page<Participant>, ApiError> {
+    let owner: Option<UserRow> = match page.after {
+        Some(_) => None,
+        None => users::table
+            .find(&row.owner_id)
+            .select(UserRow::as_select())
+            .first(conn)
+            .optional()?,
+    };
+    let mut query = conversation_participants::table
         .inner_join(users::table)
         .filter(conversation_participants::conversation_id.eq(&row.id))
+        .filter(conversation_participants::user_id.ne(&row.owner_id))
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((at, id)) = page.after.clone().filter(|(at, _)| *at != OWNER_KEY) {
+        query = query.filter(
+            conversation_participants::created_at
+                .gt(at)
+                .or(conversation_participants::created_at
+                    .eq(at)
+                    .and(conversation_participants::user_id.gt(id))),
+        );
+    }
+    let rows: Vec<(String, i64, UserRow)> = query
         .order((
             conversation_participants::created_at.asc(),
             conversation_participants::user_id.asc(),
@@ -326,7 +348,6 @@ pub fn participants(
         .collect();
     list.extend(
         rows.into_iter()
-            .filter(|(_, _, u)| u.id != row.owner_id)
             .map(|(added_by, created_at, u)| Participant {
                 user_id: u.id.clone(),
                 added_by,
@@ -335,7 +356,16 @@ pub fn participants(
                 user: u.summary(),
             }),
     );
-    Ok(list)
+    Ok(crate::page::page(list, page, participant_key, |p| p))
+}
+
+fn participant_key(p: &Participant) -> (i64, &str) {
+    let at = if p.kind == "owner" {
+        OWNER_KEY
+    } else {
+        p.created_at
+    };
+    (at, p.user_id.as_str())
 }
 
 /// Makes `user_id` a participant (and the conversation collaborative).
@@ -479,18 +509,31 @@ pub fn heartbeat(conn: &mut DbConnection, id: &str, user_id: &str) -> Result<(),
     Ok(())
 }
 
-/// Users whose last heartbeat is at most `window_ms` old, most recent first.
+/// One page of the users whose last heartbeat is at most `window_ms` old,
+/// most recent first, and the cursor of the next page.
 pub fn present(
     conn: &mut DbConnection,
     id: &str,
     window_ms: i64,
-) -> Result<Vec<(UserRow, i64)>, ApiError> {
+    page: &PageReq,
+) -> Result<Paged<(UserRow, i64)>, ApiError> {
     let since = now_ms() - window_ms;
-    Ok(presence::table
+    let mut query = presence::table
         .inner_join(users::table)
         .filter(presence::conversation_id.eq(id))
         .filter(presence::last_active_at.ge(since))
-        .order(presence::last_active_at.desc())
+        .order((presence::last_active_at.desc(), presence::user_id.asc()))
         .select((UserRow::as_select(), presence::last_active_at))
-        .load(conn)?)
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((at, user)) = &page.after {
+        query = query.filter(
+            presence::last_active_at.lt(*at).or(presence::last_active_at
+                .eq(*at)
+                .and(presence::user_id.gt(user.clone()))),
+        );
+    }
+    Ok(cut(query.load(conn)?, page, |(u, at): &(UserRow, i64)| {
+        (*at, u.id.as_str())
+    }))
 }

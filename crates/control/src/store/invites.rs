@@ -12,6 +12,7 @@ use crate::crypto;
 use crate::db::schema::{members as members_t, workspace_invites};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
+use crate::page::{cut, PageReq};
 
 pub const TTL_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 
@@ -116,15 +117,33 @@ pub fn create(
     Ok((row, token))
 }
 
-pub fn list(conn: &mut DbConnection, workspace_id: &str) -> Result<Vec<InviteRow>, ApiError> {
-    Ok(workspace_invites::table
+/// One page of a workspace's invites, newest first, and the next cursor.
+pub fn list(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    page: &PageReq,
+) -> Result<(Vec<InviteRow>, Option<String>), ApiError> {
+    let mut query = workspace_invites::table
         .filter(workspace_invites::workspace_id.eq(workspace_id))
         .order((
             workspace_invites::created_at.desc(),
             workspace_invites::id.asc(),
         ))
         .select(InviteRow::as_select())
-        .load(conn)?)
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((at, id)) = &page.after {
+        query = query.filter(
+            workspace_invites::created_at
+                .lt(*at)
+                .or(workspace_invites::created_at
+                    .eq(*at)
+                    .and(workspace_invites::id.gt(id.clone()))),
+        );
+    }
+    Ok(cut(query.load(conn)?, page, |r: &InviteRow| {
+        (r.created_at, r.id.as_str())
+    }))
 }
 
 /// Revokes a pending invite of the workspace.

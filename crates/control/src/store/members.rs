@@ -1,12 +1,13 @@
 //! Explicit grants on workspaces, projects, documents and diagrams.
 
 use diesel::prelude::*;
-use tandem_protocol::http::{Member, Role};
+use tandem_protocol::http::{Member, Page, Role};
 
 use super::{events, now_ms};
 use crate::db::schema::{members, users};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
+use crate::page::PageReq;
 
 /// Adds a grant; a second grant for the same user and scope is a conflict.
 pub fn insert(
@@ -29,22 +30,43 @@ pub fn insert(
     Ok(())
 }
 
-/// The members of a scope with their user details, oldest grant first.
-pub fn list(conn: &mut DbConnection, scope_id: &str) -> Result<Vec<Member>, ApiError> {
-    rows(conn, scope_id, None)
+/// One page of the members of a scope with their user details, oldest grant first.
+pub fn list(
+    conn: &mut DbConnection,
+    scope_id: &str,
+    page: &PageReq,
+) -> Result<Page<Member>, ApiError> {
+    let rows = rows(conn, scope_id, Err(page))?;
+    Ok(crate::page::page(
+        rows,
+        page,
+        |m| (m.created_at, m.user_id.as_str()),
+        |m| m,
+    ))
 }
 
+/// The members of a scope: one (`Ok(user_id)`) or a page (`Err(page)`).
 fn rows(
     conn: &mut DbConnection,
     scope_id: &str,
-    only: Option<&str>,
+    only: Result<&str, &PageReq>,
 ) -> Result<Vec<Member>, ApiError> {
     let mut query = members::table
         .inner_join(users::table)
         .filter(members::scope_id.eq(scope_id))
         .into_boxed();
-    if let Some(user_id) = only {
-        query = query.filter(members::user_id.eq(user_id));
+    match only {
+        Ok(user_id) => query = query.filter(members::user_id.eq(user_id)),
+        Err(page) => {
+            query = query.limit(page.fetch());
+            if let Some((at, id)) = &page.after {
+                query = query.filter(
+                    members::created_at.gt(*at).or(members::created_at
+                        .eq(*at)
+                        .and(members::user_id.gt(id.clone()))),
+                );
+            }
+        }
     }
     let rows: Vec<(String, String, String, String, i64)> = query
         .order((members::created_at.asc(), members::user_id.asc()))
@@ -76,7 +98,7 @@ pub fn get(
     scope_id: &str,
     user_id: &str,
 ) -> Result<Option<Member>, ApiError> {
-    Ok(rows(conn, scope_id, Some(user_id))?.pop())
+    Ok(rows(conn, scope_id, Ok(user_id))?.pop())
 }
 
 /// Grants `role` to a user (a new member), recording an access change.

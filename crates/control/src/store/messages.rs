@@ -15,6 +15,7 @@ use crate::crypto;
 use crate::db::schema::{conversations, message_attachments, messages, tool_executions, users};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
+use crate::page::{cut, PageReq};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = messages)]
@@ -141,14 +142,57 @@ pub fn get(
         .ok_or(ApiError::NotFound("message"))
 }
 
-/// Every message of a conversation in order, with attachments and sender details.
-pub fn list(conn: &mut DbConnection, conversation_id: &str) -> Result<Vec<Message>, ApiError> {
-    let rows: Vec<(MessageRow, Option<UserRow>)> = messages::table
+/// One page of the messages of a conversation in order, with attachments
+/// and sender details, and the cursor of the next page.
+pub fn list(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    page: &PageReq,
+) -> Result<(Vec<Message>, Option<String>), ApiError> {
+    let mut query = messages::table
         .left_join(users::table)
         .filter(messages::conversation_id.eq(conversation_id))
-        .order(messages::seq.asc())
+        .order((messages::seq.asc(), messages::id.asc()))
         .select((MessageRow::as_select(), Option::<UserRow>::as_select()))
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((seq, id)) = &page.after {
+        query = query.filter(
+            messages::seq
+                .gt(*seq)
+                .or(messages::seq.eq(*seq).and(messages::id.gt(id.clone()))),
+        );
+    }
+    let (rows, next) = cut(query.load(conn)?, page, |(m, _): &(MessageRow, _)| {
+        (m.seq, m.id.as_str())
+    });
+    Ok((with_details(conn, rows)?, next))
+}
+
+/// The newest `n` messages of a conversation in order, and whether older ones exist.
+pub fn latest(
+    conn: &mut DbConnection,
+    conversation_id: &str,
+    n: i64,
+) -> Result<(Vec<Message>, bool), ApiError> {
+    let mut rows: Vec<(MessageRow, Option<UserRow>)> = messages::table
+        .left_join(users::table)
+        .filter(messages::conversation_id.eq(conversation_id))
+        .order((messages::seq.desc(), messages::id.desc()))
+        .select((MessageRow::as_select(), Option::<UserRow>::as_select()))
+        .limit(n + 1)
         .load(conn)?;
+    let older = rows.len() as i64 > n;
+    rows.truncate(n.max(0) as usize);
+    rows.reverse();
+    Ok((with_details(conn, rows)?, older))
+}
+
+/// Messages with their attachments and senders' details.
+fn with_details(
+    conn: &mut DbConnection,
+    rows: Vec<(MessageRow, Option<UserRow>)>,
+) -> Result<Vec<Message>, ApiError> {
     let ids: Vec<&str> = rows.iter().map(|(m, _)| m.id.as_str()).collect();
     let mut attachments: HashMap<String, Vec<Attachment>> = HashMap::new();
     for chunk in ids.chunks(500) {
@@ -449,7 +493,19 @@ pub fn finish_tool(
 /// Copies the messages of one conversation into another (a fork), in order,
 /// keeping who sent each. Call inside a write transaction.
 pub fn copy_all(conn: &mut DbConnection, from: &str, to: &str) -> Result<(), ApiError> {
-    for m in list(conn, from)? {
+    let mut page = PageReq::first(tandem_protocol::http::MAX_PAGE);
+    loop {
+        let (messages, next) = list(conn, from, &page)?;
+        copy(conn, to, messages)?;
+        match next {
+            Some(cursor) => page = crate::page::check(Some(&cursor), Some(page.limit))?,
+            None => return Ok(()),
+        }
+    }
+}
+
+fn copy(conn: &mut DbConnection, to: &str, messages: Vec<Message>) -> Result<(), ApiError> {
+    for m in messages {
         send_in_tx(
             conn,
             to,

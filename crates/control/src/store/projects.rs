@@ -10,6 +10,7 @@ use crate::crypto;
 use crate::db::schema::{members, projects, resources};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
+use crate::page::{cut, PageReq, Paged};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = projects)]
@@ -36,22 +37,36 @@ impl ProjectRow {
     }
 }
 
-/// The projects of a workspace the actor may read, each with their role.
+/// One page of the projects of a workspace the actor may read, each with
+/// their role, oldest first; and the cursor of the next page. (Rows the
+/// actor may not read are dropped after paging, so a page can be short.)
 pub fn list(
     conn: &mut DbConnection,
     actor: &Actor,
     workspace: &WorkspaceRow,
-) -> Result<Vec<(ProjectRow, Role)>, ApiError> {
-    let rows: Vec<ProjectRow> = projects::table
+    page: &PageReq,
+) -> Result<Paged<(ProjectRow, Role)>, ApiError> {
+    let mut query = projects::table
         .filter(projects::workspace_id.eq(&workspace.id))
         .order((projects::created_at.asc(), projects::id.asc()))
         .select(ProjectRow::as_select())
-        .load(conn)?;
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((at, id)) = &page.after {
+        query = query.filter(
+            projects::created_at.gt(*at).or(projects::created_at
+                .eq(*at)
+                .and(projects::id.gt(id.clone()))),
+        );
+    }
+    let (rows, next) = cut(query.load(conn)?, page, |p: &ProjectRow| {
+        (p.created_at, p.id.as_str())
+    });
     let mut ids: Vec<&str> = rows.iter().map(|p| p.id.as_str()).collect();
     ids.push(&workspace.id);
     let grants = grants_for(conn, &actor.user_id, &ids)?;
     let mut chain = Chain::for_workspace(workspace.clone());
-    Ok(rows
+    let readable = rows
         .into_iter()
         .filter_map(|p| {
             chain.project_id = Some(p.id.clone());
@@ -61,7 +76,8 @@ pub fn list(
                 .ok()?;
             Some((p, role))
         })
-        .collect())
+        .collect();
+    Ok((readable, next))
 }
 
 /// Creates a project; its creator becomes its owner (an explicit grant).

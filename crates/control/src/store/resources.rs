@@ -12,6 +12,7 @@ use crate::db::schema::{members, resources};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::paths::Kind;
+use crate::page::{cut, PageReq, Paged};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = resources)]
@@ -48,25 +49,39 @@ impl ResourceRow {
     }
 }
 
-/// The resources of one kind in a project that the actor may read.
+/// One page of the resources of one kind in a project that the actor may
+/// read, oldest first, and the cursor of the next page (rows the actor may
+/// not read are dropped after paging, so a page can be short).
 pub fn list(
     conn: &mut DbConnection,
     actor: &Actor,
     project: &Chain,
     kind: Kind,
-) -> Result<Vec<(ResourceRow, Role)>, ApiError> {
+    page: &PageReq,
+) -> Result<Paged<(ResourceRow, Role)>, ApiError> {
     let project_id = project.project_id.as_deref().unwrap_or_default();
-    let rows: Vec<ResourceRow> = resources::table
+    let mut query = resources::table
         .filter(resources::project_id.eq(project_id))
         .filter(resources::kind.eq(kind.resource_type().as_str()))
         .order((resources::created_at.asc(), resources::id.asc()))
         .select(ResourceRow::as_select())
-        .load(conn)?;
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((at, id)) = &page.after {
+        query = query.filter(
+            resources::created_at.gt(*at).or(resources::created_at
+                .eq(*at)
+                .and(resources::id.gt(id.clone()))),
+        );
+    }
+    let (rows, next) = cut(query.load(conn)?, page, |r: &ResourceRow| {
+        (r.created_at, r.id.as_str())
+    });
     let mut ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
     ids.extend(project.scopes().into_iter().map(|(_, id)| id));
     let grants = grants_for(conn, &actor.user_id, &ids)?;
     let mut chain = project.clone();
-    Ok(rows
+    let readable = rows
         .into_iter()
         .filter_map(|r| {
             chain.resource_id = Some(r.id.clone());
@@ -76,7 +91,8 @@ pub fn list(
                 .ok()?;
             Some((r, role))
         })
-        .collect())
+        .collect();
+    Ok((readable, next))
 }
 
 /// Creates a resource; for kinds with members its creator becomes its owner.

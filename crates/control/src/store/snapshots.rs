@@ -9,6 +9,7 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::now_ms;
+use super::update_guard::{any_depth, Walk};
 use crate::db::schema::room_snapshots;
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
@@ -32,8 +33,81 @@ pub fn load(conn: &mut DbConnection, room_id: &str) -> Result<Vec<u8>, ApiError>
         .unwrap_or_default())
 }
 
+/// Why a merge failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MergeError {
+    /// Not a valid v1 update (or yrs panicked on it).
+    Malformed(String),
+    /// The merged document would be larger than allowed.
+    TooLarge,
+    /// No thread could be started for the work.
+    NoThread(String),
+}
+
+/// Deepest nesting of `Any` values (JSON-like arrays and maps) a stored
+/// document may hold; deeper ones are refused before yrs sees them.
+pub const MAX_ANY_DEPTH: usize = 1000;
+/// Stack of the thread that runs a merge: room for yrs's recursion over
+/// [`MAX_ANY_DEPTH`] levels, many times over (touched only as deep as used).
+const MERGE_STACK: usize = 64 * 1024 * 1024;
+
+/// Merges `stored` and `incoming` into one compact update of at most
+/// `max_size` bytes. Hostile bytes can only be refused: nesting is measured
+/// before yrs decodes anything, and yrs runs on a thread of its own with a
+/// large stack and with panics caught.
+pub fn merge_guarded(
+    stored: &[u8],
+    incoming: &[u8],
+    max_size: usize,
+) -> Result<Vec<u8>, MergeError> {
+    shallow(stored)?;
+    shallow(incoming)?;
+    let merged = guarded(|| merge(stored, incoming))?;
+    if merged.len() > max_size {
+        return Err(MergeError::TooLarge);
+    }
+    Ok(merged)
+}
+
+/// Whether `update` decodes (guarded like [`merge_guarded`]), without applying it.
+pub fn check(update: &[u8]) -> Result<(), MergeError> {
+    shallow(update)?;
+    guarded(|| {
+        Update::decode_v1(update)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })
+}
+
+fn shallow(update: &[u8]) -> Result<(), MergeError> {
+    if !update.is_empty() && any_depth(update, MAX_ANY_DEPTH) == Walk::TooDeep {
+        return Err(MergeError::Malformed(format!(
+            "values nest deeper than {MAX_ANY_DEPTH} levels"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs yrs work on a thread with [`MERGE_STACK`]; a panic becomes `Malformed`.
+fn guarded<T: Send>(work: impl FnOnce() -> Result<T, String> + Send) -> Result<T, MergeError> {
+    let panicked = || Err("the Yjs decoder panicked".to_string());
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("snapshot-merge".into())
+            .stack_size(MERGE_STACK)
+            .spawn_scoped(scope, || {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(work))
+                    .unwrap_or_else(|_| panicked())
+            })
+            .map_err(|e| MergeError::NoThread(e.to_string()))?
+            .join()
+            .unwrap_or_else(|_| panicked())
+            .map_err(MergeError::Malformed)
+    })
+}
+
 /// Merges `stored` and `incoming` into one compact update. `Err` when either
-/// is not a valid v1 update.
+/// is not a valid v1 update. (Unguarded: see [`merge_guarded`].)
 pub fn merge(stored: &[u8], incoming: &[u8]) -> Result<Vec<u8>, String> {
     let doc = Doc::new();
     {
@@ -60,10 +134,9 @@ pub fn save(
     incoming: &[u8],
     max_size: usize,
 ) -> Result<Saved, ApiError> {
-    // Reject bytes that do not decode before taking the write lock (decode
-    // only; the merge below applies them).
-    Update::decode_v1(incoming)
-        .map_err(|e| ApiError::validation(format!("not a Yjs update: {e}")))?;
+    // Reject bytes that do not decode before taking the write lock (the
+    // merge below applies them).
+    check(incoming).map_err(|e| refusal(e, max_size))?;
     for attempt in 1..=3 {
         let result = write_tx(conn, |c| {
             let now = now_ms();
@@ -87,14 +160,15 @@ pub fn save(
                 .find(room_id)
                 .select((room_snapshots::state, room_snapshots::saves))
                 .first(c)?;
-            let merged = merge(&stored, incoming).map_err(|e| {
-                ApiError::Internal(anyhow::anyhow!(
-                    "stored snapshot of {room_id} is corrupt: {e}"
-                ))
-            })?;
-            if merged.len() > max_size {
-                return Err(ApiError::PayloadTooLarge(max_size));
-            }
+            let merged = match merge_guarded(&stored, incoming, max_size) {
+                Ok(merged) => merged,
+                Err(MergeError::Malformed(e)) if check(&stored).is_err() => {
+                    return Err(ApiError::Internal(anyhow::anyhow!(
+                        "stored snapshot of {room_id} is corrupt: {e}"
+                    )))
+                }
+                Err(e) => return Err(refusal(e, max_size)),
+            };
             let size = merged.len() as i64;
             diesel::update(room_snapshots::table.find(room_id))
                 .set((
@@ -116,6 +190,15 @@ pub fn save(
         }
     }
     Err(ApiError::Conflict("snapshot save raced too often".into()))
+}
+
+/// A refused incoming update: malformed 422, too large 413.
+fn refusal(e: MergeError, max_size: usize) -> ApiError {
+    match e {
+        MergeError::Malformed(why) => ApiError::validation(format!("not a Yjs update: {why}")),
+        MergeError::TooLarge => ApiError::PayloadTooLarge(max_size),
+        MergeError::NoThread(e) => ApiError::Internal(anyhow::anyhow!("merge thread: {e}")),
+    }
 }
 
 /// Forgets a room's snapshot (its resource was deleted).

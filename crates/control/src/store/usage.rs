@@ -53,9 +53,13 @@ pub fn record(
         day: now.div_euclid(DAY_MS),
         created_at: now,
     };
+    // At most one record per message (a unique index): a repeat is a 409.
     diesel::insert_into(usage_events::table)
         .values(&row)
-        .execute(conn)?;
+        .execute(conn)
+        .map_err(|e| {
+            ApiError::conflict_if_unique(e, "usage of this message is already recorded")
+        })?;
     Ok(row)
 }
 

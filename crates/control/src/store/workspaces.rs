@@ -9,15 +9,26 @@ use crate::authz::{self, Action, Actor, ResourceKind};
 use crate::db::schema::{members, workspaces};
 use crate::db::DbConnection;
 use crate::error::ApiError;
+use crate::page::{cut, PageReq};
 
 /// Every workspace the actor may read: their personal one, their org's team
 /// one, and those they were made members of — each checked with `can`.
 pub fn visible(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<WorkspaceSummary>, ApiError> {
+    Ok(visible_page(conn, actor, None)?.0)
+}
+
+/// [`visible`], one page at a time (every one without a page), and the
+/// cursor of the next page (unreadable rows are dropped after paging).
+pub fn visible_page(
+    conn: &mut DbConnection,
+    actor: &Actor,
+    page: Option<&PageReq>,
+) -> Result<(Vec<WorkspaceSummary>, Option<String>), ApiError> {
     let member_of = members::table
         .filter(members::user_id.eq(&actor.user_id))
         .filter(members::scope_kind.eq("workspace"))
         .select(members::scope_id);
-    let rows: Vec<WorkspaceRow> = workspaces::table
+    let mut query = workspaces::table
         .filter(
             workspaces::owner_id
                 .eq(&actor.user_id)
@@ -29,10 +40,26 @@ pub fn visible(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<WorkspaceSu
         )
         .order((workspaces::created_at.asc(), workspaces::id.asc()))
         .select(WorkspaceRow::as_select())
-        .load(conn)?;
+        .into_boxed();
+    let (rows, next) = match page {
+        None => (query.load(conn)?, None),
+        Some(page) => {
+            query = query.limit(page.fetch());
+            if let Some((at, id)) = &page.after {
+                query = query.filter(
+                    workspaces::created_at.gt(*at).or(workspaces::created_at
+                        .eq(*at)
+                        .and(workspaces::id.gt(id.clone()))),
+                );
+            }
+            cut(query.load(conn)?, page, |w: &WorkspaceRow| {
+                (w.created_at, w.id.as_str())
+            })
+        }
+    };
     let ids: Vec<&str> = rows.iter().map(|w| w.id.as_str()).collect();
     let grants = grants_for(conn, &actor.user_id, &ids)?;
-    Ok(rows
+    let readable = rows
         .into_iter()
         .filter_map(|w| {
             let chain = Chain::for_workspace(w);
@@ -48,5 +75,6 @@ pub fn visible(conn: &mut DbConnection, actor: &Actor) -> Result<Vec<WorkspaceSu
                 role,
             })
         })
-        .collect())
+        .collect();
+    Ok((readable, next))
 }

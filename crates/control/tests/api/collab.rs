@@ -11,6 +11,7 @@ both_backends!(
     token_then_verify_once,
     concurrent_verifies_of_one_token_exactly_one_wins,
     verify_refusals,
+    verify_flood_without_the_relay_secret_consumes_nothing,
     check_access_single_and_batched,
     access_changes_reach_the_feed,
 );
@@ -18,13 +19,7 @@ both_backends!(
 const SECRET: &str = "test-relay-secret";
 
 async fn verify(app: &TestApp, token: Option<&str>, room: &str) -> crate::helpers::Answer {
-    app.call(
-        Method::POST,
-        "/collaboration/verify",
-        token,
-        Some(json!({"roomId": room})),
-    )
-    .await
+    app.verify_token(token, room, Some(SECRET)).await
 }
 
 /// A team member's document, plus the owner and the doc id.
@@ -177,6 +172,34 @@ async fn verify_refusals(backend: Backend) {
     .await;
     let (t, _) = token_for(&app, &guest, "doc", &doc).await;
     assert_eq!(verify(&app, Some(&t), &room).await.body["role"], "viewer");
+}
+
+/// Only a relay may consume tokens: a flood of verifies carrying a valid
+/// token but no (or a wrong) relay secret is refused with 401 and leaves the
+/// token usable.
+async fn verify_flood_without_the_relay_secret_consumes_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, member, doc) = setup(&app).await;
+    let (token, room) = token_for(&app, &member, "doc", &doc).await;
+    let secrets = [None, Some(""), Some("wrong"), Some("test-relay-secret-")];
+    let calls = (0..40).map(|i| app.verify_token(Some(&token), &room, secrets[i % secrets.len()]));
+    for a in futures_util::future::join_all(calls).await {
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+        assert_eq!(a.code(), "unauthorized");
+    }
+    // The session token of the user is no relay secret either.
+    let a = app
+        .verify_token(Some(&token), &room, Some(&member.token))
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    // The token was not consumed: the relay still gets it, once.
+    let ok = verify(&app, Some(&token), &room).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(ok.body["userId"], member.id.as_str());
+    assert_eq!(
+        verify(&app, Some(&token), &room).await.status,
+        StatusCode::FORBIDDEN
+    );
 }
 
 /// Expired tokens are refused.

@@ -274,7 +274,7 @@ async fn get_and_send(backend: Backend) {
         .await;
     assert_eq!(sent.status, StatusCode::NOT_FOUND);
     let list = app.get(&format!("{path}/messages"), &collab.token).await;
-    assert_eq!(list.body.as_array().unwrap().len(), 2);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 2);
     assert_eq!(
         app.get(&format!("{path}/messages"), &outsider.token)
             .await
@@ -496,7 +496,7 @@ async fn attribution(backend: Backend) {
     let list = app
         .get(&format!("/conversations/{c}/messages"), &owner.token)
         .await;
-    let list = list.body.as_array().unwrap().clone();
+    let list = list.body["items"].as_array().unwrap().clone();
     let summary: Vec<(String, String, String)> = list
         .iter()
         .map(|m| {
@@ -522,7 +522,7 @@ async fn attribution(backend: Backend) {
     let p = app
         .get(&format!("/conversations/{c}/participants"), &collab.token)
         .await;
-    let p = p.body.as_array().unwrap().clone();
+    let p = p.body["items"].as_array().unwrap().clone();
     assert_eq!(p.len(), 2);
     assert_eq!(
         (p[0]["kind"].as_str(), p[0]["user"]["displayName"].as_str()),
@@ -551,7 +551,7 @@ async fn edge_cases(backend: Backend) {
     let p = app
         .get(&format!("/conversations/{c}/participants"), &owner.token)
         .await;
-    assert_eq!(p.body.as_array().unwrap().len(), 1);
+    assert_eq!(p.body["items"].as_array().unwrap().len(), 1);
     // Adding someone twice is a conflict; an unknown user a 404.
     add(&app, &owner, &c, &collab).await;
     let again = app

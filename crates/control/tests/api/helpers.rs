@@ -86,6 +86,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub db: std::sync::Arc<TestDb>,
     handle: actix_web::dev::ServerHandle,
+    /// The separate metrics listener, when configured (`metrics_listen`).
+    pub metrics_base: Option<String>,
 }
 
 impl Drop for TestApp {
@@ -166,6 +168,7 @@ impl TestApp {
 
     fn serve(db: std::sync::Arc<TestDb>, app: Application) -> TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
+        let metrics_base = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         TestApp {
@@ -173,6 +176,7 @@ impl TestApp {
             client: reqwest::Client::new(),
             db,
             handle,
+            metrics_base,
         }
     }
 
@@ -206,6 +210,32 @@ impl TestApp {
             status != StatusCode::INTERNAL_SERVER_ERROR || body["error"]["code"] == "misconfigured",
             "500 from {path}: {body}"
         );
+        Answer { status, body }
+    }
+
+    /// `POST /collaboration/verify` as a relay does: the user's one-time
+    /// `token` as bearer and `secret` in the relay-secret header (each optional).
+    pub async fn verify_token(
+        &self,
+        token: Option<&str>,
+        room: &str,
+        secret: Option<&str>,
+    ) -> Answer {
+        let mut req = self
+            .client
+            .post(format!("{}/collaboration/verify", self.base))
+            .json(&json!({ "roomId": room }));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(s) = secret {
+            req = req.header(tandem_protocol::collab::RELAY_SECRET_HEADER, s);
+        }
+        let res = req.send().await.expect("request sent");
+        let status = res.status();
+        let text = res.text().await.unwrap();
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{text}");
         Answer { status, body }
     }
 
@@ -277,6 +307,11 @@ impl TestApp {
             token: a.body["sessionToken"].as_str().unwrap().to_string(),
             email: email.to_string(),
         }
+    }
+
+    /// [`TestApp::signup`] with owned arguments (for many users at once).
+    pub async fn signup_owned(&self, email: String, name: String) -> TestUser {
+        self.signup(&email, &name).await
     }
 
     pub async fn session(&self, user: &TestUser) -> Value {

@@ -137,8 +137,8 @@ async fn invite_flow_with_smtp_delivery(backend: Backend) {
     let list = app
         .get(&format!("/workspaces/{ws}/invites"), &owner.token)
         .await;
-    assert_eq!(list.body.as_array().unwrap().len(), 1);
-    assert!(list.body[0].get("token").is_none());
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert!(list.body["items"][0].get("token").is_none());
     until(|| {
         let dump = dump_invites_and_outbox(&app);
         assert!(dump.contains("bea@guest.example"), "{dump}");
@@ -176,8 +176,7 @@ async fn invite_flow_with_smtp_delivery(backend: Backend) {
     let members = app
         .get(&format!("/workspaces/{ws}/members"), &owner.token)
         .await;
-    assert!(members
-        .body
+    assert!(members.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -185,7 +184,7 @@ async fn invite_flow_with_smtp_delivery(backend: Backend) {
     let list = app
         .get(&format!("/workspaces/{ws}/invites"), &owner.token)
         .await;
-    assert_eq!(list.body[0]["status"], "accepted");
+    assert_eq!(list.body["items"][0]["status"], "accepted");
 }
 
 /// Every stored token hash, email body and subject, as one string.
@@ -233,8 +232,7 @@ async fn concurrent_accepts_add_the_member_once(backend: Backend) {
     let members = app
         .get(&format!("/workspaces/{ws}/members"), &owner.token)
         .await;
-    let beas: Vec<&Value> = members
-        .body
+    let beas: Vec<&Value> = members.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -314,15 +312,14 @@ async fn invite_refusals(backend: Backend) {
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let list = app.get(&path, &owner.token).await;
-    let statuses: Vec<&str> = list
-        .body
+    let statuses: Vec<&str> = list.body["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|i| i["status"].as_str().unwrap())
         .collect();
     assert_eq!(statuses, vec!["expired", "revoked", "accepted"]);
-    let accepted_id = list.body[2]["id"].as_str().unwrap();
+    let accepted_id = list.body["items"][2]["id"].as_str().unwrap();
     assert_eq!(
         app.delete(&format!("{path}/{accepted_id}"), &owner.token)
             .await

@@ -12,6 +12,7 @@ mod conversations;
 mod identity;
 mod invites;
 mod jwt;
+mod limits;
 mod lists;
 mod members;
 mod replicas;

@@ -22,9 +22,9 @@ async fn membership_lifecycle(backend: Backend) {
 
     // The creator is the first member (owner).
     let list = app.get(&members, &owner.token).await;
-    assert_eq!(list.body.as_array().unwrap().len(), 1);
-    assert_eq!(list.body[0]["userId"], owner.id.as_str());
-    assert_eq!(list.body[0]["role"], "owner");
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.body["items"][0]["userId"], owner.id.as_str());
+    assert_eq!(list.body["items"][0]["role"], "owner");
 
     assert_eq!(
         app.get(&format!("/projects/{project}"), &guest.token)
@@ -50,9 +50,7 @@ async fn membership_lifecycle(backend: Backend) {
     );
     // A viewer reads the member list but cannot change it or the project.
     assert_eq!(
-        app.get(&members, &guest.token)
-            .await
-            .body
+        app.get(&members, &guest.token).await.body["items"]
             .as_array()
             .unwrap()
             .len(),

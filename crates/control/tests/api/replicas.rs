@@ -18,14 +18,9 @@ both_backends!(
 const SECRET: &str = "test-relay-secret";
 
 async fn verify(app: &TestApp, token: &str, room: &str) -> StatusCode {
-    app.call(
-        Method::POST,
-        "/collaboration/verify",
-        Some(token),
-        Some(json!({"roomId": room})),
-    )
-    .await
-    .status
+    app.verify_token(Some(token), room, Some(SECRET))
+        .await
+        .status
 }
 
 async fn sessions_and_tokens_work_across_replicas(backend: Backend) {

@@ -118,8 +118,7 @@ async fn share_view_fork_join_revoke(backend: Backend) {
             &stranger.token,
         )
         .await;
-    let texts: Vec<&str> = copied
-        .body
+    let texts: Vec<&str> = copied.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -131,7 +130,7 @@ async fn share_view_fork_join_revoke(backend: Backend) {
     assert_eq!(
         app.get(&format!("/conversations/{c}/messages"), &owner.token)
             .await
-            .body
+            .body["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -178,7 +177,7 @@ async fn share_view_fork_join_revoke(backend: Backend) {
     let people = app
         .get(&format!("/conversations/{c}/participants"), &owner.token)
         .await;
-    assert_eq!(people.body.as_array().unwrap().len(), 3);
+    assert_eq!(people.body["items"].as_array().unwrap().len(), 3);
 
     // A lost link: the owner revokes every link of the conversation at once.
     let spare = app
@@ -391,6 +390,15 @@ async fn usage_is_charged_to_the_user_who_triggered_it(backend: Backend) {
     )
     .await;
     let answer_id = || answer["id"].as_str().unwrap().to_string();
+    // A second answer for Carl, whose usage is recorded after he leaves.
+    let later = post_message(
+        &app,
+        &collab,
+        &c,
+        json!({ "content": "later answer", "role": "assistant", "model": "big" }),
+    )
+    .await;
+    let later_id = later["id"].as_str().unwrap().to_string();
     let record = |token: String, model: &str, i: i64, o: i64, message: Option<String>| {
         let body = match message {
             Some(m) => {
@@ -500,7 +508,7 @@ async fn usage_is_charged_to_the_user_who_triggered_it(backend: Backend) {
         )
         .await;
     assert_eq!(left.status, StatusCode::NO_CONTENT);
-    let a = record(owner.token.clone(), "big", 7, 7, Some(answer_id())).await;
+    let a = record(owner.token.clone(), "big", 7, 7, Some(later_id)).await;
     assert_eq!(a.status, StatusCode::CREATED);
     assert_eq!(a.body["userId"], owner.id.as_str());
     // Only assistant messages name who pays.

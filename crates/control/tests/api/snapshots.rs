@@ -13,7 +13,8 @@ const SECRET: &str = "test-relay-secret";
 both_backends!(
     save_load_and_merge,
     concurrent_saves_keep_every_edit,
-    snapshot_refusals
+    snapshot_refusals,
+    hostile_updates_are_refused_and_control_lives,
 );
 
 fn edit(doc: &Doc, s: &str) -> Vec<u8> {
@@ -190,4 +191,69 @@ async fn snapshot_refusals(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
+}
+
+/// A v1 update of one item in root `m` holding one `Any`: `[[[…null…]]]`,
+/// `depth` levels deep in two bytes per level.
+fn nesting_bomb(depth: usize) -> Vec<u8> {
+    let mut bomb = vec![1, 1, 7, 0, 8, 1, 1, b'm', 1];
+    for _ in 0..depth {
+        bomb.extend_from_slice(&[117, 1]);
+    }
+    bomb.extend_from_slice(&[126, 0]);
+    bomb
+}
+
+/// yrs recurses over nested values without a limit: a body of nested
+/// arrays would overflow the merging thread's stack and abort control.
+/// It is refused (422) before yrs sees it; malformed prefixes of a real
+/// update are refused, never a 500; moderate nesting still saves; and
+/// control keeps serving.
+async fn hostile_updates_are_refused_and_control_lives(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, room) = doc_room(&app).await;
+    for depth in [100_000, 4_000_000] {
+        let res = save(&app, &room, nesting_bomb(depth), SECRET).await;
+        assert_eq!(
+            res.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "depth {depth}"
+        );
+        let body: serde_json::Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "validation_failed");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("nest"),
+            "{body}"
+        );
+    }
+    // Nesting a real document may have is kept.
+    let res = save(&app, &room, nesting_bomb(200), SECRET).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    // Every prefix of a real update: refused or saved, never a 500.
+    let a = Doc::new();
+    edit(&a, "hello");
+    let full = edit(&a, " world, with more text");
+    for cut in 1..full.len() {
+        let status = save(&app, &room, full[..cut].to_vec(), SECRET)
+            .await
+            .status();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNPROCESSABLE_ENTITY,
+            "prefix {cut}: {status}"
+        );
+    }
+    // Control is alive and the document still takes real edits.
+    let b = Doc::new();
+    assert_eq!(
+        save(&app, &room, edit(&b, "still"), SECRET).await.status(),
+        StatusCode::OK
+    );
+    assert!(text_of(&load(&app, &room).await).contains("still"));
+    let health = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
 }

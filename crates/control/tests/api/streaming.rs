@@ -117,9 +117,9 @@ async fn two_viewers_see_the_same_chunks_in_order(backend: Backend) {
     let stored = app
         .get(&format!("/conversations/{c}/messages"), &owner.token)
         .await;
-    assert_eq!(stored.body[1]["content"], text.as_str());
-    assert_eq!(stored.body[1]["state"], "idle");
-    assert_eq!(stored.body[1]["senderUser"]["displayName"], "Carl");
+    assert_eq!(stored.body["items"][1]["content"], text.as_str());
+    assert_eq!(stored.body["items"][1]["state"], "idle");
+    assert_eq!(stored.body["items"][1]["senderUser"]["displayName"], "Carl");
 }
 
 async fn reconnect_resumes_without_gaps_or_duplicates(backend: Backend) {
@@ -178,7 +178,7 @@ async fn reconnect_resumes_without_gaps_or_duplicates(backend: Backend) {
     let stored = app
         .get(&format!("/conversations/{c}/messages"), &viewer.token)
         .await;
-    assert_eq!(stored.body[0]["content"], all.as_str());
+    assert_eq!(stored.body["items"][0]["content"], all.as_str());
 
     // Resuming from the newest id: nothing old is repeated, new events come.
     let newest = *ids.last().unwrap();
@@ -301,7 +301,7 @@ async fn failed_generation_and_streaming_rules(backend: Backend) {
     let stored = app
         .get(&format!("/conversations/{c}/messages"), &owner.token)
         .await;
-    assert_eq!(stored.body[0]["content"], "partial");
+    assert_eq!(stored.body["items"][0]["content"], "partial");
 }
 
 async fn removed_participant_stream_is_closed(backend: Backend) {
@@ -381,8 +381,7 @@ async fn presence_lists_recent_heartbeats(backend: Backend) {
     assert_eq!(beat(outsider.clone()).await.status, StatusCode::NOT_FOUND);
     let here = app.get(&path, &owner.token).await;
     assert_eq!(here.status, StatusCode::OK);
-    let mut names: Vec<&str> = here
-        .body
+    let mut names: Vec<&str> = here.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -395,8 +394,7 @@ async fn presence_lists_recent_heartbeats(backend: Backend) {
     beat(collab.clone()).await;
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
     let here = app.get(&path, &collab.token).await;
-    let names: Vec<&str> = here
-        .body
+    let names: Vec<&str> = here.body["items"]
         .as_array()
         .unwrap()
         .iter()

@@ -1,0 +1,1 @@
+DROP INDEX usage_events_once_per_message;
