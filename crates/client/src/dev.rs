@@ -9,6 +9,9 @@ use clap::Parser;
 use tandem_control::ControlConfig;
 use tandem_relay::RelayConfig;
 
+/// Browser origins `tandem dev` allows unless `TANDEM_CORS_ORIGINS` is set.
+pub const DEV_CORS_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
+
 /// Starts control and relay and serves until Ctrl-C / SIGTERM.
 pub async fn run(
     mut control: ControlConfig,
@@ -18,6 +21,10 @@ pub async fn run(
     // On Ctrl-C/SIGTERM the relay stops first (closing sockets and saving its
     // rooms to control); control stops after it.
     control.handle_signals = false;
+    // A web app on a dev server (any localhost port) may call control.
+    if control.cors_origins.is_none() {
+        control.cors_origins = Some(DEV_CORS_ORIGINS.into());
+    }
     if control.settings_key.is_none() {
         control.settings_key = Some(dev_settings_key(&control.database_url)?);
     }

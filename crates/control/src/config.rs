@@ -136,6 +136,12 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_MAX_CHAT_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_chat_message_bytes: usize,
 
+    /// Browser origins that may call control (CORS), comma-separated:
+    /// `https://app.example.com`, `http://localhost:*` (any port), or `*`
+    /// (any origin). Unset: no cross-origin access.
+    #[arg(long, env = "TANDEM_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
+
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
@@ -171,6 +177,7 @@ impl ControlConfig {
             presence_window_ms: 30_000,
             chat_poll_ms: 200,
             max_chat_message_bytes: 1024 * 1024,
+            cors_origins: None,
             handle_signals: true,
         }
     }

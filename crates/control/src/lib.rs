@@ -12,6 +12,9 @@
 //! - [`ratelimit`]: per-IP limits on login and signup.
 //! - [`validate`]: parsing user input at the edge.
 //! - [`error`]: `ApiError` and its mapping to status + JSON.
+//! - [`observe`]: request ids, the request span, access log and HTTP metrics.
+//! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`).
+//! - [`cors`]: cross-origin access for browser apps (`TANDEM_CORS_ORIGINS`).
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //!
 //! Control never depends on the relay; they share only `tandem-protocol`.
@@ -19,12 +22,15 @@
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod cors;
 pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod mail;
 pub mod metrics;
+pub mod observe;
+pub mod openapi;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

@@ -1,4 +1,5 @@
-//! `/healthz` (the process answers) and `/readyz` (and its database does).
+//! `/healthz` (the process answers) and `/readyz` (and its database does),
+//! `/metrics`, and `/openapi.json` (this API's description).
 
 use actix_web::web;
 use tandem_protocol::http::Health;
@@ -26,4 +27,11 @@ pub async fn metrics(state: State) -> actix_web::HttpResponse {
     actix_web::HttpResponse::Ok()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(state.metrics.encode())
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
+pub async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::json())
 }

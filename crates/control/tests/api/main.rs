@@ -7,12 +7,14 @@
 mod helpers;
 
 mod bad_input;
+mod browser;
 mod collab;
 mod conversations;
 mod invites;
 mod jwt;
 mod lists;
 mod members;
+mod openapi;
 mod replicas;
 mod sharing;
 mod signin;
