@@ -14,6 +14,9 @@ use clap::Parser;
 use tandem_control::ControlConfig;
 use tandem_relay::RelayConfig;
 
+/// Browser origins `tandem dev` allows unless `TANDEM_CORS_ORIGINS` is set.
+pub const DEV_CORS_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
+
 /// Starts control and relay and serves until Ctrl-C / SIGTERM.
 pub async fn run(
     mut control: ControlConfig,
@@ -26,6 +29,10 @@ pub async fn run(
     if !public_url_given() {
         // Empty: control fills in its own address once it is listening.
         control.public_url = String::new();
+    }
+    // A web app on a dev server (any localhost port) may call control.
+    if control.cors_origins.is_none() {
+        control.cors_origins = Some(DEV_CORS_ORIGINS.into());
     }
     if control.settings_key.is_none() {
         control.settings_key = Some(dev_settings_key(&control.database_url)?);

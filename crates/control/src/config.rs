@@ -177,6 +177,11 @@ pub struct ControlConfig {
     /// slot freed) at the latest then.
     #[arg(long, env = "TANDEM_CHAT_KEEPALIVE_MS", default_value_t = 15_000)]
     pub chat_keepalive_ms: u64,
+    /// Browser origins that may call control (CORS), comma-separated:
+    /// `https://app.example.com`, `http://localhost:*` (any port), or `*`
+    /// (any origin). Unset: no cross-origin access.
+    #[arg(long, env = "TANDEM_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
 
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
@@ -220,6 +225,7 @@ impl ControlConfig {
             metrics_listen: None,
             max_streams_per_user: 8,
             chat_keepalive_ms: 15_000,
+            cors_origins: None,
             handle_signals: true,
         }
     }

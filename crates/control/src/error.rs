@@ -108,7 +108,8 @@ impl ResponseError for ApiError {
         if let ApiError::RateLimited(secs) = self {
             res.insert_header(("retry-after", secs.to_string()));
         }
-        res.json(ErrorBody::new(self.code(), self.to_string()))
+        let body = ErrorBody::new(self.code(), self.to_string());
+        res.json(body.with_request_id(crate::observe::request_id()))
     }
 }
 

@@ -14,6 +14,9 @@
 //! - [`streams`]: per-user caps of event streams, one poll loop per conversation.
 //! - [`page`]: `?limit=&cursor=` keyset pagination shared by every list.
 //! - [`error`]: `ApiError` and its mapping to status + JSON.
+//! - [`observe`]: request ids, the request span, access log and HTTP metrics.
+//! - [`openapi`]: the OpenAPI 3.1 document (`GET /openapi.json`).
+//! - [`cors`]: cross-origin access for browser apps (`TANDEM_CORS_ORIGINS`).
 //! - [`metrics`]: Prometheus metrics (`GET /metrics`).
 //!
 //! Control never depends on the relay; they share only `tandem-protocol`.
@@ -21,6 +24,7 @@
 pub mod auth;
 pub mod authz;
 pub mod config;
+pub mod cors;
 pub mod crypto;
 pub mod db;
 pub mod error;
@@ -28,6 +32,8 @@ pub mod http;
 pub mod mail;
 pub mod metrics;
 pub mod page;
+pub mod observe;
+pub mod openapi;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

@@ -5,18 +5,18 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Instant;
 
 use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use futures_util::FutureExt;
+use tandem_protocol::origin::OriginList;
 use tandem_protocol::{ErrorBody, ErrorCode};
 
 use crate::auth::jwt::JwtVerifier;
 use crate::config::ControlConfig;
 use crate::state::AppState;
-use crate::{crypto, db, http};
+use crate::{cors, crypto, db, http, observe};
 
 /// Invites one user may send per minute (each sends an email).
 const INVITES_PER_MINUTE: u32 = 10;
@@ -38,6 +38,7 @@ impl Application {
             );
             config.relay_secret = Some(crypto::new_token());
         }
+        let origins = cors::origins(config.cors_origins.as_deref())?;
         let listener = TcpListener::bind(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
@@ -106,7 +107,7 @@ impl Application {
             chat_pollers: Default::default(),
         });
         tokio::spawn(crate::mail::dispatch(state.clone()));
-        let server = serve(listener, state.clone())?;
+        let server = serve(listener, state.clone(), origins)?;
         let metrics_port = serve_metrics(&state)?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
         // stop gracefully (in-flight requests get the shutdown timeout).
@@ -192,7 +193,11 @@ fn check_jwt_settings(config: &ControlConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> {
+fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    origins: OriginList,
+) -> anyhow::Result<Server> {
     let workers = match state.config.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -202,7 +207,6 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
     let max_body = state.config.max_body_bytes;
     let data = web::Data::new(state);
     let server = HttpServer::new(move || {
-        let metrics_state = data.clone();
         App::new()
             .app_data(data.clone())
             .app_data(
@@ -212,25 +216,11 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
             )
             .app_data(web::PathConfig::default().error_handler(http::path_error))
             .app_data(web::QueryConfig::default().error_handler(http::query_error))
-            .wrap_fn(move |req, srv| {
-                use actix_web::dev::Service;
-                let method = req.method().clone();
-                let state = metrics_state.clone();
-                let started = Instant::now();
-                srv.call(req).map(move |res| {
-                    if let Ok(res) = &res {
-                        let status = res.status().as_u16();
-                        let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".into());
-                        let elapsed = started.elapsed();
-                        state.metrics.observe(&route, method.as_str(), status, elapsed.as_secs_f64());
-                        // The route pattern, not the path: paths carry secrets (share ids).
-                        tracing::info!(%method, %route, status, ms = elapsed.as_millis() as u64, "request");
-                    }
-                    res
-                })
-            })
             .configure(http::routes)
             .default_service(web::to(not_found))
+            .wrap(cors::middleware(origins.clone()))
+            // Outermost: ids, span, log line and metrics for everything.
+            .wrap(from_fn(observe::request))
     })
     .workers(workers)
     .disable_signals()
@@ -261,7 +251,8 @@ fn serve_metrics(state: &Arc<AppState>) -> anyhow::Result<Option<u16>> {
 }
 
 async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound().json(ErrorBody::new(ErrorCode::NotFound, "no such path"))
+    let body = ErrorBody::new(ErrorCode::NotFound, "no such path");
+    HttpResponse::NotFound().json(body.with_request_id(observe::request_id()))
 }
 
 async fn wait_for_signal() {

@@ -120,7 +120,10 @@ impl AppState {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
+        // Log lines of the blocking work carry the request's id too.
+        let span = tracing::Span::current();
         web::block(move || {
+            let _in_request = span.enter();
             let mut conn = pool.get()?;
             f(&mut conn)
         })

@@ -11,6 +11,7 @@ pub const COLLAB_TOKEN_TTL_SECS: i64 = 5 * 60;
 
 /// `POST /collaboration/token` (signed-in user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TokenRequest {
     pub resource_type: ResourceType,
@@ -18,6 +19,7 @@ pub struct TokenRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct TokenResponse {
     /// One-time token for the relay (`?token=`).
@@ -35,12 +37,14 @@ pub const RELAY_SECRET_HEADER: &str = "x-tandem-relay-secret";
 /// `POST /collaboration/verify` (relay; `Authorization: Bearer <token>` and
 /// [`RELAY_SECRET_HEADER`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyRequest {
     pub room_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VerifyResponse {
     pub user_id: String,
@@ -51,6 +55,7 @@ pub struct VerifyResponse {
 
 /// `GET /collaboration/check-access?roomId&userId` (relay secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CheckAccessResponse {
     pub has_access: bool,
@@ -64,6 +69,7 @@ pub const MAX_BATCH_USERS: usize = 1000;
 
 /// `POST /collaboration/check-access` (relay secret): all users of a room at once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CheckAccessBatchRequest {
     pub room_id: String,
@@ -71,6 +77,7 @@ pub struct CheckAccessBatchRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct UserAccess {
     pub user_id: String,
@@ -80,6 +87,7 @@ pub struct UserAccess {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct CheckAccessBatchResponse {
     pub results: Vec<UserAccess>,
@@ -87,6 +95,7 @@ pub struct CheckAccessBatchResponse {
 
 /// One access change: re-check `userId` everywhere, or everyone in `roomId`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessEvent {
     pub seq: i64,
@@ -98,6 +107,7 @@ pub struct AccessEvent {
 
 /// `GET /collaboration/events?after=N&timeoutMs=T` (relay secret, long poll).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct AccessEvents {
     pub events: Vec<AccessEvent>,
@@ -110,6 +120,7 @@ pub struct AccessEvents {
 /// denied") on every path, and also as a JSON text frame on the y-partykit
 /// path (`/parties/main/...`) only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerNotice {
     PermissionRevoked { reason: String },

@@ -1,10 +1,11 @@
 //! The error envelope of every non-2xx answer of control:
-//! `{"error":{"code":"not_found","message":"..."}}`.
+//! `{"error":{"code":"not_found","message":"...","requestId":"..."}}`.
 
 use serde::{Deserialize, Serialize};
 
 /// Machine-readable error codes. Each maps to exactly one HTTP status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
     /// 400: the request could not be read (malformed JSON, bad query string).
@@ -61,15 +62,22 @@ impl ErrorCode {
 
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// What went wrong, for programs (`code`) and for people (`message`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
 pub struct ErrorDetail {
     pub code: ErrorCode,
     pub message: String,
+    /// The request's id (also in the `x-request-id` header and the server's
+    /// logs): quote it when reporting a problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ErrorBody {
@@ -78,7 +86,14 @@ impl ErrorBody {
             error: ErrorDetail {
                 code,
                 message: message.into(),
+                request_id: None,
             },
         }
+    }
+
+    /// The same body, naming the request it answers.
+    pub fn with_request_id(mut self, id: Option<String>) -> Self {
+        self.error.request_id = id;
+        self
     }
 }

@@ -4,10 +4,12 @@
 //! - [`http`]: JSON bodies of control's HTTP API (camelCase on the wire).
 //! - [`chat`]: conversations, messages, streaming events, shares, usage, invites, settings.
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
-//! - [`error`]: the `{"error":{"code","message"}}` envelope and its codes.
+//! - [`error`]: the `{"error":{"code","message","requestId"}}` envelope and its codes.
 //! - [`identity`]: email verification, org join policies and join requests, identity linking.
+//! - [`origin`]: the browser origins allowed by `TANDEM_CORS_ORIGINS`.
 //!
-//! This crate has no I/O and depends on nothing but serde: control, relay and
+//! This crate has no I/O and depends on nothing but serde (and `utoipa`, for
+//! OpenAPI schemas, with the optional `openapi` feature): control, relay and
 //! clients meet here and nowhere else.
 
 pub mod chat;
@@ -15,6 +17,7 @@ pub mod collab;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod origin;
 pub mod room;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

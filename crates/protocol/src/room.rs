@@ -10,6 +10,7 @@ pub const MAX_ROOM_ID_LEN: usize = 128;
 
 /// The kinds of resource that have a live room.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ResourceType {
     Doc,

@@ -1,5 +1,6 @@
-//! `/healthz` (the process answers), `/readyz` (and its database does) and
-//! `/metrics` (optionally behind a token, or on a listener of its own).
+//! `/healthz` (the process answers), `/readyz` (and its database does),
+//! `/metrics` (optionally behind a token, or on a listener of its own), and
+//! `/openapi.json` (this API's description).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use tandem_protocol::http::Health;
@@ -68,4 +69,11 @@ pub fn metrics_server(
     .shutdown_timeout(1)
     .listen(listener)?
     .run())
+}
+
+/// `GET /openapi.json`: the OpenAPI 3.1 document of this API.
+pub async fn openapi() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type("application/json")
+        .body(crate::openapi::json())
 }

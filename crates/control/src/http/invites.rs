@@ -99,7 +99,8 @@ pub async fn revoke(
     Ok(web::Json(revoked))
 }
 
-#[derive(Deserialize)]
+/// `POST /invites/accept`: the token from the invite's email link.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptBody {
     token: String,

@@ -1,6 +1,7 @@
 //! The HTTP surface of control. Each handler extracts, asks `can()` through
 //! [`authorize`], calls the store and maps the result; the route table below
-//! fits on one screen.
+//! fits on one screen. Each route and method also has its entry in
+//! `crate::openapi::operations` (the `openapi` tests check both ways).
 
 pub mod auth;
 pub mod chat_stream;
@@ -75,6 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(at("/healthz").route(get().to(health::healthz)))
         .service(at("/metrics").route(get().to(health::metrics)))
         .service(at("/readyz").route(get().to(health::readyz)))
+        .service(at("/openapi.json").route(get().to(health::openapi)))
         .service(at("/auth/signup").route(post().to(auth::signup)))
         .service(at("/auth/login").route(post().to(auth::login)))
         .service(at("/auth/logout").route(post().to(auth::logout)))

@@ -15,7 +15,7 @@ use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 
 /// What a save left behind (also the answer to the relay).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Saved {
     pub size: i64,

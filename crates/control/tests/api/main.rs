@@ -7,6 +7,7 @@
 mod helpers;
 
 mod bad_input;
+mod browser;
 mod collab;
 mod conversations;
 mod identity;
@@ -15,6 +16,7 @@ mod jwt;
 mod limits;
 mod lists;
 mod members;
+mod openapi;
 mod replicas;
 mod sharing;
 mod signin;
