@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -15,7 +15,11 @@ const run = (cmd, args, cwd) => execFileSync(cmd, args, { cwd, encoding: 'utf8',
 test('packed @tandem/client and @tandem/react install, import and typecheck', { timeout: 120000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-pack-'))
   try {
-    run(npm, ['pack', '--silent', '--pack-destination', dir, '-w', '@tandem/client', '-w', '@tandem/react'], root)
+    for (const p of ['client', 'react']) {
+      assert.ok(existsSync(join(root, 'packages', p, 'dist', 'index.d.ts')), `packages/${p}/dist is missing: npm run build first`)
+    }
+    // --ignore-scripts: `prepack` would build again; scripts/test.sh has just built.
+    run(npm, ['pack', '--silent', '--ignore-scripts', '--pack-destination', dir, '-w', '@tandem/client', '-w', '@tandem/react'], root)
     const tarballs = readdirSync(dir).filter((f) => f.endsWith('.tgz')).sort()
     assert.deepEqual(tarballs, ['tandem-client-0.1.0.tgz', 'tandem-react-0.1.0.tgz'])
     const listing = run('tar', ['-tzf', join(dir, tarballs[0])], dir)
@@ -25,10 +29,10 @@ test('packed @tandem/client and @tandem/react install, import and typecheck', { 
     assert.doesNotMatch(listing, /package\/src\/|test/)
 
     const app = join(dir, 'app')
-    run('mkdir', ['-p', app], dir)
+    mkdirSync(app)
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }))
     // Peers at the versions the workspace locks (in npm's cache after `npm ci`).
-    const lock = (name) => JSON.parse(run(npm, ['pkg', 'get', 'version'], join(root, 'node_modules', name))).replace(/"/g, '')
+    const lock = (name) => JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version
     const peers = ['yjs', 'y-protocols', 'lib0', 'react', '@types/react'].map((n) => `${n}@${lock(n)}`)
     run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.map((t) => join(dir, t)), ...peers], app)
 

@@ -69,6 +69,7 @@ test('the stock y-partykit provider converges with a connectDocument client and 
   } finally {
     console.warn = warn
     provider.destroy()
+    provider.awareness.destroy() // the stock provider leaves its awareness timer running
     ownerConn.destroy()
   }
 })

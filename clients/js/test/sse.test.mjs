@@ -81,11 +81,17 @@ test('a stream resumes with Last-Event-ID: no gap, no repeat, no fresh snapshot'
   const first = client.conversationEvents(conversation.id)
   const seen = []
   first.on('event', (e) => seen.push(e))
-  await client.api.post('/conversations/{id}/messages', { path: { id: conversation.id }, body: { content: 'one' } })
-  await waitFor(() => seen.some((e) => e.event === 'message'), 5000, 'first message')
-  first.close()
-  const lastId = first.lastEventId
-  assert.equal(lastId, seen.at(-1).id)
+  let lastId
+  try {
+    await waitFor(() => seen.length === 1, 5000, 'snapshot')
+    assert.equal(seen[0].event, 'snapshot')
+    await client.api.post('/conversations/{id}/messages', { path: { id: conversation.id }, body: { content: 'one' } })
+    await waitFor(() => seen.some((e) => e.event === 'message'), 5000, 'first message')
+    lastId = first.lastEventId
+    assert.equal(lastId, seen.at(-1).id)
+  } finally {
+    first.close()
+  }
   // Written while nobody listens.
   await client.api.post('/conversations/{id}/messages', { path: { id: conversation.id }, body: { content: 'two' } })
   await streamReply(client.api, conversation.id, ['a', 'b', 'c'])

@@ -345,7 +345,9 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     const ws = this.ws
     this.ws = null
     if (ws === null) return
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null
+    ws.onopen = ws.onmessage = ws.onclose = null
+    // Closing a socket that is still connecting reports an error (Node's `ws` throws one nobody listens to).
+    ws.onerror = () => {}
     try { ws.close() } catch { /* already closed */ }
     this.forgetRemoteAwareness()
   }
