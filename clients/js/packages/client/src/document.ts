@@ -192,9 +192,9 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     const gen = ++this.generation
     this.retryTimer = null
     this.update({ status: 'connecting', synced: false, tokenRequests: this.current.tokenRequests + 1 })
-    let token: string
+    let granted: { token: string, roomId: string }
     try {
-      token = (await this.transport.requestToken(this.resourceType, this.resourceId)).token
+      granted = await this.transport.requestToken(this.resourceType, this.resourceId)
     } catch (err) {
       if (gen !== this.generation) return
       if (err instanceof TandemError && (err.status === 403 || err.status === 404)) {
@@ -210,7 +210,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     if (gen !== this.generation) return
     let ws: WebSocket
     try {
-      ws = new this.WS(this.url(token))
+      ws = new this.WS(this.url(granted))
     } catch (err) {
       this.fail(err)
       return
@@ -239,10 +239,11 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     ws.onerror = () => { /* a close event follows */ }
   }
 
-  private url (token: string): string {
+  /** The relay URL for a granted token, in the room control named with it. */
+  private url ({ token, roomId }: { token: string, roomId: string }): string {
     const base = this.transport.relayUrl.replace(/\/+$/, '')
     const prefix = this.urlForm === 'y-partykit' ? '/parties/main' : ''
-    return `${base}${prefix}/${encodeURIComponent(this.roomId)}?token=${encodeURIComponent(token)}`
+    return `${base}${prefix}/${encodeURIComponent(roomId || this.roomId)}?token=${encodeURIComponent(token)}`
   }
 
   private receive (data: unknown): void {
