@@ -275,7 +275,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
           awarenessProtocol.applyAwarenessUpdate(this.awareness, decoding.readVarUint8Array(decoder), this)
           break
         case MESSAGE_AUTH:
-          authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) => this.revoke({ reason, source: 'auth-message' }))
+          authProtocol.readAuthMessage(decoder, this.doc, (_doc, reason) => this.revoke({ reason: noticeReason(reason), source: 'auth-message' }))
           break
         case MESSAGE_QUERY_AWARENESS:
           this.sendAwareness([...this.awareness.getStates().keys()])
@@ -403,4 +403,13 @@ function listenOnline (handler: () => void): () => void {
   if (typeof target.addEventListener !== 'function' || typeof target.removeEventListener !== 'function') return () => {}
   target.addEventListener('online', handler)
   return () => target.removeEventListener?.('online', handler)
+}
+
+/** The relay's auth-message reason is its JSON notice (`{"type":"permission_revoked","reason":…}`): take the human part. */
+function noticeReason (reason: string): string {
+  try {
+    const notice = JSON.parse(reason) as { reason?: unknown }
+    if (typeof notice.reason === 'string') return notice.reason
+  } catch { /* a plain-text reason */ }
+  return reason
 }
