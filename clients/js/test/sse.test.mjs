@@ -170,3 +170,43 @@ test('a removed participant gets closed and the stream stops; a stranger is refu
   assert.equal(errors[0].status, 404)
   assert.equal(refused.connections, 1, 'no retry after a 404')
 })
+
+test('a chunk that does not line up (a gap) makes the live conversation start over from a snapshot', async () => {
+  const ada = await signup(tandem, 'Ada')
+  const conversation = await conversationWith(ada)
+  // On the first events request, a proxy loses the first chunk event.
+  let requests = 0
+  const lossyFetch = async (input, init) => {
+    const res = await fetch(input, init)
+    if (!String(input).endsWith('/events')) return res
+    if (++requests !== 1) return res
+    let buffer = ''
+    let dropped = false
+    const encoder = new TextEncoder()
+    const body = res.body.pipeThrough(new TextDecoderStream()).pipeThrough(new TransformStream({
+      transform (text, controller) {
+        buffer += text
+        let end
+        while ((end = buffer.indexOf('\n\n')) !== -1) {
+          const block = buffer.slice(0, end + 2)
+          buffer = buffer.slice(end + 2)
+          if (!dropped && block.includes('event: chunk')) { dropped = true; continue }
+          controller.enqueue(encoder.encode(block))
+        }
+      }
+    }))
+    return new Response(body, { status: res.status, headers: res.headers })
+  }
+  const client = clientFor(tandem, ada, { fetch: lossyFetch })
+  const live = client.conversation(conversation.id, { backoff: { initialMs: 20, maxMs: 50 } })
+  try {
+    await waitFor(() => live.state.loaded, 5000, 'snapshot')
+    await streamReply(client.api, conversation.id, ['lost ', 'and ', 'found'])
+    await waitFor(() => live.messages[0]?.content === 'lost and found' && live.messages[0].state === 'idle', 5000, 'repaired text')
+    assert.equal(requests, 2, 'one fresh stream')
+    assert.equal(live.state.outOfSync, false)
+    assert.equal(live.state.status, 'open')
+  } finally {
+    live.close()
+  }
+})

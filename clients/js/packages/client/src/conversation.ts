@@ -33,7 +33,7 @@ export interface ConversationState {
   closedReason: string | null
   /** False until the first snapshot arrived. */
   loaded: boolean
-  /** Set when a chunk did not line up with the text we had (a gap); the next snapshot repairs it. */
+  /** Set while repairing a gap (a chunk that did not line up): the stream restarts from a fresh snapshot. */
   outOfSync: boolean
 }
 
@@ -49,19 +49,34 @@ export class LiveConversation extends Emitter<LiveConversationEvents> {
   private current: ConversationState = { conversation: null, messages: [], status: 'connecting', closedReason: null, loaded: false, outOfSync: false }
   /** Code-point length of each message's content, so chunk offsets are checked without recounting. */
   private readonly lengths = new Map<string, number>()
-  private readonly stream: EventStream
+  private stream: EventStream
+  private closed = false
 
-  constructor (private readonly http: HttpClient, id: string, options: Omit<EventStreamOptions, 'isFinal'> = {}) {
+  constructor (private readonly http: HttpClient, id: string, private readonly options: Omit<EventStreamOptions, 'isFinal'> = {}) {
     super()
     this.id = id
-    const path = `/conversations/${encodeURIComponent(id)}/events`
-    this.stream = new EventStream(
-      (headers, signal) => http.fetchRaw(path, { headers, signal }),
-      { ...options, isFinal: (e) => e.event === 'closed' }
+    this.stream = this.open(options.lastEventId)
+  }
+
+  private open (lastEventId: string | undefined): EventStream {
+    const path = `/conversations/${encodeURIComponent(this.id)}/events`
+    const stream = new EventStream(
+      (headers, signal) => this.http.fetchRaw(path, { headers, signal }),
+      { ...this.options, lastEventId, isFinal: (e) => e.event === 'closed' }
     )
-    this.stream.on('event', (e) => this.apply(e))
-    this.stream.on('status', (status) => this.update({ status }))
-    this.stream.on('error', (err) => this.emit('error', err))
+    stream.on('event', (e) => { if (stream === this.stream) this.apply(e) })
+    stream.on('status', (status) => { if (stream === this.stream) this.update({ status }) })
+    stream.on('error', (err) => { if (stream === this.stream) this.emit('error', err) })
+    return stream
+  }
+
+  /** A gap in a message's text (should not happen: ids are contiguous): start over from a snapshot. */
+  private resync (): void {
+    if (this.closed || this.current.outOfSync) return
+    this.update({ outOfSync: true })
+    const old = this.stream
+    this.stream = this.open(undefined)
+    old.close()
   }
 
   get state (): ConversationState { return this.current }
@@ -80,6 +95,7 @@ export class LiveConversation extends Emitter<LiveConversationEvents> {
   }
 
   close (): void {
+    this.closed = true
     this.stream.close()
     this.removeAllListeners()
   }
@@ -114,7 +130,7 @@ export class LiveConversation extends Emitter<LiveConversationEvents> {
       case 'chunk': {
         const { messageId, offset, delta } = data as unknown as ChunkData
         const length = this.lengths.get(messageId)
-        if (length === undefined || offset > length) { this.update({ outOfSync: true }); break }
+        if (length === undefined || offset > length) { this.resync(); break }
         if (offset < length) break // already have it
         this.lengths.set(messageId, length + codePoints(delta))
         this.replace(messageId, (m) => ({ ...m, content: m.content + delta }))
