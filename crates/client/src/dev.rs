@@ -18,6 +18,7 @@ pub async fn run(
     // On Ctrl-C/SIGTERM the relay stops first (closing sockets and saving its
     // rooms to control); control stops after it.
     control.handle_signals = false;
+    control.serve_demo = true;
     if control.settings_key.is_none() {
         control.settings_key = Some(dev_settings_key(&control.database_url)?);
     }
@@ -33,11 +34,20 @@ pub async fn run(
     relay.relay_secret = Some(state.relay_secret().to_string());
     let relay_app = tandem_relay::Application::build(relay).await?;
     let relay_url = format!("ws://{}:{}", relay_listen.ip(), relay_app.port());
+    // The demo page connects here unless TANDEM_PUBLIC_RELAY_URL said otherwise
+    // (listening on every interface: the page's own host name, this port).
+    let for_pages = if relay_listen.ip().is_unspecified() {
+        format!(":{}", relay_app.port())
+    } else {
+        relay_url.clone()
+    };
+    let _ = state.public_relay_url.set(for_pages);
 
     println!("Tandem dev is running:");
     println!("  control  {control_url}");
     println!("  relay    {relay_url}");
     println!("  database {}", state.config.database_url);
+    println!("  demo app {control_url}/");
     println!("Press Ctrl-C to stop.");
     let control_stop = control_app.shutdown_token();
     let relay_stop = relay_app.shutdown_token();

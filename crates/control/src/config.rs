@@ -136,6 +136,16 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_MAX_CHAT_MESSAGE_BYTES", default_value_t = 1024 * 1024)]
     pub max_chat_message_bytes: usize,
 
+    /// Serve the demo app (embedded in the binary) at `/`. Always on in
+    /// `tandem dev`.
+    #[arg(long, env = "TANDEM_SERVE_DEMO", default_value_t = false)]
+    pub serve_demo: bool,
+
+    /// The relay's WebSocket URL as browsers reach it (`ws://…` or
+    /// `wss://…`), written into the demo page. `tandem dev` fills it in.
+    #[arg(long, env = "TANDEM_PUBLIC_RELAY_URL")]
+    pub public_relay_url: Option<String>,
+
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
@@ -171,6 +181,8 @@ impl ControlConfig {
             presence_window_ms: 30_000,
             chat_poll_ms: 200,
             max_chat_message_bytes: 1024 * 1024,
+            serve_demo: false,
+            public_relay_url: None,
             handle_signals: true,
         }
     }

@@ -81,7 +81,11 @@ impl Application {
             outbox_wake: tokio::sync::Notify::new(),
             mailer,
             secrets,
+            public_relay_url: std::sync::OnceLock::new(),
         });
+        if let Some(url) = state.config.public_relay_url.clone() {
+            let _ = state.public_relay_url.set(url);
+        }
         tokio::spawn(crate::mail::dispatch(state.clone()));
         let server = serve(listener, state.clone())?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
@@ -169,7 +173,7 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
                 })
             })
             .configure(http::routes)
-            .default_service(web::to(not_found))
+            .default_service(web::to(http::demo::fallback))
     })
     .workers(workers)
     .disable_signals()
@@ -179,7 +183,8 @@ fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> 
     Ok(server)
 }
 
-async fn not_found() -> HttpResponse {
+/// The JSON 404 of a path no route knows.
+pub(crate) fn not_found() -> HttpResponse {
     HttpResponse::NotFound().json(ErrorBody::new(ErrorCode::NotFound, "no such path"))
 }
 

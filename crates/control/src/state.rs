@@ -43,6 +43,9 @@ pub struct AppState {
     pub mailer: std::sync::Arc<dyn crate::mail::Sender>,
     /// Seals users' API keys; `None` without `TANDEM_SETTINGS_KEY`.
     pub secrets: Option<crate::crypto::SecretBox>,
+    /// The relay URL the demo page connects to: `TANDEM_PUBLIC_RELAY_URL`,
+    /// or set once by `tandem dev` when its relay has a port.
+    pub public_relay_url: std::sync::OnceLock<String>,
 }
 
 pub type State = web::Data<Arc<AppState>>;

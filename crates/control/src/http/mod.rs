@@ -6,6 +6,7 @@ pub mod auth;
 pub mod chat_stream;
 pub mod collab;
 pub mod conversations;
+pub mod demo;
 pub mod extract;
 pub mod health;
 pub mod invites;

@@ -9,6 +9,7 @@ mod helpers;
 mod bad_input;
 mod collab;
 mod conversations;
+mod demo;
 mod invites;
 mod jwt;
 mod lists;
