@@ -60,6 +60,8 @@ test('the stock y-partykit provider converges with a connectDocument client and 
     await waitFor(() => closes.length > 0, 5000, 'the close')
     assert.equal(closes[0].code, 1008)
     assert.equal(closes[0].reason, 'AUTH_FORBIDDEN')
+    // The y-protocols auth message reached the provider's permission-denied handler (it warns).
+    assert.ok(warnings.some((w) => /Permission denied/.test(w)), warnings.join('\n'))
     assert.equal(provider.synced, false)
     // Its edits no longer reach the room.
     guestDoc.getText('t').insert(0, 'after revocation ')
