@@ -115,6 +115,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
   private readonly urlForm: 'y-websocket' | 'y-partykit'
   private readonly WS: WebSocketCtor
   private readonly removeOnline: () => void
+  private readonly transport: DocumentTransport
 
   constructor (transport: DocumentTransport, resourceType: ResourceType, resourceId: string, doc: Y.Doc, options: ConnectDocumentOptions = {}) {
     super()
@@ -141,8 +142,6 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     })
     if (options.connect !== false) void this.attempt()
   }
-
-  private readonly transport: DocumentTransport
 
   /** The current state (a new object after every change). */
   get state (): DocumentState { return this.current }
