@@ -210,3 +210,20 @@ test('a chunk that does not line up (a gap) makes the live conversation start ov
     live.close()
   }
 })
+
+test('eventStream reads any of control stream paths with the same resume machinery', async () => {
+  const ada = await signup(tandem, 'Ada')
+  const conversation = await conversationWith(ada)
+  const client = clientFor(tandem, ada)
+  const stream = client.eventStream(`/conversations/${conversation.id}/events`, { lastEventId: '0' })
+  const seen = []
+  stream.on('event', (e) => seen.push(e))
+  try {
+    await client.api.post('/conversations/{id}/messages', { path: { id: conversation.id }, body: { content: 'x' } })
+    await waitFor(() => seen.length === 1, 5000, 'the message after id 0')
+    assert.equal(seen[0].event, 'message')
+    assert.equal(seen[0].id, '1')
+  } finally {
+    stream.close()
+  }
+})

@@ -33,6 +33,8 @@ export interface Tandem {
   conversation: (conversationId: string, options?: Omit<EventStreamOptions, 'isFinal'>) => LiveConversation
   /** The raw event stream of a conversation (events as sent, `Last-Event-ID` resume); `close()` when done. */
   conversationEvents: (conversationId: string, options?: Omit<EventStreamOptions, 'isFinal'>) => EventStream
+  /** Any server-sent event stream of control (e.g. a future workspace or sync stream), authorized and resumable. */
+  eventStream: (path: string, options?: EventStreamOptions) => EventStream
 }
 
 export function createTandem (options: TandemOptions): Tandem {
@@ -54,7 +56,8 @@ export function createTandem (options: TandemOptions): Tandem {
     conversationEvents: (id, opts) => new EventStream(
       (headers, signal) => api.fetchRaw(`/conversations/${encodeURIComponent(id)}/events`, { headers, signal }),
       { ...opts, isFinal: (e) => e.event === 'closed' }
-    )
+    ),
+    eventStream: (path, opts) => new EventStream((headers, signal) => api.fetchRaw(path, { headers, signal }), opts)
   }
 }
 
