@@ -227,3 +227,40 @@ test('eventStream reads any of control stream paths with the same resume machine
     stream.close()
   }
 })
+
+test('a stream that goes silent (no keepalive) is dropped after idleTimeoutMs and resumed', async () => {
+  const ada = await signup(tandem, 'Ada')
+  const conversation = await conversationWith(ada)
+  // The first events response delivers its first bytes, then nothing, ever (a dead connection).
+  let requests = 0
+  const stallingFetch = async (input, init) => {
+    const res = await fetch(input, init)
+    if (!String(input).endsWith('/events') || ++requests !== 1) return res
+    const reader = res.body.getReader()
+    let sent = false
+    const body = new ReadableStream({
+      async pull (controller) {
+        if (sent) return new Promise(() => {}) // stalls
+        const { value } = await reader.read()
+        sent = true
+        controller.enqueue(value)
+      },
+      cancel () { reader.cancel().catch(() => {}) }
+    })
+    init.signal?.addEventListener('abort', () => reader.cancel().catch(() => {}))
+    return new Response(body, { status: res.status, headers: res.headers })
+  }
+  const client = clientFor(tandem, ada, { fetch: stallingFetch })
+  const errors = []
+  const live = client.conversation(conversation.id, { idleTimeoutMs: 300, backoff: { initialMs: 20, maxMs: 50 } })
+  live.on('error', (e) => errors.push(e))
+  try {
+    await waitFor(() => live.state.loaded, 5000, 'snapshot')
+    await waitFor(() => requests === 2, 5000, 'reconnected after the silence')
+    assert.equal(errors[0]?.code, 'timeout')
+    await client.api.post('/conversations/{id}/messages', { path: { id: conversation.id }, body: { content: 'still here' } })
+    await waitFor(() => live.messages.length === 1, 5000, 'message after the reconnect')
+  } finally {
+    live.close()
+  }
+})

@@ -83,6 +83,8 @@ export interface EventStreamOptions {
   backoff?: BackoffOptions
   /** Returns true for an event after which the stream ends for good (e.g. `closed`). */
   isFinal?: (event: ServerSentEvent) => boolean
+  /** A response silent this long (ms) is dropped and the stream reconnects; control sends a keepalive every 15 s (default 45 000). */
+  idleTimeoutMs?: number
 }
 
 /** Opens `path` on control and keeps reading it, reconnecting with `Last-Event-ID`. */
@@ -122,10 +124,7 @@ export class EventStream extends Emitter<EventStreamEvents> {
         const headers: Record<string, string> = { accept: 'text/event-stream' }
         if (this.lastId !== undefined) headers['last-event-id'] = this.lastId
         this.connects++
-        const res = await this.open(headers, this.abort.signal)
-        if (res.body === null) throw new TandemError({ status: res.status, code: 'bad_response', message: 'the event stream has no body' })
-        this.setStatus('open')
-        const final = await this.read(res.body)
+        const final = await this.request(headers)
         if (final) { this.close(); return }
         retryMs = undefined
       } catch (err) {
@@ -141,15 +140,49 @@ export class EventStream extends Emitter<EventStreamEvents> {
     }
   }
 
-  /** Reads one response to its end; true when a final event arrived. */
-  private async read (body: ReadableStream<Uint8Array>): Promise<boolean> {
+  /**
+   * One request, read to its end; true when a final event arrived. Aborted
+   * (and so retried) when nothing arrives for `idleTimeoutMs`: a connection
+   * that died without a FIN would otherwise hang forever.
+   */
+  private async request (headers: Record<string, string>): Promise<boolean> {
+    const attempt = new AbortController()
+    const stop = (): void => attempt.abort()
+    this.abort.signal.addEventListener('abort', stop)
+    const idleMs = this.options.idleTimeoutMs ?? 45_000
+    let idle: ReturnType<typeof setTimeout> | undefined
+    const arm = (): void => {
+      clearTimeout(idle)
+      idle = setTimeout(() => attempt.abort(new TandemError({ status: 0, code: 'timeout', message: `no data on the event stream for ${idleMs} ms` })), idleMs)
+    }
+    try {
+      arm()
+      const res = await this.open(headers, attempt.signal)
+      if (res.body === null) throw new TandemError({ status: res.status, code: 'bad_response', message: 'the event stream has no body' })
+      this.setStatus('open')
+      const final = await this.read(res.body, arm, attempt.signal)
+      if (attempt.signal.aborted) throw attempt.signal.reason
+      return final
+    } catch (err) {
+      throw attempt.signal.aborted && attempt.signal.reason instanceof TandemError ? attempt.signal.reason : err
+    } finally {
+      clearTimeout(idle)
+      this.abort.signal.removeEventListener('abort', stop)
+    }
+  }
+
+  private async read (body: ReadableStream<Uint8Array>, onData: () => void, signal: AbortSignal): Promise<boolean> {
     const parser = new SseParser()
     const decoder = new TextDecoder()
     const reader = body.getReader()
+    // Whatever the body is wired to, an abort ends a pending read.
+    const cancel = (): void => { reader.cancel().catch(() => {}) }
+    signal.addEventListener('abort', cancel)
     try {
       for (;;) {
         const { done, value } = await reader.read()
         if (done) return false
+        onData()
         for (const event of parser.push(decoder.decode(value, { stream: true }))) {
           if (event.id !== undefined) this.lastId = event.id
           this.backoff.reset()
@@ -158,6 +191,7 @@ export class EventStream extends Emitter<EventStreamEvents> {
         }
       }
     } finally {
+      signal.removeEventListener('abort', cancel)
       reader.releaseLock()
       body.cancel().catch(() => {})
     }
