@@ -204,7 +204,8 @@ impl ControlApi {
         role: Role,
     ) -> Result<Member, ApiError> {
         let body = AddMember {
-            user_id: user_id.into(),
+            user_id: Some(user_id.into()),
+            email: None,
             role,
         };
         let path = format!("/{scope}/{id}/members");

@@ -34,6 +34,7 @@ pub async fn run(
     if control.cors_origins.is_none() {
         control.cors_origins = Some(DEV_CORS_ORIGINS.into());
     }
+    control.serve_demo = true;
     if control.settings_key.is_none() {
         control.settings_key = Some(dev_settings_key(&control.database_url)?);
     }
@@ -49,6 +50,14 @@ pub async fn run(
     relay.relay_secret = Some(state.relay_secret().to_string());
     let relay_app = tandem_relay::Application::build(relay).await?;
     let relay_url = format!("ws://{}:{}", relay_listen.ip(), relay_app.port());
+    // The demo page connects here unless TANDEM_PUBLIC_RELAY_URL said otherwise
+    // (listening on every interface: the page's own host name, this port).
+    let for_pages = if relay_listen.ip().is_unspecified() {
+        format!(":{}", relay_app.port())
+    } else {
+        relay_url.clone()
+    };
+    let _ = state.public_relay_url.set(for_pages);
 
     println!("Tandem dev is running:");
     println!("  control  {control_url}");
@@ -58,6 +67,7 @@ pub async fn run(
     if state.config.smtp_url.is_none() {
         println!("Emails are printed here (no TANDEM_SMTP_URL), e.g. `verify EMAIL: LINK`.");
     }
+    println!("  demo app {control_url}/");
     println!("Press Ctrl-C to stop.");
     let control_stop = control_app.shutdown_token();
     let relay_stop = relay_app.shutdown_token();

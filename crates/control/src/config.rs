@@ -182,6 +182,15 @@ pub struct ControlConfig {
     /// (any origin). Unset: no cross-origin access.
     #[arg(long, env = "TANDEM_CORS_ORIGINS")]
     pub cors_origins: Option<String>,
+    /// Serve the demo app (embedded in the binary) at `/`. Always on in
+    /// `tandem dev`.
+    #[arg(long, env = "TANDEM_SERVE_DEMO", default_value_t = false)]
+    pub serve_demo: bool,
+
+    /// The relay's WebSocket URL as browsers reach it (`ws://…` or
+    /// `wss://…`), written into the demo page. `tandem dev` fills it in.
+    #[arg(long, env = "TANDEM_PUBLIC_RELAY_URL")]
+    pub public_relay_url: Option<String>,
 
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
@@ -226,6 +235,8 @@ impl ControlConfig {
             max_streams_per_user: 8,
             chat_keepalive_ms: 15_000,
             cors_origins: None,
+            serve_demo: false,
+            public_relay_url: None,
             handle_signals: true,
         }
     }

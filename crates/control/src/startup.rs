@@ -105,7 +105,11 @@ impl Application {
             trusted_proxies,
             stream_slots: Default::default(),
             chat_pollers: Default::default(),
+            public_relay_url: std::sync::OnceLock::new(),
         });
+        if let Some(url) = state.config.public_relay_url.clone() {
+            let _ = state.public_relay_url.set(url);
+        }
         tokio::spawn(crate::mail::dispatch(state.clone()));
         let server = serve(listener, state.clone(), origins)?;
         let metrics_port = serve_metrics(&state)?;
@@ -217,7 +221,7 @@ fn serve(
             .app_data(web::PathConfig::default().error_handler(http::path_error))
             .app_data(web::QueryConfig::default().error_handler(http::query_error))
             .configure(http::routes)
-            .default_service(web::to(not_found))
+            .default_service(web::to(http::demo::fallback))
             .wrap(cors::middleware(origins.clone()))
             // Outermost: ids, span, log line and metrics for everything.
             .wrap(from_fn(observe::request))
@@ -250,7 +254,8 @@ fn serve_metrics(state: &Arc<AppState>) -> anyhow::Result<Option<u16>> {
     Ok(Some(port))
 }
 
-async fn not_found() -> HttpResponse {
+/// The JSON 404 of a path no route knows.
+pub(crate) fn not_found() -> HttpResponse {
     let body = ErrorBody::new(ErrorCode::NotFound, "no such path");
     HttpResponse::NotFound().json(body.with_request_id(observe::request_id()))
 }

@@ -52,6 +52,9 @@ pub struct AppState {
     pub stream_slots: crate::streams::StreamSlots,
     /// One poll loop per conversation with open streams.
     pub chat_pollers: crate::streams::Pollers,
+    /// The relay URL the demo page connects to: `TANDEM_PUBLIC_RELAY_URL`,
+    /// or set once by `tandem dev` when its relay has a port.
+    pub public_relay_url: std::sync::OnceLock<String>,
 }
 
 pub type State = web::Data<Arc<AppState>>;

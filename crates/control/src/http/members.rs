@@ -13,7 +13,7 @@ use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
 use crate::state::State;
-use crate::store::{accounts, members, Chain};
+use crate::store::{accounts, members, Chain, UserRow};
 
 /// What a member path points at.
 struct Target {
@@ -76,22 +76,40 @@ pub async fn add(
     body: web::Json<AddMember>,
 ) -> Result<HttpResponse, ApiError> {
     let (scope, id) = path.into_inner();
-    let AddMember { user_id, role } = body.into_inner();
+    let AddMember {
+        user_id,
+        email,
+        role,
+    } = body.into_inner();
     let member = state
         .db(move |c| {
             let t = target(c, scope, &id)?;
             authorize(c, &user.actor(), Action::ManageMembers, t.kind, &t.chain)?;
-            let invitee = crate::validate::id(&user_id)
-                .ok()
-                .map(|u| accounts::user_by_id(c, u))
-                .transpose()?
-                .flatten()
-                .ok_or_else(|| ApiError::validation("userId does not name a user"))?;
+            let invitee = invitee(c, user_id, email)?;
             members::add(c, t.scope_kind, &t.scope_id, &invitee.id, role)
         })
         .await?;
     state.access_changed();
     Ok(HttpResponse::Created().json(member))
+}
+
+/// The user a new grant names: by id, or by email (any case).
+fn invitee(
+    c: &mut DbConnection,
+    user_id: Option<String>,
+    email: Option<String>,
+) -> Result<UserRow, ApiError> {
+    match (user_id, email) {
+        (Some(id), None) => crate::validate::id(&id)
+            .ok()
+            .map(|u| accounts::user_by_id(c, u))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| ApiError::validation("userId does not name a user")),
+        (None, Some(email)) => accounts::user_by_email(c, &crate::validate::email(&email)?)?
+            .ok_or_else(|| ApiError::validation("email does not name a user")),
+        _ => Err(ApiError::validation("give exactly one of userId and email")),
+    }
 }
 
 pub async fn update(

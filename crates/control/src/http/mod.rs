@@ -8,6 +8,7 @@ pub mod chat_stream;
 pub mod client_ip;
 pub mod collab;
 pub mod conversations;
+pub mod demo;
 pub mod extract;
 pub mod health;
 pub mod identity;

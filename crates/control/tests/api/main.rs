@@ -11,6 +11,7 @@ mod browser;
 mod collab;
 mod conversations;
 mod identity;
+mod demo;
 mod invites;
 mod jwt;
 mod limits;

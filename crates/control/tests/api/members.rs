@@ -246,3 +246,64 @@ async fn document_shared_outside_the_org(backend: Backend) {
         "owner"
     );
 }
+
+both_backends!(member_added_by_email);
+
+/// `{email, role}` names the new member by address (any case); exactly one
+/// of `userId` and `email`; an address without an account is a 422.
+async fn member_added_by_email(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let owner = app.signup("olga@by-email.dev", "Olga").await;
+    let guest = app.signup("gus@by-email-guest.dev", "Gus").await;
+    let ws = app.workspace(&owner, "personal").await;
+    let project = app.create_project(&owner, &ws, "P").await;
+    let doc = app
+        .create_resource(&owner, &project, "documents", "D")
+        .await;
+    let members = format!("/documents/{doc}/members");
+
+    let add = app
+        .post(
+            &members,
+            &owner.token,
+            json!({"email": "  Gus@By-Email-Guest.dev ", "role": "editor"}),
+        )
+        .await;
+    assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
+    assert_eq!(add.body["userId"], guest.id.as_str());
+    assert_eq!(add.body["role"], "editor");
+    assert_eq!(
+        app.get(&format!("/documents/{doc}"), &guest.token)
+            .await
+            .body["role"],
+        "editor"
+    );
+    let again = app
+        .post(
+            &members,
+            &owner.token,
+            json!({"email": "gus@by-email-guest.dev", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+
+    for body in [
+        json!({"email": "nobody@by-email.dev", "role": "viewer"}),
+        json!({"email": "not an address", "role": "viewer"}),
+        json!({"email": guest.email, "userId": guest.id, "role": "viewer"}),
+        json!({"role": "viewer"}),
+    ] {
+        let a = app.post(&members, &owner.token, body.clone()).await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(a.code(), "validation_failed");
+    }
+    // Only owners may look people up this way: an editor gets 403.
+    let a = app
+        .post(
+            &members,
+            &guest.token,
+            json!({"email": "olga@by-email.dev", "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+}

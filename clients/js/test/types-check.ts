@@ -1,0 +1,33 @@
+// Compiled (not run) by `npm run typecheck`: the REST types come from the
+// OpenAPI document, and misuse does not compile.
+import { createTandem, TandemError, type Message, type ResponseOf, type ConnectionStatus } from '@tandem/client'
+import { useTandemDocument, useConversation } from '@tandem/react'
+import * as Y from 'yjs'
+
+export async function usage (): Promise<void> {
+  const tandem = createTandem({ controlUrl: 'http://127.0.0.1:8080', getSessionToken: () => 'token' })
+  const session = await tandem.api.get('/auth/session')
+  const workspaceId: string = session.workspaces[0]?.id ?? ''
+  const project = await tandem.api.post('/workspaces/{id}/projects', { path: { id: workspaceId }, body: { name: 'P' } })
+  const name: string = project.name
+  const token: ResponseOf<'/collaboration/token', 'post'> = await tandem.api.post('/collaboration/token', { body: { resourceType: 'doc', resourceId: 'd' } })
+  const roomId: string = token.roomId
+  const conn = tandem.connectDocument('doc', 'd', new Y.Doc(), { urlForm: 'y-partykit' })
+  const status: ConnectionStatus = conn.status
+  conn.on('revoked', (r) => { const why: string = r.reason; void why })
+  const message: Message = await tandem.conversation('c').send('hi')
+  const content: string = message.content
+  void [name, roomId, status, content, useTandemDocument, useConversation, TandemError]
+
+  // @ts-expect-error not a path of the API
+  await tandem.api.get('/no/such/path')
+  // @ts-expect-error the path parameter is required
+  await tandem.api.post('/workspaces/{id}/projects', { body: { name: 'P' } })
+  // @ts-expect-error the body has the wrong field
+  await tandem.api.post('/workspaces/{id}/projects', { path: { id: 'w' }, body: { title: 'P' } })
+  // @ts-expect-error no such resource type
+  tandem.connectDocument('spreadsheet', 'd', new Y.Doc())
+  // @ts-expect-error answers are typed: a project has no `title`
+  const wrong: string = project.title
+  void wrong
+}
