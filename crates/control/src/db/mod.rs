@@ -285,3 +285,6 @@ pub fn is_unique_violation(e: &diesel::result::Error) -> bool {
 pub fn ping(conn: &mut DbConnection) -> Result<(), diesel::result::Error> {
     diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
 }
+
+#[cfg(test)]
+mod identity_migration_tests;
