@@ -305,3 +305,6 @@ mod tests;
 pub fn ping(conn: &mut DbConnection) -> Result<(), diesel::result::Error> {
     diesel::sql_query("SELECT 1").execute(conn).map(|_| ())
 }
+
+#[cfg(test)]
+mod identity_migration_tests;

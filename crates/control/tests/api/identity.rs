@@ -265,9 +265,9 @@ async fn resends_are_limited_per_user(backend: Backend) {
     );
     // Every link sent works until used (the last one here).
     let last = mailed_token(&mails, "rex@resend.dev", 2).await;
-    assert_eq!(use_link(&app, &last).await.status, StatusCode::OK);
+    assert_eq!(use_link(app, &last).await.status, StatusCode::OK);
     let first = mailed_token(&mails, "rex@resend.dev", 0).await;
-    assert_eq!(use_link(&app, &first).await.status, StatusCode::OK);
+    assert_eq!(use_link(app, &first).await.status, StatusCode::OK);
 }
 
 /// Plan 004's "first user owns the org" now means the first *verified* one.
