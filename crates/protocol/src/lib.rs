@@ -5,6 +5,7 @@
 //! - [`chat`]: conversations, messages, streaming events, shares, usage, invites, settings.
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
 //! - [`error`]: the `{"error":{"code","message"}}` envelope and its codes.
+//! - [`yjs`]: a recursion-free nesting check of Yjs v1 updates, run before yrs decodes them.
 //!
 //! This crate has no I/O and depends on nothing but serde: control, relay and
 //! clients meet here and nowhere else.
@@ -14,6 +15,7 @@ pub mod collab;
 pub mod error;
 pub mod http;
 pub mod room;
+pub mod yjs;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use room::{ResourceType, RoomId, RoomIdError};

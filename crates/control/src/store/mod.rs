@@ -16,7 +16,6 @@ pub mod projects;
 pub mod resources;
 pub mod settings;
 pub mod snapshots;
-pub mod update_guard;
 pub mod usage;
 pub mod workspaces;
 
