@@ -7,6 +7,7 @@
 //! - [`error`]: the `{"error":{"code","message","requestId"}}` envelope and its codes.
 //! - [`identity`]: email verification, org join policies and join requests, identity linking.
 //! - [`origin`]: the browser origins allowed by `TANDEM_CORS_ORIGINS`.
+//! - [`yjs`]: a recursion-free nesting check of Yjs v1 updates, run before yrs decodes them.
 //!
 //! This crate has no I/O and depends on nothing but serde (and `utoipa`, for
 //! OpenAPI schemas, with the optional `openapi` feature): control, relay and
@@ -19,6 +20,7 @@ pub mod http;
 pub mod identity;
 pub mod origin;
 pub mod room;
+pub mod yjs;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use room::{ResourceType, RoomId, RoomIdError};

@@ -18,7 +18,6 @@ pub mod resources;
 pub mod settings;
 pub mod snapshots;
 pub mod throttle;
-pub mod update_guard;
 pub mod usage;
 pub mod verification;
 pub mod workspaces;

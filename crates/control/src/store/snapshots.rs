@@ -9,10 +9,10 @@ use yrs::updates::decoder::Decode;
 use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
 
 use super::now_ms;
-use super::update_guard::{any_depth, Walk};
 use crate::db::schema::room_snapshots;
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
+use tandem_protocol::yjs::{any_depth, Walk, MAX_ANY_DEPTH};
 
 /// What a save left behind (also the answer to the relay).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -44,9 +44,6 @@ pub enum MergeError {
     NoThread(String),
 }
 
-/// Deepest nesting of `Any` values (JSON-like arrays and maps) a stored
-/// document may hold; deeper ones are refused before yrs sees them.
-pub const MAX_ANY_DEPTH: usize = 1000;
 /// Stack of the thread that runs a merge: room for yrs's recursion over
 /// [`MAX_ANY_DEPTH`] levels, many times over (touched only as deep as used).
 const MERGE_STACK: usize = 64 * 1024 * 1024;
