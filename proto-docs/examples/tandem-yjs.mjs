@@ -11,11 +11,28 @@
 // - fetches a one-time collaboration token from control before every
 //   connection attempt (tokens work once, so a reconnect needs a new one);
 // - connects an unmodified y-websocket `WebsocketProvider` to the relay;
-// - keeps the relay's JSON text notices away from y-websocket (which only
-//   understands binary frames) and, on `permission_revoked`, stops
+// - on `permission_revoked` (the y-protocols auth message "permission
+//   denied" whose reason is the JSON notice, or close 1008), stops
 //   reconnecting for good and tells the app;
 // - treats a refused token request (403/404: access lost) the same way.
 import { WebsocketProvider } from 'y-websocket'
+import * as decoding from 'lib0/decoding'
+
+// The reason of a y-protocols auth message "permission denied" ([2][0][varString]), else null.
+const permissionDenied = (data) => {
+  const bytes = new Uint8Array(data)
+  if (bytes[0] !== 2 || bytes[1] !== 0) return null
+  try { return decoding.readVarString(decoding.createDecoder(bytes.subarray(2))) } catch { return null }
+}
+
+// The reason inside a `permission_revoked` notice (JSON), or the raw text.
+const noticeReason = (text) => {
+  try {
+    const notice = JSON.parse(text)
+    if (notice && notice.type === 'permission_revoked') return notice.reason
+  } catch {}
+  return text
+}
 
 export function connectTandem ({
   controlUrl,
@@ -48,16 +65,22 @@ export function connectTandem ({
     onPermissionRevoked(reason)
   }
 
-  // A WebSocket whose text frames (Tandem notices) never reach y-websocket.
+  // A WebSocket that reports the revocation notice to the app. The relay
+  // sends it as the auth message (y-websocket would only log it); text frames
+  // never reach y-websocket (the relay sends none on this path anyway).
   class TandemSocket extends WebSocketImpl {
     set onmessage (handler) {
       super.onmessage = handler == null
         ? null
         : (event) => {
-            if (typeof event.data !== 'string') return handler(event)
-            let notice = null
-            try { notice = JSON.parse(event.data) } catch { return }
-            if (notice && notice.type === 'permission_revoked') revoke(notice.reason)
+            if (typeof event.data === 'string') {
+              const reason = noticeReason(event.data)
+              if (reason !== event.data) revoke(reason)
+              return
+            }
+            const denied = permissionDenied(event.data)
+            if (denied !== null) return revoke(noticeReason(denied))
+            return handler(event)
           }
     }
 
@@ -101,8 +124,9 @@ export function connectTandem ({
 
   // y-websocket would reconnect with the old URL (and its used token): take
   // over, and reconnect with a new token after a backoff.
-  provider.on('connection-close', () => {
+  provider.on('connection-close', (event) => {
     provider.shouldConnect = false
+    if (event && event.code === 1008) revoke(event.reason || 'access revoked')
     if (stopped) return
     attempts++
     setTimeout(connect, Math.min(100 * 2 ** attempts, maxBackoffMs))

@@ -57,6 +57,7 @@ export function api (controlUrl) {
       const p = await call('POST', `/workspaces/${ws}/projects`, owner.token, { name: 'P' })
       return (await call('POST', `/projects/${p.id}/documents`, owner.token, { title: 'D' })).id
     },
+    collabToken: async (user, docId) => (await call('POST', '/collaboration/token', user.token, { resourceType: 'doc', resourceId: docId })).token,
     share: (owner, doc, user, role) => call('POST', `/documents/${doc}/members`, owner.token, { userId: user.id, role }),
     unshare: (owner, doc, user) => call('DELETE', `/documents/${doc}/members/${user.id}`, owner.token)
   }

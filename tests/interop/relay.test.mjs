@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import WebSocket from 'ws'
 import * as Y from 'yjs'
+import { WebsocketProvider } from 'y-websocket'
 import { connectTandem } from '../../proto-docs/examples/tandem-yjs.mjs'
 import { startTandem, api, waitFor } from './harness.mjs'
 
@@ -75,6 +76,48 @@ test('a revoked provider gets permission_revoked and stops reconnecting', async 
     assert.equal(g.session.provider.shouldConnect, false)
   } finally {
     g.session.destroy()
+  }
+})
+
+test('a stock y-websocket provider is told of revocation (auth message, 1008) without any error', async () => {
+  const owner = await http.signup('owner@interop-stock.dev', 'Owner')
+  const guest = await http.signup('guest2@gmail.com', 'Guest')
+  const docId = await http.teamDoc(owner)
+  await http.share(owner, docId, guest, 'editor')
+  const errors = []
+  const onError = (err) => errors.push(err)
+  process.on('uncaughtException', onError)
+  const warnings = []
+  const warn = console.warn
+  console.warn = (...args) => { warnings.push(args.join(' ')) }
+  const doc = new Y.Doc()
+  // No wrapper: the stock provider, told not to reconnect on 1008.
+  const provider = new WebsocketProvider(tandem.relayUrl, `doc-${docId}`, doc, {
+    params: { token: await http.collabToken(guest, docId) },
+    WebSocketPolyfill: WebSocket,
+    shouldReconnect: (event) => event.code !== 1008
+  })
+  let closed = null
+  provider.on('closed', (event) => { closed = event })
+  try {
+    await waitFor(() => provider.synced, 10000, 'sync')
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    await http.unshare(owner, docId, guest)
+    await waitFor(() => closed !== null, 5000, 'closed')
+    assert.equal(closed.code, 1008)
+    assert.equal(closed.reason, 'AUTH_FORBIDDEN')
+    const denied = warnings.find((w) => w.startsWith('Permission denied'))
+    assert.ok(denied, `permission-denied handler ran: ${JSON.stringify(warnings)}`)
+    assert.match(denied, /"type":"permission_revoked"/)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    assert.equal(provider.shouldConnect, false)
+    assert.equal(provider.wsconnected, false)
+    assert.deepEqual(errors, [], 'no error thrown')
+  } finally {
+    console.warn = warn
+    process.off('uncaughtException', onError)
+    provider.destroy()
+    provider.awareness.destroy()
   }
 })
 

@@ -141,7 +141,12 @@ async fn removing_a_member_kicks_them_within_a_second() {
         .expect("guest kicked");
     let took = started.elapsed();
     assert!(took < Duration::from_secs(1), "kick took {took:?}");
-    assert!(s.revoked.is_some(), "permission_revoked notice first");
+    // The y-websocket path: the notice as the y-protocols auth message, never a text frame.
+    assert!(
+        s.revoked.as_deref().is_some_and(|r| r.contains("revoked")),
+        "permission_revoked notice first: {s:?}"
+    );
+    assert_eq!((s.auth_messages, s.text_frames), (1, 0), "{s:?}");
     assert_eq!(
         s.closed,
         Some(Some((
@@ -178,6 +183,7 @@ async fn the_sweep_alone_kicks_with_a_short_interval() {
         .await
         .expect("kicked by the sweep");
     assert!(s.revoked.is_some());
+    assert_eq!(s.text_frames, 0);
     assert_eq!(
         s.closed,
         Some(Some((
@@ -253,6 +259,45 @@ async fn partykit_url_form_works() {
     assert!(
         a.wait_doc(SOON, |_| text_of(&a) == "via partykit path")
             .await
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_partykit_path_also_gets_the_revocation_as_a_text_frame() {
+    let stack = Stack::start_with(|c| c.recheck_secs = 3600).await;
+    let owner = stack.user("owner@party-kick.dev", "Owner").await;
+    let guest = stack.user("guest@gmail.com", "Guest").await;
+    let doc = stack.team_doc(&owner).await;
+    stack.share(&owner, &doc, &guest, Role::Editor).await;
+    let t = stack
+        .api
+        .collab_token(&guest, tandem_protocol::ResourceType::Doc, &doc)
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/parties/main/{}?token={}",
+        stack.relay_url, t.room_id, t.token
+    );
+    let g = CollabClient::connect(&url).await.unwrap();
+    assert!(g.wait_status(SOON, |s| s.synced).await.is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stack
+        .api
+        .remove_member(&owner, "documents", &doc, &guest.user_id)
+        .await
+        .unwrap();
+    let s = g
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("guest kicked");
+    assert_eq!((s.auth_messages, s.text_frames), (1, 1), "{s:?}");
+    assert!(s.revoked.as_deref().is_some_and(|r| r.contains("revoked")));
+    assert_eq!(
+        s.closed,
+        Some(Some((
+            close::POLICY_VIOLATION,
+            close::REASON_AUTH_FORBIDDEN.into()
+        )))
     );
 }
 

@@ -55,7 +55,20 @@ pub struct Status {
     /// Frames received (any kind), including keepalives.
     pub frames: u64,
     pub closed: Option<Option<(u16, String)>>,
+    /// The reason of a `permission_revoked` notice (auth message or text frame).
     pub revoked: Option<String>,
+    /// y-protocols auth messages (permission denied) received.
+    pub auth_messages: u64,
+    /// Text frames received (only ever sent on the y-partykit path).
+    pub text_frames: u64,
+}
+
+/// The reason in a `permission_revoked` notice, or the raw text.
+fn revocation_reason(notice: &str) -> String {
+    match serde_json::from_str(notice) {
+        Ok(ServerNotice::PermissionRevoked { reason }) => reason,
+        Err(_) => notice.to_string(),
+    }
 }
 
 pub struct CollabClient {
@@ -235,6 +248,7 @@ async fn run(
                     handle_frame(&bytes, &doc, &out, &status, &peers);
                 }
                 Some(Ok(WsMessage::Text(text))) => {
+                    status.send_modify(|s| s.text_frames += 1);
                     if let Ok(ServerNotice::PermissionRevoked { reason }) = serde_json::from_str(&text) {
                         status.send_modify(|s| s.revoked = Some(reason));
                     }
@@ -291,6 +305,10 @@ fn handle_frame(
                 }
                 status.send_modify(|_| {});
             }
+            Message::Auth(Some(notice)) => status.send_modify(|s| {
+                s.auth_messages += 1;
+                s.revoked = Some(revocation_reason(&notice));
+            }),
             _ => {}
         }
     }

@@ -115,7 +115,10 @@ pub struct AccessEvents {
     pub last: i64,
 }
 
-/// Text frame the relay sends before closing a revoked connection.
+/// The notice the relay sends before closing a revoked connection: as the
+/// reason of a y-protocols auth message (`[2][0][varString json]`, "permission
+/// denied") on every path, and also as a JSON text frame on the y-partykit
+/// path (`/parties/main/...`) only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -133,7 +136,8 @@ pub mod close {
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame where only binary frames are expected.
     pub const UNSUPPORTED_DATA: u16 = 1003;
-    /// Access was revoked (`AUTH_FORBIDDEN`), after a `permission_revoked` notice.
+    /// Access was revoked (`AUTH_FORBIDDEN`), after a `permission_revoked` notice
+    /// (auth message; also a text frame on the y-partykit path).
     pub const POLICY_VIOLATION: u16 = 1008;
     /// A frame over the size limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;

@@ -55,7 +55,9 @@ impl Member {
     }
 }
 
-/// Tells a connection to close: an optional text notice first, then the close frame.
+/// Tells a connection to close: an optional notice first (the JSON
+/// [`ServerNotice`], sent as the y-protocols auth message, and as a text frame
+/// on the y-partykit path), then the close frame.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kill {
     pub notice: Option<String>,

@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tracing::Instrument;
 
-use super::handshake::{self, HttpError, Route};
+use super::handshake::{self, Form, HttpError, Route};
 use super::prefixed::Prefixed;
 use crate::control_client::ControlError;
 use crate::hub::{JoinError, Kill, Member};
@@ -37,7 +37,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(head) => head,
         Err(e) => return e.write_to(&mut stream).await,
     };
-    let (room, token) = match handshake::route(&head) {
+    let (room, token, form) = match handshake::route(&head) {
         Ok(Route::Health) => {
             return handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await
         }
@@ -52,7 +52,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             }
             return unreachable_control().write_to(&mut stream).await;
         }
-        Ok(Route::Room(room, token)) => (room, token),
+        Ok(Route::Room(room, token, form)) => (room, token, form),
         Err(e) => return e.write_to(&mut stream).await,
     };
     let Some(token) = token else {
@@ -116,12 +116,26 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         }
     };
     let span = tracing::info_span!("conn", room = %room, user_id = %member.user_id);
-    pump(ws, room, member, shared).instrument(span).await;
+    pump(ws, room, form, member, shared).instrument(span).await;
 }
 
-async fn close_with(ws: &mut Ws, kill: Kill) {
+/// The y-protocols auth message "permission denied" (`[2][0][varString]`)
+/// carrying `reason`: what every y-websocket client understands.
+fn permission_denied(reason: &str) -> Bytes {
+    use yrs::updates::encoder::Encode;
+    Bytes::from(yrs::sync::Message::Auth(Some(reason.to_string())).encode_v1())
+}
+
+/// Closes with `kill`. A notice goes first as the auth message on every
+/// path, and also as a JSON text frame on the y-partykit path only (a stock
+/// y-websocket provider throws on text frames).
+async fn close_with(ws: &mut Ws, form: Form, kill: Kill) {
     if let Some(notice) = kill.notice {
-        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(notice))).await;
+        let auth = Message::Binary(permission_denied(&notice));
+        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(auth)).await;
+        if form == Form::Partykit {
+            let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(notice))).await;
+        }
     }
     let frame = CloseFrame {
         code: CloseCode::from(kill.code),
@@ -153,12 +167,19 @@ async fn write_batch(
 }
 
 /// Moves frames between the socket and the room until either side ends.
-async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared: Arc<Shared>) {
+async fn pump(
+    mut ws: Ws,
+    room: tandem_protocol::RoomId,
+    form: Form,
+    member: Member,
+    shared: Arc<Shared>,
+) {
     let mut link = match shared.hub.join(&room, member).await {
         Ok(link) => link,
         Err(JoinError::Full) => {
             return close_with(
                 &mut ws,
+                form,
                 Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
             )
             .await;
@@ -166,6 +187,7 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
         Err(JoinError::ShuttingDown) => {
             return close_with(
                 &mut ws,
+                form,
                 Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
             )
             .await;
@@ -212,7 +234,7 @@ async fn pump(mut ws: Ws, room: tandem_protocol::RoomId, member: Member, shared:
     };
     link.leave().await;
     match kill {
-        Some(kill) => close_with(&mut ws, kill).await,
+        Some(kill) => close_with(&mut ws, form, kill).await,
         None => {
             let _ = ws.close(None).await;
         }

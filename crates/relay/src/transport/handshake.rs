@@ -33,8 +33,19 @@ pub enum Route {
     Health,
     Metrics,
     Ready,
-    /// A room, with the token if one was given.
-    Room(RoomId, Option<String>),
+    /// A room, with the token if one was given, and the URL form used.
+    Room(RoomId, Option<String>, Form),
+}
+
+/// The URL form a client connected with: it decides how a revocation is told
+/// (a stock y-websocket provider throws on text frames; the y-partykit form
+/// also gets the JSON notice as a text frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `/{roomId}`
+    YWebsocket,
+    /// `/parties/main/{roomId}`
+    Partykit,
 }
 
 /// Reads up to the end of the request head (`\r\n\r\n`).
@@ -108,11 +119,13 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
         "/metrics" => return Ok(Route::Metrics),
         _ => {}
     }
-    let name = head
-        .path
-        .strip_prefix("/parties/main/")
-        .or_else(|| head.path.strip_prefix('/'))
-        .unwrap_or_default();
+    let (name, form) = match head.path.strip_prefix("/parties/main/") {
+        Some(name) => (name, Form::Partykit),
+        None => (
+            head.path.strip_prefix('/').unwrap_or_default(),
+            Form::YWebsocket,
+        ),
+    };
     let room = RoomId::parse(name)
         .map_err(|e| HttpError::new(400, ErrorCode::BadRequest, &format!("bad room id: {e}")))?;
     if !head.is_websocket {
@@ -129,7 +142,7 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
             .map(|(_, v)| v.to_string())
             .filter(|v| !v.is_empty())
     });
-    Ok(Route::Room(room, token))
+    Ok(Route::Room(room, token, form))
 }
 
 /// A refusal before the upgrade.
@@ -215,19 +228,19 @@ mod tests {
         let room = RoomId::parse("doc-abc").unwrap();
         assert_eq!(
             route(&head("/doc-abc?token=t1", true)).unwrap(),
-            Route::Room(room.clone(), Some("t1".into()))
+            Route::Room(room.clone(), Some("t1".into()), Form::YWebsocket)
         );
         assert_eq!(
             route(&head("/parties/main/doc-abc?x=1&token=t2", true)).unwrap(),
-            Route::Room(room.clone(), Some("t2".into()))
+            Route::Room(room.clone(), Some("t2".into()), Form::Partykit)
         );
         assert_eq!(
             route(&head("/doc-abc", true)).unwrap(),
-            Route::Room(room.clone(), None)
+            Route::Room(room.clone(), None, Form::YWebsocket)
         );
         assert_eq!(
             route(&head("/doc-abc?token=", true)).unwrap(),
-            Route::Room(room, None)
+            Route::Room(room, None, Form::YWebsocket)
         );
         assert_eq!(route(&head("/healthz", false)).unwrap(), Route::Health);
         for bad in ["/chat-1", "/", "/doc-", "/doc-a/b", "/parties/other/doc-a"] {
