@@ -34,9 +34,10 @@ pub fn middleware(origins: OriginList) -> Cors {
 /// Parses `TANDEM_CORS_ORIGINS` (unset: no cross-origin access), warning
 /// when every origin is allowed.
 pub fn origins(setting: Option<&str>) -> anyhow::Result<OriginList> {
-    let list = OriginList::parse(setting.unwrap_or_default())
-        .map_err(|e| anyhow::anyhow!("TANDEM_CORS_ORIGINS: {e}"))?;
-    if list.allows_any() {
+    let setting = setting.unwrap_or_default();
+    let list =
+        OriginList::parse(setting).map_err(|e| anyhow::anyhow!("TANDEM_CORS_ORIGINS: {e}"))?;
+    if setting.split(',').any(|entry| entry.trim() == "*") {
         tracing::warn!("TANDEM_CORS_ORIGINS=*: web pages of any origin may call control");
     }
     Ok(list)

@@ -4,12 +4,15 @@
 //! response and in the error envelope, the access log line and the HTTP
 //! metrics.
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use actix_web::web::Bytes;
 use actix_web::Error;
 use tracing::Instrument;
 
@@ -54,9 +57,40 @@ pub async fn request(
         .filter(|s| sane(s))
         .map_or_else(crate::crypto::new_id, str::to_owned);
     let span = tracing::info_span!("request", request_id = %id);
-    REQUEST_ID
-        .scope(id.clone(), handle(req, next, id).instrument(span))
-        .await
+    let res = REQUEST_ID
+        .scope(
+            id.clone(),
+            handle(req, next, id.clone()).instrument(span.clone()),
+        )
+        .await?;
+    // Bodies produced after the handler returned (event streams) are
+    // polled in the request's span too.
+    Ok(res.map_body(|_, body| BoxBody::new(InSpan { body, span, id })))
+}
+
+/// A body polled inside its request's span and id scope.
+struct InSpan {
+    body: BoxBody,
+    span: tracing::Span,
+    id: String,
+}
+
+impl MessageBody for InSpan {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let _entered = this.span.enter();
+        let body = Pin::new(&mut this.body);
+        REQUEST_ID.sync_scope(this.id.clone(), || body.poll_next(cx))
+    }
 }
 
 async fn handle(

@@ -55,11 +55,6 @@ impl OriginList {
         })
     }
 
-    /// `*` was given: every origin is allowed.
-    pub fn allows_any(&self) -> bool {
-        self.any
-    }
-
     /// Nothing is allowed (the setting is unset or blank).
     pub fn is_empty(&self) -> bool {
         !self.any && self.entries.is_empty()
@@ -147,7 +142,6 @@ mod tests {
     #[test]
     fn star_allows_everything_and_blank_nothing() {
         assert!(list("*").allows("https://anything.example"));
-        assert!(list("*").allows_any());
         assert!(list(" , ").is_empty());
         assert!(!list("").allows("http://localhost:3000"));
     }

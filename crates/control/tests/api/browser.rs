@@ -2,6 +2,8 @@
 //! on answers and errors, nothing for other origins) and request ids on
 //! every answer and in the error envelope.
 
+use std::sync::{Arc, Mutex, OnceLock};
+
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -14,6 +16,7 @@ both_backends!(
     other_origins_get_no_cors_headers,
     answers_and_errors_carry_cors_headers,
     request_ids_are_echoed_or_made,
+    log_lines_name_the_request_id,
 );
 
 const ORIGINS: &str = "http://localhost:*, https://app.example.com";
@@ -287,4 +290,64 @@ async fn request_ids_are_echoed_or_made(backend: Backend) {
     assert_eq!(header(res.headers(), "content-type"), "text/event-stream");
     assert_eq!(header(res.headers(), "x-request-id"), "stream-1");
     assert_cors(res.headers(), "event stream");
+}
+
+/// Everything logged in this test process (installed once, on first use).
+fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn log_lines_name_the_request_id(backend: Backend) {
+    let logs = captured_logs();
+    // Without a settings key, storing an API key is a logged 500 `misconfigured`.
+    let app = TestApp::spawn_with(backend, |c| c.settings_key = None).await;
+    let u = app.signup("logs@tandem.dev", "Logs").await;
+    let id = format!("log-check-{backend:?}");
+    let auth = format!("Bearer {}", u.token);
+    let (status, _, body) = send(
+        &app,
+        Method::PUT,
+        "/me/settings/api-keys/openai",
+        &[("authorization", &auth), ("x-request-id", &id)],
+        Some(json!({"key": "sk-test-123"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(body["error"]["code"], "misconfigured");
+    assert_eq!(body["error"]["requestId"], id.as_str());
+
+    let text = String::from_utf8(logs.lock().unwrap().clone()).unwrap();
+    let ours: Vec<&str> = text.lines().filter(|l| l.contains(&id)).collect();
+    // The handler's own line (logged while answering) and the access line.
+    assert!(
+        ours.iter().any(|l| l.contains("misconfigured")),
+        "{ours:#?}"
+    );
+    assert!(ours.iter().any(|l| l.contains("status=500")), "{ours:#?}");
+    // And never the key.
+    assert!(!text.contains("sk-test-123"));
 }
