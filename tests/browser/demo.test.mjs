@@ -121,6 +121,7 @@ describe('demo app in Chromium', () => {
       await u.page.waitForFunction(() => [...document.querySelectorAll('.message.assistant.idle')].some((m) => m.textContent.includes('as it is written.')), { timeout: 10000 })
     }
     await screenshot(bob.page, 'chat-bob')
+    await screenshot(alice.page, 'chat-alice')
   })
 
   it('goes offline, edits, comes back and converges', async () => {
