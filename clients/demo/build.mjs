@@ -12,6 +12,8 @@ await build({
   outdir: `${here}dist/assets`,
   entryNames: '[name]',
   bundle: true,
+  // @tandem/* are symlinks into clients/js: resolve their yjs, react… here, one copy each.
+  preserveSymlinks: true,
   minify: true,
   format: 'esm',
   target: 'es2022',

@@ -19,6 +19,8 @@ echo "== npm ci (clients/js, clients/demo, tests/browser)"
 npm_ci clients/js
 npm_ci clients/demo
 npm_ci tests/browser
+echo "== clients/js: build (the demo bundles @tandem/client and @tandem/react from it)"
+(cd clients/js && npm run --silent build >/dev/null)
 
 echo "== clients/demo: typecheck, rebuild, compare with the checked-in dist/"
 (cd clients/demo && npm run --silent typecheck && npm run --silent build)

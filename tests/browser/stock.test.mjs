@@ -18,14 +18,15 @@ describe('stock yjs + y-websocket page in Chromium', () => {
     chromium = await launchChromium()
     user = await openUser(chromium.browser, 'guest')
     control = api(tandem.controlUrl)
-    owner = await control.signup(`owner-${Date.now()}@example.com`, 'Owner')
-    guest = await control.signup(`guest-${Date.now()}@example.com`, 'Guest')
+    owner = await control.signup(`owner-${Date.now()}@owner.example.com`, 'Owner')
+    guest = await control.signup(`guest-${Date.now()}@guest.example.com`, 'Guest')
     docId = await control.personalDoc(owner)
     await control.call('POST', `/documents/${docId}/members`, owner.token, { userId: guest.id, role: 'editor' })
   })
 
   after(async () => {
     node?.provider.destroy()
+    node?.provider.awareness.destroy() // the provider made it; its timer would outlive the test
     await chromium?.close()
     await site?.stop()
     await tandem?.stop()

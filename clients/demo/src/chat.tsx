@@ -1,52 +1,30 @@
-// The document's conversation: messages and streamed replies, live for every
-// participant through the event stream. "Stream a reply" plays the assistant:
-// it posts a streaming message, appends a canned reply in chunks, finishes it.
-
 import type { JSX } from 'react'
-import { useEffect, useState, type FormEvent } from 'react'
-import { call, type Message } from './api'
-import { streamEvents } from './sse'
+// The document's conversation, live for every participant through
+// @tandem/react's useConversation (the event stream, resumed with
+// Last-Event-ID). "Stream a reply" plays the assistant: it posts a streaming
+// message, appends a canned reply in chunks, then finishes it.
+
+import { useState, type FormEvent } from 'react'
+import { useConversation } from '@tandem/react'
+import { call } from './api'
 
 const REPLY = 'Here is a streamed reply: every participant sees it grow, chunk by chunk, as it is written.'
 
-interface Payload { data: unknown }
-
 export function ChatPanel ({ conversationId }: { conversationId: string }): JSX.Element {
-  const [messages, setMessages] = useState<Message[]>([])
+  const { messages, closedReason, send } = useConversation(conversationId)
   const [text, setText] = useState('')
-  const [closed, setClosed] = useState('')
 
-  useEffect(() => {
-    setMessages([])
-    return streamEvents(conversationId, (e) => {
-      if (e.event === 'closed') { setClosed((e.data as { reason?: string }).reason ?? 'closed'); return }
-      const data = (e.data as Payload).data
-      if (e.event === 'snapshot') {
-        setMessages((data as { messages: Message[] }).messages)
-      } else if (e.event === 'message') {
-        const m = data as Message
-        setMessages((list) => [...list.filter((x) => x.id !== m.id), m])
-      } else if (e.event === 'chunk') {
-        const c = data as { messageId: string, delta: string }
-        setMessages((list) => list.map((m) => m.id === c.messageId ? { ...m, content: m.content + c.delta } : m))
-      } else if (e.event === 'message_finished') {
-        const f = data as { messageId: string, state: string }
-        setMessages((list) => list.map((m) => m.id === f.messageId ? { ...m, state: f.state } : m))
-      }
-    })
-  }, [conversationId])
-
-  const send = async (e: FormEvent): Promise<void> => {
+  const submit = async (e: FormEvent): Promise<void> => {
     e.preventDefault()
     if (text.trim() === '') return
     const content = text.trim()
     setText('')
-    await call('POST', `/conversations/${conversationId}/messages`, { content })
+    await send(content)
   }
 
   const streamReply = async (): Promise<void> => {
     const base = `/conversations/${conversationId}/messages`
-    const m = await call<Message>('POST', base, { role: 'assistant', state: 'streaming', content: '' })
+    const m = await call<{ id: string }>('POST', base, { role: 'assistant', state: 'streaming', content: '' })
     for (const piece of REPLY.match(/.{1,12}/g) ?? []) {
       await call('POST', `${base}/${m.id}/chunks`, { delta: piece })
       await new Promise((resolve) => setTimeout(resolve, 60))
@@ -65,11 +43,11 @@ export function ChatPanel ({ conversationId }: { conversationId: string }): JSX.
           </li>
         ))}
       </ol>
-      {closed !== ''
-        ? <p className='muted'>This conversation is closed for you ({closed}).</p>
+      {closedReason !== null
+        ? <p className='muted'>This conversation is closed for you ({closedReason}).</p>
         : (
           <>
-            <form className='inline' onSubmit={(e) => { void send(e) }}>
+            <form className='inline' onSubmit={(e) => { void submit(e) }}>
               <input placeholder='Write a message' value={text} data-testid='chat-input'
                 onChange={(e) => setText(e.target.value)} />
               <button type='submit' data-testid='chat-send'>Send</button>

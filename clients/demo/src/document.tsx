@@ -1,16 +1,18 @@
+import type { JSX } from 'react'
 // One document: the collaborative editor (CodeMirror 6 bound to the Y.Doc,
 // other users' cursors and names from awareness), who is here, sharing by
-// email (owners), and the document's conversation. When access is revoked,
-// the page says so and the editor turns read-only.
+// email (owners), and the document's conversation. The connection is
+// @tandem/react's useTandemDocument (a token per attempt, backoff, final
+// revocation); when access is revoked the page says so and the editor turns
+// read-only.
 
-import type { JSX } from 'react'
 import { useEffect, useRef, useState } from 'react'
 import * as Y from 'yjs'
 import { EditorView, basicSetup } from 'codemirror'
-import { Compartment, EditorState } from '@codemirror/state'
+import { EditorState } from '@codemirror/state'
 import { yCollab } from 'y-codemirror.next'
+import { useTandemDocument } from '@tandem/react'
 import { call, type DocumentInfo, type User } from './api'
-import { connectDocument, type Connection, type Status } from './collab'
 import { SharePanel } from './share'
 import { ChatPanel } from './chat'
 
@@ -27,27 +29,19 @@ interface Peer { clientId: number, name: string, color: string }
 export function DocumentScreen ({ docId, user }: { docId: string, user: User }): JSX.Element {
   const [info, setInfo] = useState<DocumentInfo | null>(null)
   const [missing, setMissing] = useState(false)
-  const [status, setStatus] = useState<Status>('connecting')
-  const [revoked, setRevoked] = useState('')
   const [peers, setPeers] = useState<Peer[]>([])
   const [conversationId, setConversationId] = useState<string | null>(null)
-  const [synced, setSynced] = useState(false)
   const editorRef = useRef<HTMLDivElement>(null)
-  const [doc] = useState(() => new Y.Doc())
-  const [conn, setConn] = useState<Connection | null>(null)
+  const { yDoc: doc, provider, status, isLoading, revoked } = useTandemDocument('doc', info === null ? null : docId)
 
   useEffect(() => {
     call<DocumentInfo>('GET', `/documents/${docId}`).then(setInfo).catch(() => setMissing(true))
   }, [docId])
 
-  // The connection and the editor live as long as the screen.
+  // The editor, bound to the document and the connection's awareness.
   useEffect(() => {
-    if (info === null || editorRef.current === null) return
-    const c = connectDocument(docId, doc, (s, reason) => {
-      setStatus(s)
-      if (s === 'revoked') setRevoked(reason ?? 'access revoked')
-    })
-    const awareness = c.provider.awareness
+    if (info === null || provider === null || editorRef.current === null) return
+    const awareness = provider.awareness
     awareness.setLocalStateField('user', { name: user.displayName, color: colorOf(user.id), colorLight: colorOf(user.id) + '33' })
     const updatePeers = (): void => {
       const list: Peer[] = []
@@ -58,15 +52,11 @@ export function DocumentScreen ({ docId, user }: { docId: string, user: User }):
       setPeers(list)
     }
     awareness.on('change', updatePeers)
-    c.provider.on('sync', (s: boolean) => { if (s) setSynced(true) })
-
     const meta = doc.getMap<string>('meta')
     const onMeta = (): void => setConversationId(meta.get('conversationId') ?? null)
     meta.observe(onMeta)
     onMeta()
-
     const ytext = doc.getText('content')
-    const editable = new Compartment()
     const view = new EditorView({
       parent: editorRef.current,
       state: EditorState.create({
@@ -74,30 +64,39 @@ export function DocumentScreen ({ docId, user }: { docId: string, user: User }):
         extensions: [
           basicSetup,
           EditorView.lineWrapping,
-          editable.of(EditorState.readOnly.of(info.role === 'viewer')),
+          EditorState.readOnly.of(info.role === 'viewer'),
           yCollab(ytext, awareness, { undoManager: new Y.UndoManager(ytext) })
         ]
       })
     })
-    setConn(c)
     return () => {
+      awareness.off('change', updatePeers)
       meta.unobserve(onMeta)
       view.destroy()
-      c.destroy()
-      setConn(null)
     }
-  }, [info, docId, doc, user])
+  }, [info, provider, doc, user])
+
+  // A dead network may leave the socket open for a long time: drop it when the
+  // browser goes offline, reconnect (with a fresh token) when it is back.
+  useEffect(() => {
+    if (provider === null) return
+    const offline = (): void => { if (provider.status !== 'revoked') provider.disconnect() }
+    const online = (): void => { if (provider.status === 'disconnected') provider.reconnect() }
+    window.addEventListener('offline', offline)
+    window.addEventListener('online', online)
+    return () => { window.removeEventListener('offline', offline); window.removeEventListener('online', online) }
+  }, [provider])
 
   // The document's conversation: its id is kept in the Y.Doc; the owner makes one.
   useEffect(() => {
-    if (!synced || conversationId !== null || info?.role !== 'owner' || revoked !== '') return
+    if (isLoading || conversationId !== null || info?.role !== 'owner' || revoked !== null) return
     call<{ id: string }>('POST', `/projects/${info.projectId}/conversations`, { title: info.title })
       .then((c) => { if (doc.getMap('meta').get('conversationId') === undefined) doc.getMap('meta').set('conversationId', c.id) })
       .catch(() => {})
-  }, [synced, conversationId, info, doc, revoked])
+  }, [isLoading, conversationId, info, doc, revoked])
 
   useEffect(() => {
-    if (revoked !== '') editorRef.current?.querySelector('.cm-content')?.setAttribute('contenteditable', 'false')
+    if (revoked !== null) editorRef.current?.querySelector('.cm-content')?.setAttribute('contenteditable', 'false')
   }, [revoked])
 
   if (missing) return <p className='error' data-testid='missing'>This document does not exist, or you have no access to it.</p>
@@ -109,9 +108,9 @@ export function DocumentScreen ({ docId, user }: { docId: string, user: User }):
           <span className={`status ${status}`} data-testid='status'>{status}</span>
           {info !== null && <span className='role'>{info.role}</span>}
         </div>
-        {revoked !== '' && (
+        {revoked !== null && (
           <div className='banner' role='alert' data-testid='revoked'>
-            Your access to this document was revoked. ({revoked})
+            Your access to this document was revoked. ({revoked.reason})
           </div>
         )}
         <div className='peers' data-testid='peers'>
@@ -120,10 +119,10 @@ export function DocumentScreen ({ docId, user }: { docId: string, user: User }):
         <div className='editor' ref={editorRef} data-testid='editor' />
       </div>
       <aside>
-        {info?.role === 'owner' && conn !== null && (
+        {info?.role === 'owner' && provider !== null && (
           <SharePanel docId={docId} conversationId={conversationId} selfId={user.id} />
         )}
-        {conversationId !== null && revoked === '' && <ChatPanel conversationId={conversationId} />}
+        {conversationId !== null && revoked === null && <ChatPanel conversationId={conversationId} />}
         {conversationId === null && <p className='muted'>The conversation appears once the owner has opened the document.</p>}
       </aside>
     </div>

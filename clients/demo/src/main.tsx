@@ -5,7 +5,10 @@
 import type { JSX } from 'react'
 import { StrictMode, useCallback, useEffect, useState } from 'react'
 import { createRoot } from 'react-dom/client'
+import { createTandem } from '@tandem/client'
+import { TandemProvider } from '@tandem/react'
 import { call, sessionToken, setSessionToken, type User } from './api'
+import { endpoints } from './config'
 import { AuthScreen, VerifyEmail } from './auth'
 import { Home } from './home'
 import { DocumentScreen } from './document'
@@ -62,5 +65,13 @@ function App (): JSX.Element {
   )
 }
 
+// Live documents and conversations go through @tandem/client; the session
+// token is read before every request and connection attempt.
+const tandem = createTandem({ ...endpoints(), getSessionToken: sessionToken })
+
 const root = document.getElementById('root')
-if (root !== null) createRoot(root).render(<StrictMode><App /></StrictMode>)
+if (root !== null) {
+  createRoot(root).render(
+    <StrictMode><TandemProvider client={tandem}><App /></TandemProvider></StrictMode>
+  )
+}
