@@ -9,6 +9,9 @@ use clap::Parser;
 use tandem_control::ControlConfig;
 use tandem_relay::RelayConfig;
 
+/// The browser origins `tandem dev` allows when `TANDEM_CORS_ORIGINS` is unset.
+pub const DEV_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*";
+
 /// Starts control and relay and serves until Ctrl-C / SIGTERM.
 pub async fn run(
     mut control: ControlConfig,
@@ -31,6 +34,10 @@ pub async fn run(
     relay.recheck_secs = recheck_secs;
     relay.control_url = control_url.clone();
     relay.relay_secret = Some(state.relay_secret().to_string());
+    // Browsers on this machine only, unless TANDEM_CORS_ORIGINS says otherwise.
+    if relay.cors_origins.is_none() {
+        relay.cors_origins = Some(DEV_ORIGINS.to_string());
+    }
     let relay_app = tandem_relay::Application::build(relay).await?;
     let relay_url = format!("ws://{}:{}", relay_listen.ip(), relay_app.port());
 

@@ -27,6 +27,11 @@ pub struct TokenResponse {
     pub expires_at: i64,
 }
 
+/// Response header of `GET /collaboration/rooms/{roomId}/snapshot`: the
+/// largest document control will store for the room, in bytes (Yjs v1
+/// encoding). The relay refuses updates that would grow a room past it.
+pub const MAX_DOCUMENT_BYTES_HEADER: &str = "x-tandem-max-document-bytes";
+
 /// Header carrying the relay's shared secret on `POST /collaboration/verify`,
 /// whose `Authorization` carries the user's one-time token: control answers
 /// 401 unless both are right, so only a relay can consume tokens.
@@ -134,6 +139,12 @@ pub mod close {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// Try again later: the room is full, or the client reads too slowly.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The document is at its size limit: the update was refused
+    /// (`DOCUMENT_TOO_LARGE`), or control refused to store the room
+    /// (`DOCUMENT_UNSAVEABLE`). In the 4400–4499 range, which stock
+    /// y-websocket (3.x) treats as final: reconnecting would send the same
+    /// update again.
+    pub const DOCUMENT_TOO_LARGE: u16 = 4413;
 
     pub const REASON_AUTH_FORBIDDEN: &str = "AUTH_FORBIDDEN";
     pub const REASON_SHUTDOWN: &str = "SHUTDOWN";
@@ -142,4 +153,7 @@ pub mod close {
     pub const REASON_MESSAGE_TOO_BIG: &str = "MESSAGE_TOO_BIG";
     pub const REASON_BAD_MESSAGE: &str = "BAD_MESSAGE";
     pub const REASON_BINARY_ONLY: &str = "BINARY_ONLY";
+    pub const REASON_TOO_MANY_MESSAGES: &str = "TOO_MANY_MESSAGES";
+    pub const REASON_DOCUMENT_TOO_LARGE: &str = "DOCUMENT_TOO_LARGE";
+    pub const REASON_DOCUMENT_UNSAVEABLE: &str = "DOCUMENT_UNSAVEABLE";
 }

@@ -55,6 +55,14 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(Route::Room(room, token, form)) => (room, token, form),
         Err(e) => return e.write_to(&mut stream).await,
     };
+    if let (Some(allowed), Some(origin)) = (&shared.origins, &head.origin) {
+        if !allowed.allows(origin) {
+            shared.metrics.origins_refused.inc();
+            return HttpError::new(403, ErrorCode::Forbidden, "origin not allowed")
+                .write_to(&mut stream)
+                .await;
+        }
+    }
     let Some(token) = token else {
         return HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
             .write_to(&mut stream)
@@ -86,7 +94,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 .write_to(&mut stream)
                 .await
         }
-        Err(ControlError::BadRequest) => {
+        Err(ControlError::BadRequest | ControlError::TooLarge) => {
             return HttpError::new(400, ErrorCode::BadRequest, "bad room id")
                 .write_to(&mut stream)
                 .await
@@ -150,20 +158,32 @@ async fn close_with(ws: &mut Ws, form: Form, kill: Kill) {
 }
 
 /// Writes `first` and whatever else is already queued (up to a batch), then
-/// flushes once: one syscall for a burst instead of one per message.
+/// flushes once: one syscall for a burst instead of one per message. Takes
+/// what was written off the link's byte count; returns whether a SyncStep2
+/// answer was among it.
 async fn write_batch(
     ws: &mut Ws,
     first: Bytes,
-    queue: &mut tokio::sync::mpsc::Receiver<Bytes>,
-) -> Result<(), WsError> {
-    ws.feed(Message::Binary(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match queue.try_recv() {
-            Ok(more) => ws.feed(Message::Binary(more)).await?,
-            Err(_) => break,
+    link: &mut crate::hub::Link,
+) -> Result<bool, WsError> {
+    let mut step2 = false;
+    let mut bytes = 0;
+    let mut msg = first;
+    for i in 0..WRITE_BATCH {
+        if i > 0 {
+            match link.outbound.try_recv() {
+                Ok(more) => msg = more,
+                Err(_) => break,
+            }
         }
+        step2 |= msg.starts_with(&[0, 1]);
+        bytes += msg.len();
+        ws.feed(Message::Binary(std::mem::take(&mut msg))).await?;
     }
-    ws.flush().await
+    let flushed = ws.flush().await;
+    link.queued
+        .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    flushed.map(|()| step2)
 }
 
 /// Moves frames between the socket and the room until either side ends.
@@ -202,8 +222,13 @@ async fn pump(
             kill = &mut link.kill => break kill.ok(),
             out = link.outbound.recv() => match out {
                 Some(bytes) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, bytes, &mut link.outbound)).await {
-                        Ok(Ok(())) => idle.as_mut().reset(tokio::time::Instant::now() + keepalive),
+                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, bytes, &mut link)).await {
+                        Ok(Ok(step2)) => {
+                            idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
+                            if step2 && !link.step2_written().await {
+                                break Some(ended(&mut link));
+                            }
+                        }
                         _ => break None,
                     }
                 }
