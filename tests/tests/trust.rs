@@ -250,3 +250,92 @@ async fn a_save_refused_as_too_large_is_terminal_and_visible() {
     assert_eq!(stored_text(&stack.stored(&room).await), half);
     second.stop.cancel();
 }
+
+fn verify_calls(stack: &Stack) -> u64 {
+    stack
+        .relay_metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem_relay_verify_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_the_wrong_shape_never_reach_control() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@shape.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let good = stack.url(&owner, &doc).await;
+    let (base, _) = good.split_once("?token=").unwrap();
+    for bad in [
+        "abc".to_string(),
+        "A".repeat(44),
+        format!("{}%2B", "A".repeat(40)),
+        "A".repeat(4000),
+    ] {
+        assert_eq!(
+            status_with_origin(&format!("{base}?token={bad}"), None).await,
+            403,
+            "{bad}"
+        );
+    }
+    assert_eq!(stack.relay_metrics.tokens_malformed.get(), 4);
+    assert_eq!(verify_calls(&stack), 0, "control was never asked");
+    assert_eq!(status_with_origin(&good, None).await, 101);
+    assert_eq!(verify_calls(&stack), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_flood_from_one_address_is_limited() {
+    let stack = Stack::start_with(|c| {
+        c.handshake_rate = 2;
+        c.handshake_burst = 10;
+        c.handshake_limit_loopback = true;
+    })
+    .await;
+    let owner = stack.user("owner@hsflood.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let base = format!("{}/doc-{doc}", stack.relay_url);
+    let mut limited = 0;
+    for i in 0..40 {
+        let token = format!("{:0>43}", i);
+        match status_with_origin(&format!("{base}?token={token}"), None).await {
+            429 => limited += 1,
+            403 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    assert!(limited >= 28, "{limited} of 40 limited");
+    assert_eq!(stack.relay_metrics.handshakes_limited.get(), limited);
+    assert!(
+        verify_calls(&stack) <= 12,
+        "control asked {} times",
+        verify_calls(&stack)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_holds_at_most_the_cap_of_connections_in_a_room() {
+    let stack = Stack::start_with(|c| c.max_connections_per_user = 2).await;
+    let owner = stack.user("owner@percap.dev", "Owner").await;
+    let bob = stack.user("bob@percap.dev", "Bob").await;
+    let doc = stack.team_doc(&owner).await;
+    let _a = stack.connect(&owner, &doc).await;
+    let _b = stack.connect(&owner, &doc).await;
+    let c = stack.try_connect(&owner, &doc).await.unwrap();
+    let s = c
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("the third is closed");
+    assert_eq!(
+        s.closed,
+        Some(Some((
+            close::TRY_AGAIN_LATER,
+            close::REASON_USER_ROOM_FULL.into()
+        )))
+    );
+    assert_eq!(stack.relay_metrics.user_room_limited.get(), 1);
+    // Someone else still gets in.
+    let _d = stack.connect(&bob, &doc).await;
+}

@@ -65,6 +65,22 @@ pub struct RelayConfig {
     #[arg(long, env = "TANDEM_AWARENESS_MAX_RATE", default_value_t = 60)]
     pub awareness_max_updates_per_sec: u32,
 
+    /// Handshakes per second one client IP may start (0: no limit).
+    #[arg(long, env = "TANDEM_HANDSHAKE_RATE", default_value_t = 20)]
+    pub handshake_rate: u32,
+
+    /// Handshakes one client IP may start at once before the rate applies.
+    #[arg(long, env = "TANDEM_HANDSHAKE_BURST", default_value_t = 60)]
+    pub handshake_burst: u32,
+
+    /// Also limit loopback peers (a local proxy or load generator is exempt by default).
+    #[arg(long, env = "TANDEM_HANDSHAKE_LIMIT_LOOPBACK", default_value_t = false)]
+    pub handshake_limit_loopback: bool,
+
+    /// Connections one user may hold in one room (0: no cap).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
+    pub max_connections_per_user: usize,
+
     /// Browser origins allowed to open sockets (comma-separated; entries like
     /// `http://localhost:*` allow any port). Unset: no `Origin` check.
     #[arg(long, env = "TANDEM_CORS_ORIGINS")]
@@ -137,6 +153,11 @@ impl RelayConfig {
             send_budget_bytes: 8 * 1024 * 1024,
             max_document_bytes: None,
             cors_origins: None,
+            handshake_rate: 20,
+            handshake_burst: 60,
+            handshake_limit_loopback: false,
+            // The e2e suites connect one user many times; tests of the cap set it.
+            max_connections_per_user: 0,
             awareness_max_states: 4,
             awareness_max_state_bytes: 16 * 1024,
             awareness_max_updates_per_sec: 60,

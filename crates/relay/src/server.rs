@@ -31,6 +31,8 @@ pub struct Shared {
     pub metrics: Arc<Metrics>,
     /// `TANDEM_CORS_ORIGINS`, when set: browsers from other origins are refused.
     pub origins: Option<OriginList>,
+    /// Handshakes per client IP.
+    pub handshakes: crate::transport::limits::IpLimiter,
 }
 
 pub struct Application {
@@ -75,6 +77,11 @@ impl Application {
         let hub = Hub::new(
             HubConfig {
                 max_connections_per_room: config.max_connections_per_room,
+                // 0: no cap (load generators connect one user many times).
+                max_connections_per_user: match config.max_connections_per_user {
+                    0 => usize::MAX,
+                    n => n,
+                },
                 send_queue: config.send_queue,
                 send_budget_bytes: config.send_budget_bytes.max(1),
                 limits: crate::room::Limits {
@@ -107,6 +114,11 @@ impl Application {
             hub,
             metrics,
             origins,
+            handshakes: crate::transport::limits::IpLimiter::new(
+                config.handshake_rate,
+                config.handshake_burst,
+                config.handshake_limit_loopback,
+            ),
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");

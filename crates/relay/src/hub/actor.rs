@@ -188,6 +188,15 @@ impl RoomActor {
                     let _ = reply.send(Err(JoinError::Full));
                     return;
                 }
+                let same_user = self
+                    .conns
+                    .values()
+                    .filter(|c| c.member.user_id == member.user_id)
+                    .count();
+                if same_user >= self.hub.config.max_connections_per_user {
+                    let _ = reply.send(Err(JoinError::UserFull));
+                    return;
+                }
                 let writable = member.writable();
                 tracing::info!(user_id = %member.user_id, role = member.role.as_str(), conn, "joined");
                 let greeting = self.room.join_client(conn, writable, &member.user_id);

@@ -90,6 +90,8 @@ impl Kill {
 pub enum JoinError {
     #[error("room is full")]
     Full,
+    #[error("the user holds the most connections one user may have in the room")]
+    UserFull,
     #[error("relay is shutting down")]
     ShuttingDown,
 }
@@ -129,6 +131,8 @@ enum Cmd {
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     pub max_connections_per_room: usize,
+    /// Connections one user may hold in one room.
+    pub max_connections_per_user: usize,
     pub send_queue: usize,
     /// Bytes queued for one connection before it is dropped as too slow.
     pub send_budget_bytes: usize,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tandem_protocol::collab::close;
+use tandem_protocol::collab::{close, is_collab_token_shape};
 use tandem_protocol::ErrorCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -63,11 +63,33 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 .await;
         }
     }
+    if let Ok(peer) = stream.peer_addr() {
+        if !shared
+            .handshakes
+            .allow(peer.ip(), std::time::Instant::now())
+        {
+            shared.metrics.handshakes_limited.inc();
+            return HttpError::new(
+                429,
+                ErrorCode::RateLimited,
+                "too many handshakes from this address",
+            )
+            .write_to(&mut stream)
+            .await;
+        }
+    }
     let Some(token) = token else {
         return HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
             .write_to(&mut stream)
             .await;
     };
+    if !is_collab_token_shape(&token) {
+        // Not a token control could have made: no need to ask it.
+        shared.metrics.tokens_malformed.inc();
+        return HttpError::new(403, ErrorCode::Forbidden, "token refused")
+            .write_to(&mut stream)
+            .await;
+    }
     let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
         return HttpError::new(
             503,
@@ -201,6 +223,15 @@ async fn pump(
                 &mut ws,
                 form,
                 Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
+            )
+            .await;
+        }
+        Err(JoinError::UserFull) => {
+            shared.metrics.user_room_limited.inc();
+            return close_with(
+                &mut ws,
+                form,
+                Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL),
             )
             .await;
         }
