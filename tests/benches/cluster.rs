@@ -119,6 +119,7 @@ async fn main() {
         ("TANDEM_REDIS_URL", url.as_str()),
         ("TANDEM_ROOM_IDLE_MS", "600000"),
         ("TANDEM_SEND_QUEUE", "100000"),
+        ("TANDEM_MAX_CONNECTIONS_PER_USER", "0"),
     ];
     let node1 = RelayProcess::start(&stack.control_url, &env);
     let node2 = RelayProcess::start(&stack.control_url, &env);

@@ -41,6 +41,7 @@ pub struct Stack {
     relay: CancellationToken,
     relay_done: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     relay_config: RelayConfig,
+    control_tweak: ControlTweak,
     /// Metrics of the in-process relay.
     pub relay_metrics: std::sync::Arc<tandem_relay::metrics::Metrics>,
     _dir: tempfile::TempDir,
@@ -53,10 +54,14 @@ pub struct ExtraRelay {
     pub done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
-async fn start_control(database_url: &str, port: u16) -> (u16, ServerHandle) {
+/// Adjusts control's configuration in a test (kept for restarts and replicas).
+pub type ControlTweak = std::sync::Arc<dyn Fn(&mut ControlConfig) + Send + Sync>;
+
+async fn start_control(database_url: &str, port: u16, tweak: &ControlTweak) -> (u16, ServerHandle) {
     let mut config = ControlConfig::for_tests(database_url);
     config.relay_secret = Some(SECRET.into());
     config.listen.set_port(port);
+    tweak(&mut config);
     let control = tandem_control::Application::build(config).await.unwrap();
     let port = control.port();
     let handle = control.handle();
@@ -89,13 +94,23 @@ impl Stack {
     /// fresh PostgreSQL database needs `TANDEM_TEST_POSTGRES_URL`; see
     /// [`both_backends!`]).
     pub async fn start_on(backend: Backend, tweak: impl FnOnce(&mut RelayConfig)) -> Stack {
+        Self::start_tuned(backend, tweak, |_| {}).await
+    }
+
+    /// [`Stack::start_on`] with control's configuration adjusted by `control`.
+    pub async fn start_tuned(
+        backend: Backend,
+        tweak: impl FnOnce(&mut RelayConfig),
+        control: impl Fn(&mut ControlConfig) + Send + Sync + 'static,
+    ) -> Stack {
+        let control: ControlTweak = std::sync::Arc::new(control);
         let dir = tempfile::tempdir().unwrap();
         let db_path = dir.path().join("tandem.db");
         let database_url = match backend {
             Backend::Sqlite => format!("sqlite://{}", db_path.display()),
             Backend::Postgres => postgres_database().expect("TANDEM_TEST_POSTGRES_URL is set"),
         };
-        Self::assemble(dir, db_path, database_url, 1, tweak).await
+        Self::assemble(dir, db_path, database_url, 1, tweak, control).await
     }
 
     /// The scaled-out stack: two control replicas on one fresh PostgreSQL
@@ -110,10 +125,17 @@ impl Stack {
             None => format!("sqlite://{}", db_path.display()),
         };
         let url = redis.url();
-        Self::assemble(dir, db_path, database_url, 2, move |c| {
-            c.redis_url = Some(url);
-            tweak(c)
-        })
+        Self::assemble(
+            dir,
+            db_path,
+            database_url,
+            2,
+            move |c| {
+                c.redis_url = Some(url);
+                tweak(c)
+            },
+            std::sync::Arc::new(|_: &mut ControlConfig| {}),
+        )
         .await
     }
 
@@ -123,13 +145,14 @@ impl Stack {
         database_url: String,
         controls: usize,
         tweak: impl FnOnce(&mut RelayConfig),
+        control_tweak: ControlTweak,
     ) -> Stack {
-        let (control_port, handle) = start_control(&database_url, 0).await;
+        let (control_port, handle) = start_control(&database_url, 0, &control_tweak).await;
         let control_url = format!("http://127.0.0.1:{control_port}");
         let mut replicas = Vec::new();
         let mut replica_handles = Vec::new();
         for _ in 1..controls {
-            let (port, handle) = start_control(&database_url, 0).await;
+            let (port, handle) = start_control(&database_url, 0, &control_tweak).await;
             replicas.push(format!("http://127.0.0.1:{port}"));
             replica_handles.push(handle);
         }
@@ -149,6 +172,7 @@ impl Stack {
             relay: relay.stop,
             relay_done: Some(relay.done),
             relay_config: rc,
+            control_tweak,
             relay_metrics,
             _dir: dir,
         }
@@ -167,7 +191,8 @@ impl Stack {
     /// Starts control again on the same port and database.
     pub async fn restart_control(&mut self) {
         self.stop_control().await;
-        let (_, handle) = start_control(&self.database_url, self.control_port).await;
+        let (_, handle) =
+            start_control(&self.database_url, self.control_port, &self.control_tweak).await;
         self.control = Some(handle);
     }
 
@@ -460,6 +485,16 @@ impl RelayProcess {
             .await,
             "relay process did not come up"
         );
+    }
+
+    /// A `kB` field of `/proc/PID/status` (`VmRSS`, `VmHWM`), in KiB.
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
     }
 
     /// SIGKILL, and wait for the process to be gone.

@@ -48,6 +48,10 @@ pub async fn run(
     relay.recheck_secs = recheck_secs;
     relay.control_url = control_url.clone();
     relay.relay_secret = Some(state.relay_secret().to_string());
+    // Browsers on this machine only, unless TANDEM_CORS_ORIGINS says otherwise.
+    if relay.cors_origins.is_none() {
+        relay.cors_origins = Some(DEV_CORS_ORIGINS.to_string());
+    }
     let relay_app = tandem_relay::Application::build(relay).await?;
     let relay_url = format!("ws://{}:{}", relay_listen.ip(), relay_app.port());
     // The demo page connects here unless TANDEM_PUBLIC_RELAY_URL said otherwise

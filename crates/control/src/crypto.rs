@@ -211,6 +211,8 @@ mod tests {
         assert_ne!(new_id(), new_id());
         let t = new_token();
         assert_eq!(t.len(), 43);
+        // The relay refuses tokens of any other shape without asking control.
+        assert!(tandem_protocol::collab::is_collab_token_shape(&t));
         assert_eq!(hash_token(&t), hash_token(&t));
         assert_ne!(hash_token(&t), t);
         assert!(secrets_equal("abc", "abc"));

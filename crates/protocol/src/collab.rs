@@ -9,6 +9,18 @@ use crate::room::ResourceType;
 /// How long a collaboration token lives, in seconds.
 pub const COLLAB_TOKEN_TTL_SECS: i64 = 5 * 60;
 
+/// Length of a collaboration token: 32 random bytes, base64url without padding.
+pub const COLLAB_TOKEN_LEN: usize = 43;
+
+/// Whether `token` has the shape of a collaboration token (43 characters of
+/// base64url): the relay refuses anything else without asking control.
+pub fn is_collab_token_shape(token: &str) -> bool {
+    token.len() == COLLAB_TOKEN_LEN
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// `POST /collaboration/token` (signed-in user).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -28,6 +40,11 @@ pub struct TokenResponse {
     pub room_id: String,
     pub expires_at: i64,
 }
+
+/// Response header of `GET /collaboration/rooms/{roomId}/snapshot`: the
+/// largest document control will store for the room, in bytes (Yjs v1
+/// encoding). The relay refuses updates that would grow a room past it.
+pub const MAX_DOCUMENT_BYTES_HEADER: &str = "x-tandem-max-document-bytes";
 
 /// Header carrying the relay's shared secret on `POST /collaboration/verify`,
 /// whose `Authorization` carries the user's one-time token: control answers
@@ -126,6 +143,27 @@ pub enum ServerNotice {
     PermissionRevoked { reason: String },
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_shape() {
+        assert!(is_collab_token_shape(&"aZ09-_".repeat(8)[..43]));
+        assert!(is_collab_token_shape(&"A".repeat(43)));
+        for bad in [
+            "",
+            "short",
+            &"A".repeat(44),
+            &format!("{}=", "A".repeat(42)),
+            &format!("{}%", "A".repeat(42)),
+            &"é".repeat(21),
+        ] {
+            assert!(!is_collab_token_shape(bad), "{bad}");
+        }
+    }
+}
+
 /// WebSocket close codes the relay uses, and their reason strings.
 pub mod close {
     /// Normal closure (the client said goodbye).
@@ -145,6 +183,12 @@ pub mod close {
     pub const INTERNAL_ERROR: u16 = 1011;
     /// Try again later: the room is full, or the client reads too slowly.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// The document is at its size limit: the update was refused
+    /// (`DOCUMENT_TOO_LARGE`), or control refused to store the room
+    /// (`DOCUMENT_UNSAVEABLE`). In the 4400–4499 range, which stock
+    /// y-websocket (3.x) treats as final: reconnecting would send the same
+    /// update again.
+    pub const DOCUMENT_TOO_LARGE: u16 = 4413;
 
     pub const REASON_AUTH_FORBIDDEN: &str = "AUTH_FORBIDDEN";
     pub const REASON_SHUTDOWN: &str = "SHUTDOWN";
@@ -153,4 +197,9 @@ pub mod close {
     pub const REASON_MESSAGE_TOO_BIG: &str = "MESSAGE_TOO_BIG";
     pub const REASON_BAD_MESSAGE: &str = "BAD_MESSAGE";
     pub const REASON_BINARY_ONLY: &str = "BINARY_ONLY";
+    pub const REASON_TOO_MANY_MESSAGES: &str = "TOO_MANY_MESSAGES";
+    /// The user already holds the most connections one user may have in the room.
+    pub const REASON_USER_ROOM_FULL: &str = "USER_ROOM_FULL";
+    pub const REASON_DOCUMENT_TOO_LARGE: &str = "DOCUMENT_TOO_LARGE";
+    pub const REASON_DOCUMENT_UNSAVEABLE: &str = "DOCUMENT_UNSAVEABLE";
 }

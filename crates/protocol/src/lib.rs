@@ -6,7 +6,7 @@
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
 //! - [`error`]: the `{"error":{"code","message","requestId"}}` envelope and its codes.
 //! - [`identity`]: email verification, org join policies and join requests, identity linking.
-//! - [`origin`]: the browser origins allowed by `TANDEM_CORS_ORIGINS`.
+//! - [`origin`]: allowed browser origins (`TANDEM_CORS_ORIGINS`), for control and relay.
 //! - [`yjs`]: a recursion-free nesting check of Yjs v1 updates, run before yrs decodes them.
 //!
 //! This crate has no I/O and depends on nothing but serde (and `utoipa`, for

@@ -1,165 +1,186 @@
-//! Browser origins allowed to call Tandem (`TANDEM_CORS_ORIGINS`): a
-//! comma-separated list of `scheme://host[:port]`, where the port may be `*`
-//! (any port, or none: `http://localhost:*`) and `*` alone allows every
-//! origin. Pure matching, no I/O: control (CORS) and relay (`Origin` check)
-//! use the same rules.
+//! Allowed browser origins (`TANDEM_CORS_ORIGINS`): one parser and one
+//! matcher, shared by control (CORS) and the relay (the `Origin` check of a
+//! WebSocket handshake).
+//!
+//! The list is comma-separated. Each entry is an origin as browsers send it,
+//! `scheme://host[:port]` (compared case-insensitively, a trailing `/`
+//! ignored), or the same with a port wildcard, `http://localhost:*`, which
+//! allows every port of that scheme and host (and no port at all). A lone
+//! `*` allows every origin. Empty entries are skipped.
 
-/// A parsed origin list. The empty list allows nothing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+use std::fmt;
+
+/// A parsed `TANDEM_CORS_ORIGINS`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginList {
-    any: bool,
     entries: Vec<Entry>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Entry {
-    scheme: String,
-    host: String,
-    /// `None`: any port (or none); `Some("")`: no port given.
-    port: Option<String>,
+enum Entry {
+    /// `*`
+    Any,
+    /// `scheme://host[:port]`, lowercased.
+    Exact(String),
+    /// `scheme://host:*`: the part before `:*`, lowercased.
+    AnyPort(String),
 }
 
-/// Longest origin considered (a browser's `Origin` is short).
-const MAX_ORIGIN_LEN: usize = 512;
+/// Why an entry of the list is not an origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginListError(pub String);
 
-impl OriginList {
-    /// Parses the setting; an entry that is not an origin is an error that
-    /// names it. Blank entries are skipped, so `""` allows nothing.
-    pub fn parse(list: &str) -> Result<Self, String> {
-        let mut parsed = OriginList::default();
-        for raw in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            if raw == "*" {
-                parsed.any = true;
-                continue;
-            }
-            let entry = split(raw, true).ok_or_else(|| {
-                format!("{raw:?} is not an origin (scheme://host[:port], port may be *)")
-            })?;
-            parsed.entries.push(entry);
-        }
-        Ok(parsed)
-    }
-
-    /// Whether `origin` (the value of an `Origin` header) is allowed.
-    pub fn allows(&self, origin: &str) -> bool {
-        if self.any {
-            return true;
-        }
-        let Some(o) = split(origin, false) else {
-            return false;
-        };
-        self.entries.iter().any(|e| {
-            e.scheme == o.scheme
-                && e.host == o.host
-                && e.port.as_ref().is_none_or(|p| Some(p) == o.port.as_ref())
-        })
-    }
-
-    /// Nothing is allowed (the setting is unset or blank).
-    pub fn is_empty(&self) -> bool {
-        !self.any && self.entries.is_empty()
+impl fmt::Display for OriginListError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not an origin (expected scheme://host[:port|:*] or *)",
+            self.0
+        )
     }
 }
 
-/// Splits `scheme://host[:port]`; `wildcard` allows the port `*`.
-fn split(raw: &str, wildcard: bool) -> Option<Entry> {
-    if raw.len() > MAX_ORIGIN_LEN || !raw.is_ascii() {
-        return None;
-    }
-    let lower = raw.to_ascii_lowercase();
-    let (scheme, rest) = lower.split_once("://")?;
+impl std::error::Error for OriginListError {}
+
+/// `scheme://host` with a non-empty scheme and host and nothing after the host
+/// but an optional `:port` (digits).
+fn is_origin(s: &str, port_required: bool) -> bool {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return false;
+    };
     let scheme_ok = !scheme.is_empty()
         && scheme
             .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic())
-        && scheme
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b));
-    if !scheme_ok || rest.is_empty() {
-        return None;
-    }
-    // The port follows the last ':' after an IPv6 literal's ']'.
-    let host_end = rest.rfind(']').map_or(0, |i| i + 1);
-    let (host, port) = match rest[host_end..].rfind(':') {
-        Some(i) => (&rest[..host_end + i], &rest[host_end + i + 1..]),
-        None => (rest, ""),
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'-' || b == b'.');
+    let (host, port) = match rest.rsplit_once(':') {
+        // An IPv6 literal without a port: `[::1]`.
+        Some((h, p)) if !rest.ends_with(']') => (h, Some(p)),
+        _ => (rest, None),
     };
     let host_ok = !host.is_empty()
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.[]:_".contains(&b));
-    if !host_ok || (host_end == 0 && host.contains(':')) {
-        return None;
-    }
-    let port = match port {
-        "*" if wildcard => None,
-        p if p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => Some(p.to_string()),
-        _ => return None,
+        && host.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'[' | b']' | b':')
+        });
+    let port_ok = match port {
+        Some(p) => !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()),
+        None => !port_required,
     };
-    if rest.ends_with(':') {
-        return None;
+    scheme_ok && host_ok && port_ok
+}
+
+impl OriginList {
+    /// Parses a comma-separated list (see the module docs).
+    pub fn parse(list: &str) -> Result<OriginList, OriginListError> {
+        let mut entries = Vec::new();
+        for raw in list.split(',') {
+            let e = raw.trim().trim_end_matches('/').to_ascii_lowercase();
+            if e.is_empty() {
+                continue;
+            }
+            if e == "*" {
+                entries.push(Entry::Any);
+            } else if let Some(base) = e.strip_suffix(":*") {
+                if !is_origin(base, false) {
+                    return Err(OriginListError(raw.trim().to_string()));
+                }
+                entries.push(Entry::AnyPort(base.to_string()));
+            } else if is_origin(&e, false) {
+                entries.push(Entry::Exact(e));
+            } else {
+                return Err(OriginListError(raw.trim().to_string()));
+            }
+        }
+        Ok(OriginList { entries })
     }
-    Some(Entry {
-        scheme: scheme.to_string(),
-        host: host.to_string(),
-        port,
-    })
+
+    /// Whether the list has no entries (nothing is allowed).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Whether a request's `Origin` header value is allowed.
+    pub fn allows(&self, origin: &str) -> bool {
+        let o = origin.trim().trim_end_matches('/').to_ascii_lowercase();
+        if !is_origin(&o, false) {
+            return self.entries.contains(&Entry::Any) && o != "null";
+        }
+        self.entries.iter().any(|e| match e {
+            Entry::Any => true,
+            Entry::Exact(x) => *x == o,
+            Entry::AnyPort(base) => {
+                o == *base
+                    || o.strip_prefix(base.as_str())
+                        .and_then(|rest| rest.strip_prefix(':'))
+                        .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            }
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn list(s: &str) -> OriginList {
-        OriginList::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    #[test]
+    fn exact_and_port_wildcards() {
+        let l =
+            OriginList::parse("http://localhost:*, http://127.0.0.1:*,https://App.Example.com/")
+                .unwrap();
+        for ok in [
+            "http://localhost:3000",
+            "http://localhost",
+            "HTTP://LOCALHOST:5173",
+            "http://127.0.0.1:8080",
+            "https://app.example.com",
+            "https://app.example.com/",
+        ] {
+            assert!(l.allows(ok), "{ok}");
+        }
+        for bad in [
+            "https://localhost:3000",
+            "http://localhost.evil.com:3000",
+            "http://localhost:3000x",
+            "http://localhost:",
+            "https://app.example.com:8443",
+            "https://example.com",
+            "http://app.example.com",
+            "null",
+            "",
+            "localhost:3000",
+        ] {
+            assert!(!l.allows(bad), "{bad}");
+        }
     }
 
     #[test]
-    fn port_wildcard_matches_any_port_of_that_host_only() {
-        let l = list("http://localhost:*, https://app.example.com");
-        assert!(l.allows("http://localhost:3000"));
-        assert!(l.allows("http://localhost"));
-        assert!(l.allows("HTTP://LocalHost:5173"));
-        assert!(!l.allows("https://localhost:3000"));
-        assert!(!l.allows("http://localhost.evil.com:3000"));
-        assert!(!l.allows("http://evil.com/http://localhost:1"));
-        assert!(l.allows("https://app.example.com"));
-        assert!(!l.allows("https://app.example.com:8443"));
-        assert!(!l.allows("https://app.example.com.evil"));
+    fn star_allows_every_real_origin() {
+        let l = OriginList::parse("*").unwrap();
+        assert!(l.allows("https://anything.example"));
         assert!(!l.allows("null"));
     }
 
     #[test]
-    fn exact_ports_and_ipv6() {
-        let l = list("http://127.0.0.1:3000,http://[::1]:*");
-        assert!(l.allows("http://127.0.0.1:3000"));
-        assert!(!l.allows("http://127.0.0.1:3001"));
-        assert!(l.allows("http://[::1]:8080"));
-        assert!(!l.allows("http://[::2]:8080"));
+    fn empty_list_allows_nothing() {
+        let l = OriginList::parse(" , ").unwrap();
+        assert!(l.is_empty());
+        assert!(!l.allows("http://localhost:3000"));
     }
 
     #[test]
-    fn star_allows_everything_and_blank_nothing() {
-        assert!(list("*").allows("https://anything.example"));
-        assert!(list(" , ").is_empty());
-        assert!(!list("").allows("http://localhost:3000"));
-    }
-
-    #[test]
-    fn bad_entries_are_named() {
+    fn refuses_what_is_not_an_origin() {
         for bad in [
             "localhost:3000",
             "http://",
             "http://host/path",
-            "http://host:port",
-            "http://host:",
-            "http://a b",
-            "http://host:123456",
+            "http://host:abc",
+            "http://host:*x",
+            "*.example.com",
+            "http://ho st",
         ] {
-            let err = OriginList::parse(bad).err().unwrap_or_default();
-            assert!(err.contains(bad), "{bad}: {err}");
+            assert!(OriginList::parse(bad).is_err(), "{bad}");
         }
-        assert!(OriginList::parse("http://ok:*,https://x.y").is_ok());
+        assert!(OriginList::parse("http://[::1]:*")
+            .unwrap()
+            .allows("http://[::1]:3000"));
     }
 }

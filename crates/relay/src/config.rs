@@ -37,8 +37,54 @@ pub struct RelayConfig {
     pub recheck_secs: u64,
 
     /// Largest WebSocket message accepted, in bytes.
-    #[arg(long, env = "TANDEM_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    #[arg(long, env = "TANDEM_MAX_MESSAGE_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub max_message_bytes: usize,
+
+    /// Most y-websocket messages one WebSocket frame may hold.
+    #[arg(long, env = "TANDEM_MAX_MESSAGES_PER_FRAME", default_value_t = 64)]
+    pub max_messages_per_frame: usize,
+
+    /// Bytes queued for one slow client before it is dropped.
+    #[arg(long, env = "TANDEM_SEND_BUDGET_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub send_budget_bytes: usize,
+
+    /// Largest document a room may grow to, in bytes (Yjs v1 encoding). The
+    /// smaller of this and what control announces when a room loads applies.
+    #[arg(long, env = "TANDEM_MAX_DOCUMENT_BYTES")]
+    pub max_document_bytes: Option<usize>,
+
+    /// Awareness client ids one connection may hold.
+    #[arg(long, env = "TANDEM_AWARENESS_MAX_STATES", default_value_t = 4)]
+    pub awareness_max_states: usize,
+
+    /// Largest awareness state (JSON), in bytes.
+    #[arg(long, env = "TANDEM_AWARENESS_MAX_STATE_BYTES", default_value_t = 16 * 1024)]
+    pub awareness_max_state_bytes: usize,
+
+    /// Awareness messages per second accepted from one connection.
+    #[arg(long, env = "TANDEM_AWARENESS_MAX_RATE", default_value_t = 60)]
+    pub awareness_max_updates_per_sec: u32,
+
+    /// Handshakes per second one client IP may start (0: no limit).
+    #[arg(long, env = "TANDEM_HANDSHAKE_RATE", default_value_t = 20)]
+    pub handshake_rate: u32,
+
+    /// Handshakes one client IP may start at once before the rate applies.
+    #[arg(long, env = "TANDEM_HANDSHAKE_BURST", default_value_t = 60)]
+    pub handshake_burst: u32,
+
+    /// Also limit loopback peers (a local proxy or load generator is exempt by default).
+    #[arg(long, env = "TANDEM_HANDSHAKE_LIMIT_LOOPBACK", default_value_t = false)]
+    pub handshake_limit_loopback: bool,
+
+    /// Connections one user may hold in one room (0: no cap).
+    #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_USER", default_value_t = 8)]
+    pub max_connections_per_user: usize,
+
+    /// Browser origins allowed to open sockets (comma-separated; entries like
+    /// `http://localhost:*` allow any port). Unset: no `Origin` check.
+    #[arg(long, env = "TANDEM_CORS_ORIGINS")]
+    pub cors_origins: Option<String>,
 
     /// Most connections one room holds.
     #[arg(long, env = "TANDEM_MAX_CONNECTIONS_PER_ROOM", default_value_t = 1000)]
@@ -103,6 +149,18 @@ impl RelayConfig {
             relay_secret: Some(secret.into()),
             recheck_secs: 30,
             max_message_bytes: 1024 * 1024,
+            max_messages_per_frame: 64,
+            send_budget_bytes: 8 * 1024 * 1024,
+            max_document_bytes: None,
+            cors_origins: None,
+            handshake_rate: 20,
+            handshake_burst: 60,
+            handshake_limit_loopback: false,
+            // The e2e suites connect one user many times; tests of the cap set it.
+            max_connections_per_user: 0,
+            awareness_max_states: 4,
+            awareness_max_state_bytes: 16 * 1024,
+            awareness_max_updates_per_sec: 60,
             max_connections_per_room: 100,
             max_connections: 1000,
             send_queue: 256,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tandem_protocol::collab::{
     AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyRequest,
-    VerifyResponse, MAX_BATCH_USERS,
+    VerifyResponse, MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, RELAY_SECRET_HEADER,
 };
 use tandem_protocol::RoomId;
 
@@ -15,9 +15,12 @@ pub enum ControlError {
     /// Control answered 401/403: the token or the secret is refused.
     #[error("refused by control ({0})")]
     Refused(u16),
-    /// Control answered 400.
+    /// Control answered 400 or 422.
     #[error("control says the request is malformed")]
     BadRequest,
+    /// Control answered 413: the document is past what it stores.
+    #[error("control refused the document as too large")]
+    TooLarge,
     /// Control is down, slow, or answered something unexpected.
     #[error("control unavailable: {0}")]
     Unavailable(String),
@@ -25,6 +28,14 @@ pub enum ControlError {
 
 fn unavailable(e: reqwest::Error) -> ControlError {
     ControlError::Unavailable(e.to_string())
+}
+
+/// A room's stored state, as loaded.
+#[derive(Debug, Clone, Default)]
+pub struct Loaded {
+    pub state: Vec<u8>,
+    /// [`MAX_DOCUMENT_BYTES_HEADER`], when control sent it.
+    pub max_document_bytes: Option<usize>,
 }
 
 #[derive(Clone)]
@@ -56,7 +67,8 @@ impl ControlClient {
         let res = req.send().await.map_err(unavailable)?;
         match res.status().as_u16() {
             200..=299 => Ok(res),
-            400 | 413 | 422 => Err(ControlError::BadRequest),
+            400 | 422 => Err(ControlError::BadRequest),
+            413 => Err(ControlError::TooLarge),
             s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
             s => Err(ControlError::Unavailable(format!("status {s}"))),
         }
@@ -75,7 +87,7 @@ impl ControlClient {
             .http
             .post(format!("{}/collaboration/verify", self.base))
             .bearer_auth(token)
-            .header(tandem_protocol::collab::RELAY_SECRET_HEADER, &self.secret)
+            .header(RELAY_SECRET_HEADER, &self.secret)
             .json(&VerifyRequest {
                 room_id: room.to_string(),
             });
@@ -123,16 +135,26 @@ impl ControlClient {
         self.send(req).await
     }
 
-    /// The stored state of a room (empty when nothing was saved); `Refused(404)`
-    /// when the room's resource no longer exists.
-    pub async fn load_snapshot(&self, room: &RoomId) -> Result<Vec<u8>, ControlError> {
+    /// The stored state of a room (empty when nothing was saved), and the
+    /// largest document control stores when it says; `Refused(404)` when the
+    /// room's resource no longer exists.
+    pub async fn load_snapshot(&self, room: &RoomId) -> Result<Loaded, ControlError> {
         let req = self
             .http
             .get(format!("{}/collaboration/rooms/{room}/snapshot", self.base))
             .timeout(Duration::from_secs(60))
             .bearer_auth(&self.secret);
-        let bytes = self.answer(req).await?.bytes().await.map_err(unavailable)?;
-        Ok(bytes.to_vec())
+        let res = self.answer(req).await?;
+        let max_document_bytes = res
+            .headers()
+            .get(MAX_DOCUMENT_BYTES_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        let state = res.bytes().await.map_err(unavailable)?.to_vec();
+        Ok(Loaded {
+            state,
+            max_document_bytes,
+        })
     }
 
     /// Merges `update` into the room's stored state.

@@ -19,6 +19,7 @@ use crate::control_client::ControlClient;
 use crate::hub::{Hub, HubConfig};
 use crate::metrics::Metrics;
 use crate::recheck;
+use tandem_protocol::origin::OriginList;
 
 /// What every connection task shares.
 pub struct Shared {
@@ -28,6 +29,10 @@ pub struct Shared {
     /// Caps the number of open connections.
     pub connections: Arc<Semaphore>,
     pub metrics: Arc<Metrics>,
+    /// `TANDEM_CORS_ORIGINS`, when set: browsers from other origins are refused.
+    pub origins: Option<OriginList>,
+    /// Handshakes per client IP.
+    pub handshakes: crate::transport::limits::IpLimiter,
 }
 
 pub struct Application {
@@ -45,6 +50,10 @@ impl Application {
             .clone()
             .filter(|s| !s.is_empty())
             .context("TANDEM_RELAY_SECRET is required")?;
+        let origins = match config.cors_origins.as_deref() {
+            Some(list) => Some(OriginList::parse(list).context("TANDEM_CORS_ORIGINS")?),
+            None => None,
+        };
         let control = ControlClient::new(&config.control_url, &secret)?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -68,7 +77,22 @@ impl Application {
         let hub = Hub::new(
             HubConfig {
                 max_connections_per_room: config.max_connections_per_room,
+                // 0: no cap (load generators connect one user many times).
+                max_connections_per_user: match config.max_connections_per_user {
+                    0 => usize::MAX,
+                    n => n,
+                },
                 send_queue: config.send_queue,
+                send_budget_bytes: config.send_budget_bytes.max(1),
+                limits: crate::room::Limits {
+                    max_messages_per_frame: config.max_messages_per_frame.max(1),
+                    max_document_bytes: config.max_document_bytes,
+                    awareness: crate::room::awareness::AwarenessLimits {
+                        max_states: config.awareness_max_states,
+                        max_state_bytes: config.awareness_max_state_bytes,
+                        max_updates_per_sec: config.awareness_max_updates_per_sec,
+                    },
+                },
                 room_idle: Duration::from_millis(config.room_idle_ms),
                 awareness_timeout: Duration::from_millis(config.awareness_timeout_ms),
                 save_debounce: Duration::from_millis(config.save_debounce_ms),
@@ -89,6 +113,12 @@ impl Application {
             control,
             hub,
             metrics,
+            origins,
+            handshakes: crate::transport::limits::IpLimiter::new(
+                config.handshake_rate,
+                config.handshake_burst,
+                config.handshake_limit_loopback,
+            ),
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");

@@ -1,8 +1,10 @@
 //! `/collaboration/rooms/{roomId}/snapshot` (relay secret): load a room's
 //! stored document, and save (merge) new state into it. Bodies are raw Yjs
-//! v1 updates (`application/octet-stream`).
+//! v1 updates (`application/octet-stream`). A load also says, in
+//! `x-tandem-max-document-bytes`, the largest document a save can store.
 
 use actix_web::{web, HttpResponse};
+use tandem_protocol::collab::MAX_DOCUMENT_BYTES_HEADER;
 use tandem_protocol::RoomId;
 
 use super::collab::parse_room;
@@ -31,8 +33,14 @@ pub async fn load(
             snapshots::load(c, &id)
         })
         .await?;
+    // The relay refuses updates that would grow a room past what a save can store.
+    let max = state
+        .config
+        .max_snapshot_bytes
+        .min(state.config.max_save_bytes);
     Ok(HttpResponse::Ok()
         .content_type("application/octet-stream")
+        .insert_header((MAX_DOCUMENT_BYTES_HEADER, max.to_string()))
         .body(bytes))
 }
 

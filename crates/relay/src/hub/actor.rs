@@ -1,7 +1,13 @@
 //! The room actor: one task per live room, owning the sans-IO room and the
 //! send queues of its connections.
+//!
+//! Heavy document work (encoding a large document for a SyncStep2 answer,
+//! applying a large frame, recounting a document near its size limit) runs
+//! through [`heavy`]: `block_in_place`, so the worker's other tasks (other
+//! rooms) move to another thread while this room works.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,14 +21,35 @@ use super::peers::{Peers, PEERS};
 use super::persist::Persist;
 use super::{Cmd, Hub, JoinError, Kill, Member, RoomHandle};
 use crate::cluster::Inbound;
-use crate::room::{ConnId, Outgoing, Room};
+use crate::room::{ConnId, Outgoing, Room, RoomError};
 
 /// How often a room in a cluster looks for lost envelopes.
 const TROUBLE_CHECK: Duration = Duration::from_millis(500);
+/// A frame this large is applied off the async workers.
+const HEAVY_FRAME: usize = 64 * 1024;
+/// A document this large is encoded off the async workers.
+const HEAVY_DOC: usize = 256 * 1024;
+
+/// Runs `f` off the async workers when `big` (and the runtime has several
+/// workers): the worker's other tasks move to another thread meanwhile.
+pub(super) fn heavy<T>(big: bool, f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    let multi =
+        Handle::try_current().is_ok_and(|h| h.runtime_flavor() == RuntimeFlavor::MultiThread);
+    if big && multi {
+        tokio::task::block_in_place(f)
+    } else {
+        f()
+    }
+}
 
 pub(super) struct ConnEntry {
     member: Member,
     out: mpsc::Sender<Bytes>,
+    /// Bytes queued for the connection (the writer subtracts what it wrote).
+    queued: Arc<AtomicUsize>,
+    /// A SyncStep2 answer was sent and not yet written out.
+    step2_in_flight: bool,
     kill: Option<oneshot::Sender<Kill>>,
 }
 
@@ -38,6 +65,8 @@ pub(super) struct RoomActor {
     /// The actor's own queue, for save tasks to report back (weak: the actor
     /// must not keep its channel open by itself).
     pub(super) me: mpsc::WeakSender<Cmd>,
+    /// Set when control refused a save as too large: the room stops.
+    pub(super) unsaveable: bool,
 }
 
 fn now_ms() -> u64 {
@@ -63,10 +92,13 @@ async fn recv_opt(inbox: &mut Option<mpsc::Receiver<Inbound>>) -> Option<Inbound
 
 impl RoomActor {
     pub(super) fn new(hub: Arc<Hub>, id: RoomId, handle: &RoomHandle) -> RoomActor {
+        let mut room = Room::new();
+        room.set_limits(hub.config.limits.clone());
         RoomActor {
+            unsaveable: false,
             id,
             generation: handle.generation,
-            room: Room::new(),
+            room,
             conns: HashMap::new(),
             hub,
             persist: Persist::default(),
@@ -112,6 +144,9 @@ impl RoomActor {
                     break;
                 }
             }
+            if self.unsaveable {
+                break;
+            }
             self.note_changes();
             empty_since = match (self.conns.is_empty(), empty_since) {
                 (true, None) => Some(Instant::now()),
@@ -145,6 +180,7 @@ impl RoomActor {
                 conn,
                 member,
                 out,
+                queued,
                 kill,
                 reply,
             } => {
@@ -152,41 +188,38 @@ impl RoomActor {
                     let _ = reply.send(Err(JoinError::Full));
                     return;
                 }
+                let same_user = self
+                    .conns
+                    .values()
+                    .filter(|c| c.member.user_id == member.user_id)
+                    .count();
+                if same_user >= self.hub.config.max_connections_per_user {
+                    let _ = reply.send(Err(JoinError::UserFull));
+                    return;
+                }
                 let writable = member.writable();
                 tracing::info!(user_id = %member.user_id, role = member.role.as_str(), conn, "joined");
+                let greeting = self.room.join_client(conn, writable, &member.user_id);
                 self.conns.insert(
                     conn,
                     ConnEntry {
                         member,
                         out,
+                        queued,
+                        step2_in_flight: false,
                         kill: Some(kill),
                     },
                 );
                 self.hub.metrics.connections.inc();
                 let _ = reply.send(Ok(()));
-                let out = self.room.join(conn, writable);
-                self.dispatch(out);
+                self.dispatch(greeting);
             }
-            Cmd::Frame { conn, bytes } => {
-                self.hub.metrics.frames_in.inc();
-                self.hub.metrics.bytes_in.inc_by(bytes.len() as u64);
-                let dropped_before = self.room.stats().updates_dropped_readonly;
-                match self.room.receive(conn, &bytes) {
-                    Ok(out) => self.dispatch(out),
-                    Err(crate::room::RoomError::UnknownConnection) => {}
-                    Err(e) => {
-                        self.hub.metrics.bad_messages.inc();
-                        tracing::warn!(conn, error = %e, "bad message; closing the connection");
-                        self.drop_conn(
-                            conn,
-                            Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_MESSAGE),
-                        );
-                    }
+            Cmd::Frame { conn, bytes } => self.on_frame(conn, bytes),
+            Cmd::Step2Written { conn } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.step2_in_flight = false;
                 }
-                let dropped = self.room.stats().updates_dropped_readonly - dropped_before;
-                if dropped > 0 {
-                    self.hub.metrics.readonly_updates_dropped.inc_by(dropped);
-                }
+                self.answer_step2(conn);
             }
             Cmd::Leave { conn } => self.remove(conn),
             Cmd::Users { reply } => {
@@ -203,6 +236,85 @@ impl RoomActor {
             Cmd::Saved(report) => self.saved(report),
             Cmd::Shutdown => {}
         }
+    }
+
+    /// One frame from a client: applied (off the workers when large), its
+    /// SyncStep1s answered once the previous answer was written out.
+    fn on_frame(&mut self, conn: ConnId, bytes: Bytes) {
+        let metrics = self.hub.metrics.clone();
+        metrics.frames_in.inc();
+        metrics.bytes_in.inc_by(bytes.len() as u64);
+        let before = self.room.stats().clone();
+        let big = bytes.len() >= HEAVY_FRAME || self.room.near_limit(bytes.len());
+        let result = heavy(big, || self.room.receive(conn, &bytes));
+        match result {
+            Ok(out) => self.dispatch(out),
+            Err(RoomError::UnknownConnection) => {}
+            Err(RoomError::TooManyMessages(n)) => {
+                metrics.frames_too_many_messages.inc();
+                tracing::warn!(
+                    conn,
+                    max = n,
+                    "too many messages in one frame; closing the connection"
+                );
+                self.drop_conn(
+                    conn,
+                    Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_TOO_MANY_MESSAGES),
+                );
+            }
+            Err(RoomError::DocumentTooLarge(max)) => {
+                metrics.updates_too_large.inc();
+                tracing::warn!(
+                    conn,
+                    max,
+                    "update refused: the document would outgrow its limit"
+                );
+                self.drop_conn(
+                    conn,
+                    Kill::plain(close::DOCUMENT_TOO_LARGE, close::REASON_DOCUMENT_TOO_LARGE),
+                );
+            }
+            Err(e) => {
+                metrics.bad_messages.inc();
+                tracing::warn!(conn, error = %e, "bad message; closing the connection");
+                self.drop_conn(
+                    conn,
+                    Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_MESSAGE),
+                );
+            }
+        }
+        let after = self.room.stats();
+        let dropped = after.updates_dropped_readonly - before.updates_dropped_readonly;
+        if dropped > 0 {
+            metrics.readonly_updates_dropped.inc_by(dropped);
+        }
+        let coalesced = after.step2_coalesced - before.step2_coalesced;
+        if coalesced > 0 {
+            metrics.step2_coalesced.inc_by(coalesced);
+        }
+        let refused = after.awareness_refused - before.awareness_refused;
+        if refused > 0 {
+            metrics.awareness_refused.inc_by(refused);
+        }
+        self.answer_step2(conn);
+    }
+
+    /// Sends `conn` the answer to its pending SyncStep1s, unless its previous
+    /// answer is still on its way (then they wait, coalesced).
+    fn answer_step2(&mut self, conn: ConnId) {
+        let ready = self.conns.get(&conn).is_some_and(|c| !c.step2_in_flight)
+            && self.room.has_pending_step2(conn);
+        if !ready {
+            return;
+        }
+        let big = self.room.size_bound() >= HEAVY_DOC;
+        let Some(answer) = heavy(big, || self.room.answer_step2(conn)) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.step2_in_flight = true;
+        }
+        self.dispatch(vec![Outgoing::To(conn, answer)]);
     }
 
     fn apply_access(&mut self, results: Vec<UserAccess>) {
@@ -242,10 +354,16 @@ impl RoomActor {
         while !queue.is_empty() {
             let mut slow = Vec::new();
             // Counted locally and added to the shared counters once.
+            let budget = self.hub.config.send_budget_bytes;
             let mut send = |id: ConnId, c: &ConnEntry, msg: &Bytes| {
                 frames += 1;
                 bytes += msg.len() as u64;
-                if c.out.try_send(msg.clone()).is_err() {
+                // Past the byte budget (one message always fits an empty queue).
+                let before = c.queued.fetch_add(msg.len(), Ordering::Relaxed);
+                if (before > 0 && before + msg.len() > budget)
+                    || c.out.try_send(msg.clone()).is_err()
+                {
+                    c.queued.fetch_sub(msg.len(), Ordering::Relaxed);
                     slow.push(id);
                 }
             };
@@ -303,7 +421,7 @@ impl RoomActor {
         self.dispatch(out);
     }
 
-    fn kill_all(&mut self, kill: Kill) {
+    pub(super) fn kill_all(&mut self, kill: Kill) {
         let conns: Vec<ConnId> = self.conns.keys().copied().collect();
         for conn in conns {
             self.drop_conn(conn, kill.clone());

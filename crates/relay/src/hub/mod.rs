@@ -23,7 +23,7 @@ mod peers;
 mod persist;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -90,6 +90,8 @@ impl Kill {
 pub enum JoinError {
     #[error("room is full")]
     Full,
+    #[error("the user holds the most connections one user may have in the room")]
+    UserFull,
     #[error("relay is shutting down")]
     ShuttingDown,
 }
@@ -99,12 +101,17 @@ enum Cmd {
         conn: ConnId,
         member: Member,
         out: mpsc::Sender<Bytes>,
+        queued: Arc<AtomicUsize>,
         kill: oneshot::Sender<Kill>,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
     Frame {
         conn: ConnId,
         bytes: Bytes,
+    },
+    /// The connection wrote out the SyncStep2 answer it was sent.
+    Step2Written {
+        conn: ConnId,
     },
     Leave {
         conn: ConnId,
@@ -124,7 +131,14 @@ enum Cmd {
 #[derive(Debug, Clone)]
 pub struct HubConfig {
     pub max_connections_per_room: usize,
+    /// Connections one user may hold in one room.
+    pub max_connections_per_user: usize,
     pub send_queue: usize,
+    /// Bytes queued for one connection before it is dropped as too slow.
+    pub send_budget_bytes: usize,
+    /// What rooms accept from clients (the document limit is lowered to what
+    /// control announces at load).
+    pub limits: crate::room::Limits,
     pub room_idle: Duration,
     pub awareness_timeout: Duration,
     /// Save this long after the last change…
@@ -147,6 +161,8 @@ struct RoomHandle {
 pub struct Link {
     pub conn: ConnId,
     pub outbound: mpsc::Receiver<Bytes>,
+    /// Bytes in `outbound` (and being written): the writer subtracts what it wrote.
+    pub queued: Arc<AtomicUsize>,
     pub kill: oneshot::Receiver<Kill>,
     room: mpsc::Sender<Cmd>,
 }
@@ -159,6 +175,15 @@ impl Link {
                 conn: self.conn,
                 bytes,
             })
+            .await
+            .is_ok()
+    }
+
+    /// Tells the room the SyncStep2 answer it sent was written out (the next
+    /// one may be prepared).
+    pub async fn step2_written(&self) -> bool {
+        self.room
+            .send(Cmd::Step2Written { conn: self.conn })
             .await
             .is_ok()
     }
@@ -231,10 +256,12 @@ impl Hub {
             let (out_tx, out_rx) = mpsc::channel(self.config.send_queue.max(1));
             let (kill_tx, kill_rx) = oneshot::channel();
             let (reply_tx, reply_rx) = oneshot::channel();
+            let queued = Arc::new(AtomicUsize::new(0));
             let cmd = Cmd::Join {
                 conn,
                 member: member.clone(),
                 out: out_tx,
+                queued: queued.clone(),
                 kill: kill_tx,
                 reply: reply_tx,
             };
@@ -246,6 +273,7 @@ impl Hub {
                     return Ok(Link {
                         conn,
                         outbound: out_rx,
+                        queued,
                         kill: kill_rx,
                         room: handle.tx,
                     })

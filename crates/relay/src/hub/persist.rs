@@ -22,10 +22,11 @@ use tracing::Instrument;
 use yrs::{ReadTxn, StateVector, Transact};
 
 use super::actor::RoomActor;
-use super::Cmd;
+use super::{Cmd, Kill};
 use crate::cluster::envelope::PeerId;
 use crate::cluster::ledger::Owed;
 use crate::control_client::ControlError;
+use tandem_protocol::collab::close;
 
 /// Where the room stands with control.
 pub(super) struct Persist {
@@ -97,14 +98,17 @@ impl RoomActor {
                 r = self.hub.control.load_snapshot(&self.id) => r,
             };
             match attempt {
-                Ok(state) => {
+                Ok(loaded) => {
                     self.hub
                         .metrics
                         .load_seconds
                         .observe(started.elapsed().as_secs_f64());
                     self.hub.metrics.loads.inc();
+                    let state = loaded.state;
+                    self.learn_limit(loaded.max_document_bytes);
                     if !state.is_empty() {
-                        if let Err(e) = self.room.apply(&state) {
+                        let big = state.len() >= 64 * 1024;
+                        if let Err(e) = super::actor::heavy(big, || self.room.apply(&state)) {
                             tracing::error!(error = %e, "stored state does not decode; starting from what clients send");
                         }
                     }
@@ -128,6 +132,16 @@ impl RoomActor {
                 }
             }
         }
+    }
+
+    /// The document limit: the smaller of the configured one and control's.
+    fn learn_limit(&mut self, from_control: Option<usize>) {
+        let mut limits = self.room.limits().clone();
+        limits.max_document_bytes = match (limits.max_document_bytes, from_control) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.room.set_limits(limits);
     }
 
     pub(super) fn is_clean(&self) -> bool {
@@ -193,7 +207,8 @@ impl RoomActor {
             // The last attempt failed: this one is a retry.
             self.hub.metrics.save_retries.inc();
         }
-        let (sv, update) = self.pending_update();
+        let big = self.room.size_bound() >= 256 * 1024;
+        let (sv, update) = super::actor::heavy(big, || self.pending_update());
         let upto = self.room.stats().updates_applied;
         self.persist.saving = true;
         let cluster = self
@@ -286,6 +301,21 @@ impl RoomActor {
             Err(ControlError::Refused(404)) => {
                 tracing::warn!("room's resource was deleted; dropping its unsaved changes");
                 self.mark_clean();
+            }
+            Err(ControlError::TooLarge) => {
+                // Terminal: retrying would be refused again. Tell everyone,
+                // drop what cannot be stored, and let the room go.
+                self.hub.metrics.saves_too_large.inc();
+                tracing::error!(
+                    clients = self.conns.len(),
+                    "control refused the room's document as too large (413); its unsaved changes are dropped and its clients closed"
+                );
+                self.mark_clean();
+                self.unsaveable = true;
+                self.kill_all(Kill::plain(
+                    close::DOCUMENT_TOO_LARGE,
+                    close::REASON_DOCUMENT_UNSAVEABLE,
+                ));
             }
             Err(e) => {
                 self.hub.metrics.save_failures.inc();

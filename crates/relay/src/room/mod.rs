@@ -9,6 +9,14 @@
 //! connections; broadcast awareness to the others and remember which
 //! awareness client ids belong to which connection, so they can be removed
 //! when it leaves or goes stale.
+//!
+//! Client connections ([`Room::join_client`]) are hostile by default: a frame
+//! holds at most [`Limits::max_messages_per_frame`] messages; their SyncStep1s
+//! are not answered inline but coalesced into one pending answer per
+//! connection ([`Room::answer_step2`], which the actor calls when the previous
+//! answer was written out); an update that would grow the document past
+//! [`Limits::max_document_bytes`] is refused; awareness follows
+//! [`awareness`]'s rules. Another relay node ([`Room::join`]) is trusted.
 
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,7 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use yrs::encoding::read::Cursor;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
-use yrs::sync::time::Clock;
+use yrs::sync::time::{Clock, SystemClock};
 use yrs::sync::{Awareness, Message, MessageReader, SyncMessage};
 use yrs::updates::decoder::{Decode, DecoderV1};
 use yrs::updates::encoder::Encode;
@@ -47,6 +55,31 @@ pub enum RoomError {
     Malformed(String),
     #[error("connection is not in the room")]
     UnknownConnection,
+    #[error("more than {0} messages in one frame")]
+    TooManyMessages(usize),
+    #[error("the update would grow the document past {0} bytes")]
+    DocumentTooLarge(usize),
+}
+
+/// What a room accepts from its client connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most y-websocket messages in one frame.
+    pub max_messages_per_frame: usize,
+    /// Largest document (v1 encoding of the whole state), if any.
+    pub max_document_bytes: Option<usize>,
+    /// Awareness caps.
+    pub awareness: awareness::AwarenessLimits,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_messages_per_frame: 64,
+            max_document_bytes: None,
+            awareness: awareness::AwarenessLimits::default(),
+        }
+    }
 }
 
 /// What the room counts about itself.
@@ -57,18 +90,50 @@ pub struct RoomStats {
     pub updates_applied: u64,
     /// Updates dropped because their sender is read-only.
     pub updates_dropped_readonly: u64,
+    /// SyncStep1s folded into an answer already pending.
+    pub step2_coalesced: u64,
+    /// Awareness entries dropped (see [`awareness`]).
+    pub awareness_refused: u64,
 }
 
 struct ConnState {
     writable: bool,
+    /// A client (hostile rules) rather than another relay node.
+    client: bool,
     /// Awareness client ids this connection has announced.
     clients: HashSet<u64>,
+    /// What the connection's pending SyncStep1s, coalesced, ask for.
+    pending_step2: Option<StateVector>,
+    /// Awareness updates accepted in the current rate window.
+    awareness_rate: awareness::Rate,
+    /// Who is on it (client connections of one user may take over each
+    /// other's awareness ids).
+    user: Option<Arc<str>>,
 }
 
 pub struct Room {
     awareness: Awareness,
     conns: HashMap<ConnId, ConnState>,
     stats: RoomStats,
+    limits: Limits,
+    /// The awareness clock (milliseconds), also for awareness rates.
+    clock: Arc<dyn Clock>,
+    /// Upper bound of the document's encoded size: exact after a load or a
+    /// recount, plus every update applied since.
+    size_bound: usize,
+}
+
+/// The part of `a` that `b` has too: per client, the smaller clock. A
+/// SyncStep2 for it answers both requests.
+fn intersect(a: &StateVector, b: &StateVector) -> StateVector {
+    let mut out = StateVector::default();
+    for (client, clock) in a.iter() {
+        let m = (*clock).min(b.get(client));
+        if m > 0 {
+            out.set_max(*client, m);
+        }
+    }
+    out
 }
 
 fn encode(msg: &Message) -> Bytes {
@@ -78,20 +143,43 @@ fn encode(msg: &Message) -> Bytes {
 impl Room {
     /// An empty room.
     pub fn new() -> Room {
-        Room::with_awareness(Awareness::new(Doc::new()))
+        Room::with_clock(SystemClock)
     }
 
     /// An empty room whose awareness reads time from `clock` (milliseconds).
     pub fn with_clock<C: Clock + 'static>(clock: C) -> Room {
-        Room::with_awareness(Awareness::with_clock(Doc::new(), clock))
-    }
-
-    fn with_awareness(awareness: Awareness) -> Room {
+        let clock: Arc<dyn Clock> = Arc::new(clock);
+        let c = clock.clone();
+        let awareness = Awareness::with_clock(Doc::new(), move || c.now());
         Room {
             awareness,
+            clock,
             conns: HashMap::new(),
             stats: RoomStats::default(),
+            limits: Limits::default(),
+            size_bound: 0,
         }
+    }
+
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether an update of `len` bytes would need a recount (an encode of
+    /// the whole document) to be admitted.
+    pub fn near_limit(&self, len: usize) -> bool {
+        self.limits
+            .max_document_bytes
+            .is_some_and(|max| self.size_bound.saturating_add(len) > max)
+    }
+
+    /// An upper bound of the document's encoded size, in bytes.
+    pub fn size_bound(&self) -> usize {
+        self.size_bound
     }
 
     pub fn doc(&self) -> &Doc {
@@ -106,18 +194,49 @@ impl Room {
         self.conns.len()
     }
 
-    /// Adds a connection; returns what it must be sent first: the room's
-    /// SyncStep1 (so it sends what the room lacks) and the awareness states
-    /// of everyone present.
+    /// Adds a trusted connection (another relay node): its SyncStep1s are
+    /// answered inline and its updates and awareness are taken as they come.
+    /// Returns what it must be sent first: the room's SyncStep1 (so it sends
+    /// what the room lacks) and the awareness states of everyone present.
     pub fn join(&mut self, conn: ConnId, writable: bool) -> Vec<Outgoing> {
+        self.insert(conn, writable, None)
+    }
+
+    /// Adds a client connection (see the module docs for its rules); returns
+    /// its greeting, like [`Room::join`].
+    pub fn join_client(&mut self, conn: ConnId, writable: bool, user: &str) -> Vec<Outgoing> {
+        self.insert(conn, writable, Some(Arc::from(user)))
+    }
+
+    fn insert(&mut self, conn: ConnId, writable: bool, user: Option<Arc<str>>) -> Vec<Outgoing> {
+        let client = user.is_some();
         self.conns.insert(
             conn,
             ConnState {
                 writable,
+                client,
                 clients: HashSet::new(),
+                pending_step2: None,
+                awareness_rate: awareness::Rate::default(),
+                user,
             },
         );
         self.greeting(conn)
+    }
+
+    /// Whether `conn` has a SyncStep1 waiting for its answer.
+    pub fn has_pending_step2(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| c.pending_step2.is_some())
+    }
+
+    /// The SyncStep2 answering `conn`'s pending SyncStep1s (all of them at
+    /// once), if any. Encodes what the connection lacks: call it off the
+    /// async workers when the document is large.
+    pub fn answer_step2(&mut self, conn: ConnId) -> Option<Bytes> {
+        let sv = self.conns.get_mut(&conn)?.pending_step2.take()?;
+        Some(self.step2_for(&sv))
     }
 
     /// The room's SyncStep1 and every awareness state, for `conn`: what a
@@ -161,16 +280,29 @@ impl Room {
     }
 
     fn receive_inner(&mut self, conn: ConnId, frame: &[u8]) -> Result<Vec<Outgoing>, RoomError> {
-        let writable = self
+        let (writable, client) = self
             .conns
             .get(&conn)
-            .map(|c| c.writable)
+            .map(|c| (c.writable, c.client))
             .ok_or(RoomError::UnknownConnection)?;
+        // Count (and decode) first: an oversized batch does no work at all.
+        let cap = if client {
+            self.limits.max_messages_per_frame
+        } else {
+            usize::MAX
+        };
         let mut decoder = DecoderV1::new(Cursor::new(frame));
-        let mut out = Vec::new();
+        let mut msgs = Vec::new();
         for msg in MessageReader::new(&mut decoder) {
-            let msg = msg.map_err(|e| RoomError::Malformed(e.to_string()))?;
+            if msgs.len() >= cap {
+                return Err(RoomError::TooManyMessages(cap));
+            }
+            msgs.push(msg.map_err(|e| RoomError::Malformed(e.to_string()))?);
+        }
+        let mut out = Vec::new();
+        for msg in msgs {
             match msg {
+                Message::Sync(SyncMessage::SyncStep1(sv)) if client => self.want_step2(conn, sv),
                 Message::Sync(SyncMessage::SyncStep1(sv)) => {
                     out.push(Outgoing::To(conn, self.step2_for(&sv)));
                 }
@@ -178,6 +310,9 @@ impl Room {
                     if !writable {
                         self.stats.updates_dropped_readonly += 1;
                         continue;
+                    }
+                    if client {
+                        self.admit(update.len())?;
                     }
                     if self.apply(&update)? {
                         out.push(Outgoing::Broadcast {
@@ -198,6 +333,45 @@ impl Room {
         Ok(out)
     }
 
+    /// Records a SyncStep1 of `conn`, folded into one already pending.
+    fn want_step2(&mut self, conn: ConnId, sv: StateVector) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.pending_step2 = Some(match c.pending_step2.take() {
+                Some(pending) => {
+                    self.stats.step2_coalesced += 1;
+                    intersect(&pending, &sv)
+                }
+                None => sv,
+            });
+        }
+    }
+
+    /// Whether an update of `len` bytes may be applied under the document
+    /// limit. The bound is recounted exactly (an encode of the whole
+    /// document) only when it would pass the limit.
+    fn admit(&mut self, len: usize) -> Result<(), RoomError> {
+        let Some(max) = self.limits.max_document_bytes else {
+            return Ok(());
+        };
+        if self.size_bound.saturating_add(len) > max {
+            self.recount();
+            if self.size_bound.saturating_add(len) > max {
+                return Err(RoomError::DocumentTooLarge(max));
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the size bound to the document's exact encoded size.
+    pub fn recount(&mut self) {
+        let len = self
+            .doc()
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default())
+            .len();
+        self.size_bound = len;
+    }
+
     /// SyncStep2 carrying what a peer with state vector `sv` lacks.
     fn step2_for(&self, sv: &StateVector) -> Bytes {
         let update = self.doc().transact().encode_state_as_update_v1(sv);
@@ -207,6 +381,7 @@ impl Room {
     /// Applies a v1 update to the document; an update that brings nothing
     /// new (another node's copy of what the room has) is not counted.
     pub fn apply(&mut self, update: &[u8]) -> Result<bool, RoomError> {
+        let update_len = update.len();
         let update = Update::decode_v1(update).map_err(|e| RoomError::Malformed(e.to_string()))?;
         let mut txn = self.doc().transact_mut();
         txn.apply_update(update)
@@ -217,6 +392,7 @@ impl Room {
         drop(txn);
         if changed {
             self.stats.updates_applied += 1;
+            self.size_bound = self.size_bound.saturating_add(update_len);
         }
         Ok(changed)
     }
@@ -224,11 +400,17 @@ impl Room {
     fn apply_awareness(
         &mut self,
         conn: ConnId,
-        update: AwarenessUpdate,
+        mut update: AwarenessUpdate,
     ) -> Result<Vec<Outgoing>, RoomError> {
         // A keepalive (no entries) changes nothing: do not send it to everyone.
         if update.clients.is_empty() {
             return Ok(Vec::new());
+        }
+        if self.conns.get(&conn).is_some_and(|c| c.client) {
+            self.filter_awareness(conn, &mut update);
+            if update.clients.is_empty() {
+                return Ok(Vec::new());
+            }
         }
         let ids: Vec<u64> = update.clients.keys().map(ClientID::get).collect();
         let removed: Vec<u64> = update
@@ -251,6 +433,58 @@ impl Room {
             except: Some(conn),
             msg,
         }])
+    }
+
+    /// Drops the entries of a client's awareness update that break the rules
+    /// of [`awareness`]; takes over ids held by the same user's other connections.
+    fn filter_awareness(&mut self, conn: ConnId, update: &mut AwarenessUpdate) {
+        let limits = self.limits.awareness.clone();
+        let now = self.clock.now();
+        let Some(me) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !me.awareness_rate.allow(now, limits.max_updates_per_sec) {
+            self.stats.awareness_refused += update.clients.len() as u64;
+            update.clients.clear();
+            return;
+        }
+        let user = me.user.clone();
+        let mut held = me.clients.len();
+        let mut taken_over = Vec::new();
+        let mut refused = 0u64;
+        let conns = &self.conns;
+        update.clients.retain(|id, entry| {
+            let id = id.get();
+            let mine = conns.get(&conn).is_some_and(|c| c.clients.contains(&id));
+            let holder = conns
+                .iter()
+                .find(|(other, c)| **other != conn && c.clients.contains(&id));
+            let keep = match holder {
+                Some((other, c)) if user.is_some() && c.user == user => {
+                    taken_over.push((*other, id));
+                    entry.json.as_ref() != "null"
+                }
+                Some(_) => false,
+                None if entry.json.as_ref() == "null" => mine,
+                None if entry.json.len() > limits.max_state_bytes => false,
+                None if mine => true,
+                None if held < limits.max_states => {
+                    held += 1;
+                    true
+                }
+                None => false,
+            };
+            if !keep {
+                refused += 1;
+            }
+            keep
+        });
+        self.stats.awareness_refused += refused;
+        for (other, id) in taken_over {
+            if let Some(c) = self.conns.get_mut(&other) {
+                c.clients.remove(&id);
+            }
+        }
     }
 
     /// Marks the given awareness clients as gone and builds the message that
@@ -321,6 +555,8 @@ impl Default for Room {
         Room::new()
     }
 }
+
+pub mod awareness;
 
 #[cfg(test)]
 mod tests;

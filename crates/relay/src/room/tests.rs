@@ -349,3 +349,173 @@ fn a_keepalive_from_a_client_is_not_broadcast() {
     let out = room.receive(1, &awareness_frame(9, 1, "{}")).unwrap();
     assert_eq!(out.len(), 1);
 }
+
+/// A room with a big document, for the client rules below.
+fn room_with_text(len: usize) -> (Room, Peer) {
+    let mut room = Room::new();
+    let writer = Peer::new();
+    room.join_client(1, true, "writer");
+    room.receive(1, &writer.type_text(&"x".repeat(len)))
+        .unwrap();
+    (room, writer)
+}
+
+#[test]
+fn a_frame_with_too_many_messages_is_refused_before_any_work() {
+    let (mut room, _) = room_with_text(10);
+    room.join_client(2, false, "viewer");
+    let step1 = Peer::new().step1();
+    let frame: Vec<u8> = step1
+        .iter()
+        .copied()
+        .cycle()
+        .take(step1.len() * 65)
+        .collect();
+    assert_eq!(room.receive(2, &frame), Err(RoomError::TooManyMessages(64)));
+    assert!(!room.has_pending_step2(2), "nothing was done");
+    // 64 are fine, and are answered once.
+    let frame: Vec<u8> = step1
+        .iter()
+        .copied()
+        .cycle()
+        .take(step1.len() * 64)
+        .collect();
+    assert_eq!(room.receive(2, &frame).unwrap(), vec![]);
+    assert_eq!(room.stats().step2_coalesced, 63);
+    let fresh = Peer::new();
+    fresh.receive(&room.answer_step2(2).unwrap());
+    assert_eq!(fresh.text().len(), 10);
+    assert_eq!(room.answer_step2(2), None, "one answer for all of them");
+}
+
+#[test]
+fn coalesced_step1s_get_what_every_one_of_them_lacks() {
+    let (mut room, writer) = room_with_text(5);
+    room.join_client(2, true, "b");
+    // One SyncStep1 from a client that has the text, one from an empty one.
+    room.receive(2, &writer.step1()).unwrap();
+    let empty = Peer::new();
+    room.receive(2, &empty.step1()).unwrap();
+    empty.receive(&room.answer_step2(2).unwrap());
+    assert_eq!(empty.text(), "xxxxx");
+}
+
+#[test]
+fn an_update_past_the_document_limit_is_refused_and_nothing_changes() {
+    let (mut room, writer) = room_with_text(100);
+    let mut limits = room.limits().clone();
+    limits.max_document_bytes = Some(4096);
+    room.set_limits(limits);
+    // Small edits fit.
+    room.receive(1, &writer.type_text("ok")).unwrap();
+    let before = room_text(&room);
+    let big = writer.type_text(&"y".repeat(5000));
+    assert_eq!(
+        room.receive(1, &big),
+        Err(RoomError::DocumentTooLarge(4096))
+    );
+    assert_eq!(room_text(&room), before, "not applied");
+    // Another writer's small edit still goes in.
+    let other = Peer::new();
+    room.join_client(2, true, "other");
+    room.receive(2, &other.type_text("z")).unwrap();
+    assert!(room_text(&room).contains('z'));
+    room.recount();
+    assert!(room.size_bound() <= 4096);
+}
+
+#[test]
+fn a_size_bound_from_many_small_edits_is_recounted_not_trusted() {
+    let mut room = Room::new();
+    let writer = Peer::new();
+    room.join_client(1, true, "w");
+    room.set_limits(Limits {
+        max_document_bytes: Some(2048),
+        ..Limits::default()
+    });
+    // Each one-letter update costs ~20 bytes on the wire but one in the merged document.
+    for _ in 0..400 {
+        room.receive(1, &writer.type_text("a")).unwrap();
+    }
+    assert_eq!(room_text(&room).len(), 400);
+}
+
+#[test]
+fn awareness_ids_belong_to_the_connection_that_announced_them() {
+    let mut room = Room::new();
+    room.join_client(1, true, "alice");
+    room.join_client(2, true, "mallory");
+    room.receive(1, &awareness_frame(10, 1, r#"{"u":"alice"}"#))
+        .unwrap();
+    // Mallory cannot overwrite nor clear Alice's state.
+    let out = room
+        .receive(2, &awareness_frame(10, 2, r#"{"u":"fake"}"#))
+        .unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    let out = room.receive(2, &awareness_frame(10, 3, "null")).unwrap();
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(room.stats().awareness_refused, 2);
+    let joined = room.join_client(3, true, "carol");
+    let states: Vec<_> = joined
+        .iter()
+        .flat_map(|o| match o {
+            Outgoing::To(3, m) => awareness_of(m),
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(states, vec![(10, r#"{"u":"alice"}"#.to_string())]);
+    // Alice herself may clear it.
+    let out = room.receive(1, &awareness_frame(10, 2, "null")).unwrap();
+    assert_eq!(out.len(), 1);
+    // The same user on a new connection (a reconnect) takes her id over.
+    room.receive(1, &awareness_frame(11, 1, "{}")).unwrap();
+    room.join_client(4, true, "alice");
+    let out = room
+        .receive(4, &awareness_frame(11, 2, r#"{"again":1}"#))
+        .unwrap();
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn awareness_caps_and_null_states() {
+    let mut room = Room::with_clock(|| 1_000u64);
+    room.join_client(1, true, "a");
+    room.join_client(2, true, "b");
+    // A null state for an id nobody holds is dropped, not kept.
+    assert!(room
+        .receive(1, &awareness_frame(50, 1, "null"))
+        .unwrap()
+        .is_empty());
+    assert!(room.awareness.meta(ClientID::new(50)).is_none());
+    // At most 4 ids per connection.
+    for id in 1..=4 {
+        assert_eq!(
+            room.receive(1, &awareness_frame(id, 1, "{}"))
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+    assert!(room
+        .receive(1, &awareness_frame(5, 1, "{}"))
+        .unwrap()
+        .is_empty());
+    // A state over 16 KiB is dropped.
+    let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(17 * 1024));
+    assert!(room
+        .receive(2, &awareness_frame(20, 1, &big))
+        .unwrap()
+        .is_empty());
+    // At most 60 awareness messages a second (the clock does not move here).
+    let mut sent = 0;
+    for clock in 2..200 {
+        if !room
+            .receive(2, &awareness_frame(21, clock, "{}"))
+            .unwrap()
+            .is_empty()
+        {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 59, "one was used by the oversized state");
+}

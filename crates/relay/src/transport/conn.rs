@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
-use tandem_protocol::collab::close;
+use tandem_protocol::collab::{close, is_collab_token_shape};
 use tandem_protocol::ErrorCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -55,11 +55,41 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(Route::Room(room, token, form)) => (room, token, form),
         Err(e) => return e.write_to(&mut stream).await,
     };
+    if let (Some(allowed), Some(origin)) = (&shared.origins, &head.origin) {
+        if !allowed.allows(origin) {
+            shared.metrics.origins_refused.inc();
+            return HttpError::new(403, ErrorCode::Forbidden, "origin not allowed")
+                .write_to(&mut stream)
+                .await;
+        }
+    }
+    if let Ok(peer) = stream.peer_addr() {
+        if !shared
+            .handshakes
+            .allow(peer.ip(), std::time::Instant::now())
+        {
+            shared.metrics.handshakes_limited.inc();
+            return HttpError::new(
+                429,
+                ErrorCode::RateLimited,
+                "too many handshakes from this address",
+            )
+            .write_to(&mut stream)
+            .await;
+        }
+    }
     let Some(token) = token else {
         return HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
             .write_to(&mut stream)
             .await;
     };
+    if !is_collab_token_shape(&token) {
+        // Not a token control could have made: no need to ask it.
+        shared.metrics.tokens_malformed.inc();
+        return HttpError::new(403, ErrorCode::Forbidden, "token refused")
+            .write_to(&mut stream)
+            .await;
+    }
     let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
         return HttpError::new(
             503,
@@ -86,7 +116,7 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 .write_to(&mut stream)
                 .await
         }
-        Err(ControlError::BadRequest) => {
+        Err(ControlError::BadRequest | ControlError::TooLarge) => {
             return HttpError::new(400, ErrorCode::BadRequest, "bad room id")
                 .write_to(&mut stream)
                 .await
@@ -150,20 +180,32 @@ async fn close_with(ws: &mut Ws, form: Form, kill: Kill) {
 }
 
 /// Writes `first` and whatever else is already queued (up to a batch), then
-/// flushes once: one syscall for a burst instead of one per message.
+/// flushes once: one syscall for a burst instead of one per message. Takes
+/// what was written off the link's byte count; returns whether a SyncStep2
+/// answer was among it.
 async fn write_batch(
     ws: &mut Ws,
     first: Bytes,
-    queue: &mut tokio::sync::mpsc::Receiver<Bytes>,
-) -> Result<(), WsError> {
-    ws.feed(Message::Binary(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match queue.try_recv() {
-            Ok(more) => ws.feed(Message::Binary(more)).await?,
-            Err(_) => break,
+    link: &mut crate::hub::Link,
+) -> Result<bool, WsError> {
+    let mut step2 = false;
+    let mut bytes = 0;
+    let mut msg = first;
+    for i in 0..WRITE_BATCH {
+        if i > 0 {
+            match link.outbound.try_recv() {
+                Ok(more) => msg = more,
+                Err(_) => break,
+            }
         }
+        step2 |= msg.starts_with(&[0, 1]);
+        bytes += msg.len();
+        ws.feed(Message::Binary(std::mem::take(&mut msg))).await?;
     }
-    ws.flush().await
+    let flushed = ws.flush().await;
+    link.queued
+        .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
+    flushed.map(|()| step2)
 }
 
 /// Moves frames between the socket and the room until either side ends.
@@ -181,6 +223,15 @@ async fn pump(
                 &mut ws,
                 form,
                 Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
+            )
+            .await;
+        }
+        Err(JoinError::UserFull) => {
+            shared.metrics.user_room_limited.inc();
+            return close_with(
+                &mut ws,
+                form,
+                Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL),
             )
             .await;
         }
@@ -202,8 +253,13 @@ async fn pump(
             kill = &mut link.kill => break kill.ok(),
             out = link.outbound.recv() => match out {
                 Some(bytes) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, bytes, &mut link.outbound)).await {
-                        Ok(Ok(())) => idle.as_mut().reset(tokio::time::Instant::now() + keepalive),
+                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, bytes, &mut link)).await {
+                        Ok(Ok(step2)) => {
+                            idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
+                            if step2 && !link.step2_written().await {
+                                break Some(ended(&mut link));
+                            }
+                        }
                         _ => break None,
                     }
                 }

@@ -25,6 +25,8 @@ pub struct Head {
     pub path: String,
     pub query: Option<String>,
     pub is_websocket: bool,
+    /// The `Origin` header (browsers send it; other clients usually don't).
+    pub origin: Option<String>,
 }
 
 /// What the client asked for.
@@ -99,12 +101,18 @@ fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
     let is_websocket = req.headers.iter().any(|h| {
         h.name.eq_ignore_ascii_case("upgrade") && h.value.eq_ignore_ascii_case(b"websocket")
     });
+    let origin = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("origin"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned());
     Ok(Some(Head {
         raw: Bytes::copy_from_slice(&buf[..len]),
         method: req.method.unwrap_or("").to_string(),
         path,
         query,
         is_websocket,
+        origin,
     }))
 }
 
@@ -183,6 +191,7 @@ fn reason(status: u16) -> &'static str {
         401 => "Unauthorized",
         403 => "Forbidden",
         405 => "Method Not Allowed",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
@@ -220,6 +229,7 @@ mod tests {
             path,
             query,
             is_websocket: ws,
+            origin: None,
         }
     }
 

@@ -1,0 +1,341 @@
+//! Hostile clients against a real relay: foreign browser origins, the
+//! SyncStep1 flood, documents pushed past their size limit, saves control
+//! refuses as too large.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use tandem_e2e::{eventually, stored_text, text_of, type_text, Backend, RelayProcess, Stack, SOON};
+use tandem_protocol::collab::close;
+use tandem_protocol::http::Role;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use yrs::{ReadTxn, Text, Transact};
+
+/// Opens a socket with the given `Origin` header; the HTTP status of a refusal, or 101.
+async fn status_with_origin(url: &str, origin: Option<&str>) -> u16 {
+    let mut req = url.into_client_request().unwrap();
+    if let Some(o) = origin {
+        req.headers_mut().insert("origin", o.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(res)) => res.status().as_u16(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_before_control_is_asked() {
+    let stack = Stack::start_with(|c| {
+        c.cors_origins = Some("http://localhost:*, https://app.example.com".into());
+    })
+    .await;
+    let owner = stack.user("owner@origin.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let url = stack.url(&owner, &doc).await;
+    assert_eq!(
+        status_with_origin(&url, Some("https://evil.example")).await,
+        403
+    );
+    assert_eq!(
+        status_with_origin(&url, Some("http://localhost.evil.example:3000")).await,
+        403
+    );
+    assert_eq!(stack.relay_metrics.origins_refused.get(), 2);
+    // The token was never sent to control: it still works once.
+    assert_eq!(
+        status_with_origin(&url, Some("http://localhost:5173")).await,
+        101
+    );
+    // Allowed origins and clients without an Origin header pass.
+    let url = stack.url(&owner, &doc).await;
+    assert_eq!(
+        status_with_origin(&url, Some("https://app.example.com")).await,
+        101
+    );
+    let url = stack.url(&owner, &doc).await;
+    assert_eq!(status_with_origin(&url, None).await, 101);
+}
+
+/// A Yjs update holding `len` characters of text in `t`.
+fn text_update(len: usize) -> Vec<u8> {
+    let doc = yrs::Doc::new();
+    let text = doc.get_or_insert_text("t");
+    text.insert(&mut doc.transact_mut(), 0, &"a".repeat(len));
+    let update = doc
+        .transact()
+        .encode_state_as_update_v1(&yrs::StateVector::default());
+    update
+}
+
+/// One frame of `n` SyncStep1 messages with an empty state vector: `[0, 0, 1, 0]` each.
+fn step1_flood(n: usize) -> Vec<u8> {
+    [0u8, 0, 1, 0].repeat(n)
+}
+
+fn p99(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[(v.len() * 99).div_ceil(100) - 1]
+}
+
+/// Issue 11: one frame of 20,000 SyncStep1s from a viewer of a 2 MB
+/// document grew the relay by 1.8 GiB and stalled every other room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_syncstep1_flood_from_a_viewer_costs_little_and_stalls_no_other_room() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@flood.dev", "Owner").await;
+    let viewer = stack.user("viewer@gmail.com", "Viewer").await;
+    let big = stack.team_doc(&owner).await;
+    let small = stack.team_doc(&owner).await;
+    stack.share(&owner, &big, &viewer, Role::Viewer).await;
+    stack
+        .store(&format!("doc-{big}"), text_update(2_000_000))
+        .await;
+    let relay = RelayProcess::start(&stack.control_url, &[]);
+    relay.ready().await;
+
+    let v = stack
+        .connect_on(&relay.url, &viewer, &big, yrs::Doc::new())
+        .await;
+    assert!(v.status().first_sync_bytes.unwrap() >= 2_000_000);
+    let b1 = stack
+        .connect_on(&relay.url, &owner, &small, yrs::Doc::new())
+        .await;
+    let b2 = stack
+        .connect_on(&relay.url, &owner, &small, yrs::Doc::new())
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rss_before = relay.status_kib("VmRSS");
+
+    v.send_raw(step1_flood(20_000));
+    let mut latencies = Vec::new();
+    for i in 0..60 {
+        let mark = format!("<{i}>");
+        let started = Instant::now();
+        type_text(&b1, &mark);
+        assert!(
+            b2.wait_doc(SOON, |_| text_of(&b2).contains(&mark)).await,
+            "edit {i} never arrived"
+        );
+        latencies.push(started.elapsed());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let closed = v
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("the flooding viewer is closed");
+    assert_eq!(
+        closed.closed,
+        Some(Some((
+            close::MESSAGE_TOO_BIG,
+            close::REASON_TOO_MANY_MESSAGES.into()
+        )))
+    );
+    let peak = relay.status_kib("VmHWM");
+    let grew_mib = peak.saturating_sub(rss_before) / 1024;
+    let p99 = p99(latencies);
+    eprintln!("flood: RSS {rss_before} KiB before, peak {peak} KiB (+{grew_mib} MiB); p99 in the other room {p99:?}");
+    assert!(grew_mib < 64, "relay grew by {grew_mib} MiB");
+    assert!(p99 < Duration::from_millis(50), "p99 {p99:?}");
+}
+
+const MAX_DOC: usize = 64 * 1024;
+
+/// Control stores documents of at most 64 KiB; the relay learns it at load.
+async fn small_documents(backend: Backend, fast_saves: bool) -> Stack {
+    Stack::start_tuned(
+        backend,
+        |c| {
+            if fast_saves {
+                c.save_debounce_ms = 100;
+                c.save_max_delay_ms = 300;
+            }
+        },
+        |c| c.max_snapshot_bytes = MAX_DOC,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill() {
+    let stack = small_documents(Backend::Sqlite, true).await;
+    let owner = stack.user("owner@oversize.dev", "Owner").await;
+    let bob = stack.user("bob@oversize.dev", "Bob").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    // The relay has no limit of its own: it learns control's when the room loads.
+    let mut relay = RelayProcess::start(
+        &stack.control_url,
+        &[
+            ("TANDEM_SAVE_DEBOUNCE_MS", "100"),
+            ("TANDEM_SAVE_MAX_DELAY_MS", "300"),
+        ],
+    );
+    relay.ready().await;
+    let a = stack
+        .connect_on(&relay.url, &owner, &doc, yrs::Doc::new())
+        .await;
+    let b = stack
+        .connect_on(&relay.url, &bob, &doc, yrs::Doc::new())
+        .await;
+    type_text(&a, "before;");
+    assert!(b.wait_doc(SOON, |_| text_of(&b) == "before;").await);
+    type_text(&a, &"x".repeat(MAX_DOC + 1024));
+    let s = a
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("the oversized writer is closed");
+    assert_eq!(
+        s.closed,
+        Some(Some((
+            close::DOCUMENT_TOO_LARGE,
+            close::REASON_DOCUMENT_TOO_LARGE.into()
+        )))
+    );
+    // Another user's small edit is applied, saved, and survives a SIGKILL.
+    type_text(&b, "after;");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    relay.kill();
+    assert_eq!(stored_text(&stack.stored(&room).await), "before;after;");
+    let relay = RelayProcess::start(&stack.control_url, &[]);
+    relay.ready().await;
+    let c = stack
+        .connect_on(&relay.url, &bob, &doc, yrs::Doc::new())
+        .await;
+    assert_eq!(text_of(&c), "before;after;");
+}
+
+/// Two relays (no Redis) each accept half a document; together they pass
+/// control's limit. The second save's 413 is terminal and visible.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_save_refused_as_too_large_is_terminal_and_visible() {
+    let stack = small_documents(Backend::Sqlite, true).await;
+    let owner = stack.user("owner@unsaveable.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    let (second, metrics2) = stack.relay_via(&stack.control_url).await;
+    // Both relays load the room while it is empty.
+    let b = stack
+        .connect_on(&second.url, &owner, &doc, yrs::Doc::new())
+        .await;
+    let a = stack.connect(&owner, &doc).await;
+    let half = "a".repeat(MAX_DOC * 5 / 8);
+    type_text(&a, &half);
+    assert!(
+        eventually(SOON, || async {
+            stored_text(&stack.stored(&room).await).len() == half.len()
+        })
+        .await
+    );
+    let other_half = "b".repeat(MAX_DOC * 5 / 8);
+    type_text(&b, &other_half);
+    let s = b
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("the second relay's clients are told");
+    assert_eq!(
+        s.closed,
+        Some(Some((
+            close::DOCUMENT_TOO_LARGE,
+            close::REASON_DOCUMENT_UNSAVEABLE.into()
+        )))
+    );
+    assert_eq!(metrics2.saves_too_large.get(), 1);
+    // The room lets go (no retry loop), and control kept what it had.
+    assert!(eventually(SOON, || async { metrics2.rooms.get() == 0 }).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(metrics2.saves_too_large.get(), 1);
+    assert_eq!(metrics2.save_retries.get(), 0);
+    assert_eq!(metrics2.dirty_rooms.get(), 0);
+    assert_eq!(stored_text(&stack.stored(&room).await), half);
+    second.stop.cancel();
+}
+
+fn verify_calls(stack: &Stack) -> u64 {
+    stack
+        .relay_metrics
+        .encode()
+        .lines()
+        .find_map(|l| l.strip_prefix("tandem_relay_verify_seconds_count "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_of_the_wrong_shape_never_reach_control() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@shape.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let good = stack.url(&owner, &doc).await;
+    let (base, _) = good.split_once("?token=").unwrap();
+    for bad in [
+        "abc".to_string(),
+        "A".repeat(44),
+        format!("{}%2B", "A".repeat(40)),
+        "A".repeat(4000),
+    ] {
+        assert_eq!(
+            status_with_origin(&format!("{base}?token={bad}"), None).await,
+            403,
+            "{bad}"
+        );
+    }
+    assert_eq!(stack.relay_metrics.tokens_malformed.get(), 4);
+    assert_eq!(verify_calls(&stack), 0, "control was never asked");
+    assert_eq!(status_with_origin(&good, None).await, 101);
+    assert_eq!(verify_calls(&stack), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_flood_from_one_address_is_limited() {
+    let stack = Stack::start_with(|c| {
+        c.handshake_rate = 2;
+        c.handshake_burst = 10;
+        c.handshake_limit_loopback = true;
+    })
+    .await;
+    let owner = stack.user("owner@hsflood.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let base = format!("{}/doc-{doc}", stack.relay_url);
+    let mut limited = 0;
+    for i in 0..40 {
+        let token = format!("{:0>43}", i);
+        match status_with_origin(&format!("{base}?token={token}"), None).await {
+            429 => limited += 1,
+            403 => {}
+            s => panic!("status {s}"),
+        }
+    }
+    assert!(limited >= 28, "{limited} of 40 limited");
+    assert_eq!(stack.relay_metrics.handshakes_limited.get(), limited);
+    assert!(
+        verify_calls(&stack) <= 12,
+        "control asked {} times",
+        verify_calls(&stack)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_user_holds_at_most_the_cap_of_connections_in_a_room() {
+    let stack = Stack::start_with(|c| c.max_connections_per_user = 2).await;
+    let owner = stack.user("owner@percap.dev", "Owner").await;
+    let bob = stack.user("bob@percap.dev", "Bob").await;
+    let doc = stack.team_doc(&owner).await;
+    let _a = stack.connect(&owner, &doc).await;
+    let _b = stack.connect(&owner, &doc).await;
+    let c = stack.try_connect(&owner, &doc).await.unwrap();
+    let s = c
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("the third is closed");
+    assert_eq!(
+        s.closed,
+        Some(Some((
+            close::TRY_AGAIN_LATER,
+            close::REASON_USER_ROOM_FULL.into()
+        )))
+    );
+    assert_eq!(stack.relay_metrics.user_room_limited.get(), 1);
+    // Someone else still gets in.
+    let _d = stack.connect(&bob, &doc).await;
+}
