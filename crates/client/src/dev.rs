@@ -124,8 +124,7 @@ fn dev_settings_key(database_url: &str) -> anyhow::Result<String> {
 mod tests {
     #[test]
     fn dev_origins_are_the_local_dev_servers() {
-        let list =
-            tandem_protocol::origin::OriginList::parse(super::DEV_CORS_ORIGINS).unwrap_or_default();
+        let list = tandem_protocol::origin::OriginList::parse(super::DEV_CORS_ORIGINS).unwrap();
         assert!(list.allows("http://localhost:5173"));
         assert!(list.allows("http://127.0.0.1:3000"));
         assert!(!list.allows("http://example.com:3000"));
