@@ -519,3 +519,26 @@ fn awareness_caps_and_null_states() {
     }
     assert_eq!(sent, 59, "one was used by the oversized state");
 }
+
+#[test]
+fn what_a_refused_frame_already_changed_still_goes_to_the_others() {
+    let (mut room, writer) = room_with_text(10);
+    room.set_limits(Limits {
+        max_document_bytes: Some(4096),
+        ..Limits::default()
+    });
+    room.join_client(2, true, "other");
+    let mut frame = writer.type_text("ok");
+    frame.extend(writer.type_text(&"y".repeat(5000)));
+    assert_eq!(
+        room.receive(1, &frame),
+        Err(RoomError::DocumentTooLarge(4096))
+    );
+    let other = Peer::new();
+    other.receive(&room.answer_step2(2).unwrap_or_default());
+    let left = room.take_leftover();
+    assert_eq!(left.len(), 1, "{left:?}");
+    deliver(&left, &[(2, &other)]);
+    assert!(room_text(&room).ends_with("ok"));
+    assert!(room.take_leftover().is_empty());
+}
