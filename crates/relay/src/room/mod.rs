@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use tandem_protocol::yjs::{any_depth, Walk, MAX_ANY_DEPTH};
 
 use bytes::Bytes;
 use yrs::encoding::read::Cursor;
@@ -407,6 +408,14 @@ impl Room {
     /// new (another node's copy of what the room has) is not counted.
     pub fn apply(&mut self, update: &[u8]) -> Result<bool, RoomError> {
         let update_len = update.len();
+        // yrs recurses into nested values without a limit: a few bytes per
+        // level would overflow the stack and abort the whole process (no
+        // `catch_unwind` stops that), so the nesting is measured first.
+        if any_depth(update, MAX_ANY_DEPTH) == Walk::TooDeep {
+            return Err(RoomError::Malformed(format!(
+                "values nested deeper than {MAX_ANY_DEPTH} levels"
+            )));
+        }
         let update = Update::decode_v1(update).map_err(|e| RoomError::Malformed(e.to_string()))?;
         let mut txn = self.doc().transact_mut();
         txn.apply_update(update)

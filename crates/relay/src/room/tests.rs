@@ -542,3 +542,27 @@ fn what_a_refused_frame_already_changed_still_goes_to_the_others() {
     assert!(room_text(&room).ends_with("ok"));
     assert!(room.take_leftover().is_empty());
 }
+
+/// An update nesting a value a million levels deep (two bytes a level) is
+/// refused before yrs decodes it: yrs would recurse until the stack overflows,
+/// aborting the whole relay process.
+#[test]
+fn deeply_nested_values_are_refused_before_decoding() {
+    let mut room = Room::new();
+    let a = Peer::new();
+    room.join(1, true);
+    room.receive(1, &a.type_text("keep")).unwrap();
+    // One client, one item in root "t" holding one Any: [[[[…]]]].
+    let mut bomb = vec![1, 1, 1, 0, 8, 1, 1, b't', 1];
+    for _ in 0..1_000_000 {
+        bomb.extend_from_slice(&[117, 1]);
+    }
+    bomb.extend_from_slice(&[126, 0]);
+    let frame = Message::Sync(SyncMessage::Update(bomb)).encode_v1();
+    assert!(matches!(
+        room.receive(1, &frame),
+        Err(RoomError::Malformed(m)) if m.contains("nested deeper")
+    ));
+    room.receive(1, &a.type_text("!")).unwrap();
+    assert_eq!(room_text(&room), "keep!");
+}
