@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use tandem_e2e::{eventually, stored_text, text_of, type_text, Backend, RelayProcess, Stack, SOON};
+use tandem_e2e::{
+    both_backends, eventually, stored_text, text_of, type_text, Backend, RelayProcess, Stack, SOON,
+};
 use tandem_protocol::collab::close;
 use tandem_protocol::http::Role;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -141,6 +143,12 @@ async fn a_syncstep1_flood_from_a_viewer_costs_little_and_stalls_no_other_room()
 
 const MAX_DOC: usize = 64 * 1024;
 
+// Control stores documents: these run on SQLite and on PostgreSQL.
+both_backends!(
+    an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill,
+    a_save_refused_as_too_large_is_terminal_and_visible,
+);
+
 /// Control stores documents of at most 64 KiB; the relay learns it at load.
 async fn small_documents(backend: Backend, fast_saves: bool) -> Stack {
     Stack::start_tuned(
@@ -156,9 +164,10 @@ async fn small_documents(backend: Backend, fast_saves: bool) -> Stack {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill() {
-    let stack = small_documents(Backend::Sqlite, true).await;
+async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill(
+    backend: Backend,
+) {
+    let stack = small_documents(backend, true).await;
     let owner = stack.user("owner@oversize.dev", "Owner").await;
     let bob = stack.user("bob@oversize.dev", "Bob").await;
     let doc = stack.team_doc(&owner).await;
@@ -207,9 +216,8 @@ async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_
 
 /// Two relays (no Redis) each accept half a document; together they pass
 /// control's limit. The second save's 413 is terminal and visible.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_refused_as_too_large_is_terminal_and_visible() {
-    let stack = small_documents(Backend::Sqlite, true).await;
+async fn a_save_refused_as_too_large_is_terminal_and_visible(backend: Backend) {
+    let stack = small_documents(backend, true).await;
     let owner = stack.user("owner@unsaveable.dev", "Owner").await;
     let doc = stack.team_doc(&owner).await;
     let room = format!("doc-{doc}");
