@@ -49,6 +49,17 @@ pub fn password(raw: &str) -> Result<&str, ApiError> {
     Ok(raw)
 }
 
+/// Free text (message content, streamed chunks): anything but U+0000, which
+/// PostgreSQL cannot store in text (SQLite could), so both refuse it alike.
+pub fn free_text<'a>(field: &str, raw: &'a str) -> Result<&'a str, ApiError> {
+    if raw.contains('\0') {
+        return Err(ApiError::validation(format!(
+            "{field} must not contain NUL characters (U+0000)"
+        )));
+    }
+    Ok(raw)
+}
+
 /// A trimmed, non-empty, bounded single-line text (names and titles).
 pub fn text(field: &str, raw: &str, max_chars: usize) -> Result<String, ApiError> {
     let value = raw.trim();

@@ -54,6 +54,7 @@ fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, A
     if body.content.len() > max_bytes {
         return Err(ApiError::PayloadTooLarge(max_bytes));
     }
+    validate::free_text("content", &body.content)?;
     if role == MessageRole::User && body.content.trim().is_empty() {
         return Err(ApiError::validation("content must not be empty"));
     }
@@ -117,6 +118,7 @@ pub async fn append(
 ) -> Result<HttpResponse, ApiError> {
     let (id, message_id) = path.into_inner();
     let max = state.config.max_chat_message_bytes;
+    validate::free_text("delta", &body.delta)?;
     let seq = changing_conversation(
         &state,
         user,
