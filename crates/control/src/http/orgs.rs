@@ -5,12 +5,14 @@
 //! Outsiders get 404, members 403 where owners are needed.
 
 use actix_web::{web, HttpResponse};
+use tandem_protocol::http::Page;
 use tandem_protocol::identity::{JoinRequest, OrgDetails, UpdateOrg};
 
 use crate::authz::{self, Action, OrgFacts};
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
+use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::{accounts, joining, OrgRow};
 
@@ -65,14 +67,16 @@ pub async fn join_requests(
     state: State,
     user: AuthUser,
     id: web::Path<String>,
-) -> Result<web::Json<Vec<JoinRequest>>, ApiError> {
-    let list = state
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<JoinRequest>>, ApiError> {
+    let page = page.check()?;
+    let (items, next_cursor) = state
         .db(move |c| {
             let org = authorized(c, &user, &id, Action::ManageMembers)?;
-            joining::join_requests(c, &org.id)
+            joining::join_requests(c, &org.id, &page)
         })
         .await?;
-    Ok(web::Json(list))
+    Ok(web::Json(Page { items, next_cursor }))
 }
 
 async fn decide(

@@ -20,6 +20,7 @@ use crate::crypto;
 use crate::db::schema::{org_join_requests, orgs, users, workspaces};
 use crate::db::DbConnection;
 use crate::error::ApiError;
+use crate::page::{cut, PageReq, Paged};
 
 /// What [`place_verified`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,8 +184,12 @@ pub fn set_join_policy(
 }
 
 /// Pending join requests of an org, oldest first.
-pub fn join_requests(conn: &mut DbConnection, org_id: &str) -> Result<Vec<JoinRequest>, ApiError> {
-    let rows: Vec<(String, String, String, i64)> = org_join_requests::table
+pub fn join_requests(
+    conn: &mut DbConnection,
+    org_id: &str,
+    page: &PageReq,
+) -> Result<Paged<JoinRequest>, ApiError> {
+    let mut query = org_join_requests::table
         .inner_join(users::table)
         .filter(org_join_requests::org_id.eq(org_id))
         .order((org_join_requests::created_at.asc(), users::id.asc()))
@@ -194,8 +199,19 @@ pub fn join_requests(conn: &mut DbConnection, org_id: &str) -> Result<Vec<JoinRe
             users::display_name,
             org_join_requests::created_at,
         ))
-        .load(conn)?;
-    Ok(rows
+        .limit(page.fetch())
+        .into_boxed();
+    if let Some((at, id)) = &page.after {
+        query = query.filter(
+            org_join_requests::created_at
+                .gt(*at)
+                .or(org_join_requests::created_at
+                    .eq(*at)
+                    .and(users::id.gt(id.clone()))),
+        );
+    }
+    let rows: Vec<(String, String, String, i64)> = query.load(conn)?;
+    let requests = rows
         .into_iter()
         .map(|(user_id, email, display_name, created_at)| JoinRequest {
             user_id,
@@ -203,7 +219,10 @@ pub fn join_requests(conn: &mut DbConnection, org_id: &str) -> Result<Vec<JoinRe
             display_name,
             created_at,
         })
-        .collect())
+        .collect();
+    Ok(cut(requests, page, |r: &JoinRequest| {
+        (r.created_at, r.user_id.as_str())
+    }))
 }
 
 /// Accepts (`true`) or refuses a pending join request; exactly one decision

@@ -382,15 +382,23 @@ async fn join_policy_approval(backend: Backend) {
     let path = format!("/orgs/{org}/join-requests");
     let list = app.get(&path, &owner.token).await;
     assert_eq!(list.status, StatusCode::OK);
-    let ids: Vec<&str> = list
-        .body
+    let ids: Vec<&str> = list.body["items"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["userId"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec![carol.id.as_str(), dave.id.as_str()]);
-    assert_eq!(list.body[0]["email"], "carol@appr.dev");
+    assert_eq!(list.body["items"][0]["email"], "carol@appr.dev");
+    // Paged like every list: one at a time, each once.
+    let first = app.get(&format!("{path}?limit=1"), &owner.token).await;
+    assert_eq!(first.body["items"][0]["userId"], carol.id.as_str());
+    let cursor = first.body["nextCursor"].as_str().unwrap().to_string();
+    let second = app
+        .get(&format!("{path}?limit=1&cursor={cursor}"), &owner.token)
+        .await;
+    assert_eq!(second.body["items"][0]["userId"], dave.id.as_str());
+    assert!(second.body["nextCursor"].is_null(), "{}", second.body);
     // Members may not see or decide them; outsiders do not see the org.
     assert_eq!(
         app.get(&path, &member.token).await.status,
@@ -428,7 +436,7 @@ async fn join_policy_approval(backend: Backend) {
     assert_eq!(kinds(&sd), vec!["personal"]);
     assert_eq!(sd["org"]["domain"], format!("personal-{}", dave.id));
     let list = app.get(&path, &owner.token).await;
-    assert_eq!(list.body, json!([]));
+    assert_eq!(list.body["items"], json!([]));
 }
 
 async fn join_policy_off_and_org_permissions(backend: Backend) {
@@ -466,7 +474,7 @@ async fn join_policy_off_and_org_permissions(backend: Backend) {
     let list = app
         .get(&format!("{path}/join-requests"), &owner.token)
         .await;
-    assert_eq!(list.body, json!([]), "off makes no requests");
+    assert_eq!(list.body["items"], json!([]), "off makes no requests");
     // Members already in stay in.
     assert_eq!(kinds(&app.session(&member).await), vec!["personal", "team"]);
     // A solo org has no join policy to set.
