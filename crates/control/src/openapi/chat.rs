@@ -38,8 +38,7 @@ pub fn operations() -> Vec<Op> {
             Type::Boolean,
             "Only starred (true) or not starred (false)",
         )
-        .query("cursor", Type::String, "`nextCursor` of the previous page")
-        .query("limit", Type::Integer, "Page size")
+        .paging()
         .ok::<ConversationPage>(200),
         get(C, "getConversation", "A conversation")
             .errors(&[404])
@@ -57,7 +56,7 @@ pub fn operations() -> Vec<Op> {
             .no_content(),
         get(&sub("/participants"), "listParticipants", "Participants")
             .errors(&[404])
-            .list::<Participant>(),
+            .page::<Participant>(),
         post(&sub("/participants"), "addParticipant", "Add a participant")
             .body::<AddParticipant>()
             .errors(&[403, 404, 409])
@@ -75,13 +74,13 @@ pub fn operations() -> Vec<Op> {
             "Who is active in the conversation now",
         )
         .errors(&[404])
-        .list::<PresenceEntry>(),
+        .page::<PresenceEntry>(),
         post(&sub("/presence"), "heartbeat", "Mark the caller as active")
             .errors(&[404])
             .no_content(),
         get(&sub("/messages"), "listMessages", "Messages, oldest first")
             .errors(&[404])
-            .list::<Message>(),
+            .page::<Message>(),
         post(
             &sub("/messages"),
             "sendMessage",
@@ -132,16 +131,20 @@ pub fn operations() -> Vec<Op> {
                 "Live events (Server-Sent Events)",
             )
             .describe(
-                "`text/event-stream`: first a `snapshot` event, then one event per change; \
-                     each `data:` is a ConversationEvent and each `id:` its `seq`. Resume with \
-                     `Last-Event-ID` (or `?after=`). The stream ends when access is lost.",
+                "`text/event-stream`: first a `snapshot` event (`data`: `{conversation, \
+                     messages, olderMessages}`: the newest 200 messages, oldest first, and \
+                     `olderMessages: true` when earlier ones exist, read through `GET …/messages`), \
+                     then one event per change; each `data:` is a ConversationEvent and each \
+                     `id:` its `seq`. Resume with `Last-Event-ID` (or `?after=`). The stream ends \
+                     when access is lost. 429: the caller holds `TANDEM_MAX_STREAMS_PER_USER` \
+                     streams on this replica already.",
             )
             .query(
                 "after",
                 Type::Integer,
                 "Resume after this seq (like Last-Event-ID)",
             )
-            .errors(&[404]);
+            .errors(&[404, 429]);
             events.builder = events.builder.parameter(
                 ParameterBuilder::new()
                     .name("Last-Event-ID")
@@ -172,6 +175,8 @@ pub fn operations() -> Vec<Op> {
             "viewShare",
             "A shared conversation, read-only",
         )
+        .describe("One page of its messages (oldest first); `nextCursor` continues.")
+        .paging()
         .errors(&[404, 410])
         .ok::<SharedConversation>(200),
         delete("/shares/{shareId}", "revokeShare", "Revoke a share link")
@@ -200,8 +205,9 @@ pub fn operations() -> Vec<Op> {
         .query("days", Type::Integer, "How many days back (default 30)")
         .ok::<UsageReport>(200),
         post("/usage", "recordUsage", "Record token usage")
+            .describe("At most once per message: a repeat is a 409.")
             .body::<RecordUsage>()
-            .errors(&[403, 404])
+            .errors(&[403, 404, 409])
             .ok::<UsageEvent>(201),
         get(
             "/orgs/{id}/usage",
@@ -217,7 +223,7 @@ pub fn operations() -> Vec<Op> {
             "Pending and past invites",
         )
         .errors(&[403, 404])
-        .list::<Invite>(),
+        .page::<Invite>(),
         post(
             "/workspaces/{id}/invites",
             "createInvite",

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use tandem_protocol::ErrorBody;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::request_body::RequestBodyBuilder;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{
@@ -51,6 +51,8 @@ enum Auth {
     Relay,
     /// A one-time collaboration token, presented by a relay with its secret.
     RelayWithToken,
+    /// Public, or the metrics token when `TANDEM_METRICS_TOKEN` is set.
+    Metrics,
 }
 
 /// One operation being described.
@@ -143,6 +145,11 @@ impl Op {
         self
     }
 
+    fn metrics(mut self) -> Self {
+        self.auth = Auth::Metrics;
+        self
+    }
+
     fn relay_with_token(mut self) -> Self {
         self.auth = Auth::RelayWithToken;
         self
@@ -222,6 +229,45 @@ impl Op {
             200,
             "Success",
             Some(("application/json", json_content(array))),
+        )
+    }
+
+    /// Takes `?limit&cursor` (422 for a bad limit, 400 for a bad cursor).
+    fn paging(self) -> Self {
+        self.query(
+            "limit",
+            Type::Integer,
+            "Items per page, 1–200 (50 when absent; outside the range: 422)",
+        )
+        .query(
+            "cursor",
+            Type::String,
+            "`nextCursor` of the previous page (opaque; one this server did not make: 400)",
+        )
+        .errors(&[422])
+    }
+
+    /// Answers one page of `T`, `{items, nextCursor}` (component `{T}Page`),
+    /// and takes `?limit&cursor`.
+    fn page<T: ToSchema>(mut self) -> Self {
+        let item = self.register::<T>();
+        let name = format!("{}Page", T::name());
+        let next = ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+            .description(Some(
+                "Pass as `cursor` for the next page; `null` on the last page.",
+            ));
+        let page = ObjectBuilder::new()
+            .description(Some(format!("One page of {}.", T::name())))
+            .property("items", ArrayBuilder::new().items(item))
+            .required("items")
+            .property("nextCursor", next)
+            .required("nextCursor");
+        self.schemas.push((name.clone(), page.into()));
+        self.paging().answer(
+            200,
+            "Success",
+            Some(("application/json", json_content(reference(&name)))),
         )
     }
 
@@ -329,7 +375,7 @@ pub fn document() -> OpenApi {
     let names: BTreeMap<u16, &str> = error_responses().iter().map(|e| (e.0, e.1)).collect();
     for mut op in operations() {
         let mut errors = op.errors.clone();
-        if matches!(op.auth, Auth::User | Auth::Relay | Auth::RelayWithToken) {
+        if op.auth != Auth::Public {
             errors.push(401);
         }
         errors.sort_unstable();
@@ -349,6 +395,10 @@ pub fn document() -> OpenApi {
             Auth::Relay => op
                 .builder
                 .security(SecurityRequirement::new("relay", Vec::<String>::new())),
+            Auth::Metrics => op
+                .builder
+                .security(SecurityRequirement::default())
+                .security(SecurityRequirement::new("metrics", Vec::<String>::new())),
             Auth::RelayWithToken => op.builder.security(
                 SecurityRequirement::new("collaborationToken", Vec::<String>::new())
                     .add("relaySecretHeader", Vec::<String>::new()),
@@ -380,6 +430,7 @@ pub fn document() -> OpenApi {
     let components = components
         .security_scheme("user", bearer("A session token (from signup or login) or, when TANDEM_JWKS is set, an identity provider's JWT"))
         .security_scheme("relay", bearer("The relay's shared secret (TANDEM_RELAY_SECRET); relays only"))
+        .security_scheme("metrics", bearer("TANDEM_METRICS_TOKEN, when it is set (then required)"))
         .security_scheme("collaborationToken", bearer("A one-time collaboration token, as the relay received it from a client"))
         .security_scheme(
             "relaySecretHeader",

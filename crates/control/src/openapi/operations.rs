@@ -2,6 +2,7 @@
 
 use tandem_protocol::collab::*;
 use tandem_protocol::http::*;
+use tandem_protocol::identity::*;
 use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::Content;
 
@@ -17,14 +18,22 @@ pub fn operations() -> Vec<Op> {
         get(
             "/metrics",
             "metrics",
-            "Prometheus metrics (text exposition format)",
+            "Prometheus metrics (OpenMetrics text format)",
         )
-        .public()
+        .metrics()
         .static_answer()
+        .describe(
+            "With `TANDEM_METRICS_TOKEN` set, only to `Authorization: Bearer <token>` (401 \
+             otherwise); with `TANDEM_METRICS_LISTEN` set, only on that listener (404 here).",
+        )
+        .errors(&[404])
         .answer(
             200,
             "Metrics",
-            Some(("text/plain", Content::new(Some(typed(Type::String))))),
+            Some((
+                "application/openmetrics-text",
+                Content::new(Some(typed(Type::String))),
+            )),
         ),
         get("/readyz", "readyz", "Readiness: the database answers")
             .public()
@@ -54,12 +63,47 @@ pub fn operations() -> Vec<Op> {
             "The caller, their organization and workspaces",
         )
         .ok::<SessionContext>(200),
+        post(
+            "/auth/verify-email",
+            "verifyEmail",
+            "Prove an address with the token of the emailed link",
+        )
+        .public()
+        .describe(
+            "No login needed: the token is the proof. Answers the verified user's session \
+             context (no session token). 400: unknown or malformed token; 410: used already, \
+             expired, or for an address the account no longer has.",
+        )
+        .body::<VerifyEmailRequest>()
+        .errors(&[410, 429])
+        .ok::<SessionContext>(200),
+        post(
+            "/auth/verify-email/resend",
+            "resendVerification",
+            "Mail a new verification link",
+        )
+        .describe("409 when the address is verified already; 429 after 3 emails in 10 minutes.")
+        .errors(&[409, 429])
+        .ok::<VerificationSent>(202),
+        post(
+            "/auth/link-identity",
+            "linkIdentity",
+            "Link an identity-provider account to the password account of its email",
+        )
+        .describe(
+            "`Authorization: Bearer <identity-provider JWT>` (a session token is not enough) and \
+             the password account's password. 401: no JWT, a JWT not accepted, or a wrong \
+             password; 409: the address is not verified, or either side is linked already.",
+        )
+        .body::<LinkIdentityRequest>()
+        .errors(&[409, 429])
+        .ok::<SessionContext>(200),
         get(
             "/workspaces",
             "listWorkspaces",
             "Workspaces the caller can see",
         )
-        .list::<WorkspaceSummary>(),
+        .page::<WorkspaceSummary>(),
         post(
             "/collaboration/token",
             "createCollaborationToken",
@@ -74,6 +118,10 @@ pub fn operations() -> Vec<Op> {
             "Relay: consume a one-time token",
         )
         .relay_with_token()
+        .describe(
+            "The relay's secret in `x-tandem-relay-secret` and the client's token as Bearer; \
+             without the secret (401) nothing is consumed.",
+        )
         .body::<VerifyRequest>()
         .errors(&[403])
         .ok::<VerifyResponse>(200),
@@ -144,7 +192,7 @@ pub fn operations() -> Vec<Op> {
             "Projects of a workspace",
         )
         .errors(&[404])
-        .list::<Project>(),
+        .page::<Project>(),
         post(
             "/workspaces/{id}/projects",
             "createProject",
@@ -182,7 +230,7 @@ pub fn operations() -> Vec<Op> {
                 &format!("Members of a {one}"),
             )
             .errors(&[404])
-            .list::<Member>(),
+            .page::<Member>(),
         );
         ops.push(
             post(
@@ -226,7 +274,7 @@ pub fn operations() -> Vec<Op> {
                 &format!("The {kind} of a project"),
             )
             .errors(&[404])
-            .list::<Resource>(),
+            .page::<Resource>(),
         );
         ops.push(
             post(&list, &format!("create{cap}"), &format!("Create a {one}"))
@@ -252,5 +300,44 @@ pub fn operations() -> Vec<Op> {
         );
     }
     ops.extend(super::chat::operations());
+    ops.extend(org_operations());
     ops
+}
+
+/// Organizations: settings and join requests (`http::org_routes`).
+fn org_operations() -> Vec<Op> {
+    const O: &str = "/orgs/{id}";
+    let decide = |verb: &str, id: &str, summary: &str| {
+        post(&format!("{O}/join-requests/{{userId}}/{verb}"), id, summary)
+            .describe("404 when there is no such pending request (decided already).")
+            .errors(&[403, 404])
+            .no_content()
+    };
+    vec![
+        get(O, "getOrg", "An organization (its members)")
+            .errors(&[404])
+            .ok::<OrgDetails>(200),
+        patch(O, "updateOrg", "Set an organization's join policy (owners)")
+            .describe("422 for an unknown policy or a solo org (it has no domain).")
+            .body::<UpdateOrg>()
+            .errors(&[403, 404])
+            .ok::<OrgDetails>(200),
+        get(
+            &format!("{O}/join-requests"),
+            "listJoinRequests",
+            "Verified users of the domain waiting to join, oldest first (owners)",
+        )
+        .errors(&[403, 404])
+        .list::<JoinRequest>(),
+        decide(
+            "accept",
+            "acceptJoinRequest",
+            "Accept a join request: the user becomes a member",
+        ),
+        decide(
+            "refuse",
+            "refuseJoinRequest",
+            "Refuse a join request: the user keeps their solo org",
+        ),
+    ]
 }
