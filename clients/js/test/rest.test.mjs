@@ -28,7 +28,8 @@ test('typed calls: sign up, read the session, create a project and a document', 
   const doc = await api.post('/projects/{id}/documents', { path: { id: project.id }, body: { title: 'Plan' } })
   assert.equal(doc.title, 'Plan')
   const listed = await api.get('/projects/{id}/documents', { path: { id: project.id } })
-  assert.deepEqual(listed.map((d) => d.id), [doc.id])
+  assert.deepEqual(listed.items.map((d) => d.id), [doc.id])
+  assert.equal(listed.nextCursor, null, 'one page holds it all')
   assert.equal(await api.delete('/documents/{id}', { path: { id: doc.id } }), undefined, '204 is undefined')
 })
 
