@@ -1,6 +1,6 @@
 // Compiled (not run) by `npm run typecheck`: the REST types come from the
 // OpenAPI document, and misuse does not compile.
-import { createTandem, TandemError, type Message, type ResponseOf, type ConnectionStatus } from '@tandem/client'
+import { createTandem, TandemError, type Message, type ResponseOf, type ItemOf, type ConnectionStatus } from '@tandem/client'
 import { useTandemDocument, useConversation } from '@tandem/react'
 import * as Y from 'yjs'
 
@@ -15,7 +15,10 @@ export async function usage (): Promise<void> {
   const first: string | undefined = page.items[0]?.name
   const next: string | null = page.nextCursor
   if (next !== null) await tandem.api.get('/workspaces/{id}/projects', { path: { id: workspaceId }, query: { cursor: next } })
-  void [first]
+  const everyProject: Array<ItemOf<'/workspaces/{id}/projects'>> = await tandem.api.all('/workspaces/{id}/projects', { path: { id: workspaceId } })
+  void [first, everyProject]
+  // @ts-expect-error all() takes only paged lists
+  await tandem.api.all('/auth/session')
   const token: ResponseOf<'/collaboration/token', 'post'> = await tandem.api.post('/collaboration/token', { body: { resourceType: 'doc', resourceId: 'd' } })
   const roomId: string = token.roomId
   const conn = tandem.connectDocument('doc', 'd', new Y.Doc(), { urlForm: 'y-partykit' })
