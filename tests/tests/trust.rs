@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use tandem_e2e::{eventually, stored_text, text_of, type_text, Backend, RelayProcess, Stack, SOON};
+use tandem_e2e::{
+    both_backends, eventually, stored_text, text_of, type_text, Backend, RelayProcess, Stack, SOON,
+};
 use tandem_protocol::collab::close;
 use tandem_protocol::http::Role;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -141,6 +143,12 @@ async fn a_syncstep1_flood_from_a_viewer_costs_little_and_stalls_no_other_room()
 
 const MAX_DOC: usize = 64 * 1024;
 
+// Control stores documents: these run on SQLite and on PostgreSQL.
+both_backends!(
+    an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill,
+    a_save_refused_as_too_large_is_terminal_and_visible,
+);
+
 /// Control stores documents of at most 64 KiB; the relay learns it at load.
 async fn small_documents(backend: Backend, fast_saves: bool) -> Stack {
     Stack::start_tuned(
@@ -156,9 +164,10 @@ async fn small_documents(backend: Backend, fast_saves: bool) -> Stack {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill() {
-    let stack = small_documents(Backend::Sqlite, true).await;
+async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_sigkill(
+    backend: Backend,
+) {
+    let stack = small_documents(backend, true).await;
     let owner = stack.user("owner@oversize.dev", "Owner").await;
     let bob = stack.user("bob@oversize.dev", "Bob").await;
     let doc = stack.team_doc(&owner).await;
@@ -207,9 +216,8 @@ async fn an_update_past_the_document_limit_is_refused_and_later_edits_survive_a_
 
 /// Two relays (no Redis) each accept half a document; together they pass
 /// control's limit. The second save's 413 is terminal and visible.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_save_refused_as_too_large_is_terminal_and_visible() {
-    let stack = small_documents(Backend::Sqlite, true).await;
+async fn a_save_refused_as_too_large_is_terminal_and_visible(backend: Backend) {
+    let stack = small_documents(backend, true).await;
     let owner = stack.user("owner@unsaveable.dev", "Owner").await;
     let doc = stack.team_doc(&owner).await;
     let room = format!("doc-{doc}");
@@ -338,4 +346,86 @@ async fn one_user_holds_at_most_the_cap_of_connections_in_a_room() {
     assert_eq!(stack.relay_metrics.user_room_limited.get(), 1);
     // Someone else still gets in.
     let _d = stack.connect(&bob, &doc).await;
+}
+
+/// An awareness message setting `client`'s state to `json`.
+fn awareness_frame(client: u64, clock: u32, json: &str) -> Vec<u8> {
+    use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+    let mut clients = std::collections::HashMap::new();
+    clients.insert(
+        yrs::ClientID::new(client),
+        AwarenessUpdateEntry {
+            clock,
+            json: std::sync::Arc::from(json),
+        },
+    );
+    yrs::updates::encoder::Encode::encode_v1(&yrs::sync::Message::Awareness(AwarenessUpdate {
+        clients,
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_cannot_set_or_clear_another_ones_awareness() {
+    let stack = Stack::start().await;
+    let alice = stack.user("alice@spoof.dev", "Alice").await;
+    let mallory = stack.user("mallory@spoof.dev", "Mallory").await;
+    let bob = stack.user("bob@spoof.dev", "Bob").await;
+    let doc = stack.team_doc(&alice).await;
+    let a = stack.connect(&alice, &doc).await;
+    let m = stack.connect(&mallory, &doc).await;
+    let b = stack.connect(&bob, &doc).await;
+    let alice_id = a.doc().client_id().get();
+    a.set_awareness(r#"{"user":"Alice"}"#);
+    assert!(
+        eventually(SOON, || async {
+            b.peers().get(&alice_id).map(String::as_str) == Some(r#"{"user":"Alice"}"#)
+        })
+        .await
+    );
+    // Mallory overwrites Alice's state with a higher clock, then clears it.
+    m.send_raw(awareness_frame(alice_id, 100, r#"{"user":"Not Alice"}"#));
+    m.send_raw(awareness_frame(alice_id, 101, "null"));
+    // Her own state still goes through (so the messages above were read).
+    m.set_awareness(r#"{"user":"Mallory"}"#);
+    let mallory_id = m.doc().client_id().get();
+    assert!(eventually(SOON, || async { b.peers().contains_key(&mallory_id) }).await);
+    assert_eq!(
+        b.peers().get(&alice_id).map(String::as_str),
+        Some(r#"{"user":"Alice"}"#)
+    );
+    assert_eq!(stack.relay_metrics.awareness_refused.get(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_is_dropped_at_its_byte_budget_alone() {
+    let stack = Stack::start_with(|c| {
+        c.send_budget_bytes = 256 * 1024;
+        c.max_message_bytes = 1024 * 1024;
+    })
+    .await;
+    let owner = stack.user("owner@budget.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    // A raw socket that never reads.
+    let url = stack.url(&owner, &doc).await;
+    let (_stuck, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let w = stack.connect(&owner, &doc).await;
+    let r = stack.connect(&owner, &doc).await;
+    for i in 0..200 {
+        type_text(&w, &format!("{i}:{}", "z".repeat(64 * 1024)));
+        if stack.relay_metrics.slow_consumers.get() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        eventually(SOON, || async {
+            stack.relay_metrics.slow_consumers.get() == 1
+        })
+        .await,
+        "the stuck client was dropped"
+    );
+    // The others stay and converge.
+    type_text(&w, "end");
+    assert!(r.wait_doc(SOON, |_| text_of(&r).ends_with("end")).await);
+    assert!(w.status().closed.is_none() && r.status().closed.is_none());
 }

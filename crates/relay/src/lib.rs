@@ -22,5 +22,8 @@ pub mod room;
 pub mod server;
 pub mod transport;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use config::RelayConfig;
 pub use server::Application;

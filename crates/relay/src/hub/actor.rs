@@ -247,6 +247,10 @@ impl RoomActor {
         let before = self.room.stats().clone();
         let big = bytes.len() >= HEAVY_FRAME || self.room.near_limit(bytes.len());
         let result = heavy(big, || self.room.receive(conn, &bytes));
+        if result.is_err() {
+            let leftover = self.room.take_leftover();
+            self.dispatch(leftover);
+        }
         match result {
             Ok(out) => self.dispatch(out),
             Err(RoomError::UnknownConnection) => {}

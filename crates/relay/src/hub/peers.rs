@@ -190,6 +190,9 @@ impl RoomActor {
                     self.dispatch(out);
                 }
                 Err(e) => {
+                    let mut leftover = self.room.take_leftover();
+                    answers.extend(messages_for_peers(&mut leftover));
+                    self.dispatch(leftover);
                     self.hub.metrics.cluster_bad_messages.inc();
                     tracing::warn!(peer = env.from, error = %e, "bad message from another node; skipped");
                 }

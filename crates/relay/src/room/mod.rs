@@ -21,6 +21,7 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use tandem_protocol::yjs::{any_depth, Walk, MAX_ANY_DEPTH};
 
 use bytes::Bytes;
 use yrs::encoding::read::Cursor;
@@ -118,6 +119,8 @@ pub struct Room {
     limits: Limits,
     /// The awareness clock (milliseconds), also for awareness rates.
     clock: Arc<dyn Clock>,
+    /// What a frame refused halfway had already changed, for the others.
+    leftover: Vec<Outgoing>,
     /// Upper bound of the document's encoded size: exact after a load or a
     /// recount, plus every update applied since.
     size_bound: usize,
@@ -157,6 +160,7 @@ impl Room {
             conns: HashMap::new(),
             stats: RoomStats::default(),
             limits: Limits::default(),
+            leftover: Vec::new(),
             size_bound: 0,
         }
     }
@@ -222,6 +226,11 @@ impl Room {
             },
         );
         self.greeting(conn)
+    }
+
+    /// After a refused frame: what its earlier messages changed (to send on).
+    pub fn take_leftover(&mut self) -> Vec<Outgoing> {
+        std::mem::take(&mut self.leftover)
     }
 
     /// Whether `conn` has a SyncStep1 waiting for its answer.
@@ -301,36 +310,53 @@ impl Room {
         }
         let mut out = Vec::new();
         for msg in msgs {
-            match msg {
-                Message::Sync(SyncMessage::SyncStep1(sv)) if client => self.want_step2(conn, sv),
-                Message::Sync(SyncMessage::SyncStep1(sv)) => {
-                    out.push(Outgoing::To(conn, self.step2_for(&sv)));
-                }
-                Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
-                    if !writable {
-                        self.stats.updates_dropped_readonly += 1;
-                        continue;
-                    }
-                    if client {
-                        self.admit(update.len())?;
-                    }
-                    if self.apply(&update)? {
-                        out.push(Outgoing::Broadcast {
-                            except: Some(conn),
-                            msg: encode(&Message::Sync(SyncMessage::Update(update))),
-                        });
-                    }
-                }
-                Message::Awareness(update) => out.extend(self.apply_awareness(conn, update)?),
-                Message::AwarenessQuery => {
-                    if let Ok(update) = self.awareness.update() {
-                        out.push(Outgoing::To(conn, encode(&Message::Awareness(update))));
-                    }
-                }
-                Message::Auth(_) | Message::Custom(..) => {}
+            if let Err(e) = self.one(conn, msg, writable, client, &mut out) {
+                // What earlier messages of the frame changed still goes out.
+                self.leftover = out;
+                return Err(e);
             }
         }
         Ok(out)
+    }
+
+    /// Handles one decoded message of `conn`'s frame, adding to `out`.
+    fn one(
+        &mut self,
+        conn: ConnId,
+        msg: Message,
+        writable: bool,
+        client: bool,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), RoomError> {
+        match msg {
+            Message::Sync(SyncMessage::SyncStep1(sv)) if client => self.want_step2(conn, sv),
+            Message::Sync(SyncMessage::SyncStep1(sv)) => {
+                out.push(Outgoing::To(conn, self.step2_for(&sv)));
+            }
+            Message::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+                if !writable {
+                    self.stats.updates_dropped_readonly += 1;
+                    return Ok(());
+                }
+                if client {
+                    self.admit(update.len())?;
+                }
+                if self.apply(&update)? {
+                    out.push(Outgoing::Broadcast {
+                        except: Some(conn),
+                        msg: encode(&Message::Sync(SyncMessage::Update(update))),
+                    });
+                }
+            }
+            Message::Awareness(update) => out.extend(self.apply_awareness(conn, update)?),
+            Message::AwarenessQuery => {
+                if let Ok(update) = self.awareness.update() {
+                    out.push(Outgoing::To(conn, encode(&Message::Awareness(update))));
+                }
+            }
+            Message::Auth(_) | Message::Custom(..) => {}
+        }
+        Ok(())
     }
 
     /// Records a SyncStep1 of `conn`, folded into one already pending.
@@ -382,6 +408,14 @@ impl Room {
     /// new (another node's copy of what the room has) is not counted.
     pub fn apply(&mut self, update: &[u8]) -> Result<bool, RoomError> {
         let update_len = update.len();
+        // yrs recurses into nested values without a limit: a few bytes per
+        // level would overflow the stack and abort the whole process (no
+        // `catch_unwind` stops that), so the nesting is measured first.
+        if any_depth(update, MAX_ANY_DEPTH) == Walk::TooDeep {
+            return Err(RoomError::Malformed(format!(
+                "values nested deeper than {MAX_ANY_DEPTH} levels"
+            )));
+        }
         let update = Update::decode_v1(update).map_err(|e| RoomError::Malformed(e.to_string()))?;
         let mut txn = self.doc().transact_mut();
         txn.apply_update(update)

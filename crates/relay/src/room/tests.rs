@@ -519,3 +519,50 @@ fn awareness_caps_and_null_states() {
     }
     assert_eq!(sent, 59, "one was used by the oversized state");
 }
+
+#[test]
+fn what_a_refused_frame_already_changed_still_goes_to_the_others() {
+    let (mut room, writer) = room_with_text(10);
+    room.set_limits(Limits {
+        max_document_bytes: Some(4096),
+        ..Limits::default()
+    });
+    room.join_client(2, true, "other");
+    let mut frame = writer.type_text("ok");
+    frame.extend(writer.type_text(&"y".repeat(5000)));
+    assert_eq!(
+        room.receive(1, &frame),
+        Err(RoomError::DocumentTooLarge(4096))
+    );
+    let other = Peer::new();
+    other.receive(&room.answer_step2(2).unwrap_or_default());
+    let left = room.take_leftover();
+    assert_eq!(left.len(), 1, "{left:?}");
+    deliver(&left, &[(2, &other)]);
+    assert!(room_text(&room).ends_with("ok"));
+    assert!(room.take_leftover().is_empty());
+}
+
+/// An update nesting a value a million levels deep (two bytes a level) is
+/// refused before yrs decodes it: yrs would recurse until the stack overflows,
+/// aborting the whole relay process.
+#[test]
+fn deeply_nested_values_are_refused_before_decoding() {
+    let mut room = Room::new();
+    let a = Peer::new();
+    room.join(1, true);
+    room.receive(1, &a.type_text("keep")).unwrap();
+    // One client, one item in root "t" holding one Any: [[[[…]]]].
+    let mut bomb = vec![1, 1, 1, 0, 8, 1, 1, b't', 1];
+    for _ in 0..1_000_000 {
+        bomb.extend_from_slice(&[117, 1]);
+    }
+    bomb.extend_from_slice(&[126, 0]);
+    let frame = Message::Sync(SyncMessage::Update(bomb)).encode_v1();
+    assert!(matches!(
+        room.receive(1, &frame),
+        Err(RoomError::Malformed(m)) if m.contains("nested deeper")
+    ));
+    room.receive(1, &a.type_text("!")).unwrap();
+    assert_eq!(room_text(&room), "keep!");
+}

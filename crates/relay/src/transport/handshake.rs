@@ -79,7 +79,8 @@ pub async fn read_head(stream: &mut TcpStream) -> Result<Head, HttpError> {
         .map_err(|_| HttpError::silent())?
 }
 
-fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
+/// Parses a request head once it is complete (`Ok(None)` until then).
+pub(crate) fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut req = httparse::Request::new(&mut headers);
     let len = match req.parse(buf) {
