@@ -57,3 +57,17 @@ export async function call<T> (method: string, path: string, body?: unknown): Pr
   }
   return (text === '' ? null : JSON.parse(text)) as T
 }
+
+/** Every item of a paged list (`{items, nextCursor}`), following `nextCursor` to the end. */
+export async function listAll<T> (path: string): Promise<T[]> {
+  const items: T[] = []
+  let cursor: string | null = null
+  do {
+    const sep = path.includes('?') ? '&' : '?'
+    const query: string = cursor === null ? `${sep}limit=200` : `${sep}limit=200&cursor=${encodeURIComponent(cursor)}`
+    const page: { items: T[], nextCursor: string | null } = await call('GET', path + query)
+    items.push(...page.items)
+    cursor = page.nextCursor
+  } while (cursor !== null)
+  return items
+}

@@ -3,7 +3,7 @@
 
 import type { JSX } from 'react'
 import { useEffect, useState, type FormEvent } from 'react'
-import { call, type DocumentInfo, type Project, type Workspace } from './api'
+import { call, listAll, type DocumentInfo, type Project, type Workspace } from './api'
 
 function CreateForm ({ placeholder, onCreate, testId }: {
   placeholder: string
@@ -29,7 +29,7 @@ function CreateForm ({ placeholder, onCreate, testId }: {
 function ProjectCard ({ project }: { project: Project }): JSX.Element {
   const [docs, setDocs] = useState<DocumentInfo[]>([])
   useEffect(() => {
-    call<DocumentInfo[]>('GET', `/projects/${project.id}/documents`).then(setDocs).catch(() => setDocs([]))
+    listAll<DocumentInfo>(`/projects/${project.id}/documents`).then(setDocs).catch(() => setDocs([]))
   }, [project.id])
   const create = async (title: string): Promise<void> => {
     const d = await call<DocumentInfo>('POST', `/projects/${project.id}/documents`, { title })
@@ -50,7 +50,7 @@ function ProjectCard ({ project }: { project: Project }): JSX.Element {
 function WorkspaceView ({ workspace }: { workspace: Workspace }): JSX.Element {
   const [projects, setProjects] = useState<Project[]>([])
   const load = (): void => {
-    call<Project[]>('GET', `/workspaces/${workspace.id}/projects`).then(setProjects).catch(() => setProjects([]))
+    listAll<Project>(`/workspaces/${workspace.id}/projects`).then(setProjects).catch(() => setProjects([]))
   }
   useEffect(load, [workspace.id])
   const create = async (name: string): Promise<void> => {
@@ -69,7 +69,7 @@ function WorkspaceView ({ workspace }: { workspace: Workspace }): JSX.Element {
 export function Home (): JSX.Element {
   const [workspaces, setWorkspaces] = useState<Workspace[] | null>(null)
   const [link, setLink] = useState('')
-  useEffect(() => { call<Workspace[]>('GET', '/workspaces').then(setWorkspaces).catch(() => setWorkspaces([])) }, [])
+  useEffect(() => { listAll<Workspace>('/workspaces').then(setWorkspaces).catch(() => setWorkspaces([])) }, [])
   const open = (e: FormEvent): void => {
     e.preventDefault()
     const id = /([\w-]+)\s*$/.exec(link)?.[1]

@@ -4,7 +4,7 @@
 
 import type { JSX } from 'react'
 import { useEffect, useState, type FormEvent } from 'react'
-import { ApiError, call, type Member } from './api'
+import { ApiError, call, listAll, type Member } from './api'
 
 export function SharePanel ({ docId, conversationId, selfId }: {
   docId: string
@@ -17,7 +17,7 @@ export function SharePanel ({ docId, conversationId, selfId }: {
   const [error, setError] = useState('')
 
   const load = (): void => {
-    call<Member[]>('GET', `/documents/${docId}/members`).then(setMembers).catch(() => {})
+    listAll<Member>(`/documents/${docId}/members`).then(setMembers).catch(() => {})
   }
   useEffect(load, [docId])
 

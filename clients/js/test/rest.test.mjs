@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { spawnSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { createTandem, TandemError } from '@tandem/client'
-import { startTandem, signup, clientFor, uniqueEmail } from './harness.mjs'
+import { startTandem, signup, clientFor, uniqueEmail, personalProject } from './harness.mjs'
 
 test('src/generated/api.d.ts matches the OpenAPI document (npm run gen)', () => {
   const gen = fileURLToPath(new URL('../packages/client/scripts/gen.mjs', import.meta.url))
@@ -28,8 +28,33 @@ test('typed calls: sign up, read the session, create a project and a document', 
   const doc = await api.post('/projects/{id}/documents', { path: { id: project.id }, body: { title: 'Plan' } })
   assert.equal(doc.title, 'Plan')
   const listed = await api.get('/projects/{id}/documents', { path: { id: project.id } })
-  assert.deepEqual(listed.map((d) => d.id), [doc.id])
+  assert.deepEqual(listed.items.map((d) => d.id), [doc.id])
+  assert.equal(listed.nextCursor, null, 'one page holds it all')
   assert.equal(await api.delete('/documents/{id}', { path: { id: doc.id } }), undefined, '204 is undefined')
+})
+
+test('lists are pages: limit, cursor, all(), and a bad limit or cursor is refused', async () => {
+  const user = await signup(tandem, 'Pager')
+  const api = clientFor(tandem, user).api
+  const project = await personalProject(tandem, user)
+  const made = []
+  for (const title of ['A', 'B', 'C']) {
+    made.push((await api.post('/projects/{id}/documents', { path: { id: project.id }, body: { title } })).id)
+  }
+  const first = await api.get('/projects/{id}/documents', { path: { id: project.id }, query: { limit: 2 } })
+  assert.equal(first.items.length, 2)
+  assert.equal(typeof first.nextCursor, 'string')
+  const second = await api.get('/projects/{id}/documents', { path: { id: project.id }, query: { limit: 2, cursor: first.nextCursor } })
+  assert.equal(second.nextCursor, null)
+  assert.deepEqual([...first.items, ...second.items].map((d) => d.id).sort(), [...made].sort())
+  const all = await api.all('/projects/{id}/documents', { path: { id: project.id }, query: { limit: 1 } })
+  assert.deepEqual(all.map((d) => d.id).sort(), [...made].sort())
+  const badLimit = await api.get('/workspaces', { query: { limit: 0 } }).catch((e) => e)
+  assert.equal(badLimit.status, 422)
+  assert.equal(badLimit.code, 'validation_failed')
+  const badCursor = await api.get('/workspaces', { query: { cursor: 'not-a-cursor' } }).catch((e) => e)
+  assert.equal(badCursor.status, 400)
+  assert.equal(badCursor.code, 'bad_request')
 })
 
 test('the session token is asked for on every call', async () => {

@@ -54,6 +54,7 @@ test('a live conversation shows messages and a streamed reply to every participa
     await waitFor(() => a.state.loaded && b.state.loaded, 5000, 'snapshots')
     assert.equal(a.state.conversation.title, 'Chat')
     assert.equal(a.state.status, 'open')
+    assert.equal(a.state.olderMessages, false, 'the snapshot holds every message')
     await b.send('hello from Bo')
     const parts = ['Hel', 'lo ', 'wörld ', '🙂', ' done']
     const reply = await streamReply(adaClient.api, conversation.id, parts)

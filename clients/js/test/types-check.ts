@@ -1,6 +1,6 @@
 // Compiled (not run) by `npm run typecheck`: the REST types come from the
 // OpenAPI document, and misuse does not compile.
-import { createTandem, TandemError, type Message, type ResponseOf, type ConnectionStatus } from '@tandem/client'
+import { createTandem, TandemError, type Message, type ResponseOf, type ItemOf, type ConnectionStatus } from '@tandem/client'
 import { useTandemDocument, useConversation } from '@tandem/react'
 import * as Y from 'yjs'
 
@@ -10,6 +10,15 @@ export async function usage (): Promise<void> {
   const workspaceId: string = session.workspaces[0]?.id ?? ''
   const project = await tandem.api.post('/workspaces/{id}/projects', { path: { id: workspaceId }, body: { name: 'P' } })
   const name: string = project.name
+  // Lists are pages: `{ items, nextCursor }`, `?limit&cursor`.
+  const page = await tandem.api.get('/workspaces/{id}/projects', { path: { id: workspaceId }, query: { limit: 10 } })
+  const first: string | undefined = page.items[0]?.name
+  const next: string | null = page.nextCursor
+  if (next !== null) await tandem.api.get('/workspaces/{id}/projects', { path: { id: workspaceId }, query: { cursor: next } })
+  const everyProject: Array<ItemOf<'/workspaces/{id}/projects'>> = await tandem.api.all('/workspaces/{id}/projects', { path: { id: workspaceId } })
+  void [first, everyProject]
+  // @ts-expect-error all() takes only paged lists
+  await tandem.api.all('/auth/session')
   const token: ResponseOf<'/collaboration/token', 'post'> = await tandem.api.post('/collaboration/token', { body: { resourceType: 'doc', resourceId: 'd' } })
   const roomId: string = token.roomId
   const conn = tandem.connectDocument('doc', 'd', new Y.Doc(), { urlForm: 'y-partykit' })
@@ -29,5 +38,7 @@ export async function usage (): Promise<void> {
   tandem.connectDocument('spreadsheet', 'd', new Y.Doc())
   // @ts-expect-error answers are typed: a project has no `title`
   const wrong: string = project.title
+  // @ts-expect-error a list answers a page, not an array
+  page.map((p) => p.id)
   void wrong
 }

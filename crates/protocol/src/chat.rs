@@ -66,6 +66,7 @@ pub struct UpdateConversation {
 pub struct ConversationPage {
     pub items: Vec<Conversation>,
     /// Pass as `cursor` for the next page; `null` on the last page.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 
@@ -287,6 +288,7 @@ pub struct SharedConversation {
     pub owner: UserSummary,
     /// Pass as `cursor` for the next page of messages; `null` on the last page.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub next_cursor: Option<String>,
 }
 

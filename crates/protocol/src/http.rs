@@ -113,6 +113,7 @@ pub struct User {
     /// identity provider's `email_verified`). Until then they have their
     /// personal workspace only.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub email_verified: bool,
 }
 

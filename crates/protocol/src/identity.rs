@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// `POST /auth/verify-email`: the token of the emailed link.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyEmailRequest {
     pub token: String,
@@ -14,6 +15,7 @@ pub struct VerifyEmailRequest {
 
 /// `POST /auth/verify-email/resend` → 202: where the new link went.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct VerificationSent {
     pub email: String,
@@ -24,6 +26,7 @@ pub struct VerificationSent {
 /// `POST /auth/link-identity` (with `Authorization: Bearer <IdP JWT>`): the
 /// password of the existing account with the JWT's email.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LinkIdentityRequest {
     pub password: String,
@@ -31,6 +34,7 @@ pub struct LinkIdentityRequest {
 
 /// How verified addresses of an org's email domain join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum JoinPolicy {
     /// They join as members at once (the seeds' behaviour; the default).
@@ -59,6 +63,7 @@ impl JoinPolicy {
 
 /// `GET /orgs/{id}` (members) and the answer of `PATCH /orgs/{id}` (owners).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct OrgDetails {
     pub id: String,
@@ -72,6 +77,7 @@ pub struct OrgDetails {
 
 /// `PATCH /orgs/{id}`: the fields to change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateOrg {
     pub join_policy: Option<JoinPolicy>,
@@ -79,6 +85,7 @@ pub struct UpdateOrg {
 
 /// A verified user of the org's domain waiting to join (`approval` policy).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct JoinRequest {
     pub user_id: String,

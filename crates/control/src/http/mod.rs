@@ -1,7 +1,8 @@
 //! The HTTP surface of control. Each handler extracts, asks `can()` through
 //! [`authorize`], calls the store and maps the result; the route table below
 //! fits on one screen. Each route and method also has its entry in
-//! `crate::openapi::operations` (the `openapi` tests check both ways).
+//! `crate::openapi` (`operations.rs`, `chat.rs`; the `openapi` tests check
+//! both ways).
 
 pub mod auth;
 pub mod chat_stream;

@@ -25,8 +25,10 @@ export interface MessageFinishedData { messageId: string, state: Message['state'
 
 export interface ConversationState {
   conversation: Conversation | null
-  /** Oldest first; a new array after every change. */
+  /** Oldest first; a new array after every change. The snapshot holds the newest 200. */
   messages: readonly Message[]
+  /** True when the snapshot left out earlier messages (read them with `GET /conversations/{id}/messages`). */
+  olderMessages: boolean
   /** `closed` once the server ended the stream (deleted, access revoked) or `close()` was called. */
   status: StreamStatus
   /** `deleted` / `access_revoked` when the server closed the stream, else null. */
@@ -46,7 +48,7 @@ export interface LiveConversationEvents {
 
 export class LiveConversation extends Emitter<LiveConversationEvents> {
   readonly id: string
-  private current: ConversationState = { conversation: null, messages: [], status: 'connecting', closedReason: null, loaded: false, outOfSync: false }
+  private current: ConversationState = { conversation: null, messages: [], olderMessages: false, status: 'connecting', closedReason: null, loaded: false, outOfSync: false }
   /** Code-point length of each message's content, so chunk offsets are checked without recounting. */
   private readonly lengths = new Map<string, number>()
   private stream: EventStream
@@ -114,10 +116,10 @@ export class LiveConversation extends Emitter<LiveConversationEvents> {
     const data = event.data as Record<string, unknown>
     switch (event.kind) {
       case 'snapshot': {
-        const { conversation, messages } = data as { conversation: Conversation, messages: Message[] }
+        const { conversation, messages, olderMessages } = data as { conversation: Conversation, messages: Message[], olderMessages?: boolean }
         this.lengths.clear()
         for (const m of messages) this.lengths.set(m.id, codePoints(m.content))
-        this.update({ conversation, messages: [...messages], loaded: true, outOfSync: false })
+        this.update({ conversation, messages: [...messages], olderMessages: olderMessages === true, loaded: true, outOfSync: false })
         break
       }
       case 'message': {

@@ -50,6 +50,13 @@ export type BodyOf<P extends keyof paths, M extends HttpMethod> = Operation<P, M
 
 type Args<O> = object extends RequestOptions<O> ? [options?: RequestOptions<O>] : [options: RequestOptions<O>]
 
+/** The GET paths that answer one page of a list, `{ items, nextCursor }` (`?limit&cursor`). */
+export type PagedPaths = {
+  [P in PathsWith<'get'>]: SuccessBody<Operation<P, 'get'>> extends { items: unknown[], nextCursor: string | null } ? P : never
+}[PathsWith<'get'>]
+/** The item type of a paged list: `ItemOf<'/workspaces'>`. */
+export type ItemOf<P extends PagedPaths> = SuccessBody<Operation<P, 'get'>> extends { items: Array<infer T> } ? T : never
+
 export interface HttpClientOptions {
   /** Control's base URL, e.g. `http://127.0.0.1:8080`. */
   controlUrl: string
@@ -65,6 +72,8 @@ export interface HttpClient {
   put<P extends PathsWith<'put'>>(path: P, ...args: Args<Operation<P, 'put'>>): Promise<SuccessBody<Operation<P, 'put'>>>
   patch<P extends PathsWith<'patch'>>(path: P, ...args: Args<Operation<P, 'patch'>>): Promise<SuccessBody<Operation<P, 'patch'>>>
   delete<P extends PathsWith<'delete'>>(path: P, ...args: Args<Operation<P, 'delete'>>): Promise<SuccessBody<Operation<P, 'delete'>>>
+  /** Every item of a paged list: GETs page after page (`query.limit` per page) until `nextCursor` is null. */
+  all<P extends PagedPaths>(path: P, ...args: Args<Operation<P, 'get'>>): Promise<Array<ItemOf<P>>>
   /** A raw authorized fetch against control (used for streams); throws TandemError on non-2xx. */
   fetchRaw(path: string, init?: RequestInit): Promise<Response>
 }
@@ -130,12 +139,24 @@ export function createHttpClient (options: HttpClientOptions): HttpClient {
   }
 
   const method = (m: HttpMethod) => (path: string, opts?: LooseOptions) => call(m, path, opts)
+  const all = async (path: string, opts: LooseOptions = {}): Promise<unknown[]> => {
+    const items: unknown[] = []
+    let cursor: string | null = null
+    do {
+      const query = cursor === null ? opts.query : { ...opts.query, cursor }
+      const page = await call('get', path, { ...opts, query }) as { items: unknown[], nextCursor: string | null }
+      items.push(...page.items)
+      cursor = page.nextCursor
+    } while (cursor !== null)
+    return items
+  }
   return {
     get: method('get'),
     post: method('post'),
     put: method('put'),
     patch: method('patch'),
     delete: method('delete'),
+    all,
     fetchRaw
   } as HttpClient
 }

@@ -5,7 +5,8 @@ export { TandemError } from './errors.js'
 export {
   createHttpClient, fillPath,
   type HttpClient, type HttpClientOptions, type HttpMethod, type PathsWith, type Operation,
-  type RequestOptions, type ResponseOf, type BodyOf, type SuccessBody, type paths, type components
+  type RequestOptions, type ResponseOf, type BodyOf, type SuccessBody, type PagedPaths, type ItemOf,
+  type paths, type components
 } from './http.js'
 export {
   DocumentConnection,

@@ -105,7 +105,7 @@ export interface ConversationView extends ConversationState {
   live: LiveConversation | null
 }
 
-const idleConversation: ConversationState = { conversation: null, messages: [], status: 'connecting', closedReason: null, loaded: false, outOfSync: false }
+const idleConversation: ConversationState = { conversation: null, messages: [], olderMessages: false, status: 'connecting', closedReason: null, loaded: false, outOfSync: false }
 
 /** A conversation's messages, live: new messages and streamed replies appear as they are written. */
 export function useConversation (conversationId: string | null | undefined, options: UseConversationOptions = {}): ConversationView {

@@ -2,6 +2,26 @@
 // Do not edit by hand.
 
 export interface paths {
+    "/auth/link-identity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Link an identity-provider account to the password account of its email
+         * @description `Authorization: Bearer <identity-provider JWT>` (a session token is not enough) and the password account's password. 401: no JWT, a JWT not accepted, or a wrong password; 409: the address is not verified, or either side is linked already.
+         */
+        post: operations["linkIdentity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/login": {
         parameters: {
             query?: never;
@@ -64,6 +84,46 @@ export interface paths {
         put?: never;
         /** Create an account (and its personal workspace) */
         post: operations["signup"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/verify-email": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Prove an address with the token of the emailed link
+         * @description No login needed: the token is the proof. Answers the verified user's session context (no session token). 400: unknown or malformed token; 410: used already, expired, or for an address the account no longer has.
+         */
+        post: operations["verifyEmail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/auth/verify-email/resend": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Mail a new verification link
+         * @description 409 when the address is verified already; 429 after 3 emails in 10 minutes.
+         */
+        post: operations["resendVerification"];
         delete?: never;
         options?: never;
         head?: never;
@@ -149,7 +209,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Relay: consume a one-time token */
+        /**
+         * Relay: consume a one-time token
+         * @description The relay's secret in `x-tandem-relay-secret` and the client's token as Bearer; without the secret (401) nothing is consumed.
+         */
         post: operations["verifyCollaborationToken"];
         delete?: never;
         options?: never;
@@ -202,7 +265,7 @@ export interface paths {
         };
         /**
          * Live events (Server-Sent Events)
-         * @description `text/event-stream`: first a `snapshot` event, then one event per change; each `data:` is a ConversationEvent and each `id:` its `seq`. Resume with `Last-Event-ID` (or `?after=`). The stream ends when access is lost.
+         * @description `text/event-stream`: first a `snapshot` event (`data`: `{conversation, messages, olderMessages}`: the newest 200 messages, oldest first, and `olderMessages: true` when earlier ones exist, read through `GET …/messages`), then one event per change; each `data:` is a ConversationEvent and each `id:` its `seq`. Resume with `Last-Event-ID` (or `?after=`). The stream ends when access is lost. 429: the caller holds `TANDEM_MAX_STREAMS_PER_USER` streams on this replica already.
          */
         get: operations["conversationEvents"];
         put?: never;
@@ -574,7 +637,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics (text exposition format) */
+        /**
+         * Prometheus metrics (OpenMetrics text format)
+         * @description With `TANDEM_METRICS_TOKEN` set, only to `Authorization: Bearer <token>` (401 otherwise); with `TANDEM_METRICS_LISTEN` set, only on that listener (404 here).
+         */
         get: operations["metrics"];
         put?: never;
         post?: never;
@@ -595,6 +661,84 @@ export interface paths {
         get: operations["openapi"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An organization (its members) */
+        get: operations["getOrg"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Set an organization's join policy (owners)
+         * @description 422 for an unknown policy or a solo org (it has no domain).
+         */
+        patch: operations["updateOrg"];
+        trace?: never;
+    };
+    "/orgs/{id}/join-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Verified users of the domain waiting to join, oldest first (owners) */
+        get: operations["listJoinRequests"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/join-requests/{userId}/accept": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Accept a join request: the user becomes a member
+         * @description 404 when there is no such pending request (decided already).
+         */
+        post: operations["acceptJoinRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/join-requests/{userId}/refuse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refuse a join request: the user keeps their solo org
+         * @description 404 when there is no such pending request (decided already).
+         */
+        post: operations["refuseJoinRequest"];
         delete?: never;
         options?: never;
         head?: never;
@@ -768,7 +912,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** A shared conversation, read-only */
+        /**
+         * A shared conversation, read-only
+         * @description One page of its messages (oldest first); `nextCursor` continues.
+         */
         get: operations["viewShare"];
         put?: never;
         post?: never;
@@ -842,7 +989,10 @@ export interface paths {
         /** The caller's token usage per day and model */
         get: operations["myUsage"];
         put?: never;
-        /** Record token usage */
+        /**
+         * Record token usage
+         * @description At most once per message: a repeat is a 409.
+         */
         post: operations["recordUsage"];
         delete?: never;
         options?: never;
@@ -984,9 +1134,11 @@ export interface components {
              */
             last: number;
         };
+        /** @description Names the new member by `userId` or by `email` (exactly one of them). */
         AddMember: {
+            email?: string | null;
             role: components["schemas"]["Role"];
-            userId: string;
+            userId?: string | null;
         };
         AddParticipant: {
             userId: string;
@@ -1058,7 +1210,7 @@ export interface components {
         ConversationPage: {
             items: components["schemas"]["Conversation"][];
             /** @description Pass as `cursor` for the next page; `null` on the last page. */
-            nextCursor?: string | null;
+            nextCursor: string | null;
         };
         CreateConversation: {
             title: string;
@@ -1130,6 +1282,32 @@ export interface components {
             token?: string | null;
             workspaceId: string;
         };
+        /** @description One page of Invite. */
+        InvitePage: {
+            items: components["schemas"]["Invite"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        /**
+         * @description How verified addresses of an org's email domain join it.
+         * @enum {string}
+         */
+        JoinPolicy: "auto" | "approval" | "off";
+        /** @description A verified user of the org's domain waiting to join (`approval` policy). */
+        JoinRequest: {
+            /** Format: int64 */
+            createdAt: number;
+            displayName: string;
+            email: string;
+            userId: string;
+        };
+        /**
+         * @description `POST /auth/link-identity` (with `Authorization: Bearer <IdP JWT>`): the
+         *     password of the existing account with the JWT's email.
+         */
+        LinkIdentityRequest: {
+            password: string;
+        };
         LoginRequest: {
             email: string;
             password: string;
@@ -1142,6 +1320,12 @@ export interface components {
             email: string;
             role: components["schemas"]["Role"];
             userId: string;
+        };
+        /** @description One page of Member. */
+        MemberPage: {
+            items: components["schemas"]["Member"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         Message: {
             attachments: components["schemas"]["Attachment"][];
@@ -1160,6 +1344,12 @@ export interface components {
             /** @description The sender; for an assistant message, the user who triggered it. */
             userId?: string | null;
         };
+        /** @description One page of Message. */
+        MessagePage: {
+            items: components["schemas"]["Message"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
         /**
          * @description Who wrote a message: the sender (`user`) or the model (`assistant`),
          *     which is attributed to the user whose message triggered it.
@@ -1177,6 +1367,16 @@ export interface components {
             id: string;
             name: string;
         };
+        /** @description `GET /orgs/{id}` (members) and the answer of `PATCH /orgs/{id}` (owners). */
+        OrgDetails: {
+            /** @description The email domain, or `personal-{userId}` for a solo org. */
+            domain: string;
+            id: string;
+            joinPolicy: components["schemas"]["JoinPolicy"];
+            name: string;
+            /** @description A solo org (free-mail or unverified address, or a domain that is closed). */
+            personal: boolean;
+        };
         /**
          * @description A user's role in their organization.
          * @enum {string}
@@ -1191,6 +1391,12 @@ export interface components {
             user: components["schemas"]["UserSummary"];
             userId: string;
         };
+        /** @description One page of Participant. */
+        ParticipantPage: {
+            items: components["schemas"]["Participant"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
         /** @description What the owner lets participants do besides reading and sending. */
         ParticipantsMay: {
             archive?: boolean;
@@ -1201,6 +1407,12 @@ export interface components {
             /** Format: int64 */
             lastActiveAt: number;
             user: components["schemas"]["UserSummary"];
+        };
+        /** @description One page of PresenceEntry. */
+        PresenceEntryPage: {
+            items: components["schemas"]["PresenceEntry"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         Project: {
             /** Format: int64 */
@@ -1213,6 +1425,12 @@ export interface components {
             /** Format: int64 */
             updatedAt: number;
             workspaceId: string;
+        };
+        /** @description One page of Project. */
+        ProjectPage: {
+            items: components["schemas"]["Project"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         PutApiKey: {
             key: string;
@@ -1243,6 +1461,12 @@ export interface components {
             title: string;
             /** Format: int64 */
             updatedAt: number;
+        };
+        /** @description One page of Resource. */
+        ResourcePage: {
+            items: components["schemas"]["Resource"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /**
          * @description The kinds of resource that have a live room.
@@ -1287,10 +1511,15 @@ export interface components {
             conversationId: string;
             shareId: string;
         };
-        /** @description What `GET /shares/{shareId}` shows: the conversation read-only, with its messages. */
+        /**
+         * @description What `GET /shares/{shareId}?limit=&cursor=` shows: the conversation
+         *     read-only, with one page of its messages.
+         */
         SharedConversation: {
             conversation: components["schemas"]["Conversation"];
             messages: components["schemas"]["Message"][];
+            /** @description Pass as `cursor` for the next page of messages; `null` on the last page. */
+            nextCursor: string | null;
             owner: components["schemas"]["UserSummary"];
         };
         SignupRequest: {
@@ -1342,6 +1571,10 @@ export interface components {
         UpdateMember: {
             role: components["schemas"]["Role"];
         };
+        /** @description `PATCH /orgs/{id}`: the fields to change. */
+        UpdateOrg: {
+            joinPolicy?: null | components["schemas"]["JoinPolicy"];
+        };
         UpdateProject: {
             name?: string | null;
         };
@@ -1381,6 +1614,12 @@ export interface components {
         User: {
             displayName: string;
             email: string;
+            /**
+             * @description Whether the user proved their address (a verification link or an
+             *     identity provider's `email_verified`). Until then they have their
+             *     personal workspace only.
+             */
+            emailVerified: boolean;
             id: string;
             orgId: string;
             orgRole: components["schemas"]["OrgRole"];
@@ -1396,6 +1635,19 @@ export interface components {
             /** @description Left out for people reading through a share link. */
             email?: string;
             id: string;
+        };
+        /** @description `POST /auth/verify-email/resend` → 202: where the new link went. */
+        VerificationSent: {
+            email: string;
+            /**
+             * Format: int64
+             * @description When the new link stops working.
+             */
+            expiresAt: number;
+        };
+        /** @description `POST /auth/verify-email`: the token of the emailed link. */
+        VerifyEmailRequest: {
+            token: string;
         };
         /**
          * @description `POST /collaboration/verify` (relay; `Authorization: Bearer <token>` and
@@ -1416,6 +1668,12 @@ export interface components {
             name: string;
             role: components["schemas"]["Role"];
             type: components["schemas"]["WorkspaceType"];
+        };
+        /** @description One page of WorkspaceSummary. */
+        WorkspaceSummaryPage: {
+            items: components["schemas"]["WorkspaceSummary"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /**
          * @description `team` (one per work-email organization) or `personal` (one per user).
@@ -1566,6 +1824,40 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    linkIdentity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkIdentityRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionContext"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     login: {
         parameters: {
             query?: never;
@@ -1674,6 +1966,65 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyEmail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyEmailRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionContext"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            410: components["responses"]["Gone"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    resendVerification: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            202: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VerificationSent"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
             429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
@@ -1909,10 +2260,10 @@ export interface operations {
                 archived?: boolean;
                 /** @description Only starred (true) or not starred (false) */
                 starred?: boolean;
-                /** @description `nextCursor` of the previous page */
-                cursor?: string;
-                /** @description Page size */
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
                 limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
             };
             header?: never;
             path?: never;
@@ -1933,6 +2284,7 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -2056,12 +2408,18 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
     listMessages: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2078,11 +2436,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Message"][];
+                    "application/json": components["schemas"]["MessagePage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -2241,7 +2601,12 @@ export interface operations {
     };
     listParticipants: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2258,11 +2623,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Participant"][];
+                    "application/json": components["schemas"]["ParticipantPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -2332,7 +2699,12 @@ export interface operations {
     };
     listPresence: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2349,11 +2721,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["PresenceEntry"][];
+                    "application/json": components["schemas"]["PresenceEntryPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -2598,7 +2972,12 @@ export interface operations {
     };
     listDiagramMembers: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2615,11 +2994,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Member"][];
+                    "application/json": components["schemas"]["MemberPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -2817,7 +3198,12 @@ export interface operations {
     };
     listDocumentMembers: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -2834,11 +3220,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Member"][];
+                    "application/json": components["schemas"]["MemberPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3135,9 +3523,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain": string;
+                    "application/openmetrics-text": string;
                 };
             };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
         };
     };
     openapi: {
@@ -3160,6 +3550,151 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+        };
+    };
+    getOrg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgDetails"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateOrg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateOrg"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgDetails"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listJoinRequests: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinRequest"][];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    acceptJoinRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    refuseJoinRequest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
         };
     };
     orgUsage: {
@@ -3321,7 +3856,12 @@ export interface operations {
     };
     listDiagrams: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3338,11 +3878,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Resource"][];
+                    "application/json": components["schemas"]["ResourcePage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3384,7 +3926,12 @@ export interface operations {
     };
     listDocuments: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3401,11 +3948,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Resource"][];
+                    "application/json": components["schemas"]["ResourcePage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3447,7 +3996,12 @@ export interface operations {
     };
     listProjectMembers: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3464,11 +4018,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Member"][];
+                    "application/json": components["schemas"]["MemberPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3577,7 +4133,12 @@ export interface operations {
     };
     listTasks: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3594,11 +4155,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Resource"][];
+                    "application/json": components["schemas"]["ResourcePage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3663,7 +4226,12 @@ export interface operations {
     };
     viewShare: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 shareId: string;
@@ -3683,9 +4251,11 @@ export interface operations {
                     "application/json": components["schemas"]["SharedConversation"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             410: components["responses"]["Gone"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3926,6 +4496,7 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
@@ -3934,7 +4505,12 @@ export interface operations {
     };
     listWorkspaces: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -3949,16 +4525,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["WorkspaceSummary"][];
+                    "application/json": components["schemas"]["WorkspaceSummaryPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
     listInvites: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3975,12 +4558,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Invite"][];
+                    "application/json": components["schemas"]["InvitePage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -4054,7 +4639,12 @@ export interface operations {
     };
     listWorkspaceMembers: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -4071,11 +4661,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Member"][];
+                    "application/json": components["schemas"]["MemberPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -4184,7 +4776,12 @@ export interface operations {
     };
     listProjects: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -4201,11 +4798,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Project"][];
+                    "application/json": components["schemas"]["ProjectPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };

@@ -1,0 +1,343 @@
+//! The core routes of `http::routes`, one entry per route and method.
+
+use tandem_protocol::collab::*;
+use tandem_protocol::http::*;
+use tandem_protocol::identity::*;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Content;
+
+use super::*;
+
+/// Every operation, in route-table order (`http::routes`).
+pub fn operations() -> Vec<Op> {
+    let mut ops = vec![
+        get("/healthz", "healthz", "Liveness: the process answers")
+            .public()
+            .static_answer()
+            .ok::<Health>(200),
+        get(
+            "/metrics",
+            "metrics",
+            "Prometheus metrics (OpenMetrics text format)",
+        )
+        .metrics()
+        .static_answer()
+        .describe(
+            "With `TANDEM_METRICS_TOKEN` set, only to `Authorization: Bearer <token>` (401 \
+             otherwise); with `TANDEM_METRICS_LISTEN` set, only on that listener (404 here).",
+        )
+        .errors(&[404])
+        .answer(
+            200,
+            "Metrics",
+            Some((
+                "application/openmetrics-text",
+                Content::new(Some(typed(Type::String))),
+            )),
+        ),
+        get("/readyz", "readyz", "Readiness: the database answers")
+            .public()
+            .ok::<Health>(200),
+        get("/openapi.json", "openapi", "This OpenAPI document")
+            .public()
+            .static_answer()
+            .ok_object(200, ObjectBuilder::new()),
+        post(
+            "/auth/signup",
+            "signup",
+            "Create an account (and its personal workspace)",
+        )
+        .public()
+        .body::<SignupRequest>()
+        .errors(&[409, 429])
+        .ok::<AuthResponse>(201),
+        post("/auth/login", "login", "Sign in with email and password")
+            .public()
+            .body::<LoginRequest>()
+            .errors(&[401, 429])
+            .ok::<AuthResponse>(200),
+        post("/auth/logout", "logout", "End this session").no_content(),
+        get(
+            "/auth/session",
+            "getSession",
+            "The caller, their organization and workspaces",
+        )
+        .ok::<SessionContext>(200),
+        post(
+            "/auth/verify-email",
+            "verifyEmail",
+            "Prove an address with the token of the emailed link",
+        )
+        .public()
+        .describe(
+            "No login needed: the token is the proof. Answers the verified user's session \
+             context (no session token). 400: unknown or malformed token; 410: used already, \
+             expired, or for an address the account no longer has.",
+        )
+        .body::<VerifyEmailRequest>()
+        .errors(&[410, 429])
+        .ok::<SessionContext>(200),
+        post(
+            "/auth/verify-email/resend",
+            "resendVerification",
+            "Mail a new verification link",
+        )
+        .describe("409 when the address is verified already; 429 after 3 emails in 10 minutes.")
+        .errors(&[409, 429])
+        .ok::<VerificationSent>(202),
+        post(
+            "/auth/link-identity",
+            "linkIdentity",
+            "Link an identity-provider account to the password account of its email",
+        )
+        .describe(
+            "`Authorization: Bearer <identity-provider JWT>` (a session token is not enough) and \
+             the password account's password. 401: no JWT, a JWT not accepted, or a wrong \
+             password; 409: the address is not verified, or either side is linked already.",
+        )
+        .body::<LinkIdentityRequest>()
+        .errors(&[409, 429])
+        .ok::<SessionContext>(200),
+        get(
+            "/workspaces",
+            "listWorkspaces",
+            "Workspaces the caller can see",
+        )
+        .page::<WorkspaceSummary>(),
+        post(
+            "/collaboration/token",
+            "createCollaborationToken",
+            "A one-time token to join a room on the relay",
+        )
+        .body::<TokenRequest>()
+        .errors(&[403, 404])
+        .ok::<TokenResponse>(200),
+        post(
+            "/collaboration/verify",
+            "verifyCollaborationToken",
+            "Relay: consume a one-time token",
+        )
+        .relay_with_token()
+        .describe(
+            "The relay's secret in `x-tandem-relay-secret` and the client's token as Bearer; \
+             without the secret (401) nothing is consumed.",
+        )
+        .body::<VerifyRequest>()
+        .errors(&[403])
+        .ok::<VerifyResponse>(200),
+        get(
+            "/collaboration/check-access",
+            "checkAccess",
+            "Relay: may this user still use this room?",
+        )
+        .relay()
+        .query(
+            "roomId",
+            Type::String,
+            "The room, `{resourceType}-{resourceId}`",
+        )
+        .query("userId", Type::String, "The user")
+        .ok::<CheckAccessResponse>(200),
+        post(
+            "/collaboration/check-access",
+            "checkAccessBatch",
+            "Relay: may these users still use this room?",
+        )
+        .relay()
+        .body::<CheckAccessBatchRequest>()
+        .ok::<CheckAccessBatchResponse>(200),
+        get(
+            "/collaboration/events",
+            "accessEvents",
+            "Relay: access changes after a cursor (long poll)",
+        )
+        .relay()
+        .query(
+            "after",
+            Type::Integer,
+            "Cursor: the `last` of the previous answer",
+        )
+        .query(
+            "timeoutMs",
+            Type::Integer,
+            "Longest wait for an event (at most 30000)",
+        )
+        .ok::<AccessEvents>(200),
+        get(
+            "/collaboration/rooms/{roomId}/snapshot",
+            "loadSnapshot",
+            "Relay: a room's stored Yjs state",
+        )
+        .relay()
+        .errors(&[400, 404])
+        .answer(
+            200,
+            "The Yjs update (empty when nothing was saved)",
+            Some(("application/octet-stream", bytes())),
+        ),
+        {
+            let saved = post(
+                "/collaboration/rooms/{roomId}/snapshot",
+                "saveSnapshot",
+                "Relay: merge a Yjs update into a room's state",
+            )
+            .relay()
+            .body_with("application/octet-stream", bytes())
+            .errors(&[400, 404, 409, 413, 422]);
+            saved.ok::<crate::store::snapshots::Saved>(200)
+        },
+        get(
+            "/workspaces/{id}/projects",
+            "listProjects",
+            "Projects of a workspace",
+        )
+        .errors(&[404])
+        .page::<Project>(),
+        post(
+            "/workspaces/{id}/projects",
+            "createProject",
+            "Create a project",
+        )
+        .body::<CreateProject>()
+        .errors(&[403, 404])
+        .ok::<Project>(201),
+        get("/projects/{id}", "getProject", "A project")
+            .errors(&[404])
+            .ok::<Project>(200),
+        patch("/projects/{id}", "updateProject", "Rename a project")
+            .body::<UpdateProject>()
+            .errors(&[403, 404])
+            .ok::<Project>(200),
+        delete(
+            "/projects/{id}",
+            "deleteProject",
+            "Delete a project and everything in it",
+        )
+        .errors(&[403, 404])
+        .no_content(),
+    ];
+    for scope in SCOPES {
+        let one = scope.trim_end_matches('s');
+        let path = format!("/{scope}/{{id}}/members");
+        let (cap, id) = (
+            capitalized(one),
+            format!("/{scope}/{{id}}/members/{{userId}}"),
+        );
+        ops.push(
+            get(
+                &path,
+                &format!("list{cap}Members"),
+                &format!("Members of a {one}"),
+            )
+            .errors(&[404])
+            .page::<Member>(),
+        );
+        ops.push(
+            post(
+                &path,
+                &format!("add{cap}Member"),
+                &format!("Grant a user a role on a {one}"),
+            )
+            .body::<AddMember>()
+            .errors(&[403, 404, 409])
+            .ok::<Member>(201),
+        );
+        ops.push(
+            patch(
+                &id,
+                &format!("update{cap}Member"),
+                &format!("Change a member's role on a {one}"),
+            )
+            .body::<UpdateMember>()
+            .errors(&[403, 404, 409])
+            .ok::<Member>(200),
+        );
+        ops.push(
+            delete(
+                &id,
+                &format!("remove{cap}Member"),
+                &format!("Remove a member from a {one}"),
+            )
+            .errors(&[403, 404, 409])
+            .no_content(),
+        );
+    }
+    for kind in KINDS {
+        let one = kind.trim_end_matches('s');
+        let cap = capitalized(one);
+        let list = format!("/projects/{{id}}/{kind}");
+        let item = format!("/{kind}/{{id}}");
+        ops.push(
+            get(
+                &list,
+                &format!("list{cap}s"),
+                &format!("The {kind} of a project"),
+            )
+            .errors(&[404])
+            .page::<Resource>(),
+        );
+        ops.push(
+            post(&list, &format!("create{cap}"), &format!("Create a {one}"))
+                .body::<CreateResource>()
+                .errors(&[403, 404])
+                .ok::<Resource>(201),
+        );
+        ops.push(
+            get(&item, &format!("get{cap}"), &format!("A {one}"))
+                .errors(&[404])
+                .ok::<Resource>(200),
+        );
+        ops.push(
+            patch(&item, &format!("update{cap}"), &format!("Rename a {one}"))
+                .body::<UpdateResource>()
+                .errors(&[403, 404])
+                .ok::<Resource>(200),
+        );
+        ops.push(
+            delete(&item, &format!("delete{cap}"), &format!("Delete a {one}"))
+                .errors(&[403, 404])
+                .no_content(),
+        );
+    }
+    ops.extend(super::chat::operations());
+    ops.extend(org_operations());
+    ops
+}
+
+/// Organizations: settings and join requests (`http::org_routes`).
+fn org_operations() -> Vec<Op> {
+    const O: &str = "/orgs/{id}";
+    let decide = |verb: &str, id: &str, summary: &str| {
+        post(&format!("{O}/join-requests/{{userId}}/{verb}"), id, summary)
+            .describe("404 when there is no such pending request (decided already).")
+            .errors(&[403, 404])
+            .no_content()
+    };
+    vec![
+        get(O, "getOrg", "An organization (its members)")
+            .errors(&[404])
+            .ok::<OrgDetails>(200),
+        patch(O, "updateOrg", "Set an organization's join policy (owners)")
+            .describe("422 for an unknown policy or a solo org (it has no domain).")
+            .body::<UpdateOrg>()
+            .errors(&[403, 404])
+            .ok::<OrgDetails>(200),
+        get(
+            &format!("{O}/join-requests"),
+            "listJoinRequests",
+            "Verified users of the domain waiting to join, oldest first (owners)",
+        )
+        .errors(&[403, 404])
+        .list::<JoinRequest>(),
+        decide(
+            "accept",
+            "acceptJoinRequest",
+            "Accept a join request: the user becomes a member",
+        ),
+        decide(
+            "refuse",
+            "refuseJoinRequest",
+            "Refuse a join request: the user keeps their solo org",
+        ),
+    ]
+}
