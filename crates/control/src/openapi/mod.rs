@@ -221,17 +221,6 @@ impl Op {
         )
     }
 
-    /// Answers a JSON array of `T`.
-    fn list<T: ToSchema>(mut self) -> Self {
-        let schema = self.register::<T>();
-        let array = ArrayBuilder::new().items(schema);
-        self.answer(
-            200,
-            "Success",
-            Some(("application/json", json_content(array))),
-        )
-    }
-
     /// Takes `?limit&cursor` (422 for a bad limit, 400 for a bad cursor).
     fn paging(self) -> Self {
         self.query(

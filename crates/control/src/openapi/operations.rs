@@ -328,7 +328,7 @@ fn org_operations() -> Vec<Op> {
             "Verified users of the domain waiting to join, oldest first (owners)",
         )
         .errors(&[403, 404])
-        .list::<JoinRequest>(),
+        .page::<JoinRequest>(),
         decide(
             "accept",
             "acceptJoinRequest",

@@ -1301,6 +1301,12 @@ export interface components {
             email: string;
             userId: string;
         };
+        /** @description One page of JoinRequest. */
+        JoinRequestPage: {
+            items: components["schemas"]["JoinRequest"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
         /**
          * @description `POST /auth/link-identity` (with `Authorization: Bearer <IdP JWT>`): the
          *     password of the existing account with the JWT's email.
@@ -3617,7 +3623,12 @@ export interface operations {
     };
     listJoinRequests: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
             header?: never;
             path: {
                 id: string;
@@ -3634,12 +3645,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["JoinRequest"][];
+                    "application/json": components["schemas"]["JoinRequestPage"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
