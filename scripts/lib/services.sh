@@ -110,5 +110,6 @@ stop_services() {
     as_pg "$PG_CTL" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
     log "PostgreSQL stopped"
   fi
-  [ -n "$SERVICES_TMP" ] && rm -rf "$SERVICES_TMP"
+  if [ -n "$SERVICES_TMP" ]; then rm -rf "$SERVICES_TMP"; fi
+  return 0
 }
