@@ -151,7 +151,12 @@ interface SyncStateRecord {
 type Rows = Table<Row, string>
 type StoredOp = PendingOp & { seq: number }
 
-const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,62}$/
+const NAME_RE = /^[A-Za-z][A-Za-z0-9_]{0,63}$/
+/** The server's bounds on one row (`crates/protocol/src/sync.rs`). */
+export const MAX_ROW_ID_BYTES = 256
+export const MAX_ROW_BYTES = 64 * 1024
+export const MAX_FIELDS = 256
+const encoder = new TextEncoder()
 const REJECTABLE = new Set([400, 413, 422])
 
 function randomId (): string {
@@ -326,6 +331,13 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
     const idb = trans.idbtrans
     if (this.remoteTxs.has(idb)) return
     if (typeof key !== 'string' || key === '') throw new TypeError(`sync: rows of "${table}" need a non-empty string key`)
+    // The server's bounds (proto-docs/sync.md): refuse here, where the app sees the error,
+    // rather than have the server reject the change after it was shown locally.
+    if (encoder.encode(key).length > MAX_ROW_ID_BYTES) throw new RangeError(`sync: a row id of "${table}" is longer than ${MAX_ROW_ID_BYTES} bytes`)
+    if (fields !== undefined) {
+      if (Object.keys(fields).length > MAX_FIELDS) throw new RangeError(`sync: a row of "${table}" has more than ${MAX_FIELDS} fields`)
+      if (encoder.encode(JSON.stringify(fields)).length > MAX_ROW_BYTES) throw new RangeError(`sync: a row of "${table}" is larger than ${MAX_ROW_BYTES} bytes of JSON`)
+    }
     const entry: PendingOp = { clientId: this.clientId, table, rowId: key, op, hlc: this.clock.now(), at: Date.now() }
     if (fields !== undefined) entry.fields = fields
     idb.objectStore('pending_ops').add(entry)

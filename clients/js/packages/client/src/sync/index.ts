@@ -2,7 +2,7 @@
 // outbox, field-level last-writer-wins by hybrid logical clock). Needs the
 // `dexie` peer dependency; the main entry point does not import it.
 export {
-  createSync, decide, SyncEngine, INTERNAL_TABLES,
+  createSync, decide, SyncEngine, INTERNAL_TABLES, MAX_ROW_ID_BYTES, MAX_ROW_BYTES, MAX_FIELDS,
   type SyncOptions, type SyncState, type SyncStatus, type SyncRun, type SyncEvents,
   type RejectedMutation, type RemoteChangeEvent
 } from './engine.js'
