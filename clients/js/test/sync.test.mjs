@@ -38,8 +38,22 @@ const pending = (dev) => dev.db.table('pending_ops').count()
 const settled = (dev) => dev.sync.status.state === 'idle' && dev.sync.status.pending === 0
 
 async function personalWorkspace (tandem, user) {
+  return await workspaceOf(tandem, user, 'personal')
+}
+
+async function workspaceOf (tandem, user, type) {
   const session = await clientFor(tandem, user).api.get('/auth/session')
-  return session.workspaces.find((w) => w.type === 'personal').id
+  return session.workspaces.find((w) => w.type === type).id
+}
+
+let domains = 0
+/** An owner at a domain of their own: their org's team workspace can take other members. */
+async function teamOwner (tandem) {
+  const anon = clientFor(tandem, null)
+  const email = `owner@team-${process.pid}-${++domains}.dev`
+  const r = await anon.api.post('/auth/signup', { body: { email, password: 'password123', displayName: 'Owner' } })
+  const owner = { id: r.user.id, token: r.sessionToken, email }
+  return { owner, ws: await workspaceOf(tandem, owner, 'team') }
 }
 
 /** Waits until every device is idle with an empty outbox and they all hold the same rows. */
@@ -247,9 +261,8 @@ describe('sync engine against tandem dev', () => {
   })
 
   test('a viewer\'s changes are rejected and the local rows return to the server\'s state', async () => {
-    const owner = await signup(tandem, 'Owner')
+    const { owner, ws } = await teamOwner(tandem)
     const viewer = await signup(tandem, 'Viewer')
-    const ws = await personalWorkspace(tandem, owner)
     await clientFor(tandem, owner).api.post('/workspaces/{id}/members', { path: { id: ws }, body: { userId: viewer.id, role: 'viewer' } })
     const o = dev(tandem, owner, ws)
     await o.db.todos.put({ id: 'v1', title: 'owner\'s', done: false })
@@ -265,9 +278,8 @@ describe('sync engine against tandem dev', () => {
   })
 
   test('a removed member gets revoked and the local database is deleted', async () => {
-    const owner = await signup(tandem, 'Owner')
+    const { owner, ws } = await teamOwner(tandem)
     const guest = await signup(tandem, 'Guest')
-    const ws = await personalWorkspace(tandem, owner)
     const api = clientFor(tandem, owner).api
     await api.post('/workspaces/{id}/members', { path: { id: ws }, body: { userId: guest.id, role: 'editor' } })
     const g = dev(tandem, guest, ws)
