@@ -379,14 +379,19 @@ fn take_seqs(c: &mut DbConnection, ws: &str, n: i64) -> Result<i64, ApiError> {
             .execute(c)
     };
     if bump(c)? == 0 {
-        diesel::insert_into(sync_workspaces::table)
-            .values((
-                sync_workspaces::workspace_id.eq(ws),
-                sync_workspaces::seq.eq(0_i64),
-                sync_workspaces::pruned_seq.eq(0_i64),
-            ))
-            .on_conflict_do_nothing()
-            .execute(c)?;
+        // The first push of a workspace: make its counter (a concurrent
+        // first push may make it too; both then bump the one row).
+        use diesel::sql_types::Text;
+        const SQL: &str = "INSERT INTO sync_workspaces (workspace_id, seq, pruned_seq) \
+                           VALUES ({}, 0, 0) ON CONFLICT DO NOTHING";
+        match c {
+            DbConnection::Pg(pg) => diesel::sql_query(SQL.replace("{}", "$1"))
+                .bind::<Text, _>(ws)
+                .execute(pg)?,
+            DbConnection::Sqlite(lite) => diesel::sql_query(SQL.replace("{}", "?"))
+                .bind::<Text, _>(ws)
+                .execute(lite)?,
+        };
         bump(c)?;
     }
     let last: i64 = sync_workspaces::table
@@ -601,11 +606,23 @@ fn write_rows<'a>(
             inserts.push(row);
         }
     }
-    // SQLite allows at most 32766 bound parameters per statement.
-    for chunk in inserts.chunks(200) {
-        diesel::insert_into(sync_rows::table)
-            .values(chunk)
-            .execute(c)?;
+    match c {
+        // One statement per 200 rows (10 parameters each, far below the limit).
+        DbConnection::Pg(pg) => {
+            for chunk in inserts.chunks(200) {
+                diesel::insert_into(sync_rows::table)
+                    .values(chunk)
+                    .execute(pg)?;
+            }
+        }
+        // In-process: a statement per row costs little.
+        DbConnection::Sqlite(lite) => {
+            for row in &inserts {
+                diesel::insert_into(sync_rows::table)
+                    .values(row)
+                    .execute(lite)?;
+            }
+        }
     }
     Ok(())
 }

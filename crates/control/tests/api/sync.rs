@@ -522,7 +522,7 @@ async fn bad_inputs_are_refused_clearly(backend: Backend) {
         assert_eq!(a.status, status, "{mutations}: {}", a.body);
         let message = a.body["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{message} should mention {says}");
-        assert!(a.body["requestId"].is_string());
+        assert!(a.body["error"]["requestId"].is_string());
     }
     // Nothing of that was stored, nor counted as a mutation.
     assert!(state(&app, &ann, &ws).await.is_empty());
