@@ -146,6 +146,8 @@ interface SyncStateRecord {
   lastMutationIds: Record<string, number>
   /** The latest clock seen (so a restarted client never issues an older one). */
   clock: string | null
+  /** The app tables the cursor covers: a new table means the state must be read again. */
+  tables?: string[]
 }
 
 type Rows = Table<Row, string>
@@ -357,8 +359,14 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
     const state = await this.db.transaction('rw', 'sync_state', async () => {
       const table = this.db.table<SyncStateRecord, string>('sync_state')
       let s = await table.get('state')
+      const tables = [...this.tableNames].sort()
       if (s === undefined) {
-        s = { key: 'state', clientGroupId: randomId(), cursor: null, lastMutationIds: {}, clock: null }
+        s = { key: 'state', clientGroupId: randomId(), cursor: null, lastMutationIds: {}, clock: null, tables }
+        await table.put(s)
+      } else if (JSON.stringify(s.tables ?? []) !== JSON.stringify(tables)) {
+        // Pulls so far skipped collections this version declares: read everything again.
+        if (s.cursor !== null && tables.some((t) => !(s?.tables ?? []).includes(t))) this.forceReset = true
+        s = { ...s, tables }
         await table.put(s)
       }
       return s
@@ -687,8 +695,8 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
       }
     })
     this.update({ cursor })
-    await this.refreshPending()
     if (Object.keys(touched).length > 0 || reset) this.emit('change', { tables: touched, reset })
+    await this.refreshPending()
   }
 
   // ---- plumbing ----
