@@ -1,6 +1,9 @@
 // @tandem/react/sync with react-test-renderer, fake-indexeddb and the real
 // server: useSync owns an engine, useLiveQuery shows pulled and local rows,
 // useSyncStatus follows the engine, unmounting closes it.
+// Dexie's liveQuery runs only where a global indexedDB exists (as in browsers): install
+// fake-indexeddb's before Dexie loads. Each engine still gets a factory of its own.
+import 'fake-indexeddb/auto'
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createElement, act } from 'react'
