@@ -4,7 +4,16 @@
 // tables and empty outboxes.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { api, launchChromium, openUser, screenshot, startStatic, startTandem, waitFor } from './harness.mjs'
+import { api, launchChromium, openUser, screenshot, startStatic, startTandem } from './harness.mjs'
+
+/** Polls an async condition (the harness's waitFor takes a synchronous one). */
+async function waitFor (pred, ms, what) {
+  const start = Date.now()
+  while (!(await pred())) {
+    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
 
 describe('@tandem/client/sync in Chromium', () => {
   let tandem, site, chromium, control, user, workspaceId
@@ -20,7 +29,8 @@ describe('@tandem/client/sync in Chromium', () => {
     workspaceId = session.workspaces.find((w) => w.type === 'personal').id
     for (const name of ['device-a', 'device-b']) {
       const d = await openUser(chromium.browser, name)
-      await d.page.goto(`${site.origin}/sync/`)
+      if (process.env.SYNC_DEBUG) d.page.on('console', (m) => console.log(name, m.text()))
+      await d.page.goto(`${site.origin}/sync/${process.env.SYNC_DEBUG ? '#debug' : ''}`)
       await d.page.waitForFunction(() => typeof window.startDevice === 'function')
       await d.page.evaluate((args) => window.startDevice(args), { controlUrl: tandem.controlUrl, token: user.token, workspaceId })
       devices.push(d)

@@ -17,6 +17,10 @@ window.startDevice = async ({ controlUrl, token, workspaceId }) => {
     document.getElementById('rows').textContent = JSON.stringify(await todos.orderBy('id').toArray(), null, 1)
   }
   sync.on('change', () => { void show() })
+  if (window.location.hash === '#debug') {
+    sync.on('run', (r) => console.log('run', sync.clientId.slice(0, 4), JSON.stringify(r)))
+    sync.on('status', (st) => console.log('status', sync.clientId.slice(0, 4), st.state, st.pending, st.cursor))
+  }
   window.device = {
     sync,
     put: async (row) => { await todos.put(row); await show() },
