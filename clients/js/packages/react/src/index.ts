@@ -2,13 +2,15 @@
 // client's objects (a DocumentConnection, a LiveConversation) for the
 // component's lifetime and subscribe to them with useSyncExternalStore; the
 // sockets and streams, their reconnects and revocation, stay in the client.
-import { createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore, type ReactNode } from 'react'
+import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore, type ReactNode } from 'react'
 import * as Y from 'yjs'
 import type {
   ConnectDocumentOptions, ConnectionStatus, ConversationState, DocumentConnection, DocumentState,
   LiveConversation, Message, ResourceType, Revocation, SendMessageBody, Tandem
 } from '@tandem/client'
-import { TandemContext } from './context.js'
+
+/** The context TandemProvider fills (also read by `@tandem/react/sync`). */
+export const TandemContext = createContext<Tandem | null>(null)
 
 /** Makes a Tandem client (from `createTandem`) available to the hooks below. */
 export function TandemProvider ({ client, children }: { client: Tandem, children?: ReactNode }): ReactNode {

@@ -6,7 +6,7 @@ import { useContext, useEffect, useRef, useState, useSyncExternalStore, type Dep
 import { liveQuery } from 'dexie'
 import { createSync, type Row, type SyncEngine, type SyncOptions, type SyncStatus } from '@tandem/client/sync'
 import type { Tandem } from '@tandem/client'
-import { TandemContext } from './context.js'
+import { TandemContext } from './index.js'
 
 export interface UseSyncOptions extends Omit<SyncOptions, 'workspaceId' | 'autoStart'> {
   /** The client (default: the TandemProvider's). */
