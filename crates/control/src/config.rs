@@ -204,7 +204,11 @@ pub struct ControlConfig {
     pub sync_tombstone_horizon_ms: u64,
 
     /// Sync: how often tombstones past the horizon are looked for, in milliseconds.
-    #[arg(long, env = "TANDEM_SYNC_COMPACT_INTERVAL_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "TANDEM_SYNC_COMPACT_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
     pub sync_compact_interval_ms: u64,
 
     /// Sync: how often event streams look for changes written by other

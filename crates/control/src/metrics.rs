@@ -61,15 +61,47 @@ impl SyncMetrics {
     fn register(&self, r: &mut Registry) {
         let s = r.sub_registry_with_prefix("sync");
         s.register("pushes", "Push requests answered", self.pushes.clone());
-        s.register("mutations_applied", "Mutations applied", self.mutations_applied.clone());
-        s.register("mutations_duplicate", "Mutations replayed (nothing changed)", self.mutations_duplicate.clone());
-        s.register("mutations_rejected", "Mutations rejected (viewers, oversize rows)", self.mutations_rejected.clone());
-        s.register("conflicts", "Field writes and deletes that lost to a newer clock", self.conflicts.clone());
+        s.register(
+            "mutations_applied",
+            "Mutations applied",
+            self.mutations_applied.clone(),
+        );
+        s.register(
+            "mutations_duplicate",
+            "Mutations replayed (nothing changed)",
+            self.mutations_duplicate.clone(),
+        );
+        s.register(
+            "mutations_rejected",
+            "Mutations rejected (viewers, oversize rows)",
+            self.mutations_rejected.clone(),
+        );
+        s.register(
+            "conflicts",
+            "Field writes and deletes that lost to a newer clock",
+            self.conflicts.clone(),
+        );
         s.register("pulls", "Pull requests answered", self.pulls.clone());
-        s.register("changes_pulled", "Changed rows sent by pulls", self.changes_pulled.clone());
-        s.register("resets", "Pulls answered with reset (cursor older than the compaction horizon)", self.resets.clone());
-        s.register("tombstones_pruned", "Tombstones pruned after the horizon", self.tombstones_pruned.clone());
-        s.register("log_rows", "Rows kept by the sync log, tombstones included", self.log_rows.clone());
+        s.register(
+            "changes_pulled",
+            "Changed rows sent by pulls",
+            self.changes_pulled.clone(),
+        );
+        s.register(
+            "resets",
+            "Pulls answered with reset (cursor older than the compaction horizon)",
+            self.resets.clone(),
+        );
+        s.register(
+            "tombstones_pruned",
+            "Tombstones pruned after the horizon",
+            self.tombstones_pruned.clone(),
+        );
+        s.register(
+            "log_rows",
+            "Rows kept by the sync log, tombstones included",
+            self.log_rows.clone(),
+        );
         s.register("streams", "Open sync event streams", self.streams.clone());
     }
 }

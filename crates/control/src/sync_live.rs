@@ -88,13 +88,16 @@ impl SyncPollers {
     }
 }
 
+/// Access events as a loop keeps them: `(seq, user)`.
+type AccessNews = Vec<(i64, Option<String>)>;
+
 /// One look: the change seq, and the access events after `access_seq`
-/// (or, on the first look, just the feed's newest seq).
+/// (or, on the first look, `Err` with just the feed's newest seq).
 fn look(
     c: &mut crate::db::DbConnection,
     ws: &str,
     access_seq: Option<i64>,
-) -> Result<(i64, Result<Vec<(i64, Option<String>)>, i64>), ApiError> {
+) -> Result<(i64, Result<AccessNews, i64>), ApiError> {
     let (seq, _) = sync::counters(c, ws)?;
     let access = match access_seq {
         None => Err(events::last_seq(c)?),
@@ -141,7 +144,8 @@ async fn poll(state: Arc<AppState>, id: String, tx: watch::Sender<Seen>) {
                     recent: Arc::new(recent.clone()),
                 };
                 tx.send_if_modified(|old| {
-                    let moved = !old.ready || old.seq != next.seq || old.access_seq != next.access_seq;
+                    let moved =
+                        !old.ready || old.seq != next.seq || old.access_seq != next.access_seq;
                     if moved {
                         *old = next;
                     }

@@ -47,7 +47,8 @@ pub async fn push(
 ) -> Result<web::Json<PushResponse>, ApiError> {
     let drift = i64::try_from(state.config.sync_max_drift_ms).unwrap_or(i64::MAX);
     let now = now_ms();
-    let (group, client, mutations) = sync::check_push(body.into_inner(), now.saturating_add(drift))?;
+    let (group, client, mutations) =
+        sync::check_push(body.into_inner(), now.saturating_add(drift))?;
     let actor = user.actor();
     let (ws, pushed) = state
         .db(move |c| {
@@ -103,9 +104,14 @@ pub async fn pull(
     } = params.into_inner();
     let limit = limit.unwrap_or(DEFAULT_PULL);
     if !(1..=MAX_PULL).contains(&limit) {
-        return Err(ApiError::validation(format!("limit must be 1..={MAX_PULL}")));
+        return Err(ApiError::validation(format!(
+            "limit must be 1..={MAX_PULL}"
+        )));
     }
-    if client_group_id.as_deref().is_some_and(|g| !sync::client_id_ok(g)) {
+    if client_group_id
+        .as_deref()
+        .is_some_and(|g| !sync::client_id_ok(g))
+    {
         return Err(ApiError::BadRequest(
             "clientGroupId must be 1..=64 characters of A-Z a-z 0-9 _ -".into(),
         ));
@@ -116,7 +122,14 @@ pub async fn pull(
         .db(move |c| {
             read_tx(c, |c| {
                 let (ws, _) = standing(c, &actor, &id)?;
-                sync::pull(c, &ws, &actor.user_id, client_group_id.as_deref(), cursor, limit)
+                sync::pull(
+                    c,
+                    &ws,
+                    &actor.user_id,
+                    client_group_id.as_deref(),
+                    cursor,
+                    limit,
+                )
             })
         })
         .await?;
@@ -136,9 +149,7 @@ pub async fn events(
 ) -> Result<HttpResponse, ApiError> {
     let actor = user.actor();
     let check = actor.clone();
-    let ws = state
-        .db(move |c| Ok(standing(c, &check, &id)?.0))
-        .await?;
+    let ws = state.db(move |c| Ok(standing(c, &check, &id)?.0)).await?;
     let max = state.config.max_streams_per_user;
     let slot = state
         .stream_slots

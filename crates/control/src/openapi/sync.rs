@@ -36,7 +36,11 @@ pub fn operations() -> Vec<Op> {
              current state. A reader never misses a change committed after it read.",
         )
         .query("cursor", Type::String, "Opaque cursor of the previous pull")
-        .query("limit", Type::Integer, "Changes per page, 1..=1000 (default 500)")
+        .query(
+            "limit",
+            Type::Integer,
+            "Changes per page, 1..=1000 (default 500)",
+        )
         .query(
             "clientGroupId",
             Type::String,

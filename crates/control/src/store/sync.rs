@@ -43,7 +43,9 @@ pub struct Hlc {
 impl Hlc {
     /// Parses `s`, whose client part must be `client`.
     pub fn parse(s: &str, client: &str) -> Result<Hlc, String> {
-        let bad = || format!("hlc must be \"{{13-digit ms}}:{{6-digit counter}}:{{clientId}}\" with this client's id (got {:?})", truncate(s, 100));
+        let bad = || {
+            format!("hlc must be \"{{13-digit ms}}:{{6-digit counter}}:{{clientId}}\" with this client's id (got {:?})", truncate(s, 100))
+        };
         let mut parts = s.splitn(3, ':');
         let (Some(ms), Some(counter), Some(who)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -141,7 +143,10 @@ fn name_ok(s: &str, max: usize) -> bool {
 }
 
 /// Checks a whole push body; clocks ahead of `clock_limit` are clamped.
-pub fn check_push(req: PushRequest, clock_limit: i64) -> Result<(String, String, Vec<Checked>), Invalid> {
+pub fn check_push(
+    req: PushRequest,
+    clock_limit: i64,
+) -> Result<(String, String, Vec<Checked>), Invalid> {
     use Invalid::{Bad, TooLarge};
     if !client_id_ok(&req.client_id) || !client_id_ok(&req.client_group_id) {
         return Err(Bad(format!(
@@ -214,7 +219,9 @@ pub fn check_push(req: PushRequest, clock_limit: i64) -> Result<(String, String,
                 truncate(k, 40)
             )));
         }
-        let size = serde_json::to_string(&fields).map(|s| s.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_string(&fields)
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
         if size > MAX_ROW_BYTES {
             return Err(TooLarge(format!(
                 "mutation {id}: fields are {size} bytes of JSON, at most {MAX_ROW_BYTES}"
@@ -298,7 +305,12 @@ impl RowState {
         let map: Map<String, Value> = self
             .fields
             .iter()
-            .map(|(k, (h, v))| (k.clone(), Value::Array(vec![Value::String(h.clone()), v.clone()])))
+            .map(|(k, (h, v))| {
+                (
+                    k.clone(),
+                    Value::Array(vec![Value::String(h.clone()), v.clone()]),
+                )
+            })
             .collect();
         Value::Object(map).to_string()
     }
@@ -531,11 +543,7 @@ type Slots = HashMap<(String, String), Slot>;
 
 /// Loads the stored state of every row the mutations touch (one query per
 /// collection) and makes an entry for each: `(exists, state, seq)`.
-fn load_rows(
-    c: &mut DbConnection,
-    ws: &str,
-    fresh: &[&Checked],
-) -> Result<Slots, ApiError> {
+fn load_rows(c: &mut DbConnection, ws: &str, fresh: &[&Checked]) -> Result<Slots, ApiError> {
     let mut rows = Slots::new();
     let mut by_collection: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for m in fresh {
@@ -705,9 +713,11 @@ pub fn pull(
         Cursor::Start => (0, Some(seq), pruned, false),
         Cursor::At(n) if n < pruned || n > seq => (0, Some(seq), pruned, true),
         Cursor::At(n) => (n, None, pruned, false),
-        Cursor::Scan { pos, start, pruned: p } if p != pruned || pos > seq || start > seq => {
-            (0, Some(seq), pruned, true)
-        }
+        Cursor::Scan {
+            pos,
+            start,
+            pruned: p,
+        } if p != pruned || pos > seq || start > seq => (0, Some(seq), pruned, true),
         Cursor::Scan { pos, start, .. } => (pos, Some(start), pruned, false),
     };
     let mut q = sync_rows::table
@@ -848,8 +858,15 @@ mod tests {
     #[test]
     fn fields_keep_the_highest_clock() {
         let mut s = RowState::default();
-        s.apply(Op::Put, &f(json!({"a": 1, "b": 1})), "0000000000002:000000:x");
-        assert_eq!(s.apply(Op::Patch, &f(json!({"a": 2})), "0000000000001:000000:y"), 1);
+        s.apply(
+            Op::Put,
+            &f(json!({"a": 1, "b": 1})),
+            "0000000000002:000000:x",
+        );
+        assert_eq!(
+            s.apply(Op::Patch, &f(json!({"a": 2})), "0000000000001:000000:y"),
+            1
+        );
         s.apply(Op::Patch, &f(json!({"b": 3})), "0000000000003:000000:y");
         assert_eq!(s.visible(), Some(f(json!({"a": 1, "b": 3}))));
         // A tie on time and counter goes to the higher client id.
@@ -867,7 +884,10 @@ mod tests {
         assert_eq!(s.visible(), Some(f(json!({"b": 1}))));
         s.apply(Op::Delete, &Map::new(), "0000000000006:000000:x");
         assert!(s.deleted());
-        assert_eq!(s.apply(Op::Patch, &f(json!({"c": 1})), "0000000000004:000000:y"), 1);
+        assert_eq!(
+            s.apply(Op::Patch, &f(json!({"c": 1})), "0000000000004:000000:y"),
+            1
+        );
         assert!(s.deleted());
         // A put replaces: fields it does not name are gone.
         s.apply(Op::Put, &f(json!({"d": 1})), "0000000000007:000000:x");
@@ -900,20 +920,44 @@ mod tests {
     #[test]
     fn clocks_parse_strictly_and_clamp() {
         let h = Hlc::parse("1764720000000:000012:dev-1", "dev-1").unwrap();
-        assert_eq!(h.clone().clamp(1764720000500).render(), "1764720000000:000012:dev-1");
+        assert_eq!(
+            h.clone().clamp(1764720000500).render(),
+            "1764720000000:000012:dev-1"
+        );
         assert_eq!(h.clamp(5).render(), "0000000000005:000012:dev-1");
-        for bad in ["", "1:2:dev-1", "1764720000000:000012:other", "1764720000000:00001x:dev-1"] {
+        for bad in [
+            "",
+            "1:2:dev-1",
+            "1764720000000:000012:other",
+            "1764720000000:00001x:dev-1",
+        ] {
             assert!(Hlc::parse(bad, "dev-1").is_err(), "{bad}");
         }
     }
 
     #[test]
     fn cursors_round_trip_and_reject_strangers() {
-        for c in [Cursor::At(0), Cursor::At(42), Cursor::Scan { pos: 1, start: 2, pruned: 3 }] {
+        for c in [
+            Cursor::At(0),
+            Cursor::At(42),
+            Cursor::Scan {
+                pos: 1,
+                start: 2,
+                pruned: 3,
+            },
+        ] {
             assert_eq!(Cursor::parse(Some(&c.render())).unwrap(), c);
         }
         assert_eq!(Cursor::parse(None).unwrap(), Cursor::Start);
-        for bad in ["x", "c", "c-1", "c1.2", "s1.2", "s1.2.3.4", "c99999999999999999999"] {
+        for bad in [
+            "x",
+            "c",
+            "c-1",
+            "c1.2",
+            "s1.2",
+            "s1.2.3.4",
+            "c99999999999999999999",
+        ] {
             assert!(Cursor::parse(Some(bad)).is_err(), "{bad}");
         }
     }

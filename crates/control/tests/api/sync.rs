@@ -123,7 +123,12 @@ async fn pushes_apply_once_and_pull_returns_the_rows(backend: Backend) {
     let ws = app.workspace(&ann, "personal").await;
     let t = now_ms();
     let batch = json!([
-        put(1, "a", json!({"title": "A", "done": false}), &hlc(t, 0, "dev1")),
+        put(
+            1,
+            "a",
+            json!({"title": "A", "done": false}),
+            &hlc(t, 0, "dev1")
+        ),
         put(2, "b", json!({"title": "B"}), &hlc(t, 1, "dev1")),
         patch(3, "a", json!({"done": true}), &hlc(t, 2, "dev1")),
         put(4, "c", json!({"title": "C"}), &hlc(t, 3, "dev1")),
@@ -169,11 +174,17 @@ async fn pushes_apply_once_and_pull_returns_the_rows(backend: Backend) {
 
     // lastMutationIds: the caller's clients (of a group, if asked).
     let p = app
-        .get(&format!("/workspaces/{ws}/sync/pull?clientGroupId=g-dev1"), &ann.token)
+        .get(
+            &format!("/workspaces/{ws}/sync/pull?clientGroupId=g-dev1"),
+            &ann.token,
+        )
         .await;
     assert_eq!(p.body["lastMutationIds"], json!({"dev1": 6}));
     let p = app
-        .get(&format!("/workspaces/{ws}/sync/pull?clientGroupId=other"), &ann.token)
+        .get(
+            &format!("/workspaces/{ws}/sync/pull?clientGroupId=other"),
+            &ann.token,
+        )
         .await;
     assert_eq!(p.body["lastMutationIds"], json!({}));
 
@@ -181,13 +192,26 @@ async fn pushes_apply_once_and_pull_returns_the_rows(backend: Backend) {
     let mut rows = after.clone();
     let (cursor, _) = pull_into(&app, &ann, &ws, None, 1, &mut Rows::new()).await;
     let p = app
-        .get(&format!("/workspaces/{ws}/sync/pull?cursor={cursor}"), &ann.token)
+        .get(
+            &format!("/workspaces/{ws}/sync/pull?cursor={cursor}"),
+            &ann.token,
+        )
         .await;
     assert_eq!(p.body["changes"], json!([]));
     assert_eq!(p.body["cursor"], cursor.as_str());
-    push(&app, &ann, &ws, "dev1", json!([put(7, "d", json!({"x": 1}), &hlc(t + 10, 0, "dev1"))])).await;
+    push(
+        &app,
+        &ann,
+        &ws,
+        "dev1",
+        json!([put(7, "d", json!({"x": 1}), &hlc(t + 10, 0, "dev1"))]),
+    )
+    .await;
     let p = app
-        .get(&format!("/workspaces/{ws}/sync/pull?cursor={cursor}"), &ann.token)
+        .get(
+            &format!("/workspaces/{ws}/sync/pull?cursor={cursor}"),
+            &ann.token,
+        )
         .await;
     assert_eq!(
         p.body["changes"],
@@ -222,7 +246,19 @@ async fn concurrent_patches_resolve_by_hlc_on_every_replica(backend: Backend) {
     let ed = a.signup("ed@lww.dev", "Ed").await; // same org: editor of the team workspace
     let ws = a.workspace(&owner, "team").await;
     let t = now_ms();
-    push(&a, &owner, &ws, "dev-a", json!([put(1, "r", json!({"title": "start", "n": 0}), &hlc(t, 0, "dev-a"))])).await;
+    push(
+        &a,
+        &owner,
+        &ws,
+        "dev-a",
+        json!([put(
+            1,
+            "r",
+            json!({"title": "start", "n": 0}),
+            &hlc(t, 0, "dev-a")
+        )]),
+    )
+    .await;
     for round in 0..10_i64 {
         // Both patch `title` at once, through different replicas; one clock is
         // higher (alternating who), or — in odd rounds — equal but for the client id.
@@ -233,8 +269,30 @@ async fn concurrent_patches_resolve_by_hlc_on_every_replica(backend: Backend) {
             (hlc(ms, 0, "dev-a"), hlc(ms, 0, "dev-b"))
         };
         let (ra, rb) = tokio::join!(
-            push(&a, &owner, &ws, "dev-a", json!([patch(round + 2, "r", json!({"title": format!("a{round}")}), &ha)])),
-            push(&b, &ed, &ws, "dev-b", json!([patch(round + 1, "r", json!({"title": format!("b{round}"), "n": round}), &hb)])),
+            push(
+                &a,
+                &owner,
+                &ws,
+                "dev-a",
+                json!([patch(
+                    round + 2,
+                    "r",
+                    json!({"title": format!("a{round}")}),
+                    &ha
+                )])
+            ),
+            push(
+                &b,
+                &ed,
+                &ws,
+                "dev-b",
+                json!([patch(
+                    round + 1,
+                    "r",
+                    json!({"title": format!("b{round}"), "n": round}),
+                    &hb
+                )])
+            ),
         );
         assert_eq!(statuses(&ra), vec!["applied"]);
         assert_eq!(statuses(&rb), vec!["applied"]);
@@ -245,7 +303,19 @@ async fn concurrent_patches_resolve_by_hlc_on_every_replica(backend: Backend) {
         assert_eq!(sb[&key("r")], want, "round {round} on replica b");
     }
     // An older write arriving late loses, and is counted as a conflict.
-    let late = push(&b, &ed, &ws, "dev-b", json!([patch(100, "r", json!({"title": "late"}), &hlc(t, 5, "dev-b"))])).await;
+    let late = push(
+        &b,
+        &ed,
+        &ws,
+        "dev-b",
+        json!([patch(
+            100,
+            "r",
+            json!({"title": "late"}),
+            &hlc(t, 5, "dev-b")
+        )]),
+    )
+    .await;
     assert_eq!(statuses(&late), vec!["applied"]);
     assert_eq!(state(&a, &owner, &ws).await[&key("r")]["title"], "b9");
 }
@@ -257,9 +327,23 @@ async fn a_clock_far_in_the_future_is_clamped(backend: Backend) {
     let ws = app.workspace(&ann, "personal").await;
     let year_2100 = 4_102_444_800_000;
     let before = now_ms();
-    let a = push(&app, &ann, &ws, "skewed", json!([put(1, "r", json!({"v": "future"}), &hlc(year_2100, 7, "skewed"))])).await;
+    let a = push(
+        &app,
+        &ann,
+        &ws,
+        "skewed",
+        json!([put(
+            1,
+            "r",
+            json!({"v": "future"}),
+            &hlc(year_2100, 7, "skewed")
+        )]),
+    )
+    .await;
     assert_eq!(statuses(&a), vec!["applied"]);
-    let p = app.get(&format!("/workspaces/{ws}/sync/pull"), &ann.token).await;
+    let p = app
+        .get(&format!("/workspaces/{ws}/sync/pull"), &ann.token)
+        .await;
     let stored = p.body["changes"][0]["hlc"].as_str().unwrap().to_string();
     let ms: i64 = stored[..13].parse().unwrap();
     assert!(ms >= before && ms <= now_ms() + drift as i64, "{stored}");
@@ -267,7 +351,19 @@ async fn a_clock_far_in_the_future_is_clamped(backend: Backend) {
     // So an honest clock wins once real time passes the allowance (unclamped,
     // the skewed client would win every write until 2100).
     tokio::time::sleep(Duration::from_millis(drift + 50)).await;
-    let honest = push(&app, &ann, &ws, "honest", json!([patch(1, "r", json!({"v": "now"}), &hlc(now_ms(), 0, "honest"))])).await;
+    let honest = push(
+        &app,
+        &ann,
+        &ws,
+        "honest",
+        json!([patch(
+            1,
+            "r",
+            json!({"v": "now"}),
+            &hlc(now_ms(), 0, "honest")
+        )]),
+    )
+    .await;
     assert_eq!(statuses(&honest), vec!["applied"]);
     assert_eq!(state(&app, &ann, &ws).await[&key("r")], json!({"v": "now"}));
 }
@@ -279,34 +375,72 @@ async fn viewers_are_rejected_per_mutation(backend: Backend) {
     let stranger = app.signup("sam@strangers.dev", "Sam").await;
     let ws = app.workspace(&owner, "team").await;
     let add = app
-        .post(&format!("/workspaces/{ws}/members"), &owner.token, json!({"userId": viewer.id, "role": "viewer"}))
+        .post(
+            &format!("/workspaces/{ws}/members"),
+            &owner.token,
+            json!({"userId": viewer.id, "role": "viewer"}),
+        )
         .await;
     assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
     let t = now_ms();
-    push(&app, &owner, &ws, "o", json!([put(1, "r", json!({"v": 1}), &hlc(t, 0, "o"))])).await;
+    push(
+        &app,
+        &owner,
+        &ws,
+        "o",
+        json!([put(1, "r", json!({"v": 1}), &hlc(t, 0, "o"))]),
+    )
+    .await;
     let a = push(
         &app,
         &viewer,
         &ws,
         "v",
-        json!([patch(1, "r", json!({"v": 2}), &hlc(t + 1, 0, "v")), put(2, "s", json!({}), &hlc(t + 1, 1, "v"))]),
+        json!([
+            patch(1, "r", json!({"v": 2}), &hlc(t + 1, 0, "v")),
+            put(2, "s", json!({}), &hlc(t + 1, 1, "v"))
+        ]),
     )
     .await;
     assert_eq!(a.status, StatusCode::OK);
     assert_eq!(statuses(&a), vec!["rejected", "rejected"]);
-    assert!(a.body["results"][0]["error"].as_str().unwrap().contains("read"));
+    assert!(a.body["results"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("read"));
     assert_eq!(a.body["lastMutationId"], 2);
     // The viewer reads; nothing changed.
-    assert_eq!(state(&app, &viewer, &ws).await, Rows::from([(key("r"), json!({"v": 1}))]));
+    assert_eq!(
+        state(&app, &viewer, &ws).await,
+        Rows::from([(key("r"), json!({"v": 1}))])
+    );
     // Strangers see no workspace at all.
-    let s = push(&app, &stranger, &ws, "s", json!([put(1, "r", json!({"v": 3}), &hlc(t + 2, 0, "s"))])).await;
+    let s = push(
+        &app,
+        &stranger,
+        &ws,
+        "s",
+        json!([put(1, "r", json!({"v": 3}), &hlc(t + 2, 0, "s"))]),
+    )
+    .await;
     assert_eq!(s.status, StatusCode::NOT_FOUND);
-    let s = app.get(&format!("/workspaces/{ws}/sync/pull"), &stranger.token).await;
+    let s = app
+        .get(&format!("/workspaces/{ws}/sync/pull"), &stranger.token)
+        .await;
     assert_eq!(s.status, StatusCode::NOT_FOUND);
-    let s = app.get(&format!("/workspaces/{ws}/sync/events"), &stranger.token).await;
+    let s = app
+        .get(&format!("/workspaces/{ws}/sync/events"), &stranger.token)
+        .await;
     assert_eq!(s.status, StatusCode::NOT_FOUND);
     // A client id is its first user's: another user cannot use (or replay) it.
-    let s = push(&app, &viewer, &ws, "o", json!([put(9, "r", json!({"v": 4}), &hlc(t + 3, 0, "o"))])).await;
+    let s = push(
+        &app,
+        &viewer,
+        &ws,
+        "o",
+        json!([put(9, "r", json!({"v": 4}), &hlc(t + 3, 0, "o"))]),
+    )
+    .await;
     assert_eq!(s.status, StatusCode::FORBIDDEN);
 }
 
@@ -319,7 +453,11 @@ async fn removed_member_is_revoked_and_cannot_pull(backend: Backend) {
     let ws = app.workspace(&owner, "team").await;
     for g in [&guest, &guest2] {
         let add = app
-            .post(&format!("/workspaces/{ws}/members"), &owner.token, json!({"userId": g.id, "role": "editor"}))
+            .post(
+                &format!("/workspaces/{ws}/members"),
+                &owner.token,
+                json!({"userId": g.id, "role": "editor"}),
+            )
             .await;
         assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
     }
@@ -332,27 +470,58 @@ async fn removed_member_is_revoked_and_cannot_pull(backend: Backend) {
     assert_eq!(s2.next().await.event, "poke");
     // A push pokes both (the other replica finds it by polling).
     let t = now_ms();
-    push(&app, &owner, &ws, "o", json!([put(1, "r", json!({"v": 1}), &hlc(t, 0, "o"))])).await;
+    push(
+        &app,
+        &owner,
+        &ws,
+        "o",
+        json!([put(1, "r", json!({"v": 1}), &hlc(t, 0, "o"))]),
+    )
+    .await;
     let poke = s.next().await;
     assert_eq!(poke.event, "poke");
     assert_ne!(poke.data["cursor"], first.data["cursor"]);
-    let p = app.get(&format!("/workspaces/{ws}/sync/pull"), &guest.token).await;
-    assert_eq!(p.body["cursor"], poke.data["cursor"], "a complete pull ends at the poke's cursor");
+    let p = app
+        .get(&format!("/workspaces/{ws}/sync/pull"), &guest.token)
+        .await;
+    assert_eq!(
+        p.body["cursor"], poke.data["cursor"],
+        "a complete pull ends at the poke's cursor"
+    );
     assert_eq!(s2.next().await.data["cursor"], poke.data["cursor"]);
 
     // Removing Gus revokes his stream at once; Gia's goes on.
-    let r = app.delete(&format!("/workspaces/{ws}/members/{}", guest.id), &owner.token).await;
+    let r = app
+        .delete(
+            &format!("/workspaces/{ws}/members/{}", guest.id),
+            &owner.token,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let revoked = s.next().await;
     assert_eq!(revoked.event, "revoked");
     assert_eq!(revoked.data["reason"], "access_revoked");
     assert_eq!(s.next_or_end().await, None);
-    let p = app.get(&format!("/workspaces/{ws}/sync/pull"), &guest.token).await;
+    let p = app
+        .get(&format!("/workspaces/{ws}/sync/pull"), &guest.token)
+        .await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
-    let p = push(&app, &guest, &ws, "g", json!([put(1, "x", json!({}), &hlc(t, 0, "g"))])).await;
+    let p = push(
+        &app,
+        &guest,
+        &ws,
+        "g",
+        json!([put(1, "x", json!({}), &hlc(t, 0, "g"))]),
+    )
+    .await;
     assert_eq!(p.status, StatusCode::NOT_FOUND);
     // Gia, on the other replica, is removed through this one: revoked by polling.
-    let r = app.delete(&format!("/workspaces/{ws}/members/{}", guest2.id), &owner.token).await;
+    let r = app
+        .delete(
+            &format!("/workspaces/{ws}/members/{}", guest2.id),
+            &owner.token,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let revoked = s2.next().await;
     assert_eq!(revoked.event, "revoked", "{revoked:?}");
@@ -369,7 +538,14 @@ async fn reset_after_compaction_returns_exactly_the_current_state(backend: Backe
     let ws = app.workspace(&ann, "personal").await;
     let t = now_ms();
     let rows: Vec<Value> = (1..=6)
-        .map(|i| put(i, &format!("r{i}"), json!({"i": i, "s": "x"}), &hlc(t, i as u32, "d")))
+        .map(|i| {
+            put(
+                i,
+                &format!("r{i}"),
+                json!({"i": i, "s": "x"}),
+                &hlc(t, i as u32, "d"),
+            )
+        })
         .collect();
     push(&app, &ann, &ws, "d", Value::Array(rows)).await;
     let mut old = Rows::new();
@@ -378,7 +554,12 @@ async fn reset_after_compaction_returns_exactly_the_current_state(backend: Backe
     // Many writes to one row keep one entry; two rows are deleted.
     let mut muts = Vec::new();
     for n in 0..50 {
-        muts.push(patch(10 + n, "r3", json!({"s": format!("v{n}")}), &hlc(t + 1, n as u32, "d")));
+        muts.push(patch(
+            10 + n,
+            "r3",
+            json!({"s": format!("v{n}")}),
+            &hlc(t + 1, n as u32, "d"),
+        ));
     }
     muts.push(del(100, "r2", &hlc(t + 2, 0, "d")));
     muts.push(del(101, "r5", &hlc(t + 2, 1, "d")));
@@ -386,7 +567,15 @@ async fn reset_after_compaction_returns_exactly_the_current_state(backend: Backe
     let a = push(&app, &ann, &ws, "d", Value::Array(muts)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     let mut up_to_date = old.clone();
-    let (new_cursor, _) = pull_into(&app, &ann, &ws, Some(old_cursor.clone()), 1000, &mut up_to_date).await;
+    let (new_cursor, _) = pull_into(
+        &app,
+        &ann,
+        &ws,
+        Some(old_cursor.clone()),
+        1000,
+        &mut up_to_date,
+    )
+    .await;
     let expected = state(&app, &ann, &ws).await;
     assert_eq!(up_to_date, expected);
     assert_eq!(expected.len(), 5);
@@ -401,7 +590,10 @@ async fn reset_after_compaction_returns_exactly_the_current_state(backend: Backe
         if n == ["5"] {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "tombstones not pruned: {n:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tombstones not pruned: {n:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // The old cursor may have missed a pruned deletion: reset, and the pages
@@ -461,7 +653,14 @@ async fn late_commits_are_never_skipped(backend: Backend) {
             for i in 0..pushes / writers {
                 let id = i as i64 + 1;
                 let h = hlc(now_ms(), i as u32, &client);
-                let a = push(app, &owner, &ws, &client, json!([put(id, &format!("{client}-{i}"), json!({"i": i}), &h)])).await;
+                let a = push(
+                    app,
+                    &owner,
+                    &ws,
+                    &client,
+                    json!([put(id, &format!("{client}-{i}"), json!({"i": i}), &h)]),
+                )
+                .await;
                 assert_eq!(a.status, StatusCode::OK, "{}", a.body);
             }
         }));
@@ -477,7 +676,10 @@ async fn late_commits_are_never_skipped(backend: Backend) {
         let (rows, pulls) = r.await.unwrap();
         let got: BTreeSet<_> = rows.into_keys().collect();
         let missing: Vec<_> = expected.difference(&got).take(5).collect();
-        assert!(missing.is_empty(), "a reader missed {missing:?} (after {pulls} pulls)");
+        assert!(
+            missing.is_empty(),
+            "a reader missed {missing:?} (after {pulls} pulls)"
+        );
         assert_eq!(got.len(), expected.len());
     }
 }
@@ -495,24 +697,91 @@ async fn bad_inputs_are_refused_clearly(backend: Backend) {
         json!([m])
     };
     let cases: Vec<(Value, StatusCode, &str)> = vec![
-        (with("collection", json!("1todos")), StatusCode::BAD_REQUEST, "collection"),
-        (with("collection", json!("to-dos")), StatusCode::BAD_REQUEST, "collection"),
-        (with("collection", json!("pending_ops")), StatusCode::BAD_REQUEST, "collection"),
-        (with("collection", json!("x".repeat(65))), StatusCode::BAD_REQUEST, "collection"),
-        (with("rowId", json!("")), StatusCode::BAD_REQUEST, "rowId"),
-        (with("rowId", json!("a\u{0}b")), StatusCode::BAD_REQUEST, "rowId"),
-        (with("op", json!("upsert")), StatusCode::BAD_REQUEST, "op must be"),
-        (with("hlc", json!("yesterday")), StatusCode::BAD_REQUEST, "hlc"),
-        (with("hlc", json!(hlc(t, 0, "someone-else"))), StatusCode::BAD_REQUEST, "hlc"),
-        (with("hlc", json!(format!("{t}:0:d"))), StatusCode::BAD_REQUEST, "hlc"),
-        (with("id", json!(0)), StatusCode::BAD_REQUEST, "ids"),
-        (with("fields", json!({"": 1})), StatusCode::BAD_REQUEST, "field names"),
-        (json!([ok.clone(), ok.clone()]), StatusCode::BAD_REQUEST, "increase"),
-        (json!([del(1, "r", &h).as_object().cloned().map(|mut m| { m.insert("fields".into(), json!({})); m }).unwrap()]), StatusCode::BAD_REQUEST, "no fields"),
-        (json!([{"id": 1, "collection": "todos", "rowId": "r", "op": "patch", "hlc": h}]), StatusCode::BAD_REQUEST, "needs fields"),
-        (with("fields", json!({"big": "x".repeat(70 * 1024)})), StatusCode::PAYLOAD_TOO_LARGE, "at most"),
         (
-            Value::Array((1..=501).map(|i| put(i, "r", json!({}), &hlc(t, i as u32, "d"))).collect()),
+            with("collection", json!("1todos")),
+            StatusCode::BAD_REQUEST,
+            "collection",
+        ),
+        (
+            with("collection", json!("to-dos")),
+            StatusCode::BAD_REQUEST,
+            "collection",
+        ),
+        (
+            with("collection", json!("pending_ops")),
+            StatusCode::BAD_REQUEST,
+            "collection",
+        ),
+        (
+            with("collection", json!("x".repeat(65))),
+            StatusCode::BAD_REQUEST,
+            "collection",
+        ),
+        (with("rowId", json!("")), StatusCode::BAD_REQUEST, "rowId"),
+        (
+            with("rowId", json!("a\u{0}b")),
+            StatusCode::BAD_REQUEST,
+            "rowId",
+        ),
+        (
+            with("op", json!("upsert")),
+            StatusCode::BAD_REQUEST,
+            "op must be",
+        ),
+        (
+            with("hlc", json!("yesterday")),
+            StatusCode::BAD_REQUEST,
+            "hlc",
+        ),
+        (
+            with("hlc", json!(hlc(t, 0, "someone-else"))),
+            StatusCode::BAD_REQUEST,
+            "hlc",
+        ),
+        (
+            with("hlc", json!(format!("{t}:0:d"))),
+            StatusCode::BAD_REQUEST,
+            "hlc",
+        ),
+        (with("id", json!(0)), StatusCode::BAD_REQUEST, "ids"),
+        (
+            with("fields", json!({"": 1})),
+            StatusCode::BAD_REQUEST,
+            "field names",
+        ),
+        (
+            json!([ok.clone(), ok.clone()]),
+            StatusCode::BAD_REQUEST,
+            "increase",
+        ),
+        (
+            json!([del(1, "r", &h)
+                .as_object()
+                .cloned()
+                .map(|mut m| {
+                    m.insert("fields".into(), json!({}));
+                    m
+                })
+                .unwrap()]),
+            StatusCode::BAD_REQUEST,
+            "no fields",
+        ),
+        (
+            json!([{"id": 1, "collection": "todos", "rowId": "r", "op": "patch", "hlc": h}]),
+            StatusCode::BAD_REQUEST,
+            "needs fields",
+        ),
+        (
+            with("fields", json!({"big": "x".repeat(70 * 1024)})),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "at most",
+        ),
+        (
+            Value::Array(
+                (1..=501)
+                    .map(|i| put(i, "r", json!({}), &hlc(t, i as u32, "d")))
+                    .collect(),
+            ),
             StatusCode::PAYLOAD_TOO_LARGE,
             "500 mutations",
         ),
@@ -530,17 +799,32 @@ async fn bad_inputs_are_refused_clearly(backend: Backend) {
     assert_eq!(statuses(&a), vec!["applied"]);
     // A body over 4 MiB.
     let huge: Vec<Value> = (1..=80)
-        .map(|i| put(i, "r", json!({"b": "y".repeat(60 * 1024)}), &hlc(t, i as u32, "d")))
+        .map(|i| {
+            put(
+                i,
+                "r",
+                json!({"b": "y".repeat(60 * 1024)}),
+                &hlc(t, i as u32, "d"),
+            )
+        })
         .collect();
     let a = push(&app, &ann, &ws, "d", Value::Array(huge)).await;
     assert_eq!(a.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", a.body);
     // Bad client ids, unknown body fields.
     let a = app
-        .post(&format!("/workspaces/{ws}/sync/push"), &ann.token, json!({"clientGroupId": "g", "clientId": "a b", "mutations": []}))
+        .post(
+            &format!("/workspaces/{ws}/sync/push"),
+            &ann.token,
+            json!({"clientGroupId": "g", "clientId": "a b", "mutations": []}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     let a = app
-        .post(&format!("/workspaces/{ws}/sync/push"), &ann.token, json!({"clientGroupId": "g", "clientId": "c", "mutations": [], "extra": 1}))
+        .post(
+            &format!("/workspaces/{ws}/sync/push"),
+            &ann.token,
+            json!({"clientGroupId": "g", "clientId": "c", "mutations": [], "extra": 1}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
     // Pull: cursors this server did not make, limits, unknown parameters.
@@ -553,16 +837,30 @@ async fn bad_inputs_are_refused_clearly(backend: Backend) {
         ("clientGroupId=a%20b", StatusCode::BAD_REQUEST),
         ("bogus=1", StatusCode::BAD_REQUEST),
     ] {
-        let a = app.get(&format!("/workspaces/{ws}/sync/pull?{query}"), &ann.token).await;
+        let a = app
+            .get(&format!("/workspaces/{ws}/sync/pull?{query}"), &ann.token)
+            .await;
         assert_eq!(a.status, status, "{query}: {}", a.body);
     }
     // A cursor from the future (another workspace's, say) resets instead of skipping.
-    let a = app.get(&format!("/workspaces/{ws}/sync/pull?cursor=c999999"), &ann.token).await;
+    let a = app
+        .get(
+            &format!("/workspaces/{ws}/sync/pull?cursor=c999999"),
+            &ann.token,
+        )
+        .await;
     assert_eq!(a.body["reset"], true);
     assert_eq!(a.body["changes"].as_array().unwrap().len(), 1);
     // Unknown workspace; wrong method.
     let a = app.get("/workspaces/nope/sync/pull", &ann.token).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
-    let a = app.call(Method::GET, &format!("/workspaces/{ws}/sync/push"), Some(&ann.token), None).await;
+    let a = app
+        .call(
+            Method::GET,
+            &format!("/workspaces/{ws}/sync/push"),
+            Some(&ann.token),
+            None,
+        )
+        .await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -53,7 +53,15 @@ fn row(id: usize, row: String, client: &str) -> Value {
 }
 
 /// Pushes `total` new rows from `clients` concurrent clients, `batch` per push.
-async fn load_rows(app: &TestApp, who: &TestUser, ws: &str, total: usize, clients: usize, batch: usize, tag: &str) -> f64 {
+async fn load_rows(
+    app: &TestApp,
+    who: &TestUser,
+    ws: &str,
+    total: usize,
+    clients: usize,
+    batch: usize,
+    tag: &str,
+) -> f64 {
     let started = Instant::now();
     let per = total / clients;
     let tasks = (0..clients).map(|c| {
@@ -142,13 +150,19 @@ async fn bench(backend: Backend) {
     let observer = tokio::spawn(listen(open(0).await, Some(tx)));
     pokes.recv().await.expect("the first poke");
     let mut cursor = app
-        .get(&format!("/workspaces/{ws}/sync/pull?limit=1&cursor=c999999999"), &who.token)
+        .get(
+            &format!("/workspaces/{ws}/sync/pull?limit=1&cursor=c999999999"),
+            &who.token,
+        )
         .await;
     // Skip to the end: pull until done.
     while cursor.body["hasMore"] == true {
         let c = cursor.body["cursor"].as_str().unwrap().to_string();
         cursor = app
-            .get(&format!("/workspaces/{ws}/sync/pull?limit=1000&cursor={c}"), &who.token)
+            .get(
+                &format!("/workspaces/{ws}/sync/pull?limit=1000&cursor={c}"),
+                &who.token,
+            )
             .await;
     }
     let mut at = cursor.body["cursor"].as_str().unwrap().to_string();
@@ -163,7 +177,10 @@ async fn bench(backend: Backend) {
             .await
             .expect("a poke within 10 s");
         let p = app
-            .get(&format!("/workspaces/{ws}/sync/pull?cursor={at}"), &who.token)
+            .get(
+                &format!("/workspaces/{ws}/sync/pull?cursor={at}"),
+                &who.token,
+            )
             .await;
         assert_eq!(p.body["changes"][0]["fields"]["n"], i, "{}", p.body);
         at = p.body["cursor"].as_str().unwrap().to_string();
