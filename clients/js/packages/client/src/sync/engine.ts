@@ -26,7 +26,8 @@ import type { EventStream } from '../sse.js'
 import type { Tandem } from '../tandem.js'
 import { HybridClock } from './hlc.js'
 import { coalesce, type Mutation, type OutgoingMutation, type PendingOp, type Row } from './outbox.js'
-import type { Change, PullResponse, PushResponse } from './wire.js'
+import { EVENTS_PATH, PULL_PATH, PUSH_PATH, type Change, type PullResponse, type PushRequest, type PushResponse } from './wire.js'
+import { fillPath } from '../http.js'
 
 /** Tables the engine adds to every workspace database. */
 export const INTERNAL_TABLES = ['pending_ops', 'sync_state', 'sync_runs'] as const
@@ -385,7 +386,7 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
   }
 
   private listen (): void {
-    const path = `/workspaces/${encodeURIComponent(this.workspaceId)}/sync/events`
+    const path = fillPath(EVENTS_PATH, { id: this.workspaceId })
     const stream = this.tandem.eventStream(path, { isFinal: (e) => e.event === 'revoked', backoff: this.options.backoff ?? { initialMs: 500, maxMs: 30_000 } })
     this.stream = stream
     stream.on('status', (s) => {
@@ -530,11 +531,12 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
   }
 
   private async pushPart (clientId: string, part: OutgoingMutation[]): Promise<void> {
-    const body = JSON.stringify({ clientGroupId: this.clientGroupId, clientId, mutations: part.map((m) => m.mutation) })
+    const request: PushRequest = { clientGroupId: this.clientGroupId, clientId, mutations: part.map((m) => m.mutation) }
+    const body = JSON.stringify(request)
     const startedAt = Date.now()
     let res: PushResponse
     try {
-      res = await this.request<PushResponse>('push', { method: 'POST', body, headers: { 'content-type': 'application/json' } })
+      res = await this.request<PushResponse>(fillPath(PUSH_PATH, { id: this.workspaceId }), { method: 'POST', body, headers: { 'content-type': 'application/json' } })
     } catch (err) {
       await this.record({ kind: 'push', startedAt, durationMs: Date.now() - startedAt, ok: false, count: part.length, bytes: body.length, clientId, error: String(err) })
       if (err instanceof TandemError && REJECTABLE.has(err.status)) {
@@ -603,7 +605,7 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
       let page: PullResponse
       let bytes = 0
       try {
-        page = await this.request<PullResponse>(`pull?${query.toString()}`, { method: 'GET' }, (n) => { bytes = n })
+        page = await this.request<PullResponse>(`${fillPath(PULL_PATH, { id: this.workspaceId })}?${query.toString()}`, { method: 'GET' }, (n) => { bytes = n })
       } catch (err) {
         await this.record({ kind: 'pull', startedAt, durationMs: Date.now() - startedAt, ok: false, count: 0, bytes, error: String(err) })
         if (resetting) this.forceReset = true
@@ -701,8 +703,8 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
 
   // ---- plumbing ----
 
-  private async request<R> (suffix: string, init: RequestInit, onBytes?: (n: number) => void): Promise<R> {
-    const path = `/workspaces/${encodeURIComponent(this.workspaceId)}/sync/${suffix}`
+  /** One JSON request (through `fetchRaw`, to count the bytes for `sync_runs`). */
+  private async request<R> (path: string, init: RequestInit, onBytes?: (n: number) => void): Promise<R> {
     const res = await this.tandem.api.fetchRaw(path, { ...init, headers: { accept: 'application/json', ...(init.headers as Record<string, string> | undefined) }, signal: this.abort.signal })
     let text: string
     try {

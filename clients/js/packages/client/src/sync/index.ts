@@ -8,4 +8,4 @@ export {
 } from './engine.js'
 export { HybridClock, formatHlc, parseHlc, type HlcParts } from './hlc.js'
 export { coalesce, mergeOps, type PendingOp, type Mutation, type OutgoingMutation, type Row, type SyncOp } from './outbox.js'
-export type { Change, PullResponse, PushRequest, PushResponse, MutationResult } from './wire.js'
+export { PUSH_PATH, PULL_PATH, EVENTS_PATH, type Change, type PullResponse, type PushRequest, type PushResponse, type MutationResult, type Poke, type Revoked } from './wire.js'
