@@ -18,8 +18,8 @@ function netFetch (net) {
 }
 
 /** A device: its own IndexedDB, its own network switch, a sync engine for `workspaceId`. */
-function device (tandem, user, workspaceId, { factory = new IDBFactory(), net = { offline: false }, ...options } = {}) {
-  const client = clientFor(tandem, user, { fetch: netFetch(net) })
+function device (tandem, user, workspaceId, { factory = new IDBFactory(), net = { offline: false }, rewrite = (url) => url, ...options } = {}) {
+  const client = clientFor(tandem, user, { fetch: (input, init) => netFetch(net)(rewrite(String(input)), init) })
   const sync = createSync(client, {
     workspaceId,
     tables: TABLES,
@@ -288,5 +288,32 @@ describe('sync engine against tandem dev', () => {
     assert.ok(['access_revoked', 'not_found'].includes(await revoked))
     assert.equal(g.sync.status.state, 'revoked')
     await waitFor(async () => !(await g.factory.databases()).some((d) => d.name === `tandem-${ws}`), 5000, 'the database deleted')
+  })
+
+  test('without the event stream, a 404 on pull from a removed member also deletes the database', async () => {
+    const { owner, ws } = await teamOwner(tandem)
+    const guest = await signup(tandem, 'Guest')
+    const api = clientFor(tandem, owner).api
+    await api.post('/workspaces/{id}/members', { path: { id: ws }, body: { userId: guest.id, role: 'editor' } })
+    const g = dev(tandem, guest, ws, { events: false })
+    await g.db.todos.put({ id: 'g1', title: 'guest', done: false })
+    await waitFor(() => settled(g), 10000, 'the guest synced')
+    await api.delete('/workspaces/{id}/members/{userId}', { path: { id: ws, userId: guest.id } })
+    const revoked = new Promise((resolve) => g.sync.on('revoked', resolve))
+    await g.sync.syncNow().catch(() => {})
+    assert.equal(await revoked, 'not_found')
+    await waitFor(async () => !(await g.factory.databases()).some((d) => d.name === `tandem-${ws}`), 5000, 'the database deleted')
+  })
+
+  test('a 404 from a missing endpoint (not a lost workspace) keeps the database and its outbox', async () => {
+    const user = await signup(tandem, 'Proxy')
+    const ws = await personalWorkspace(tandem, user)
+    const d = dev(tandem, user, ws, { events: false, rewrite: (url) => url.replace('/sync/', '/sync-missing/') })
+    await d.db.todos.put({ id: 'kept', title: 'unsent', done: false })
+    await waitFor(() => d.sync.status.state === 'error', 10000, 'the error state')
+    assert.equal(d.sync.status.error.status, 404)
+    assert.notEqual(d.sync.status.state, 'revoked')
+    assert.ok((await d.factory.databases()).some((x) => x.name === `tandem-${ws}`))
+    assert.equal(await pending(d), 1)
   })
 })

@@ -405,7 +405,7 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
       }
     })
     stream.on('error', (err) => {
-      if (isRevocation(err)) void this.purge('not_found')
+      if (isRevocation(err)) void this.confirmRevoked().catch(() => {})
     })
   }
 
@@ -421,6 +421,19 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
 
   private isFinal (): boolean {
     return this.current.state === 'revoked' || this.current.state === 'closed'
+  }
+
+  /**
+   * A 404 from a sync endpoint means the workspace is gone for this user, or that the endpoint
+   * is (a server without sync, a proxy's path): control answers `not_found` to both. Deleting
+   * the database (and its unsent outbox) on the second would lose data, so the session decides:
+   * purge only when the workspace is no longer among the user's. True when purged.
+   */
+  private async confirmRevoked (): Promise<boolean> {
+    const session = await this.tandem.api.get('/auth/session', { signal: this.abort.signal })
+    if (session.workspaces.some((w) => w.id === this.workspaceId)) return false
+    await this.purge('not_found')
+    return true
   }
 
   /** Access ended: stop, delete the database, tell the app. */
@@ -475,7 +488,7 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
       if (!this.isFinal()) this.update({ state: 'idle', error: null, lastSyncedAt: Date.now() })
     } catch (err) {
       if (this.isFinal()) return
-      if (isRevocation(err)) { await this.purge('not_found'); return }
+      if (isRevocation(err) && await this.confirmRevoked().catch(() => false)) return
       const error = err instanceof TandemError ? err : err instanceof Error && err.name === 'DatabaseClosedError' ? err : networkError(err)
       this.update({ state: error instanceof TandemError && error.status === 0 ? 'offline' : 'error', error })
       throw error
