@@ -11,15 +11,15 @@ import { createTandem } from '@tandem/client'
 
 export const BIN = process.env.TANDEM_BIN || fileURLToPath(new URL('../../../target/debug/tandem', import.meta.url))
 
-/** Starts `tandem dev`; `stop()` ends it and removes its data. */
-export async function startTandem () {
+/** Starts `tandem dev` (with extra environment `env`); `stop()` ends it and removes its data. */
+export async function startTandem (env = {}) {
   if (!existsSync(BIN)) throw new Error(`no tandem binary at ${BIN}: run \`cargo build --bin tandem\` (or set TANDEM_BIN)`)
   const dir = mkdtempSync(join(tmpdir(), 'tandem-js-'))
   const child = spawn(BIN, [
     'dev', '--listen', '127.0.0.1:0', '--relay-listen', '127.0.0.1:0',
     '--database-url', `sqlite://${join(dir, 'tandem.db')}`
   ], {
-    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   // `tandem dev` prints each verification email's link: `verify EMAIL: LINK`.

@@ -12,7 +12,7 @@ const TABLES = { todos: 'id, done', notes: 'id' }
 /** A fetch that fails like a dropped network while `net.offline` is true. */
 function netFetch (net) {
   return async (input, init) => {
-    if (net.offline) throw new TypeError('fetch failed (offline)')
+    if (net.offline || (net.blockPush && String(input).includes('/sync/push'))) throw new TypeError('fetch failed (offline)')
     return await fetch(input, init)
   }
 }
@@ -315,5 +315,53 @@ describe('sync engine against tandem dev', () => {
     assert.notEqual(d.sync.status.state, 'revoked')
     assert.ok((await d.factory.databases()).some((x) => x.name === `tandem-${ws}`))
     assert.equal(await pending(d), 1)
+  })
+
+})
+
+describe('reset after compaction', () => {
+  let tandem
+  const open = []
+  // Tombstones are pruned as soon as the compactor runs (every 50 ms).
+  before(async () => { tandem = await startTandem({ TANDEM_SYNC_TOMBSTONE_HORIZON_MS: '0', TANDEM_SYNC_COMPACT_INTERVAL_MS: '50' }) })
+  after(async () => {
+    for (const d of open) d.sync.close()
+    await tandem?.stop()
+  })
+
+  test('a device behind a pruned deletion gets reset: the server\'s state, its own pending changes on top', async () => {
+    const user = await signup(tandem, 'Reset')
+    const ws = await personalWorkspace(tandem, user)
+    const a = device(tandem, user, ws)
+    const b = device(tandem, user, ws, { events: false, pollIntervalMs: 600000 })
+    open.push(a, b)
+    await a.db.todos.bulkPut([1, 2, 3].map((i) => ({ id: `r${i}`, title: `r${i}`, done: false })))
+    await converge([a, b])
+
+    // B goes offline and changes r1 and adds r4 locally.
+    const resets = []
+    b.sync.on('change', (e) => { if (e.reset) resets.push(e) })
+    b.net.offline = true
+    await b.db.todos.update('r1', { title: 'B local' })
+    await b.db.todos.put({ id: 'r4', title: 'B new', done: false })
+    // A deletes r2 (its tombstone is pruned at once) and retitles r3.
+    await a.db.todos.delete('r2')
+    await a.db.todos.update('r3', { title: 'A' })
+    await waitFor(() => settled(a), 10000, 'A pushed')
+    await sleep(300) // the compactor prunes r2's tombstone
+    // Back online, but its pushes still fail: the pull comes first.
+    b.net.blockPush = true
+    b.net.offline = false
+
+    await b.sync.syncNow().catch(() => {}) // the push fails, the pull resets
+    await waitFor(() => resets.length > 0, 5000, 'B to be reset')
+    assert.ok((await b.db.table('sync_runs').toArray()).some((r) => r.kind === 'pull' && r.reset === true))
+    assert.deepEqual((await rows(b)).map((r) => [r.id, r.title]), [['r1', 'B local'], ['r3', 'A'], ['r4', 'B new']],
+      'r2 gone, A\'s r3, B\'s pending r1 and r4 kept on top')
+    assert.equal(await pending(b), 2)
+
+    b.net.blockPush = false
+    await converge([a, b])
+    assert.deepEqual((await rows(a)).map((r) => [r.id, r.title]), [['r1', 'B local'], ['r3', 'A'], ['r4', 'B new']])
   })
 })

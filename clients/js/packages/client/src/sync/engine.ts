@@ -483,8 +483,13 @@ export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> ext
     if (this.isFinal()) return
     this.update({ state: 'syncing' })
     try {
-      await this.pushAll()
+      // A failed push does not hold back the pull (a 5xx on one batch, a 403 on an old client
+      // id): the pull is safe with pending entries, and the push is retried with the round.
+      let pushError: unknown = null
+      await this.pushAll().catch((err: unknown) => { pushError = err })
+      if (pushError !== null && isRevocation(pushError)) throw pushError
       await this.pullAll()
+      if (pushError !== null) throw pushError
       if (!this.isFinal()) this.update({ state: 'idle', error: null, lastSyncedAt: Date.now() })
     } catch (err) {
       if (this.isFinal()) return
