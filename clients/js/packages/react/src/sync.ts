@@ -4,7 +4,7 @@
 // query whenever the tables it read change (local writes and pulled changes).
 import { useContext, useEffect, useRef, useState, useSyncExternalStore, type DependencyList } from 'react'
 import { liveQuery } from 'dexie'
-import { createSync, type Row, type SyncEngine, type SyncOptions, type SyncStatus } from '@tandem/client/sync'
+import { createSync, type Row, type RowTypes, type SyncEngine, type SyncOptions, type SyncStatus } from '@tandem/client/sync'
 import type { Tandem } from '@tandem/client'
 import { TandemContext } from './index.js'
 
@@ -13,7 +13,7 @@ export interface UseSyncOptions extends Omit<SyncOptions, 'workspaceId' | 'autoS
   client?: Tandem
 }
 
-export interface SyncView<T extends Record<string, Row>> {
+export interface SyncView<T extends RowTypes<T>> {
   /** The engine (its `db` holds the tables); null before the first effect and without a workspace. */
   sync: SyncEngine<T> | null
   status: SyncStatus
@@ -28,7 +28,7 @@ const noop = (): (() => void) => () => {}
  * (its outbox stays in IndexedDB and is sent by the next engine). Options are read when the
  * engine is made.
  */
-export function useSync<T extends Record<string, Row> = Record<string, Row>> (workspaceId: string | null | undefined, options: UseSyncOptions): SyncView<T> {
+export function useSync<T extends RowTypes<T> = Record<string, Row>> (workspaceId: string | null | undefined, options: UseSyncOptions): SyncView<T> {
   const fromContext = useContext(TandemContext)
   const client = options.client ?? fromContext
   if (client === null) throw new Error('useSync: pass `client` or wrap the app in <TandemProvider>')

@@ -172,12 +172,15 @@ function isRevocation (err: unknown): boolean {
   return err instanceof TandemError && err.status === 404 && err.code === 'not_found'
 }
 
+/** The app's row type per table (`{ todos: Todo }`): objects, interfaces included. */
+export type RowTypes<T> = { [K in keyof T]: object }
+
 /** Creates (and by default starts) the sync engine of one workspace. */
-export function createSync<T extends Record<string, Row> = Record<string, Row>> (tandem: Tandem, options: SyncOptions): SyncEngine<T> {
+export function createSync<T extends RowTypes<T> = Record<string, Row>> (tandem: Tandem, options: SyncOptions): SyncEngine<T> {
   return new SyncEngine<T>(tandem, options)
 }
 
-export class SyncEngine<T extends Record<string, Row> = Record<string, Row>> extends Emitter<SyncEvents> {
+export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emitter<SyncEvents> {
   /** The workspace database: the app's tables plus `pending_ops`, `sync_state`, `sync_runs`. */
   readonly db: Dexie & { [K in keyof T]: Table<T[K], string> }
   /** This instance's client id (one per tab/instance; mutation ids increase per client id). */

@@ -3,7 +3,7 @@
 // `dexie` peer dependency; the main entry point does not import it.
 export {
   createSync, decide, SyncEngine, INTERNAL_TABLES, MAX_ROW_ID_BYTES, MAX_ROW_BYTES, MAX_FIELDS,
-  type SyncOptions, type SyncState, type SyncStatus, type SyncRun, type SyncEvents,
+  type SyncOptions, type RowTypes, type SyncState, type SyncStatus, type SyncRun, type SyncEvents,
   type RejectedMutation, type RemoteChangeEvent
 } from './engine.js'
 export { HybridClock, formatHlc, parseHlc, type HlcParts } from './hlc.js'
