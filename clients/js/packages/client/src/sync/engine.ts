@@ -663,7 +663,12 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
         await outbox.where('[clientId+seq]').between([clientId, Dexie.minKey], [clientId, last], true, true).delete()
       }
       const pending = new Map<string, StoredOp[]>()
-      for (const op of await outbox.orderBy('seq').toArray()) {
+      // A reset needs every pending entry; a page only those of its rows.
+      const entries = reset
+        ? await outbox.orderBy('seq').toArray()
+        : await outbox.where('[table+rowId]').anyOf(changes.filter((c) => typeof c.collection === 'string' && typeof c.rowId === 'string').map((c) => [c.collection, c.rowId])).toArray()
+      entries.sort((x, y) => x.seq - y.seq)
+      for (const op of entries) {
         const k = `${op.table}\u0000${op.rowId}`
         const list = pending.get(k)
         if (list === undefined) pending.set(k, [op]); else list.push(op)
