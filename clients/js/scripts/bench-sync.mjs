@@ -56,7 +56,7 @@ try {
   const b = device({ sync: { events: false } })
   await until(async () => b.status.state === 'idle' && (await b.db.table('items').count()) >= Math.max(rows, changes))
   const initialMs = performance.now() - t
-  console.log(`initial sync: ${await b.db.table('items').count()} rows in ${initialMs.toFixed(0)} ms (${rate(Math.max(rows, changes), initialMs)}, pages of 500)`)
+  console.log(`initial sync: ${await b.db.table('items').count()} rows in ${initialMs.toFixed(0)} ms (${rate(Math.max(rows, changes), initialMs)}, pages of 1000)`)
   b.close()
 
   // Write-to-other-device latency through pokes.

@@ -49,7 +49,7 @@ export interface SyncOptions {
   batchSize?: number
   /** Largest push body in bytes of JSON (default 256 KiB); a larger batch is sent in parts. */
   maxBatchBytes?: number
-  /** Changes asked for per pull page (default 500). */
+  /** Changes asked for per pull page (default 1000, the server's most). */
   pullLimit?: number
   /** Pull this often even without pokes, in ms (default 30 000). */
   pollIntervalMs?: number
@@ -189,6 +189,7 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
   private readonly clock: HybridClock
   private readonly tableNames: string[]
   private readonly keyPaths = new Map<string, string>()
+  /** IndexedDB transactions that apply server changes: the capture hooks skip them. */
   private readonly remoteTxs = new WeakSet<object>()
   private readonly watchedTxs = new WeakSet<object>()
   private readonly backoff: Backoff
@@ -306,10 +307,13 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
       delete fields[keyPath]
       return fields
     }
+    // Remote transactions are checked first: applying a pull page costs no copying here.
     table.hook('creating', function (primKey, obj, trans) {
+      if (engine.remoteTxs.has(trans.idbtrans)) return
       engine.capture(trans, name, primKey, 'put', strip(obj as Row))
     })
     table.hook('updating', function (mods, primKey, obj, trans) {
+      if (engine.remoteTxs.has(trans.idbtrans)) return
       const changed = Object.keys(mods)
       if (changed.length === 0) return
       const next = Dexie.deepClone(obj as Row)
@@ -612,7 +616,7 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
   // ---- pull ----
 
   private async pullAll (): Promise<void> {
-    const limit = Math.max(1, this.options.pullLimit ?? 500)
+    const limit = Math.max(1, this.options.pullLimit ?? 1000)
     const states = this.db.table<SyncStateRecord, string>('sync_state')
     let resetting = this.forceReset
     this.forceReset = false
@@ -686,7 +690,9 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
         const keyPath = this.keyPaths.get(name) as string
         const ids = new Set(list.map((c) => c.rowId))
         if (reset) for (const op of pending.values()) if (op[0]?.table === name) ids.add(op[0].rowId)
-        const idList = [...ids]
+        // Local rows matter only where pending entries are (decide() and a reset keep their
+        // fields): read just those.
+        const idList = [...ids].filter((id) => pending.has(`${name}\u0000${id}`))
         const existing = new Map<string, Row>()
         for (const [i, row] of (await table.bulkGet(idList)).entries()) if (row !== undefined) existing.set(idList[i] as string, row)
         if (reset) await table.clear()
