@@ -305,6 +305,17 @@ describe('sync engine against tandem dev', () => {
     await waitFor(async () => !(await g.factory.databases()).some((d) => d.name === `tandem-${ws}`), 5000, 'the database deleted')
   })
 
+  test('deleteLocalData() stops the engine and deletes the database with its outbox', async () => {
+    const user = await signup(tandem, 'SignOut')
+    const ws = await personalWorkspace(tandem, user)
+    const d = dev(tandem, user, ws, { net: { offline: true } })
+    await d.db.todos.put({ id: 'unsent', title: 'x', done: false })
+    assert.ok((await d.factory.databases()).some((x) => x.name === `tandem-${ws}`))
+    await d.sync.deleteLocalData()
+    assert.equal(d.sync.status.state, 'closed')
+    assert.ok(!(await d.factory.databases()).some((x) => x.name === `tandem-${ws}`))
+  })
+
   test('a 404 from a missing endpoint (not a lost workspace) keeps the database and its outbox', async () => {
     const user = await signup(tandem, 'Proxy')
     const ws = await personalWorkspace(tandem, user)

@@ -296,6 +296,20 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
     this.removeAllListeners()
   }
 
+  /**
+   * Stops and deletes the local database, unsent changes included (e.g. on sign-out: the
+   * next user of this browser must not push the previous user's outbox, which the server
+   * would refuse with 403 since client ids belong to their user).
+   */
+  async deleteLocalData (): Promise<void> {
+    if (this.current.state === 'revoked') return
+    this.stop()
+    this.update({ state: 'closed', live: false })
+    this.db.close()
+    await this.db.delete({ disableAutoOpen: true })
+    this.removeAllListeners()
+  }
+
   // ---- capture ----
 
   private installHooks (name: string): void {
