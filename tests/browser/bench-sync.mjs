@@ -42,13 +42,18 @@ try {
   await b.page.evaluate((args) => window.startDevice(args), { controlUrl: tandem.controlUrl, token: user.token, workspaceId })
   await b.page.waitForFunction(async (n) => (await window.device.sync.db.table('todos').count()) === n && window.device.status().live, { timeout: 300000, polling: 100 }, rows)
   await a.page.waitForFunction(() => window.device.status().live, { timeout: 10000 })
+  // Measured inside the pages (one browser, one clock): from just before the put on A to B's
+  // `change` event for that row (the row is committed in B's table by then).
+  await b.page.evaluate(() => {
+    window.seen = {}
+    window.device.sync.on('change', (e) => { for (const id of e.tables.todos ?? []) window.seen[id] ??= Date.now() })
+  })
   const lat = []
   for (let i = 0; i < samples; i++) {
     const id = `lat${i}`
-    const started = performance.now()
-    await a.page.evaluate((id) => window.device.put({ id, title: id, done: false }), id)
-    await b.page.waitForFunction(async (id) => (await window.device.sync.db.table('todos').get(id)) !== undefined, { polling: 2, timeout: 10000 }, id)
-    lat.push(performance.now() - started)
+    const started = await a.page.evaluate(async (id) => { const t = Date.now(); await window.device.sync.db.table('todos').put({ id, title: id, done: false }); return t }, id)
+    await b.page.waitForFunction((id) => window.seen[id] !== undefined, { polling: 5, timeout: 10000 }, id)
+    lat.push(await b.page.evaluate((id) => window.seen[id], id) - started)
   }
   lat.sort((x, y) => x - y)
   const pct = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))].toFixed(1)

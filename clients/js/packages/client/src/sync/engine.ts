@@ -577,7 +577,7 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
     try {
       res = await this.request<PushResponse>(fillPath(PUSH_PATH, { id: this.workspaceId }), { method: 'POST', body, headers: { 'content-type': 'application/json' } })
     } catch (err) {
-      await this.record({ kind: 'push', startedAt, durationMs: Date.now() - startedAt, ok: false, count: part.length, bytes: body.length, clientId, error: String(err) })
+      void this.record({ kind: 'push', startedAt, durationMs: Date.now() - startedAt, ok: false, count: part.length, bytes: body.length, clientId, error: String(err) })
       if (err instanceof TandemError && REJECTABLE.has(err.status)) {
         if (part.length > 1) {
           const half = Math.ceil(part.length / 2)
@@ -602,7 +602,7 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
       if (r.status === 'rejected') rejected.push({ mutation: m.mutation, error: r.error })
     }
     await this.acknowledge(clientId, done, typeof res.lastMutationId === 'number' ? res.lastMutationId : null)
-    await this.record({ kind: 'push', startedAt, durationMs: Date.now() - startedAt, ok: true, count: part.length, bytes: body.length, clientId, rejected: rejected.length })
+    void this.record({ kind: 'push', startedAt, durationMs: Date.now() - startedAt, ok: true, count: part.length, bytes: body.length, clientId, rejected: rejected.length })
     if (rejected.length > 0) this.rejected(rejected)
   }
 
@@ -646,12 +646,12 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
       try {
         page = await this.request<PullResponse>(`${fillPath(PULL_PATH, { id: this.workspaceId })}?${query.toString()}`, { method: 'GET' }, (n) => { bytes = n })
       } catch (err) {
-        await this.record({ kind: 'pull', startedAt, durationMs: Date.now() - startedAt, ok: false, count: 0, bytes, error: String(err) })
+        void this.record({ kind: 'pull', startedAt, durationMs: Date.now() - startedAt, ok: false, count: 0, bytes, error: String(err) })
         if (resetting) this.forceReset = true
         throw err
       }
       const changes = Array.isArray(page.changes) ? page.changes : []
-      await this.record({ kind: 'pull', startedAt, durationMs: Date.now() - startedAt, ok: true, count: changes.length, bytes, reset: page.reset === true })
+      void this.record({ kind: 'pull', startedAt, durationMs: Date.now() - startedAt, ok: true, count: changes.length, bytes, reset: page.reset === true })
       for (const c of changes) this.clock.receive(String(c.hlc))
       if (page.reset === true && !resetting) { resetting = true; gathered.length = 0 }
       Object.assign(acks, page.lastMutationIds ?? {})
@@ -676,8 +676,11 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
     await this.db.transaction('rw', [...this.tableNames, 'pending_ops', 'sync_state'], async (tx) => {
       this.remoteTxs.add(tx.idbtrans)
       const outbox = this.outbox()
+      const states = this.db.table<SyncStateRecord, string>('sync_state')
+      const s = await states.get('state')
+      // Only acknowledgements that moved: the group's list holds every client it ever had.
       for (const [clientId, last] of Object.entries(acks)) {
-        if (typeof last !== 'number') continue
+        if (typeof last !== 'number' || last <= (s?.lastMutationIds[clientId] ?? 0)) continue
         await outbox.where('[clientId+seq]').between([clientId, Dexie.minKey], [clientId, last], true, true).delete()
       }
       const pending = new Map<string, StoredOp[]>()
@@ -731,8 +734,6 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
         if (deletes.length > 0 && !reset) await table.bulkDelete(deletes)
         if (list.length > 0 || reset) touched[name] = [...final.keys()]
       }
-      const states = this.db.table<SyncStateRecord, string>('sync_state')
-      const s = await states.get('state')
       if (s !== undefined) {
         const lastMutationIds = { ...s.lastMutationIds }
         for (const [clientId, last] of Object.entries(acks)) {
@@ -766,6 +767,7 @@ export class SyncEngine<T extends RowTypes<T> = Record<string, Row>> extends Emi
     }
   }
 
+  /** Emits and stores a run record; not awaited, so telemetry stays off the critical path. */
   private async record (run: SyncRun): Promise<void> {
     this.emit('run', run)
     if (this.isFinal()) return
