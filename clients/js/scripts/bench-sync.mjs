@@ -6,7 +6,7 @@
 //   - initial sync: a fresh device pulling N rows;
 //   - latency: a write on one device until it is in the other device's table (pokes), p50/p99.
 // Usage (after `npm run build` and `cargo build --bin tandem`):
-//   node scripts/bench-sync.mjs [changes=5000] [rows=10000] [samples=100]
+//   [BATCH=push batch size] node scripts/bench-sync.mjs [changes=5000] [rows=10000] [samples=100]
 import { IDBFactory, IDBKeyRange } from 'fake-indexeddb'
 import { createSync } from '@tandem/client/sync'
 import { startTandem, signup, clientFor } from '../test/harness.mjs'
@@ -31,7 +31,7 @@ try {
 
   // Capture and push drain.
   net.offline = true
-  const a = device({ cut: true, sync: { maxPendingOps: changes * 2 } })
+  const a = device({ cut: true, sync: { maxPendingOps: changes * 2, ...(process.env.BATCH ? { batchSize: Number(process.env.BATCH) } : {}) } })
   await a.start()
   let t = performance.now()
   for (let i = 0; i < changes; i += 100) {
@@ -45,7 +45,7 @@ try {
   await until(async () => a.status.pending === 0 && a.status.state === 'idle')
   const drainMs = performance.now() - t
   console.log(`capture: ${captured} changes in ${captureMs.toFixed(0)} ms (${rate(captured, captureMs)}, bulkPut of 100)`)
-  console.log(`push drain: ${captured} changes in ${drainMs.toFixed(0)} ms (${rate(captured, drainMs)}, batches of 100, then a pull of them)`)
+  console.log(`push drain: ${captured} changes in ${drainMs.toFixed(0)} ms (${rate(captured, drainMs)}, batches of ${process.env.BATCH ?? 100}, then a pull of them)`)
 
   // Initial sync of `rows` rows (the workspace holds `changes` already: top it up).
   for (let i = changes; i < rows; i += 100) {
