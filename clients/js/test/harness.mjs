@@ -17,10 +17,12 @@ export async function startTandem (env = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'tandem-js-'))
   const child = spawn(BIN, [
     'dev', '--listen', '127.0.0.1:0', '--relay-listen', '127.0.0.1:0',
-    '--database-url', `sqlite://${join(dir, 'tandem.db')}`
+    // TANDEM_JS_DATABASE_URL (a PostgreSQL URL) runs the suite on PostgreSQL instead.
+    '--database-url', process.env.TANDEM_JS_DATABASE_URL || `sqlite://${join(dir, 'tandem.db')}`
   ], {
     env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'inherit']
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: dir // where a non-SQLite run keeps its dev settings key
   })
   // `tandem dev` prints each verification email's link: `verify EMAIL: LINK`.
   const links = new Map()
