@@ -17,24 +17,30 @@ export const ARTIFACTS = join(ROOT, 'target/browser-artifacts')
 
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8' }
 
-// The stock page: npm yjs + y-websocket and plain fetch, bundled as is.
-async function plainPage () {
+// A test page (`plain/`: npm yjs + y-websocket and plain fetch; `sync/`: the
+// built @tandem/client/sync over real IndexedDB), bundled with esbuild.
+async function bundle (dir) {
   const out = await build({
-    entryPoints: [new URL('./plain/page.mjs', import.meta.url).pathname],
+    entryPoints: [new URL(`./${dir}/page.mjs`, import.meta.url).pathname],
     bundle: true, format: 'esm', write: false, logLevel: 'warning'
   })
   return out.outputFiles[0].text
 }
 
-/** Serves clients/demo/dist (index.html for app routes) and /plain/ on 127.0.0.1:0. */
+const PAGES = ['plain', 'sync']
+
+/** Serves clients/demo/dist (index.html for app routes), /plain/ and /sync/ on 127.0.0.1:0. */
 export async function startStatic () {
-  const plainJs = await plainPage()
-  const plainHtml = readFileSync(new URL('./plain/index.html', import.meta.url))
+  const pages = new Map()
+  for (const dir of PAGES) {
+    pages.set(`/${dir}/`, [TYPES['.html'], readFileSync(new URL(`./${dir}/index.html`, import.meta.url))])
+    pages.set(`/${dir}/page.js`, [TYPES['.js'], await bundle(dir)])
+  }
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname)
     const send = (type, body) => { res.writeHead(200, { 'content-type': type, 'cache-control': 'no-store' }); res.end(body) }
-    if (path === '/plain/') return send(TYPES['.html'], plainHtml)
-    if (path === '/plain/page.js') return send(TYPES['.js'], plainJs)
+    const page = pages.get(path)
+    if (page !== undefined) return send(...page)
     const file = join(DIST, normalize(path).replace(/^(\.\.[/\\])+/, ''))
     if (path.startsWith('/assets/') && existsSync(file)) return send(TYPES[extname(file)] ?? 'application/octet-stream', readFileSync(file))
     send(TYPES['.html'], readFileSync(join(DIST, 'index.html')))

@@ -11,16 +11,30 @@ import { createTandem } from '@tandem/client'
 
 export const BIN = process.env.TANDEM_BIN || fileURLToPath(new URL('../../../target/debug/tandem', import.meta.url))
 
-/** Starts `tandem dev`; `stop()` ends it and removes its data. */
-export async function startTandem () {
+/** Starts `tandem dev` (with extra environment `env`); `stop()` ends it and removes its data. */
+export async function startTandem (env = {}) {
   if (!existsSync(BIN)) throw new Error(`no tandem binary at ${BIN}: run \`cargo build --bin tandem\` (or set TANDEM_BIN)`)
   const dir = mkdtempSync(join(tmpdir(), 'tandem-js-'))
   const child = spawn(BIN, [
     'dev', '--listen', '127.0.0.1:0', '--relay-listen', '127.0.0.1:0',
-    '--database-url', `sqlite://${join(dir, 'tandem.db')}`
+    // TANDEM_JS_DATABASE_URL (a PostgreSQL URL) runs the suite on PostgreSQL instead.
+    '--database-url', process.env.TANDEM_JS_DATABASE_URL || `sqlite://${join(dir, 'tandem.db')}`
   ], {
-    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit']
+    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+    cwd: dir // where a non-SQLite run keeps its dev settings key
+  })
+  // `tandem dev` prints each verification email's link: `verify EMAIL: LINK`.
+  const links = new Map()
+  let lines = ''
+  child.stdout.on('data', (chunk) => {
+    lines += chunk
+    const complete = lines.split('\n')
+    lines = complete.pop()
+    for (const line of complete) {
+      const m = line.match(/^verify (\S+): (\S+)$/)
+      if (m) links.set(m[1], m[2])
+    }
   })
   const urls = await new Promise((resolve, reject) => {
     let out = ''
@@ -36,6 +50,11 @@ export async function startTandem () {
   child.stdout.resume()
   return {
     ...urls,
+    /** The verification link printed for `email` (waits for it). */
+    async verifyLink (email) {
+      await waitFor(() => links.has(email.toLowerCase()) || links.has(email), 10000, `the verification link for ${email}`)
+      return links.get(email.toLowerCase()) ?? links.get(email)
+    },
     async stop () {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve))
@@ -77,6 +96,18 @@ export async function signup (tandem, name) {
   const anon = createTandem({ controlUrl: tandem.controlUrl, relayUrl: tandem.relayUrl })
   const email = uniqueEmail(name)
   const r = await anon.api.post('/auth/signup', { body: { email, password: 'password123', displayName: name } })
+  return { id: r.user.id, token: r.sessionToken, email }
+}
+
+/**
+ * Signs up `email` and opens its verification link, as a person would: a verified user at a
+ * domain of their own owns their org's team workspace. Returns `{ id, token, email }`.
+ */
+export async function signupVerified (tandem, email, name = 'Verified') {
+  const anon = createTandem({ controlUrl: tandem.controlUrl, relayUrl: tandem.relayUrl })
+  const r = await anon.api.post('/auth/signup', { body: { email, password: 'password123', displayName: name } })
+  const token = new URL(await tandem.verifyLink(email)).searchParams.get('token')
+  await anon.api.post('/auth/verify-email', { body: { token } })
   return { id: r.user.id, token: r.sessionToken, email }
 }
 

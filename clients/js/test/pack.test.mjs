@@ -33,14 +33,17 @@ test('packed @tandem/client and @tandem/react install, import and typecheck', { 
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }))
     // Peers at the versions the workspace locks (in npm's cache after `npm ci`).
     const lock = (name) => JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')).version
-    const peers = ['yjs', 'y-protocols', 'lib0', 'react', '@types/react'].map((n) => `${n}@${lock(n)}`)
+    const peers = ['yjs', 'y-protocols', 'lib0', 'react', '@types/react', 'dexie'].map((n) => `${n}@${lock(n)}`)
     run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs.map((t) => join(dir, t)), ...peers], app)
 
     writeFileSync(join(app, 'smoke.mjs'), `
       import { createTandem, TandemError } from '@tandem/client'
       import { useTandemDocument, TandemProvider } from '@tandem/react'
+      import { createSync } from '@tandem/client/sync'
+      import { useSync, useLiveQuery } from '@tandem/react/sync'
       const t = createTandem({ controlUrl: 'http://127.0.0.1:1' })
       if (typeof t.connectDocument !== 'function' || typeof useTandemDocument !== 'function' || typeof TandemProvider !== 'function') process.exit(1)
+      if (typeof createSync !== 'function' || typeof useSync !== 'function' || typeof useLiveQuery !== 'function') process.exit(1)
       console.log(t.relayUrl, new TandemError({ status: 404, code: 'not_found', message: 'x' }).code)
     `)
     assert.equal(run(process.execPath, ['smoke.mjs'], app).trim(), 'ws://127.0.0.1:1999 not_found')
@@ -48,7 +51,15 @@ test('packed @tandem/client and @tandem/react install, import and typecheck', { 
     writeFileSync(join(app, 'app.ts'), `
       import { createTandem } from '@tandem/client'
       import { useTandemDocument } from '@tandem/react'
+      import { createSync, type SyncStatus } from '@tandem/client/sync'
       import * as Y from 'yjs'
+      export function syncTodos (t: ReturnType<typeof createTandem>): SyncStatus {
+        const sync = createSync<{ todos: { id: string, title: string } }>(t, { workspaceId: 'w', tables: { todos: 'id' }, autoStart: false })
+        void sync.db.todos.put({ id: 'a', title: 'b' })
+        // @ts-expect-error not a row of the table
+        void sync.db.todos.put({ id: 1 })
+        return sync.status
+      }
       export async function main (): Promise<string> {
         const t = createTandem({ controlUrl: 'http://127.0.0.1:8080' })
         const p = await t.api.post('/workspaces/{id}/projects', { path: { id: 'w' }, body: { name: 'n' } })

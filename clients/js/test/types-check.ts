@@ -3,6 +3,8 @@
 import { createTandem, TandemError, type Message, type ResponseOf, type ItemOf, type ConnectionStatus } from '@tandem/client'
 import { useTandemDocument, useConversation } from '@tandem/react'
 import * as Y from 'yjs'
+import { createSync, type SyncState } from '@tandem/client/sync'
+import { useSync, useSyncStatus, useLiveQuery } from '@tandem/react/sync'
 
 export async function usage (): Promise<void> {
   const tandem = createTandem({ controlUrl: 'http://127.0.0.1:8080', getSessionToken: () => 'token' })
@@ -41,4 +43,27 @@ export async function usage (): Promise<void> {
   // @ts-expect-error a list answers a page, not an array
   page.map((p) => p.id)
   void wrong
+}
+
+// The sync engine: tables are typed by the app's row types; statuses and events are typed.
+export function syncUsage (): void {
+  interface Todo { id: string, title: string, done: boolean }
+  const tandem = createTandem({ controlUrl: 'http://127.0.0.1:8080' })
+  const sync = createSync<{ todos: Todo }>(tandem, { workspaceId: 'w', tables: { todos: 'id, done' }, autoStart: false })
+  void sync.db.todos.put({ id: 'a', title: 't', done: false })
+  // @ts-expect-error a row of another shape
+  void sync.db.todos.put({ id: 'a', title: 1 })
+  const state: SyncState = sync.status.state
+  // @ts-expect-error not a state
+  const wrong: SyncState = 'synced'
+  sync.on('rejected', (list) => { const id: number = list[0]?.mutation.id ?? 0; void id })
+  sync.on('change', (e) => { const ids: string[] = e.tables.todos ?? []; void ids })
+  // @ts-expect-error an option that does not exist
+  createSync(tandem, { workspaceId: 'w', tables: {}, pollMs: 5 })
+  const view = (): void => {
+    const { status } = useSync<{ todos: Todo }>('w', { tables: { todos: 'id' } })
+    const todos: Todo[] | undefined = useLiveQuery(() => sync.db.todos.toArray(), [])
+    void [status.pending, todos, useSyncStatus]
+  }
+  void [state, wrong, view]
 }

@@ -192,6 +192,30 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_PUBLIC_RELAY_URL")]
     pub public_relay_url: Option<String>,
 
+    /// Sync: clocks (`hlc`) more than this many milliseconds ahead of the
+    /// server's are clamped to the server's time plus this.
+    #[arg(long, env = "TANDEM_SYNC_MAX_DRIFT_MS", default_value_t = 60_000)]
+    pub sync_max_drift_ms: u64,
+
+    /// Sync: deleted rows (tombstones) are pruned this many milliseconds
+    /// after their deletion; clients that last pulled before a pruned
+    /// deletion get a reset (the whole state) on their next pull.
+    #[arg(long, env = "TANDEM_SYNC_TOMBSTONE_HORIZON_MS", default_value_t = 30 * 24 * 3600 * 1000)]
+    pub sync_tombstone_horizon_ms: u64,
+
+    /// Sync: how often tombstones past the horizon are looked for, in milliseconds.
+    #[arg(
+        long,
+        env = "TANDEM_SYNC_COMPACT_INTERVAL_MS",
+        default_value_t = 60_000
+    )]
+    pub sync_compact_interval_ms: u64,
+
+    /// Sync: how often event streams look for changes written by other
+    /// control replicas, in milliseconds (this replica's arrive at once).
+    #[arg(long, env = "TANDEM_SYNC_POLL_MS", default_value_t = 500)]
+    pub sync_poll_ms: u64,
+
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
@@ -237,6 +261,10 @@ impl ControlConfig {
             cors_origins: None,
             serve_demo: false,
             public_relay_url: None,
+            sync_max_drift_ms: 60_000,
+            sync_tombstone_horizon_ms: 30 * 24 * 3600 * 1000,
+            sync_compact_interval_ms: 60_000,
+            sync_poll_ms: 200,
             handle_signals: true,
         }
     }

@@ -30,6 +30,9 @@ pub enum ApiError {
     Misconfigured(String),
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// 413 with a message saying which bound was exceeded.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("request body must be application/json")]
     UnsupportedMediaType,
     #[error("{0}")]
@@ -56,7 +59,7 @@ impl ApiError {
             ApiError::Conflict(_) => ErrorCode::Conflict,
             ApiError::Gone(_) => ErrorCode::Gone,
             ApiError::Misconfigured(_) => ErrorCode::Misconfigured,
-            ApiError::PayloadTooLarge(_) => ErrorCode::PayloadTooLarge,
+            ApiError::PayloadTooLarge(_) | ApiError::TooLarge(_) => ErrorCode::PayloadTooLarge,
             ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
             ApiError::RateLimited(_) | ApiError::TooMany(_) => ErrorCode::RateLimited,

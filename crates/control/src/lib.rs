@@ -39,6 +39,7 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod streams;
+pub mod sync_live;
 pub mod telemetry;
 pub mod validate;
 

@@ -36,6 +36,74 @@ pub struct Metrics {
     pub chat_pollers: prometheus_client::metrics::gauge::Gauge,
     /// Looks those loops took at the database.
     pub chat_polls: Counter,
+    pub sync: SyncMetrics,
+}
+
+/// Metrics of the sync engine (`tandem_control_sync_*`).
+#[derive(Default)]
+pub struct SyncMetrics {
+    pub pushes: Counter,
+    pub mutations_applied: Counter,
+    pub mutations_duplicate: Counter,
+    pub mutations_rejected: Counter,
+    /// Field writes (and deletes) that lost to a newer clock.
+    pub conflicts: Counter,
+    pub pulls: Counter,
+    pub changes_pulled: Counter,
+    pub resets: Counter,
+    pub tombstones_pruned: Counter,
+    /// Rows kept, tombstones included (measured by the compactor).
+    pub log_rows: prometheus_client::metrics::gauge::Gauge,
+    pub streams: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl SyncMetrics {
+    fn register(&self, r: &mut Registry) {
+        let s = r.sub_registry_with_prefix("sync");
+        s.register("pushes", "Push requests answered", self.pushes.clone());
+        s.register(
+            "mutations_applied",
+            "Mutations applied",
+            self.mutations_applied.clone(),
+        );
+        s.register(
+            "mutations_duplicate",
+            "Mutations replayed (nothing changed)",
+            self.mutations_duplicate.clone(),
+        );
+        s.register(
+            "mutations_rejected",
+            "Mutations rejected (viewers, oversize rows)",
+            self.mutations_rejected.clone(),
+        );
+        s.register(
+            "conflicts",
+            "Field writes and deletes that lost to a newer clock",
+            self.conflicts.clone(),
+        );
+        s.register("pulls", "Pull requests answered", self.pulls.clone());
+        s.register(
+            "changes_pulled",
+            "Changed rows sent by pulls",
+            self.changes_pulled.clone(),
+        );
+        s.register(
+            "resets",
+            "Pulls answered with reset (cursor older than the compaction horizon)",
+            self.resets.clone(),
+        );
+        s.register(
+            "tombstones_pruned",
+            "Tombstones pruned after the horizon",
+            self.tombstones_pruned.clone(),
+        );
+        s.register(
+            "log_rows",
+            "Rows kept by the sync log, tombstones included",
+            self.log_rows.clone(),
+        );
+        s.register("streams", "Open sync event streams", self.streams.clone());
+    }
 }
 
 fn latency_histogram() -> Histogram {
@@ -100,7 +168,10 @@ impl Metrics {
             "Database looks of conversation poll loops",
             chat_polls.clone(),
         );
+        let sync = SyncMetrics::default();
+        sync.register(&mut registry);
         Metrics {
+            sync,
             registry,
             chat_pollers,
             chat_polls,

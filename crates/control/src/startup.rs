@@ -105,12 +105,15 @@ impl Application {
             trusted_proxies,
             stream_slots: Default::default(),
             chat_pollers: Default::default(),
+            sync_wakers: Default::default(),
+            sync_pollers: Default::default(),
             public_relay_url: std::sync::OnceLock::new(),
         });
         if let Some(url) = state.config.public_relay_url.clone() {
             let _ = state.public_relay_url.set(url);
         }
         tokio::spawn(crate::mail::dispatch(state.clone()));
+        tokio::spawn(crate::sync_live::compact(state.clone()));
         let server = serve(listener, state.clone(), origins)?;
         let metrics_port = serve_metrics(&state)?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then

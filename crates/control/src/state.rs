@@ -52,6 +52,10 @@ pub struct AppState {
     pub stream_slots: crate::streams::StreamSlots,
     /// One poll loop per conversation with open streams.
     pub chat_pollers: crate::streams::Pollers,
+    /// Wakes the sync event streams of one workspace in this process at once.
+    pub sync_wakers: Wakers,
+    /// One poll loop per workspace with open sync event streams.
+    pub sync_pollers: crate::sync_live::SyncPollers,
     /// The relay URL the demo page connects to: `TANDEM_PUBLIC_RELAY_URL`,
     /// or set once by `tandem dev` when its relay has a port.
     pub public_relay_url: std::sync::OnceLock<String>,
@@ -98,6 +102,11 @@ impl AppState {
     /// Tells this process's streams of a conversation that it has new events.
     pub fn chat_changed(&self, conversation_id: &str) {
         self.chat_events.wake(conversation_id);
+    }
+
+    /// Tells this process's sync streams of a workspace that it changed.
+    pub fn sync_changed(&self, workspace_id: &str) {
+        self.sync_wakers.wake(workspace_id);
     }
 
     /// Waits until `woken` fires or `every` has passed; `false` when the

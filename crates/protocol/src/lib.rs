@@ -7,6 +7,7 @@
 //! - [`error`]: the `{"error":{"code","message","requestId"}}` envelope and its codes.
 //! - [`identity`]: email verification, org join policies and join requests, identity linking.
 //! - [`origin`]: allowed browser origins (`TANDEM_CORS_ORIGINS`), for control and relay.
+//! - [`sync`]: the sync engine's push, pull and event bodies, and its bounds.
 //! - [`yjs`]: a recursion-free nesting check of Yjs v1 updates, run before yrs decodes them.
 //!
 //! This crate has no I/O and depends on nothing but serde (and `utoipa`, for
@@ -20,6 +21,7 @@ pub mod http;
 pub mod identity;
 pub mod origin;
 pub mod room;
+pub mod sync;
 pub mod yjs;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

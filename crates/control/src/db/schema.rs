@@ -303,6 +303,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    sync_workspaces (workspace_id) {
+        workspace_id -> Text,
+        seq -> BigInt,
+        pruned_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_rows (workspace_id, collection, row_id) {
+        workspace_id -> Text,
+        collection -> Text,
+        row_id -> Text,
+        seq -> BigInt,
+        hlc -> Text,
+        clear_hlc -> Text,
+        clear_delete -> Bool,
+        deleted -> Bool,
+        state -> Text,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    sync_clients (workspace_id, client_id) {
+        workspace_id -> Text,
+        client_id -> Text,
+        client_group_id -> Text,
+        user_id -> Text,
+        last_mutation_id -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
 diesel::joinable!(org_join_requests -> users (user_id));
 diesel::joinable!(collab_tokens -> users (user_id));
@@ -344,5 +378,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_api_keys,
     email_verifications,
     org_join_requests,
-    login_throttle
+    login_throttle,
+    sync_workspaces,
+    sync_rows,
+    sync_clients
 );

@@ -24,6 +24,7 @@ pub mod resources;
 pub mod settings;
 pub mod shares;
 pub mod snapshots;
+pub mod sync;
 pub mod usage;
 pub mod workspaces;
 
@@ -134,6 +135,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
     chat_routes(cfg);
     org_routes(cfg);
+    sync_routes(cfg);
+}
+
+/// The sync engine; pushes may be larger than other bodies.
+fn sync_routes(cfg: &mut web::ServiceConfig) {
+    use web::{get, post};
+    let push_body = web::JsonConfig::default()
+        .limit(tandem_protocol::sync::MAX_PUSH_BYTES)
+        .error_handler(json_error);
+    cfg.service(
+        at("/workspaces/{id}/sync/push")
+            .app_data(push_body)
+            .route(post().to(sync::push)),
+    )
+    .service(at("/workspaces/{id}/sync/pull").route(get().to(sync::pull)))
+    .service(at("/workspaces/{id}/sync/events").route(get().to(sync::events)));
 }
 
 /// Organizations: settings and join requests.

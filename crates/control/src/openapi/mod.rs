@@ -7,6 +7,7 @@
 
 mod chat;
 mod operations;
+mod sync;
 
 pub use operations::operations;
 

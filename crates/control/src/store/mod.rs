@@ -17,6 +17,7 @@ pub mod projects;
 pub mod resources;
 pub mod settings;
 pub mod snapshots;
+pub mod sync;
 pub mod throttle;
 pub mod usage;
 pub mod verification;

@@ -24,3 +24,5 @@ mod sharing;
 mod signin;
 mod snapshots;
 mod streaming;
+mod sync;
+mod sync_bench;

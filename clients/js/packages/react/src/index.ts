@@ -9,7 +9,8 @@ import type {
   LiveConversation, Message, ResourceType, Revocation, SendMessageBody, Tandem
 } from '@tandem/client'
 
-const TandemContext = createContext<Tandem | null>(null)
+/** The context TandemProvider fills (also read by `@tandem/react/sync`). */
+export const TandemContext = createContext<Tandem | null>(null)
 
 /** Makes a Tandem client (from `createTandem`) available to the hooks below. */
 export function TandemProvider ({ client, children }: { client: Tandem, children?: ReactNode }): ReactNode {

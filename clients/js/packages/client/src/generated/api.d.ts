@@ -1106,6 +1106,66 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workspaces/{id}/sync/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live sync notices (Server-Sent Events)
+         * @description `text/event-stream`: `poke` (`data`: `{cursor}`) at once and whenever the workspace changed (pull unless you are at that cursor already); `revoked` (`data`: `{reason}`) when the caller loses the workspace (delete the local copy; the stream ends). 429: the caller holds `TANDEM_MAX_STREAMS_PER_USER` streams on this replica already.
+         */
+        get: operations["syncEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/sync/pull": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Changed rows after a cursor (the whole state without one)
+         * @description Pull again at once while `hasMore`. With `reset: true` drop the local copy first: the cursor was older than the compaction horizon and these pages are the whole current state. A reader never misses a change committed after it read.
+         */
+        get: operations["syncPull"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/sync/push": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a batch of row mutations (field-level last-writer-wins by hlc)
+         * @description One transaction per batch, a result per mutation: `applied`, `duplicate` (the client sent this id before; nothing changes) or `rejected` (viewers; rows that would outgrow their bounds). Clocks more than `TANDEM_SYNC_MAX_DRIFT_MS` ahead of the server are clamped. 400: a bad collection name, row id, field name, op, hlc or id order; 413: more than 500 mutations, fields over 64 KiB, or a body over 4 MiB; 403: the client id belongs to another user.
+         */
+        post: operations["syncPush"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -1160,6 +1220,16 @@ export interface components {
             expiresAt: number;
             sessionToken: string;
             user: components["schemas"]["User"];
+        };
+        /** @description The current state of one row. */
+        Change: {
+            collection: string;
+            deleted: boolean;
+            /** @description Every field of the row; `null` when it is deleted. */
+            fields?: Record<string, never> | null;
+            /** @description The newest clock of the row. */
+            hlc: string;
+            rowId: string;
         };
         /** @description `POST /collaboration/check-access` (relay secret): all users of a room at once. */
         CheckAccessBatchRequest: {
@@ -1368,6 +1438,29 @@ export interface components {
          * @enum {string}
          */
         MessageState: "streaming" | "idle" | "error";
+        /** @description One change of one row. */
+        Mutation: {
+            collection: string;
+            /** @description The row's fields (`put`) or the fields to set (`patch`); absent for `delete`. */
+            fields?: Record<string, never> | null;
+            /** @description `"{unix ms, 13 digits}:{counter, 6 digits}:{clientId}"`. */
+            hlc: string;
+            /**
+             * Format: int64
+             * @description Increases per client (gaps allowed); a replayed id is a duplicate.
+             */
+            id: number;
+            /** @description `put` (replace the row), `patch` (set the given fields) or `delete`. */
+            op: string;
+            rowId: string;
+        };
+        MutationResult: {
+            error?: string | null;
+            /** Format: int64 */
+            id: number;
+            /** @description `applied`, `duplicate` (seen before: nothing changed) or `rejected`. */
+            status: string;
+        };
         Org: {
             domain: string;
             id: string;
@@ -1409,6 +1502,11 @@ export interface components {
             rename?: boolean;
             star?: boolean;
         };
+        /** @description Data of the `poke` event of `GET /workspaces/{id}/sync/events`. */
+        Poke: {
+            /** @description The cursor a complete pull would end at now. */
+            cursor: string;
+        };
         PresenceEntry: {
             /** Format: int64 */
             lastActiveAt: number;
@@ -1437,6 +1535,36 @@ export interface components {
             items: components["schemas"]["Project"][];
             /** @description Pass as `cursor` for the next page; `null` on the last page. */
             nextCursor: string | null;
+        };
+        /** @description `GET /workspaces/{id}/sync/pull`. */
+        PullResponse: {
+            changes: components["schemas"]["Change"][];
+            /** @description Where the next pull continues (opaque). */
+            cursor: string;
+            /** @description More changes follow: pull again with `cursor` at once. */
+            hasMore: boolean;
+            /** @description Last mutation id of each of the caller's clients (of `clientGroupId` if given). */
+            lastMutationIds: {
+                [key: string]: number;
+            };
+            /** @description Drop the local copy first: these pages are the whole current state. */
+            reset: boolean;
+        };
+        /** @description `POST /workspaces/{id}/sync/push`. */
+        PushRequest: {
+            /** @description The client's group (one browser profile: its tabs share a database). */
+            clientGroupId: string;
+            /** @description The client (one outbox); its mutation ids increase. */
+            clientId: string;
+            mutations: components["schemas"]["Mutation"][];
+        };
+        PushResponse: {
+            /**
+             * Format: int64
+             * @description The client's last mutation id after this push (0 if none yet).
+             */
+            lastMutationId: number;
+            results: components["schemas"]["MutationResult"][];
         };
         PutApiKey: {
             key: string;
@@ -1479,6 +1607,10 @@ export interface components {
          * @enum {string}
          */
         ResourceType: "doc" | "diagram" | "task";
+        /** @description Data of the `revoked` event: the caller lost the workspace. */
+        Revoked: {
+            reason: string;
+        };
         /**
          * @description A role on a workspace, project or resource: `owner ⊇ editor ⊇ viewer`.
          * @enum {string}
@@ -4845,6 +4977,106 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Project"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    syncEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An event stream */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["Poke"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    syncPull: {
+        parameters: {
+            query?: {
+                /** @description Opaque cursor of the previous pull */
+                cursor?: string;
+                /** @description Changes per page, 1..=1000 (default 500) */
+                limit?: number;
+                /** @description Report only this client group's lastMutationIds */
+                clientGroupId?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PullResponse"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    syncPush: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PushRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PushResponse"];
                 };
             };
             400: components["responses"]["BadRequest"];

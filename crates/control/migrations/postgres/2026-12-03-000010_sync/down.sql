@@ -1,0 +1,3 @@
+DROP TABLE sync_clients;
+DROP TABLE sync_rows;
+DROP TABLE sync_workspaces;

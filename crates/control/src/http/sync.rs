@@ -1,0 +1,260 @@
+//! `/workspaces/{id}/sync/{push,pull,events}`: the sync engine
+//! (`proto-docs/sync.md`). Readers of the workspace pull and listen;
+//! editors push (a viewer's mutations are `rejected`, one by one).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use tandem_protocol::sync::{
+    Poke, PullResponse, PushRequest, PushResponse, Revoked, DEFAULT_PULL, MAX_PULL,
+};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::load;
+use crate::authz::{self, Action, Actor, Decision, ResourceKind};
+use crate::db::{read_tx, write_tx, DbConnection};
+use crate::error::ApiError;
+use crate::http::extract::AuthUser;
+use crate::state::{AppState, State};
+use crate::store::{facts, now_ms, sync};
+use crate::streams::StreamSlot;
+
+/// Loads the workspace and the caller's standing: 404 unless they may read
+/// it; `true` when they may also change its data (`can(Update)`).
+fn standing(c: &mut DbConnection, actor: &Actor, id: &str) -> Result<(String, bool), ApiError> {
+    let chain = load::workspace(c, id)?;
+    let facts = facts::for_chain(c, &actor.user_id, &chain)?;
+    authz::can(actor, Action::Read, ResourceKind::Workspace, &facts)
+        .into_result()
+        .map_err(|d| ApiError::denied(d, "workspace"))?;
+    let may_write = matches!(
+        authz::can(actor, Action::Update, ResourceKind::Workspace, &facts),
+        Decision::Allow(_)
+    );
+    Ok((chain.workspace.id, may_write))
+}
+
+pub async fn push(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<PushRequest>,
+) -> Result<web::Json<PushResponse>, ApiError> {
+    let drift = i64::try_from(state.config.sync_max_drift_ms).unwrap_or(i64::MAX);
+    let now = now_ms();
+    let (group, client, mutations) =
+        sync::check_push(body.into_inner(), now.saturating_add(drift))?;
+    let actor = user.actor();
+    let (ws, pushed) = state
+        .db(move |c| {
+            write_tx(c, |c| {
+                let (ws, may_write) = standing(c, &actor, &id)?;
+                let pushed = sync::push(
+                    c,
+                    &ws,
+                    &actor.user_id,
+                    may_write,
+                    &group,
+                    &client,
+                    mutations,
+                    now,
+                )?;
+                Ok::<_, ApiError>((ws, pushed))
+            })
+        })
+        .await?;
+    let m = &state.metrics.sync;
+    m.pushes.inc();
+    m.mutations_applied.inc_by(pushed.applied);
+    m.mutations_duplicate.inc_by(pushed.duplicates);
+    m.mutations_rejected.inc_by(pushed.rejected);
+    m.conflicts.inc_by(pushed.conflicts);
+    if pushed.applied > 0 {
+        state.sync_changed(&ws);
+    }
+    Ok(web::Json(PushResponse {
+        last_mutation_id: pushed.last_mutation_id,
+        results: pushed.results,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PullParams {
+    cursor: Option<String>,
+    limit: Option<i64>,
+    client_group_id: Option<String>,
+}
+
+pub async fn pull(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    params: web::Query<PullParams>,
+) -> Result<web::Json<PullResponse>, ApiError> {
+    let PullParams {
+        cursor,
+        limit,
+        client_group_id,
+    } = params.into_inner();
+    let limit = limit.unwrap_or(DEFAULT_PULL);
+    if !(1..=MAX_PULL).contains(&limit) {
+        return Err(ApiError::validation(format!(
+            "limit must be 1..={MAX_PULL}"
+        )));
+    }
+    if client_group_id
+        .as_deref()
+        .is_some_and(|g| !sync::client_id_ok(g))
+    {
+        return Err(ApiError::BadRequest(
+            "clientGroupId must be 1..=64 characters of A-Z a-z 0-9 _ -".into(),
+        ));
+    }
+    let cursor = sync::Cursor::parse(cursor.as_deref())?;
+    let actor = user.actor();
+    let page = state
+        .db(move |c| {
+            read_tx(c, |c| {
+                let (ws, _) = standing(c, &actor, &id)?;
+                sync::pull(
+                    c,
+                    &ws,
+                    &actor.user_id,
+                    client_group_id.as_deref(),
+                    cursor,
+                    limit,
+                )
+            })
+        })
+        .await?;
+    let m = &state.metrics.sync;
+    m.pulls.inc();
+    m.changes_pulled.inc_by(page.changes.len() as u64);
+    if page.reset {
+        m.resets.inc();
+    }
+    Ok(web::Json(page))
+}
+
+pub async fn events(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let actor = user.actor();
+    let check = actor.clone();
+    let ws = state.db(move |c| Ok(standing(c, &check, &id)?.0)).await?;
+    let max = state.config.max_streams_per_user;
+    let slot = state
+        .stream_slots
+        .take(&actor.user_id, max)
+        .ok_or_else(|| {
+            ApiError::TooMany(format!(
+                "at most {max} open event streams per user; close one first"
+            ))
+        })?;
+    let (tx, rx) = mpsc::channel::<Bytes>(16);
+    tokio::spawn(pump(state.get_ref().clone(), actor, ws, tx, slot));
+    let body = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("cache-control", "no-cache"))
+        .insert_header(("x-accel-buffering", "no"))
+        .streaming(body))
+}
+
+fn frame(event: &str, data: &impl serde::Serialize) -> Bytes {
+    Bytes::from(format!(
+        "event: {event}\ndata: {}\n\n",
+        serde_json::to_string(data).unwrap_or_default()
+    ))
+}
+
+struct Gauge<'a>(&'a AppState);
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.sync.streams.dec();
+    }
+}
+
+/// Whether the user may still read the workspace (`None`: could not tell).
+async fn still_reader(state: &Arc<AppState>, actor: &Actor, ws: &str) -> Option<bool> {
+    let (a, w) = (actor.clone(), ws.to_string());
+    match state.db(move |c| standing(c, &a, &w)).await {
+        Ok(_) => Some(true),
+        Err(ApiError::NotFound(_)) => Some(false),
+        Err(e) => {
+            tracing::warn!(error = %e, "sync stream could not check access");
+            None
+        }
+    }
+}
+
+async fn pump(
+    state: Arc<AppState>,
+    actor: Actor,
+    ws: String,
+    tx: mpsc::Sender<Bytes>,
+    _slot: StreamSlot,
+) {
+    state.metrics.sync.streams.inc();
+    let _gauge = Gauge(&state);
+    let keepalive = Duration::from_millis(state.config.chat_keepalive_ms.max(10));
+    let mut seen = state.sync_pollers.watch(&state, &ws);
+    let mut handled_access = -1;
+    let mut poked: Option<i64> = None;
+    let mut last_sent = Instant::now();
+    loop {
+        let now = seen.borrow_and_update().clone();
+        if now.ready {
+            if now.recheck(handled_access, &actor.user_id) {
+                match still_reader(&state, &actor, &ws).await {
+                    Some(false) => {
+                        let gone = Revoked {
+                            reason: "access_revoked".into(),
+                        };
+                        let _ = tx.send(frame("revoked", &gone)).await;
+                        return;
+                    }
+                    Some(true) => handled_access = now.access_seq,
+                    None => {} // checked again at the next look
+                }
+            }
+            if poked != Some(now.seq) {
+                let poke = Poke {
+                    cursor: sync::Cursor::At(now.seq).render(),
+                };
+                if tx.send(frame("poke", &poke)).await.is_err() {
+                    return;
+                }
+                poked = Some(now.seq);
+                last_sent = Instant::now();
+            }
+        }
+        tokio::select! {
+            changed = seen.changed() => {
+                if changed.is_err() {
+                    // Its loop ended (shutting down): watch anew.
+                    seen = state.sync_pollers.watch(&state, &ws);
+                }
+            }
+            _ = tokio::time::sleep_until(last_sent + keepalive) => {
+                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                    return;
+                }
+                last_sent = Instant::now();
+            }
+            _ = tx.closed() => return,
+            _ = state.shutdown.cancelled() => return,
+        }
+    }
+}
