@@ -105,6 +105,8 @@ impl Application {
             trusted_proxies,
             stream_slots: Default::default(),
             chat_pollers: Default::default(),
+            workspace_events: crate::state::Wakers::default(),
+            workspace_pollers: crate::streams::Pollers::new(crate::streams::Feed::Workspace),
             public_relay_url: std::sync::OnceLock::new(),
         });
         if let Some(url) = state.config.public_relay_url.clone() {

@@ -43,6 +43,20 @@ diesel::table! {
         owner_id -> Nullable<Text>,
         name -> Text,
         created_at -> BigInt,
+        event_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    workspace_events (workspace_id, seq) {
+        workspace_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        entity_id -> Text,
+        project_id -> Nullable<Text>,
+        data -> Text,
+        audience -> Nullable<Text>,
+        created_at -> BigInt,
     }
 }
 
@@ -344,5 +358,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     user_api_keys,
     email_verifications,
     org_join_requests,
+    workspace_events,
     login_throttle
 );

@@ -110,7 +110,9 @@ pub async fn create(
                 ResourceKind::Project,
                 &chain,
             )?;
-            let row = conversations::create(c, user.id(), &project.id, &title, None)?;
+            let row = write_tx(c, |c| {
+                conversations::create(c, user.id(), &project.id, &title, None)
+            })?;
             Ok(row.to_dto(Role::Owner))
         })
         .await?;

@@ -25,6 +25,7 @@ pub mod settings;
 pub mod shares;
 pub mod snapshots;
 pub mod usage;
+pub mod workspace_stream;
 pub mod workspaces;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -105,6 +106,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(workspaces::list_projects))
                 .route(post().to(workspaces::create_project)),
         )
+        .service(at("/workspaces/{id}/events").route(get().to(workspace_stream::events)))
         .service(
             at("/projects/{id}")
                 .route(get().to(projects::get))

@@ -8,6 +8,7 @@ use serde_json::json;
 use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay};
 use tandem_protocol::http::{Page, Role};
 
+use super::workspace_events::{self as feed, Change, Entity, Op};
 use super::{chat_events, now_ms, UserRow};
 use crate::authz::ConversationFacts;
 use crate::crypto;
@@ -145,7 +146,35 @@ pub fn create(
     diesel::insert_into(conversations::table)
         .values(&row)
         .execute(conn)?;
+    announce(conn, &row, Op::Created, vec![])?;
     Ok(row)
+}
+
+/// Writes a conversation change to its workspace's feed. Call inside the
+/// write transaction of the change.
+fn announce(
+    c: &mut DbConnection,
+    row: &ConversationRow,
+    op: Op,
+    audience: Vec<String>,
+) -> Result<(), ApiError> {
+    let Some(workspace_id) = feed::workspace_of_project(c, &row.project_id)? else {
+        return Ok(());
+    };
+    let data = if op == Op::Deleted {
+        json!({ "id": row.id, "projectId": row.project_id })
+    } else {
+        json!(row.to_dto(Role::Viewer))
+    };
+    let change = Change {
+        entity: Entity::Conversation,
+        op,
+        id: &row.id,
+        project_id: Some(&row.project_id),
+        data,
+        audience,
+    };
+    feed::record(c, &workspace_id, change)
 }
 
 /// Filters and page of `GET /conversations`.
@@ -278,17 +307,29 @@ pub fn update_in_tx(
         o.remove("role");
     }
     row.event_seq = chat_events::append(c, &row.id, "conversation_updated", &data)?;
+    announce(c, &row, Op::Updated, vec![])?;
     Ok(row)
 }
 
 /// Deletes a conversation with its participants, messages, attachments,
 /// events, shares, tool executions and presence (foreign keys cascade).
 pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
-    let n = diesel::delete(conversations::table.find(id)).execute(conn)?;
-    if n == 0 {
-        return Err(ApiError::NotFound("conversation"));
-    }
-    Ok(())
+    write_tx(conn, |c| {
+        // The conversation row first, as its other writers lock it.
+        chat_events::lock(c, id)?;
+        let Some(row) = get(c, id)? else {
+            return Err(ApiError::NotFound("conversation"));
+        };
+        // Everyone who could read it learns it is gone.
+        let mut audience: Vec<String> = conversation_participants::table
+            .filter(conversation_participants::conversation_id.eq(id))
+            .select(conversation_participants::user_id)
+            .load(c)?;
+        audience.push(row.owner_id.clone());
+        announce(c, &row, Op::Deleted, audience)?;
+        diesel::delete(conversations::table.find(id)).execute(c)?;
+        Ok(())
+    })
 }
 
 /// Paging key of the owner in the participant list: before everyone.
@@ -402,6 +443,8 @@ pub fn add_participant(
             "participant_added",
             &json!({ "userId": user.id, "user": user.summary(), "addedBy": added_by }),
         )?;
+        // The new participant now reads it: it appears in their lists.
+        announce(c, row, Op::Updated, vec![])?;
         Ok(Participant {
             user_id: user.id.clone(),
             added_by: added_by.to_string(),
@@ -430,6 +473,10 @@ pub fn remove_participant(
         }
         diesel::delete(presence::table.find((id, user_id))).execute(c)?;
         chat_events::append(c, id, "participant_removed", &json!({ "userId": user_id }))?;
+        // Gone from the removed participant's lists (and only theirs).
+        if let Some(row) = get(c, id)? {
+            announce(c, &row, Op::Deleted, vec![user_id.to_string()])?;
+        }
         Ok(())
     })
 }

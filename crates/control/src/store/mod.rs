@@ -20,6 +20,7 @@ pub mod snapshots;
 pub mod throttle;
 pub mod usage;
 pub mod verification;
+pub mod workspace_events;
 pub mod workspaces;
 
 use std::time::{SystemTime, UNIX_EPOCH};

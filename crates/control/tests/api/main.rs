@@ -24,3 +24,4 @@ mod sharing;
 mod signin;
 mod snapshots;
 mod streaming;
+mod workspace_events;
