@@ -140,6 +140,33 @@ diesel::table! {
         event_seq -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        is_quick_chat -> Bool,
+        parent_chat_id -> Nullable<Text>,
+        summary -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    message_sets (id) {
+        id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+        set_type -> Text,
+        level -> BigInt,
+        selected_block_type -> Text,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_set_members (message_id) {
+        message_id -> Text,
+        set_id -> Text,
+        block_type -> Text,
+        selected -> Bool,
+        is_review -> Bool,
+        parts -> Text,
     }
 }
 
@@ -331,6 +358,8 @@ diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(shares -> conversations (conversation_id));
+diesel::joinable!(message_set_members -> message_sets (set_id));
+diesel::joinable!(message_set_members -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
@@ -359,5 +388,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     email_verifications,
     org_join_requests,
     workspace_events,
+    message_sets,
+    message_set_members,
     login_throttle
 );

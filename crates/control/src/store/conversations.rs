@@ -36,6 +36,9 @@ pub struct ConversationRow {
     pub event_seq: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub is_quick_chat: bool,
+    pub parent_chat_id: Option<String>,
+    pub summary: Option<String>,
 }
 
 impl ConversationRow {
@@ -58,6 +61,9 @@ impl ConversationRow {
             archived: self.archived,
             participants_may: self.participants_may(),
             forked_from: self.forked_from.clone(),
+            is_quick_chat: self.is_quick_chat,
+            parent_chat_id: self.parent_chat_id.clone(),
+            summary: self.summary.clone(),
             last_message_at: self.last_message_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -117,12 +123,39 @@ pub fn load(
     Ok(Some((row, facts)))
 }
 
+/// What a new conversation is besides its title (plan 004).
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub is_quick_chat: bool,
+    pub parent_chat_id: Option<String>,
+    pub summary: Option<String>,
+}
+
 pub fn create(
     conn: &mut DbConnection,
     owner: &str,
     project_id: &str,
     title: &str,
     forked_from: Option<&str>,
+) -> Result<ConversationRow, ApiError> {
+    create_with(
+        conn,
+        owner,
+        project_id,
+        title,
+        forked_from,
+        Extra::default(),
+    )
+}
+
+/// [`create`] with plan 004's fields. Call inside a write transaction.
+pub fn create_with(
+    conn: &mut DbConnection,
+    owner: &str,
+    project_id: &str,
+    title: &str,
+    forked_from: Option<&str>,
+    extra: Extra,
 ) -> Result<ConversationRow, ApiError> {
     let now = now_ms();
     let row = ConversationRow {
@@ -142,6 +175,9 @@ pub fn create(
         event_seq: 0,
         created_at: now,
         updated_at: now,
+        is_quick_chat: extra.is_quick_chat,
+        parent_chat_id: extra.parent_chat_id,
+        summary: extra.summary,
     };
     diesel::insert_into(conversations::table)
         .values(&row)
@@ -252,6 +288,7 @@ pub struct Changes {
     pub starred: Option<bool>,
     pub archived: Option<bool>,
     pub participants_may: Option<ParticipantsMay>,
+    pub summary: Option<String>,
 }
 
 /// The columns a `PATCH` writes; `None` leaves a column alone.
@@ -264,6 +301,7 @@ struct Patch<'a> {
     participants_may_rename: Option<bool>,
     participants_may_star: Option<bool>,
     participants_may_archive: Option<bool>,
+    summary: Option<&'a str>,
     updated_at: i64,
 }
 
@@ -284,6 +322,7 @@ pub fn update_in_tx(
         participants_may_rename: may.map(|m| m.rename),
         participants_may_star: may.map(|m| m.star),
         participants_may_archive: may.map(|m| m.archive),
+        summary: changes.summary.as_deref(),
         updated_at: now_ms(),
     };
     diesel::update(conversations::table.find(&row.id))
@@ -292,6 +331,9 @@ pub fn update_in_tx(
     let mut row = row.clone();
     if let Some(t) = &changes.title {
         row.title = t.clone();
+    }
+    if let Some(s) = &changes.summary {
+        row.summary = Some(s.clone());
     }
     row.starred = changes.starred.unwrap_or(row.starred);
     row.archived = changes.archived.unwrap_or(row.archived);

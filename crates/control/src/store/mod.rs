@@ -11,6 +11,7 @@ pub mod facts;
 pub mod invites;
 pub mod joining;
 pub mod members;
+pub mod message_sets;
 pub mod messages;
 pub mod outbox;
 pub mod projects;

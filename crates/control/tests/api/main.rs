@@ -18,6 +18,7 @@ mod jwt;
 mod limits;
 mod lists;
 mod members;
+mod message_sets;
 mod openapi;
 mod replicas;
 mod sharing;
