@@ -7,11 +7,12 @@ import type { JSX } from 'react'
 import { useState, type FormEvent } from 'react'
 import { useConversation } from '@tandem/react'
 import { call } from './api'
+import { AnswerSets } from './answers'
 
 const REPLY = 'Here is a streamed reply: every participant sees it grow, chunk by chunk, as it is written.'
 
 export function ChatPanel ({ conversationId }: { conversationId: string }): JSX.Element {
-  const { messages, closedReason, send } = useConversation(conversationId)
+  const { messages, closedReason, send, live } = useConversation(conversationId)
   const [text, setText] = useState('')
 
   const submit = async (e: FormEvent): Promise<void> => {
@@ -43,6 +44,7 @@ export function ChatPanel ({ conversationId }: { conversationId: string }): JSX.
           </li>
         ))}
       </ol>
+      {closedReason === null && <AnswerSets conversationId={conversationId} live={live} />}
       {closedReason !== null
         ? <p className='muted'>This conversation is closed for you ({closedReason}).</p>
         : (

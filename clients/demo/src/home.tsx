@@ -1,8 +1,12 @@
 // The home screen: the user's workspaces, their projects, each project's
 // documents; create projects and documents; open a document shared by link.
+// Projects and documents are live lists (@tandem/react's useProjects and
+// useDocuments over the workspace event stream): what others create, rename
+// or delete shows up without a reload.
 
 import type { JSX } from 'react'
 import { useEffect, useState, type FormEvent } from 'react'
+import { useDocuments, useProjects } from '@tandem/react'
 import { call, listAll, type DocumentInfo, type Project, type Workspace } from './api'
 
 function CreateForm ({ placeholder, onCreate, testId }: {
@@ -26,11 +30,8 @@ function CreateForm ({ placeholder, onCreate, testId }: {
   )
 }
 
-function ProjectCard ({ project }: { project: Project }): JSX.Element {
-  const [docs, setDocs] = useState<DocumentInfo[]>([])
-  useEffect(() => {
-    listAll<DocumentInfo>(`/projects/${project.id}/documents`).then(setDocs).catch(() => setDocs([]))
-  }, [project.id])
+function ProjectCard ({ project, workspaceId }: { project: Project, workspaceId: string }): JSX.Element {
+  const docs = useDocuments(workspaceId, project.id).items
   const create = async (title: string): Promise<void> => {
     const d = await call<DocumentInfo>('POST', `/projects/${project.id}/documents`, { title })
     location.hash = `#/doc/${d.id}`
@@ -48,19 +49,14 @@ function ProjectCard ({ project }: { project: Project }): JSX.Element {
 }
 
 function WorkspaceView ({ workspace }: { workspace: Workspace }): JSX.Element {
-  const [projects, setProjects] = useState<Project[]>([])
-  const load = (): void => {
-    listAll<Project>(`/workspaces/${workspace.id}/projects`).then(setProjects).catch(() => setProjects([]))
-  }
-  useEffect(load, [workspace.id])
+  const projects = useProjects(workspace.id).items
   const create = async (name: string): Promise<void> => {
     await call('POST', `/workspaces/${workspace.id}/projects`, { name })
-    load()
   }
   return (
     <div className='workspace' data-testid='workspace'>
       <h2>{workspace.name} <span className='role'>{workspace.type} · {workspace.role}</span></h2>
-      <div className='projects'>{projects.map((p) => <ProjectCard key={p.id} project={p} />)}</div>
+      <div className='projects'>{projects.map((p) => <ProjectCard key={p.id} project={p} workspaceId={workspace.id} />)}</div>
       {workspace.role !== 'viewer' && <CreateForm placeholder='New project name' onCreate={create} testId='project' />}
     </div>
   )

@@ -107,6 +107,8 @@ impl Application {
             chat_pollers: Default::default(),
             sync_wakers: Default::default(),
             sync_pollers: Default::default(),
+            workspace_events: crate::state::Wakers::default(),
+            workspace_pollers: crate::streams::Pollers::new(crate::streams::Feed::Workspace),
             public_relay_url: std::sync::OnceLock::new(),
         });
         if let Some(url) = state.config.public_relay_url.clone() {

@@ -56,6 +56,10 @@ pub struct AppState {
     pub sync_wakers: Wakers,
     /// One poll loop per workspace with open sync event streams.
     pub sync_pollers: crate::sync_live::SyncPollers,
+    /// Wakes the event streams of one workspace in this process at once.
+    pub workspace_events: Wakers,
+    /// One poll loop per workspace with open streams.
+    pub workspace_pollers: crate::streams::Pollers,
     /// The relay URL the demo page connects to: `TANDEM_PUBLIC_RELAY_URL`,
     /// or set once by `tandem dev` when its relay has a port.
     pub public_relay_url: std::sync::OnceLock<String>,
@@ -134,11 +138,22 @@ impl AppState {
         let pool = self.pool.clone();
         // Log lines of the blocking work carry the request's id too.
         let span = tracing::Span::current();
-        web::block(move || {
+        let (out, touched) = web::block(move || {
             let _in_request = span.enter();
-            let mut conn = pool.get()?;
-            f(&mut conn)
+            // Whatever an earlier job left behind is not ours.
+            crate::store::workspace_events::take_pending();
+            let out = pool
+                .get()
+                .map_err(ApiError::from)
+                .and_then(|mut c| f(&mut c));
+            // `f` has committed (or rolled back) by now: wake the streams of
+            // the workspaces it wrote events to (a rollback wakes in vain).
+            (out, crate::store::workspace_events::take_pending())
         })
-        .await?
+        .await?;
+        for id in &touched {
+            self.workspace_events.wake(id);
+        }
+        out
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::state::AppState;
-use crate::store::conversations;
+use crate::store::{conversations, workspace_events};
 
 /// Open streams per user.
 #[derive(Default)]
@@ -60,12 +60,26 @@ impl Drop for StreamSlot {
 /// `None` once it is gone. Streams only wait for it to change.
 pub type Seen = Option<i64>;
 
-/// The poll loops of this replica, by conversation id.
+/// What a set of poll loops watches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Feed {
+    /// Conversations (`conversations.event_seq`).
+    #[default]
+    Chat,
+    /// Workspaces (`workspaces.event_seq`).
+    Workspace,
+}
+
+/// The poll loops of this replica, by conversation (or workspace) id.
 #[derive(Default)]
-pub struct Pollers(Mutex<HashMap<String, watch::Sender<Seen>>>);
+pub struct Pollers(Mutex<HashMap<String, watch::Sender<Seen>>>, Feed);
 
 impl Pollers {
     /// Watches conversation `id`, starting its poll loop if it has none.
+    pub fn new(feed: Feed) -> Pollers {
+        Pollers(Mutex::default(), feed)
+    }
+
     pub fn watch(&self, state: &Arc<AppState>, id: &str) -> watch::Receiver<Seen> {
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(id) {
@@ -73,7 +87,7 @@ impl Pollers {
         }
         let (tx, rx) = watch::channel(Some(-1));
         map.insert(id.to_string(), tx.clone());
-        tokio::spawn(poll(state.clone(), id.to_string(), tx));
+        tokio::spawn(poll(state.clone(), id.to_string(), tx, self.1));
         rx
     }
 
@@ -94,28 +108,47 @@ impl Pollers {
     }
 }
 
-/// Gauge of running poll loops, decremented however the loop ends.
-struct Running<'a>(&'a AppState);
+/// Gauge of running poll loops (of conversations), decremented however the loop ends.
+struct Running<'a>(&'a AppState, Feed);
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.0.metrics.chat_pollers.dec();
+        if self.1 == Feed::Chat {
+            self.0.metrics.chat_pollers.dec();
+        }
     }
 }
 
-async fn poll(state: Arc<AppState>, id: String, tx: watch::Sender<Seen>) {
-    state.metrics.chat_pollers.inc();
-    let _running = Running(&state);
+impl AppState {
+    fn pollers(&self, feed: Feed) -> &Pollers {
+        match feed {
+            Feed::Chat => &self.chat_pollers,
+            Feed::Workspace => &self.workspace_pollers,
+        }
+    }
+}
+
+async fn poll(state: Arc<AppState>, id: String, tx: watch::Sender<Seen>, feed: Feed) {
+    if feed == Feed::Chat {
+        state.metrics.chat_pollers.inc();
+    }
+    let _running = Running(&state, feed);
     let every = Duration::from_millis(state.config.chat_poll_ms.max(10));
-    let waker = state.chat_events.subscribe(&id);
+    let waker = match feed {
+        Feed::Chat => state.chat_events.subscribe(&id),
+        Feed::Workspace => state.workspace_events.subscribe(&id),
+    };
     loop {
         let woken = waker.notified();
         let i = id.clone();
-        state.metrics.chat_polls.inc();
-        match state
-            .db(move |c| Ok(conversations::get(c, &i)?.map(|r| r.event_seq)))
-            .await
-        {
+        if feed == Feed::Chat {
+            state.metrics.chat_polls.inc();
+        }
+        let seen = state.db(move |c| match feed {
+            Feed::Chat => Ok(conversations::get(c, &i)?.map(|r| r.event_seq)),
+            Feed::Workspace => workspace_events::seq(c, &i),
+        });
+        match seen.await {
             Ok(seen) => {
                 tx.send_if_modified(|old| {
                     let moved = *old != seen;
@@ -130,11 +163,11 @@ async fn poll(state: Arc<AppState>, id: String, tx: watch::Sender<Seen>) {
             _ = tokio::time::sleep(every) => {}
             _ = tx.closed() => {}
             _ = state.shutdown.cancelled() => {
-                state.chat_pollers.retire_now(&id);
+                state.pollers(feed).retire_now(&id);
                 return;
             }
         }
-        if tx.is_closed() && state.chat_pollers.retire(&id, &tx) {
+        if tx.is_closed() && state.pollers(feed).retire(&id, &tx) {
             return;
         }
     }

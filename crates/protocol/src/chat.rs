@@ -35,6 +35,12 @@ pub struct Conversation {
     pub participants_may: ParticipantsMay,
     /// The conversation this one was forked from, if any.
     pub forked_from: Option<String>,
+    /// A quick chat (plan 004): a throwaway chat the UI lists apart.
+    pub is_quick_chat: bool,
+    /// The chat this one was branched from (`POST /conversations/{id}/branch`), if any.
+    pub parent_chat_id: Option<String>,
+    /// A summary of the conversation (set by a client, e.g. written by a model).
+    pub summary: Option<String>,
     pub last_message_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -48,6 +54,9 @@ pub struct Conversation {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateConversation {
     pub title: String,
+    #[serde(default)]
+    pub is_quick_chat: bool,
+    pub summary: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -58,6 +67,8 @@ pub struct UpdateConversation {
     pub starred: Option<bool>,
     pub archived: Option<bool>,
     pub participants_may: Option<ParticipantsMay>,
+    /// Needs the right to rename.
+    pub summary: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -269,3 +269,26 @@ pub struct Page<T> {
 pub const DEFAULT_PAGE: i64 = 50;
 /// The largest `limit` a list request may ask for.
 pub const MAX_PAGE: i64 = 200;
+
+/// One event of `GET /workspaces/{id}/events` (the SSE `data:` line; the SSE
+/// `event:` field carries `kind`, the SSE `id:` field carries `seq`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct WorkspaceEvent {
+    /// The workspace's event number (the SSE id).
+    pub seq: i64,
+    /// `{entity}.{op}`: entity `project | document | diagram | task |
+    /// conversation | member`, op `created | updated | deleted`.
+    pub kind: String,
+    /// The id of the entity (of the member's user for `member.*`).
+    pub id: String,
+    /// The project the entity lives in (for projects, their own id).
+    pub project_id: Option<String>,
+    /// The entity as the reader sees it, with their `role` (as `GET` of it
+    /// answers), for `created`/`updated` of projects, documents, diagrams,
+    /// tasks and conversations; `{id, projectId}` (or `{id, workspaceId}`)
+    /// for `deleted`; `{userId, scopeKind, scopeId, memberRole}` for `member.*`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub data: serde_json::Value,
+}

@@ -3,6 +3,7 @@
 //! - [`room`]: room ids (`doc-…`, `diagram-…`, `task-…`) and their parsing.
 //! - [`http`]: JSON bodies of control's HTTP API (camelCase on the wire).
 //! - [`chat`]: conversations, messages, streaming events, shares, usage, invites, settings.
+//! - [`sets`]: message sets (several answers per turn, one selected), parts, branches.
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
 //! - [`error`]: the `{"error":{"code","message","requestId"}}` envelope and its codes.
 //! - [`identity`]: email verification, org join policies and join requests, identity linking.
@@ -22,6 +23,7 @@ pub mod identity;
 pub mod origin;
 pub mod room;
 pub mod sync;
+pub mod sets;
 pub mod yjs;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

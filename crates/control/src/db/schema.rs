@@ -43,6 +43,20 @@ diesel::table! {
         owner_id -> Nullable<Text>,
         name -> Text,
         created_at -> BigInt,
+        event_seq -> BigInt,
+    }
+}
+
+diesel::table! {
+    workspace_events (workspace_id, seq) {
+        workspace_id -> Text,
+        seq -> BigInt,
+        kind -> Text,
+        entity_id -> Text,
+        project_id -> Nullable<Text>,
+        data -> Text,
+        audience -> Nullable<Text>,
+        created_at -> BigInt,
     }
 }
 
@@ -126,6 +140,33 @@ diesel::table! {
         event_seq -> BigInt,
         created_at -> BigInt,
         updated_at -> BigInt,
+        is_quick_chat -> Bool,
+        parent_chat_id -> Nullable<Text>,
+        summary -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    message_sets (id) {
+        id -> Text,
+        conversation_id -> Text,
+        seq -> BigInt,
+        set_type -> Text,
+        level -> BigInt,
+        selected_block_type -> Text,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    message_set_members (message_id) {
+        message_id -> Text,
+        set_id -> Text,
+        block_type -> Text,
+        selected -> Bool,
+        is_review -> Bool,
+        parts -> Text,
     }
 }
 
@@ -351,6 +392,8 @@ diesel::joinable!(messages -> conversations (conversation_id));
 diesel::joinable!(messages -> users (user_id));
 diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(shares -> conversations (conversation_id));
+diesel::joinable!(message_set_members -> message_sets (set_id));
+diesel::joinable!(message_set_members -> messages (message_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
@@ -381,5 +424,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_throttle,
     sync_workspaces,
     sync_rows,
-    sync_clients
+    sync_clients,
+    workspace_events,
+    message_sets,
+    message_set_members
 );

@@ -100,6 +100,11 @@ pub async fn create(
     body: web::Json<CreateConversation>,
 ) -> Result<HttpResponse, ApiError> {
     let title = validate::title(&body.title)?;
+    let extra = conversations::Extra {
+        is_quick_chat: body.is_quick_chat,
+        parent_chat_id: None,
+        summary: body.summary.as_deref().map(summary).transpose()?,
+    };
     let created = state
         .db(move |c| {
             let (project, chain) = load::project(c, &project_id)?;
@@ -110,7 +115,9 @@ pub async fn create(
                 ResourceKind::Project,
                 &chain,
             )?;
-            let row = conversations::create(c, user.id(), &project.id, &title, None)?;
+            let row = write_tx(c, |c| {
+                conversations::create_with(c, user.id(), &project.id, &title, None, extra)
+            })?;
             Ok(row.to_dto(Role::Owner))
         })
         .await?;
@@ -182,10 +189,12 @@ pub async fn update(
         starred: body.starred,
         archived: body.archived,
         participants_may: body.participants_may,
+        summary: body.summary.as_deref().map(summary).transpose()?,
     };
     // Each field needs its own right; all must be allowed.
     let mut needed = vec![Action::Read];
     needed.extend(changes.title.as_ref().map(|_| Action::Rename));
+    needed.extend(changes.summary.as_ref().map(|_| Action::Rename));
     needed.extend(changes.starred.map(|_| Action::Star));
     needed.extend(changes.archived.map(|_| Action::Archive));
     needed.extend(changes.participants_may.map(|_| Action::Update));
@@ -327,4 +336,18 @@ pub async fn presence(
             .collect(),
         next_cursor,
     }))
+}
+
+/// Most characters of a conversation's summary.
+const MAX_SUMMARY_CHARS: usize = 10_000;
+
+/// A summary: free text of at most [`MAX_SUMMARY_CHARS`].
+fn summary(s: &str) -> Result<String, ApiError> {
+    if s.chars().count() > MAX_SUMMARY_CHARS {
+        return Err(ApiError::validation(format!(
+            "summary must be at most {MAX_SUMMARY_CHARS} characters"
+        )));
+    }
+    validate::free_text("summary", s)?;
+    Ok(s.to_string())
 }

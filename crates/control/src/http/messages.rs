@@ -39,7 +39,10 @@ pub async fn list(
     Ok(web::Json(Page { items, next_cursor }))
 }
 
-fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, ApiError> {
+pub(crate) fn validate_message(
+    body: SendMessage,
+    max_bytes: usize,
+) -> Result<NewMessage, ApiError> {
     let role = body.role.unwrap_or(MessageRole::User);
     let state = body.state.unwrap_or(MessageState::Idle);
     match (role, state) {

@@ -16,6 +16,7 @@ pub mod identity;
 pub mod invites;
 pub mod load;
 pub mod members;
+pub mod message_sets;
 pub mod messages;
 pub mod orgs;
 pub mod paths;
@@ -26,6 +27,7 @@ pub mod shares;
 pub mod snapshots;
 pub mod sync;
 pub mod usage;
+pub mod workspace_stream;
 pub mod workspaces;
 
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -106,6 +108,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(workspaces::list_projects))
                 .route(post().to(workspaces::create_project)),
         )
+        .service(at("/workspaces/{id}/events").route(get().to(workspace_stream::events)))
         .service(
             at("/projects/{id}")
                 .route(get().to(projects::get))
@@ -213,6 +216,24 @@ fn chat_routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(messages::get_tool))
                 .route(post().to(messages::finish_tool)),
         )
+        .service(
+            at("/conversations/{id}/sets")
+                .route(get().to(message_sets::list))
+                .route(post().to(message_sets::create)),
+        )
+        .service(
+            at("/conversations/{id}/sets/{setId}/messages")
+                .route(post().to(message_sets::add_message)),
+        )
+        .service(
+            at("/conversations/{id}/messages/{messageId}/select")
+                .route(post().to(message_sets::select)),
+        )
+        .service(
+            at("/conversations/{id}/messages/{messageId}/parts")
+                .route(post().to(message_sets::add_part)),
+        )
+        .service(at("/conversations/{id}/branch").route(post().to(message_sets::branch)))
         .service(at("/conversations/{id}/events").route(get().to(chat_stream::events)))
         .service(at("/conversations/{id}/share").route(post().to(shares::create)))
         .service(at("/conversations/{id}/shares").route(delete().to(shares::revoke_all)))

@@ -124,6 +124,69 @@ pub fn operations() -> Vec<Op> {
         .body::<FinishTool>()
         .errors(&[403, 404, 409])
         .ok::<ToolExecution>(200),
+        get(
+            &sub("/sets"),
+            "listMessageSets",
+            "The message sets of a conversation, in order",
+        )
+        .describe(
+            "Each set with its messages (oldest first); a message sent without a set \
+                 (`POST …/messages`) is a set of one, with the message's id.",
+        )
+        .errors(&[404])
+        .ok::<tandem_protocol::sets::MessageSetPage>(200),
+        post(
+            &sub("/sets"),
+            "createMessageSet",
+            "Start a message set (a user or ai turn)",
+        )
+        .body::<tandem_protocol::sets::CreateSet>()
+        .errors(&[403, 404])
+        .ok::<tandem_protocol::sets::MessageSet>(201),
+        post(
+            &sub("/sets/{setId}/messages"),
+            "addSetMessage",
+            "Add a message (a question or one answer) to a set",
+        )
+        .describe(
+            "The first message of a set is its selected one. Answers stream like any message \
+             (`…/messages/{id}/chunks`, `…/finish`), several at once. Viewers get `message` \
+             with the set fields.",
+        )
+        .body::<tandem_protocol::sets::AddSetMessage>()
+        .errors(&[403, 404, 409, 413])
+        .ok::<tandem_protocol::sets::SetMessage>(201),
+        post(
+            &sub("/messages/{messageId}/select"),
+            "selectMessage",
+            "Select a message of its set (the others are deselected)",
+        )
+        .errors(&[403, 404])
+        .ok::<tandem_protocol::sets::MessageSet>(200),
+        post(
+            &sub("/messages/{messageId}/parts"),
+            "addMessagePart",
+            "Append a part to a message (its author only)",
+        )
+        .body::<tandem_protocol::sets::MessagePart>()
+        .errors(&[403, 404, 409, 413])
+        .ok_object(
+            200,
+            count_object("index", "The part's index in the message")
+                .property(
+                    "seq",
+                    typed(Type::Integer).description(Some("The event's seq")),
+                )
+                .required("seq"),
+        ),
+        post(
+            &sub("/branch"),
+            "branchConversation",
+            "Branch a conversation at a message (a new conversation with the sets up to it)",
+        )
+        .body::<tandem_protocol::sets::BranchConversation>()
+        .errors(&[403, 404])
+        .ok::<Conversation>(201),
         {
             let mut events = get(
                 &sub("/events"),

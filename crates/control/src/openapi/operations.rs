@@ -201,6 +201,7 @@ pub fn operations() -> Vec<Op> {
         .body::<CreateProject>()
         .errors(&[403, 404])
         .ok::<Project>(201),
+        workspace_events(),
         get("/projects/{id}", "getProject", "A project")
             .errors(&[404])
             .ok::<Project>(200),
@@ -341,4 +342,45 @@ fn org_operations() -> Vec<Op> {
             "Refuse a join request: the user keeps their solo org",
         ),
     ]
+}
+
+/// `GET /workspaces/{id}/events`.
+fn workspace_events() -> Op {
+    let mut events = get(
+        "/workspaces/{id}/events",
+        "workspaceEvents",
+        "What changes in a workspace, live (Server-Sent Events)",
+    )
+    .describe(
+        "`text/event-stream`: first `ready` (`id:` the workspace's current seq; load lists \
+         through the REST endpoints after it), then one event per change the caller may read \
+         (`project|document|diagram|task|conversation|member` `.created|.updated|.deleted`; \
+         each `data:` a WorkspaceEvent, each `id:` its `seq`). Readability is decided when \
+         an event is delivered; skipped events advance the id with an `id:`-only frame. \
+         Resume with `Last-Event-ID` (or `?after=`); when that is no longer possible the \
+         stream sends `reset` (reload the lists) and goes on. A caller who loses the \
+         workspace gets `revoked` (`data: {reason}`) and the stream ends. Open to those who \
+         can read the workspace or hold a grant on something in it. 429: the caller holds \
+         `TANDEM_MAX_STREAMS_PER_USER` streams on this replica already.",
+    )
+    .query(
+        "after",
+        Type::Integer,
+        "Resume after this seq (like Last-Event-ID)",
+    )
+    .errors(&[400, 404, 429]);
+    events.builder = events.builder.parameter(
+        utoipa::openapi::path::ParameterBuilder::new()
+            .name("Last-Event-ID")
+            .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+            .required(utoipa::openapi::Required::False)
+            .description(Some("The last seq received: resume after it"))
+            .schema(Some(typed(Type::String))),
+    );
+    let schema = events.register::<WorkspaceEvent>();
+    events.answer(
+        200,
+        "An event stream",
+        Some(("text/event-stream", Content::new(Some(schema)))),
+    )
 }

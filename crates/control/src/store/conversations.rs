@@ -8,6 +8,7 @@ use serde_json::json;
 use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay};
 use tandem_protocol::http::{Page, Role};
 
+use super::workspace_events::{self as feed, Change, Entity, Op};
 use super::{chat_events, now_ms, UserRow};
 use crate::authz::ConversationFacts;
 use crate::crypto;
@@ -35,6 +36,9 @@ pub struct ConversationRow {
     pub event_seq: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    pub is_quick_chat: bool,
+    pub parent_chat_id: Option<String>,
+    pub summary: Option<String>,
 }
 
 impl ConversationRow {
@@ -57,6 +61,9 @@ impl ConversationRow {
             archived: self.archived,
             participants_may: self.participants_may(),
             forked_from: self.forked_from.clone(),
+            is_quick_chat: self.is_quick_chat,
+            parent_chat_id: self.parent_chat_id.clone(),
+            summary: self.summary.clone(),
             last_message_at: self.last_message_at,
             created_at: self.created_at,
             updated_at: self.updated_at,
@@ -116,12 +123,39 @@ pub fn load(
     Ok(Some((row, facts)))
 }
 
+/// What a new conversation is besides its title (plan 004).
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    pub is_quick_chat: bool,
+    pub parent_chat_id: Option<String>,
+    pub summary: Option<String>,
+}
+
 pub fn create(
     conn: &mut DbConnection,
     owner: &str,
     project_id: &str,
     title: &str,
     forked_from: Option<&str>,
+) -> Result<ConversationRow, ApiError> {
+    create_with(
+        conn,
+        owner,
+        project_id,
+        title,
+        forked_from,
+        Extra::default(),
+    )
+}
+
+/// [`create`] with plan 004's fields. Call inside a write transaction.
+pub fn create_with(
+    conn: &mut DbConnection,
+    owner: &str,
+    project_id: &str,
+    title: &str,
+    forked_from: Option<&str>,
+    extra: Extra,
 ) -> Result<ConversationRow, ApiError> {
     let now = now_ms();
     let row = ConversationRow {
@@ -141,11 +175,42 @@ pub fn create(
         event_seq: 0,
         created_at: now,
         updated_at: now,
+        is_quick_chat: extra.is_quick_chat,
+        parent_chat_id: extra.parent_chat_id,
+        summary: extra.summary,
     };
     diesel::insert_into(conversations::table)
         .values(&row)
         .execute(conn)?;
+    announce(conn, &row, Op::Created, vec![])?;
     Ok(row)
+}
+
+/// Writes a conversation change to its workspace's feed. Call inside the
+/// write transaction of the change.
+fn announce(
+    c: &mut DbConnection,
+    row: &ConversationRow,
+    op: Op,
+    audience: Vec<String>,
+) -> Result<(), ApiError> {
+    let Some(workspace_id) = feed::workspace_of_project(c, &row.project_id)? else {
+        return Ok(());
+    };
+    let data = if op == Op::Deleted {
+        json!({ "id": row.id, "projectId": row.project_id })
+    } else {
+        json!(row.to_dto(Role::Viewer))
+    };
+    let change = Change {
+        entity: Entity::Conversation,
+        op,
+        id: &row.id,
+        project_id: Some(&row.project_id),
+        data,
+        audience,
+    };
+    feed::record(c, &workspace_id, change)
 }
 
 /// Filters and page of `GET /conversations`.
@@ -223,6 +288,7 @@ pub struct Changes {
     pub starred: Option<bool>,
     pub archived: Option<bool>,
     pub participants_may: Option<ParticipantsMay>,
+    pub summary: Option<String>,
 }
 
 /// The columns a `PATCH` writes; `None` leaves a column alone.
@@ -235,6 +301,7 @@ struct Patch<'a> {
     participants_may_rename: Option<bool>,
     participants_may_star: Option<bool>,
     participants_may_archive: Option<bool>,
+    summary: Option<&'a str>,
     updated_at: i64,
 }
 
@@ -255,6 +322,7 @@ pub fn update_in_tx(
         participants_may_rename: may.map(|m| m.rename),
         participants_may_star: may.map(|m| m.star),
         participants_may_archive: may.map(|m| m.archive),
+        summary: changes.summary.as_deref(),
         updated_at: now_ms(),
     };
     diesel::update(conversations::table.find(&row.id))
@@ -263,6 +331,9 @@ pub fn update_in_tx(
     let mut row = row.clone();
     if let Some(t) = &changes.title {
         row.title = t.clone();
+    }
+    if let Some(s) = &changes.summary {
+        row.summary = Some(s.clone());
     }
     row.starred = changes.starred.unwrap_or(row.starred);
     row.archived = changes.archived.unwrap_or(row.archived);
@@ -278,17 +349,29 @@ pub fn update_in_tx(
         o.remove("role");
     }
     row.event_seq = chat_events::append(c, &row.id, "conversation_updated", &data)?;
+    announce(c, &row, Op::Updated, vec![])?;
     Ok(row)
 }
 
 /// Deletes a conversation with its participants, messages, attachments,
 /// events, shares, tool executions and presence (foreign keys cascade).
 pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
-    let n = diesel::delete(conversations::table.find(id)).execute(conn)?;
-    if n == 0 {
-        return Err(ApiError::NotFound("conversation"));
-    }
-    Ok(())
+    write_tx(conn, |c| {
+        // The conversation row first, as its other writers lock it.
+        chat_events::lock(c, id)?;
+        let Some(row) = get(c, id)? else {
+            return Err(ApiError::NotFound("conversation"));
+        };
+        // Everyone who could read it learns it is gone.
+        let mut audience: Vec<String> = conversation_participants::table
+            .filter(conversation_participants::conversation_id.eq(id))
+            .select(conversation_participants::user_id)
+            .load(c)?;
+        audience.push(row.owner_id.clone());
+        announce(c, &row, Op::Deleted, audience)?;
+        diesel::delete(conversations::table.find(id)).execute(c)?;
+        Ok(())
+    })
 }
 
 /// Paging key of the owner in the participant list: before everyone.
@@ -402,6 +485,8 @@ pub fn add_participant(
             "participant_added",
             &json!({ "userId": user.id, "user": user.summary(), "addedBy": added_by }),
         )?;
+        // The new participant now reads it: it appears in their lists.
+        announce(c, row, Op::Updated, vec![])?;
         Ok(Participant {
             user_id: user.id.clone(),
             added_by: added_by.to_string(),
@@ -430,6 +515,10 @@ pub fn remove_participant(
         }
         diesel::delete(presence::table.find((id, user_id))).execute(c)?;
         chat_events::append(c, id, "participant_removed", &json!({ "userId": user_id }))?;
+        // Gone from the removed participant's lists (and only theirs).
+        if let Some(row) = get(c, id)? {
+            announce(c, &row, Op::Deleted, vec![user_id.to_string()])?;
+        }
         Ok(())
     })
 }

@@ -231,6 +231,12 @@ pub fn accept(
             }
         };
         events::record(c, None, Some(&user.id))?;
+        let op = if existing.is_some() {
+            super::workspace_events::Op::Updated
+        } else {
+            super::workspace_events::Op::Created
+        };
+        members::announce(c, op, "workspace", &row.workspace_id, &user.id, Some(role))?;
         Ok(AcceptedInvite {
             workspace_id: row.workspace_id.clone(),
             role,

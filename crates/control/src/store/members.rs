@@ -3,6 +3,7 @@
 use diesel::prelude::*;
 use tandem_protocol::http::{Member, Page, Role};
 
+use super::workspace_events::{self as feed, Change, Entity, Op};
 use super::{events, now_ms};
 use crate::db::schema::{members, users};
 use crate::db::{write_tx, DbConnection};
@@ -28,6 +29,35 @@ pub fn insert(
         .execute(conn)
         .map_err(|e| ApiError::conflict_if_unique(e, "this user is already a member"))?;
     Ok(())
+}
+
+/// Writes a grant change to the feed of the workspace the scope is in.
+/// Call inside the write transaction of the change.
+pub fn announce(
+    c: &mut DbConnection,
+    op: Op,
+    scope_kind: &str,
+    scope_id: &str,
+    user_id: &str,
+    role: Option<Role>,
+) -> Result<(), ApiError> {
+    let Some((workspace_id, project_id)) = feed::scope_place(c, scope_kind, scope_id)? else {
+        return Ok(());
+    };
+    let change = Change {
+        entity: Entity::Member,
+        op,
+        id: user_id,
+        project_id: project_id.as_deref(),
+        data: serde_json::json!({
+            "userId": user_id,
+            "scopeKind": scope_kind,
+            "scopeId": scope_id,
+            "memberRole": role.map(|r| r.as_str()),
+        }),
+        audience: vec![],
+    };
+    feed::record(c, &workspace_id, change)
 }
 
 /// One page of the members of a scope with their user details, oldest grant first.
@@ -110,6 +140,8 @@ pub fn add(
     role: Role,
 ) -> Result<Member, ApiError> {
     write_tx(conn, |c| {
+        // The workspace row first (as every writer of its feed), then the grant.
+        announce(c, Op::Created, scope_kind, scope_id, user_id, Some(role))?;
         insert(c, scope_kind, scope_id, user_id, role)?;
         events::record(c, None, Some(user_id))?;
         Ok::<_, ApiError>(())
@@ -127,6 +159,8 @@ pub fn set_role(
     role: Role,
 ) -> Result<Member, ApiError> {
     write_tx(conn, |c| {
+        let kind = scope_kind_of(c, scope_id, user_id)?;
+        announce(c, Op::Updated, &kind, scope_id, user_id, Some(role))?;
         let n = diesel::update(members::table.find((scope_id, user_id)))
             .set(members::role.eq(role.as_str()))
             .execute(c)?;
@@ -142,6 +176,8 @@ pub fn set_role(
 /// Removes a member; `NotFound` when they were not one.
 pub fn remove(conn: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<(), ApiError> {
     write_tx(conn, |c| {
+        let kind = scope_kind_of(c, scope_id, user_id)?;
+        announce(c, Op::Deleted, &kind, scope_id, user_id, None)?;
         let n = diesel::delete(members::table.find((scope_id, user_id))).execute(c)?;
         if n == 0 {
             return Err(ApiError::NotFound("member"));
@@ -149,4 +185,14 @@ pub fn remove(conn: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<
         events::record(c, None, Some(user_id))?;
         Ok(())
     })
+}
+
+/// The kind of scope a grant is on (`workspace`, `project`, `doc`, `diagram`).
+fn scope_kind_of(c: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<String, ApiError> {
+    Ok(members::table
+        .find((scope_id, user_id))
+        .select(members::scope_kind)
+        .first::<String>(c)
+        .optional()?
+        .unwrap_or_else(|| "workspace".into()))
 }

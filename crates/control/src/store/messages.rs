@@ -79,12 +79,27 @@ pub fn send(
     write_tx(conn, |c| send_in_tx(c, conversation_id, new))
 }
 
-/// [`send`], inside the caller's write transaction.
+/// [`send`], inside the caller's write transaction: the message is a set
+/// of one (`super::message_sets::flat`).
 fn send_in_tx(
     c: &mut DbConnection,
     conversation_id: &str,
     new: NewMessage,
 ) -> Result<Message, ApiError> {
+    let (dto, seq) = insert_in_tx(c, conversation_id, new)?;
+    super::message_sets::flat(c, &dto, seq)?;
+    chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
+    Ok(dto)
+}
+
+/// Writes a message with the next seq (and bumps `lastMessageAt`), without
+/// its event: the caller writes it with the returned seq. Call inside a
+/// write transaction.
+pub(crate) fn insert_in_tx(
+    c: &mut DbConnection,
+    conversation_id: &str,
+    new: NewMessage,
+) -> Result<(Message, i64), ApiError> {
     let seq = chat_events::next_seq(c, conversation_id)?;
     let now = now_ms();
     let row = MessageRow {
@@ -123,9 +138,7 @@ fn send_in_tx(
             conversations::updated_at.eq(now),
         ))
         .execute(c)?;
-    let dto = row.to_dto(new.attachments, new.sender);
-    chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
-    Ok(dto)
+    Ok((row.to_dto(new.attachments, new.sender), seq))
 }
 
 pub fn get(
@@ -189,7 +202,7 @@ pub fn latest(
 }
 
 /// Messages with their attachments and senders' details.
-fn with_details(
+pub(crate) fn with_details(
     conn: &mut DbConnection,
     rows: Vec<(MessageRow, Option<UserRow>)>,
 ) -> Result<Vec<Message>, ApiError> {

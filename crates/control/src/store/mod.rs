@@ -11,6 +11,7 @@ pub mod facts;
 pub mod invites;
 pub mod joining;
 pub mod members;
+pub mod message_sets;
 pub mod messages;
 pub mod outbox;
 pub mod projects;
@@ -21,6 +22,7 @@ pub mod sync;
 pub mod throttle;
 pub mod usage;
 pub mod verification;
+pub mod workspace_events;
 pub mod workspaces;
 
 use std::time::{SystemTime, UNIX_EPOCH};

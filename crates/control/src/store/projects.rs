@@ -4,6 +4,7 @@ use diesel::prelude::*;
 use tandem_protocol::http::Role;
 
 use super::facts::{grants_for, Chain};
+use super::workspace_events::{self as feed, Change, Entity, Op};
 use super::{now_ms, WorkspaceRow};
 use crate::authz::{self, Action, Actor, ResourceKind};
 use crate::crypto;
@@ -101,35 +102,77 @@ pub fn create(
             .values(&row)
             .execute(c)?;
         super::members::insert(c, "project", &row.id, creator, Role::Owner)?;
+        feed::record(c, workspace_id, change(&row, Op::Created, vec![]))?;
         Ok::<_, ApiError>(())
     })?;
     Ok(row)
 }
 
+/// A project change for the workspace feed.
+fn change(row: &ProjectRow, op: Op, audience: Vec<String>) -> Change<'_> {
+    Change {
+        entity: Entity::Project,
+        op,
+        id: &row.id,
+        project_id: Some(&row.id),
+        data: if op == Op::Deleted {
+            serde_json::json!({ "id": row.id, "workspaceId": row.workspace_id })
+        } else {
+            serde_json::json!(row.to_dto(Role::Viewer))
+        },
+        audience,
+    }
+}
+
 pub fn rename(conn: &mut DbConnection, id: &str, name: &str) -> Result<ProjectRow, ApiError> {
-    diesel::update(projects::table.find(id))
-        .set((projects::name.eq(name), projects::updated_at.eq(now_ms())))
-        .execute(conn)?;
-    projects::table
-        .find(id)
-        .select(ProjectRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("project"))
+    write_tx(conn, |c| {
+        diesel::update(projects::table.find(id))
+            .set((projects::name.eq(name), projects::updated_at.eq(now_ms())))
+            .execute(c)?;
+        let row = projects::table
+            .find(id)
+            .select(ProjectRow::as_select())
+            .first(c)
+            .optional()?
+            .ok_or(ApiError::NotFound("project"))?;
+        feed::record(c, &row.workspace_id, change(&row, Op::Updated, vec![]))?;
+        Ok(row)
+    })
 }
 
 /// Deletes a project, its documents, diagrams and tasks, and every grant on them.
 pub fn delete(conn: &mut DbConnection, id: &str) -> Result<(), ApiError> {
     write_tx(conn, |c| {
+        let project: Option<ProjectRow> = projects::table
+            .find(id)
+            .select(ProjectRow::as_select())
+            .first(c)
+            .optional()?;
         let children: Vec<(String, String)> = resources::table
             .filter(resources::project_id.eq(id))
             .select((resources::kind, resources::id))
             .load(c)?;
         for (kind, rid) in &children {
+            if let Some(p) = &project {
+                let audience = feed::grantees(c, rid)?;
+                let gone = Change {
+                    entity: Entity::of_resource_kind(kind),
+                    op: Op::Deleted,
+                    id: rid,
+                    project_id: Some(id),
+                    data: serde_json::json!({ "id": rid, "projectId": id }),
+                    audience,
+                };
+                feed::record(c, &p.workspace_id, gone)?;
+            }
             diesel::delete(members::table.filter(members::scope_id.eq(rid))).execute(c)?;
             let room = format!("{kind}-{rid}");
             super::snapshots::delete(c, &room)?;
             super::events::record(c, Some(&room), None)?;
+        }
+        if let Some(p) = &project {
+            let audience = feed::grantees(c, id)?;
+            feed::record(c, &p.workspace_id, change(p, Op::Deleted, audience))?;
         }
         diesel::delete(members::table.filter(members::scope_id.eq(id))).execute(c)?;
         diesel::delete(resources::table.filter(resources::project_id.eq(id))).execute(c)?;

@@ -6,6 +6,7 @@ use tandem_protocol::ResourceType;
 
 use super::facts::{grants_for, Chain};
 use super::now_ms;
+use super::workspace_events::{self as feed, Change, Entity, Op};
 use crate::authz::{self, Action, Actor};
 use crate::crypto;
 use crate::db::schema::{members, resources};
@@ -120,29 +121,63 @@ pub fn create(
         if kind.authz_kind().has_members() {
             super::members::insert(c, kind.scope_kind(), &row.id, creator, Role::Owner)?;
         }
+        announce(c, &row, Op::Created, vec![])?;
         Ok::<_, ApiError>(())
     })?;
     Ok(row)
 }
 
+/// Writes a resource change to its workspace's feed.
+fn announce(
+    c: &mut DbConnection,
+    row: &ResourceRow,
+    op: Op,
+    audience: Vec<String>,
+) -> Result<(), ApiError> {
+    let Some(workspace_id) = feed::workspace_of_project(c, &row.project_id)? else {
+        return Ok(());
+    };
+    let data = match (op, row.resource_type()) {
+        (Op::Deleted, _) | (_, None) => {
+            serde_json::json!({ "id": row.id, "projectId": row.project_id })
+        }
+        (_, Some(t)) => serde_json::json!(row.to_dto(t, Role::Viewer)),
+    };
+    let change = Change {
+        entity: Entity::of_resource_kind(&row.kind),
+        op,
+        id: &row.id,
+        project_id: Some(&row.project_id),
+        data,
+        audience,
+    };
+    feed::record(c, &workspace_id, change)
+}
+
 pub fn retitle(conn: &mut DbConnection, id: &str, title: &str) -> Result<ResourceRow, ApiError> {
-    diesel::update(resources::table.find(id))
-        .set((
-            resources::title.eq(title),
-            resources::updated_at.eq(now_ms()),
-        ))
-        .execute(conn)?;
-    resources::table
-        .find(id)
-        .select(ResourceRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(ApiError::NotFound("resource"))
+    write_tx(conn, |c| {
+        diesel::update(resources::table.find(id))
+            .set((
+                resources::title.eq(title),
+                resources::updated_at.eq(now_ms()),
+            ))
+            .execute(c)?;
+        let row = resources::table
+            .find(id)
+            .select(ResourceRow::as_select())
+            .first(c)
+            .optional()?
+            .ok_or(ApiError::NotFound("resource"))?;
+        announce(c, &row, Op::Updated, vec![])?;
+        Ok(row)
+    })
 }
 
 /// Deletes a resource and the grants on it; everyone in its room is re-checked.
 pub fn delete(conn: &mut DbConnection, row: &ResourceRow) -> Result<(), ApiError> {
     write_tx(conn, |c| {
+        let audience = feed::grantees(c, &row.id)?;
+        announce(c, row, Op::Deleted, audience)?;
         diesel::delete(members::table.filter(members::scope_id.eq(&row.id))).execute(c)?;
         diesel::delete(resources::table.find(&row.id)).execute(c)?;
         let room = format!("{}-{}", row.kind, row.id);

@@ -21,3 +21,8 @@ export {
 export { EventStream, SseParser, type EventStreamEvents, type EventStreamOptions, type ServerSentEvent, type StreamStatus } from './sse.js'
 export { Backoff, type BackoffOptions } from './backoff.js'
 export { Emitter, type Listener } from './emitter.js'
+export {
+  WorkspaceFeed, LiveList, workspaceFeed, watchProjects, watchDocuments, watchConversations,
+  type WorkspaceEvent, type WorkspaceFeedEvents, type LiveListState, type LiveListEvents, type LiveSource,
+  type Project, type Resource, type ConversationItem, type ResourceKind
+} from './live.js'

@@ -24,7 +24,8 @@ export function useTandem (): Tandem {
   return client
 }
 
-function useClient (explicit: Tandem | undefined): Tandem {
+/** The explicit client, else the TandemProvider's (for hooks in other modules). */
+export function useClient (explicit: Tandem | undefined): Tandem {
   const fromContext = useContext(TandemContext)
   const client = explicit ?? fromContext
   if (client === null) throw new Error('no Tandem client: pass `client` or wrap the app in <TandemProvider>')
@@ -130,3 +131,4 @@ export function useConversation (conversationId: string | null | undefined, opti
   }, [client, conversationId])
   return { ...state, send, live }
 }
+export { useProjects, useDocuments, useConversations, type UseLiveListOptions } from './live.js'

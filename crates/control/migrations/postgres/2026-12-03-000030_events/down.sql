@@ -1,0 +1,2 @@
+DROP TABLE workspace_events;
+ALTER TABLE workspaces DROP COLUMN event_seq;
