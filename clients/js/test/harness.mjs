@@ -11,15 +11,18 @@ import { createTandem } from '@tandem/client'
 
 export const BIN = process.env.TANDEM_BIN || fileURLToPath(new URL('../../../target/debug/tandem', import.meta.url))
 
-/** Starts `tandem dev`; `stop()` ends it and removes its data. */
-export async function startTandem () {
+/**
+ * Starts `tandem dev`; `stop()` ends it and removes its data. `env`: extra settings (e.g.
+ * `TANDEM_FILES_PART_BYTES`); files are kept under `filesDir` (the directory backend).
+ */
+export async function startTandem ({ env = {} } = {}) {
   if (!existsSync(BIN)) throw new Error(`no tandem binary at ${BIN}: run \`cargo build --bin tandem\` (or set TANDEM_BIN)`)
   const dir = mkdtempSync(join(tmpdir(), 'tandem-js-'))
   const child = spawn(BIN, [
     'dev', '--listen', '127.0.0.1:0', '--relay-listen', '127.0.0.1:0',
     '--database-url', `sqlite://${join(dir, 'tandem.db')}`
   ], {
-    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn' },
+    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', TANDEM_FILES_DIR: join(dir, 'files'), ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const urls = await new Promise((resolve, reject) => {
@@ -36,6 +39,7 @@ export async function startTandem () {
   child.stdout.resume()
   return {
     ...urls,
+    filesDir: join(dir, 'files'),
     async stop () {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve))

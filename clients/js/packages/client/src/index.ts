@@ -21,3 +21,10 @@ export {
 export { EventStream, SseParser, type EventStreamEvents, type EventStreamOptions, type ServerSentEvent, type StreamStatus } from './sse.js'
 export { Backoff, type BackoffOptions } from './backoff.js'
 export { Emitter, type Listener } from './emitter.js'
+export {
+  FilesClient, Transfer, UploadTransfer, DownloadTransfer, TransferQueue,
+  type FileInfo, type UploadIntent, type UploadIntentBody, type UploadPart, type UploadCheckpoint,
+  type FilesOptions, type UploadOptions, type DownloadOptions, type DownloadResult,
+  type TransferKind, type TransferState, type TransferProgress, type TransferEvents
+} from './files.js'
+export { Sha256, sha256Blob, sha256Bytes, type HashOptions } from './sha256.js'
