@@ -185,7 +185,7 @@ test('a checkpoint resumes the upload in a new session: control says which parts
   const file = await later.files.upload(ws.id, bytes, { resume: checkpoint }).settled()
   assert.equal(file.sha256, sha(bytes))
   assert.equal(w2.puts.length, 3, 'only the three missing parts')
-  const partOf = (url) => new URL(url).searchParams.get('partNumber') ?? url
+  const partOf = (url) => new URL(url).pathname
   assert.ok(!w2.puts.map(partOf).includes(partOf(sentBefore[0])), 'the part control holds is not sent again')
 })
 

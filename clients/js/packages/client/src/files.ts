@@ -6,9 +6,9 @@
 // or parts in parallel), each retried with backoff, then
 // `POST /files/uploads/{uploadId}/complete`. A failed or paused multipart
 // upload resumes with the parts that are still missing only.
-// Download: `GET /files/{id}` (size, sha256), then `GET /files/{id}/content`
-// (a redirect to a short-lived signed URL, followed), hashed as it arrives and
-// refused when the hash differs from the file's.
+// Download: `GET /files/{id}` (size, sha256), `GET /files/{id}/url` (a
+// short-lived signed URL), then the bytes from that URL, hashed as they arrive
+// and refused when the hash differs from the file's.
 // Every transfer goes through one queue with a bounded number running at once.
 import { Backoff, type BackoffOptions } from './backoff.js'
 import { Emitter } from './emitter.js'
@@ -211,7 +211,8 @@ export abstract class Transfer<R> extends Emitter<TransferEvents> {
         return await attempt()
       } catch (err) {
         if (signal.aborted) throw err
-        const retryable = err instanceof TandemError && err.retryable
+        // Bytes that do not match are not a network hiccup: the stored copy is wrong; refuse at once.
+        const retryable = err instanceof TandemError && err.retryable && err.code !== 'hash_mismatch'
         if (!retryable || backoff.attempts >= rt.options.retries) throw err
         const wait = err instanceof TandemError && err.retryAfter !== undefined ? Math.max(err.retryAfter * 1000, 0) : backoff.next()
         if (err instanceof TandemError && err.retryAfter !== undefined) backoff.next()
@@ -380,7 +381,16 @@ export class DownloadTransfer extends Transfer<DownloadResult> {
     this.total = file.size
     const expected = (this.options.sha256 ?? file.sha256).toLowerCase()
     return await this.retrying(rt, signal, async () => {
-      const res = await rt.http.fetchRaw(`/files/${encodeURIComponent(id)}/content`, { signal })
+      // A fresh signed URL per attempt (they live minutes), fetched without the session token: the
+      // URL is the credential, and the token never travels to the store (S3 on another origin).
+      const signed = await rt.http.get('/files/{id}/url', { path: { id }, signal })
+      let res: Response
+      try {
+        res = await rt.fetch(signed.url, { signal })
+      } catch (err) {
+        throw networkError(err)
+      }
+      if (!res.ok) throw await errorFromResponse(res)
       if (res.body === null) throw new TandemError({ status: res.status, code: 'bad_response', message: 'download without a body' })
       const reader = res.body.getReader()
       const chunks: Uint8Array[] = []
@@ -414,22 +424,25 @@ function hashMismatch (id: string, detail: string): TandemError {
   return new TandemError({ status: 0, code: 'hash_mismatch', message: `file ${id}: the downloaded bytes do not match (${detail}); refused` })
 }
 
+/** What the queue runs: a transfer. */
+export interface Startable { start: () => Promise<void> }
+
 /** The queue: at most `concurrency` transfers run at once, the rest start in order as slots free up. */
 export class TransferQueue {
-  private readonly waiting: Array<Transfer<unknown>> = []
-  private readonly running = new Set<Transfer<unknown>>()
+  private readonly waiting: Startable[] = []
+  private readonly running = new Set<Startable>()
 
   constructor (private readonly concurrency: number) {}
 
   /** Transfers running now. */
   get active (): number { return this.running.size }
 
-  enqueue (t: Transfer<unknown>): void {
+  enqueue (t: Startable): void {
     if (!this.waiting.includes(t)) this.waiting.push(t)
     this.pump()
   }
 
-  dequeue (t: Transfer<unknown>): void {
+  dequeue (t: Startable): void {
     const i = this.waiting.indexOf(t)
     if (i >= 0) this.waiting.splice(i, 1)
   }
