@@ -22,8 +22,15 @@ export type FileInfo = ResponseOf<'/files/{id}', 'get'>
 export type UploadIntent = ResponseOf<'/workspaces/{id}/files/uploads', 'post'>
 export type UploadIntentBody = BodyOf<'/workspaces/{id}/files/uploads', 'post'>
 type PendingIntent = Extract<UploadIntent, { status: 'pending' }>
-/** One URL to send a part's bytes to (`method`, with `headers`). */
+/** One URL to send a part's bytes to (`method`, with `headers`, the bytes at `offset`, `size` of them). */
 export type UploadPart = PendingIntent['parts'][number]
+/**
+ * The pending answer's fields as control sends them (camelCase, as the contract and every other
+ * answer). Read through this type because an OpenAPI document generated from a serde enum with
+ * `rename_all_fields` may spell them in snake_case.
+ */
+interface PendingWire { uploadId: string, parts: UploadPart[], expiresAt: number, partSize?: number, receivedParts?: number[] }
+const pendingOf = (answer: UploadIntent): PendingWire => answer as unknown as PendingWire
 
 export type TransferKind = 'upload' | 'download'
 /**
@@ -263,9 +270,10 @@ export class UploadTransfer extends Transfer<FileInfo> {
     }
     this.refresh = false
     if (answer.status !== 'pending') return null
+    const pending = pendingOf(answer)
     const done: Record<number, string> = {}
-    for (const n of answer.receivedParts ?? []) done[n] = cp.done[n] ?? ''
-    return { ...cp, parts: answer.parts, expiresAt: answer.expiresAt, partSize: partSizeOf(answer, cp.size), done }
+    for (const n of pending.receivedParts ?? []) done[n] = cp.done[n] ?? ''
+    return { ...cp, parts: pending.parts, expiresAt: pending.expiresAt, partSize: partSizeOf(pending, cp.size), done }
   }
 
   protected async run (signal: AbortSignal): Promise<FileInfo> {
@@ -288,16 +296,17 @@ export class UploadTransfer extends Transfer<FileInfo> {
         this.checkpoint = null
         return intent.file
       }
+      const pending = pendingOf(intent)
       cp = {
         workspaceId: this.workspaceId,
-        uploadId: intent.uploadId,
+        uploadId: pending.uploadId,
         sha256,
         size: this.blob.size,
         name: this.name,
         contentType: this.contentType,
-        partSize: partSizeOf(intent, this.blob.size),
-        parts: intent.parts,
-        expiresAt: (intent as { expiresAt?: string | number | null }).expiresAt ?? null,
+        partSize: partSizeOf(pending, this.blob.size),
+        parts: pending.parts,
+        expiresAt: pending.expiresAt,
         done: {}
       }
       this.checkpoint = cp
@@ -316,7 +325,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
   }
 
   private rangeOf (cp: UploadCheckpoint, index: number): [number, number] {
-    const part = cp.parts[index]! as UploadPart & { offset?: number, size?: number }
+    const part = cp.parts[index]!
     if (typeof part.offset === 'number' && typeof part.size === 'number') return [part.offset, part.offset + part.size]
     if (cp.parts.length === 1) return [0, cp.size]
     const start = index * cp.partSize
@@ -437,9 +446,10 @@ export class TransferQueue {
   /** Transfers running now. */
   get active (): number { return this.running.size }
 
+  /** Queues `t`; it starts on a later microtask, so listeners added right after `upload()` see every state. */
   enqueue (t: Startable): void {
     if (!this.waiting.includes(t)) this.waiting.push(t)
-    this.pump()
+    queueMicrotask(() => this.pump())
   }
 
   dequeue (t: Startable): void {
@@ -506,8 +516,8 @@ export class FilesClient {
   }
 }
 
-function partSizeOf (intent: PendingIntent, size: number): number {
-  const explicit = (intent as { partSize?: unknown }).partSize
+function partSizeOf (intent: PendingWire, size: number): number {
+  const explicit = intent.partSize
   if (typeof explicit === 'number' && explicit > 0) return explicit
   const n = Math.max(1, intent.parts.length)
   return Math.ceil(size / n)
