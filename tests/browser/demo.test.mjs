@@ -1,16 +1,10 @@
 // The demo app in headless Chromium, served from another origin than
 // control: two users sign up, share a document by email, type into it and
-// converge; see each other's cursors; chat with a streamed reply; one
-// attaches a file in the conversation and the other downloads it (progress
-// bars on both sides, the bytes checked on disk); one goes
+// converge; see each other's cursors; chat with a streamed reply; one goes
 // offline, edits, comes back and converges; the owner revokes the other,
 // whose page says so at once and stops asking for tokens or reconnecting.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
-import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { launchChromium, openUser, screenshot, startStatic, startTandem, timed } from './harness.mjs'
 
 // The editor's text, without the other users' caret widgets.
@@ -128,69 +122,6 @@ describe('demo app in Chromium', () => {
     }
     await screenshot(bob.page, 'chat-bob')
     await screenshot(alice.page, 'chat-alice')
-  })
-
-  it('a file attached in the conversation by one user is downloaded by the other, with progress shown', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tandem-files-'))
-    try {
-      const bytes = randomBytes(3 * 1024 * 1024 + 777)
-      const source = join(dir, 'numbers.bin')
-      writeFileSync(source, bytes)
-      const downloads = join(dir, 'downloads')
-      await bob.cdp.send('Page.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads })
-      // Slow links (1.5 MB/s each way) so that the bars have something to show.
-      const slow = (u, on) => u.cdp.send('Network.emulateNetworkConditions', on
-        ? { offline: false, latency: 0, downloadThroughput: 1.5 * 1024 * 1024, uploadThroughput: 1.5 * 1024 * 1024 }
-        : { offline: false, latency: 0, downloadThroughput: -1, uploadThroughput: -1 })
-      // Every value the page's bars take, sampled each frame.
-      const sample = (page, testid) => page.evaluate((id) => {
-        window.__seen = []
-        const tick = () => {
-          for (const bar of document.querySelectorAll(`[data-testid="${id}-bar"]`)) window.__seen.push([bar.value, bar.max])
-          window.__sampling = requestAnimationFrame(tick)
-        }
-        tick()
-      }, testid)
-      const seen = async (page) => await page.evaluate(() => { cancelAnimationFrame(window.__sampling); return window.__seen })
-
-      await alice.page.waitForSelector('[data-testid=attach]')
-      await slow(alice, true)
-      await sample(alice.page, 'upload-progress')
-      const input = await alice.page.$('[data-testid=attach-input]')
-      await input.uploadFile(source)
-      for (const u of [alice, bob]) {
-        await u.page.waitForFunction(() => [...document.querySelectorAll('[data-testid=attachment-link]')].some((a) => a.textContent === 'numbers.bin'), { timeout: 20000 })
-      }
-      await slow(alice, false)
-      const up = await seen(alice.page)
-      assert.ok(up.some(([v, max]) => v > 0 && v < max), `the upload bar showed progress: ${JSON.stringify(up.slice(0, 5))}…`)
-      assert.ok(up.some(([v, max]) => v === max && max === bytes.length), 'the upload bar reached the file size')
-      await screenshot(alice.page, 'attachment-alice')
-
-      await slow(bob, true)
-      await sample(bob.page, 'download')
-      const link = await bob.page.evaluateHandle(() => [...document.querySelectorAll('[data-testid=attachment-link]')].find((a) => a.textContent === 'numbers.bin'))
-      await link.click()
-      await bob.page.waitForSelector('[data-testid=download-verified]', { timeout: 20000 })
-      await slow(bob, false)
-      const down = await seen(bob.page)
-      assert.ok(down.some(([v, max]) => v > 0 && v < max), `the download bar showed progress: ${JSON.stringify(down.slice(0, 5))}…`)
-      await screenshot(bob.page, 'attachment-bob')
-      const sha = createHash('sha256').update(bytes).digest('hex')
-      assert.equal(await bob.page.$eval('[data-testid=download-verified]', (e) => e.title), sha)
-      // The saved file, byte for byte.
-      const deadline = Date.now() + 10000
-      let saved = null
-      while (saved === null) {
-        const names = (() => { try { return readdirSync(downloads) } catch { return [] } })()
-        if (names.includes('numbers.bin')) saved = readFileSync(join(downloads, 'numbers.bin'))
-        else if (Date.now() > deadline) assert.fail(`no numbers.bin in ${downloads}: ${names}`)
-        else await new Promise((resolve) => setTimeout(resolve, 50))
-      }
-      assert.ok(saved.equals(bytes), 'Bob saved the same bytes')
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
   })
 
   it('goes offline, edits, comes back and converges', async () => {

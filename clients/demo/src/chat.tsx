@@ -88,7 +88,7 @@ export function ChatPanel ({ conversationId }: { conversationId: string }): JSX.
       const t = tandem.files.upload(workspaceId, f)
       setUploads((list) => [...list, t])
       t.settled()
-        .then(async (file) => await send(`📎 ${file.name}`, { attachments: [file.id] }))
+        .then(async (file) => await send(`Attached ${file.name}`, { attachments: [file.id] }))
         .then(() => setTimeout(() => setUploads((list) => list.filter((x) => x !== t)), 1500))
         .catch(() => { /* the bar says it failed */ })
     }
