@@ -42,15 +42,12 @@ pub struct UploadPart {
 /// The answer to an upload intent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(
-    tag = "status",
-    rename_all = "lowercase",
-    rename_all_fields = "camelCase"
-)]
+#[serde(tag = "status", rename_all = "lowercase")]
 pub enum UploadAnswer {
     /// 200: the same bytes are already stored in this workspace; nothing to send.
     Exists { file: FileMeta },
     /// 201: send the parts, then `POST /files/uploads/{uploadId}/complete`.
+    #[serde(rename_all = "camelCase")]
     Pending {
         upload_id: String,
         parts: Vec<UploadPart>,
