@@ -3,8 +3,8 @@
 
 use actix_web::{web, HttpResponse};
 use tandem_protocol::chat::{
-    AppendChunk, FinishMessage, FinishTool, Message, MessageRole, MessageState, SendMessage,
-    StartTool, ToolExecution,
+    AppendChunk, Attachment, AttachmentInput, FinishMessage, FinishTool, Message, MessageRole,
+    MessageState, SendMessage, StartTool, ToolExecution,
 };
 use tandem_protocol::http::Page;
 
@@ -63,7 +63,28 @@ fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, A
             "at most {MAX_ATTACHMENTS} attachments"
         )));
     }
-    for a in &body.attachments {
+    let mut attachments = Vec::with_capacity(body.attachments.len());
+    for a in body.attachments {
+        let a = match a {
+            AttachmentInput::File(id) => {
+                validate::id(&id)
+                    .map_err(|_| ApiError::validation("attachments: a file id is not valid"))?;
+                attachments.push(Attachment {
+                    name: String::new(),
+                    content_type: String::new(),
+                    size_bytes: 0,
+                    url: String::new(),
+                    file_id: Some(id),
+                });
+                continue;
+            }
+            AttachmentInput::Link(a) => a,
+        };
+        if a.file_id.is_some() {
+            return Err(ApiError::validation(
+                "attachments: give a stored file as its id string, not as a link with fileId",
+            ));
+        }
         validate::text("attachments.name", &a.name, 255)?;
         validate::text("attachments.contentType", &a.content_type, 255)?;
         validate::text("attachments.url", &a.url, 2048)?;
@@ -75,6 +96,7 @@ fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, A
         if a.size_bytes < 0 {
             return Err(ApiError::validation("attachments.sizeBytes must be ≥ 0"));
         }
+        attachments.push(a);
     }
     let model = body
         .model
@@ -87,7 +109,8 @@ fn validate_message(body: SendMessage, max_bytes: usize) -> Result<NewMessage, A
         content: body.content,
         state,
         model,
-        attachments: body.attachments,
+        attachments,
+        drop_foreign_files: false,
     })
 }
 

@@ -11,6 +11,7 @@ pub mod collab;
 pub mod conversations;
 pub mod demo;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod identity;
 pub mod invites;
@@ -134,6 +135,24 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         );
     chat_routes(cfg);
     org_routes(cfg);
+    file_routes(cfg);
+}
+
+/// Files, and the directory backend's signed transfer URLs.
+fn file_routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, post, put};
+    cfg.service(at("/workspaces/{id}/files/uploads").route(post().to(files::create_upload)))
+        .service(at("/files/uploads/{uploadId}").route(get().to(files::get_upload)))
+        .service(at("/files/uploads/{uploadId}/complete").route(post().to(files::complete)))
+        .service(
+            at("/files/{id}")
+                .route(get().to(files::get))
+                .route(delete().to(files::delete)),
+        )
+        .service(at("/files/{id}/content").route(get().to(files::content)))
+        .service(at("/files/{id}/url").route(get().to(files::url)))
+        .service(at("/blobs/{fileId}").route(get().to(files::get_blob)))
+        .service(at("/blobs/{fileId}/parts/{n}").route(put().to(files::put_part)));
 }
 
 /// Organizations: settings and join requests.

@@ -301,6 +301,7 @@ pub fn operations() -> Vec<Op> {
     }
     ops.extend(super::chat::operations());
     ops.extend(org_operations());
+    ops.extend(super::files::operations());
     ops
 }
 
