@@ -24,13 +24,6 @@ export type UploadIntentBody = BodyOf<'/workspaces/{id}/files/uploads', 'post'>
 type PendingIntent = Extract<UploadIntent, { status: 'pending' }>
 /** One URL to send a part's bytes to (`method`, with `headers`, the bytes at `offset`, `size` of them). */
 export type UploadPart = PendingIntent['parts'][number]
-/**
- * The pending answer's fields as control sends them (camelCase, as the contract and every other
- * answer). Read through this type because an OpenAPI document generated from a serde enum with
- * `rename_all_fields` may spell them in snake_case.
- */
-interface PendingWire { uploadId: string, parts: UploadPart[], expiresAt: number, partSize?: number, receivedParts?: number[] }
-const pendingOf = (answer: UploadIntent): PendingWire => answer as unknown as PendingWire
 
 export type TransferKind = 'upload' | 'download'
 /**
@@ -270,7 +263,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
     }
     this.refresh = false
     if (answer.status !== 'pending') return null
-    const pending = pendingOf(answer)
+    const pending = answer
     const done: Record<number, string> = {}
     for (const n of pending.receivedParts ?? []) done[n] = cp.done[n] ?? ''
     return { ...cp, parts: pending.parts, expiresAt: pending.expiresAt, partSize: partSizeOf(pending, cp.size), done }
@@ -296,7 +289,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
         this.checkpoint = null
         return intent.file
       }
-      const pending = pendingOf(intent)
+      const pending = intent
       cp = {
         workspaceId: this.workspaceId,
         uploadId: pending.uploadId,
@@ -516,7 +509,7 @@ export class FilesClient {
   }
 }
 
-function partSizeOf (intent: PendingWire, size: number): number {
+function partSizeOf (intent: PendingIntent, size: number): number {
   const explicit = intent.partSize
   if (typeof explicit === 'number' && explicit > 0) return explicit
   const n = Math.max(1, intent.parts.length)
