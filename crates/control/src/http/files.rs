@@ -509,10 +509,7 @@ pub async fn get_blob(
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
     {
-        Some(v) => parse_range(v, len).map_err(|e| {
-            tracing::debug!(range = v, "unsatisfiable range");
-            e
-        })?,
+        Some(v) => parse_range(v, len)?,
         None => None,
     };
     let mut res = match range {
