@@ -233,14 +233,22 @@ export class UploadTransfer extends Transfer<FileInfo> {
   readonly name: string
   readonly contentType: string
 
-  constructor (queue: TransferQueue, private readonly rt: Runtime, readonly workspaceId: string, private readonly blob: Blob, options: UploadOptions) {
-    super(queue, blob.size)
-    this.name = options.name ?? options.resume?.name ?? ((blob as { name?: unknown }).name as string | undefined) ?? 'file'
-    this.contentType = options.contentType ?? options.resume?.contentType ?? (blob.type !== '' ? blob.type : 'application/octet-stream')
+  private readonly blob: Blob | Uint8Array
+  private readonly size: number
+
+  /** `data`: a Blob (a File), or bytes in memory, hashed and sliced in place (no copy). */
+  constructor (queue: TransferQueue, private readonly rt: Runtime, readonly workspaceId: string, data: Blob | Uint8Array, options: UploadOptions) {
+    super(queue, data instanceof Blob ? data.size : data.length)
+    this.blob = data
+    this.size = this.total
+    const blobName = data instanceof Blob ? (data as { name?: unknown }).name : undefined
+    const blobType = data instanceof Blob ? data.type : ''
+    this.name = options.name ?? options.resume?.name ?? (typeof blobName === 'string' && blobName !== '' ? blobName : 'file')
+    this.contentType = options.contentType ?? options.resume?.contentType ?? (blobType !== '' ? blobType : 'application/octet-stream')
     this.checkpoint = options.resume ?? null
     this.sha256 = options.resume?.sha256 ?? null
-    if (options.resume !== undefined && options.resume.size !== blob.size) {
-      throw new TypeError(`resume: the checkpoint is for ${options.resume.size} bytes, the data has ${blob.size}`)
+    if (options.resume !== undefined && options.resume.size !== this.size) {
+      throw new TypeError(`resume: the checkpoint is for ${options.resume.size} bytes, the data has ${this.size}`)
     }
     this.refresh = options.resume !== undefined
   }
@@ -273,7 +281,8 @@ export class UploadTransfer extends Transfer<FileInfo> {
     const rt = this.rt
     if (this.sha256 === null) {
       this.setState('hashing')
-      this.sha256 = await sha256Blob(this.blob, { webCryptoLimit: rt.options.webCryptoLimit, signal })
+      const hashOptions = { webCryptoLimit: rt.options.webCryptoLimit, signal }
+      this.sha256 = this.blob instanceof Blob ? await sha256Blob(this.blob, hashOptions) : await sha256Bytes(this.blob, hashOptions)
     }
     signal.throwIfAborted()
     this.setState('running')
@@ -281,7 +290,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
     if (cp !== null && (this.refresh || expired(cp.expiresAt))) cp = await this.refreshed(cp, signal)
     if (cp === null) {
       const sha256 = this.sha256
-      const body = { name: this.name, size: this.blob.size, contentType: this.contentType, sha256 } as UploadIntentBody
+      const body = { name: this.name, size: this.size, contentType: this.contentType, sha256 } as UploadIntentBody
       const intent = await this.retrying(rt, signal, async () =>
         await rt.http.post('/workspaces/{id}/files/uploads', { path: { id: this.workspaceId }, body, signal }))
       if (intent.status === 'exists') {
@@ -294,10 +303,10 @@ export class UploadTransfer extends Transfer<FileInfo> {
         workspaceId: this.workspaceId,
         uploadId: pending.uploadId,
         sha256,
-        size: this.blob.size,
+        size: this.size,
         name: this.name,
         contentType: this.contentType,
-        partSize: partSizeOf(pending, this.blob.size),
+        partSize: partSizeOf(pending, this.size),
         parts: pending.parts,
         expiresAt: pending.expiresAt,
         done: {}
@@ -344,7 +353,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
         if (next === undefined) return
         signal.throwIfAborted()
         const [start, end] = this.rangeOf(cp, next.i)
-        const body = this.blob.slice(start, end)
+        const body = this.blob instanceof Blob ? this.blob.slice(start, end) : this.blob.subarray(start, end)
         const etag = await this.retrying(this.rt, signal, async () => {
           inFlight.set(next.p.partNumber, 0)
           try {
@@ -395,18 +404,21 @@ export class DownloadTransfer extends Transfer<DownloadResult> {
       if (!res.ok) throw await errorFromResponse(res)
       if (res.body === null) throw new TandemError({ status: res.status, code: 'bad_response', message: 'download without a body' })
       const reader = res.body.getReader()
+      // Up to the WebCrypto limit the bytes land in one buffer, hashed at the end in one call;
+      // above it they are kept as chunks and hashed incrementally as they arrive.
+      const whole = file.size <= rt.options.webCryptoLimit ? new Uint8Array(file.size) : null
       const chunks: Uint8Array[] = []
-      const hash = file.size > rt.options.webCryptoLimit ? new Sha256() : null
+      const hash = whole === null ? new Sha256() : null
       let received = 0
       try {
         for (;;) {
           const { done, value } = await reader.read()
           if (done) break
-          received += value.length
           this.bytesOnWire += value.length
-          if (received > file.size) throw hashMismatch(id, `more than the file's ${file.size} bytes`)
-          chunks.push(value)
-          hash?.update(value)
+          if (received + value.length > file.size) throw hashMismatch(id, `more than the file's ${file.size} bytes`)
+          if (whole !== null) whole.set(value, received)
+          else { chunks.push(value); hash?.update(value) }
+          received += value.length
           this.progress(received)
         }
       } catch (err) {
@@ -414,8 +426,8 @@ export class DownloadTransfer extends Transfer<DownloadResult> {
         throw networkError(err)
       }
       if (received !== file.size) throw hashMismatch(id, `${received} bytes instead of ${file.size}`)
-      const blob = new Blob(chunks as BlobPart[], { type: file.contentType })
-      const got = hash !== null ? hash.hex() : await sha256Bytes(new Uint8Array(await blob.arrayBuffer()), { webCryptoLimit: rt.options.webCryptoLimit })
+      const got = whole !== null ? await sha256Bytes(whole, { webCryptoLimit: rt.options.webCryptoLimit }) : hash!.hex()
+      const blob = new Blob((whole !== null ? [whole] : chunks) as BlobPart[], { type: file.contentType })
       if (got !== expected) throw hashMismatch(id, `sha256 ${got}, expected ${expected}`)
       return { file, blob }
     })
@@ -485,8 +497,8 @@ export class FilesClient {
 
   /** Queues an upload of `data` into the workspace; `await transfer.settled()` for the file's metadata. */
   upload (workspaceId: string, data: Blob | ArrayBuffer | Uint8Array, options: UploadOptions = {}): UploadTransfer {
-    const blob = data instanceof Blob ? data : new Blob([data as BlobPart])
-    const t = new UploadTransfer(this.queue, this.rt, workspaceId, blob, options)
+    const source = data instanceof Blob || data instanceof Uint8Array ? data : new Uint8Array(data)
+    const t = new UploadTransfer(this.queue, this.rt, workspaceId, source, options)
     this.queue.enqueue(t)
     return t
   }
@@ -531,24 +543,25 @@ async function sleep (ms: number, signal: AbortSignal): Promise<void> {
 }
 
 /** Sends one part's bytes to its signed URL (no Authorization: the URL is the credential); answers its ETag. */
-async function sendBody (rt: Runtime, part: UploadPart, body: Blob, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<string> {
+async function sendBody (rt: Runtime, part: UploadPart, body: Blob | Uint8Array, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<string> {
   const headers: Record<string, string> = { ...(part.headers as Record<string, string> | undefined) }
   const method = (part.method ?? 'PUT').toUpperCase()
-  if (rt.options.xhr && typeof XMLHttpRequest !== 'undefined') return await sendXhr(part.url, method, headers, body, signal, onProgress, onWire)
+  const size = body instanceof Blob ? body.size : body.length
+  if (rt.options.xhr && typeof XMLHttpRequest !== 'undefined') return await sendXhr(part.url, method, headers, body, size, signal, onProgress, onWire)
   let res: Response
   try {
-    onWire(body.size)
-    res = await rt.fetch(part.url, { method, headers, body, signal })
+    onWire(size)
+    res = await rt.fetch(part.url, { method, headers, body: body as BodyInit, signal })
   } catch (err) {
     throw networkError(err)
   }
   if (!res.ok) throw await errorFromResponse(res)
   await res.arrayBuffer().catch(() => undefined)
-  onProgress(body.size)
+  onProgress(size)
   return res.headers.get('etag') ?? ''
 }
 
-async function sendXhr (url: string, method: string, headers: Record<string, string>, body: Blob, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<string> {
+async function sendXhr (url: string, method: string, headers: Record<string, string>, body: Blob | Uint8Array, size: number, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
     const xhr = new XMLHttpRequest()
     xhr.open(method, url)
@@ -563,10 +576,10 @@ async function sendXhr (url: string, method: string, headers: Record<string, str
       if (xhr.status === 0) { reject(networkError(new Error('upload failed'))); return }
       const res = new Response(xhr.status === 204 ? null : xhr.responseText, { status: xhr.status, headers: parseHeaders(xhr.getAllResponseHeaders()) })
       if (!res.ok) { void errorFromResponse(res).then(reject, reject); return }
-      onProgress(body.size)
+      onProgress(size)
       resolve(xhr.getResponseHeader('etag') ?? '')
     }
-    xhr.send(body)
+    xhr.send(body as XMLHttpRequestBodyInit)
   })
 }
 
