@@ -2,8 +2,9 @@
 // upload by one member and byte-for-byte download by another, dedupe without
 // sending bytes, monotonic progress, the queue's bound, resume of an
 // interrupted multipart upload without resending parts (in the same session
-// and from a checkpoint in a new one), a corrupted stored file refused on
-// download, message attachments.
+// and from a checkpoint in a new one), retries after a transient failure,
+// pause and resume, a corrupted stored file refused on download, message
+// attachments.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -26,10 +27,12 @@ function wire () {
     puts: [], // every part PUT attempted: its URL
     sent: new Map(), // URL → successful PUTs
     failAfter: Infinity, // successful PUTs allowed before every further PUT fails like a dropped network
+    failNext: 0, // the next N PUTs fail (a transient drop)
     fetch: async (input, init = {}) => {
       const url = String(input)
       if ((init.method ?? 'GET').toUpperCase() !== 'PUT') return fetch(input, init)
       w.puts.push(url)
+      if (w.failNext > 0 && w.sent.size > 0) { w.failNext--; throw new TypeError('fetch failed (connection reset)') }
       const ok = [...w.sent.values()].reduce((a, b) => a + b, 0)
       if (ok >= w.failAfter) throw new TypeError('fetch failed (network down)')
       const res = await fetch(input, init)
@@ -158,6 +161,46 @@ test('an interrupted multipart upload resumes without resending the parts alread
   monotonic(progress, bytes.length)
   const { blob } = await b.files.download(file.id).settled()
   assert.ok(Buffer.from(await blob.arrayBuffer()).equals(bytes))
+})
+
+test('a part whose request fails is retried after backoff delays and the upload completes', async () => {
+  const w = wire()
+  const { a, ws } = await team({ fetch: w.fetch, files: { partConcurrency: 1, retries: 3, backoff: { initialMs: 50, maxMs: 50 } } })
+  const bytes = randomBytes(3 * PART)
+  w.failNext = 2 // the second part fails twice, then goes through
+  const started = performance.now()
+  const file = await a.files.upload(ws.id, bytes).settled()
+  assert.equal(file.sha256, sha(bytes))
+  assert.equal(w.puts.length, 5, '3 parts + 2 failed attempts')
+  assert.equal(w.puts[1], w.puts[2])
+  assert.equal(w.puts[2], w.puts[3])
+  assert.ok([...w.sent.values()].every((n) => n === 1))
+  assert.ok(performance.now() - started >= 50, 'two backoff delays of 25–50 ms each')
+})
+
+test('pause() stops sending and resume() sends only the parts still missing', async () => {
+  const w = wire()
+  const { a, ws } = await team({ fetch: w.fetch, files: { partConcurrency: 1 } })
+  const bytes = randomBytes(4 * PART)
+  const up = a.files.upload(ws.id, bytes)
+  const paused = new Promise((resolve) => {
+    const off = up.on('progress', (p) => {
+      if (p.loaded >= PART && up.state === 'running') { off(); up.pause(); resolve() }
+    })
+  })
+  await paused
+  assert.equal(up.state, 'paused')
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  const sentWhilePaused = w.puts.length
+  const done = Object.keys(up.checkpoint.done).length
+  assert.ok(done >= 1 && done < 4, `parts acknowledged before the pause: ${done}`)
+  await new Promise((resolve) => setTimeout(resolve, 200))
+  assert.equal(w.puts.length, sentWhilePaused, 'nothing is sent while paused')
+  up.resume()
+  const file = await up.settled()
+  assert.equal(file.sha256, sha(bytes))
+  assert.ok([...w.sent.values()].every((n) => n === 1), 'no acknowledged part was sent again')
+  assert.equal(w.sent.size, 4)
 })
 
 test('a checkpoint resumes the upload in a new session: control says which parts it holds', async () => {
