@@ -463,8 +463,11 @@ export class TransferQueue {
   }
 
   private pump (): void {
-    while (this.running.size < this.concurrency && this.waiting.length > 0) {
-      const t = this.waiting.shift()!
+    while (this.running.size < this.concurrency) {
+      // A transfer resumed while its previous run is still unwinding waits for that run to end.
+      const i = this.waiting.findIndex((w) => !this.running.has(w))
+      if (i < 0) return
+      const t = this.waiting.splice(i, 1)[0]!
       this.running.add(t)
       void t.start().finally(() => {
         this.running.delete(t)
