@@ -9,7 +9,7 @@ use tandem_protocol::chat::{
 use tandem_protocol::http::Page;
 
 use super::conversations::{changing_conversation, on_conversation};
-use crate::authz::Action;
+use crate::authz::{Action, ResourceKind};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
@@ -127,7 +127,25 @@ pub async fn send(
         user,
         id.into_inner(),
         Action::CreateChild,
-        |c, _, row, _| messages::send(c, &row.id, new),
+        |c, user, row, _| {
+            if new.attachments.iter().any(|a| a.file_id.is_some()) {
+                // Only files the sender may read themselves.
+                let (_, chain) = super::load::project(c, &row.project_id)?;
+                super::authorize(
+                    c,
+                    &user.actor(),
+                    Action::Read,
+                    ResourceKind::Workspace,
+                    &chain,
+                )
+                .map_err(|_| {
+                    ApiError::validation(
+                        "attachments: you cannot attach files of a workspace you cannot read",
+                    )
+                })?;
+            }
+            messages::send(c, &row.id, new)
+        },
     )
     .await?;
     Ok(HttpResponse::Created().json(sent))

@@ -382,6 +382,42 @@ async fn same_bytes_again_are_a_dedupe_hit(backend: Backend, store: Store) {
     );
     let after = intent(app, &t.bob, &t.ws, "a.bin", &data).await;
     assert_eq!(after.status, StatusCode::CREATED, "{}", after.body);
+
+    // Two uploads of the same new bytes at once: both complete, to one file,
+    // and the second copy is not kept.
+    let twin = bytes(20_000, 9);
+    let (a, b) = (
+        intent(app, &t.alice, &t.ws, "first", &twin).await,
+        intent(app, &t.bob, &t.ws, "second", &twin).await,
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let mut files = Vec::new();
+    for (who, pending) in [(&t.alice, &a.body), (&t.bob, &b.body)] {
+        let puts = put_parts(app, pending, &twin, None).await;
+        let up = pending["uploadId"].as_str().unwrap();
+        let done = app
+            .post(
+                &format!("/files/uploads/{up}/complete"),
+                &who.token,
+                completed(&puts),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+        files.push(done.body["file"].clone());
+    }
+    assert_eq!(files[0], files[1]);
+    assert_eq!(files[0]["name"], "first");
+    let second = b.body["uploadId"].as_str().unwrap();
+    assert!(!app
+        .state
+        .files
+        .exists(&format!("{}/{second}", t.ws))
+        .await
+        .unwrap());
+    assert!(download(app, &t.bob, files[0]["id"].as_str().unwrap()).await == twin);
 }
 
 async fn bytes_not_matching_the_hash_are_refused(backend: Backend, store: Store) {
