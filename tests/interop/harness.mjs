@@ -12,7 +12,7 @@ export async function startTandem (extraArgs = []) {
   const child = spawn(BIN, [
     'dev', '--listen', '127.0.0.1:0', '--relay-listen', '127.0.0.1:0',
     '--database-url', `sqlite://${join(dir, 'tandem.db')}`, ...extraArgs
-  ], { env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] })
+  ], { env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', TANDEM_FILES_DIR: join(dir, 'files') }, stdio: ['ignore', 'pipe', 'inherit'] })
   // `tandem dev` prints each email's link: `verify EMAIL: LINK`.
   const links = new Map()
   let pending = ''

@@ -11,8 +11,11 @@ import { createTandem } from '@tandem/client'
 
 export const BIN = process.env.TANDEM_BIN || fileURLToPath(new URL('../../../target/debug/tandem', import.meta.url))
 
-/** Starts `tandem dev` (with extra environment `env`); `stop()` ends it and removes its data. */
-export async function startTandem (env = {}) {
+/**
+ * Starts `tandem dev`; `stop()` ends it and removes its data. `env`: extra settings (e.g.
+ * `TANDEM_FILES_PART_BYTES`); files are kept under `filesDir` (the directory backend).
+ */
+export async function startTandem ({ env = {} } = {}) {
   if (!existsSync(BIN)) throw new Error(`no tandem binary at ${BIN}: run \`cargo build --bin tandem\` (or set TANDEM_BIN)`)
   const dir = mkdtempSync(join(tmpdir(), 'tandem-js-'))
   const child = spawn(BIN, [
@@ -20,7 +23,7 @@ export async function startTandem (env = {}) {
     // TANDEM_JS_DATABASE_URL (a PostgreSQL URL) runs the suite on PostgreSQL instead.
     '--database-url', process.env.TANDEM_JS_DATABASE_URL || `sqlite://${join(dir, 'tandem.db')}`
   ], {
-    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', ...env },
+    env: { ...process.env, TANDEM_PBKDF2_ITERATIONS: '1000', RUST_LOG: process.env.RUST_LOG || 'warn', TANDEM_FILES_DIR: join(dir, 'files'), ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
     cwd: dir // where a non-SQLite run keeps its dev settings key
   })
@@ -55,6 +58,7 @@ export async function startTandem (env = {}) {
       await waitFor(() => links.has(email.toLowerCase()) || links.has(email), 10000, `the verification link for ${email}`)
       return links.get(email.toLowerCase()) ?? links.get(email)
     },
+    filesDir: join(dir, 'files'),
     async stop () {
       if (child.exitCode === null && child.signalCode === null) {
         const exited = new Promise((resolve) => child.once('exit', resolve))

@@ -334,7 +334,7 @@ describe('reset after compaction', () => {
   let tandem
   const open = []
   // Tombstones are pruned as soon as the compactor runs (every 50 ms).
-  before(async () => { tandem = await startTandem({ TANDEM_SYNC_TOMBSTONE_HORIZON_MS: '0', TANDEM_SYNC_COMPACT_INTERVAL_MS: '50' }) })
+  before(async () => { tandem = await startTandem({ env: { TANDEM_SYNC_TOMBSTONE_HORIZON_MS: '0', TANDEM_SYNC_COMPACT_INTERVAL_MS: '50' } }) })
   after(async () => {
     for (const d of open) d.sync.close()
     await tandem?.stop()

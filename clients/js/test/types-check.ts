@@ -1,7 +1,7 @@
 // Compiled (not run) by `npm run typecheck`: the REST types come from the
 // OpenAPI document, and misuse does not compile.
-import { createTandem, TandemError, type Message, type ResponseOf, type ItemOf, type ConnectionStatus } from '@tandem/client'
-import { useTandemDocument, useConversation } from '@tandem/react'
+import { createTandem, TandemError, type Message, type ResponseOf, type ItemOf, type ConnectionStatus, type FileInfo, type TransferState } from '@tandem/client'
+import { useTandemDocument, useConversation, useTransfer } from '@tandem/react'
 import * as Y from 'yjs'
 import { createSync, type SyncState } from '@tandem/client/sync'
 import { useSync, useSyncStatus, useLiveQuery } from '@tandem/react/sync'
@@ -29,6 +29,19 @@ export async function usage (): Promise<void> {
   const message: Message = await tandem.conversation('c').send('hi')
   const content: string = message.content
   void [name, roomId, status, content, useTandemDocument, useConversation, TandemError]
+
+  // Files: typed metadata and transfers.
+  const upload = tandem.files.upload(workspaceId, new Blob(['hello']), { name: 'hello.txt' })
+  upload.on('progress', ({ loaded, total }) => { const ratio: number = loaded / total; void ratio })
+  const file: FileInfo = await upload.settled()
+  const sha: string = file.sha256
+  const state: TransferState = upload.state
+  await tandem.api.post('/conversations/{id}/messages', { path: { id: 'c' }, body: { content: 'see', attachments: [file.id] } })
+  const { blob } = await tandem.files.download(file.id).settled()
+  const view = useTransfer(upload)
+  void [sha, state, blob, view.loaded]
+  // @ts-expect-error an upload needs its workspace
+  tandem.files.upload(new Blob(['x']))
 
   // @ts-expect-error not a path of the API
   await tandem.api.get('/no/such/path')

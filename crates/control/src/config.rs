@@ -215,6 +215,69 @@ pub struct ControlConfig {
     /// control replicas, in milliseconds (this replica's arrive at once).
     #[arg(long, env = "TANDEM_SYNC_POLL_MS", default_value_t = 500)]
     pub sync_poll_ms: u64,
+    /// Where uploaded files are kept: `dir` (a directory on this machine;
+    /// control signs and serves the transfer URLs) or `s3` (any S3-compatible
+    /// store; see the `TANDEM_S3_*` settings).
+    #[arg(long, env = "TANDEM_FILES_BACKEND", default_value = "dir")]
+    pub files_backend: String,
+
+    /// The directory of the `dir` files backend (created if missing).
+    #[arg(long, env = "TANDEM_FILES_DIR", default_value = "./data/files")]
+    pub files_dir: std::path::PathBuf,
+
+    /// Largest file, in bytes (default 5 GiB); a larger one is a 413 `file_too_large`.
+    #[arg(long, env = "TANDEM_FILES_MAX_BYTES", default_value_t = 5 * 1024 * 1024 * 1024)]
+    pub files_max_bytes: i64,
+
+    /// Bytes of files one workspace may hold (default 50 GiB); more is a
+    /// 507 `quota_exceeded`. Pending uploads count.
+    #[arg(long, env = "TANDEM_FILES_QUOTA_BYTES", default_value_t = 50 * 1024 * 1024 * 1024)]
+    pub files_quota_bytes: i64,
+
+    /// Files larger than this are sent in parts of this size (multipart,
+    /// resumable); smaller ones in one PUT. At least 5 MiB with S3.
+    #[arg(long, env = "TANDEM_FILES_PART_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub files_part_bytes: i64,
+
+    /// Lifetime of signed download URLs, in seconds (losing access ends
+    /// downloading within this time).
+    #[arg(long, env = "TANDEM_FILES_URL_TTL_SECS", default_value_t = 300)]
+    pub files_url_ttl_secs: u64,
+
+    /// Lifetime of an upload intent (and its part URLs), in seconds.
+    #[arg(long, env = "TANDEM_FILES_UPLOAD_TTL_SECS", default_value_t = 3600)]
+    pub files_upload_ttl_secs: u64,
+
+    /// An unreferenced or deleted file's bytes are removed this long after
+    /// nothing referred to it, in seconds (default one day).
+    #[arg(long, env = "TANDEM_FILES_GC_GRACE_SECS", default_value_t = 24 * 3600)]
+    pub files_gc_grace_secs: u64,
+
+    /// How often the file collector runs, in seconds (0: never, e.g. when
+    /// another replica runs it).
+    #[arg(long, env = "TANDEM_FILES_GC_INTERVAL_SECS", default_value_t = 3600)]
+    pub files_gc_interval_secs: u64,
+
+    /// S3 endpoint, e.g. `https://s3.eu-west-1.amazonaws.com` or
+    /// `http://127.0.0.1:8333` (path-style addressing is used).
+    #[arg(long, env = "TANDEM_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 bucket (must exist).
+    #[arg(long, env = "TANDEM_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 region.
+    #[arg(long, env = "TANDEM_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 access key id.
+    #[arg(long, env = "TANDEM_S3_ACCESS_KEY_ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 secret access key.
+    #[arg(long, env = "TANDEM_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
 
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
@@ -265,6 +328,21 @@ impl ControlConfig {
             sync_tombstone_horizon_ms: 30 * 24 * 3600 * 1000,
             sync_compact_interval_ms: 60_000,
             sync_poll_ms: 200,
+            files_backend: "dir".into(),
+            files_dir: std::env::temp_dir()
+                .join(format!("tandem-files-{}", crate::crypto::new_id())),
+            files_max_bytes: 5 * 1024 * 1024 * 1024,
+            files_quota_bytes: 50 * 1024 * 1024 * 1024,
+            files_part_bytes: 16 * 1024 * 1024,
+            files_url_ttl_secs: 300,
+            files_upload_ttl_secs: 3600,
+            files_gc_grace_secs: 24 * 3600,
+            files_gc_interval_secs: 0,
+            s3_endpoint: None,
+            s3_bucket: None,
+            s3_region: "us-east-1".into(),
+            s3_access_key_id: None,
+            s3_secret_access_key: None,
             handle_signals: true,
         }
     }

@@ -23,9 +23,14 @@ pub fn middleware(origins: OriginList) -> Cors {
             header::CONTENT_TYPE,
             header::HeaderName::from_static("last-event-id"),
             header::HeaderName::from_static(REQUEST_ID_HEADER),
+            header::RANGE,
         ])
         .expose_headers([
             header::RETRY_AFTER,
+            header::ETAG,
+            header::CONTENT_RANGE,
+            header::CONTENT_LENGTH,
+            header::ACCEPT_RANGES,
             header::HeaderName::from_static(REQUEST_ID_HEADER),
         ])
         .max_age(PREFLIGHT_MAX_AGE_SECS)

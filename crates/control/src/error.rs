@@ -44,6 +44,18 @@ pub enum ApiError {
     TooMany(String),
     #[error("service temporarily unavailable")]
     Unavailable,
+    #[error("the file is larger than the maximum of {0} bytes")]
+    FileTooLarge(i64),
+    #[error("{0}")]
+    QuotaExceeded(String),
+    #[error("the uploaded bytes do not match the declared sha256; nothing was kept")]
+    HashMismatch,
+    #[error("{0}")]
+    SizeMismatch(String),
+    #[error("{0}")]
+    InvalidSignature(&'static str),
+    #[error("the requested range is outside the file")]
+    RangeNotSatisfiable,
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -65,6 +77,12 @@ impl ApiError {
             ApiError::RateLimited(_) | ApiError::TooMany(_) => ErrorCode::RateLimited,
             ApiError::Unavailable => ErrorCode::Unavailable,
             ApiError::Internal(_) => ErrorCode::Internal,
+            ApiError::FileTooLarge(_) => ErrorCode::FileTooLarge,
+            ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
+            ApiError::HashMismatch => ErrorCode::HashMismatch,
+            ApiError::SizeMismatch(_) => ErrorCode::SizeMismatch,
+            ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
+            ApiError::RangeNotSatisfiable => ErrorCode::RangeNotSatisfiable,
         }
     }
 

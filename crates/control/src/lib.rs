@@ -8,6 +8,7 @@
 //! - [`db`]: one connection type over SQLite and PostgreSQL, pool, migrations.
 //! - [`auth`]: identity-provider JWT verification.
 //! - [`crypto`]: ids, tokens, password and token hashing, sealing of stored API keys.
+//! - [`files`]: file bytes (directory or S3 backend) and their collector.
 //! - [`mail`]: outgoing email (log or SMTP sender) and the outbox dispatcher.
 //! - [`ratelimit`]: per-IP limits on login and signup.
 //! - [`validate`]: parsing user input at the edge.
@@ -28,6 +29,7 @@ pub mod cors;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod mail;
 pub mod metrics;

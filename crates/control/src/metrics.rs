@@ -36,6 +36,14 @@ pub struct Metrics {
     pub chat_pollers: prometheus_client::metrics::gauge::Gauge,
     /// Looks those loops took at the database.
     pub chat_polls: Counter,
+    /// File bytes received (uploads) and sent (downloads).
+    pub files_bytes_in: Counter,
+    pub files_bytes_out: Counter,
+    /// Upload intents answered `exists` (no bytes sent).
+    pub files_dedupe_hits: Counter,
+    /// Collector runs, and files whose bytes they removed.
+    pub files_gc_runs: Counter,
+    pub files_gc_removed: Counter,
     pub sync: SyncMetrics,
 }
 
@@ -170,9 +178,28 @@ impl Metrics {
         );
         let sync = SyncMetrics::default();
         sync.register(&mut registry);
+        let files_bytes_in = Counter::default();
+        let files_bytes_out = Counter::default();
+        let files_dedupe_hits = Counter::default();
+        let files_gc_runs = Counter::default();
+        let files_gc_removed = Counter::default();
+        for (name, help, c) in [
+            ("files_bytes_in", "File bytes received by uploads", &files_bytes_in),
+            ("files_bytes_out", "File bytes sent by downloads (directory backend) or handed out as download URLs (S3)", &files_bytes_out),
+            ("files_dedupe_hits", "Upload intents answered with an existing file", &files_dedupe_hits),
+            ("files_gc_runs", "File collector runs", &files_gc_runs),
+            ("files_gc_removed", "Files whose bytes the collector removed", &files_gc_removed),
+        ] {
+            registry.register(name, help, c.clone());
+        }
         Metrics {
             sync,
             registry,
+            files_bytes_in,
+            files_bytes_out,
+            files_dedupe_hits,
+            files_gc_runs,
+            files_gc_removed,
             chat_pollers,
             chat_polls,
             requests,

@@ -86,7 +86,12 @@ impl Application {
             trusted_proxies = config.trusted_proxies.len(),
             "identity settings"
         );
+        let files = crate::files::Storage::from_config(
+            &config,
+            crate::files::UrlSigner::new(config.relay_secret.as_deref().unwrap_or_default()),
+        )?;
         let state = Arc::new(AppState {
+            files,
             pool,
             database,
             dummy_password_hash: crypto::dummy_password_hash(iterations),
@@ -116,6 +121,7 @@ impl Application {
         }
         tokio::spawn(crate::mail::dispatch(state.clone()));
         tokio::spawn(crate::sync_live::compact(state.clone()));
+        tokio::spawn(crate::files::collector::every_interval(state.clone()));
         let server = serve(listener, state.clone(), origins)?;
         let metrics_port = serve_metrics(&state)?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then

@@ -63,6 +63,8 @@ pub struct AppState {
     /// The relay URL the demo page connects to: `TANDEM_PUBLIC_RELAY_URL`,
     /// or set once by `tandem dev` when its relay has a port.
     pub public_relay_url: std::sync::OnceLock<String>,
+    /// Where the bytes of files are (`TANDEM_FILES_BACKEND`).
+    pub files: crate::files::Storage,
 }
 
 pub type State = web::Data<Arc<AppState>>;

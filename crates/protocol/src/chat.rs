@@ -177,7 +177,25 @@ pub struct Attachment {
     pub name: String,
     pub content_type: String,
     pub size_bytes: i64,
+    /// A link; for a stored file, `/files/{fileId}/content` on control.
     pub url: String,
+    /// Set when the attachment is a file stored in the workspace
+    /// (`GET /files/{fileId}`); download it through `/files/{fileId}/content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
+}
+
+/// An attachment of a message being sent: the id of a file of the
+/// conversation's workspace (name, type and size come from the file), or a
+/// link described in full.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(untagged)]
+pub enum AttachmentInput {
+    /// A file id (from an upload).
+    File(String),
+    /// A link to something stored elsewhere.
+    Link(Attachment),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -211,8 +229,9 @@ pub struct SendMessage {
     /// `streaming` to start an assistant message that chunks are appended to.
     pub state: Option<MessageState>,
     pub model: Option<String>,
+    /// File ids of the workspace, or links.
     #[serde(default)]
-    pub attachments: Vec<Attachment>,
+    pub attachments: Vec<AttachmentInput>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -37,6 +37,18 @@ pub enum ErrorCode {
     Misconfigured,
     /// 503: a dependency (database, control) is unavailable; retry later.
     Unavailable,
+    /// 413: a file is larger than the server's maximum file size.
+    FileTooLarge,
+    /// 507: the workspace's file quota would be exceeded.
+    QuotaExceeded,
+    /// 422: the uploaded bytes do not have the declared SHA-256 (nothing was kept).
+    HashMismatch,
+    /// 422: the uploaded bytes are not the declared size, or parts are missing.
+    SizeMismatch,
+    /// 403: a signed URL whose signature is wrong or whose time is up.
+    InvalidSignature,
+    /// 416: a `Range` outside the file.
+    RangeNotSatisfiable,
 }
 
 impl ErrorCode {
@@ -56,6 +68,11 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Internal | ErrorCode::Misconfigured => 500,
             ErrorCode::Unavailable => 503,
+            ErrorCode::FileTooLarge => 413,
+            ErrorCode::QuotaExceeded => 507,
+            ErrorCode::HashMismatch | ErrorCode::SizeMismatch => 422,
+            ErrorCode::InvalidSignature => 403,
+            ErrorCode::RangeNotSatisfiable => 416,
         }
     }
 }

@@ -18,6 +18,7 @@
 pub mod chat;
 pub mod collab;
 pub mod error;
+pub mod files;
 pub mod http;
 pub mod identity;
 pub mod origin;

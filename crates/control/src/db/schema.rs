@@ -204,6 +204,37 @@ diesel::table! {
         content_type -> Text,
         size_bytes -> BigInt,
         url -> Text,
+        file_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    files (id) {
+        id -> Text,
+        workspace_id -> Text,
+        state -> Text,
+        name -> Text,
+        content_type -> Text,
+        size_bytes -> BigInt,
+        sha256 -> Text,
+        storage_key -> Text,
+        part_bytes -> BigInt,
+        multipart_id -> Nullable<Text>,
+        created_by -> Nullable<Text>,
+        created_at -> BigInt,
+        expires_at -> BigInt,
+        completed_at -> Nullable<BigInt>,
+        unreferenced_since -> Nullable<BigInt>,
+        deleted_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    file_refs (file_id, ref_kind, ref_id) {
+        file_id -> Text,
+        ref_kind -> Text,
+        ref_id -> Text,
+        created_at -> BigInt,
     }
 }
 
@@ -394,6 +425,7 @@ diesel::joinable!(presence -> users (user_id));
 diesel::joinable!(shares -> conversations (conversation_id));
 diesel::joinable!(message_set_members -> message_sets (set_id));
 diesel::joinable!(message_set_members -> messages (message_id));
+diesel::joinable!(file_refs -> files (file_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     orgs,
@@ -427,5 +459,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sync_clients,
     workspace_events,
     message_sets,
-    message_set_members
+    message_set_members,
+    files,
+    file_refs
 );

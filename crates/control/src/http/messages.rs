@@ -3,13 +3,13 @@
 
 use actix_web::{web, HttpResponse};
 use tandem_protocol::chat::{
-    AppendChunk, FinishMessage, FinishTool, Message, MessageRole, MessageState, SendMessage,
-    StartTool, ToolExecution,
+    AppendChunk, Attachment, AttachmentInput, FinishMessage, FinishTool, Message, MessageRole,
+    MessageState, SendMessage, StartTool, ToolExecution,
 };
 use tandem_protocol::http::Page;
 
 use super::conversations::{changing_conversation, on_conversation};
-use crate::authz::Action;
+use crate::authz::{Action, ResourceKind};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
@@ -66,7 +66,28 @@ pub(crate) fn validate_message(
             "at most {MAX_ATTACHMENTS} attachments"
         )));
     }
-    for a in &body.attachments {
+    let mut attachments = Vec::with_capacity(body.attachments.len());
+    for a in body.attachments {
+        let a = match a {
+            AttachmentInput::File(id) => {
+                validate::id(&id)
+                    .map_err(|_| ApiError::validation("attachments: a file id is not valid"))?;
+                attachments.push(Attachment {
+                    name: String::new(),
+                    content_type: String::new(),
+                    size_bytes: 0,
+                    url: String::new(),
+                    file_id: Some(id),
+                });
+                continue;
+            }
+            AttachmentInput::Link(a) => a,
+        };
+        if a.file_id.is_some() {
+            return Err(ApiError::validation(
+                "attachments: give a stored file as its id string, not as a link with fileId",
+            ));
+        }
         validate::text("attachments.name", &a.name, 255)?;
         validate::text("attachments.contentType", &a.content_type, 255)?;
         validate::text("attachments.url", &a.url, 2048)?;
@@ -78,6 +99,7 @@ pub(crate) fn validate_message(
         if a.size_bytes < 0 {
             return Err(ApiError::validation("attachments.sizeBytes must be ≥ 0"));
         }
+        attachments.push(a);
     }
     let model = body
         .model
@@ -90,7 +112,8 @@ pub(crate) fn validate_message(
         content: body.content,
         state,
         model,
-        attachments: body.attachments,
+        attachments,
+        drop_foreign_files: false,
     })
 }
 
@@ -107,7 +130,25 @@ pub async fn send(
         user,
         id.into_inner(),
         Action::CreateChild,
-        |c, _, row, _| messages::send(c, &row.id, new),
+        |c, user, row, _| {
+            if new.attachments.iter().any(|a| a.file_id.is_some()) {
+                // Only files the sender may read themselves.
+                let (_, chain) = super::load::project(c, &row.project_id)?;
+                super::authorize(
+                    c,
+                    &user.actor(),
+                    Action::Read,
+                    ResourceKind::Workspace,
+                    &chain,
+                )
+                .map_err(|_| {
+                    ApiError::validation(
+                        "attachments: you cannot attach files of a workspace you cannot read",
+                    )
+                })?;
+            }
+            messages::send(c, &row.id, new)
+        },
     )
     .await?;
     Ok(HttpResponse::Created().json(sent))

@@ -11,6 +11,7 @@ pub mod collab;
 pub mod conversations;
 pub mod demo;
 pub mod extract;
+pub mod files;
 pub mod health;
 pub mod identity;
 pub mod invites;
@@ -139,6 +140,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     chat_routes(cfg);
     org_routes(cfg);
     sync_routes(cfg);
+    file_routes(cfg);
 }
 
 /// The sync engine; pushes may be larger than other bodies.
@@ -154,6 +156,23 @@ fn sync_routes(cfg: &mut web::ServiceConfig) {
     )
     .service(at("/workspaces/{id}/sync/pull").route(get().to(sync::pull)))
     .service(at("/workspaces/{id}/sync/events").route(get().to(sync::events)));
+}
+
+/// Files, and the directory backend's signed transfer URLs.
+fn file_routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, post, put};
+    cfg.service(at("/workspaces/{id}/files/uploads").route(post().to(files::create_upload)))
+        .service(at("/files/uploads/{uploadId}").route(get().to(files::get_upload)))
+        .service(at("/files/uploads/{uploadId}/complete").route(post().to(files::complete)))
+        .service(
+            at("/files/{id}")
+                .route(get().to(files::get))
+                .route(delete().to(files::delete)),
+        )
+        .service(at("/files/{id}/content").route(get().to(files::content)))
+        .service(at("/files/{id}/url").route(get().to(files::url)))
+        .service(at("/blobs/{fileId}").route(get().to(files::get_blob)))
+        .service(at("/blobs/{fileId}/parts/{n}").route(put().to(files::put_part)));
 }
 
 /// Organizations: settings and join requests.

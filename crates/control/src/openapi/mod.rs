@@ -6,6 +6,7 @@
 //! entry there (a test fails until it is).
 
 mod chat;
+mod files;
 mod operations;
 mod sync;
 
@@ -328,7 +329,7 @@ fn error_responses() -> Vec<(u16, &'static str, &'static str)> {
         (
             413,
             "PayloadTooLarge",
-            "The body is larger than the configured limit",
+            "The body (or a file: `file_too_large`) is larger than the configured limit",
         ),
         (
             415,
@@ -336,9 +337,14 @@ fn error_responses() -> Vec<(u16, &'static str, &'static str)> {
             "The body is not `application/json`",
         ),
         (
+            416,
+            "RangeNotSatisfiable",
+            "The `Range` is outside the file",
+        ),
+        (
             422,
             "ValidationFailed",
-            "Well-formed JSON whose fields are missing, mistyped or invalid",
+            "Well-formed JSON whose fields are missing, mistyped or invalid (also `hash_mismatch`, `size_mismatch` of uploads)",
         ),
         (
             429,
@@ -354,6 +360,11 @@ fn error_responses() -> Vec<(u16, &'static str, &'static str)> {
             503,
             "Unavailable",
             "A dependency (the database) is unavailable; retry later",
+        ),
+        (
+            507,
+            "InsufficientStorage",
+            "The workspace's file quota would be exceeded (`quota_exceeded`)",
         ),
     ]
 }

@@ -12,7 +12,9 @@ use tandem_protocol::chat::{
 
 use super::{chat_events, now_ms, UserRow};
 use crate::crypto;
-use crate::db::schema::{conversations, message_attachments, messages, tool_executions, users};
+use crate::db::schema::{
+    conversations, message_attachments, messages, projects, tool_executions, users,
+};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::page::{cut, PageReq};
@@ -66,7 +68,13 @@ pub struct NewMessage {
     pub content: String,
     pub state: MessageState,
     pub model: Option<String>,
+    /// Attachments with a `file_id` must be ready files of the
+    /// conversation's workspace; their name, type, size and URL are filled
+    /// in from the file.
     pub attachments: Vec<Attachment>,
+    /// Copying (a fork): a file attachment whose file is not in the
+    /// target's workspace becomes a plain link instead of an error.
+    pub drop_foreign_files: bool,
 }
 
 /// Writes a message (attributed to its sender), bumps `lastMessageAt` and
@@ -84,7 +92,7 @@ pub fn send(
 fn send_in_tx(
     c: &mut DbConnection,
     conversation_id: &str,
-    new: NewMessage,
+    mut new: NewMessage,
 ) -> Result<Message, ApiError> {
     let (dto, seq) = insert_in_tx(c, conversation_id, new)?;
     super::message_sets::flat(c, &dto, seq)?;
@@ -98,8 +106,9 @@ fn send_in_tx(
 pub(crate) fn insert_in_tx(
     c: &mut DbConnection,
     conversation_id: &str,
-    new: NewMessage,
+    mut new: NewMessage,
 ) -> Result<(Message, i64), ApiError> {
+    resolve_files(c, conversation_id, &mut new)?;
     let seq = chat_events::next_seq(c, conversation_id)?;
     let now = now_ms();
     let row = MessageRow {
@@ -128,6 +137,7 @@ pub(crate) fn insert_in_tx(
                 message_attachments::content_type.eq(&a.content_type),
                 message_attachments::size_bytes.eq(a.size_bytes),
                 message_attachments::url.eq(&a.url),
+                message_attachments::file_id.eq(&a.file_id),
             ))
             .execute(c)?;
     }
@@ -139,6 +149,43 @@ pub(crate) fn insert_in_tx(
         ))
         .execute(c)?;
     Ok((row.to_dto(new.attachments, new.sender), seq))
+}
+
+/// Claims the files a message attaches (see [`NewMessage::attachments`]).
+fn resolve_files(
+    c: &mut DbConnection,
+    conversation_id: &str,
+    new: &mut NewMessage,
+) -> Result<(), ApiError> {
+    if new.attachments.iter().all(|a| a.file_id.is_none()) {
+        return Ok(());
+    }
+    let workspace: String = conversations::table
+        .inner_join(projects::table)
+        .filter(conversations::id.eq(conversation_id))
+        .select(projects::workspace_id)
+        .first(c)?;
+    for a in &mut new.attachments {
+        let Some(file_id) = a.file_id.clone() else {
+            continue;
+        };
+        match super::files::claim(c, &workspace, &file_id) {
+            Ok(file) => {
+                a.name = file.name;
+                a.content_type = file.content_type;
+                a.size_bytes = file.size_bytes;
+                a.url = format!("/files/{file_id}/content");
+            }
+            Err(ApiError::NotFound(_)) if new.drop_foreign_files => a.file_id = None,
+            Err(ApiError::NotFound(_)) => {
+                return Err(ApiError::validation(format!(
+                    "attachments: {file_id} is not a file of this conversation's workspace"
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 pub fn get(
@@ -209,26 +256,29 @@ pub(crate) fn with_details(
     let ids: Vec<&str> = rows.iter().map(|(m, _)| m.id.as_str()).collect();
     let mut attachments: HashMap<String, Vec<Attachment>> = HashMap::new();
     for chunk in ids.chunks(500) {
-        let found: Vec<(String, String, String, i64, String)> = message_attachments::table
-            .filter(message_attachments::message_id.eq_any(chunk))
-            .order((
-                message_attachments::message_id.asc(),
-                message_attachments::position.asc(),
-            ))
-            .select((
-                message_attachments::message_id,
-                message_attachments::name,
-                message_attachments::content_type,
-                message_attachments::size_bytes,
-                message_attachments::url,
-            ))
-            .load(conn)?;
-        for (mid, name, content_type, size_bytes, url) in found {
+        let found: Vec<(String, String, String, i64, String, Option<String>)> =
+            message_attachments::table
+                .filter(message_attachments::message_id.eq_any(chunk))
+                .order((
+                    message_attachments::message_id.asc(),
+                    message_attachments::position.asc(),
+                ))
+                .select((
+                    message_attachments::message_id,
+                    message_attachments::name,
+                    message_attachments::content_type,
+                    message_attachments::size_bytes,
+                    message_attachments::url,
+                    message_attachments::file_id,
+                ))
+                .load(conn)?;
+        for (mid, name, content_type, size_bytes, url, file_id) in found {
             attachments.entry(mid).or_default().push(Attachment {
                 name,
                 content_type,
                 size_bytes,
                 url,
+                file_id,
             });
         }
     }
@@ -532,6 +582,7 @@ fn copy(conn: &mut DbConnection, to: &str, messages: Vec<Message>) -> Result<(),
                 },
                 model: m.model,
                 attachments: m.attachments,
+                drop_foreign_files: true,
             },
         )?;
     }

@@ -8,6 +8,7 @@ pub mod collab;
 pub mod conversations;
 pub mod events;
 pub mod facts;
+pub mod files;
 pub mod invites;
 pub mod joining;
 pub mod members;

@@ -88,6 +88,9 @@ pub struct TestApp {
     handle: actix_web::dev::ServerHandle,
     /// The separate metrics listener, when configured (`metrics_listen`).
     pub metrics_base: Option<String>,
+    /// The running service's state (to drive background work, such as the
+    /// file collector, step by step).
+    pub state: std::sync::Arc<tandem_control::state::AppState>,
 }
 
 impl Drop for TestApp {
@@ -170,6 +173,7 @@ impl TestApp {
         let base = format!("http://127.0.0.1:{}", app.port());
         let metrics_base = app.metrics_port().map(|p| format!("http://127.0.0.1:{p}"));
         let handle = app.handle();
+        let state = app.state();
         tokio::spawn(app.run_until_stopped());
         TestApp {
             base,
@@ -177,6 +181,7 @@ impl TestApp {
             db,
             handle,
             metrics_base,
+            state,
         }
     }
 

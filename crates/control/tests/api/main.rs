@@ -11,6 +11,7 @@ mod browser;
 mod collab;
 mod conversations;
 mod demo;
+mod files;
 mod fuzz_bodies;
 mod identity;
 mod invites;

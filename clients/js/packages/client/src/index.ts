@@ -26,3 +26,9 @@ export {
   type WorkspaceEvent, type WorkspaceFeedEvents, type LiveListState, type LiveListEvents, type LiveSource,
   type Project, type Resource, type ConversationItem, type ResourceKind
 } from './live.js'
+  FilesClient, Transfer, UploadTransfer, DownloadTransfer, TransferQueue,
+  type FileInfo, type UploadIntent, type UploadIntentBody, type UploadPart, type UploadCheckpoint,
+  type FilesOptions, type UploadOptions, type DownloadOptions, type DownloadResult,
+  type TransferKind, type TransferState, type TransferProgress, type TransferEvents
+} from './files.js'
+export { Sha256, sha256Blob, sha256Bytes, type HashOptions } from './sha256.js'

@@ -5,6 +5,7 @@ import { createHttpClient, type HttpClient } from './http.js'
 import { DocumentConnection, type ConnectDocumentOptions, type ResourceType } from './document.js'
 import { LiveConversation } from './conversation.js'
 import { EventStream, type EventStreamOptions } from './sse.js'
+import { FilesClient, type FilesOptions } from './files.js'
 
 export interface TandemOptions {
   /** Control's base URL, e.g. `http://127.0.0.1:8080`. */
@@ -17,6 +18,8 @@ export interface TandemOptions {
   fetch?: typeof fetch
   /** WebSocket implementation for documents (default: the global one; pass `ws` in Node < 22). */
   WebSocket?: new (url: string) => WebSocket
+  /** The file transfer queue: concurrency, retries, hashing (see `FilesOptions`). */
+  files?: FilesOptions
 }
 
 export interface Tandem {
@@ -35,6 +38,8 @@ export interface Tandem {
   conversationEvents: (conversationId: string, options?: Omit<EventStreamOptions, 'isFinal'>) => EventStream
   /** Any server-sent event stream of control (e.g. a future workspace or sync stream), authorized and resumable. */
   eventStream: (path: string, options?: EventStreamOptions) => EventStream
+  /** File uploads (hashed, deduplicated, resumable) and downloads (hash-checked) through one queue. */
+  readonly files: FilesClient
 }
 
 export function createTandem (options: TandemOptions): Tandem {
@@ -57,7 +62,8 @@ export function createTandem (options: TandemOptions): Tandem {
       (headers, signal) => api.fetchRaw(`/conversations/${encodeURIComponent(id)}/events`, { headers, signal }),
       { ...opts, isFinal: (e) => e.event === 'closed' }
     ),
-    eventStream: (path, opts) => new EventStream((headers, signal) => api.fetchRaw(path, { headers, signal }), opts)
+    eventStream: (path, opts) => new EventStream((headers, signal) => api.fetchRaw(path, { headers, signal }), opts),
+    files: new FilesClient(api, options.fetch ?? ((input, init) => globalThis.fetch(input, init)), options.files)
   }
 }
 

@@ -6,7 +6,8 @@ import { createContext, createElement, useCallback, useContext, useEffect, useMe
 import * as Y from 'yjs'
 import type {
   ConnectDocumentOptions, ConnectionStatus, ConversationState, DocumentConnection, DocumentState,
-  LiveConversation, Message, ResourceType, Revocation, SendMessageBody, Tandem
+  LiveConversation, Message, ResourceType, Revocation, SendMessageBody, Tandem,
+  Transfer, TransferState
 } from '@tandem/client'
 
 /** The context TandemProvider fills (also read by `@tandem/react/sync`). */
@@ -132,3 +133,27 @@ export function useConversation (conversationId: string | null | undefined, opti
   return { ...state, send, live }
 }
 export { useProjects, useDocuments, useConversations, type UseLiveListOptions } from './live.js'
+
+export interface TransferView {
+  state: TransferState | null
+  /** Bytes done (sent or received, never decreasing) and the total. */
+  loaded: number
+  total: number
+  error: unknown
+}
+
+const noTransfer: TransferView = { state: null, loaded: 0, total: 0, error: null }
+
+/** A file transfer's state and progress (from `tandem.files.upload()`/`download()`), re-rendered as it moves. */
+export function useTransfer (transfer: Transfer<unknown> | null | undefined): TransferView {
+  const [view, setView] = useState<TransferView>(noTransfer)
+  useEffect(() => {
+    if (!transfer) { setView(noTransfer); return }
+    const read = (): void => setView({ state: transfer.state, loaded: transfer.loaded, total: transfer.total, error: transfer.error })
+    read()
+    const offProgress = transfer.on('progress', read)
+    const offState = transfer.on('state', read)
+    return () => { offProgress(); offState() }
+  }, [transfer])
+  return view
+}

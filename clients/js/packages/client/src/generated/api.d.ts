@@ -130,6 +130,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/blobs/{fileId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Signed download (directory backend): the bytes, with Range support
+         * @description Only through a URL from `/files/{id}/content`: `?expires&signature` are required; 403 `invalid_signature` when altered or expired. `Range: bytes=a-b` answers 206; 416 outside the file. `Content-Disposition: attachment`.
+         */
+        get: operations["getBlob"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/blobs/{fileId}/parts/{n}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Signed upload of one part (directory backend)
+         * @description Only through a URL from an upload intent. The body is exactly the part's bytes (422 `size_mismatch` otherwise). A one-part upload whose bytes do not match the declared sha256 is refused at once with 422 `hash_mismatch`, and nothing is kept. Answers an `ETag` to pass back on completion.
+         */
+        put: operations["putBlobPart"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/collaboration/check-access": {
         parameters: {
             query?: never;
@@ -558,6 +598,107 @@ export interface paths {
         head?: never;
         /** Change a member's role on a document */
         patch: operations["updateDocumentMember"];
+        trace?: never;
+    };
+    "/files/uploads/{uploadId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Resume an upload: fresh part URLs and the parts received
+         * @description Only the uploader; anyone else (and an expired upload) gets 404.
+         */
+        get: operations["getUpload"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/files/uploads/{uploadId}/complete": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Check size and sha256 and make the file
+         * @description 201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the declared ones; nothing was kept (start again). 409: parts are missing (the message lists them; send them and complete again) or another completion runs. The body is optional.
+         */
+        post: operations["completeUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/files/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file's metadata
+         * @description Readers of its workspace; anyone else gets 404.
+         */
+        get: operations["getFile"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a file
+         * @description Its uploader (while an editor) or a workspace owner. It disappears at once (metadata and downloads answer 404); its bytes are collected after the grace period.
+         */
+        delete: operations["deleteFile"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/files/{id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * 302 to a short-lived signed download URL
+         * @description Readers of its workspace. The URL expires after TANDEM_FILES_URL_TTL_SECS, so losing access ends downloading within that time. Check the sha256 of what you download against the file's.
+         */
+        get: operations["downloadFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/files/{id}/url": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The signed download URL as JSON {url, expiresAt} */
+        get: operations["fileUrl"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/healthz": {
@@ -1017,6 +1158,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workspaces/{id}/files/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Announce an upload: dedupe hit (200 exists) or part URLs (201 pending)
+         * @description Editors of the workspace. 200 `{status:"exists", file}` when a ready file of this workspace has the same sha256 (send nothing); otherwise 201 `{status:"pending", uploadId, parts, expiresAt, partSize}`: send each part's bytes to its URL, then complete. 413 `file_too_large` above TANDEM_FILES_MAX_BYTES; 507 `quota_exceeded` when the workspace's quota would be exceeded.
+         */
+        post: operations["createUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/workspaces/{id}/invites": {
         parameters: {
             query?: never;
@@ -1209,11 +1370,23 @@ export interface components {
         /** @description Metadata of a file attached to a message (the bytes live elsewhere). */
         Attachment: {
             contentType: string;
+            /**
+             * @description Set when the attachment is a file stored in the workspace
+             *     (`GET /files/{fileId}`); download it through `/files/{fileId}/content`.
+             */
+            fileId?: string | null;
             name: string;
             /** Format: int64 */
             sizeBytes: number;
+            /** @description A link; for a stored file, `/files/{fileId}/content` on control. */
             url: string;
         };
+        /**
+         * @description An attachment of a message being sent: the id of a file of the
+         *     conversation's workspace (name, type and size come from the file), or a
+         *     link described in full.
+         */
+        AttachmentInput: string | components["schemas"]["Attachment"];
         /** @description Answer of signup and login. The session token is shown once, never stored in clear. */
         AuthResponse: {
             /** Format: int64 */
@@ -1243,6 +1416,24 @@ export interface components {
         CheckAccessResponse: {
             hasAccess: boolean;
             role?: null | components["schemas"]["Role"];
+        };
+        /** @description `POST /files/uploads/{uploadId}/complete`. */
+        CompleteUpload: {
+            /**
+             * @description The parts of a multipart upload with their ETags; may be omitted
+             *     (the server then lists what it received).
+             */
+            parts?: components["schemas"]["CompletedPart"][] | null;
+        };
+        /** @description One sent part, as the store answered it (`ETag` response header). */
+        CompletedPart: {
+            /**
+             * @description The `ETag` header the part's PUT answered (S3 needs it; optional for
+             *     the directory backend).
+             */
+            etag?: string | null;
+            /** Format: int64 */
+            partNumber: number;
         };
         Conversation: {
             archived: boolean;
@@ -1295,6 +1486,20 @@ export interface components {
         CreateResource: {
             title: string;
         };
+        /** @description `POST /workspaces/{id}/files/uploads`: what the client is about to send. */
+        CreateUpload: {
+            /** @description MIME type, e.g. `image/png` (`application/octet-stream` when unknown). */
+            contentType: string;
+            /** @description The file's name as shown to people (1–255 characters, no control characters). */
+            name: string;
+            /** @description SHA-256 of the bytes, 64 lowercase hex digits. */
+            sha256: string;
+            /**
+             * Format: int64
+             * @description Exact size in bytes.
+             */
+            size: number;
+        };
         /** @description The body of every error answer. */
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
@@ -1303,7 +1508,7 @@ export interface components {
          * @description Machine-readable error codes. Each maps to exactly one HTTP status.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable";
         /** @description What went wrong, for programs (`code`) and for people (`message`). */
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
@@ -1313,6 +1518,27 @@ export interface components {
              *     logs): quote it when reporting a problem.
              */
             requestId?: string | null;
+        };
+        /** @description `201 {file}` of a completed upload. */
+        FileAnswer: {
+            file: components["schemas"]["FileMeta"];
+        };
+        /** @description A stored file. */
+        FileMeta: {
+            contentType: string;
+            /**
+             * Format: int64
+             * @description Unix ms.
+             */
+            createdAt: number;
+            createdBy?: string | null;
+            id: string;
+            name: string;
+            /** @description SHA-256 of the bytes (lowercase hex): check it after downloading. */
+            sha256: string;
+            /** Format: int64 */
+            size: number;
+            workspaceId: string;
         };
         FinishMessage: {
             /** @description Set to fail the message (state `error`); absent to complete it (`idle`). */
@@ -1626,7 +1852,8 @@ export interface components {
             updatedAt: number;
         };
         SendMessage: {
-            attachments?: components["schemas"]["Attachment"][];
+            /** @description File ids of the workspace, or links. */
+            attachments?: components["schemas"]["AttachmentInput"][];
             content: string;
             model?: string | null;
             role?: null | components["schemas"]["MessageRole"];
@@ -1721,6 +1948,55 @@ export interface components {
         };
         UpdateSettings: {
             modelPreferences?: unknown;
+        };
+        /** @description The answer to an upload intent. */
+        UploadAnswer: {
+            file: components["schemas"]["FileMeta"];
+            /** @enum {string} */
+            status: "exists";
+        } | {
+            /**
+             * Format: int64
+             * @description Unix ms; the URLs and the upload expire then.
+             */
+            expiresAt: number;
+            /**
+             * Format: int64
+             * @description Size of every part but the last; 0 for a single PUT.
+             */
+            partSize: number;
+            parts: components["schemas"]["UploadPart"][];
+            /** @description Parts already received (when resuming with `GET /files/uploads/{uploadId}`). */
+            receivedParts?: number[];
+            /** @enum {string} */
+            status: "pending";
+            uploadId: string;
+        };
+        /** @description Where and how to send one part of an upload. */
+        UploadPart: {
+            /** @description Headers to send with the request (may be empty). */
+            headers: {
+                [key: string]: string;
+            };
+            /** @description `PUT`. */
+            method: string;
+            /**
+             * Format: int64
+             * @description Byte offset of this part in the file.
+             */
+            offset: number;
+            /**
+             * Format: int64
+             * @description From 1.
+             */
+            partNumber: number;
+            /**
+             * Format: int64
+             * @description Exact length of this part.
+             */
+            size: number;
+            /** @description A signed URL; send the part's bytes as the request body. */
+            url: string;
         };
         UsageEvent: {
             /** Format: int64 */
@@ -1864,6 +2140,17 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
+        /** @description 507: The workspace's file quota would be exceeded (`quota_exceeded`) */
+        InsufficientStorage: {
+            headers: {
+                /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                "x-request-id"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
         /** @description 500: A fault on the server, or a configuration it cannot work with (`misconfigured`) */
         Internal: {
             headers: {
@@ -1886,8 +2173,19 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description 413: The body is larger than the configured limit */
+        /** @description 413: The body (or a file: `file_too_large`) is larger than the configured limit */
         PayloadTooLarge: {
+            headers: {
+                /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                "x-request-id"?: string;
+                [name: string]: unknown;
+            };
+            content: {
+                "application/json": components["schemas"]["ErrorBody"];
+            };
+        };
+        /** @description 416: The `Range` is outside the file */
+        RangeNotSatisfiable: {
             headers: {
                 /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
                 "x-request-id"?: string;
@@ -1943,7 +2241,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description 422: Well-formed JSON whose fields are missing, mistyped or invalid */
+        /** @description 422: Well-formed JSON whose fields are missing, mistyped or invalid (also `hash_mismatch`, `size_mismatch` of uploads) */
         ValidationFailed: {
             headers: {
                 /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
@@ -2164,6 +2462,88 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             409: components["responses"]["Conflict"];
             429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getBlob: {
+        parameters: {
+            query?: {
+                /** @description Unix seconds (signed) */
+                expires?: number;
+                /** @description HMAC of the method, path and expiry */
+                signature?: string;
+            };
+            header?: never;
+            path: {
+                fileId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The bytes */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description The requested range */
+            206: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            416: components["responses"]["RangeNotSatisfiable"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    putBlobPart: {
+        parameters: {
+            query?: {
+                /** @description Unix seconds (signed) */
+                expires?: number;
+                /** @description HMAC of the method, path and expiry */
+                signature?: string;
+            };
+            header?: never;
+            path: {
+                fileId: string;
+                n: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/octet-stream": string;
+            };
+        };
+        responses: {
+            /** @description Stored */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3471,6 +3851,179 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    getUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                uploadId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadAnswer"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    completeUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                uploadId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompleteUpload"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileAnswer"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["FileMeta"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    downloadFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Redirect to the signed URL (`Location`) */
+            302: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    fileUrl: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Unix ms */
+                        expiresAt: number;
+                        url: string;
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     healthz: {
         parameters: {
             query?: never;
@@ -4677,6 +5230,54 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
+        };
+    };
+    createUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateUpload"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadAnswer"];
+                };
+            };
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UploadAnswer"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+            507: components["responses"]["InsufficientStorage"];
         };
     };
     listInvites: {

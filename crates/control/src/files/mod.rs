@@ -1,0 +1,259 @@
+//! File storage: where the bytes of uploaded files live, behind one trait
+//! ([`BlobStore`]) with two backends — a directory on this machine
+//! ([`dir::DirStore`], the default: control signs the transfer URLs with an
+//! HMAC and serves them itself) and any S3-compatible store
+//! ([`s3::S3Store`]: presigned URLs). The metadata (what a workspace holds,
+//! who refers to it) is in the database (`store::files`); the
+//! [`collector`] removes bytes nothing refers to any more.
+
+pub mod collector;
+pub mod dir;
+pub mod s3;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ring::hmac;
+use tandem_protocol::files::{CompletedPart, UploadPart};
+
+use crate::config::ControlConfig;
+use crate::error::ApiError;
+
+/// What a backend needs to know about one upload.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub file_id: String,
+    pub key: String,
+    pub size: i64,
+    /// 0: one PUT of the whole file.
+    pub part_bytes: i64,
+    pub multipart_id: Option<String>,
+    pub content_type: String,
+    /// Unix seconds; the part URLs expire then.
+    pub expires_at: u64,
+}
+
+impl Plan {
+    /// Number of parts (1 for a single PUT).
+    pub fn part_count(&self) -> i64 {
+        part_count(self.size, self.part_bytes)
+    }
+
+    /// Offset and length of part `n` (from 1), if there is such a part.
+    pub fn part_range(&self, n: i64) -> Option<(i64, i64)> {
+        if n < 1 || n > self.part_count() {
+            return None;
+        }
+        if self.part_bytes == 0 {
+            return Some((0, self.size));
+        }
+        let offset = (n - 1) * self.part_bytes;
+        Some((offset, (self.size - offset).min(self.part_bytes)))
+    }
+}
+
+/// Parts of a file of `size` bytes sent in parts of `part_bytes` (0: one part).
+pub fn part_count(size: i64, part_bytes: i64) -> i64 {
+    if part_bytes <= 0 {
+        1
+    } else {
+        ((size + part_bytes - 1) / part_bytes).max(1)
+    }
+}
+
+/// How a stored file is to be named and typed when downloaded.
+#[derive(Debug, Clone)]
+pub struct Download<'a> {
+    pub file_id: &'a str,
+    pub key: &'a str,
+    pub name: &'a str,
+    pub content_type: &'a str,
+    /// Unix seconds.
+    pub expires_at: u64,
+}
+
+/// The bytes of files: one implementation per backend. Every method is
+/// idempotent, so an interrupted caller may simply call again.
+#[allow(async_fn_in_trait)]
+pub trait BlobStore {
+    /// Prepares an upload; returns the backend's multipart id, if any.
+    async fn begin(&self, plan: &Plan) -> Result<Option<String>, ApiError>;
+    /// Signed URLs for every part. `base` is control's URL as the client reached it.
+    fn part_urls(&self, plan: &Plan, base: &str) -> Result<Vec<UploadPart>, ApiError>;
+    /// The parts already received (for resuming).
+    async fn received_parts(&self, plan: &Plan) -> Result<Vec<i64>, ApiError>;
+    /// Assembles the parts and checks the bytes are `size` long with SHA-256
+    /// `sha256`: `HashMismatch` or `SizeMismatch` when they are not (the
+    /// caller then aborts: nothing is kept); missing parts are a `Conflict`
+    /// that keeps what was received, so the client can resume.
+    async fn finish(
+        &self,
+        plan: &Plan,
+        sha256: &str,
+        parts: Option<&[CompletedPart]>,
+    ) -> Result<(), ApiError>;
+    /// Removes an upload's parts and bytes (after a failed check, or an
+    /// abandoned upload).
+    async fn abort(&self, plan: &Plan) -> Result<(), ApiError>;
+    /// A signed URL that downloads the file until `d.expires_at`.
+    fn download_url(&self, d: &Download<'_>, base: &str) -> Result<String, ApiError>;
+    /// Removes the stored bytes of `key`; removing what is not there is fine.
+    async fn delete(&self, key: &str) -> Result<(), ApiError>;
+    /// Whether bytes are stored under `key` (for checks and tests).
+    async fn exists(&self, key: &str) -> Result<bool, ApiError>;
+}
+
+/// The configured backend.
+pub enum Storage {
+    Dir(dir::DirStore),
+    S3(s3::S3Store),
+}
+
+impl Storage {
+    pub fn from_config(config: &ControlConfig, signer: UrlSigner) -> anyhow::Result<Storage> {
+        match config.files_backend.as_str() {
+            "dir" => Ok(Storage::Dir(dir::DirStore::new(
+                config.files_dir.clone(),
+                signer,
+            ))),
+            "s3" => Ok(Storage::S3(s3::S3Store::from_config(config)?)),
+            other => anyhow::bail!("TANDEM_FILES_BACKEND must be dir or s3 (got {other:?})"),
+        }
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Storage::Dir(_) => "dir",
+            Storage::S3(_) => "s3",
+        }
+    }
+
+    /// The directory backend, which serves its own URLs.
+    pub fn dir(&self) -> Option<&dir::DirStore> {
+        match self {
+            Storage::Dir(d) => Some(d),
+            Storage::S3(_) => None,
+        }
+    }
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Storage::Dir($s) => $e,
+            Storage::S3($s) => $e,
+        }
+    };
+}
+
+impl BlobStore for Storage {
+    async fn begin(&self, plan: &Plan) -> Result<Option<String>, ApiError> {
+        each!(self, s => s.begin(plan).await)
+    }
+    fn part_urls(&self, plan: &Plan, base: &str) -> Result<Vec<UploadPart>, ApiError> {
+        each!(self, s => s.part_urls(plan, base))
+    }
+    async fn received_parts(&self, plan: &Plan) -> Result<Vec<i64>, ApiError> {
+        each!(self, s => s.received_parts(plan).await)
+    }
+    async fn finish(
+        &self,
+        plan: &Plan,
+        sha256: &str,
+        parts: Option<&[CompletedPart]>,
+    ) -> Result<(), ApiError> {
+        each!(self, s => s.finish(plan, sha256, parts).await)
+    }
+    async fn abort(&self, plan: &Plan) -> Result<(), ApiError> {
+        each!(self, s => s.abort(plan).await)
+    }
+    fn download_url(&self, d: &Download<'_>, base: &str) -> Result<String, ApiError> {
+        each!(self, s => s.download_url(d, base))
+    }
+    async fn delete(&self, key: &str) -> Result<(), ApiError> {
+        each!(self, s => s.delete(key).await)
+    }
+    async fn exists(&self, key: &str) -> Result<bool, ApiError> {
+        each!(self, s => s.exists(key).await)
+    }
+}
+
+/// Signs the directory backend's URLs: `?expires=SECS&signature=HEX`, an
+/// HMAC-SHA256 over `METHOD\npath\nexpires` with a key derived from the
+/// relay secret (which every replica shares).
+#[derive(Clone)]
+pub struct UrlSigner {
+    key: hmac::Key,
+}
+
+impl UrlSigner {
+    pub fn new(secret: &str) -> UrlSigner {
+        let root = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+        let derived = hmac::sign(&root, b"tandem files url signing v1");
+        UrlSigner {
+            key: hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref()),
+        }
+    }
+
+    fn message(method: &str, path: &str, expires: u64) -> String {
+        format!("{method}\n{path}\n{expires}")
+    }
+
+    /// The query string that makes `method path` valid until `expires`.
+    pub fn query(&self, method: &str, path: &str, expires: u64) -> String {
+        let tag = hmac::sign(&self.key, Self::message(method, path, expires).as_bytes());
+        format!("expires={expires}&signature={}", hex::encode(tag.as_ref()))
+    }
+
+    /// Checks a signed request; an altered or expired URL is refused.
+    pub fn verify(
+        &self,
+        method: &str,
+        path: &str,
+        expires: Option<&str>,
+        signature: Option<&str>,
+    ) -> Result<(), ApiError> {
+        let (Some(expires), Some(signature)) = (expires, signature) else {
+            return Err(ApiError::InvalidSignature(
+                "this URL needs expires and signature parameters",
+            ));
+        };
+        let expires: u64 = expires
+            .parse()
+            .map_err(|_| ApiError::InvalidSignature("the URL's signature is not valid"))?;
+        let tag = hex::decode(signature)
+            .map_err(|_| ApiError::InvalidSignature("the URL's signature is not valid"))?;
+        hmac::verify(
+            &self.key,
+            Self::message(method, path, expires).as_bytes(),
+            &tag,
+        )
+        .map_err(|_| ApiError::InvalidSignature("the URL's signature is not valid"))?;
+        if expires < now_secs() {
+            return Err(ApiError::InvalidSignature(
+                "the URL has expired; ask for a new one",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// `attachment; filename*=UTF-8''…` for a file name (any characters).
+pub fn content_disposition(name: &str) -> String {
+    let mut out = String::from("attachment; filename*=UTF-8''");
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}

@@ -1,0 +1,362 @@
+//! The S3 backend: any S3-compatible store (AWS, MinIO, SeaweedFS, R2…),
+//! path-style URLs. Clients send and fetch the bytes with presigned URLs
+//! (`PUT` object, or `UploadPart` of a multipart upload; `GET` object with
+//! the name and type set by `response-content-*`); control itself only
+//! starts, lists, completes and aborts multipart uploads, reads objects
+//! back to check their SHA-256, and deletes them. Requests are signed with
+//! `rusty-s3` (sans-IO) and sent with `reqwest`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use ring::digest;
+use rusty_s3::actions::{CreateMultipartUpload, ListParts};
+use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
+use tandem_protocol::files::{CompletedPart, UploadPart};
+
+use super::{content_disposition, now_secs, BlobStore, Download, Plan};
+use crate::config::ControlConfig;
+use crate::error::ApiError;
+
+/// Lifetime of the URLs control signs for its own requests.
+const OWN_REQUEST_TTL: Duration = Duration::from_secs(120);
+
+pub struct S3Store {
+    bucket: Bucket,
+    credentials: Credentials,
+    http: reqwest::Client,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::warn!(error = %e, "S3 {what} failed");
+    ApiError::Unavailable
+}
+
+fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
+    tracing::warn!(%status, "S3 {what} answered an error");
+    ApiError::Unavailable
+}
+
+impl S3Store {
+    pub fn from_config(config: &ControlConfig) -> anyhow::Result<S3Store> {
+        let need = |v: &Option<String>, name: &str| {
+            v.clone()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| anyhow::anyhow!("TANDEM_FILES_BACKEND=s3 needs {name}"))
+        };
+        let endpoint = need(&config.s3_endpoint, "TANDEM_S3_ENDPOINT")?;
+        let bucket = need(&config.s3_bucket, "TANDEM_S3_BUCKET")?;
+        let key = need(&config.s3_access_key_id, "TANDEM_S3_ACCESS_KEY_ID")?;
+        let secret = need(&config.s3_secret_access_key, "TANDEM_S3_SECRET_ACCESS_KEY")?;
+        let endpoint: url::Url = endpoint
+            .parse()
+            .map_err(|e| anyhow::anyhow!("TANDEM_S3_ENDPOINT: {e}"))?;
+        let bucket = Bucket::new(endpoint, UrlStyle::Path, bucket, config.s3_region.clone())
+            .map_err(|e| anyhow::anyhow!("TANDEM_S3_ENDPOINT/BUCKET: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .build()?;
+        Ok(S3Store {
+            bucket,
+            credentials: Credentials::new(key, secret),
+            http,
+        })
+    }
+
+    fn creds(&self) -> Option<&Credentials> {
+        Some(&self.credentials)
+    }
+
+    /// Seconds from now until `expires_at` (at least one).
+    fn ttl_until(expires_at: u64) -> Duration {
+        Duration::from_secs(expires_at.saturating_sub(now_secs()).max(1))
+    }
+
+    /// The parts S3 holds of a multipart upload: `(number, etag, size)`.
+    async fn list_parts(
+        &self,
+        key: &str,
+        upload: &str,
+    ) -> Result<Vec<(i64, String, u64)>, ApiError> {
+        let mut out = Vec::new();
+        let mut marker: Option<u16> = None;
+        loop {
+            let mut action = ListParts::new(&self.bucket, self.creds(), key, upload);
+            if let Some(m) = marker {
+                action.set_part_number_marker(m);
+            }
+            let res = self
+                .http
+                .get(action.sign(OWN_REQUEST_TTL))
+                .send()
+                .await
+                .map_err(|e| unavailable("list parts", e))?;
+            if res.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(out);
+            }
+            if !res.status().is_success() {
+                return Err(status_error("list parts", res.status()));
+            }
+            let body = res
+                .bytes()
+                .await
+                .map_err(|e| unavailable("list parts", e))?;
+            let parsed =
+                ListParts::parse_response(&body).map_err(|e| unavailable("list parts", e))?;
+            for p in &parsed.parts {
+                out.push((i64::from(p.number), p.etag.clone(), p.size));
+            }
+            match parsed.next_part_number_marker {
+                Some(m) if !parsed.parts.is_empty() && marker != Some(m) => marker = Some(m),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Reads an object back: its length and SHA-256 hex; `None` when absent.
+    async fn hash_object(&self, key: &str) -> Result<Option<(u64, String)>, ApiError> {
+        let url = self
+            .bucket
+            .get_object(self.creds(), key)
+            .sign(OWN_REQUEST_TTL);
+        let res = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| unavailable("read back", e))?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(status_error("read back", res.status()));
+        }
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        let mut total = 0u64;
+        let mut res = res;
+        while let Some(chunk) = res.chunk().await.map_err(|e| unavailable("read back", e))? {
+            total += chunk.len() as u64;
+            ctx.update(&chunk);
+        }
+        Ok(Some((total, hex::encode(ctx.finish().as_ref()))))
+    }
+
+    async fn complete_multipart(&self, plan: &Plan, upload: &str) -> Result<(), ApiError> {
+        let listed = self.list_parts(&plan.key, upload).await?;
+        let mut missing = Vec::new();
+        let mut etags = Vec::new();
+        for n in 1..=plan.part_count() {
+            let (_, len) = plan.part_range(n).unwrap_or((0, 0));
+            match listed.iter().find(|p| p.0 == n) {
+                Some((_, etag, size)) if *size == len as u64 => etags.push(etag.clone()),
+                Some((_, _, size)) => {
+                    return Err(ApiError::SizeMismatch(format!(
+                        "part {n} has {size} bytes, not {len}; nothing was kept"
+                    )))
+                }
+                None => missing.push(n),
+            }
+        }
+        if !missing.is_empty() {
+            return Err(ApiError::Conflict(format!(
+                "parts not received yet: {missing:?}; send them and complete again"
+            )));
+        }
+        let action = self.bucket.complete_multipart_upload(
+            self.creds(),
+            &plan.key,
+            upload,
+            etags.iter().map(String::as_str),
+        );
+        let url = action.sign(OWN_REQUEST_TTL);
+        let res = self
+            .http
+            .post(url)
+            .body(action.body())
+            .send()
+            .await
+            .map_err(|e| unavailable("complete multipart", e))?;
+        let status = res.status();
+        let text = res.text().await.unwrap_or_default();
+        // S3 may answer 200 with an <Error> body.
+        if !status.is_success() || text.contains("<Error>") {
+            if self.hash_object(&plan.key).await?.is_some() {
+                return Ok(()); // completed by an earlier call
+            }
+            tracing::warn!(%status, body = %text.chars().take(300).collect::<String>(), "S3 complete multipart failed");
+            return Err(ApiError::Unavailable);
+        }
+        Ok(())
+    }
+}
+
+impl BlobStore for S3Store {
+    async fn begin(&self, plan: &Plan) -> Result<Option<String>, ApiError> {
+        if plan.part_bytes == 0 {
+            return Ok(None);
+        }
+        let mut action = CreateMultipartUpload::new(&self.bucket, self.creds(), &plan.key);
+        action
+            .headers_mut()
+            .insert("content-type", plan.content_type.clone());
+        let url = action.sign(OWN_REQUEST_TTL);
+        let res = self
+            .http
+            .post(url)
+            .header("content-type", plan.content_type.as_str())
+            .send()
+            .await
+            .map_err(|e| unavailable("create multipart", e))?;
+        if !res.status().is_success() {
+            return Err(status_error("create multipart", res.status()));
+        }
+        let body = res
+            .bytes()
+            .await
+            .map_err(|e| unavailable("create multipart", e))?;
+        let parsed = CreateMultipartUpload::parse_response(&body)
+            .map_err(|e| unavailable("create multipart", e))?;
+        Ok(Some(parsed.upload_id().to_string()))
+    }
+
+    fn part_urls(&self, plan: &Plan, _base: &str) -> Result<Vec<UploadPart>, ApiError> {
+        let ttl = Self::ttl_until(plan.expires_at);
+        (1..=plan.part_count())
+            .map(|n| {
+                let (offset, size) = plan.part_range(n).unwrap_or((0, 0));
+                let url = match &plan.multipart_id {
+                    Some(upload) => {
+                        let number = u16::try_from(n)
+                            .map_err(|_| ApiError::validation("more than 10000 parts"))?;
+                        self.bucket
+                            .upload_part(self.creds(), &plan.key, number, upload)
+                            .sign(ttl)
+                    }
+                    None => self.bucket.put_object(self.creds(), &plan.key).sign(ttl),
+                };
+                Ok(UploadPart {
+                    part_number: n,
+                    url: url.to_string(),
+                    method: "PUT".into(),
+                    headers: BTreeMap::new(),
+                    offset,
+                    size,
+                })
+            })
+            .collect()
+    }
+
+    async fn received_parts(&self, plan: &Plan) -> Result<Vec<i64>, ApiError> {
+        match &plan.multipart_id {
+            Some(upload) => {
+                let listed = self.list_parts(&plan.key, upload).await?;
+                let mut out: Vec<i64> = (1..=plan.part_count())
+                    .filter(|n| {
+                        let len = plan.part_range(*n).map(|r| r.1 as u64);
+                        listed.iter().any(|p| p.0 == *n && Some(p.2) == len)
+                    })
+                    .collect();
+                out.dedup();
+                Ok(out)
+            }
+            None => Ok(if self.exists(&plan.key).await? {
+                vec![1]
+            } else {
+                Vec::new()
+            }),
+        }
+    }
+
+    async fn finish(
+        &self,
+        plan: &Plan,
+        sha256: &str,
+        _parts: Option<&[CompletedPart]>,
+    ) -> Result<(), ApiError> {
+        if let Some(upload) = &plan.multipart_id {
+            self.complete_multipart(plan, upload).await?;
+        }
+        let Some((size, hash)) = self.hash_object(&plan.key).await? else {
+            return Err(ApiError::Conflict(
+                "the file has not been received yet; send it and complete again".into(),
+            ));
+        };
+        if size != plan.size as u64 {
+            return Err(ApiError::SizeMismatch(format!(
+                "received {size} bytes, {} were declared; nothing was kept",
+                plan.size
+            )));
+        }
+        if hash != sha256 {
+            return Err(ApiError::HashMismatch);
+        }
+        Ok(())
+    }
+
+    async fn abort(&self, plan: &Plan) -> Result<(), ApiError> {
+        if let Some(upload) = &plan.multipart_id {
+            let url = self
+                .bucket
+                .abort_multipart_upload(self.creds(), &plan.key, upload)
+                .sign(OWN_REQUEST_TTL);
+            // A completed upload cannot be aborted (404 NoSuchUpload, or
+            // another error on some stores): the object is deleted below
+            // either way, so a failed abort is only logged.
+            match self.http.delete(url).send().await {
+                Ok(res)
+                    if res.status().is_success()
+                        || res.status() == reqwest::StatusCode::NOT_FOUND => {}
+                Ok(res) => tracing::info!(status = %res.status(), "S3 abort multipart refused"),
+                Err(e) => tracing::info!(error = %e, "S3 abort multipart failed"),
+            }
+        }
+        self.delete(&plan.key).await
+    }
+
+    fn download_url(&self, d: &Download<'_>, _base: &str) -> Result<String, ApiError> {
+        let mut action = self.bucket.get_object(self.creds(), d.key);
+        action
+            .query_mut()
+            .insert("response-content-disposition", content_disposition(d.name));
+        action
+            .query_mut()
+            .insert("response-content-type", d.content_type.to_string());
+        Ok(action.sign(Self::ttl_until(d.expires_at)).to_string())
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), ApiError> {
+        let url = self
+            .bucket
+            .delete_object(self.creds(), key)
+            .sign(OWN_REQUEST_TTL);
+        let res = self
+            .http
+            .delete(url)
+            .send()
+            .await
+            .map_err(|e| unavailable("delete", e))?;
+        let s = res.status();
+        if !s.is_success() && s != reqwest::StatusCode::NOT_FOUND {
+            return Err(status_error("delete", s));
+        }
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool, ApiError> {
+        let url = self
+            .bucket
+            .head_object(self.creds(), key)
+            .sign(OWN_REQUEST_TTL);
+        let res = self
+            .http
+            .head(url)
+            .send()
+            .await
+            .map_err(|e| unavailable("head", e))?;
+        match res.status() {
+            s if s.is_success() => Ok(true),
+            reqwest::StatusCode::NOT_FOUND => Ok(false),
+            s => Err(status_error("head", s)),
+        }
+    }
+}

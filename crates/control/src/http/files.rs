@@ -1,0 +1,546 @@
+//! Files: `/workspaces/{id}/files/uploads`, `/files/uploads/{uploadId}[/complete]`,
+//! `/files/{id}[/content|/url]`, and the directory backend's signed
+//! transfer URLs `/blobs/{fileId}[/parts/{n}]`. See `proto-docs/files.md`.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use tandem_protocol::files::{CompleteUpload, CreateUpload, FileAnswer, FileMeta, UploadAnswer};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::{authorize, load};
+use crate::authz::{Action, ResourceKind};
+use crate::error::ApiError;
+use crate::files::{content_disposition, now_secs, BlobStore, Download};
+use crate::http::extract::AuthUser;
+use crate::state::State;
+use crate::store::files::{self, Completed, FileRow};
+use crate::store::now_ms;
+use crate::validate;
+
+const MAX_NAME_CHARS: usize = 255;
+const MAX_CONTENT_TYPE_CHARS: usize = 255;
+
+/// Control's URL as this client reached it (the directory backend's URLs
+/// point back at it).
+fn base_url(req: &HttpRequest) -> String {
+    let ci = req.connection_info();
+    format!("{}://{}", ci.scheme(), ci.host())
+}
+
+struct Intent {
+    name: String,
+    size: i64,
+    content_type: String,
+    sha256: String,
+}
+
+fn check_intent(body: CreateUpload, max_bytes: i64) -> Result<Intent, ApiError> {
+    let name = validate::text("name", &body.name, MAX_NAME_CHARS)?;
+    if body.size < 0 {
+        return Err(ApiError::validation("size must be ≥ 0"));
+    }
+    if body.size > max_bytes {
+        return Err(ApiError::FileTooLarge(max_bytes));
+    }
+    let content_type = validate::text("contentType", &body.content_type, MAX_CONTENT_TYPE_CHARS)?;
+    let well_formed = content_type.split_once('/').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && content_type
+                .bytes()
+                .all(|c| c.is_ascii_graphic() || c == b' ')
+    });
+    if !well_formed {
+        return Err(ApiError::validation(
+            "contentType must be a MIME type such as image/png",
+        ));
+    }
+    let sha256 = body.sha256.to_ascii_lowercase();
+    if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::validation("sha256 must be 64 hexadecimal digits"));
+    }
+    Ok(Intent {
+        name,
+        size: body.size,
+        content_type,
+        sha256,
+    })
+}
+
+/// `POST /workspaces/{id}/files/uploads`: 200 `exists` (dedupe hit: the
+/// same bytes are in this workspace) or 201 `pending` with part URLs.
+pub async fn create_upload(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+    body: web::Json<CreateUpload>,
+) -> Result<HttpResponse, ApiError> {
+    let intent = check_intent(body.into_inner(), state.config.files_max_bytes)?;
+    let cfg = &state.config;
+    let part_bytes = if intent.size > cfg.files_part_bytes {
+        cfg.files_part_bytes
+    } else {
+        0
+    };
+    let (quota, ttl_ms) = (
+        cfg.files_quota_bytes,
+        cfg.files_upload_ttl_secs as i64 * 1000,
+    );
+    let found = state
+        .db(move |c| {
+            let chain = load::workspace(c, &id)?;
+            let ws = chain.workspace.id.clone();
+            authorize(
+                c,
+                &user.actor(),
+                Action::CreateChild,
+                ResourceKind::Workspace,
+                &chain,
+            )?;
+            if let Some(existing) = files::find_ready(c, &ws, &intent.sha256)? {
+                return Ok(Err(existing));
+            }
+            let now = now_ms();
+            let file_id = crate::crypto::new_id();
+            let row = FileRow {
+                storage_key: format!("{ws}/{file_id}"),
+                id: file_id,
+                workspace_id: ws,
+                state: files::PENDING.into(),
+                name: intent.name,
+                content_type: intent.content_type,
+                size_bytes: intent.size,
+                sha256: intent.sha256,
+                part_bytes,
+                multipart_id: None,
+                created_by: Some(user.id().to_string()),
+                created_at: now,
+                expires_at: now + ttl_ms,
+                completed_at: None,
+                unreferenced_since: None,
+                deleted_at: None,
+            };
+            files::create_pending(c, &row, quota)?;
+            Ok(Ok(row))
+        })
+        .await?;
+    let mut row = match found {
+        Err(existing) => {
+            state.metrics.files_dedupe_hits.inc();
+            return Ok(HttpResponse::Ok().json(UploadAnswer::Exists {
+                file: existing.to_dto(),
+            }));
+        }
+        Ok(row) => row,
+    };
+    match state.files.begin(&row.plan()).await {
+        Ok(Some(multipart)) => {
+            let (id, m) = (row.id.clone(), multipart.clone());
+            state
+                .db(move |c| files::set_multipart_id(c, &id, &m))
+                .await?;
+            row.multipart_id = Some(multipart);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            let id = row.id.clone();
+            state.db(move |c| files::remove(c, &id)).await?;
+            return Err(e);
+        }
+    }
+    let answer = pending_answer(&state, &row, &base_url(&req), Vec::new())?;
+    Ok(HttpResponse::Created().json(answer))
+}
+
+fn pending_answer(
+    state: &State,
+    row: &FileRow,
+    base: &str,
+    received: Vec<i64>,
+) -> Result<UploadAnswer, ApiError> {
+    let plan = row.plan();
+    Ok(UploadAnswer::Pending {
+        upload_id: row.id.clone(),
+        parts: state.files.part_urls(&plan, base)?,
+        expires_at: row.expires_at,
+        part_size: row.part_bytes,
+        received_parts: received,
+    })
+}
+
+/// The caller's own upload (anyone else's is a 404), while they may still
+/// upload to the workspace.
+async fn own_upload(state: &State, user: AuthUser, id: String) -> Result<FileRow, ApiError> {
+    state
+        .db(move |c| {
+            validate::id(&id).map_err(|_| ApiError::NotFound("upload"))?;
+            let row = files::get(c, &id)?
+                .filter(|r| r.created_by.as_deref() == Some(user.id()))
+                .ok_or(ApiError::NotFound("upload"))?;
+            let chain = load::workspace(c, &row.workspace_id)?;
+            authorize(
+                c,
+                &user.actor(),
+                Action::CreateChild,
+                ResourceKind::Workspace,
+                &chain,
+            )?;
+            Ok(row)
+        })
+        .await
+}
+
+/// `GET /files/uploads/{uploadId}`: fresh part URLs and the parts already
+/// received, to resume an interrupted upload.
+pub async fn get_upload(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<web::Json<UploadAnswer>, ApiError> {
+    let row = own_upload(&state, user, id.into_inner()).await?;
+    if row.is_ready() {
+        return Ok(web::Json(UploadAnswer::Exists { file: row.to_dto() }));
+    }
+    if !row.is_open_upload(now_ms()) {
+        return Err(ApiError::NotFound("upload"));
+    }
+    let received = state.files.received_parts(&row.plan()).await?;
+    Ok(web::Json(pending_answer(
+        &state,
+        &row,
+        &base_url(&req),
+        received,
+    )?))
+}
+
+/// `POST /files/uploads/{uploadId}/complete`: checks size and sha256 and
+/// answers 201 `{file}`. A mismatch keeps nothing (422); missing parts are
+/// a 409 that keeps what arrived.
+pub async fn complete(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: Option<web::Json<CompleteUpload>>,
+) -> Result<HttpResponse, ApiError> {
+    let parts = body.and_then(|b| b.into_inner().parts);
+    if parts.as_ref().is_some_and(|p| p.len() > 10_000) {
+        return Err(ApiError::validation("at most 10000 parts"));
+    }
+    let row = own_upload(&state, user, id.into_inner()).await?;
+    if row.is_ready() {
+        return Ok(HttpResponse::Created().json(FileAnswer { file: row.to_dto() }));
+    }
+    let fid = row.id.clone();
+    let won = state
+        .db(move |c| files::begin_completing(c, &fid, now_ms()))
+        .await?;
+    if !won {
+        return Err(match row.state.as_str() {
+            files::COMPLETING => ApiError::Conflict("this upload is being completed".into()),
+            _ => ApiError::NotFound("upload"),
+        });
+    }
+    let plan = row.plan();
+    let checked = state
+        .files
+        .finish(&plan, &row.sha256, parts.as_deref())
+        .await;
+    let fid = row.id.clone();
+    match checked {
+        Ok(()) => {}
+        Err(e @ (ApiError::HashMismatch | ApiError::SizeMismatch(_))) => {
+            state.files.abort(&plan).await?;
+            state.db(move |c| files::remove(c, &fid)).await?;
+            return Err(e);
+        }
+        Err(e) => {
+            state.db(move |c| files::back_to_pending(c, &fid)).await?;
+            return Err(e);
+        }
+    }
+    let fid = row.id.clone();
+    let done = state
+        .db(move |c| files::mark_ready(c, &fid, now_ms()))
+        .await?;
+    let file = match done {
+        Completed::Ready(f) => f,
+        Completed::Duplicate(existing) => {
+            state.files.delete(&row.storage_key).await?;
+            state.metrics.files_dedupe_hits.inc();
+            existing
+        }
+    };
+    if state.files.dir().is_none() {
+        state.metrics.files_bytes_in.inc_by(file.size_bytes as u64);
+    }
+    Ok(HttpResponse::Created().json(FileAnswer {
+        file: file.to_dto(),
+    }))
+}
+
+/// A ready file the caller may read (else 404) and the role they have.
+async fn readable(
+    state: &State,
+    user: AuthUser,
+    id: String,
+    action: Action,
+) -> Result<FileRow, ApiError> {
+    state
+        .db(move |c| {
+            validate::id(&id).map_err(|_| ApiError::NotFound("file"))?;
+            let row = files::get(c, &id)?
+                .filter(FileRow::is_ready)
+                .ok_or(ApiError::NotFound("file"))?;
+            let chain =
+                load::workspace(c, &row.workspace_id).map_err(|_| ApiError::NotFound("file"))?;
+            let actor = user.actor();
+            authorize(c, &actor, Action::Read, ResourceKind::Workspace, &chain)
+                .map_err(|_| ApiError::NotFound("file"))?;
+            if action == Action::Delete {
+                // The uploader (still an editor) or a workspace owner.
+                let own = row.created_by.as_deref() == Some(user.id());
+                let needed = if own { Action::Update } else { Action::Delete };
+                authorize(c, &actor, needed, ResourceKind::Workspace, &chain)?;
+            }
+            Ok(row)
+        })
+        .await
+}
+
+/// `GET /files/{id}`: metadata.
+pub async fn get(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<web::Json<FileMeta>, ApiError> {
+    let row = readable(&state, user, id.into_inner(), Action::Read).await?;
+    Ok(web::Json(row.to_dto()))
+}
+
+/// A signed download URL of a readable file, valid for `TANDEM_FILES_URL_TTL_SECS`.
+async fn signed_download(
+    state: &State,
+    user: AuthUser,
+    req: &HttpRequest,
+    id: String,
+) -> Result<(String, u64), ApiError> {
+    let row = readable(state, user, id, Action::Read).await?;
+    let expires_at = now_secs() + state.config.files_url_ttl_secs;
+    let url = state.files.download_url(
+        &Download {
+            file_id: &row.id,
+            key: &row.storage_key,
+            name: &row.name,
+            content_type: &row.content_type,
+            expires_at,
+        },
+        &base_url(req),
+    )?;
+    if state.files.dir().is_none() {
+        state.metrics.files_bytes_out.inc_by(row.size_bytes as u64);
+    }
+    Ok((url, expires_at))
+}
+
+/// `GET /files/{id}/content`: 302 to a short-lived signed URL.
+pub async fn content(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (url, _) = signed_download(&state, user, &req, id.into_inner()).await?;
+    Ok(HttpResponse::Found()
+        .insert_header((header::LOCATION, url))
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// `GET /files/{id}/url`: the same signed URL as JSON `{url, expiresAt}`
+/// (for `<a href>` and `<img src>`, which cannot send a bearer token).
+pub async fn url(
+    state: State,
+    user: AuthUser,
+    req: HttpRequest,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let (url, expires) = signed_download(&state, user, &req, id.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({ "url": url, "expiresAt": expires as i64 * 1000 })))
+}
+
+/// `DELETE /files/{id}`: gone at once for everyone; bytes collected later.
+pub async fn delete(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let row = readable(&state, user, id.into_inner(), Action::Delete).await?;
+    state
+        .db(move |c| files::soft_delete(c, &row.id, now_ms()))
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct Signed {
+    expires: Option<String>,
+    signature: Option<String>,
+}
+
+fn dir_store(state: &State) -> Result<&crate::files::dir::DirStore, ApiError> {
+    state.files.dir().ok_or(ApiError::NotFound("blob"))
+}
+
+/// `PUT /blobs/{fileId}/parts/{n}` (signed): one part of an upload to the
+/// directory backend, streamed to disk, exactly the part's length.
+pub async fn put_part(
+    state: State,
+    req: HttpRequest,
+    path: web::Path<(String, i64)>,
+    query: web::Query<Signed>,
+    body: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let dir = dir_store(&state)?;
+    dir.signer.verify(
+        "PUT",
+        req.path(),
+        query.expires.as_deref(),
+        query.signature.as_deref(),
+    )?;
+    let (id, n) = path.into_inner();
+    let row = state
+        .db(move |c| files::get(c, &id))
+        .await?
+        .filter(|r| r.is_open_upload(now_ms()))
+        .ok_or(ApiError::NotFound("upload"))?;
+    let plan = row.plan();
+    let (_, len) = plan
+        .part_range(n)
+        .ok_or(ApiError::NotFound("upload part"))?;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i64>().ok());
+    if declared.is_some_and(|d| d != len) {
+        return Err(ApiError::SizeMismatch(format!(
+            "part {n} must be exactly {len} bytes"
+        )));
+    }
+    match dir.write_part(&plan, n, &row.sha256, body).await {
+        Ok(written) => {
+            state.metrics.files_bytes_in.inc_by(written);
+            Ok(HttpResponse::Ok()
+                .insert_header((header::ETAG, format!("\"{n}\"")))
+                .finish())
+        }
+        Err(ApiError::HashMismatch) => {
+            let id = row.id.clone();
+            state.db(move |c| files::remove(c, &id)).await?;
+            Err(ApiError::HashMismatch)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A single `bytes=` range of a file of `len` bytes: `(start, end inclusive)`.
+/// `None`: serve the whole file (no header, several ranges, or not bytes).
+fn parse_range(value: &str, len: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or(ApiError::RangeNotSatisfiable)?;
+    let (a, b) = (a.trim(), b.trim());
+    let range = if a.is_empty() {
+        let suffix: u64 = b.parse().map_err(|_| ApiError::RangeNotSatisfiable)?;
+        if suffix == 0 || len == 0 {
+            return Err(ApiError::RangeNotSatisfiable);
+        }
+        (len.saturating_sub(suffix), len - 1)
+    } else {
+        let start: u64 = a.parse().map_err(|_| ApiError::RangeNotSatisfiable)?;
+        let end = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse::<u64>()
+                .map_err(|_| ApiError::RangeNotSatisfiable)?
+                .min(len.saturating_sub(1))
+        };
+        if start >= len || end < start {
+            return Err(ApiError::RangeNotSatisfiable);
+        }
+        (start, end)
+    };
+    Ok(Some(range))
+}
+
+/// `GET /blobs/{fileId}` (signed): the bytes of a ready file, with `Range`.
+pub async fn get_blob(
+    state: State,
+    req: HttpRequest,
+    id: web::Path<String>,
+    query: web::Query<Signed>,
+) -> Result<HttpResponse, ApiError> {
+    let dir = dir_store(&state)?;
+    dir.signer.verify(
+        "GET",
+        req.path(),
+        query.expires.as_deref(),
+        query.signature.as_deref(),
+    )?;
+    let id = id.into_inner();
+    let row = state
+        .db(move |c| files::get(c, &id))
+        .await?
+        .filter(FileRow::is_ready)
+        .ok_or(ApiError::NotFound("file"))?;
+    let (mut file, len) = dir.open(&row.storage_key).await?;
+    let range = match req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(v) => parse_range(v, len)?,
+        None => None,
+    };
+    let mut res = match range {
+        Some(_) => HttpResponse::PartialContent(),
+        None => HttpResponse::Ok(),
+    };
+    let (start, count) = match range {
+        Some((s, e)) => {
+            res.insert_header((header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}")));
+            (s, e - s + 1)
+        }
+        None => (0, len),
+    };
+    file.seek(std::io::SeekFrom::Start(start))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))?;
+    let metrics = state.clone();
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(count), 256 * 1024).inspect(
+        move |chunk| {
+            if let Ok(b) = chunk {
+                metrics.metrics.files_bytes_out.inc_by(b.len() as u64);
+            }
+        },
+    );
+    res.insert_header((header::CONTENT_TYPE, row.content_type.as_str()))
+        .insert_header((header::CONTENT_DISPOSITION, content_disposition(&row.name)))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header((header::ETAG, format!("\"{}\"", row.sha256)))
+        .insert_header((header::CACHE_CONTROL, "private, no-transform"))
+        .insert_header(("x-content-type-options", "nosniff"))
+        .insert_header(("content-security-policy", "sandbox; default-src 'none'"))
+        .no_chunking(count);
+    Ok(res.streaming(stream))
+}

@@ -1,0 +1,384 @@
+//! Files and what refers to them. A file row goes
+//! `pending` → (`completing`) → `ready` → `deleted` → `collecting` → gone;
+//! see `migrations/*/2026-12-03-000020_files` and `crate::files::collector`.
+//!
+//! References: a chat message attachment (`message_attachments.file_id`) or
+//! any other row through [`add_ref`] / [`remove_ref`] with a `(kind, id)`
+//! pair — the sync engine uses `("sync", "{collection}/{rowId}")`. A file
+//! nothing refers to is kept for the grace period and then collected.
+
+use diesel::dsl::{exists, not, sql};
+use diesel::prelude::*;
+use diesel::sql_types::BigInt;
+use tandem_protocol::files::FileMeta;
+
+use super::now_ms;
+use crate::db::schema::{file_refs, files, message_attachments};
+use crate::db::{write_tx, DbConnection};
+use crate::error::ApiError;
+
+pub const PENDING: &str = "pending";
+pub const COMPLETING: &str = "completing";
+pub const READY: &str = "ready";
+pub const DELETED: &str = "deleted";
+pub const COLLECTING: &str = "collecting";
+
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = files)]
+pub struct FileRow {
+    pub id: String,
+    pub workspace_id: String,
+    pub state: String,
+    pub name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub storage_key: String,
+    pub part_bytes: i64,
+    pub multipart_id: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub completed_at: Option<i64>,
+    pub unreferenced_since: Option<i64>,
+    pub deleted_at: Option<i64>,
+}
+
+impl FileRow {
+    pub fn to_dto(&self) -> FileMeta {
+        FileMeta {
+            id: self.id.clone(),
+            workspace_id: self.workspace_id.clone(),
+            name: self.name.clone(),
+            content_type: self.content_type.clone(),
+            size: self.size_bytes,
+            sha256: self.sha256.clone(),
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+        }
+    }
+
+    pub fn plan(&self) -> crate::files::Plan {
+        crate::files::Plan {
+            file_id: self.id.clone(),
+            key: self.storage_key.clone(),
+            size: self.size_bytes,
+            part_bytes: self.part_bytes,
+            multipart_id: self.multipart_id.clone(),
+            content_type: self.content_type.clone(),
+            expires_at: (self.expires_at / 1000).max(0) as u64,
+        }
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.state == READY
+    }
+
+    /// A pending upload that may still receive parts or be completed.
+    pub fn is_open_upload(&self, now: i64) -> bool {
+        self.state == PENDING && self.expires_at > now
+    }
+}
+
+/// Bytes a workspace holds: ready files and uploads not yet expired.
+pub fn used_bytes(c: &mut DbConnection, workspace_id: &str, now: i64) -> Result<i64, ApiError> {
+    Ok(files::table
+        .filter(files::workspace_id.eq(workspace_id))
+        .filter(
+            files::state.eq(READY).or(files::state
+                .eq_any([PENDING, COMPLETING])
+                .and(files::expires_at.gt(now))),
+        )
+        .select(sql::<BigInt>(
+            "CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)",
+        ))
+        .first(c)?)
+}
+
+/// The ready file of a workspace with these bytes, if any (dedupe).
+pub fn find_ready(
+    c: &mut DbConnection,
+    workspace_id: &str,
+    sha256: &str,
+) -> Result<Option<FileRow>, ApiError> {
+    Ok(files::table
+        .filter(files::workspace_id.eq(workspace_id))
+        .filter(files::sha256.eq(sha256))
+        .filter(files::state.eq(READY))
+        .select(FileRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+/// Records an upload intent, unless it would take the workspace over
+/// `quota` bytes (checked in the same write transaction).
+pub fn create_pending(c: &mut DbConnection, row: &FileRow, quota: i64) -> Result<(), ApiError> {
+    write_tx(c, |c| {
+        let used = used_bytes(c, &row.workspace_id, row.created_at)?;
+        if used.saturating_add(row.size_bytes) > quota {
+            return Err(ApiError::QuotaExceeded(format!(
+                "this workspace holds {used} bytes of files; {} more would exceed its quota of {quota} bytes",
+                row.size_bytes
+            )));
+        }
+        diesel::insert_into(files::table).values(row).execute(c)?;
+        Ok(())
+    })
+}
+
+pub fn get(c: &mut DbConnection, id: &str) -> Result<Option<FileRow>, ApiError> {
+    Ok(files::table
+        .find(id)
+        .select(FileRow::as_select())
+        .first(c)
+        .optional()?)
+}
+
+pub fn set_multipart_id(c: &mut DbConnection, id: &str, multipart: &str) -> Result<(), ApiError> {
+    diesel::update(files::table.find(id))
+        .set(files::multipart_id.eq(multipart))
+        .execute(c)?;
+    Ok(())
+}
+
+/// Takes an open upload for completing (exactly one caller wins); `false`
+/// when it is not open (completed, being completed, expired).
+pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<bool, ApiError> {
+    let n = diesel::update(
+        files::table
+            .find(id)
+            .filter(files::state.eq(PENDING))
+            .filter(files::expires_at.gt(now)),
+    )
+    .set(files::state.eq(COMPLETING))
+    .execute(c)?;
+    Ok(n == 1)
+}
+
+/// Gives an upload back to its client (parts were missing).
+pub fn back_to_pending(c: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    diesel::update(files::table.find(id).filter(files::state.eq(COMPLETING)))
+        .set(files::state.eq(PENDING))
+        .execute(c)?;
+    Ok(())
+}
+
+/// What completing an upload came to.
+pub enum Completed {
+    /// This upload is now the workspace's file of these bytes.
+    Ready(FileRow),
+    /// The same bytes became ready meanwhile through another upload: that
+    /// file, and this upload's row was removed (its bytes must be too).
+    Duplicate(FileRow),
+}
+
+/// Turns a checked upload into a ready file (unreferenced from now on
+/// until something refers to it).
+pub fn mark_ready(c: &mut DbConnection, id: &str, now: i64) -> Result<Completed, ApiError> {
+    let done = write_tx(c, |c| {
+        diesel::update(files::table.find(id).filter(files::state.eq(COMPLETING)))
+            .set((
+                files::state.eq(READY),
+                files::completed_at.eq(now),
+                files::unreferenced_since.eq(now),
+            ))
+            .execute(c)
+    });
+    match done {
+        Ok(1) => get(c, id)?
+            .map(Completed::Ready)
+            .ok_or(ApiError::NotFound("upload")),
+        Ok(_) => Err(ApiError::Gone(
+            "this upload expired before it was completed".into(),
+        )),
+        Err(e) if crate::db::is_unique_violation(&e) => {
+            let row = get(c, id)?.ok_or(ApiError::NotFound("upload"))?;
+            remove(c, id)?;
+            find_ready(c, &row.workspace_id, &row.sha256)?
+                .map(Completed::Duplicate)
+                .ok_or_else(|| ApiError::Conflict("the upload raced with another; retry".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Removes a file row (its references go with it).
+pub fn remove(c: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    diesel::delete(files::table.find(id)).execute(c)?;
+    Ok(())
+}
+
+/// `DELETE /files/{id}`: the file disappears at once (metadata and
+/// downloads answer 404, its dedupe entry is gone); its bytes are collected
+/// after the grace period.
+pub fn soft_delete(c: &mut DbConnection, id: &str, now: i64) -> Result<bool, ApiError> {
+    let n = diesel::update(files::table.find(id).filter(files::state.eq(READY)))
+        .set((files::state.eq(DELETED), files::deleted_at.eq(now)))
+        .execute(c)?;
+    Ok(n == 1)
+}
+
+/// Claims a ready file of `workspace_id` for a new reference: it stops
+/// counting as unreferenced, and the collector (which re-checks that row)
+/// can no longer take it. `NotFound` when it is not a ready file of that
+/// workspace. Call inside the write transaction that stores the reference.
+pub fn claim(c: &mut DbConnection, workspace_id: &str, file_id: &str) -> Result<FileRow, ApiError> {
+    let n = diesel::update(
+        files::table
+            .find(file_id)
+            .filter(files::workspace_id.eq(workspace_id))
+            .filter(files::state.eq(READY)),
+    )
+    .set(files::unreferenced_since.eq(None::<i64>))
+    .execute(c)?;
+    if n != 1 {
+        return Err(ApiError::NotFound("file"));
+    }
+    get(c, file_id)?.ok_or(ApiError::NotFound("file"))
+}
+
+/// Records that `(kind, id)` (e.g. `("sync", "notes/row-1")`) refers to a
+/// ready file of `workspace_id`; adding the same reference again is fine.
+/// `NotFound` when it is not a ready file of that workspace.
+pub fn add_ref(
+    c: &mut DbConnection,
+    workspace_id: &str,
+    file_id: &str,
+    kind: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    write_tx(c, |c| add_ref_in_tx(c, workspace_id, file_id, kind, id))
+}
+
+/// [`add_ref`] inside the caller's write transaction.
+pub fn add_ref_in_tx(
+    c: &mut DbConnection,
+    workspace_id: &str,
+    file_id: &str,
+    kind: &str,
+    id: &str,
+) -> Result<(), ApiError> {
+    claim(c, workspace_id, file_id)?;
+    let exists: bool =
+        diesel::select(exists(file_refs::table.find((file_id, kind, id)))).get_result(c)?;
+    if !exists {
+        diesel::insert_into(file_refs::table)
+            .values((
+                file_refs::file_id.eq(file_id),
+                file_refs::ref_kind.eq(kind),
+                file_refs::ref_id.eq(id),
+                file_refs::created_at.eq(now_ms()),
+            ))
+            .execute(c)?;
+    }
+    Ok(())
+}
+
+/// Drops the references of `(kind, id)` (to one file, or to every file
+/// when `file_id` is `None`); files left without any reference start their
+/// grace period now. Removing what is not there is fine.
+pub fn remove_ref(
+    c: &mut DbConnection,
+    kind: &str,
+    id: &str,
+    file_id: Option<&str>,
+) -> Result<(), ApiError> {
+    write_tx(c, |c| remove_ref_in_tx(c, kind, id, file_id))
+}
+
+/// [`remove_ref`] inside the caller's write transaction.
+pub fn remove_ref_in_tx(
+    c: &mut DbConnection,
+    kind: &str,
+    id: &str,
+    file_id: Option<&str>,
+) -> Result<(), ApiError> {
+    let mut q = file_refs::table
+        .filter(file_refs::ref_kind.eq(kind))
+        .filter(file_refs::ref_id.eq(id))
+        .select(file_refs::file_id)
+        .into_boxed();
+    if let Some(f) = file_id {
+        q = q.filter(file_refs::file_id.eq(f));
+    }
+    let touched: Vec<String> = q.load(c)?;
+    if touched.is_empty() {
+        return Ok(());
+    }
+    diesel::delete(
+        file_refs::table
+            .filter(file_refs::ref_kind.eq(kind))
+            .filter(file_refs::ref_id.eq(id))
+            .filter(file_refs::file_id.eq_any(&touched)),
+    )
+    .execute(c)?;
+    notice_unreferenced(c, Some(&touched), now_ms())?;
+    Ok(())
+}
+
+/// Starts the grace period of ready files nothing refers to any more (all
+/// of them, or those in `only`). References that disappear without
+/// [`remove_ref`] (a conversation deleted with its messages) are noticed
+/// here by the collector's first step.
+pub fn notice_unreferenced(
+    c: &mut DbConnection,
+    only: Option<&[String]>,
+    now: i64,
+) -> Result<usize, ApiError> {
+    let mut q = diesel::update(files::table)
+        .filter(files::state.eq(READY))
+        .filter(files::unreferenced_since.is_null())
+        .filter(not(exists(
+            file_refs::table.filter(file_refs::file_id.eq(files::id)),
+        )))
+        .filter(not(exists(
+            message_attachments::table
+                .filter(message_attachments::file_id.eq(files::id.nullable())),
+        )))
+        .into_boxed();
+    if let Some(ids) = only {
+        q = q.filter(files::id.eq_any(ids));
+    }
+    Ok(q.set(files::unreferenced_since.eq(now)).execute(c)?)
+}
+
+/// The collector's mark: files whose bytes may go now are set to
+/// `collecting` (nothing can claim them after that). Ready files nothing
+/// has referred to for `grace_ms`, deleted files deleted `grace_ms` ago,
+/// uploads past their expiry.
+pub fn mark_collectable(c: &mut DbConnection, now: i64, grace_ms: i64) -> Result<usize, ApiError> {
+    let cutoff = now.saturating_sub(grace_ms);
+    let unreferenced = files::state
+        .eq(READY)
+        .and(files::unreferenced_since.le(cutoff))
+        .and(not(exists(
+            file_refs::table.filter(file_refs::file_id.eq(files::id)),
+        )))
+        .and(not(exists(message_attachments::table.filter(
+            message_attachments::file_id.eq(files::id.nullable()),
+        ))));
+    let deleted = files::state.eq(DELETED).and(files::deleted_at.le(cutoff));
+    let abandoned = files::state
+        .eq_any([PENDING, COMPLETING])
+        .and(files::expires_at.le(now));
+    Ok(diesel::update(files::table)
+        .filter(unreferenced.or(deleted).or(abandoned))
+        .set(files::state.eq(COLLECTING))
+        .execute(c)?)
+}
+
+/// Files marked for collection (oldest first).
+pub fn collecting(c: &mut DbConnection, limit: i64) -> Result<Vec<FileRow>, ApiError> {
+    Ok(files::table
+        .filter(files::state.eq(COLLECTING))
+        .order(files::created_at.asc())
+        .limit(limit)
+        .select(FileRow::as_select())
+        .load(c)?)
+}
+
+/// Removes a collected file's row, only if it is still marked.
+pub fn remove_collected(c: &mut DbConnection, id: &str) -> Result<(), ApiError> {
+    diesel::delete(files::table.find(id).filter(files::state.eq(COLLECTING))).execute(c)?;
+    Ok(())
+}

@@ -1,0 +1,1024 @@
+//! Files: uploads (single and multipart, resumable), dedupe per workspace,
+//! hash and size checks, signed download URLs, access, the collector, quota
+//! and size limits. Every test runs on both databases and, where it
+//! applies, on both storage backends: the directory (always) and S3 (a real
+//! S3-compatible server, when `TANDEM_TEST_S3_URL` is set:
+//! `http://KEY:SECRET@HOST:PORT/BUCKET`; `scripts/test` starts SeaweedFS and
+//! sets it with `TANDEM_TEST_REQUIRE_S3=1`).
+
+use reqwest::{Method, StatusCode};
+use ring::digest;
+use serde_json::{json, Value};
+use tandem_control::files::BlobStore;
+use tandem_control::ControlConfig;
+
+use crate::helpers::{Backend, TestApp, TestUser};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Store {
+    Dir,
+    S3,
+}
+
+/// Runs an `async fn(Backend, Store)` test on both databases and both
+/// storage backends, as `name::{sqlite,postgres}_{dir,s3}`.
+macro_rules! all_variants {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::Store;
+            use $crate::helpers::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_dir() {
+                super::$name(Backend::Sqlite, Store::Dir).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_dir() {
+                if $crate::helpers::postgres_available() {
+                    super::$name(Backend::Postgres, Store::Dir).await
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_s3() {
+                if super::s3_available() {
+                    super::$name(Backend::Sqlite, Store::S3).await
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_s3() {
+                if $crate::helpers::postgres_available() && super::s3_available() {
+                    super::$name(Backend::Postgres, Store::S3).await
+                }
+            }
+        }
+    )*};
+}
+
+pub fn s3_available() -> bool {
+    if std::env::var("TANDEM_TEST_S3_URL").is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var("TANDEM_TEST_REQUIRE_S3").is_err(),
+        "TANDEM_TEST_REQUIRE_S3 is set but TANDEM_TEST_S3_URL is not"
+    );
+    eprintln!("skipping the S3 variant: TANDEM_TEST_S3_URL is not set (scripts/test sets it)");
+    false
+}
+
+/// Points `config` at the test S3 server (`http://KEY:SECRET@HOST:PORT/BUCKET`).
+fn use_s3(config: &mut ControlConfig) {
+    let raw = std::env::var("TANDEM_TEST_S3_URL").unwrap();
+    let rest = raw.strip_prefix("http://").unwrap();
+    let (creds, rest) = rest.split_once('@').unwrap();
+    let (key, secret) = creds.split_once(':').unwrap();
+    let (host, bucket) = rest.split_once('/').unwrap();
+    config.files_backend = "s3".into();
+    config.s3_endpoint = Some(format!("http://{host}"));
+    config.s3_bucket = Some(bucket.trim_end_matches('/').to_string());
+    config.s3_access_key_id = Some(key.into());
+    config.s3_secret_access_key = Some(secret.into());
+}
+
+/// Smallest part S3 accepts (all but the last part).
+const S3_MIN_PART: i64 = 5 * 1024 * 1024;
+
+struct Env {
+    app: TestApp,
+    _dir: tempfile::TempDir,
+    store: Store,
+}
+
+async fn spawn(backend: Backend, store: Store, tweak: impl FnOnce(&mut ControlConfig)) -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_path_buf();
+    let app = TestApp::spawn_with(backend, move |c| {
+        c.files_dir = path;
+        if store == Store::S3 {
+            use_s3(c);
+        }
+        tweak(c);
+    })
+    .await;
+    Env {
+        app,
+        _dir: dir,
+        store,
+    }
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(digest::digest(&digest::SHA256, bytes).as_ref())
+}
+
+/// Deterministic, incompressible-looking bytes.
+fn bytes(n: usize, seed: u8) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut x: u32 = 0x9E37_79B9 ^ u32::from(seed);
+    for _ in 0..n {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.push((x >> 24) as u8);
+    }
+    out
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn intent(
+    app: &TestApp,
+    user: &TestUser,
+    ws: &str,
+    name: &str,
+    data: &[u8],
+) -> crate::helpers::Answer {
+    app.post(
+        &format!("/workspaces/{ws}/files/uploads"),
+        &user.token,
+        json!({
+            "name": name,
+            "size": data.len(),
+            "contentType": "application/octet-stream",
+            "sha256": sha256(data),
+        }),
+    )
+    .await
+}
+
+/// Sends the parts of a pending upload (all, or those `only` names); returns
+/// `(partNumber, status, etag)` of each PUT.
+async fn put_parts(
+    app: &TestApp,
+    pending: &Value,
+    data: &[u8],
+    only: Option<&[i64]>,
+) -> Vec<(i64, StatusCode, Option<String>)> {
+    let mut out = Vec::new();
+    for p in pending["parts"].as_array().unwrap() {
+        let n = p["partNumber"].as_i64().unwrap();
+        if only.is_some_and(|o| !o.contains(&n)) {
+            continue;
+        }
+        let (off, len) = (
+            p["offset"].as_u64().unwrap() as usize,
+            p["size"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(p["method"], "PUT");
+        let mut req = app.client.put(p["url"].as_str().unwrap());
+        for (k, v) in p["headers"].as_object().unwrap() {
+            req = req.header(k, v.as_str().unwrap());
+        }
+        let res = req
+            .body(data[off..off + len].to_vec())
+            .send()
+            .await
+            .unwrap();
+        let etag = res
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_string());
+        out.push((n, res.status(), etag));
+    }
+    out
+}
+
+fn completed(puts: &[(i64, StatusCode, Option<String>)]) -> Value {
+    json!({ "parts": puts.iter().map(|(n, _, e)| json!({"partNumber": n, "etag": e})).collect::<Vec<_>>() })
+}
+
+/// Uploads `data` to `ws` through the whole flow; returns the file.
+async fn upload(app: &TestApp, user: &TestUser, ws: &str, name: &str, data: &[u8]) -> Value {
+    let a = intent(app, user, ws, name, data).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["status"], "pending");
+    let puts = put_parts(app, &a.body, data, None).await;
+    for (n, status, _) in &puts {
+        assert_eq!(*status, StatusCode::OK, "part {n}");
+    }
+    let id = a.body["uploadId"].as_str().unwrap();
+    let done = app
+        .post(
+            &format!("/files/uploads/{id}/complete"),
+            &user.token,
+            completed(&puts),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+    done.body["file"].clone()
+}
+
+/// The signed URL `/files/{id}/content` redirects to.
+async fn signed_url(app: &TestApp, user: &TestUser, file: &str) -> String {
+    let res = no_redirects()
+        .get(format!("{}/files/{file}/content", app.base))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    res.headers()["location"].to_str().unwrap().to_string()
+}
+
+/// Downloads a file as `user`, following the redirect.
+async fn download(app: &TestApp, user: &TestUser, file: &str) -> Vec<u8> {
+    let url = signed_url(app, user, file).await;
+    let res = reqwest::get(&url).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{url}");
+    res.bytes().await.unwrap().to_vec()
+}
+
+struct Team {
+    alice: TestUser,
+    bob: TestUser,
+    carol: TestUser,
+    ws: String,
+}
+
+/// Alice (org owner) and Bob (member) share Acme's team workspace; Carol is
+/// in another org.
+async fn team(app: &TestApp) -> Team {
+    let alice = app.signup("alice@acme.test", "Alice").await;
+    let bob = app.signup("bob@acme.test", "Bob").await;
+    let carol = app.signup("carol@other.test", "Carol").await;
+    let ws = app.workspace(&alice, "team").await;
+    Team {
+        alice,
+        bob,
+        carol,
+        ws,
+    }
+}
+
+async fn metric(app: &TestApp, name: &str) -> u64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("tandem_control_{name}_total ")))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+async fn one_member_uploads_another_downloads(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |c| c.files_part_bytes = S3_MIN_PART).await;
+    let app = &env.app;
+    let t = team(app).await;
+    for (name, size) in [
+        ("small.bin", 300_000usize),
+        ("large.bin", 2 * S3_MIN_PART as usize + 12_345),
+        ("empty.txt", 0),
+    ] {
+        let data = bytes(size, 1 + size as u8);
+        let file = upload(app, &t.alice, &t.ws, name, &data).await;
+        assert_eq!(file["size"], size as i64);
+        assert_eq!(file["sha256"], sha256(&data));
+        assert_eq!(file["name"], name);
+        assert_eq!(file["createdBy"], t.alice.id.as_str());
+        let id = file["id"].as_str().unwrap();
+        let meta = app.get(&format!("/files/{id}"), &t.bob.token).await;
+        assert_eq!(meta.status, StatusCode::OK, "{}", meta.body);
+        assert_eq!(meta.body, file);
+        let got = download(app, &t.bob, id).await;
+        assert_eq!(got.len(), data.len(), "{name}");
+        assert!(got == data, "{name}: downloaded bytes differ");
+    }
+    assert!(metric(app, "files_bytes_in").await >= (2 * S3_MIN_PART) as u64);
+    assert!(metric(app, "files_bytes_out").await >= (2 * S3_MIN_PART) as u64);
+}
+
+async fn multipart_upload_resumes(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |c| c.files_part_bytes = S3_MIN_PART).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(2 * S3_MIN_PART as usize + 1000, 7);
+    let a = intent(app, &t.alice, &t.ws, "big.bin", &data).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    assert_eq!(a.body["parts"].as_array().unwrap().len(), 3);
+    assert_eq!(a.body["partSize"], S3_MIN_PART);
+    let id = a.body["uploadId"].as_str().unwrap().to_string();
+    // Parts 1 and 3 arrive; the connection drops before part 2.
+    let mut puts = put_parts(app, &a.body, &data, Some(&[1, 3])).await;
+    assert!(puts.iter().all(|p| p.1 == StatusCode::OK));
+    if env.store == Store::Dir {
+        // Completing now names what is missing and keeps what arrived.
+        let early = app
+            .post(
+                &format!("/files/uploads/{id}/complete"),
+                &t.alice.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(early.status, StatusCode::CONFLICT, "{}", early.body);
+        assert!(early.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("[2]"));
+    }
+    // Resuming: fresh URLs, and what was received.
+    let resumed = app
+        .get(&format!("/files/uploads/{id}"), &t.alice.token)
+        .await;
+    assert_eq!(resumed.status, StatusCode::OK, "{}", resumed.body);
+    assert_eq!(resumed.body["receivedParts"], json!([1, 3]));
+    // Nobody else sees the upload.
+    assert_eq!(
+        app.get(&format!("/files/uploads/{id}"), &t.bob.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    puts.extend(put_parts(app, &resumed.body, &data, Some(&[2])).await);
+    puts.sort_by_key(|p| p.0);
+    let done = app
+        .post(
+            &format!("/files/uploads/{id}/complete"),
+            &t.alice.token,
+            completed(&puts),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+    let file = done.body["file"]["id"].as_str().unwrap().to_string();
+    assert!(download(app, &t.bob, &file).await == data);
+}
+
+async fn same_bytes_again_are_a_dedupe_hit(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(50_000, 3);
+    let file = upload(app, &t.alice, &t.ws, "a.bin", &data).await;
+    let hits = metric(app, "files_dedupe_hits").await;
+    let again = intent(app, &t.bob, &t.ws, "copy-of-a.bin", &data).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.body["status"], "exists");
+    assert_eq!(again.body["file"], file);
+    assert!(again.body.get("parts").is_none(), "nothing to upload");
+    assert_eq!(metric(app, "files_dedupe_hits").await, hits + 1);
+    // Never across workspaces: Alice's personal workspace uploads afresh.
+    let personal = app.workspace(&t.alice, "personal").await;
+    let other = intent(app, &t.alice, &personal, "a.bin", &data).await;
+    assert_eq!(other.status, StatusCode::CREATED, "{}", other.body);
+    assert_eq!(other.body["status"], "pending");
+    // After a delete, the same bytes are uploaded again.
+    let id = file["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/files/{id}"), &t.alice.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let after = intent(app, &t.bob, &t.ws, "a.bin", &data).await;
+    assert_eq!(after.status, StatusCode::CREATED, "{}", after.body);
+
+    // Two uploads of the same new bytes at once: both complete, to one file,
+    // and the second copy is not kept.
+    let twin = bytes(20_000, 9);
+    let (a, b) = (
+        intent(app, &t.alice, &t.ws, "first", &twin).await,
+        intent(app, &t.bob, &t.ws, "second", &twin).await,
+    );
+    assert_eq!(
+        (a.status, b.status),
+        (StatusCode::CREATED, StatusCode::CREATED)
+    );
+    let mut files = Vec::new();
+    for (who, pending) in [(&t.alice, &a.body), (&t.bob, &b.body)] {
+        let puts = put_parts(app, pending, &twin, None).await;
+        let up = pending["uploadId"].as_str().unwrap();
+        let done = app
+            .post(
+                &format!("/files/uploads/{up}/complete"),
+                &who.token,
+                completed(&puts),
+            )
+            .await;
+        assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+        files.push(done.body["file"].clone());
+    }
+    assert_eq!(files[0], files[1]);
+    assert_eq!(files[0]["name"], "first");
+    let second = b.body["uploadId"].as_str().unwrap();
+    assert!(!app
+        .state
+        .files
+        .exists(&format!("{}/{second}", t.ws))
+        .await
+        .unwrap());
+    assert!(download(app, &t.bob, files[0]["id"].as_str().unwrap()).await == twin);
+}
+
+async fn bytes_not_matching_the_hash_are_refused(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |c| c.files_part_bytes = S3_MIN_PART).await;
+    let app = &env.app;
+    let t = team(app).await;
+    for size in [10_000usize, S3_MIN_PART as usize + 10] {
+        let declared = bytes(size, 1);
+        let mut sent = declared.clone();
+        sent[size / 2] ^= 0xFF; // same size, other bytes
+        let a = intent(app, &t.alice, &t.ws, "x.bin", &declared).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let id = a.body["uploadId"].as_str().unwrap().to_string();
+        let puts = put_parts(app, &a.body, &sent, None).await;
+        let refused_at_put = puts.iter().any(|p| p.1 == StatusCode::UNPROCESSABLE_ENTITY);
+        let done = app
+            .post(
+                &format!("/files/uploads/{id}/complete"),
+                &t.alice.token,
+                completed(&puts),
+            )
+            .await;
+        if refused_at_put {
+            assert_eq!(done.status, StatusCode::NOT_FOUND, "{}", done.body);
+        } else {
+            assert_eq!(
+                done.status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{}",
+                done.body
+            );
+            assert_eq!(done.code(), "hash_mismatch");
+        }
+        // Nothing was kept: no row, no bytes.
+        let rows = app.sql_texts(&format!("SELECT id AS t FROM files WHERE id = '{id}'"));
+        assert!(rows.is_empty(), "{rows:?}");
+        let key = format!("{}/{id}", t.ws);
+        assert!(!app.state.files.exists(&key).await.unwrap());
+        if env.store == Store::Dir {
+            let uploads = env._dir.path().join("uploads").join(&id);
+            assert!(!uploads.exists(), "parts left behind");
+        }
+    }
+    // A body of the wrong size is refused too.
+    let data = bytes(1000, 2);
+    let a = intent(app, &t.alice, &t.ws, "short.bin", &data).await;
+    let url = a.body["parts"][0]["url"].as_str().unwrap();
+    let res = app
+        .client
+        .put(url)
+        .body(data[..999].to_vec())
+        .send()
+        .await
+        .unwrap();
+    if env.store == Store::Dir {
+        assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let id = a.body["uploadId"].as_str().unwrap();
+    let done = app
+        .post(
+            &format!("/files/uploads/{id}/complete"),
+            &t.alice.token,
+            json!({}),
+        )
+        .await;
+    assert!(
+        [StatusCode::CONFLICT, StatusCode::UNPROCESSABLE_ENTITY].contains(&done.status),
+        "{}",
+        done.body
+    );
+}
+
+async fn altered_or_expired_urls_are_refused(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let one = upload(app, &t.alice, &t.ws, "one.bin", &bytes(1000, 1)).await;
+    let two = upload(app, &t.alice, &t.ws, "two.bin", &bytes(1000, 2)).await;
+    let (one, two) = (one["id"].as_str().unwrap(), two["id"].as_str().unwrap());
+    let url = signed_url(app, &t.bob, one).await;
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), StatusCode::OK);
+    // Another file's path under this signature.
+    let swapped = url.replace(one, two);
+    assert_eq!(
+        reqwest::get(&swapped).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+    // A changed signature.
+    let (head, sig) = url.rsplit_once("ignature=").unwrap();
+    let flipped = if sig.starts_with('0') { "1" } else { "0" };
+    let altered = format!("{head}ignature={flipped}{}", &sig[1..]);
+    let res = reqwest::get(&altered).await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    if env.store == Store::Dir {
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_signature");
+        // A later expiry under the old signature.
+        let later = url.replace("expires=", "expires=9");
+        assert_eq!(
+            reqwest::get(&later).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+        // No signature at all.
+        let bare = url.split('?').next().unwrap();
+        assert_eq!(
+            reqwest::get(bare).await.unwrap().status(),
+            StatusCode::FORBIDDEN
+        );
+    }
+    // An expired URL: a service whose URLs live 1 s.
+    let short = app
+        .replica(|c| {
+            c.files_url_ttl_secs = 1;
+            c.files_dir = env._dir.path().to_path_buf();
+            if env.store == Store::S3 {
+                use_s3(c);
+            }
+        })
+        .await;
+    let url = signed_url(&short, &t.bob, one).await;
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        reqwest::get(&url).await.unwrap().status(),
+        StatusCode::FORBIDDEN
+    );
+}
+
+async fn outsiders_and_removed_members_get_404(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let personal = app.workspace(&t.alice, "personal").await;
+    let add = app
+        .post(
+            &format!("/workspaces/{personal}/members"),
+            &t.alice.token,
+            json!({"userId": t.carol.id, "role": "viewer"}),
+        )
+        .await;
+    assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
+    let file = upload(app, &t.alice, &personal, "p.bin", &bytes(2000, 5)).await;
+    let id = file["id"].as_str().unwrap();
+    // Carol, a viewer, reads but may not upload or delete.
+    assert_eq!(
+        app.get(&format!("/files/{id}"), &t.carol.token)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert!(download(app, &t.carol, id).await == bytes(2000, 5));
+    let up = intent(app, &t.carol, &personal, "c.bin", &bytes(10, 1)).await;
+    assert_eq!(up.status, StatusCode::FORBIDDEN, "{}", up.body);
+    assert_eq!(
+        app.delete(&format!("/files/{id}"), &t.carol.token)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // Removed: everything is a 404.
+    let rm = app
+        .delete(
+            &format!("/workspaces/{personal}/members/{}", t.carol.id),
+            &t.alice.token,
+        )
+        .await;
+    assert_eq!(rm.status, StatusCode::NO_CONTENT, "{}", rm.body);
+    // Bob (same org, not a member of Alice's personal workspace) and Carol alike.
+    for who in [&t.carol, &t.bob] {
+        for path in [
+            format!("/files/{id}"),
+            format!("/files/{id}/content"),
+            format!("/files/{id}/url"),
+        ] {
+            let a = app.get(&path, &who.token).await;
+            assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}: {}", a.body);
+            assert_eq!(a.code(), "not_found");
+        }
+        assert_eq!(
+            app.delete(&format!("/files/{id}"), &who.token).await.status,
+            StatusCode::NOT_FOUND
+        );
+        let up = intent(app, who, &personal, "c.bin", &bytes(10, 1)).await;
+        assert_eq!(up.status, StatusCode::NOT_FOUND, "{}", up.body);
+    }
+    // An outsider of the team workspace too.
+    let team_file = upload(app, &t.alice, &t.ws, "t.bin", &bytes(10, 9)).await;
+    let tid = team_file["id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/files/{tid}"), &t.carol.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    // Without a session: 401.
+    let anon = app
+        .call(Method::GET, &format!("/files/{tid}"), None, None)
+        .await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+}
+
+async fn limits_answer_clearly(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |c| {
+        c.files_max_bytes = 1000;
+        c.files_quota_bytes = 1500;
+    })
+    .await;
+    let app = &env.app;
+    let t = team(app).await;
+    let big = intent(app, &t.alice, &t.ws, "big.bin", &bytes(1001, 1)).await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", big.body);
+    assert_eq!(big.code(), "file_too_large");
+    let first = upload(app, &t.alice, &t.ws, "a.bin", &bytes(800, 1)).await;
+    let over = intent(app, &t.bob, &t.ws, "b.bin", &bytes(800, 2)).await;
+    assert_eq!(
+        over.status,
+        StatusCode::INSUFFICIENT_STORAGE,
+        "{}",
+        over.body
+    );
+    assert_eq!(over.code(), "quota_exceeded");
+    // Pending uploads count, and a dedupe hit costs nothing.
+    let again = intent(app, &t.bob, &t.ws, "a-again.bin", &bytes(800, 1)).await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    let small = intent(app, &t.bob, &t.ws, "s.bin", &bytes(600, 3)).await;
+    assert_eq!(small.status, StatusCode::CREATED, "{}", small.body);
+    let more = intent(app, &t.bob, &t.ws, "t.bin", &bytes(200, 4)).await;
+    assert_eq!(more.code(), "quota_exceeded", "{}", more.body);
+    // Deleting frees the space.
+    let id = first["id"].as_str().unwrap();
+    assert_eq!(
+        app.delete(&format!("/files/{id}"), &t.alice.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+    let now = intent(app, &t.bob, &t.ws, "t.bin", &bytes(200, 4)).await;
+    assert_eq!(now.status, StatusCode::CREATED, "{}", now.body);
+    // Bad intents.
+    for (body, what) in [
+        (
+            json!({"name": "x", "size": -1, "contentType": "a/b", "sha256": sha256(b"")}),
+            "negative size",
+        ),
+        (
+            json!({"name": "", "size": 1, "contentType": "a/b", "sha256": sha256(b"")}),
+            "empty name",
+        ),
+        (
+            json!({"name": "x", "size": 1, "contentType": "nonsense", "sha256": sha256(b"")}),
+            "content type",
+        ),
+        (
+            json!({"name": "x", "size": 1, "contentType": "a/b", "sha256": "abc"}),
+            "short hash",
+        ),
+    ] {
+        let a = app
+            .post(
+                &format!("/workspaces/{}/files/uploads", t.ws),
+                &t.alice.token,
+                body,
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{what}: {}",
+            a.body
+        );
+    }
+}
+
+async fn collector_removes_exactly_the_unreferenced(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |c| c.files_gc_grace_secs = 3600).await;
+    let app = &env.app;
+    let state = app.state.clone();
+    let t = team(app).await;
+    let project = app.create_project(&t.alice, &t.ws, "P").await;
+    let conv = app
+        .post(
+            &format!("/projects/{project}/conversations"),
+            &t.alice.token,
+            json!({"title": "c"}),
+        )
+        .await
+        .id();
+    let mut ids = std::collections::BTreeMap::new();
+    for (label, seed) in [
+        ("attached", 1u8),
+        ("synced", 2),
+        ("old_unreferenced", 3),
+        ("new_unreferenced", 4),
+        ("old_deleted", 5),
+        ("unsynced", 6),
+        ("old_conversation", 7),
+    ] {
+        let f = upload(app, &t.alice, &t.ws, label, &bytes(3000, seed)).await;
+        ids.insert(label, f["id"].as_str().unwrap().to_string());
+    }
+    let key = |label: &str| format!("{}/{}", t.ws, ids[label]);
+    // References: a chat message, sync rows.
+    let m = app
+        .post(
+            &format!("/conversations/{conv}/messages"),
+            &t.alice.token,
+            json!({"content": "see attached", "attachments": [ids["attached"]]}),
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::CREATED, "{}", m.body);
+    assert_eq!(m.body["attachments"][0]["fileId"], ids["attached"].as_str());
+    assert_eq!(m.body["attachments"][0]["name"], "attached");
+    assert_eq!(m.body["attachments"][0]["sizeBytes"], 3000);
+    let conv2 = app
+        .post(
+            &format!("/projects/{project}/conversations"),
+            &t.alice.token,
+            json!({"title": "d"}),
+        )
+        .await
+        .id();
+    let m2 = app
+        .post(
+            &format!("/conversations/{conv2}/messages"),
+            &t.alice.token,
+            json!({"content": "x", "attachments": [ids["old_conversation"]]}),
+        )
+        .await;
+    assert_eq!(m2.status, StatusCode::CREATED, "{}", m2.body);
+    let (ws, synced, unsynced) = (t.ws.clone(), ids["synced"].clone(), ids["unsynced"].clone());
+    state
+        .db(move |c| {
+            use tandem_control::store::files::{add_ref, remove_ref};
+            add_ref(c, &ws, &synced, "sync", "notes/1")?;
+            add_ref(c, &ws, &synced, "sync", "notes/1")?; // again: fine
+            add_ref(c, &ws, &unsynced, "sync", "notes/2")?;
+            remove_ref(c, "sync", "notes/2", None)
+        })
+        .await
+        .unwrap();
+    // A file of another workspace cannot be referenced from here.
+    let personal = app.workspace(&t.alice, "personal").await;
+    let foreign = upload(app, &t.alice, &personal, "f", &bytes(10, 8)).await;
+    let bad = app
+        .post(
+            &format!("/conversations/{conv}/messages"),
+            &t.alice.token,
+            json!({"content": "x", "attachments": [foreign["id"]]}),
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.body);
+    let (ws, fid) = (t.ws.clone(), foreign["id"].as_str().unwrap().to_string());
+    let err = state
+        .db(move |c| tandem_control::store::files::add_ref(c, &ws, &fid, "sync", "x/1"))
+        .await;
+    assert!(err.is_err());
+
+    let hour = 3600 * 1000;
+    let now = tandem_control::store::now_ms();
+    app.sql(&format!(
+        "UPDATE files SET unreferenced_since = {} WHERE id IN ('{}', '{}')",
+        now - 2 * hour,
+        ids["old_unreferenced"],
+        ids["unsynced"]
+    ));
+    let d = app
+        .delete(&format!("/files/{}", ids["old_deleted"]), &t.alice.token)
+        .await;
+    assert_eq!(d.status, StatusCode::NO_CONTENT);
+    app.sql(&format!(
+        "UPDATE files SET deleted_at = {} WHERE id = '{}'",
+        now - 2 * hour,
+        ids["old_deleted"]
+    ));
+    // The conversation goes (with its message): its file is noticed as
+    // unreferenced by the next run and kept for the grace period.
+    assert_eq!(
+        app.delete(&format!("/conversations/{conv2}"), &t.alice.token)
+            .await
+            .status,
+        StatusCode::NO_CONTENT
+    );
+
+    // Killed mid-run: marked, then nothing more.
+    let marked = tandem_control::files::collector::mark(&state, now)
+        .await
+        .unwrap();
+    assert_eq!(marked, 3, "old_unreferenced, unsynced, old_deleted");
+    // A marked file cannot be referenced any more, nor read.
+    let (ws, f) = (t.ws.clone(), ids["old_unreferenced"].clone());
+    assert!(state
+        .db(move |c| tandem_control::store::files::add_ref(c, &ws, &f, "sync", "late/1"))
+        .await
+        .is_err());
+    assert_eq!(
+        app.get(
+            &format!("/files/{}", ids["old_unreferenced"]),
+            &t.alice.token
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    // Killed again: one file fully swept, one only had its bytes removed.
+    assert_eq!(
+        tandem_control::files::collector::sweep(&state, 1)
+            .await
+            .unwrap(),
+        1
+    );
+    let left: Vec<String> =
+        app.sql_texts("SELECT storage_key AS t FROM files WHERE state = 'collecting'");
+    assert_eq!(left.len(), 2);
+    state.files.delete(&left[0]).await.unwrap();
+    // A full run finishes the job, idempotently.
+    let removed = tandem_control::files::collector::run(&state, now)
+        .await
+        .unwrap();
+    assert_eq!(removed, 2);
+    for label in ["old_unreferenced", "unsynced", "old_deleted"] {
+        assert!(
+            !state.files.exists(&key(label)).await.unwrap(),
+            "{label} bytes remain"
+        );
+        let rows = app.sql_texts(&format!(
+            "SELECT id AS t FROM files WHERE id = '{}'",
+            ids[label]
+        ));
+        assert!(rows.is_empty(), "{label} row remains");
+    }
+    for label in ["attached", "synced", "new_unreferenced", "old_conversation"] {
+        assert!(
+            state.files.exists(&key(label)).await.unwrap(),
+            "{label} was removed"
+        );
+        let a = app
+            .get(&format!("/files/{}", ids[label]), &t.bob.token)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{label}: {}", a.body);
+    }
+    // Nothing more to do now; after the grace period, only the unreferenced.
+    assert_eq!(
+        tandem_control::files::collector::run(&state, now)
+            .await
+            .unwrap(),
+        0
+    );
+    let later = now + hour + 60_000;
+    let removed = tandem_control::files::collector::run(&state, later)
+        .await
+        .unwrap();
+    assert_eq!(
+        removed, 3,
+        "new_unreferenced, old_conversation and the personal one"
+    );
+    for label in ["attached", "synced"] {
+        assert!(
+            state.files.exists(&key(label)).await.unwrap(),
+            "{label} was removed"
+        );
+    }
+    for label in ["new_unreferenced", "old_conversation"] {
+        assert!(
+            !state.files.exists(&key(label)).await.unwrap(),
+            "{label} bytes remain"
+        );
+    }
+    // Dropping the last sync reference starts its grace period.
+    state
+        .db(|c| tandem_control::store::files::remove_ref(c, "sync", "notes/1", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        tandem_control::files::collector::run(&state, now)
+            .await
+            .unwrap(),
+        0
+    );
+    let removed = tandem_control::files::collector::run(&state, later + hour)
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert!(state.files.exists(&key("attached")).await.unwrap());
+    assert!(metric(app, "files_gc_removed").await >= 5);
+}
+
+async fn range_requests(backend: Backend) {
+    let env = spawn(backend, Store::Dir, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(1000, 4);
+    let file = upload(app, &t.alice, &t.ws, "r.bin", &data).await;
+    let url = signed_url(app, &t.bob, file["id"].as_str().unwrap()).await;
+    for (range, from, to) in [
+        ("bytes=0-9", 0, 9),
+        ("bytes=990-", 990, 999),
+        ("bytes=-5", 995, 999),
+        ("bytes=100-5000", 100, 999),
+    ] {
+        let res = app
+            .client
+            .get(&url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            res.headers()["content-range"].to_str().unwrap(),
+            format!("bytes {from}-{to}/1000")
+        );
+        assert_eq!(
+            res.bytes().await.unwrap().as_ref(),
+            &data[from..=to],
+            "{range}"
+        );
+    }
+    for range in ["bytes=1000-", "bytes=50-10"] {
+        let res = app
+            .client
+            .get(&url)
+            .header("range", range)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::RANGE_NOT_SATISFIABLE, "{range}");
+    }
+    let res = app.client.get(&url).send().await.unwrap();
+    assert_eq!(res.headers()["accept-ranges"], "bytes");
+    assert_eq!(res.headers()["x-content-type-options"], "nosniff");
+    assert!(res.headers()["content-disposition"]
+        .to_str()
+        .unwrap()
+        .starts_with("attachment"));
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &data[..]);
+}
+
+async fn message_attachments_and_links(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let project = app.create_project(&t.alice, &t.ws, "P").await;
+    let conv = app
+        .post(
+            &format!("/projects/{project}/conversations"),
+            &t.alice.token,
+            json!({"title": "c"}),
+        )
+        .await
+        .id();
+    let file = upload(app, &t.alice, &t.ws, "photo.png", &bytes(500, 1)).await;
+    let m = app
+        .post(
+            &format!("/conversations/{conv}/messages"),
+            &t.alice.token,
+            json!({"content": "two", "attachments": [file["id"], {"name": "l", "contentType": "text/html", "sizeBytes": 1, "url": "https://example.com/"}]}),
+        )
+        .await;
+    assert_eq!(m.status, StatusCode::CREATED, "{}", m.body);
+    let fid = file["id"].as_str().unwrap();
+    assert_eq!(
+        m.body["attachments"],
+        json!([
+            {"name": "photo.png", "contentType": "application/octet-stream", "sizeBytes": 500, "url": format!("/files/{fid}/content"), "fileId": fid},
+            {"name": "l", "contentType": "text/html", "sizeBytes": 1, "url": "https://example.com/"}
+        ])
+    );
+    let list = app
+        .get(&format!("/conversations/{conv}/messages"), &t.alice.token)
+        .await;
+    assert_eq!(list.body["items"][0]["attachments"], m.body["attachments"]);
+    for bad in [
+        json!(["nope!"]),
+        json!(["0123456789abcdef0123456789abcdef"]),
+        json!([{"name": "l", "contentType": "a/b", "sizeBytes": 1, "url": "https://x/", "fileId": fid}]),
+    ] {
+        let a = app
+            .post(
+                &format!("/conversations/{conv}/messages"),
+                &t.alice.token,
+                json!({"content": "x", "attachments": bad}),
+            )
+            .await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            a.body
+        );
+    }
+}
+
+all_variants!(
+    one_member_uploads_another_downloads,
+    multipart_upload_resumes,
+    same_bytes_again_are_a_dedupe_hit,
+    bytes_not_matching_the_hash_are_refused,
+    altered_or_expired_urls_are_refused,
+    outsiders_and_removed_members_get_404,
+    limits_answer_clearly,
+    collector_removes_exactly_the_unreferenced,
+    message_attachments_and_links,
+);
+crate::both_backends!(range_requests);
