@@ -541,43 +541,37 @@ struct Slot {
 
 type Slots = HashMap<(String, String), Slot>;
 
-/// Loads the stored state of every row the mutations touch (one query per
-/// collection) and makes an entry for each: `(exists, state, seq)`.
+/// Loads the stored state of every row the mutations touch, one primary-key
+/// lookup each (an `IN (…)` list can be planned as a scan of the whole
+/// table while PostgreSQL's statistics still say it is small), and makes an
+/// entry for each: `(exists, state, seq)`.
 fn load_rows(c: &mut DbConnection, ws: &str, fresh: &[&Checked]) -> Result<Slots, ApiError> {
     let mut rows = Slots::new();
-    let mut by_collection: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for m in fresh {
-        by_collection
-            .entry(&m.collection)
-            .or_default()
-            .push(&m.row_id);
-    }
-    for (collection, ids) in by_collection {
-        let found: Vec<SyncRow> = sync_rows::table
-            .filter(sync_rows::workspace_id.eq(ws))
-            .filter(sync_rows::collection.eq(collection))
-            .filter(sync_rows::row_id.eq_any(&ids))
+        let key = (m.collection.clone(), m.row_id.clone());
+        if rows.contains_key(&key) {
+            continue;
+        }
+        let found: Option<SyncRow> = sync_rows::table
+            .find((ws, &m.collection, &m.row_id))
             .select(SyncRow::as_select())
-            .load(c)?;
-        for r in found {
-            let state = RowState::from_row(&r);
-            let slot = Slot {
+            .first(c)
+            .optional()?;
+        let slot = match found {
+            Some(r) => Slot {
                 exists: true,
-                state,
+                state: RowState::from_row(&r),
                 seq: r.seq,
                 changed: false,
-            };
-            rows.insert((r.collection, r.row_id), slot);
-        }
-        for id in ids {
-            rows.entry((collection.to_string(), id.to_string()))
-                .or_insert(Slot {
-                    exists: false,
-                    state: RowState::default(),
-                    seq: 0,
-                    changed: false,
-                });
-        }
+            },
+            None => Slot {
+                exists: false,
+                state: RowState::default(),
+                seq: 0,
+                changed: false,
+            },
+        };
+        rows.insert(key, slot);
     }
     Ok(rows)
 }
