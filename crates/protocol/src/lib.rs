@@ -23,8 +23,8 @@ pub mod http;
 pub mod identity;
 pub mod origin;
 pub mod room;
-pub mod sync;
 pub mod sets;
+pub mod sync;
 pub mod yjs;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -424,6 +424,8 @@ fn copy_set(c: &mut DbConnection, to: &str, set: MessageSet) -> Result<(), ApiEr
             },
             model: m.message.model,
             attachments: m.message.attachments,
+            // A branch lives in the parent's workspace; a file that is gone is dropped.
+            drop_foreign_files: true,
         };
         let (message, _) = messages::insert_in_tx(c, to, new)?;
         diesel::insert_into(message_set_members::table)

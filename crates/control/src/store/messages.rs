@@ -92,7 +92,7 @@ pub fn send(
 fn send_in_tx(
     c: &mut DbConnection,
     conversation_id: &str,
-    mut new: NewMessage,
+    new: NewMessage,
 ) -> Result<Message, ApiError> {
     let (dto, seq) = insert_in_tx(c, conversation_id, new)?;
     super::message_sets::flat(c, &dto, seq)?;

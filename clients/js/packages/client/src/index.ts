@@ -26,6 +26,7 @@ export {
   type WorkspaceEvent, type WorkspaceFeedEvents, type LiveListState, type LiveListEvents, type LiveSource,
   type Project, type Resource, type ConversationItem, type ResourceKind
 } from './live.js'
+export {
   FilesClient, Transfer, UploadTransfer, DownloadTransfer, TransferQueue,
   type FileInfo, type UploadIntent, type UploadIntentBody, type UploadPart, type UploadCheckpoint,
   type FilesOptions, type UploadOptions, type DownloadOptions, type DownloadResult,

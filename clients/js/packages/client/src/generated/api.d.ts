@@ -296,6 +296,23 @@ export interface paths {
         patch: operations["updateConversation"];
         trace?: never;
     };
+    "/conversations/{id}/branch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Branch a conversation at a message (a new conversation with the sets up to it) */
+        post: operations["branchConversation"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/conversations/{id}/events": {
         parameters: {
             query?: never;
@@ -368,6 +385,40 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/conversations/{id}/messages/{messageId}/parts": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Append a part to a message (its author only) */
+        post: operations["addMessagePart"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/messages/{messageId}/select": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Select a message of its set (the others are deselected) */
+        post: operations["selectMessage"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/conversations/{id}/messages/{messageId}/tools": {
         parameters: {
             query?: never;
@@ -432,6 +483,47 @@ export interface paths {
         put?: never;
         /** Mark the caller as active */
         post: operations["heartbeat"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/sets": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The message sets of a conversation, in order
+         * @description Each set with its messages (oldest first); a message sent without a set (`POST …/messages`) is a set of one, with the message's id.
+         */
+        get: operations["listMessageSets"];
+        put?: never;
+        /** Start a message set (a user or ai turn) */
+        post: operations["createMessageSet"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/conversations/{id}/sets/{setId}/messages": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Add a message (a question or one answer) to a set
+         * @description The first message of a set is its selected one. Answers stream like any message (`…/messages/{id}/chunks`, `…/finish`), several at once. Viewers get `message` with the set fields.
+         */
+        post: operations["addSetMessage"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1158,6 +1250,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workspaces/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What changes in a workspace, live (Server-Sent Events)
+         * @description `text/event-stream`: first `ready` (`id:` the workspace's current seq; load lists through the REST endpoints after it), then one event per change the caller may read (`project|document|diagram|task|conversation|member` `.created|.updated|.deleted`; each `data:` a WorkspaceEvent, each `id:` its `seq`). Readability is decided when an event is delivered; skipped events advance the id with an `id:`-only frame. Resume with `Last-Event-ID` (or `?after=`); when that is no longer possible the stream sends `reset` (reload the lists) and goes on. A caller who loses the workspace gets `revoked` (`data: {reason}`) and the stream ends. Open to those who can read the workspace or hold a grant on something in it. 429: the caller holds `TANDEM_MAX_STREAMS_PER_USER` streams on this replica already.
+         */
+        get: operations["workspaceEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/workspaces/{id}/files/uploads": {
         parameters: {
             query?: never;
@@ -1364,6 +1476,17 @@ export interface components {
         AddParticipant: {
             userId: string;
         };
+        /** @description A message added to a set (`POST /conversations/{id}/sets/{setId}/messages`). */
+        AddSetMessage: {
+            /** @description What kind of answer this is (e.g. the model family); `""` by default. */
+            blockType?: string;
+            content?: string;
+            isReview?: boolean;
+            model?: string | null;
+            parts?: components["schemas"]["MessagePart"][];
+            role?: null | components["schemas"]["MessageRole"];
+            state?: null | components["schemas"]["MessageState"];
+        };
         AppendChunk: {
             delta: string;
         };
@@ -1393,6 +1516,13 @@ export interface components {
             expiresAt: number;
             sessionToken: string;
             user: components["schemas"]["User"];
+        };
+        /** @description `POST /conversations/{id}/branch`. */
+        BranchConversation: {
+            /** @description The last message carried over: its set and every set before it are copied. */
+            messageId: string;
+            /** @description Defaults to the parent's title. */
+            title?: string | null;
         };
         /** @description The current state of one row. */
         Change: {
@@ -1443,9 +1573,13 @@ export interface components {
             forkedFrom?: string | null;
             id: string;
             isCollaborative: boolean;
+            /** @description A quick chat (plan 004): a throwaway chat the UI lists apart. */
+            isQuickChat: boolean;
             /** Format: int64 */
             lastMessageAt?: number | null;
             ownerId: string;
+            /** @description The chat this one was branched from (`POST /conversations/{id}/branch`), if any. */
+            parentChatId?: string | null;
             participantsMay: components["schemas"]["ParticipantsMay"];
             projectId: string;
             /**
@@ -1454,6 +1588,8 @@ export interface components {
              */
             role: components["schemas"]["Role"];
             starred: boolean;
+            /** @description A summary of the conversation (set by a client, e.g. written by a model). */
+            summary?: string | null;
             title: string;
             /** Format: int64 */
             updatedAt: number;
@@ -1474,6 +1610,8 @@ export interface components {
             nextCursor: string | null;
         };
         CreateConversation: {
+            isQuickChat?: boolean;
+            summary?: string | null;
             title: string;
         };
         CreateInvite: {
@@ -1485,6 +1623,14 @@ export interface components {
         };
         CreateResource: {
             title: string;
+        };
+        CreateSet: {
+            /**
+             * Format: int64
+             * @description Defaults to 0.
+             */
+            level?: number | null;
+            type: components["schemas"]["SetType"];
         };
         /** @description `POST /workspaces/{id}/files/uploads`: what the client is about to send. */
         CreateUpload: {
@@ -1653,11 +1799,41 @@ export interface components {
             nextCursor: string | null;
         };
         /**
+         * @description One part of a message at a level (a step of an agent's answer), with the
+         *     tool calls it made and their results (opaque JSON).
+         */
+        MessagePart: {
+            content?: string;
+            /** Format: int64 */
+            level: number;
+            toolCalls?: Record<string, never> | null;
+            toolResults?: Record<string, never> | null;
+        };
+        /**
          * @description Who wrote a message: the sender (`user`) or the model (`assistant`),
          *     which is attributed to the user whose message triggered it.
          * @enum {string}
          */
         MessageRole: "user" | "assistant";
+        MessageSet: {
+            conversationId: string;
+            /** Format: int64 */
+            createdAt: number;
+            createdBy?: string | null;
+            id: string;
+            /** Format: int64 */
+            level: number;
+            /** @description Its messages, oldest first. */
+            messages: components["schemas"]["SetMessage"][];
+            /** @description The `blockType` of the selected message. */
+            selectedBlockType: string;
+            type: components["schemas"]["SetType"];
+        };
+        MessageSetPage: {
+            items: components["schemas"]["MessageSet"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
         /**
          * @description `streaming` while chunks are appended, `idle` when complete, `error` when
          *     the generation failed (`errorMessage` says why).
@@ -1865,6 +2041,20 @@ export interface components {
             user: components["schemas"]["User"];
             workspaces: components["schemas"]["WorkspaceSummary"][];
         };
+        /** @description A message as a member of its set. */
+        SetMessage: components["schemas"]["Message"] & {
+            blockType: string;
+            isReview: boolean;
+            parts: components["schemas"]["MessagePart"][];
+            /** @description Exactly one message of a set is selected (the first until another is chosen). */
+            selected: boolean;
+            setId: string;
+        };
+        /**
+         * @description `user` (what was asked) or `ai` (the answers).
+         * @enum {string}
+         */
+        SetType: "user" | "ai";
         Settings: {
             /** @description Provider → masked key (`sk-…abcd`); the full key is never returned. */
             apiKeys: {
@@ -1931,6 +2121,8 @@ export interface components {
             archived?: boolean | null;
             participantsMay?: null | components["schemas"]["ParticipantsMay"];
             starred?: boolean | null;
+            /** @description Needs the right to rename. */
+            summary?: string | null;
             title?: string | null;
         };
         UpdateMember: {
@@ -2075,6 +2267,33 @@ export interface components {
             role: components["schemas"]["Role"];
             userId: string;
             userName: string;
+        };
+        /**
+         * @description One event of `GET /workspaces/{id}/events` (the SSE `data:` line; the SSE
+         *     `event:` field carries `kind`, the SSE `id:` field carries `seq`).
+         */
+        WorkspaceEvent: {
+            /**
+             * @description The entity as the reader sees it, with their `role` (as `GET` of it
+             *     answers), for `created`/`updated` of projects, documents, diagrams,
+             *     tasks and conversations; `{id, projectId}` (or `{id, workspaceId}`)
+             *     for `deleted`; `{userId, scopeKind, scopeId, memberRole}` for `member.*`.
+             */
+            data: Record<string, never>;
+            /** @description The id of the entity (of the member's user for `member.*`). */
+            id: string;
+            /**
+             * @description `{entity}.{op}`: entity `project | document | diagram | task |
+             *     conversation | member`, op `created | updated | deleted`.
+             */
+            kind: string;
+            /** @description The project the entity lives in (for projects, their own id). */
+            projectId?: string | null;
+            /**
+             * Format: int64
+             * @description The workspace's event number (the SSE id).
+             */
+            seq: number;
         };
         /** @description A workspace as the caller sees it, with the caller's effective role. */
         WorkspaceSummary: {
@@ -2895,6 +3114,42 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    branchConversation: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["BranchConversation"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Conversation"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     conversationEvents: {
         parameters: {
             query?: {
@@ -3076,6 +3331,78 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    addMessagePart: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["MessagePart"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The part's index in the message */
+                        index: number;
+                        /** @description The event's seq */
+                        seq: number;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    selectMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                messageId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageSet"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3271,6 +3598,107 @@ export interface operations {
             };
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listMessageSets: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageSetPage"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createMessageSet: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateSet"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MessageSet"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    addSetMessage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                setId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AddSetMessage"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SetMessage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -5229,6 +5657,41 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    workspaceEvents: {
+        parameters: {
+            query?: {
+                /** @description Resume after this seq (like Last-Event-ID) */
+                after?: number;
+            };
+            header?: {
+                /** @description The last seq received: resume after it */
+                "Last-Event-ID"?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An event stream */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": components["schemas"]["WorkspaceEvent"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            429: components["responses"]["RateLimited"];
             503: components["responses"]["Unavailable"];
         };
     };
