@@ -24,6 +24,16 @@ test('SseParser: fields, comments, multi-line data, CRLF and chunks split anywhe
   }
 })
 
+test('SseParser: an id-only frame dispatches nothing but moves the last event id', () => {
+  const parser = new SseParser()
+  assert.deepEqual(parser.push('id: 4\nevent: a\ndata: {}\n\n'), [{ id: '4', event: 'a', data: '{}' }])
+  assert.equal(parser.lastEventId, '4')
+  assert.deepEqual(parser.push('id: 9\n\n'), [])
+  assert.equal(parser.lastEventId, '9')
+  assert.deepEqual(parser.push(': keepalive\n\n'), [])
+  assert.equal(parser.lastEventId, '9')
+})
+
 let tandem
 before(async () => { tandem = await startTandem() })
 after(async () => { await tandem?.stop() })

@@ -228,14 +228,12 @@ impl BlobStore for DirStore {
             .map_err(|e| ApiError::Internal(e.into()))?
             .map_err(io)?;
         if size != plan.size as u64 {
-            self.abort(plan).await?;
             return Err(ApiError::SizeMismatch(format!(
                 "received {size} bytes, {} were declared; nothing was kept",
                 plan.size
             )));
         }
         if hash != sha256 {
-            self.abort(plan).await?;
             return Err(ApiError::HashMismatch);
         }
         if let Some(parent) = blob.parent() {

@@ -114,7 +114,13 @@ impl S3Store {
     }
 
     /// Reads an object back: its length and SHA-256 hex; `None` when absent.
-    async fn hash_object(&self, key: &str) -> Result<Option<(u64, String)>, ApiError> {
+    /// An object whose length is not `expected` is not read (or no further
+    /// than one chunk past it): its length alone refuses it.
+    async fn hash_object(
+        &self,
+        key: &str,
+        expected: u64,
+    ) -> Result<Option<(u64, String)>, ApiError> {
         let url = self
             .bucket
             .get_object(self.creds(), key)
@@ -131,11 +137,17 @@ impl S3Store {
         if !res.status().is_success() {
             return Err(status_error("read back", res.status()));
         }
+        if let Some(len) = res.content_length().filter(|len| *len != expected) {
+            return Ok(Some((len, String::new())));
+        }
         let mut ctx = digest::Context::new(&digest::SHA256);
         let mut total = 0u64;
         let mut res = res;
         while let Some(chunk) = res.chunk().await.map_err(|e| unavailable("read back", e))? {
             total += chunk.len() as u64;
+            if total > expected {
+                return Ok(Some((total, String::new())));
+            }
             ctx.update(&chunk);
         }
         Ok(Some((total, hex::encode(ctx.finish().as_ref()))))
@@ -180,7 +192,7 @@ impl S3Store {
         let text = res.text().await.unwrap_or_default();
         // S3 may answer 200 with an <Error> body.
         if !status.is_success() || text.contains("<Error>") {
-            if self.hash_object(&plan.key).await?.is_some() {
+            if self.exists(&plan.key).await? {
                 return Ok(()); // completed by an earlier call
             }
             tracing::warn!(%status, body = %text.chars().take(300).collect::<String>(), "S3 complete multipart failed");
@@ -276,7 +288,7 @@ impl BlobStore for S3Store {
         if let Some(upload) = &plan.multipart_id {
             self.complete_multipart(plan, upload).await?;
         }
-        let Some((size, hash)) = self.hash_object(&plan.key).await? else {
+        let Some((size, hash)) = self.hash_object(&plan.key, plan.size as u64).await? else {
             return Err(ApiError::Conflict(
                 "the file has not been received yet; send it and complete again".into(),
             ));

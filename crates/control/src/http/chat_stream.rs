@@ -18,19 +18,18 @@
 //! - A comment line after `TANDEM_CHAT_KEEPALIVE_MS` (15 s) of silence keeps
 //!   proxies from timing the stream out, and finds clients that went away.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use tandem_protocol::chat::ConversationEvent;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::conversations::authorized;
+use super::sse;
 use crate::authz::{self, Action, Actor, ResourceKind};
 use crate::db::{read_tx, DbConnection};
 use crate::error::ApiError;
@@ -38,12 +37,8 @@ use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
 use crate::store::conversations::ConversationRow;
 use crate::store::{chat_events, conversations, messages};
-use crate::streams::{Seen, StreamSlot};
+use crate::streams::StreamSlot;
 use tandem_protocol::http::{Role, MAX_PAGE};
-
-/// A stream re-reads (and re-checks access) at least this often, for access
-/// changes made through other replicas.
-const RECHECK: Duration = Duration::from_secs(15);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -139,19 +134,6 @@ fn step_in(
     Ok(Step::Events(events))
 }
 
-fn last_event_id(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
-    req.headers()
-        .get("last-event-id")
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a seq number".into()))
-        })
-        .transpose()
-}
-
 pub async fn events(
     state: State,
     user: AuthUser,
@@ -159,10 +141,7 @@ pub async fn events(
     id: web::Path<String>,
     params: web::Query<StreamParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let after = match last_event_id(&req)? {
-        Some(n) => Some(n),
-        None => params.after.filter(|n| *n >= 0),
-    };
+    let after = sse::resume_point(&req, params.after)?;
     let actor = user.actor();
     let id = id.into_inner();
     // Refuse before streaming: a non-viewer gets an ordinary 404.
@@ -170,40 +149,11 @@ pub async fn events(
     let row_id = state
         .db(move |c| Ok(authorized(c, &check.0, &check.1, Action::Read)?.0.id))
         .await?;
-    let max = state.config.max_streams_per_user;
-    let slot = state
-        .stream_slots
-        .take(&actor.user_id, max)
-        .ok_or_else(|| {
-            ApiError::TooMany(format!(
-                "at most {max} open event streams per user; close one first"
-            ))
-        })?;
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(pump(
-        state.get_ref().clone(),
-        actor,
-        row_id,
-        after,
-        tx,
-        slot,
-    ));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
-}
-
-struct Gauge<'a>(&'a AppState);
-
-impl Drop for Gauge<'_> {
-    fn drop(&mut self) {
-        self.0.metrics.chat_streams.dec();
-    }
+    let shared = state.get_ref().clone();
+    let user_id = actor.user_id.clone();
+    sse::open(&state, &user_id, 64, move |tx, slot| {
+        pump(shared, actor, row_id, after, tx, slot)
+    })
 }
 
 async fn pump(
@@ -214,8 +164,7 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     _slot: StreamSlot,
 ) {
-    state.metrics.chat_streams.inc();
-    let _gauge = Gauge(&state);
+    let _open = sse::Counted::new(&state.metrics.chat_streams);
     let mut last_sent = Instant::now();
     let mut moved = state.chat_pollers.watch(&state, &id);
     loop {
@@ -258,58 +207,19 @@ async fn pump(
         if full_page {
             continue;
         }
-        let news = News {
-            state: &state,
-            id: &id,
-            tx: &tx,
-        };
-        if !news.wait(&mut moved, access, &mut last_sent).await {
+        let pollers = &state.chat_pollers;
+        if !sse::wait(
+            &state,
+            pollers,
+            &id,
+            &tx,
+            &mut moved,
+            access,
+            &mut last_sent,
+        )
+        .await
+        {
             return;
-        }
-    }
-}
-
-/// What a stream waits on between two reads.
-struct News<'a> {
-    state: &'a Arc<AppState>,
-    id: &'a str,
-    tx: &'a mpsc::Sender<Bytes>,
-}
-
-impl News<'_> {
-    /// Waits until the conversation moved, access changed on this replica, or
-    /// [`RECHECK`] passed since the last read, sending a keepalive comment
-    /// after each `TANDEM_CHAT_KEEPALIVE_MS` of silence (which is also how a
-    /// client that went away is noticed). `false`: stop the stream.
-    async fn wait(
-        &self,
-        moved: &mut watch::Receiver<Seen>,
-        access: impl std::future::Future<Output = ()>,
-        last_sent: &mut Instant,
-    ) -> bool {
-        let keepalive = Duration::from_millis(self.state.config.chat_keepalive_ms.max(10));
-        let read_at = Instant::now();
-        tokio::pin!(access);
-        loop {
-            tokio::select! {
-                changed = moved.changed() => {
-                    if changed.is_err() {
-                        // Its loop ended (shutting down): watch anew.
-                        *moved = self.state.chat_pollers.watch(self.state, self.id);
-                    }
-                    return true;
-                }
-                _ = &mut access => return true,
-                _ = tokio::time::sleep_until(read_at + RECHECK) => return true,
-                _ = tokio::time::sleep_until(*last_sent + keepalive) => {
-                    if self.tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
-                        return false;
-                    }
-                    *last_sent = Instant::now();
-                }
-                _ = self.tx.closed() => return false,
-                _ = self.state.shutdown.cancelled() => return false,
-            }
         }
     }
 }

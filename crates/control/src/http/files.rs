@@ -6,15 +6,20 @@ use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tandem_protocol::files::{CompleteUpload, CreateUpload, FileAnswer, FileMeta, UploadAnswer};
+use std::sync::Arc;
+
+use tandem_protocol::files::{
+    CompleteUpload, CompletedPart, CreateUpload, FileAnswer, FileMeta, UploadAnswer,
+};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{authorize, load};
-use crate::authz::{Action, ResourceKind};
+use crate::authz::{self, Action, ResourceKind};
 use crate::error::ApiError;
 use crate::files::{content_disposition, now_secs, BlobStore, Download};
 use crate::http::extract::AuthUser;
-use crate::state::State;
+use crate::state::{AppState, State};
+use crate::store::facts;
 use crate::store::files::{self, Completed, FileRow};
 use crate::store::now_ms;
 use crate::validate;
@@ -244,6 +249,26 @@ pub async fn complete(
             _ => ApiError::NotFound("upload"),
         });
     }
+    // Checking may take seconds; a client that goes away meanwhile must not
+    // leave the upload half-completed, so the check runs on its own task.
+    let file = tokio::spawn(check_and_keep(state.get_ref().clone(), row, parts))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    if state.files.dir().is_none() {
+        state.metrics.files_bytes_in.inc_by(file.size_bytes as u64);
+    }
+    Ok(HttpResponse::Created().json(FileAnswer {
+        file: file.to_dto(),
+    }))
+}
+
+/// Checks a completing upload's bytes and makes it a ready file; a mismatch
+/// removes it, anything else gives it back to its client.
+async fn check_and_keep(
+    state: Arc<AppState>,
+    row: FileRow,
+    parts: Option<Vec<CompletedPart>>,
+) -> Result<FileRow, ApiError> {
     let plan = row.plan();
     let checked = state
         .files
@@ -274,12 +299,7 @@ pub async fn complete(
             existing
         }
     };
-    if state.files.dir().is_none() {
-        state.metrics.files_bytes_in.inc_by(file.size_bytes as u64);
-    }
-    Ok(HttpResponse::Created().json(FileAnswer {
-        file: file.to_dto(),
-    }))
+    Ok(file)
 }
 
 /// A ready file the caller may read (else 404) and the role they have.
@@ -295,16 +315,25 @@ async fn readable(
             let row = files::get(c, &id)?
                 .filter(FileRow::is_ready)
                 .ok_or(ApiError::NotFound("file"))?;
-            let chain =
-                load::workspace(c, &row.workspace_id).map_err(|_| ApiError::NotFound("file"))?;
+            // Someone who may not read the workspace learns nothing of the
+            // file (404); a database error stays what it is.
+            let hidden = |e: ApiError| match e {
+                ApiError::NotFound(_) | ApiError::Forbidden => ApiError::NotFound("file"),
+                e => e,
+            };
+            let chain = load::workspace(c, &row.workspace_id).map_err(hidden)?;
             let actor = user.actor();
-            authorize(c, &actor, Action::Read, ResourceKind::Workspace, &chain)
-                .map_err(|_| ApiError::NotFound("file"))?;
+            let facts = facts::for_chain(c, &actor.user_id, &chain)?;
+            let may = |action| {
+                authz::can(&actor, action, ResourceKind::Workspace, &facts)
+                    .into_result()
+                    .map_err(|d| ApiError::denied(d, "workspace"))
+            };
+            may(Action::Read).map_err(hidden)?;
             if action == Action::Delete {
                 // The uploader (still an editor) or a workspace owner.
                 let own = row.created_by.as_deref() == Some(user.id());
-                let needed = if own { Action::Update } else { Action::Delete };
-                authorize(c, &actor, needed, ResourceKind::Workspace, &chain)?;
+                may(if own { Action::Update } else { Action::Delete })?;
             }
             Ok(row)
         })

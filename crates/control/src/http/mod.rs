@@ -26,6 +26,7 @@ pub mod resources;
 pub mod settings;
 pub mod shares;
 pub mod snapshots;
+pub mod sse;
 pub mod sync;
 pub mod usage;
 pub mod workspace_stream;

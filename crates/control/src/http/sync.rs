@@ -2,7 +2,6 @@
 //! (`proto-docs/sync.md`). Readers of the workspace pull and listen;
 //! editors push (a viewer's mutations are `rejected`, one by one).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,7 @@ use tandem_protocol::sync::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::load;
+use super::{load, sse};
 use crate::authz::{self, Action, Actor, Decision, ResourceKind};
 use crate::db::{read_tx, write_tx, DbConnection};
 use crate::error::ApiError;
@@ -150,25 +149,11 @@ pub async fn events(
     let actor = user.actor();
     let check = actor.clone();
     let ws = state.db(move |c| Ok(standing(c, &check, &id)?.0)).await?;
-    let max = state.config.max_streams_per_user;
-    let slot = state
-        .stream_slots
-        .take(&actor.user_id, max)
-        .ok_or_else(|| {
-            ApiError::TooMany(format!(
-                "at most {max} open event streams per user; close one first"
-            ))
-        })?;
-    let (tx, rx) = mpsc::channel::<Bytes>(16);
-    tokio::spawn(pump(state.get_ref().clone(), actor, ws, tx, slot));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    let shared = state.get_ref().clone();
+    let user_id = actor.user_id.clone();
+    sse::open(&state, &user_id, 16, move |tx, slot| {
+        pump(shared, actor, ws, tx, slot)
+    })
 }
 
 fn frame(event: &str, data: &impl serde::Serialize) -> Bytes {
@@ -176,14 +161,6 @@ fn frame(event: &str, data: &impl serde::Serialize) -> Bytes {
         "event: {event}\ndata: {}\n\n",
         serde_json::to_string(data).unwrap_or_default()
     ))
-}
-
-struct Gauge<'a>(&'a AppState);
-
-impl Drop for Gauge<'_> {
-    fn drop(&mut self) {
-        self.0.metrics.sync.streams.dec();
-    }
 }
 
 /// Whether the user may still read the workspace (`None`: could not tell).
@@ -206,8 +183,7 @@ async fn pump(
     tx: mpsc::Sender<Bytes>,
     _slot: StreamSlot,
 ) {
-    state.metrics.sync.streams.inc();
-    let _gauge = Gauge(&state);
+    let _open = sse::Counted::new(&state.metrics.sync.streams);
     let keepalive = Duration::from_millis(state.config.chat_keepalive_ms.max(10));
     let mut seen = state.sync_pollers.watch(&state, &ws);
     let mut handled_access = -1;
@@ -248,10 +224,9 @@ async fn pump(
                 }
             }
             _ = tokio::time::sleep_until(last_sent + keepalive) => {
-                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
+                if !sse::keepalive(&tx, &mut last_sent).await {
                     return;
                 }
-                last_sent = Instant::now();
             }
             _ = tx.closed() => return,
             _ = state.shutdown.cancelled() => return,

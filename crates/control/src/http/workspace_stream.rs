@@ -18,28 +18,23 @@
 //!   (`TANDEM_CHAT_POLL_MS`). Streams count against
 //!   `TANDEM_MAX_STREAMS_PER_USER` together with conversation streams.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::sse;
 use crate::authz::Actor;
 use crate::db::{read_tx, DbConnection};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
 use crate::store::workspace_events::{self as feed, WorkspaceEvent};
-use crate::streams::{Seen, StreamSlot};
-
-/// A stream re-reads (and re-checks access) at least this often, for access
-/// changes made through other replicas.
-const RECHECK: Duration = Duration::from_secs(15);
+use crate::streams::StreamSlot;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -99,19 +94,6 @@ fn step(
     })
 }
 
-fn last_event_id(req: &HttpRequest) -> Result<Option<i64>, ApiError> {
-    req.headers()
-        .get("last-event-id")
-        .map(|v| {
-            v.to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<i64>().ok())
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| ApiError::BadRequest("Last-Event-ID must be a seq number".into()))
-        })
-        .transpose()
-}
-
 pub async fn events(
     state: State,
     user: AuthUser,
@@ -119,10 +101,7 @@ pub async fn events(
     id: web::Path<String>,
     params: web::Query<StreamParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let after = match last_event_id(&req)? {
-        Some(n) => Some(n),
-        None => params.after.filter(|n| *n >= 0),
-    };
+    let after = sse::resume_point(&req, params.after)?;
     let actor = user.actor();
     let id = id.into_inner();
     // Refuse before streaming: someone who may not follow it gets a 404.
@@ -136,25 +115,11 @@ pub async fn events(
             Ok(chain.workspace.id)
         })
         .await?;
-    let max = state.config.max_streams_per_user;
-    let slot = state
-        .stream_slots
-        .take(&actor.user_id, max)
-        .ok_or_else(|| {
-            ApiError::TooMany(format!(
-                "at most {max} open event streams per user; close one first"
-            ))
-        })?;
-    let (tx, rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(pump(state.get_ref().clone(), actor, id, after, tx, slot));
-    let body = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
-    });
-    Ok(HttpResponse::Ok()
-        .content_type("text/event-stream")
-        .insert_header(("cache-control", "no-cache"))
-        .insert_header(("x-accel-buffering", "no"))
-        .streaming(body))
+    let shared = state.get_ref().clone();
+    let user_id = actor.user_id.clone();
+    sse::open(&state, &user_id, 64, move |tx, slot| {
+        pump(shared, actor, id, after, tx, slot)
+    })
 }
 
 async fn pump(
@@ -214,44 +179,19 @@ async fn pump(
         if full_page {
             continue;
         }
-        if !wait(&state, &id, &tx, &mut moved, access, &mut last_sent).await {
+        let pollers = &state.workspace_pollers;
+        if !sse::wait(
+            &state,
+            pollers,
+            &id,
+            &tx,
+            &mut moved,
+            access,
+            &mut last_sent,
+        )
+        .await
+        {
             return;
-        }
-    }
-}
-
-/// Waits until the workspace moved, access changed on this replica, or
-/// [`RECHECK`] passed, sending a keepalive comment after each
-/// `TANDEM_CHAT_KEEPALIVE_MS` of silence. `false`: stop the stream.
-async fn wait(
-    state: &Arc<AppState>,
-    id: &str,
-    tx: &mpsc::Sender<Bytes>,
-    moved: &mut watch::Receiver<Seen>,
-    access: impl std::future::Future<Output = ()>,
-    last_sent: &mut Instant,
-) -> bool {
-    let keepalive = Duration::from_millis(state.config.chat_keepalive_ms.max(10));
-    let read_at = Instant::now();
-    tokio::pin!(access);
-    loop {
-        tokio::select! {
-            changed = moved.changed() => {
-                if changed.is_err() {
-                    *moved = state.workspace_pollers.watch(state, id);
-                }
-                return true;
-            }
-            _ = &mut access => return true,
-            _ = tokio::time::sleep_until(read_at + RECHECK) => return true,
-            _ = tokio::time::sleep_until(*last_sent + keepalive) => {
-                if tx.send(Bytes::from_static(b": keepalive\n\n")).await.is_err() {
-                    return false;
-                }
-                *last_sent = Instant::now();
-            }
-            _ = tx.closed() => return false,
-            _ = state.shutdown.cancelled() => return false,
         }
     }
 }

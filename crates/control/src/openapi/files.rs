@@ -40,10 +40,11 @@ pub fn operations() -> Vec<Op> {
             "201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the \
              declared ones; nothing was kept (start again). 409: parts are missing (the \
              message lists them; send them and complete again) or another completion runs. \
-             The body is optional.",
+             410: the upload expired. 503: the object store cannot be reached. The body is \
+             optional.",
         )
-        .body::<CompleteUpload>()
-        .errors(&[403, 404, 409])
+        .optional_body::<CompleteUpload>()
+        .errors(&[403, 404, 409, 410, 503])
         .ok::<FileAnswer>(201),
         get("/files/{id}", "getFile", "A file's metadata")
             .describe("Readers of its workspace; anyone else gets 404.")

@@ -181,10 +181,21 @@ impl Op {
             .errors(&[400, 413, 415, 422])
     }
 
-    fn body_with(mut self, content_type: &str, content: Content) -> Self {
+    /// Like [`Self::body`], for a body that may be left out.
+    fn optional_body<T: ToSchema>(mut self) -> Self {
+        let schema = self.register::<T>();
+        self.request_body("application/json", json_content(schema), Required::False)
+            .errors(&[400, 413, 415, 422])
+    }
+
+    fn body_with(self, content_type: &str, content: Content) -> Self {
+        self.request_body(content_type, content, Required::True)
+    }
+
+    fn request_body(mut self, content_type: &str, content: Content, required: Required) -> Self {
         let body = RequestBodyBuilder::new()
             .content(content_type, content)
-            .required(Some(Required::True))
+            .required(Some(required))
             .build();
         self.builder = self.builder.request_body(Some(body));
         self

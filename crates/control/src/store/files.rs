@@ -13,7 +13,7 @@ use diesel::sql_types::BigInt;
 use tandem_protocol::files::FileMeta;
 
 use super::now_ms;
-use crate::db::schema::{file_refs, files, message_attachments};
+use crate::db::schema::{file_refs, files, message_attachments, workspaces};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 
@@ -112,8 +112,30 @@ pub fn find_ready(
 
 /// Records an upload intent, unless it would take the workspace over
 /// `quota` bytes (checked in the same write transaction).
+/// Most uploads one user may have in progress in one workspace: each holds
+/// quota and (on S3) a multipart upload until it completes or expires.
+pub const MAX_OPEN_UPLOADS: i64 = 32;
+
 pub fn create_pending(c: &mut DbConnection, row: &FileRow, quota: i64) -> Result<(), ApiError> {
     write_tx(c, |c| {
+        // Intents for one workspace are checked one at a time (the row lock
+        // lasts until commit), so two cannot both fit in its last free bytes.
+        diesel::update(workspaces::table.find(&row.workspace_id))
+            .set(workspaces::event_seq.eq(workspaces::event_seq))
+            .execute(c)?;
+        let open: i64 = files::table
+            .filter(files::workspace_id.eq(&row.workspace_id))
+            .filter(files::created_by.eq(&row.created_by))
+            .filter(files::state.eq_any([PENDING, COMPLETING]))
+            .filter(files::expires_at.gt(row.created_at))
+            .count()
+            .get_result(c)?;
+        if open >= MAX_OPEN_UPLOADS {
+            return Err(ApiError::TooMany(format!(
+                "at most {MAX_OPEN_UPLOADS} uploads in progress per user and workspace; \
+                 complete some or let them expire first"
+            )));
+        }
         let used = used_bytes(c, &row.workspace_id, row.created_at)?;
         if used.saturating_add(row.size_bytes) > quota {
             return Err(ApiError::QuotaExceeded(format!(

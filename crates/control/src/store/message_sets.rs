@@ -27,6 +27,11 @@ use crate::page::{cut, PageReq};
 pub const MAX_SET_MESSAGES: i64 = 32;
 /// Most parts of one message.
 pub const MAX_PARTS: usize = 64;
+/// Most bytes of JSON all parts of one message may hold together.
+pub const MAX_PARTS_BYTES: usize = 512 * 1024;
+/// Most sets a branch copies (its cost is one transaction holding the
+/// source still).
+pub const MAX_BRANCH_SETS: i64 = 5_000;
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = message_sets)]
@@ -286,11 +291,14 @@ pub fn add_part(
         }
         parts.push(part.clone());
         let index = parts.len() - 1;
+        let json = serde_json::to_string(&parts).unwrap_or_else(|_| "[]".into());
+        if json.len() > MAX_PARTS_BYTES {
+            return Err(ApiError::TooLarge(format!(
+                "the parts of a message hold at most {MAX_PARTS_BYTES} bytes of JSON"
+            )));
+        }
         diesel::update(message_set_members::table.find(message_id))
-            .set(
-                message_set_members::parts
-                    .eq(serde_json::to_string(&parts).unwrap_or_else(|_| "[]".into())),
-            )
+            .set(message_set_members::parts.eq(json))
             .execute(c)?;
         chat_events::insert(
             c,
@@ -377,6 +385,16 @@ pub fn branch(
         chat_events::lock(c, &source.id)?;
         let point = member_in(c, &source.id, message_id)?;
         let upto = set_in(c, &source.id, &point.set_id)?.seq;
+        let count: i64 = message_sets::table
+            .filter(message_sets::conversation_id.eq(&source.id))
+            .filter(message_sets::seq.le(upto))
+            .count()
+            .get_result(c)?;
+        if count > MAX_BRANCH_SETS {
+            return Err(ApiError::TooLarge(format!(
+                "a branch copies at most {MAX_BRANCH_SETS} turns; branch from an earlier message"
+            )));
+        }
         let extra = Extra {
             is_quick_chat: source.is_quick_chat,
             parent_chat_id: Some(source.id.clone()),

@@ -382,17 +382,20 @@ fn result(id: i64, status: &str, error: Option<String>) -> MutationResult {
     }
 }
 
-/// Takes `n` seqs of the workspace and locks its counter row until commit;
-/// returns the first. Call inside a write transaction, before reading rows.
-fn take_seqs(c: &mut DbConnection, ws: &str, n: i64) -> Result<i64, ApiError> {
-    let bump = |c: &mut DbConnection| {
+/// Locks the workspace's counter row until commit (making it on the
+/// workspace's first push) and returns its seq. Call inside a write
+/// transaction, before reading rows: pushes to one workspace then commit in
+/// the order of the seqs they give out, so a reader never skips one.
+fn lock_counter(c: &mut DbConnection, ws: &str) -> Result<i64, ApiError> {
+    // An UPDATE takes the row lock even when it changes nothing.
+    let touch = |c: &mut DbConnection| {
         diesel::update(sync_workspaces::table.find(ws))
-            .set(sync_workspaces::seq.eq(sync_workspaces::seq + n))
+            .set(sync_workspaces::seq.eq(sync_workspaces::seq))
             .execute(c)
     };
-    if bump(c)? == 0 {
+    if touch(c)? == 0 {
         // The first push of a workspace: make its counter (a concurrent
-        // first push may make it too; both then bump the one row).
+        // first push may make it too; both then lock the one row).
         use diesel::sql_types::Text;
         const SQL: &str = "INSERT INTO sync_workspaces (workspace_id, seq, pruned_seq) \
                            VALUES ({}, 0, 0) ON CONFLICT DO NOTHING";
@@ -404,13 +407,12 @@ fn take_seqs(c: &mut DbConnection, ws: &str, n: i64) -> Result<i64, ApiError> {
                 .bind::<Text, _>(ws)
                 .execute(lite)?,
         };
-        bump(c)?;
+        touch(c)?;
     }
-    let last: i64 = sync_workspaces::table
+    Ok(sync_workspaces::table
         .find(ws)
         .select(sync_workspaces::seq)
-        .first(c)?;
-    Ok(last - n + 1)
+        .first(c)?)
 }
 
 /// Applies a checked push in one write transaction (the caller opens it).
@@ -430,11 +432,10 @@ pub fn push(
     // Lock the workspace's counter first, so the client's last id read
     // next cannot change under us (a retry racing its original waits here).
     let locked = may_write && !mutations.is_empty();
-    let mut seq = if locked {
-        take_seqs(c, ws, mutations.len() as i64)?
-    } else {
-        0
-    };
+    let counter = if locked { lock_counter(c, ws)? } else { 0 };
+    // Seqs are given only to rows that change: a replayed or refused batch
+    // leaves the counter alone, so it wakes no other device.
+    let mut seq = counter + 1;
     let known: Option<(String, i64)> = sync_clients::table
         .find((ws, client))
         .select((sync_clients::user_id, sync_clients::last_mutation_id))
@@ -478,6 +479,11 @@ pub fn push(
             seq += 1;
         }
         write_rows(c, ws, rows.iter(), now)?;
+        if seq - 1 > counter {
+            diesel::update(sync_workspaces::table.find(ws))
+                .set(sync_workspaces::seq.eq(seq - 1))
+                .execute(c)?;
+        }
     }
     for m in &mutations {
         let r = if m.id <= last {
@@ -526,9 +532,41 @@ pub fn push(
                     sync_clients::updated_at.eq(now),
                 ))
                 .execute(c)?;
+            forget_old_clients(c, ws, user_id)?;
         }
     }
     Ok(out)
+}
+
+/// Most client ids a user keeps per workspace (each tab session is one).
+/// Past it, the ids used longest ago are forgotten: a replay from one of
+/// them would apply again, so the cap is far above any real device count.
+pub const MAX_CLIENTS_PER_USER: i64 = 200;
+
+/// Forgets the user's client ids in `ws` beyond [`MAX_CLIENTS_PER_USER`],
+/// the least recently used first. Called as a new id is stored, so at most
+/// one row goes at a time.
+fn forget_old_clients(c: &mut DbConnection, ws: &str, user_id: &str) -> Result<(), ApiError> {
+    let stale: Vec<String> = sync_clients::table
+        .filter(sync_clients::workspace_id.eq(ws))
+        .filter(sync_clients::user_id.eq(user_id))
+        .order((
+            sync_clients::updated_at.desc(),
+            sync_clients::client_id.desc(),
+        ))
+        .offset(MAX_CLIENTS_PER_USER)
+        .limit(16)
+        .select(sync_clients::client_id)
+        .load(c)?;
+    if !stale.is_empty() {
+        diesel::delete(
+            sync_clients::table
+                .filter(sync_clients::workspace_id.eq(ws))
+                .filter(sync_clients::client_id.eq_any(&stale)),
+        )
+        .execute(c)?;
+    }
+    Ok(())
 }
 
 /// A row a push touches: whether it is stored, its state, its seq.
@@ -691,6 +729,9 @@ pub fn counters(c: &mut DbConnection, ws: &str) -> Result<(i64, i64), ApiError> 
         .unwrap_or((0, 0)))
 }
 
+/// Rows a pull reads from the database at once.
+const PULL_CHUNK: i64 = 128;
+
 /// One page of changes after `cursor`. Call inside one read snapshot
 /// (`read_tx`): the counter and the rows must agree.
 pub fn pull(
@@ -714,37 +755,50 @@ pub fn pull(
         } if p != pruned || pos > seq || start > seq => (0, Some(seq), pruned, true),
         Cursor::Scan { pos, start, .. } => (pos, Some(start), pruned, false),
     };
-    let mut q = sync_rows::table
-        .filter(sync_rows::workspace_id.eq(ws))
-        .filter(sync_rows::seq.gt(from))
-        .into_boxed();
-    if let Some(until) = skip_until {
-        q = q.filter(sync_rows::deleted.eq(false).or(sync_rows::seq.gt(until)));
-    }
-    let rows: Vec<SyncRow> = q
-        .order(sync_rows::seq.asc())
-        .limit(limit + 1)
-        .select(SyncRow::as_select())
-        .load(c)?;
-    let mut has_more = rows.len() as i64 > limit;
+    // Read in chunks, so a page never holds more than its byte cap plus one
+    // chunk of rows in memory (rows are up to 64 KiB each).
+    let mut has_more = false;
     let mut changes = Vec::new();
     let mut bytes = 0;
     let mut last = from;
-    for r in rows.iter().take(limit as usize) {
-        if !changes.is_empty() && bytes + r.state.len() > MAX_PULL_BYTES {
+    'read: loop {
+        let want = (limit - changes.len() as i64).min(PULL_CHUNK);
+        let mut q = sync_rows::table
+            .filter(sync_rows::workspace_id.eq(ws))
+            .filter(sync_rows::seq.gt(last))
+            .into_boxed();
+        if let Some(until) = skip_until {
+            q = q.filter(sync_rows::deleted.eq(false).or(sync_rows::seq.gt(until)));
+        }
+        let rows: Vec<SyncRow> = q
+            .order(sync_rows::seq.asc())
+            .limit(want + 1)
+            .select(SyncRow::as_select())
+            .load(c)?;
+        let more = rows.len() as i64 > want;
+        for r in rows.iter().take(want as usize) {
+            if !changes.is_empty() && bytes + r.state.len() > MAX_PULL_BYTES {
+                has_more = true;
+                break 'read;
+            }
+            bytes += r.state.len();
+            last = r.seq;
+            let state = RowState::from_row(r);
+            changes.push(Change {
+                collection: r.collection.clone(),
+                row_id: r.row_id.clone(),
+                fields: state.visible(),
+                deleted: r.deleted,
+                hlc: r.hlc.clone(),
+            });
+        }
+        if !more {
+            break;
+        }
+        if changes.len() as i64 >= limit {
             has_more = true;
             break;
         }
-        bytes += r.state.len();
-        last = r.seq;
-        let state = RowState::from_row(r);
-        changes.push(Change {
-            collection: r.collection.clone(),
-            row_id: r.row_id.clone(),
-            fields: state.visible(),
-            deleted: state.deleted(),
-            hlc: r.hlc.clone(),
-        });
     }
     let next = match (has_more, skip_until) {
         (true, Some(start)) => Cursor::Scan {

@@ -165,10 +165,16 @@ pub fn record(
             workspace_events::created_at.eq(now),
         ))
         .execute(conn)?;
-    prune(conn, workspace_id, now)?;
+    if seq % PRUNE_EVERY == 0 {
+        prune(conn, workspace_id, now)?;
+    }
     PENDING.with(|p| p.borrow_mut().insert(workspace_id.to_string()));
     Ok(())
 }
+
+/// A workspace's expired events are looked for once per this many events
+/// (not on every write, which holds the workspace row).
+const PRUNE_EVERY: i64 = 64;
 
 /// Drops a workspace's events older than the retention — always a prefix
 /// of its seqs, never a hole, even if replicas' clocks disagree.

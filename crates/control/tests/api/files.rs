@@ -689,6 +689,19 @@ async fn limits_answer_clearly(backend: Backend, store: Store) {
             a.body
         );
     }
+    // Uploads in progress per user and workspace are bounded.
+    for i in 0..tandem_control::store::files::MAX_OPEN_UPLOADS {
+        let data = format!("open {i}");
+        let a = intent(app, &t.alice, &t.ws, "open.bin", data.as_bytes()).await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    }
+    let one_more = intent(app, &t.alice, &t.ws, "open.bin", b"one more").await;
+    assert_eq!(
+        one_more.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        one_more.body
+    );
 }
 
 async fn collector_removes_exactly_the_unreferenced(backend: Backend, store: Store) {

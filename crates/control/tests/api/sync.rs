@@ -19,6 +19,7 @@ both_backends!(
     reset_after_compaction_returns_exactly_the_current_state,
     late_commits_are_never_skipped,
     bad_inputs_are_refused_clearly,
+    a_user_keeps_a_bounded_number_of_client_ids,
 );
 
 fn now_ms() -> i64 {
@@ -156,6 +157,14 @@ async fn pushes_apply_once_and_pull_returns_the_rows(backend: Backend) {
     assert_eq!(statuses(&again), vec!["duplicate"; 5]);
     assert_eq!(again.body["lastMutationId"], 5);
     assert_eq!(state(&app, &ann, &ws).await, first);
+    // A replay moves nothing: no other device is sent to pull.
+    let mut seen = Rows::new();
+    let (before, _) = pull_into(&app, &ann, &ws, None, 1000, &mut seen).await;
+    push(&app, &ann, &ws, "dev1", batch.clone()).await;
+    let mut news = Rows::new();
+    let (after, _) = pull_into(&app, &ann, &ws, Some(before.clone()), 1000, &mut news).await;
+    assert!(news.is_empty(), "a replay changed rows: {news:?}");
+    assert_eq!(after, before, "a replay moved the workspace's cursor");
     // A partly new batch: only the new ids apply.
     let mixed = push(
         &app,
@@ -232,7 +241,7 @@ async fn pushes_apply_once_and_pull_returns_the_rows(backend: Backend) {
         .unwrap();
     for name in [
         "tandem_control_sync_pushes_total",
-        "tandem_control_sync_mutations_duplicate_total 6",
+        "tandem_control_sync_mutations_duplicate_total 11",
         "tandem_control_sync_pulls_total",
         "tandem_control_sync_log_rows",
     ] {
@@ -863,4 +872,27 @@ async fn bad_inputs_are_refused_clearly(backend: Backend) {
         )
         .await;
     assert_eq!(a.status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+async fn a_user_keeps_a_bounded_number_of_client_ids(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let ann = app.signup("ann@tabs.dev", "Ann").await;
+    let ws = app.workspace(&ann, "personal").await;
+    let t = now_ms();
+    let max = tandem_control::store::sync::MAX_CLIENTS_PER_USER;
+    // One tab session after another, each a new client id.
+    for i in 0..max + 5 {
+        let client = format!("tab{i:04}");
+        let one = json!([put(1, &client, json!({"n": i}), &hlc(t, 0, &client))]);
+        let a = push(&app, &ann, &ws, &client, one).await;
+        assert_eq!(statuses(&a), vec!["applied"], "{}", a.body);
+    }
+    let a = app
+        .get(&format!("/workspaces/{ws}/sync/pull?limit=1"), &ann.token)
+        .await;
+    let known = a.body["lastMutationIds"].as_object().unwrap();
+    assert_eq!(known.len() as i64, max, "client ids kept");
+    // The newest are kept, the oldest forgotten.
+    assert!(known.contains_key(&format!("tab{:04}", max + 4)));
+    assert!(!known.contains_key("tab0000"));
 }

@@ -21,6 +21,11 @@ export class SseParser {
   private sawId = false
   /** The last `retry:` value, in ms. */
   retryMs: number | undefined = undefined
+  /**
+   * The last event ID the stream set, including by an `id:`-only frame (the
+   * server's way of moving a reader past events it may not see).
+   */
+  lastEventId: string | undefined = undefined
 
   /** Feeds decoded text; returns the events completed by it. */
   push (text: string): ServerSentEvent[] {
@@ -41,6 +46,7 @@ export class SseParser {
 
   private line (line: string): ServerSentEvent | null {
     if (line === '') {
+      if (this.sawId) this.lastEventId = this.id
       const event = this.data.length > 0 ? { id: this.sawId ? this.id : undefined, event: this.event || 'message', data: this.data.join('\n') } : null
       this.data = []
       this.event = ''
@@ -189,6 +195,7 @@ export class EventStream extends Emitter<EventStreamEvents> {
           this.emit('event', event)
           if (this.options.isFinal?.(event) === true) return true
         }
+        if (parser.lastEventId !== undefined) this.lastId = parser.lastEventId
       }
     } finally {
       signal.removeEventListener('abort', cancel)

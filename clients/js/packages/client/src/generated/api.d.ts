@@ -723,7 +723,7 @@ export interface paths {
         put?: never;
         /**
          * Check size and sha256 and make the file
-         * @description 201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the declared ones; nothing was kept (start again). 409: parts are missing (the message lists them; send them and complete again) or another completion runs. The body is optional.
+         * @description 201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the declared ones; nothing was kept (start again). 409: parts are missing (the message lists them; send them and complete again) or another completion runs. 410: the upload expired. 503: the object store cannot be reached. The body is optional.
          */
         post: operations["completeUpload"];
         delete?: never;
@@ -4315,7 +4315,7 @@ export interface operations {
             };
             cookie?: never;
         };
-        requestBody: {
+        requestBody?: {
             content: {
                 "application/json": components["schemas"]["CompleteUpload"];
             };
@@ -4337,6 +4337,7 @@ export interface operations {
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            410: components["responses"]["Gone"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
