@@ -54,7 +54,8 @@ describe('live lists in the demo', () => {
 
     // Bob loads his home screen once (he was added after it loaded) …
     await bob.page.reload()
-    await bob.page.waitForFunction(() => document.querySelector('main').textContent.includes('First draft'), { timeout: 5000 })
+    // (A full page load against a debug build: generous, unlike the live update below.)
+    await bob.page.waitForFunction(() => document.querySelector('main').textContent.includes('First draft'), { timeout: 20000 })
     await bob.page.evaluate(() => { window.__sameLoad = true })
 
     // … and from now on it follows Alice's changes by itself.
