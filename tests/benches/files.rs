@@ -139,8 +139,12 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
             let len = p["size"].as_u64().unwrap() as usize;
             let body = data[off..off + len].to_vec();
             let url = p["url"].as_str().unwrap().to_string();
+            let mut req = http.put(url);
+            for (k, v) in p["headers"].as_object().unwrap() {
+                req = req.header(k.as_str(), v.as_str().unwrap());
+            }
             async move {
-                let res = http.put(url).body(body).send().await.unwrap();
+                let res = req.body(body).send().await.unwrap();
                 assert!(res.status().is_success(), "{}", res.status());
             }
         });

@@ -279,6 +279,22 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_S3_SECRET_ACCESS_KEY", hide_env_values = true)]
     pub s3_secret_access_key: Option<String>,
 
+    /// How an S3 upload's bytes are checked on completion: `checksum` (a
+    /// one-part upload's URL signs `x-amz-checksum-sha256`, so the store
+    /// itself refuses other bytes, and control only asks it for the stored
+    /// checksum; a store that does not answer one, and every multipart
+    /// upload, is read back) or `readback` (control always reads the object
+    /// back and hashes it).
+    #[arg(long, env = "TANDEM_S3_VERIFY", default_value = "checksum")]
+    pub s3_verify: String,
+
+    /// Control's own public URL (`https://api.example.com`), which the
+    /// directory files backend's transfer URLs start with. Unset: the
+    /// scheme and host the request came with (`Host`, `X-Forwarded-*`),
+    /// which a client or a misconfigured proxy can forge.
+    #[arg(long, env = "TANDEM_PUBLIC_CONTROL_URL")]
+    pub public_control_url: Option<String>,
+
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
@@ -343,6 +359,8 @@ impl ControlConfig {
             s3_region: "us-east-1".into(),
             s3_access_key_id: None,
             s3_secret_access_key: None,
+            s3_verify: "checksum".into(),
+            public_control_url: None,
             handle_signals: true,
         }
     }

@@ -28,6 +28,8 @@ pub struct Plan {
     pub part_bytes: i64,
     pub multipart_id: Option<String>,
     pub content_type: String,
+    /// The declared SHA-256 of the whole file, lowercase hex.
+    pub sha256: String,
     /// Unix seconds; the part URLs expire then.
     pub expires_at: u64,
 }
@@ -110,6 +112,7 @@ pub enum Storage {
 
 impl Storage {
     pub fn from_config(config: &ControlConfig, signer: UrlSigner) -> anyhow::Result<Storage> {
+        check_config(config)?;
         match config.files_backend.as_str() {
             "dir" => Ok(Storage::Dir(dir::DirStore::new(
                 config.files_dir.clone(),
@@ -175,6 +178,97 @@ impl BlobStore for Storage {
     async fn exists(&self, key: &str) -> Result<bool, ApiError> {
         each!(self, s => s.exists(key).await)
     }
+}
+
+/// Smallest part S3 accepts (all but the last part of a multipart upload).
+const S3_MIN_PART: i64 = 5 * 1024 * 1024;
+/// Largest part, and largest single `PUT`, S3 accepts.
+const S3_MAX_PART: i64 = 5 * 1024 * 1024 * 1024;
+/// Most parts of one S3 multipart upload.
+const S3_MAX_PARTS: i64 = 10_000;
+
+/// Refuses file settings that cannot work, at startup, with the setting to
+/// change; better than uploads failing later.
+pub fn check_config(c: &ControlConfig) -> anyhow::Result<()> {
+    use anyhow::ensure;
+    ensure!(
+        c.files_max_bytes > 0,
+        "TANDEM_FILES_MAX_BYTES must be more than 0 (got {})",
+        c.files_max_bytes
+    );
+    ensure!(
+        c.files_quota_bytes >= 0,
+        "TANDEM_FILES_QUOTA_BYTES must not be negative (got {})",
+        c.files_quota_bytes
+    );
+    ensure!(
+        c.files_part_bytes > 0,
+        "TANDEM_FILES_PART_BYTES must be more than 0 (got {})",
+        c.files_part_bytes
+    );
+    ensure!(
+        c.files_url_ttl_secs > 0 && c.files_upload_ttl_secs > 0,
+        "TANDEM_FILES_URL_TTL_SECS and TANDEM_FILES_UPLOAD_TTL_SECS must be more than 0"
+    );
+    if let Some(url) = &c.public_control_url {
+        let parsed: url::Url = url
+            .parse()
+            .map_err(|e| anyhow::anyhow!("TANDEM_PUBLIC_CONTROL_URL {url:?}: {e}"))?;
+        ensure!(
+            matches!(parsed.scheme(), "http" | "https")
+                && parsed.host().is_some()
+                && parsed.path() == "/"
+                && parsed.query().is_none()
+                && parsed.username().is_empty(),
+            "TANDEM_PUBLIC_CONTROL_URL must be an http(s) origin such as https://api.example.com \
+             (no path, query or credentials; got {url:?})"
+        );
+    }
+    let s3 = [
+        ("TANDEM_S3_ENDPOINT", &c.s3_endpoint),
+        ("TANDEM_S3_BUCKET", &c.s3_bucket),
+        ("TANDEM_S3_ACCESS_KEY_ID", &c.s3_access_key_id),
+        ("TANDEM_S3_SECRET_ACCESS_KEY", &c.s3_secret_access_key),
+    ];
+    let set: Vec<&str> = s3
+        .iter()
+        .filter(|(_, v)| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
+        .map(|(name, _)| *name)
+        .collect();
+    let unset: Vec<&str> = s3
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| !set.contains(name))
+        .collect();
+    match c.files_backend.as_str() {
+        "dir" => ensure!(
+            set.is_empty(),
+            "{} set but TANDEM_FILES_BACKEND is dir: set TANDEM_FILES_BACKEND=s3 to use S3, \
+             or unset them",
+            set.join(", ")
+        ),
+        "s3" => {
+            ensure!(
+                unset.is_empty(),
+                "TANDEM_FILES_BACKEND=s3 needs {} as well",
+                unset.join(", ")
+            );
+            s3::Verify::parse(&c.s3_verify)?;
+            ensure!(
+                (S3_MIN_PART..=S3_MAX_PART).contains(&c.files_part_bytes),
+                "TANDEM_FILES_PART_BYTES must be from 5 MiB to 5 GiB with S3 (got {})",
+                c.files_part_bytes
+            );
+            let most = part_count(c.files_max_bytes, c.files_part_bytes);
+            ensure!(
+                most <= S3_MAX_PARTS,
+                "TANDEM_FILES_MAX_BYTES / TANDEM_FILES_PART_BYTES would make {most} parts; \
+                 S3 takes at most {S3_MAX_PARTS}: raise the part size or lower the maximum"
+            );
+        }
+        other => anyhow::bail!("TANDEM_FILES_BACKEND must be dir or s3 (got {other:?})"),
+    }
+    Ok(())
 }
 
 /// Signs the directory backend's URLs: `?expires=SECS&signature=HEX`, an
@@ -256,4 +350,89 @@ pub fn content_disposition(name: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s3() -> ControlConfig {
+        let mut c = ControlConfig::for_tests("sqlite://:memory:");
+        c.files_backend = "s3".into();
+        c.s3_endpoint = Some("http://127.0.0.1:9000".into());
+        c.s3_bucket = Some("b".into());
+        c.s3_access_key_id = Some("k".into());
+        c.s3_secret_access_key = Some("s".into());
+        c
+    }
+
+    fn refused(c: &ControlConfig, says: &str) {
+        let e = check_config(c).expect_err(says).to_string();
+        assert!(e.contains(says), "{e:?} should mention {says:?}");
+    }
+
+    #[test]
+    fn good_settings_pass() {
+        check_config(&ControlConfig::for_tests("sqlite://:memory:")).unwrap();
+        check_config(&s3()).unwrap();
+        let mut c = s3();
+        c.s3_verify = "readback".into();
+        c.public_control_url = Some("https://api.example.com".into());
+        check_config(&c).unwrap();
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_setting_named() {
+        let dir = || ControlConfig::for_tests("sqlite://:memory:");
+        let mut c = dir();
+        c.files_part_bytes = 0;
+        refused(&c, "TANDEM_FILES_PART_BYTES");
+        let mut c = dir();
+        c.files_max_bytes = 0;
+        refused(&c, "TANDEM_FILES_MAX_BYTES");
+        let mut c = dir();
+        c.files_quota_bytes = -1;
+        refused(&c, "TANDEM_FILES_QUOTA_BYTES");
+        let mut c = dir();
+        c.files_url_ttl_secs = 0;
+        refused(&c, "TANDEM_FILES_URL_TTL_SECS");
+        let mut c = dir();
+        c.files_backend = "ftp".into();
+        refused(&c, "TANDEM_FILES_BACKEND");
+        // Half-set S3 settings, either way round.
+        let mut c = dir();
+        c.s3_bucket = Some("b".into());
+        refused(&c, "TANDEM_S3_BUCKET set but TANDEM_FILES_BACKEND is dir");
+        let mut c = s3();
+        c.s3_secret_access_key = None;
+        refused(&c, "needs TANDEM_S3_SECRET_ACCESS_KEY");
+        let mut c = s3();
+        c.s3_endpoint = Some("  ".into());
+        refused(&c, "needs TANDEM_S3_ENDPOINT");
+        let mut c = s3();
+        c.s3_verify = "trust".into();
+        refused(&c, "TANDEM_S3_VERIFY");
+        // S3's part limits.
+        let mut c = s3();
+        c.files_part_bytes = 1024 * 1024;
+        refused(&c, "5 MiB to 5 GiB");
+        let mut c = s3();
+        c.files_part_bytes = 6 * 1024 * 1024 * 1024;
+        refused(&c, "5 MiB to 5 GiB");
+        let mut c = s3();
+        c.files_part_bytes = S3_MIN_PART;
+        c.files_max_bytes = 10_001 * S3_MIN_PART;
+        refused(&c, "10001 parts");
+        for url in [
+            "not a url",
+            "ftp://x.example",
+            "https://x.example/api",
+            "https://x.example/?a=b",
+            "https://u:p@x.example",
+        ] {
+            let mut c = dir();
+            c.public_control_url = Some(url.into());
+            refused(&c, "TANDEM_PUBLIC_CONTROL_URL");
+        }
+    }
 }

@@ -2,13 +2,23 @@
 //! path-style URLs. Clients send and fetch the bytes with presigned URLs
 //! (`PUT` object, or `UploadPart` of a multipart upload; `GET` object with
 //! the name and type set by `response-content-*`); control itself only
-//! starts, lists, completes and aborts multipart uploads, reads objects
-//! back to check their SHA-256, and deletes them. Requests are signed with
+//! starts, lists, completes and aborts multipart uploads, checks the
+//! SHA-256 of what arrived, and deletes objects. Requests are signed with
 //! `rusty-s3` (sans-IO) and sent with `reqwest`.
+//!
+//! Checking the bytes ([`Verify`]): a one-part upload's URL signs
+//! `x-amz-checksum-sha256` (the declared hash) and `content-length`, so the
+//! store refuses any other body (`BadDigest`) and control only asks it for
+//! the stored checksum (`HEAD` with `x-amz-checksum-mode: ENABLED`). An
+//! object the store keeps no SHA-256 of, every multipart upload (S3 keeps
+//! per-part checksums only, which say nothing of the whole file's SHA-256),
+//! and `TANDEM_S3_VERIFY=readback` are read back and hashed, the hashing
+//! overlapping the download.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use base64::Engine;
 use ring::digest;
 use rusty_s3::actions::{CreateMultipartUpload, ListParts};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
@@ -21,10 +31,37 @@ use crate::error::ApiError;
 /// Lifetime of the URLs control signs for its own requests.
 const OWN_REQUEST_TTL: Duration = Duration::from_secs(120);
 
+/// How completion checks an upload's bytes (`TANDEM_S3_VERIFY`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// The store verifies a signed `x-amz-checksum-sha256`; read back only
+    /// what it keeps no checksum of (and multipart uploads).
+    Checksum,
+    /// Always read the object back and hash it.
+    Readback,
+}
+
+impl Verify {
+    pub fn parse(s: &str) -> anyhow::Result<Verify> {
+        match s {
+            "checksum" => Ok(Verify::Checksum),
+            "readback" => Ok(Verify::Readback),
+            other => anyhow::bail!("TANDEM_S3_VERIFY must be checksum or readback (got {other:?})"),
+        }
+    }
+}
+
 pub struct S3Store {
     bucket: Bucket,
     credentials: Credentials,
     http: reqwest::Client,
+    verify: Verify,
+}
+
+/// The `x-amz-checksum-sha256` value (base64) of a hex SHA-256.
+fn checksum_header(sha256_hex: &str) -> Result<String, ApiError> {
+    let raw = hex::decode(sha256_hex).map_err(|e| ApiError::Internal(e.into()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(raw))
 }
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -39,6 +76,7 @@ fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
 
 impl S3Store {
     pub fn from_config(config: &ControlConfig) -> anyhow::Result<S3Store> {
+        super::check_config(config)?;
         let need = |v: &Option<String>, name: &str| {
             v.clone()
                 .filter(|s| !s.trim().is_empty())
@@ -60,6 +98,7 @@ impl S3Store {
             bucket,
             credentials: Credentials::new(key, secret),
             http,
+            verify: Verify::parse(&config.s3_verify)?,
         })
     }
 
@@ -115,7 +154,8 @@ impl S3Store {
 
     /// Reads an object back: its length and SHA-256 hex; `None` when absent.
     /// An object whose length is not `expected` is not read (or no further
-    /// than one chunk past it): its length alone refuses it.
+    /// than one chunk past it): its length alone refuses it. Hashing runs on
+    /// a blocking thread while the next chunks arrive.
     async fn hash_object(
         &self,
         key: &str,
@@ -140,7 +180,14 @@ impl S3Store {
         if let Some(len) = res.content_length().filter(|len| *len != expected) {
             return Ok(Some((len, String::new())));
         }
-        let mut ctx = digest::Context::new(&digest::SHA256);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<actix_web::web::Bytes>(64);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            while let Some(chunk) = rx.blocking_recv() {
+                ctx.update(&chunk);
+            }
+            hex::encode(ctx.finish().as_ref())
+        });
         let mut total = 0u64;
         let mut res = res;
         while let Some(chunk) = res.chunk().await.map_err(|e| unavailable("read back", e))? {
@@ -148,9 +195,48 @@ impl S3Store {
             if total > expected {
                 return Ok(Some((total, String::new())));
             }
-            ctx.update(&chunk);
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
         }
-        Ok(Some((total, hex::encode(ctx.finish().as_ref()))))
+        drop(tx);
+        let hash = hasher.await.map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Some((total, hash)))
+    }
+
+    /// The stored length and `x-amz-checksum-sha256` (base64) of an object,
+    /// if the store keeps one; `None` when there is no such object.
+    async fn stored_checksum(&self, key: &str) -> Result<Option<(u64, Option<String>)>, ApiError> {
+        let mut action = self.bucket.head_object(self.creds(), key);
+        action
+            .headers_mut()
+            .insert("x-amz-checksum-mode", "ENABLED");
+        let url = action.sign(OWN_REQUEST_TTL);
+        let res = self
+            .http
+            .head(url)
+            .header("x-amz-checksum-mode", "ENABLED")
+            .send()
+            .await
+            .map_err(|e| unavailable("head", e))?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !res.status().is_success() {
+            return Err(status_error("head", res.status()));
+        }
+        let len = res
+            .headers()
+            .get(reqwest::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or_else(|| unavailable("head", "no content-length"))?;
+        let checksum = res
+            .headers()
+            .get("x-amz-checksum-sha256")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        Ok(Some((len, checksum)))
     }
 
     async fn complete_multipart(&self, plan: &Plan, upload: &str) -> Result<(), ApiError> {
@@ -236,6 +322,7 @@ impl BlobStore for S3Store {
         (1..=plan.part_count())
             .map(|n| {
                 let (offset, size) = plan.part_range(n).unwrap_or((0, 0));
+                let mut headers = BTreeMap::new();
                 let url = match &plan.multipart_id {
                     Some(upload) => {
                         let number = u16::try_from(n)
@@ -244,13 +331,29 @@ impl BlobStore for S3Store {
                             .upload_part(self.creds(), &plan.key, number, upload)
                             .sign(ttl)
                     }
-                    None => self.bucket.put_object(self.creds(), &plan.key).sign(ttl),
+                    None => {
+                        let mut action = self.bucket.put_object(self.creds(), &plan.key);
+                        if self.verify == Verify::Checksum {
+                            // Signed: the store refuses other bytes (or no header).
+                            let checksum = checksum_header(&plan.sha256)?;
+                            action
+                                .headers_mut()
+                                .insert("x-amz-checksum-sha256", checksum.clone());
+                            if size > 0 {
+                                action
+                                    .headers_mut()
+                                    .insert("content-length", size.to_string());
+                            }
+                            headers.insert("x-amz-checksum-sha256".to_string(), checksum);
+                        }
+                        action.sign(ttl)
+                    }
                 };
                 Ok(UploadPart {
                     part_number: n,
                     url: url.to_string(),
                     method: "PUT".into(),
-                    headers: BTreeMap::new(),
+                    headers,
                     offset,
                     size,
                 })
@@ -287,6 +390,26 @@ impl BlobStore for S3Store {
     ) -> Result<(), ApiError> {
         if let Some(upload) = &plan.multipart_id {
             self.complete_multipart(plan, upload).await?;
+        } else if self.verify == Verify::Checksum {
+            let Some((size, stored)) = self.stored_checksum(&plan.key).await? else {
+                return Err(ApiError::Conflict(
+                    "the file has not been received yet; send it and complete again".into(),
+                ));
+            };
+            if size != plan.size as u64 {
+                return Err(ApiError::SizeMismatch(format!(
+                    "received {size} bytes, {} were declared; nothing was kept",
+                    plan.size
+                )));
+            }
+            match stored {
+                // The store checked the body against this signed checksum.
+                Some(c) if c == checksum_header(sha256)? => return Ok(()),
+                Some(_) => return Err(ApiError::HashMismatch),
+                None => {
+                    tracing::debug!("the S3 store keeps no SHA-256 checksum: reading back");
+                }
+            }
         }
         let Some((size, hash)) = self.hash_object(&plan.key, plan.size as u64).await? else {
             return Err(ApiError::Conflict(

@@ -27,9 +27,13 @@ use crate::validate;
 const MAX_NAME_CHARS: usize = 255;
 const MAX_CONTENT_TYPE_CHARS: usize = 255;
 
-/// Control's URL as this client reached it (the directory backend's URLs
-/// point back at it).
-fn base_url(req: &HttpRequest) -> String {
+/// Control's URL, which the directory backend's URLs start with:
+/// `TANDEM_PUBLIC_CONTROL_URL` when set (a forged `Host` or `X-Forwarded-*`
+/// header cannot send a transfer elsewhere), else as this client reached it.
+fn base_url(state: &State, req: &HttpRequest) -> String {
+    if let Some(url) = &state.config.public_control_url {
+        return url.trim_end_matches('/').to_string();
+    }
     let ci = req.connection_info();
     format!("{}://{}", ci.scheme(), ci.host())
 }
@@ -156,7 +160,7 @@ pub async fn create_upload(
             return Err(e);
         }
     }
-    let answer = pending_answer(&state, &row, &base_url(&req), Vec::new())?;
+    let answer = pending_answer(&state, &row, &base_url(&state, &req), Vec::new())?;
     Ok(HttpResponse::Created().json(answer))
 }
 
@@ -217,7 +221,7 @@ pub async fn get_upload(
     Ok(web::Json(pending_answer(
         &state,
         &row,
-        &base_url(&req),
+        &base_url(&state, &req),
         received,
     )?))
 }
@@ -302,7 +306,12 @@ async fn check_and_keep(
     Ok(file)
 }
 
-/// A ready file the caller may read (else 404) and the role they have.
+/// A ready file the caller may read (else 404), or, for `Action::Delete`,
+/// delete (its uploader while an editor, or a workspace owner).
+///
+/// Reading is allowed to whoever may read the file's workspace, and to
+/// whoever may read a conversation of that workspace where a message
+/// attaches the file (a participant who is not a member of the workspace).
 async fn readable(
     state: &State,
     user: AuthUser,
@@ -315,29 +324,67 @@ async fn readable(
             let row = files::get(c, &id)?
                 .filter(FileRow::is_ready)
                 .ok_or(ApiError::NotFound("file"))?;
-            // Someone who may not read the workspace learns nothing of the
-            // file (404); a database error stays what it is.
-            let hidden = |e: ApiError| match e {
-                ApiError::NotFound(_) | ApiError::Forbidden => ApiError::NotFound("file"),
-                e => e,
-            };
-            let chain = load::workspace(c, &row.workspace_id).map_err(hidden)?;
             let actor = user.actor();
-            let facts = facts::for_chain(c, &actor.user_id, &chain)?;
-            let may = |action| {
-                authz::can(&actor, action, ResourceKind::Workspace, &facts)
-                    .into_result()
-                    .map_err(|d| ApiError::denied(d, "workspace"))
-            };
-            may(Action::Read).map_err(hidden)?;
-            if action == Action::Delete {
-                // The uploader (still an editor) or a workspace owner.
-                let own = row.created_by.as_deref() == Some(user.id());
-                may(if own { Action::Update } else { Action::Delete })?;
+            match workspace_allows(c, &actor, &row, action) {
+                Ok(()) => Ok(row),
+                Err(ApiError::NotFound(_))
+                    if action == Action::Read && read_through_conversation(c, &actor, &row)? =>
+                {
+                    Ok(row)
+                }
+                Err(e) => Err(e),
             }
-            Ok(row)
         })
         .await
+}
+
+fn is_denied(e: &ApiError) -> bool {
+    matches!(e, ApiError::NotFound(_) | ApiError::Forbidden)
+}
+
+/// `can()` on the file's workspace: Read, or Delete as [`readable`] says.
+/// Not allowed to read it: `NotFound`.
+fn workspace_allows(
+    c: &mut crate::db::DbConnection,
+    actor: &authz::Actor,
+    row: &FileRow,
+    action: Action,
+) -> Result<(), ApiError> {
+    let hidden = |e: ApiError| match e {
+        ApiError::NotFound(_) | ApiError::Forbidden => ApiError::NotFound("file"),
+        e => e,
+    };
+    let chain = load::workspace(c, &row.workspace_id).map_err(hidden)?;
+    let facts = facts::for_chain(c, &actor.user_id, &chain)?;
+    let may = |action| {
+        authz::can(actor, action, ResourceKind::Workspace, &facts)
+            .into_result()
+            .map_err(|d| ApiError::denied(d, "workspace"))
+    };
+    may(Action::Read).map_err(hidden)?;
+    if action == Action::Delete {
+        let own = row.created_by.as_deref() == Some(actor.user_id.as_str());
+        may(if own { Action::Update } else { Action::Delete })?;
+    }
+    Ok(())
+}
+
+/// Whether `can()` lets the actor read a conversation (of the file's
+/// workspace) where a message attaches the file.
+fn read_through_conversation(
+    c: &mut crate::db::DbConnection,
+    actor: &authz::Actor,
+    row: &FileRow,
+) -> Result<bool, ApiError> {
+    let candidates = files::conversations_attaching(c, &row.id, &row.workspace_id, &actor.user_id)?;
+    for conversation in candidates {
+        match super::conversations::authorized(c, actor, &conversation, Action::Read) {
+            Ok(_) => return Ok(true),
+            Err(e) if is_denied(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(false)
 }
 
 /// `GET /files/{id}`: metadata.
@@ -367,7 +414,7 @@ async fn signed_download(
             content_type: &row.content_type,
             expires_at,
         },
-        &base_url(req),
+        &base_url(state, req),
     )?;
     if state.files.dir().is_none() {
         state.metrics.files_bytes_out.inc_by(row.size_bytes as u64);

@@ -66,6 +66,7 @@ impl FileRow {
             part_bytes: self.part_bytes,
             multipart_id: self.multipart_id.clone(),
             content_type: self.content_type.clone(),
+            sha256: self.sha256.clone(),
             expires_at: (self.expires_at / 1000).max(0) as u64,
         }
     }
@@ -403,4 +404,38 @@ pub fn collecting(c: &mut DbConnection, limit: i64) -> Result<Vec<FileRow>, ApiE
 pub fn remove_collected(c: &mut DbConnection, id: &str) -> Result<(), ApiError> {
     diesel::delete(files::table.find(id).filter(files::state.eq(COLLECTING))).execute(c)?;
     Ok(())
+}
+
+/// Most conversations [`conversations_attaching`] returns: a user who takes
+/// part in more conversations attaching one file is asked about these.
+pub const MAX_ATTACHING_CONVERSATIONS: i64 = 16;
+
+/// Conversations of `workspace_id` that `user_id` owns or takes part in and
+/// where a message attaches `file_id` (at most
+/// [`MAX_ATTACHING_CONVERSATIONS`]): the candidates through which the file
+/// may be read (the caller still asks `can()` on each). One query, on the
+/// attachments' `file_id` index.
+pub fn conversations_attaching(
+    c: &mut DbConnection,
+    file_id: &str,
+    workspace_id: &str,
+    user_id: &str,
+) -> Result<Vec<String>, ApiError> {
+    use crate::db::schema::{conversation_participants, conversations, messages, projects};
+    let takes_part = exists(
+        conversation_participants::table
+            .filter(conversation_participants::conversation_id.eq(conversations::id))
+            .filter(conversation_participants::user_id.eq(user_id)),
+    );
+    Ok(message_attachments::table
+        .inner_join(messages::table.on(messages::id.eq(message_attachments::message_id)))
+        .inner_join(conversations::table.on(conversations::id.eq(messages::conversation_id)))
+        .inner_join(projects::table.on(projects::id.eq(conversations::project_id)))
+        .filter(message_attachments::file_id.eq(file_id))
+        .filter(projects::workspace_id.eq(workspace_id))
+        .filter(conversations::owner_id.eq(user_id).or(takes_part))
+        .select(conversations::id)
+        .distinct()
+        .limit(MAX_ATTACHING_CONVERSATIONS)
+        .load(c)?)
 }

@@ -421,9 +421,22 @@ async fn same_bytes_again_are_a_dedupe_hit(backend: Backend, store: Store) {
 }
 
 async fn bytes_not_matching_the_hash_are_refused(backend: Backend, store: Store) {
-    let env = spawn(backend, store, |c| c.files_part_bytes = S3_MIN_PART).await;
+    refused_when_verifying(backend, store, "checksum").await;
+    if store == Store::S3 {
+        refused_when_verifying(backend, store, "readback").await;
+    }
+}
+
+/// With `TANDEM_S3_VERIFY=verify` (the directory backend ignores it).
+async fn refused_when_verifying(backend: Backend, store: Store, verify: &str) {
+    let env = spawn(backend, store, |c| {
+        c.files_part_bytes = S3_MIN_PART;
+        c.s3_verify = verify.into();
+    })
+    .await;
     let app = &env.app;
     let t = team(app).await;
+    let store_checks = store == Store::S3 && verify == "checksum";
     for size in [10_000usize, S3_MIN_PART as usize + 10] {
         let declared = bytes(size, 1);
         let mut sent = declared.clone();
@@ -431,8 +444,25 @@ async fn bytes_not_matching_the_hash_are_refused(backend: Backend, store: Store)
         let a = intent(app, &t.alice, &t.ws, "x.bin", &declared).await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
         let id = a.body["uploadId"].as_str().unwrap().to_string();
+        let one_part = a.body["parts"].as_array().unwrap().len() == 1;
+        let checksum = &a.body["parts"][0]["headers"]["x-amz-checksum-sha256"];
+        assert_eq!(checksum.is_string(), store_checks && one_part, "{}", a.body);
+        if checksum.is_string() {
+            // The header is signed: leaving it out is refused.
+            let url = a.body["parts"][0]["url"].as_str().unwrap();
+            let res = app
+                .client
+                .put(url)
+                .body(declared.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        }
         let puts = put_parts(app, &a.body, &sent, None).await;
         let refused_at_put = puts.iter().any(|p| p.1 == StatusCode::UNPROCESSABLE_ENTITY);
+        let refused_by_store = puts.iter().any(|p| p.1 == StatusCode::BAD_REQUEST);
+        assert_eq!(refused_by_store, store_checks && one_part, "{puts:?}");
         let done = app
             .post(
                 &format!("/files/uploads/{id}/complete"),
@@ -440,6 +470,24 @@ async fn bytes_not_matching_the_hash_are_refused(backend: Backend, store: Store)
                 completed(&puts),
             )
             .await;
+        if refused_by_store {
+            // The store kept nothing; the upload waits for the right bytes.
+            assert_eq!(done.status, StatusCode::CONFLICT, "{}", done.body);
+            let key = format!("{}/{id}", t.ws);
+            assert!(!app.state.files.exists(&key).await.unwrap());
+            let puts = put_parts(app, &a.body, &declared, None).await;
+            assert_eq!(puts[0].1, StatusCode::OK);
+            let done = app
+                .post(
+                    &format!("/files/uploads/{id}/complete"),
+                    &t.alice.token,
+                    json!({}),
+                )
+                .await;
+            assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+            assert!(download(app, &t.alice, &id).await == declared);
+            continue;
+        }
         if refused_at_put {
             assert_eq!(done.status, StatusCode::NOT_FOUND, "{}", done.body);
         } else {
@@ -1023,6 +1071,190 @@ async fn message_attachments_and_links(backend: Backend, store: Store) {
     }
 }
 
+/// A conversation participant who is not a member of the workspace reads
+/// (never deletes) the files attached in that conversation, and only those,
+/// for as long as they take part in it.
+async fn attachments_are_readable_through_their_conversation(backend: Backend, store: Store) {
+    let env = spawn(backend, store, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let dave = app.signup("dave@else.test", "Dave").await;
+    let project = app.create_project(&t.alice, &t.ws, "P").await;
+    let new_conversation = |title: &'static str| {
+        let (token, project) = (t.alice.token.clone(), project.clone());
+        async move {
+            app.post(
+                &format!("/projects/{project}/conversations"),
+                &token,
+                json!({ "title": title }),
+            )
+            .await
+            .id()
+        }
+    };
+    let (conv_a, conv_b) = (new_conversation("a").await, new_conversation("b").await);
+    let data_a = bytes(300_000, 7);
+    let data_b = bytes(1000, 8);
+    let file_a = upload(app, &t.alice, &t.ws, "a.bin", &data_a).await;
+    let file_b = upload(app, &t.alice, &t.ws, "b.bin", &data_b).await;
+    let (fa, fb) = (
+        file_a["id"].as_str().unwrap().to_string(),
+        file_b["id"].as_str().unwrap().to_string(),
+    );
+    for (conv, file, who) in [(&conv_a, &fa, &t.carol), (&conv_b, &fb, &dave)] {
+        let a = app
+            .post(
+                &format!("/conversations/{conv}/participants"),
+                &t.alice.token,
+                json!({ "userId": who.id }),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let m = app
+            .post(
+                &format!("/conversations/{conv}/messages"),
+                &t.alice.token,
+                json!({"content": "see attached", "attachments": [file]}),
+            )
+            .await;
+        assert_eq!(m.status, StatusCode::CREATED, "{}", m.body);
+    }
+    // Carol is in another org and no member of the workspace.
+    assert_eq!(
+        app.get(&format!("/workspaces/{}", t.ws), &t.carol.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let meta = app.get(&format!("/files/{fa}"), &t.carol.token).await;
+    assert_eq!(meta.status, StatusCode::OK, "{}", meta.body);
+    assert_eq!(meta.body, file_a);
+    let got = download(app, &t.carol, &fa).await;
+    assert!(got == data_a, "the participant's download differs");
+    let url = app.get(&format!("/files/{fa}/url"), &t.carol.token).await;
+    assert_eq!(url.status, StatusCode::OK, "{}", url.body);
+    let res = reqwest::get(url.body["url"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.bytes().await.unwrap().as_ref(), &data_a[..]);
+    // Reading only: no delete, no upload to the workspace.
+    assert_eq!(
+        app.delete(&format!("/files/{fa}"), &t.carol.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    let up = intent(app, &t.carol, &t.ws, "x.bin", b"x").await;
+    assert_eq!(up.status, StatusCode::NOT_FOUND, "{}", up.body);
+    // B's file is not readable through A, nor A's through B.
+    for (who, file) in [(&t.carol, &fb), (&dave, &fa)] {
+        for suffix in ["", "/content", "/url"] {
+            let a = app.get(&format!("/files/{file}{suffix}"), &who.token).await;
+            assert_eq!(a.status, StatusCode::NOT_FOUND, "{suffix}: {}", a.body);
+        }
+    }
+    assert!(download(app, &dave, &fb).await == data_b);
+    // Carol's participation ends: so does her access to A's file.
+    let gone = app
+        .delete(
+            &format!("/conversations/{conv_a}/participants/{}", t.carol.id),
+            &t.alice.token,
+        )
+        .await;
+    assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.body);
+    for suffix in ["", "/content", "/url"] {
+        let a = app
+            .get(&format!("/files/{fa}{suffix}"), &t.carol.token)
+            .await;
+        assert_eq!(a.status, StatusCode::NOT_FOUND, "{suffix}: {}", a.body);
+    }
+    // The file stays readable to the workspace and to B's participant of B's file.
+    assert!(download(app, &t.bob, &fa).await == data_a);
+}
+
+/// With `TANDEM_PUBLIC_CONTROL_URL`, the directory backend's transfer URLs
+/// start with it whatever `Host` or `X-Forwarded-*` the request came with.
+async fn transfer_urls_use_the_public_control_url(backend: Backend) {
+    let public = "https://control.example.test";
+    let env = spawn(backend, Store::Dir, |c| {
+        c.public_control_url = Some(format!("{public}/"));
+    })
+    .await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(5000, 3);
+    let forged = |req: reqwest::RequestBuilder| {
+        req.bearer_auth(&t.alice.token)
+            .header("host", "evil.example")
+            .header("x-forwarded-host", "evil.example")
+            .header("x-forwarded-proto", "http")
+            .header("forwarded", "host=evil.example;proto=http")
+    };
+    let pending: Value =
+        forged(no_redirects().post(format!("{}/workspaces/{}/files/uploads", app.base, t.ws)))
+            .json(&json!({
+                "name": "p.bin", "size": data.len(),
+                "contentType": "application/octet-stream", "sha256": sha256(&data),
+            }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(pending["status"], "pending", "{pending}");
+    let part = pending["parts"][0]["url"].as_str().unwrap();
+    assert!(part.starts_with(&format!("{public}/blobs/")), "{part}");
+    // The URL is good: sent to this control, the part is taken.
+    let local = part.replacen(public, &app.base, 1);
+    let res = app
+        .client
+        .put(&local)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let id = pending["uploadId"].as_str().unwrap();
+    let done = app
+        .post(
+            &format!("/files/uploads/{id}/complete"),
+            &t.alice.token,
+            json!({}),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+    let res = forged(no_redirects().get(format!("{}/files/{id}/content", app.base)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FOUND);
+    let location = res.headers()["location"].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("{public}/blobs/{id}?")),
+        "{location}"
+    );
+    let url: Value = forged(no_redirects().get(format!("{}/files/{id}/url", app.base)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = url["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{public}/blobs/{id}?")), "{url}");
+    let got = app
+        .client
+        .get(url.replacen(public, &app.base, 1))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(got.as_ref(), &data[..]);
+}
+
 all_variants!(
     one_member_uploads_another_downloads,
     multipart_upload_resumes,
@@ -1033,5 +1265,6 @@ all_variants!(
     limits_answer_clearly,
     collector_removes_exactly_the_unreferenced,
     message_attachments_and_links,
+    attachments_are_readable_through_their_conversation,
 );
-crate::both_backends!(range_requests);
+crate::both_backends!(range_requests, transfer_urls_use_the_public_control_url);
