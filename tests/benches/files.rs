@@ -1,7 +1,8 @@
-//! Files benchmark (not a test): upload and download MB/s of 1 MB and 100 MB
-//! files through control's directory backend and through S3 presigned URLs
-//! (control on the S3 backend), beside a direct PUT/GET of the same bytes to
-//! the same S3 server (the ceiling).
+//! Files benchmark (not a test): upload and download MB/s of 1 MB, 16 MB
+//! (one part) and 100 MB (multipart) files through control's directory
+//! backend and through S3 presigned URLs (control on the S3 backend, with
+//! `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
+//! the same bytes to the same S3 server (the ceiling).
 //!
 //!     scripts/bench files     # starts SeaweedFS on loopback, then runs this
 //!
@@ -9,7 +10,9 @@
 //! only the directory backend is measured). Control runs in this process
 //! (SQLite in a temp dir, 2 workers); every transfer is over loopback HTTP.
 //! Tandem's upload is the whole flow: intent, parts (up to 4 at once),
-//! completion (which reads the bytes back to check their SHA-256); its
+//! completion (`checksum`: the store checked a one-part upload's signed
+//! SHA-256, control asks for it; multipart and `readback`: control reads the
+//! bytes back to check their SHA-256), the client's SHA-256 included; its
 //! download is `GET /files/{id}/content` and the redirect. Prints a table
 //! and one JSON line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -69,7 +72,7 @@ struct Control {
     _dir: tempfile::TempDir,
 }
 
-async fn start_control(s3: Option<&S3>) -> Control {
+async fn start_control(s3: Option<&S3>, verify: &str) -> Control {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ControlConfig::for_tests(format!(
         "sqlite://{}",
@@ -83,6 +86,7 @@ async fn start_control(s3: Option<&S3>) -> Control {
         config.s3_bucket = Some(s3.bucket.clone());
         config.s3_access_key_id = Some(s3.key.clone());
         config.s3_secret_access_key = Some(s3.secret.clone());
+        config.s3_verify = verify.into();
     }
     let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -232,16 +236,20 @@ async fn main() {
     let http = reqwest::Client::new();
     let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
     let mut seed = 1;
-    let sizes = [("1 MB", MB, 5), ("100 MB", 100 * MB, 2)];
-    let dir = start_control(None).await;
+    let sizes = [("1 MB", MB, 5), ("16 MB", 16 * MB, 3), ("100 MB", 100 * MB, 3)];
+    let dir = start_control(None, "checksum").await;
     let s3_control = match &s3 {
-        Some(s3) => Some(start_control(Some(s3)).await),
+        Some(s3) => Some((
+            start_control(Some(s3), "checksum").await,
+            start_control(Some(s3), "readback").await,
+        )),
         None => None,
     };
     for (label, size, runs) in sizes {
         let mut paths: Vec<(&str, &Control)> = vec![("tandem dir", &dir)];
-        if let Some(c) = &s3_control {
-            paths.push(("tandem s3 presigned", c));
+        if let Some((checksum, readback)) = &s3_control {
+            paths.push(("tandem s3 checksum", checksum));
+            paths.push(("tandem s3 readback", readback));
         }
         for (name, c) in paths {
             let (mut ups, mut downs) = (Vec::new(), Vec::new());

@@ -47,7 +47,10 @@ pub fn operations() -> Vec<Op> {
         .errors(&[403, 404, 409, 410, 503])
         .ok::<FileAnswer>(201),
         get("/files/{id}", "getFile", "A file's metadata")
-            .describe("Readers of its workspace; anyone else gets 404.")
+            .describe(
+                "Readers of its workspace, and readers of a conversation of that workspace \
+                 where a message attaches it; anyone else gets 404.",
+            )
             .errors(&[404])
             .ok::<FileMeta>(200),
         delete("/files/{id}", "deleteFile", "Delete a file")
@@ -64,7 +67,8 @@ pub fn operations() -> Vec<Op> {
             "302 to a short-lived signed download URL",
         )
         .describe(
-            "Readers of its workspace. The URL expires after TANDEM_FILES_URL_TTL_SECS, so \
+            "Readers of its workspace, and readers of a conversation where a message attaches \
+             it. The URL expires after TANDEM_FILES_URL_TTL_SECS, so \
              losing access ends downloading within that time. Check the sha256 of what you \
              download against the file's.",
         )
