@@ -236,7 +236,11 @@ async fn main() {
     let http = reqwest::Client::new();
     let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
     let mut seed = 1;
-    let sizes = [("1 MB", MB, 5), ("16 MB", 16 * MB, 3), ("100 MB", 100 * MB, 3)];
+    let sizes = [
+        ("1 MB", MB, 5),
+        ("16 MB", 16 * MB, 3),
+        ("100 MB", 100 * MB, 3),
+    ];
     let dir = start_control(None, "checksum").await;
     let s3_control = match &s3 {
         Some(s3) => Some((
