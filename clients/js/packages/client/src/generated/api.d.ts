@@ -741,7 +741,7 @@ export interface paths {
         };
         /**
          * A file's metadata
-         * @description Readers of its workspace; anyone else gets 404.
+         * @description Readers of its workspace, and readers of a conversation of that workspace where a message attaches it; anyone else gets 404.
          */
         get: operations["getFile"];
         put?: never;
@@ -765,7 +765,7 @@ export interface paths {
         };
         /**
          * 302 to a short-lived signed download URL
-         * @description Readers of its workspace. The URL expires after TANDEM_FILES_URL_TTL_SECS, so losing access ends downloading within that time. Check the sha256 of what you download against the file's.
+         * @description Readers of its workspace, and readers of a conversation where a message attaches it. The URL expires after TANDEM_FILES_URL_TTL_SECS, so losing access ends downloading within that time. Check the sha256 of what you download against the file's.
          */
         get: operations["downloadFile"];
         put?: never;
