@@ -263,7 +263,7 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
         assert!(!shown.to_string().contains(&secret[6..]), "{shown}");
         assert!(!shown.to_string().contains("secret"), "{shown}");
     }
-    let stored = app.sql_texts("SELECT secret_sealed FROM webhook_endpoints");
+    let stored = app.sql_texts("SELECT secret_sealed AS t FROM webhook_endpoints");
     assert!(!stored[0].contains(&secret[6..]));
     assert_eq!(app.get(&format!("{base}/{id}"), &member.token).await.status, StatusCode::FORBIDDEN);
     assert_eq!(app.get(&format!("{base}/{id}"), &outsider.token).await.status, StatusCode::NOT_FOUND);
