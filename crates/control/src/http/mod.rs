@@ -196,7 +196,7 @@ fn webhook_routes(cfg: &mut web::ServiceConfig) {
     use web::{delete, get, patch, post};
     const H: &str = "/orgs/{id}/webhooks";
     cfg.service(
-        at(H)
+        at("/orgs/{id}/webhooks")
             .route(get().to(webhooks::list))
             .route(post().to(webhooks::create)),
     )
