@@ -167,7 +167,11 @@ pub struct ControlConfig {
 
     /// At most one `document.saved` webhook event per document per this
     /// many milliseconds.
-    #[arg(long, env = "TANDEM_WEBHOOK_SAVE_DEBOUNCE_MS", default_value_t = 60_000)]
+    #[arg(
+        long,
+        env = "TANDEM_WEBHOOK_SAVE_DEBOUNCE_MS",
+        default_value_t = 60_000
+    )]
     pub webhook_save_debounce_ms: u64,
 
     /// A user counts as present in a conversation for this long after a heartbeat.

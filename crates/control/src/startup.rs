@@ -91,7 +91,9 @@ impl Application {
             crate::files::UrlSigner::new(config.relay_secret.as_deref().unwrap_or_default()),
         )?;
         if config.webhook_allow_private {
-            tracing::warn!("TANDEM_WEBHOOK_ALLOW_PRIVATE: webhooks may target private and loopback addresses");
+            tracing::warn!(
+                "TANDEM_WEBHOOK_ALLOW_PRIVATE: webhooks may target private and loopback addresses"
+            );
         }
         let webhook_client = crate::webhooks::client(config.webhook_allow_private)?;
         let state = Arc::new(AppState {

@@ -135,12 +135,7 @@ pub async fn check_target(url: &url::Url, allow_private: bool) -> Result<(), Api
         };
     }
     let port = url.port_or_known_default().unwrap_or(443);
-    match tokio::time::timeout(
-        Duration::from_secs(5),
-        resolve_checked(&host, port, false),
-    )
-    .await
-    {
+    match tokio::time::timeout(Duration::from_secs(5), resolve_checked(&host, port, false)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(why)) if why.starts_with("refused") => Err(ApiError::TargetRefused(why)),
         Ok(Err(why)) => Err(ApiError::validation(format!("url: {why}"))),
@@ -420,8 +415,10 @@ mod tests {
         }
         let url = url::Url::parse("http://127.0.0.1:9/").unwrap();
         assert!(check_target(&url, true).await.is_ok());
-        assert!(check_target(&url::Url::parse("https://1.1.1.1/").unwrap(), false)
-            .await
-            .is_ok());
+        assert!(
+            check_target(&url::Url::parse("https://1.1.1.1/").unwrap(), false)
+                .await
+                .is_ok()
+        );
     }
 }

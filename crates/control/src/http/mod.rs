@@ -209,8 +209,10 @@ fn webhook_routes(cfg: &mut web::ServiceConfig) {
     .service(at(&format!("{H}/{{hookId}}/rotate-secret")).route(post().to(webhooks::rotate_secret)))
     .service(at(&format!("{H}/{{hookId}}/deliveries")).route(get().to(webhooks::deliveries)))
     .service(
-        at(&format!("{H}/{{hookId}}/deliveries/{{deliveryId}}/redeliver"))
-            .route(post().to(webhooks::redeliver)),
+        at(&format!(
+            "{H}/{{hookId}}/deliveries/{{deliveryId}}/redeliver"
+        ))
+        .route(post().to(webhooks::redeliver)),
     );
 }
 

@@ -265,13 +265,18 @@ pub fn list(
         .into_boxed();
     if let Some((at, id)) = &page.after {
         q = q.filter(
-            webhook_endpoints::created_at.gt(*at).or(webhook_endpoints::created_at
-                .eq(*at)
-                .and(webhook_endpoints::id.gt(id.clone()))),
+            webhook_endpoints::created_at
+                .gt(*at)
+                .or(webhook_endpoints::created_at
+                    .eq(*at)
+                    .and(webhook_endpoints::id.gt(id.clone()))),
         );
     }
     let rows: Vec<EndpointRow> = q
-        .order((webhook_endpoints::created_at.asc(), webhook_endpoints::id.asc()))
+        .order((
+            webhook_endpoints::created_at.asc(),
+            webhook_endpoints::id.asc(),
+        ))
         .limit(page.fetch())
         .select(EndpointRow::as_select())
         .load(conn)?;
@@ -372,9 +377,11 @@ pub fn deliveries(
         .into_boxed();
     if let Some((at, id)) = &page.after {
         q = q.filter(
-            webhook_deliveries::created_at.lt(*at).or(webhook_deliveries::created_at
-                .eq(*at)
-                .and(webhook_deliveries::id.lt(id.clone()))),
+            webhook_deliveries::created_at
+                .lt(*at)
+                .or(webhook_deliveries::created_at
+                    .eq(*at)
+                    .and(webhook_deliveries::id.lt(id.clone()))),
         );
     }
     let rows: Vec<DeliveryRow> = q
@@ -398,7 +405,8 @@ pub fn deliveries(
     let items = rows
         .into_iter()
         .map(|r| {
-            let mine: Vec<&AttemptRow> = attempts.iter().filter(|a| a.delivery_id == r.id).collect();
+            let mine: Vec<&AttemptRow> =
+                attempts.iter().filter(|a| a.delivery_id == r.id).collect();
             delivery_dto(r, &mine)
         })
         .collect();
@@ -910,8 +918,12 @@ mod tests {
         assert!(check_url("https://u:p@example.com/").is_err());
         assert!(check_url(&format!("https://e.com/{}", "a".repeat(2000))).is_err());
         assert_eq!(
-            check_events(&["org.updated".into(), "file.uploaded".into(), "org.updated".into()])
-                .unwrap(),
+            check_events(&[
+                "org.updated".into(),
+                "file.uploaded".into(),
+                "org.updated".into()
+            ])
+            .unwrap(),
             vec!["file.uploaded".to_string(), "org.updated".to_string()]
         );
         assert!(check_events(&[]).is_err());

@@ -242,12 +242,21 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
     // Members may not manage (403), outsiders are told nothing (404).
     let a = app.post(&base, &member.token, body.clone()).await;
     assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
-    assert_eq!(app.get(&base, &member.token).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get(&base, &member.token).await.status,
+        StatusCode::FORBIDDEN
+    );
     let a = app.post(&base, &outsider.token, body.clone()).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
 
     // Created: the secret once, whsec_ + base64 of 24+ bytes.
-    let (id, secret) = hook(&app, &o, "https://1.1.1.1/hook", &["document.created", "org.updated"]).await;
+    let (id, secret) = hook(
+        &app,
+        &o,
+        "https://1.1.1.1/hook",
+        &["document.created", "org.updated"],
+    )
+    .await;
     let raw = base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())
         .unwrap();
@@ -257,7 +266,10 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
     assert_eq!(list.status, StatusCode::OK);
     assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
     let one = app.get(&format!("{base}/{id}"), &o.owner.token).await;
-    assert_eq!(one.body["events"], json!(["document.created", "org.updated"]));
+    assert_eq!(
+        one.body["events"],
+        json!(["document.created", "org.updated"])
+    );
     assert_eq!(one.body["enabled"], true);
     for shown in [&list.body, &one.body] {
         assert!(!shown.to_string().contains(&secret[6..]), "{shown}");
@@ -265,8 +277,16 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
     }
     let stored = app.sql_texts("SELECT secret_sealed AS t FROM webhook_endpoints");
     assert!(!stored[0].contains(&secret[6..]));
-    assert_eq!(app.get(&format!("{base}/{id}"), &member.token).await.status, StatusCode::FORBIDDEN);
-    assert_eq!(app.get(&format!("{base}/{id}"), &outsider.token).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        app.get(&format!("{base}/{id}"), &member.token).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.get(&format!("{base}/{id}"), &outsider.token)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
 
     // Change it; disable and enable.
     let a = app
@@ -281,21 +301,33 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
     assert_eq!(a.body["enabled"], false);
     assert_eq!(a.body["disabledReason"], "manual");
     let a = app
-        .patch(&format!("{base}/{id}"), &o.owner.token, json!({ "enabled": true }))
+        .patch(
+            &format!("{base}/{id}"),
+            &o.owner.token,
+            json!({ "enabled": true }),
+        )
         .await;
     assert_eq!(a.body["enabled"], true);
     assert_eq!(a.body["disabledReason"], Value::Null);
 
     // Rotation: a new secret, shown once.
     let r = app
-        .post(&format!("{base}/{id}/rotate-secret"), &o.owner.token, json!({}))
+        .post(
+            &format!("{base}/{id}/rotate-secret"),
+            &o.owner.token,
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let rotated = r.body["secret"].as_str().unwrap();
     assert!(rotated.starts_with("whsec_"));
     assert_ne!(rotated, secret);
     let r = app
-        .post(&format!("{base}/{id}/rotate-secret"), &member.token, json!({}))
+        .post(
+            &format!("{base}/{id}/rotate-secret"),
+            &member.token,
+            json!({}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
 
@@ -309,7 +341,12 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
         json!({ "url": "https://1.1.1.1/" }),
     ] {
         let a = app.post(&base, &o.owner.token, bad.clone()).await;
-        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {}", a.body);
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}: {}",
+            a.body
+        );
     }
 
     // Paged list.
@@ -341,7 +378,9 @@ async fn failures_are_retried_with_fresh_signatures_and_one_id(backend: Backend)
     let rx = Receiver::start(vec![Reply::Slow(500, 1000), Reply::Slow(500, 1000)]).await;
     let o = org(&app, "hooks-retry.dev").await;
     let (id, secret) = hook(&app, &o, &format!("{}/in", rx.url), &["document.created"]).await;
-    let doc = app.create_resource(&o.owner, &o.project, "documents", "Plan").await;
+    let doc = app
+        .create_resource(&o.owner, &o.project, "documents", "Plan")
+        .await;
 
     let got = rx.wait_for(3).await;
     assert_eq!(got.len(), 3, "{got:?}");
@@ -371,13 +410,18 @@ async fn failures_are_retried_with_fresh_signatures_and_one_id(backend: Backend)
     assert_eq!(d["eventType"], "document.created");
     assert_eq!(d["nextAttemptAt"], Value::Null);
     let attempts = d["attempts"].as_array().unwrap();
-    let codes: Vec<i64> = attempts.iter().map(|a| a["statusCode"].as_i64().unwrap()).collect();
+    let codes: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["statusCode"].as_i64().unwrap())
+        .collect();
     assert_eq!(codes, vec![500, 500, 200]);
     assert_eq!(attempts[0]["error"], "HTTP 500");
     assert_eq!(attempts[2]["error"], Value::Null);
     assert!(attempts[0]["durationMs"].as_i64().unwrap() >= 900);
     assert_eq!(attempts[2]["responseBody"], "answered 200");
-    let e = app.get(&format!("/orgs/{}/webhooks/{id}", o.id), &o.owner.token).await;
+    let e = app
+        .get(&format!("/orgs/{}/webhooks/{id}", o.id), &o.owner.token)
+        .await;
     assert_eq!(e.body["enabled"], true);
     assert_eq!(e.body["failingSince"], Value::Null);
 }
@@ -388,39 +432,61 @@ async fn a_410_disables_and_redelivery_works_once_reenabled(backend: Backend) {
     let o = org(&app, "hooks-gone.dev").await;
     let (id, secret) = hook(&app, &o, &rx.url, &["document.created"]).await;
     let base = format!("/orgs/{}/webhooks/{id}", o.id);
-    app.create_resource(&o.owner, &o.project, "documents", "A").await;
+    app.create_resource(&o.owner, &o.project, "documents", "A")
+        .await;
     rx.wait_for(1).await;
     let d = settled(&app, &o, &id).await;
     assert_eq!(d["state"], "failed");
-    assert_eq!(d["attempts"].as_array().unwrap().len(), 1, "no retry after 410");
+    assert_eq!(
+        d["attempts"].as_array().unwrap().len(),
+        1,
+        "no retry after 410"
+    );
     let e = app.get(&base, &o.owner.token).await;
     assert_eq!(e.body["enabled"], false);
     assert_eq!(e.body["disabledReason"], "gone");
 
     // A disabled endpoint gets no new events and cannot redeliver.
-    app.create_resource(&o.owner, &o.project, "documents", "B").await;
+    app.create_resource(&o.owner, &o.project, "documents", "B")
+        .await;
     assert_eq!(deliveries(&app, &o, &id).await.len(), 1);
     let did = d["id"].as_str().unwrap();
     let a = app
-        .post(&format!("{base}/deliveries/{did}/redeliver"), &o.owner.token, json!({}))
+        .post(
+            &format!("{base}/deliveries/{did}/redeliver"),
+            &o.owner.token,
+            json!({}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
 
     // Re-enabled: a manual redelivery sends the same message, signed anew.
-    app.patch(&base, &o.owner.token, json!({ "enabled": true })).await;
+    app.patch(&base, &o.owner.token, json!({ "enabled": true }))
+        .await;
     let a = app
-        .post(&format!("{base}/deliveries/{did}/redeliver"), &o.owner.token, json!({}))
+        .post(
+            &format!("{base}/deliveries/{did}/redeliver"),
+            &o.owner.token,
+            json!({}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let got = rx.wait_for(2).await;
     assert_eq!(got[1].id, got[0].id);
-    assert_eq!(got[1].signature, sign(&secret, &got[1].id, got[1].timestamp, &got[1].body));
+    assert_eq!(
+        got[1].signature,
+        sign(&secret, &got[1].id, got[1].timestamp, &got[1].body)
+    );
     let d = settled(&app, &o, &id).await;
     assert_eq!(d["state"], "delivered");
     assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
     // Unknown delivery: 404; another org's owner: 404.
     let a = app
-        .post(&format!("{base}/deliveries/nope/redeliver"), &o.owner.token, json!({}))
+        .post(
+            &format!("{base}/deliveries/nope/redeliver"),
+            &o.owner.token,
+            json!({}),
+        )
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
 }
@@ -439,7 +505,8 @@ async fn redirects_are_not_followed_and_timeouts_fail(backend: Backend) {
     ]);
     let o = org(&app, "hooks-redirect.dev").await;
     let (id, _) = hook(&app, &o, &format!("{}/hook", rx.url), &["document.created"]).await;
-    app.create_resource(&o.owner, &o.project, "documents", "A").await;
+    app.create_resource(&o.owner, &o.project, "documents", "A")
+        .await;
     rx.wait_for(3).await;
     let d = settled(&app, &o, &id).await;
     assert_eq!(d["state"], "delivered", "{d}");
@@ -448,9 +515,15 @@ async fn redirects_are_not_followed_and_timeouts_fail(backend: Backend) {
     let attempts = d["attempts"].as_array().unwrap();
     assert_eq!(attempts.len(), 3, "{d}");
     assert_eq!(attempts[0]["statusCode"], 302);
-    assert!(attempts[0]["error"].as_str().unwrap().contains("redirect"), "{d}");
+    assert!(
+        attempts[0]["error"].as_str().unwrap().contains("redirect"),
+        "{d}"
+    );
     assert_eq!(attempts[1]["statusCode"], Value::Null);
-    assert!(attempts[1]["error"].as_str().unwrap().contains("timed out"), "{d}");
+    assert!(
+        attempts[1]["error"].as_str().unwrap().contains("timed out"),
+        "{d}"
+    );
     assert!(attempts[1]["durationMs"].as_i64().unwrap() < 1400);
     assert_eq!(attempts[2]["statusCode"], 200);
 }
@@ -476,25 +549,42 @@ async fn non_public_targets_are_refused(backend: Backend) {
         "http://0.0.0.0/".to_string(),
     ] {
         let a = app
-            .post(&base, &o.owner.token, json!({ "url": url, "events": ["org.updated"] }))
+            .post(
+                &base,
+                &o.owner.token,
+                json!({ "url": url, "events": ["org.updated"] }),
+            )
             .await;
-        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {}", a.body);
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{url}: {}",
+            a.body
+        );
         assert_eq!(a.code(), "webhook_target_refused", "{url}");
     }
     // A public target is accepted, but not changed into a private one.
     let (id, _) = hook(&app, &o, "https://1.1.1.1/hook", &["document.created"]).await;
     let a = app
-        .patch(&format!("{base}/{id}"), &o.owner.token, json!({ "url": rx.url }))
+        .patch(
+            &format!("{base}/{id}"),
+            &o.owner.token,
+            json!({ "url": rx.url }),
+        )
         .await;
     assert_eq!(a.code(), "webhook_target_refused");
 
     // Where the target points is checked again at delivery: the stored URL
     // turned private (as a DNS answer may change) is refused, not contacted.
-    for target in [format!("http://127.0.0.1:{port}/"), format!("http://localhost:{port}/")] {
+    for target in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://localhost:{port}/"),
+    ] {
         app.sql(&format!(
             "UPDATE webhook_endpoints SET url = '{target}', enabled = TRUE, disabled_reason = NULL WHERE id = '{id}'"
         ));
-        app.create_resource(&o.owner, &o.project, "documents", "A").await;
+        app.create_resource(&o.owner, &o.project, "documents", "A")
+            .await;
         let start = Instant::now();
         let d = loop {
             let items = deliveries(&app, &o, &id).await;
@@ -523,7 +613,10 @@ fn yjs_edit(text: &str) -> Vec<u8> {
 async fn save_snapshot(app: &TestApp, doc: &str, text: &str) {
     let res = app
         .client
-        .post(format!("{}/collaboration/rooms/doc-{doc}/snapshot", app.base))
+        .post(format!(
+            "{}/collaboration/rooms/doc-{doc}/snapshot",
+            app.base
+        ))
         .bearer_auth("test-relay-secret")
         .header("content-type", "application/octet-stream")
         .body(yjs_edit(text))
@@ -544,38 +637,64 @@ async fn every_event_type_is_delivered(backend: Backend) {
     // Things in a personal workspace announce nothing.
     let personal = app.workspace(&o.owner, "personal").await;
     let pp = app.create_project(&o.owner, &personal, "Mine").await;
-    app.create_resource(&o.owner, &pp, "documents", "Private").await;
+    app.create_resource(&o.owner, &pp, "documents", "Private")
+        .await;
 
     let members = format!("/projects/{}/members", o.project);
     let a = app
-        .post(&members, &o.owner.token, json!({ "userId": colleague.id, "role": "viewer" }))
+        .post(
+            &members,
+            &o.owner.token,
+            json!({ "userId": colleague.id, "role": "viewer" }),
+        )
         .await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     let a = app
-        .patch(&format!("{members}/{}", colleague.id), &o.owner.token, json!({ "role": "editor" }))
+        .patch(
+            &format!("{members}/{}", colleague.id),
+            &o.owner.token,
+            json!({ "role": "editor" }),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    let a = app.delete(&format!("{members}/{}", colleague.id), &o.owner.token).await;
+    let a = app
+        .delete(&format!("{members}/{}", colleague.id), &o.owner.token)
+        .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
-    let doc = app.create_resource(&o.owner, &o.project, "documents", "D").await;
+    let doc = app
+        .create_resource(&o.owner, &o.project, "documents", "D")
+        .await;
     // Two saves in a row: one `document.saved` (debounced).
     save_snapshot(&app, &doc, "hello").await;
     save_snapshot(&app, &doc, "again").await;
-    let a = app.delete(&format!("/documents/{doc}"), &o.owner.token).await;
+    let a = app
+        .delete(&format!("/documents/{doc}"), &o.owner.token)
+        .await;
     assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
     let c = crate::conversations::conversation(&app, &o.owner, &o.project, "Chat").await;
     crate::conversations::say(&app, &o.owner, &c, "hi there").await;
     let file = crate::files::upload(&app, &o.owner, &o.team, "a.txt", b"some bytes").await;
     let a = app
-        .patch(&format!("/orgs/{}", o.id), &o.owner.token, json!({ "joinPolicy": "approval" }))
+        .patch(
+            &format!("/orgs/{}", o.id),
+            &o.owner.token,
+            json!({ "joinPolicy": "approval" }),
+        )
         .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
 
     let got = rx.wait_for(all.len()).await;
     // Give a stray extra event (a second save, the personal document) a moment to show up.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let got = if rx.got().len() > got.len() { rx.got() } else { got };
-    let bodies: Vec<Value> = got.iter().map(|r| serde_json::from_str(&r.body).unwrap()).collect();
+    let got = if rx.got().len() > got.len() {
+        rx.got()
+    } else {
+        got
+    };
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
     let mut types: Vec<&str> = bodies.iter().map(|b| b["type"].as_str().unwrap()).collect();
     types.sort();
     let mut want = all.to_vec();
@@ -594,8 +713,14 @@ async fn every_event_type_is_delivered(backend: Backend) {
     assert_eq!(of("document.saved")["id"], doc.as_str());
     assert_eq!(of("document.saved")["workspaceId"], o.team.as_str());
     assert_eq!(of("document.deleted")["id"], doc.as_str());
-    assert_eq!(of("conversation.message_created")["conversationId"], c.as_str());
-    assert_eq!(of("conversation.message_created")["message"]["content"], "hi there");
+    assert_eq!(
+        of("conversation.message_created")["conversationId"],
+        c.as_str()
+    );
+    assert_eq!(
+        of("conversation.message_created")["message"]["content"],
+        "hi there"
+    );
     assert_eq!(of("file.uploaded")["file"]["id"], file["id"]);
     assert_eq!(of("file.uploaded")["workspaceId"], o.team.as_str());
     assert_eq!(of("org.updated")["joinPolicy"], "approval");
