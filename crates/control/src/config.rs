@@ -145,6 +145,35 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_OUTBOX_POLL_MS", default_value_t = 2_000)]
     pub outbox_poll_ms: u64,
 
+    /// Deliver webhooks to private, loopback, link-local, unique-local and
+    /// other non-public addresses too (`tandem dev` and tests). Off: such
+    /// targets are refused at creation and at every delivery.
+    #[arg(long, env = "TANDEM_WEBHOOK_ALLOW_PRIVATE", default_value_t = false)]
+    pub webhook_allow_private: bool,
+
+    /// Time allowed for one webhook attempt (connect, send, answer), in ms.
+    #[arg(long, env = "TANDEM_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000)]
+    pub webhook_timeout_ms: u64,
+
+    /// Multiplies the webhook retry schedule (immediately, 5 s, 5 min, 30 min,
+    /// 2 h, 5 h, 10 h, 24 h) and the 5-day failure window that disables an
+    /// endpoint; tests use a tiny factor.
+    #[arg(long, env = "TANDEM_WEBHOOK_RETRY_SCALE", default_value_t = 1.0)]
+    pub webhook_retry_scale: f64,
+
+    /// Webhook attempts in flight at once (per control process).
+    #[arg(long, env = "TANDEM_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
+
+    /// At most one `document.saved` webhook event per document per this
+    /// many milliseconds.
+    #[arg(
+        long,
+        env = "TANDEM_WEBHOOK_SAVE_DEBOUNCE_MS",
+        default_value_t = 60_000
+    )]
+    pub webhook_save_debounce_ms: u64,
+
     /// A user counts as present in a conversation for this long after a heartbeat.
     #[arg(long, env = "TANDEM_PRESENCE_WINDOW_MS", default_value_t = 30_000)]
     pub presence_window_ms: u64,
@@ -330,6 +359,11 @@ impl ControlConfig {
             mail_from: "Tandem <noreply@localhost>".into(),
             public_url: "http://localhost:3000".into(),
             outbox_poll_ms: 100,
+            webhook_allow_private: true,
+            webhook_timeout_ms: 10_000,
+            webhook_retry_scale: 1.0,
+            webhook_concurrency: 8,
+            webhook_save_debounce_ms: 60_000,
             presence_window_ms: 30_000,
             chat_poll_ms: 200,
             max_chat_message_bytes: 1024 * 1024,

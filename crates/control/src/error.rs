@@ -56,6 +56,9 @@ pub enum ApiError {
     InvalidSignature(&'static str),
     #[error("the requested range is outside the file")]
     RangeNotSatisfiable,
+    /// A webhook URL pointing at a non-public address.
+    #[error("{0}")]
+    TargetRefused(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::SizeMismatch(_) => ErrorCode::SizeMismatch,
             ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
             ApiError::RangeNotSatisfiable => ErrorCode::RangeNotSatisfiable,
+            ApiError::TargetRefused(_) => ErrorCode::WebhookTargetRefused,
         }
     }
 

@@ -44,6 +44,7 @@ pub mod streams;
 pub mod sync_live;
 pub mod telemetry;
 pub mod validate;
+pub mod webhooks;
 
 pub use config::ControlConfig;
 pub use startup::Application;

@@ -90,6 +90,12 @@ impl Application {
             &config,
             crate::files::UrlSigner::new(config.relay_secret.as_deref().unwrap_or_default()),
         )?;
+        if config.webhook_allow_private {
+            tracing::warn!(
+                "TANDEM_WEBHOOK_ALLOW_PRIVATE: webhooks may target private and loopback addresses"
+            );
+        }
+        let webhook_client = crate::webhooks::client(config.webhook_allow_private)?;
         let state = Arc::new(AppState {
             files,
             pool,
@@ -115,11 +121,14 @@ impl Application {
             workspace_events: crate::state::Wakers::default(),
             workspace_pollers: crate::streams::Pollers::new(crate::streams::Feed::Workspace),
             public_relay_url: std::sync::OnceLock::new(),
+            webhook_wake: tokio::sync::Notify::new(),
+            webhook_client,
         });
         if let Some(url) = state.config.public_relay_url.clone() {
             let _ = state.public_relay_url.set(url);
         }
         tokio::spawn(crate::mail::dispatch(state.clone()));
+        tokio::spawn(crate::webhooks::dispatch(state.clone()));
         tokio::spawn(crate::sync_live::compact(state.clone()));
         tokio::spawn(crate::files::collector::every_interval(state.clone()));
         let server = serve(listener, state.clone(), origins)?;

@@ -65,6 +65,10 @@ pub struct AppState {
     pub public_relay_url: std::sync::OnceLock<String>,
     /// Where the bytes of files are (`TANDEM_FILES_BACKEND`).
     pub files: crate::files::Storage,
+    /// Wakes the webhook dispatcher.
+    pub webhook_wake: tokio::sync::Notify,
+    /// Sends webhook attempts (no redirects, resolved names checked).
+    pub webhook_client: reqwest::Client,
 }
 
 pub type State = web::Data<Arc<AppState>>;
@@ -144,17 +148,23 @@ impl AppState {
             let _in_request = span.enter();
             // Whatever an earlier job left behind is not ours.
             crate::store::workspace_events::take_pending();
+            crate::store::webhooks::take_pending();
             let out = pool
                 .get()
                 .map_err(ApiError::from)
                 .and_then(|mut c| f(&mut c));
             // `f` has committed (or rolled back) by now: wake the streams of
             // the workspaces it wrote events to (a rollback wakes in vain).
-            (out, crate::store::workspace_events::take_pending())
+            let touched = crate::store::workspace_events::take_pending();
+            (out, (touched, crate::store::webhooks::take_pending()))
         })
         .await?;
+        let (touched, webhooks) = touched;
         for id in &touched {
             self.workspace_events.wake(id);
+        }
+        if webhooks {
+            self.webhook_wake.notify_waiters();
         }
         out
     }

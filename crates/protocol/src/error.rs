@@ -49,6 +49,9 @@ pub enum ErrorCode {
     InvalidSignature,
     /// 416: a `Range` outside the file.
     RangeNotSatisfiable,
+    /// 422: a webhook URL whose host is (or resolves to) a private, loopback,
+    /// link-local, multicast or unspecified address.
+    WebhookTargetRefused,
 }
 
 impl ErrorCode {
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::HashMismatch | ErrorCode::SizeMismatch => 422,
             ErrorCode::InvalidSignature => 403,
             ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::WebhookTargetRefused => 422,
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod origin;
 pub mod room;
 pub mod sets;
 pub mod sync;
+pub mod webhooks;
 pub mod yjs;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

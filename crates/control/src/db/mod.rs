@@ -5,6 +5,7 @@
 //! Nothing here knows about HTTP; `store` builds queries on top of it.
 
 pub mod schema;
+pub mod webhook_schema;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -29,6 +29,7 @@ pub mod snapshots;
 pub mod sse;
 pub mod sync;
 pub mod usage;
+pub mod webhooks;
 pub mod workspace_stream;
 pub mod workspaces;
 
@@ -187,6 +188,32 @@ fn org_routes(cfg: &mut web::ServiceConfig) {
     .service(at("/orgs/{id}/join-requests").route(get().to(orgs::join_requests)))
     .service(at("/orgs/{id}/join-requests/{userId}/accept").route(post().to(orgs::accept)))
     .service(at("/orgs/{id}/join-requests/{userId}/refuse").route(post().to(orgs::refuse)));
+    webhook_routes(cfg);
+}
+
+/// Webhooks of an organization.
+fn webhook_routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, patch, post};
+    const H: &str = "/orgs/{id}/webhooks";
+    cfg.service(
+        at("/orgs/{id}/webhooks")
+            .route(get().to(webhooks::list))
+            .route(post().to(webhooks::create)),
+    )
+    .service(
+        at(&format!("{H}/{{hookId}}"))
+            .route(get().to(webhooks::get))
+            .route(patch().to(webhooks::update))
+            .route(delete().to(webhooks::delete)),
+    )
+    .service(at(&format!("{H}/{{hookId}}/rotate-secret")).route(post().to(webhooks::rotate_secret)))
+    .service(at(&format!("{H}/{{hookId}}/deliveries")).route(get().to(webhooks::deliveries)))
+    .service(
+        at(&format!(
+            "{H}/{{hookId}}/deliveries/{{deliveryId}}/redeliver"
+        ))
+        .route(post().to(webhooks::redeliver)),
+    );
 }
 
 /// Conversations, sharing, usage, invites, settings.

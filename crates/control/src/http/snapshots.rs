@@ -11,7 +11,7 @@ use super::collab::parse_room;
 use super::extract::RelayAuth;
 use crate::error::ApiError;
 use crate::state::State;
-use crate::store::{facts, snapshots};
+use crate::store::{facts, snapshots, webhooks};
 
 /// 404 when the room's resource does not exist (deleted): nothing to load or save.
 fn require_resource(c: &mut crate::db::DbConnection, room: &RoomId) -> Result<(), ApiError> {
@@ -72,10 +72,16 @@ pub async fn save(
     let max = state.config.max_snapshot_bytes;
     let id = room.to_string();
     state.metrics.snapshot_bytes_saved.inc_by(body.len() as u64);
+    let debounce = i64::try_from(state.config.webhook_save_debounce_ms).unwrap_or(i64::MAX);
     let saved = state
         .db(move |c| {
             require_resource(c, &room)?;
-            snapshots::save(c, &id, &body, max)
+            let saved = snapshots::save(c, &id, &body, max)?;
+            if room.resource_type == tandem_protocol::ResourceType::Doc {
+                // Announced once the save has committed, debounced per document.
+                webhooks::document_saved(c, &room.resource_id, saved.size, saved.saves, debounce)?;
+            }
+            Ok(saved)
         })
         .await?;
     state.metrics.snapshot_saves.inc();

@@ -9,6 +9,7 @@ mod chat;
 mod files;
 mod operations;
 mod sync;
+mod webhooks;
 
 pub use operations::operations;
 

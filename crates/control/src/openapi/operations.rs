@@ -302,6 +302,7 @@ pub fn operations() -> Vec<Op> {
     }
     ops.extend(super::chat::operations());
     ops.extend(org_operations());
+    ops.extend(super::webhooks::operations());
     ops.extend(super::sync::operations());
     ops.extend(super::files::operations());
     ops

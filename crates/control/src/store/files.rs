@@ -12,6 +12,7 @@ use diesel::prelude::*;
 use diesel::sql_types::BigInt;
 use tandem_protocol::files::FileMeta;
 
+use super::accounts::TxError;
 use super::now_ms;
 use crate::db::schema::{file_refs, files, message_attachments, workspaces};
 use crate::db::{write_tx, DbConnection};
@@ -199,13 +200,24 @@ pub enum Completed {
 /// until something refers to it).
 pub fn mark_ready(c: &mut DbConnection, id: &str, now: i64) -> Result<Completed, ApiError> {
     let done = write_tx(c, |c| {
-        diesel::update(files::table.find(id).filter(files::state.eq(COMPLETING)))
+        let n = diesel::update(files::table.find(id).filter(files::state.eq(COMPLETING)))
             .set((
                 files::state.eq(READY),
                 files::completed_at.eq(now),
                 files::unreferenced_since.eq(now),
             ))
-            .execute(c)
+            .execute(c)?;
+        if n == 1 {
+            if let Some(row) = get(c, id)? {
+                super::webhooks::emit_in_workspace(
+                    c,
+                    &row.workspace_id,
+                    "file.uploaded",
+                    serde_json::json!({ "file": row.to_dto() }),
+                )?;
+            }
+        }
+        Ok::<_, TxError>(n)
     });
     match done {
         Ok(1) => get(c, id)?
@@ -214,14 +226,15 @@ pub fn mark_ready(c: &mut DbConnection, id: &str, now: i64) -> Result<Completed,
         Ok(_) => Err(ApiError::Gone(
             "this upload expired before it was completed".into(),
         )),
-        Err(e) if crate::db::is_unique_violation(&e) => {
+        Err(TxError::Db(e)) if crate::db::is_unique_violation(&e) => {
             let row = get(c, id)?.ok_or(ApiError::NotFound("upload"))?;
             remove(c, id)?;
             find_ready(c, &row.workspace_id, &row.sha256)?
                 .map(Completed::Duplicate)
                 .ok_or_else(|| ApiError::Conflict("the upload raced with another; retry".into()))
         }
-        Err(e) => Err(e.into()),
+        Err(TxError::Db(e)) => Err(e.into()),
+        Err(TxError::Api(e)) => Err(e),
     }
 }
 

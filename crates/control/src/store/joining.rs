@@ -174,13 +174,22 @@ pub fn set_join_policy(
             "a personal organization has no email domain, so no join policy",
         ));
     }
-    diesel::update(orgs::table.find(&org.id))
-        .set(orgs::join_policy.eq(policy.as_str()))
-        .execute(conn)?;
-    Ok(OrgRow {
+    let updated = OrgRow {
         join_policy: policy.as_str().to_string(),
         ..org.clone()
-    })
+    };
+    crate::db::write_tx(conn, |c| {
+        diesel::update(orgs::table.find(&org.id))
+            .set(orgs::join_policy.eq(policy.as_str()))
+            .execute(c)?;
+        super::webhooks::emit(
+            c,
+            &org.id,
+            "org.updated",
+            serde_json::json!(updated.details()),
+        )
+    })?;
+    Ok(updated)
 }
 
 /// Pending join requests of an org, oldest first.

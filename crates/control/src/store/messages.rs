@@ -97,6 +97,7 @@ fn send_in_tx(
     let (dto, seq) = insert_in_tx(c, conversation_id, new)?;
     super::message_sets::flat(c, &dto, seq)?;
     chat_events::insert(c, conversation_id, seq, "message", &json!(dto))?;
+    super::webhooks::message_created(c, conversation_id, &dto)?;
     Ok(dto)
 }
 

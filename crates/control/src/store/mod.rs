@@ -23,6 +23,7 @@ pub mod sync;
 pub mod throttle;
 pub mod usage;
 pub mod verification;
+pub mod webhooks;
 pub mod workspace_events;
 pub mod workspaces;
 

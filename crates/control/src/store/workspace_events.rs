@@ -153,11 +153,12 @@ pub fn record(
     let audience = (!change.audience.is_empty())
         .then(|| serde_json::to_string(&change.audience).unwrap_or_default());
     let now = now_ms();
+    let kind = format!("{}.{}", change.entity.as_str(), change.op.as_str());
     diesel::insert_into(workspace_events::table)
         .values((
             workspace_events::workspace_id.eq(workspace_id),
             workspace_events::seq.eq(seq),
-            workspace_events::kind.eq(format!("{}.{}", change.entity.as_str(), change.op.as_str())),
+            workspace_events::kind.eq(&kind),
             workspace_events::entity_id.eq(change.id),
             workspace_events::project_id.eq(change.project_id),
             workspace_events::data.eq(data.to_string()),
@@ -165,6 +166,8 @@ pub fn record(
             workspace_events::created_at.eq(now),
         ))
         .execute(conn)?;
+    // Members and documents are announced to the org's webhooks too.
+    super::webhooks::from_feed(conn, workspace_id, &kind, &data)?;
     if seq % PRUNE_EVERY == 0 {
         prune(conn, workspace_id, now)?;
     }

@@ -192,7 +192,7 @@ fn completed(puts: &[(i64, StatusCode, Option<String>)]) -> Value {
 }
 
 /// Uploads `data` to `ws` through the whole flow; returns the file.
-async fn upload(app: &TestApp, user: &TestUser, ws: &str, name: &str, data: &[u8]) -> Value {
+pub async fn upload(app: &TestApp, user: &TestUser, ws: &str, name: &str, data: &[u8]) -> Value {
     let a = intent(app, user, ws, name, data).await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     assert_eq!(a.body["status"], "pending");

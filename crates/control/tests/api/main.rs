@@ -28,4 +28,5 @@ mod snapshots;
 mod streaming;
 mod sync;
 mod sync_bench;
+mod webhooks;
 mod workspace_events;

@@ -995,6 +995,109 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/orgs/{id}/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An organization's webhook endpoints, oldest first (owners)
+         * @description Secrets are never listed. Members get 403, outsiders 404.
+         */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Add a webhook endpoint (owners); its secret is shown once
+         * @description 201 with the endpoint and `secret` (`whsec_…`), which is never shown again. 422 `webhook_target_refused` when the URL's host is, or resolves to, a private, loopback, link-local, unique-local, multicast or unspecified address (unless TANDEM_WEBHOOK_ALLOW_PRIVATE); 422 `validation_failed` for a malformed URL, a name that does not resolve, unknown event types, or more than 20 endpoints. 500 `misconfigured` without TANDEM_SETTINGS_KEY.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/webhooks/{hookId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A webhook endpoint (owners) */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /** Delete a webhook endpoint and its delivery log */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Change a webhook's URL, events, description, or enable/disable it
+         * @description `enabled: true` re-enables a disabled endpoint (pending deliveries resume); `false` disables it (`disabledReason: manual`). A new URL is checked as at creation (422 `webhook_target_refused`).
+         */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/orgs/{id}/webhooks/{hookId}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A webhook's deliveries, newest first, with their attempts */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/webhooks/{hookId}/deliveries/{deliveryId}/redeliver": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Send a delivered or failed message again (same webhook-id, fresh signature)
+         * @description 202: the delivery is pending again with a fresh retry schedule. 409 when the endpoint is disabled or the delivery is pending already.
+         */
+        post: operations["redeliverWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/webhooks/{hookId}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replace a webhook's signing secret; the new one is shown once
+         * @description Every later attempt, including retries of earlier messages, is signed with the new secret.
+         */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/projects/{id}": {
         parameters: {
             query?: never;
@@ -1646,6 +1749,27 @@ export interface components {
              */
             size: number;
         };
+        /** @description `POST /orgs/{id}/webhooks`. */
+        CreateWebhook: {
+            /** @description At most 500 characters. */
+            description?: string | null;
+            /** @description Event types to deliver (1 to 9 of [`EVENT_TYPES`]). */
+            events: string[];
+            /**
+             * @description `https://…` or `http://…`, at most 2,000 characters, no credentials.
+             *     Its host must not be (or resolve to) a private, loopback, link-local,
+             *     unique-local, multicast or unspecified address.
+             */
+            url: string;
+        };
+        /**
+         * @description 201 of `POST /orgs/{id}/webhooks`: the endpoint and its signing secret,
+         *     shown this once.
+         */
+        CreatedWebhook: components["schemas"]["WebhookEndpoint"] & {
+            /** @description `whsec_` + base64 of 32 random bytes. Keep it: it is not shown again. */
+            secret: string;
+        };
         /** @description The body of every error answer. */
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
@@ -1654,7 +1778,7 @@ export interface components {
          * @description Machine-readable error codes. Each maps to exactly one HTTP status.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "webhook_target_refused";
         /** @description What went wrong, for programs (`code`) and for people (`message`). */
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
@@ -2141,6 +2265,17 @@ export interface components {
         UpdateSettings: {
             modelPreferences?: unknown;
         };
+        /** @description `PATCH /orgs/{id}/webhooks/{hookId}`: what to change. */
+        UpdateWebhook: {
+            description?: string | null;
+            /**
+             * @description `true` re-enables a disabled endpoint (its failure streak starts over);
+             *     `false` disables it (reason `manual`).
+             */
+            enabled?: boolean | null;
+            events?: string[] | null;
+            url?: string | null;
+        };
         /** @description The answer to an upload intent. */
         UploadAnswer: {
             file: components["schemas"]["FileMeta"];
@@ -2267,6 +2402,100 @@ export interface components {
             role: components["schemas"]["Role"];
             userId: string;
             userName: string;
+        };
+        /** @description One attempt to deliver a message. */
+        WebhookAttempt: {
+            /**
+             * Format: int64
+             * @description Unix ms when it started.
+             */
+            at: number;
+            /**
+             * Format: int64
+             * @description From 1.
+             */
+            attempt: number;
+            /** Format: int64 */
+            durationMs: number;
+            /**
+             * @description Why it failed (`timed out`, `redirect not followed`, `refused: …`,
+             *     a connection error, or `HTTP 500`); `null` on success.
+             */
+            error?: string | null;
+            /** @description The start of the answer's body (at most 4 KiB, lossy UTF-8). */
+            responseBody?: string | null;
+            /**
+             * Format: int64
+             * @description The HTTP status answered; `null` when there was no answer.
+             */
+            statusCode?: number | null;
+        };
+        /** @description One message to one endpoint, and its attempts. */
+        WebhookDelivery: {
+            /** @description The most recent attempts, oldest first (at most 20). */
+            attempts: components["schemas"]["WebhookAttempt"][];
+            /** Format: int64 */
+            createdAt: number;
+            /**
+             * @description The message id: the `webhook-id` header, the same on every attempt
+             *     (and for every endpoint the event went to).
+             */
+            eventId: string;
+            /** @description The event type, e.g. `document.created`. */
+            eventType: string;
+            id: string;
+            /**
+             * Format: int64
+             * @description Unix ms of the next attempt while `pending`.
+             */
+            nextAttemptAt?: number | null;
+            /** @description `pending`, `delivered` or `failed`. */
+            state: string;
+        };
+        /** @description One page of WebhookDelivery. */
+        WebhookDeliveryPage: {
+            items: components["schemas"]["WebhookDelivery"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description A webhook endpoint (its secret is never shown again after creation or rotation). */
+        WebhookEndpoint: {
+            /** Format: int64 */
+            createdAt: number;
+            description: string;
+            /**
+             * @description Why it is disabled: `manual`, `gone` (it answered 410), `failing`
+             *     (every delivery failed for 5 days) or `exhausted` (a delivery used its
+             *     whole retry schedule). `null` while enabled.
+             */
+            disabledReason?: string | null;
+            enabled: boolean;
+            events: string[];
+            /**
+             * Format: int64
+             * @description Unix ms of the first failure of the current streak; `null` when the
+             *     last attempt succeeded.
+             */
+            failingSince?: number | null;
+            id: string;
+            orgId: string;
+            /** Format: int64 */
+            updatedAt: number;
+            url: string;
+        };
+        /** @description One page of WebhookEndpoint. */
+        WebhookEndpointPage: {
+            items: components["schemas"]["WebhookEndpoint"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description 200 of `POST /orgs/{id}/webhooks/{hookId}/rotate-secret`. */
+        WebhookSecret: {
+            /**
+             * @description The new secret (`whsec_…`), shown this once; every later attempt is
+             *     signed with it.
+             */
+            secret: string;
         };
         /**
          * @description One event of `GET /workspaces/{id}/events` (the SSE `data:` line; the SSE
@@ -4850,6 +5079,266 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateWebhook"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWebhook"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    redeliverWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                hookId: string;
+                deliveryId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            202: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                hookId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookSecret"];
+                };
+            };
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
