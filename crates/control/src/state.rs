@@ -65,6 +65,8 @@ pub struct AppState {
     pub public_relay_url: std::sync::OnceLock<String>,
     /// Where the bytes of files are (`TANDEM_FILES_BACKEND`).
     pub files: crate::files::Storage,
+    /// The settings a configuration reload changes (log filter, CORS, rate limits).
+    pub runtime: crate::admin::Runtime,
 }
 
 pub type State = web::Data<Arc<AppState>>;

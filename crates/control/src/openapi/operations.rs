@@ -304,6 +304,7 @@ pub fn operations() -> Vec<Op> {
     ops.extend(org_operations());
     ops.extend(super::sync::operations());
     ops.extend(super::files::operations());
+    ops.extend(super::extensions::operations());
     ops
 }
 
