@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use clap::CommandFactory;
+use clap::{CommandFactory, Parser};
 use serde_json::Value;
 use tandem_protocol::extensions::{ConfigSetting, RuntimeSettings, SettingError};
 use tandem_protocol::origin::OriginList;

@@ -176,7 +176,13 @@ fn check_value(name: &str, p: &Property, v: &Value) -> Result<(), String> {
         Type::Integer => v.is_i64() || v.is_u64() || v.as_f64().is_some_and(|f| f.fract() == 0.0),
     };
     if !type_ok {
-        return Err(format!("setting {name:?} must be of type {:?}", p.ty).to_lowercase());
+        let ty = match p.ty {
+            Type::String => "a string",
+            Type::Number => "a number",
+            Type::Integer => "an integer",
+            Type::Boolean => "true or false",
+        };
+        return Err(format!("setting {name:?} must be {ty}"));
     }
     if let Some(choices) = &p.choices {
         if !choices.contains(v) {

@@ -171,9 +171,11 @@ pub fn install(
                 bytes: f.bytes.clone(),
             })
             .collect();
-        for chunk in files.chunks(100) {
+        // One statement per file: batch inserts do not exist on the
+        // two-backend connection (at most 1,000 files, in one transaction).
+        for file in &files {
             diesel::insert_into(extension_files::table)
-                .values(chunk)
+                .values(file)
                 .execute(c)?;
         }
         Ok((row, created))
