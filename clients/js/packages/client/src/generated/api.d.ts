@@ -2,6 +2,63 @@
 // Do not edit by hand.
 
 export interface paths {
+    "/admin/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Effective configuration, secrets masked (instance admins)
+         * @description Instance admins are the verified addresses of TANDEM_ADMINS; others get 403.
+         */
+        get: operations["getAdminConfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/config/reload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-read TANDEM_RELOAD_FILE and apply the reloadable settings (instance admins)
+         * @description Reloadable: RUST_LOG, TANDEM_CORS_ORIGINS, TANDEM_AUTH_RATE_PER_MINUTE. All or nothing: 422 naming the invalid settings (or a missing reload file), and nothing changes. SIGHUP does the same.
+         */
+        post: operations["reloadConfig"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/config/validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Check settings (environment variables) without applying them (instance admins) */
+        post: operations["validateConfig"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/link-identity": {
         parameters: {
             query?: never;
@@ -921,6 +978,48 @@ export interface paths {
         patch: operations["updateOrg"];
         trace?: never;
     };
+    "/orgs/{id}/extensions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The org's extensions, oldest first (org members) */
+        get: operations["listExtensions"];
+        put?: never;
+        /**
+         * Install or upgrade an extension from a zip (org owners)
+         * @description The body is the zip (`Content-Type: application/zip`, at most TANDEM_EXTENSIONS_MAX_BYTES: 413 beyond). 201 for a new extension, 200 for an upgrade (a higher semver version of an installed id), 409 for the same or a lower version. 422 `invalid_archive`, `unsafe_entry`, `archive_too_large` or `invalid_manifest`; see proto-docs/extensions.md.
+         */
+        post: operations["uploadExtension"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/extensions/{ext}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the org's extensions (org members) */
+        get: operations["getExtension"];
+        put?: never;
+        post?: never;
+        /**
+         * Remove an extension from the org (org owners)
+         * @description Its files and every workspace's enablement go with it.
+         */
+        delete: operations["deleteExtension"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/orgs/{id}/join-requests": {
         parameters: {
             query?: never;
@@ -1270,6 +1369,63 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workspaces/{id}/extensions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The extensions enabled in a workspace, with their settings (members) */
+        get: operations["listWorkspaceExtensions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/extensions/{ext}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Enable or disable an extension of the org in the workspace (owners)
+         * @description Settings, when given, replace the stored ones; the settings in effect must fit the extension's settings schema when given or when enabling (422 `invalid_settings`). Disabling keeps them.
+         */
+        put: operations["setWorkspaceExtension"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/extensions/{ext}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file of an extension enabled in the workspace (members)
+         * @description Read-only, with `X-Content-Type-Options: nosniff`, a sandboxing `Content-Security-Policy`, and an `ETag` (`If-None-Match` → 304). 404 when the extension is not enabled in the workspace. `path` may contain `/`.
+         */
+        get: operations["getExtensionFile"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/workspaces/{id}/files/uploads": {
         parameters: {
             query?: never;
@@ -1487,6 +1643,11 @@ export interface components {
             role?: null | components["schemas"]["MessageRole"];
             state?: null | components["schemas"]["MessageState"];
         };
+        /** @description `GET /admin/config`. */
+        AdminConfig: {
+            runtime: components["schemas"]["RuntimeSettings"];
+            settings: components["schemas"]["ConfigSetting"][];
+        };
         AppendChunk: {
             delta: string;
         };
@@ -1564,6 +1725,17 @@ export interface components {
             etag?: string | null;
             /** Format: int64 */
             partNumber: number;
+        };
+        /** @description One setting of `GET /admin/config`. */
+        ConfigSetting: {
+            /** @description Its environment variable (`TANDEM_…`). */
+            key: string;
+            /** @description Changes take effect on reload (SIGHUP or `POST /admin/config/reload`). */
+            reloadable: boolean;
+            /** @description The value is a secret (only whether it is set is shown). */
+            secret: boolean;
+            /** @description Its effective value; secrets (and passwords inside URLs) masked as `••••`. */
+            value: Record<string, never>;
         };
         Conversation: {
             archived: boolean;
@@ -1654,7 +1826,7 @@ export interface components {
          * @description Machine-readable error codes. Each maps to exactly one HTTP status.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "invalid_archive" | "unsafe_entry" | "archive_too_large" | "invalid_manifest" | "invalid_settings";
         /** @description What went wrong, for programs (`code`) and for people (`message`). */
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
@@ -1664,6 +1836,47 @@ export interface components {
              *     logs): quote it when reporting a problem.
              */
             requestId?: string | null;
+        };
+        /** @description An extension installed in an org (its current version). */
+        Extension: {
+            /** Format: int64 */
+            createdAt: number;
+            description?: string | null;
+            entry: string;
+            /**
+             * Format: int64
+             * @description Files in the archive (directories not counted).
+             */
+            fileCount: number;
+            /** @description The manifest's `id`. */
+            id: string;
+            kind: components["schemas"]["ExtensionKind"];
+            name: string;
+            orgId: string;
+            settingsSchema?: Record<string, never>;
+            /**
+             * Format: int64
+             * @description Their unpacked bytes.
+             */
+            sizeBytes: number;
+            /**
+             * Format: int64
+             * @description When the current version was uploaded.
+             */
+            updatedAt: number;
+            uploadedBy?: string | null;
+            version: string;
+        };
+        /**
+         * @description What an extension is for.
+         * @enum {string}
+         */
+        ExtensionKind: "plugin" | "theme";
+        /** @description One page of Extension. */
+        ExtensionPage: {
+            items: components["schemas"]["Extension"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /** @description `201 {file}` of a completed upload. */
         FileAnswer: {
@@ -2018,6 +2231,25 @@ export interface components {
          * @enum {string}
          */
         Role: "viewer" | "editor" | "owner";
+        /** @description What a reload can change, as it is now. */
+        RuntimeSettings: {
+            /**
+             * Format: int32
+             * @description `TANDEM_AUTH_RATE_PER_MINUTE` as in force.
+             */
+            authRatePerMinute: number;
+            /** @description `TANDEM_CORS_ORIGINS` as in force. */
+            corsOrigins: string;
+            /** @description The log filter (`RUST_LOG` syntax). */
+            logFilter: string;
+            /** @description The file re-read on reload (`TANDEM_RELOAD_FILE`), if any. */
+            reloadFile?: string | null;
+            /**
+             * Format: int64
+             * @description When the last reload was applied (ms since the epoch).
+             */
+            reloadedAt?: number | null;
+        };
         /** @description What a save left behind (also the answer to the relay). */
         Saved: {
             /** Format: int64 */
@@ -2055,6 +2287,17 @@ export interface components {
          * @enum {string}
          */
         SetType: "user" | "ai";
+        /** @description `PUT /workspaces/{id}/extensions/{ext}`. */
+        SetWorkspaceExtension: {
+            enabled: boolean;
+            /** @description Omitted: the settings stay as they are (`{}` the first time). */
+            settings?: Record<string, never>;
+        };
+        /** @description Why one setting is invalid. */
+        SettingError: {
+            key: string;
+            message: string;
+        };
         Settings: {
             /** @description Provider → masked key (`sk-…abcd`); the full key is never returned. */
             apiKeys: {
@@ -2242,6 +2485,17 @@ export interface components {
             email?: string;
             id: string;
         };
+        /** @description `POST /admin/config/validate`: settings as environment variables. */
+        ValidateConfigRequest: {
+            settings: {
+                [key: string]: string;
+            };
+        };
+        /** @description `POST /admin/config/validate` → 200 whether valid or not. */
+        ValidateConfigResponse: {
+            errors: components["schemas"]["SettingError"][];
+            valid: boolean;
+        };
         /** @description `POST /auth/verify-email/resend` → 202: where the new link went. */
         VerificationSent: {
             email: string;
@@ -2294,6 +2548,22 @@ export interface components {
              * @description The workspace's event number (the SSE id).
              */
             seq: number;
+        };
+        /** @description An extension as a workspace sees it: enabled there, with its settings. */
+        WorkspaceExtension: {
+            enabled: boolean;
+            /** @description `GET` this to load the entry file. */
+            entryUrl: string;
+            extension: components["schemas"]["Extension"];
+            /** @description The workspace's settings (checked against the schema when set). */
+            settings: Record<string, never>;
+            workspaceId: string;
+        };
+        /** @description One page of WorkspaceExtension. */
+        WorkspaceExtensionPage: {
+            items: components["schemas"]["WorkspaceExtension"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /** @description A workspace as the caller sees it, with the caller's effective role. */
         WorkspaceSummary: {
@@ -2479,6 +2749,90 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    getAdminConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminConfig"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    reloadConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuntimeSettings"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    validateConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ValidateConfigRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidateConfigResponse"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     linkIdentity: {
         parameters: {
             query?: never;
@@ -4735,6 +5089,142 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listExtensions: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExtensionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    uploadExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/zip": string;
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Extension"];
+                };
+            };
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Extension"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Extension"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listJoinRequests: {
         parameters: {
             query?: {
@@ -5693,6 +6183,115 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWorkspaceExtensions: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceExtensionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    setWorkspaceExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetWorkspaceExtension"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceExtension"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getExtensionFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Not modified */
+            304: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
     };
