@@ -42,12 +42,20 @@ async fn drains_a_node(backend: Backend) {
     let writer = stack.connect(&owner, &doc).await;
     let watcher = stack.connect(&owner, &doc).await;
     type_text(&writer, "typed before the drain");
-    assert!(watcher.wait_doc(SOON, |_| text_of(&watcher) == "typed before the drain").await);
+    assert!(
+        watcher
+            .wait_doc(SOON, |_| text_of(&watcher) == "typed before the drain")
+            .await
+    );
 
     // Only with the relay secret.
     assert_eq!(drain(&stack.relay_url, None, false).await.0, 401);
     assert_eq!(drain(&stack.relay_url, Some("wrong"), false).await.0, 401);
-    assert_eq!(stored_text(&stack.stored(&room).await), "", "saved before the drain");
+    assert_eq!(
+        stored_text(&stack.stored(&room).await),
+        "",
+        "saved before the drain"
+    );
 
     let relay = stack.relay_url.clone();
     let drained = tokio::spawn(async move { drain(&relay, Some(SECRET), false).await });
@@ -57,15 +65,24 @@ async fn drains_a_node(backend: Backend) {
         .expect("the client was closed");
     assert_eq!(
         status.closed,
-        Some(Some((close::SERVICE_RESTART, close::REASON_DRAINING.to_string())))
+        Some(Some((
+            close::SERVICE_RESTART,
+            close::REASON_DRAINING.to_string()
+        )))
     );
     // The edit was in control when the client saw 1012.
-    assert_eq!(stored_text(&stack.stored(&room).await), "typed before the drain");
+    assert_eq!(
+        stored_text(&stack.stored(&room).await),
+        "typed before the drain"
+    );
     let (code, body) = drained.await.unwrap();
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["rooms"], 1);
     assert_eq!(body["complete"], true);
-    assert!(watcher.wait_status(SOON, |s| s.closed.is_some()).await.is_some());
+    assert!(watcher
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .is_some());
 
     // New connections are refused; readiness says so.
     match stack.try_connect(&owner, &doc).await {
@@ -86,7 +103,11 @@ async fn drains_a_node(backend: Backend) {
     let again = stack
         .connect_on(&other.url, &owner, &doc, yrs::Doc::new())
         .await;
-    assert!(again.wait_doc(SOON, |_| text_of(&again) == "typed before the drain!").await);
+    assert!(
+        again
+            .wait_doc(SOON, |_| text_of(&again) == "typed before the drain!")
+            .await
+    );
 
     // `?exit=true`: the node stops once drained.
     let leaving = stack.extra_relay().await;
@@ -98,7 +119,10 @@ async fn drains_a_node(backend: Backend) {
     assert_eq!(body["exiting"], true);
     assert!(c.wait_status(SOON, |s| s.closed.is_some()).await.is_some());
     let stopped = tokio::time::timeout(SOON, leaving.done).await;
-    assert!(matches!(stopped, Ok(Ok(Ok(())))), "the drained node did not stop");
+    assert!(
+        matches!(stopped, Ok(Ok(Ok(())))),
+        "the drained node did not stop"
+    );
     other.stop.cancel();
 }
 

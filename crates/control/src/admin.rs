@@ -142,7 +142,8 @@ pub fn read_reload_file(config: &ControlConfig) -> Result<Reload, Vec<SettingErr
             "no reload file is configured: nothing to re-read",
         )]);
     };
-    let unreadable = |e: std::io::Error| vec![error("TANDEM_RELOAD_FILE", format!("cannot read it: {e}"))];
+    let unreadable =
+        |e: std::io::Error| vec![error("TANDEM_RELOAD_FILE", format!("cannot read it: {e}"))];
     let meta = std::fs::metadata(path).map_err(unreadable)?;
     if meta.len() > MAX_RELOAD_FILE_BYTES {
         return Err(vec![error("TANDEM_RELOAD_FILE", "larger than 1 MiB")]);
@@ -155,7 +156,10 @@ pub fn read_reload_file(config: &ControlConfig) -> Result<Reload, Vec<SettingErr
         .filter(|k| !RELOADABLE.contains(k))
         .collect();
     if !ignored.is_empty() {
-        tracing::warn!(?ignored, "settings in the reload file that need a restart were ignored");
+        tracing::warn!(
+            ?ignored,
+            "settings in the reload file that need a restart were ignored"
+        );
     }
     check_reload(&all)
 }
@@ -324,7 +328,10 @@ pub fn validate(values: &BTreeMap<String, String>) -> Vec<SettingError> {
         let Some(long) = arg.get_long() else {
             continue;
         };
-        let parsed = ControlConfig::try_parse_from(["tandem-control".to_string(), format!("--{long}={value}")]);
+        let parsed = ControlConfig::try_parse_from([
+            "tandem-control".to_string(),
+            format!("--{long}={value}"),
+        ]);
         match parsed {
             Err(e) => {
                 let message = match secret {
@@ -395,7 +402,10 @@ mod tests {
         assert!(!m.contains("hunter2"), "{m}");
         assert!(m.contains(&format!("tandem:{}", urlencoding(MASK))) || m.contains("tandem:"));
         assert!(!m.contains("password=x"), "{m}");
-        assert_eq!(mask_url("sqlite://./data/tandem.db"), "sqlite://./data/tandem.db");
+        assert_eq!(
+            mask_url("sqlite://./data/tandem.db"),
+            "sqlite://./data/tandem.db"
+        );
     }
 
     fn urlencoding(s: &str) -> String {

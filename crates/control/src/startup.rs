@@ -295,7 +295,9 @@ async fn reload_on_hangup(state: Arc<AppState>) {
             }
             match crate::admin::reload(&state) {
                 Ok(_) => tracing::info!("SIGHUP: configuration reloaded"),
-                Err(e) => tracing::error!(errors = %crate::admin::describe(&e), "SIGHUP: reload refused; nothing changed"),
+                Err(e) => {
+                    tracing::error!(errors = %crate::admin::describe(&e), "SIGHUP: reload refused; nothing changed")
+                }
             }
         }
     }

@@ -160,8 +160,12 @@ pub fn unpack(zip: &[u8], limits: &Limits) -> Result<Vec<Entry>, Refused> {
             ));
         }
     }
-    let mut archive = zip::ZipArchive::new(Cursor::new(zip))
-        .map_err(|e| refuse(ErrorCode::InvalidArchive, format!("not a readable zip: {e}")))?;
+    let mut archive = zip::ZipArchive::new(Cursor::new(zip)).map_err(|e| {
+        refuse(
+            ErrorCode::InvalidArchive,
+            format!("not a readable zip: {e}"),
+        )
+    })?;
     if archive.len() != raw_names.len() {
         return Err(refuse(
             ErrorCode::InvalidArchive,

@@ -186,7 +186,10 @@ fn check_value(name: &str, p: &Property, v: &Value) -> Result<(), String> {
     }
     if let Some(choices) = &p.choices {
         if !choices.contains(v) {
-            return Err(format!("setting {name:?} must be one of {}", Value::from(choices.clone())));
+            return Err(format!(
+                "setting {name:?} must be one of {}",
+                Value::from(choices.clone())
+            ));
         }
     }
     if let Some(f) = v.as_f64() {
@@ -227,7 +230,11 @@ mod tests {
             }
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        assert!(s.check(&settings(json!({"color": "red", "size": 3, "label": "abc", "on": false}))).is_ok());
+        assert!(s
+            .check(&settings(
+                json!({"color": "red", "size": 3, "label": "abc", "on": false})
+            ))
+            .is_ok());
         for bad in [
             json!({}),
             json!({"color": "green"}),

@@ -118,7 +118,11 @@ pub async fn upload(
 }
 
 /// Reads a raw body of at most `cap` bytes (413 beyond).
-async fn read_body(req: &HttpRequest, mut body: web::Payload, cap: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    cap: usize,
+) -> Result<Vec<u8>, ApiError> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -129,7 +133,8 @@ async fn read_body(req: &HttpRequest, mut body: web::Payload, cap: usize) -> Res
     }
     let mut out = Vec::new();
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("cannot read the body: {e}")))?;
         if out.len() + chunk.len() > cap {
             return Err(ApiError::PayloadTooLarge(cap));
         }
@@ -148,7 +153,13 @@ pub async fn workspace_list(
     let (rows, next_cursor) = state
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
-            authorize(c, &user.actor(), Action::Read, ResourceKind::Workspace, &chain)?;
+            authorize(
+                c,
+                &user.actor(),
+                Action::Read,
+                ResourceKind::Workspace,
+                &chain,
+            )?;
             store::enabled_in(c, &chain.workspace.id, &page)
         })
         .await?;
@@ -171,10 +182,17 @@ pub async fn set(
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
             let actor = user.actor();
-            authorize(c, &actor, Action::ManageMembers, ResourceKind::Workspace, &chain)?;
+            authorize(
+                c,
+                &actor,
+                Action::ManageMembers,
+                ResourceKind::Workspace,
+                &chain,
+            )?;
             let ws = &chain.workspace;
             let ext = store::get(c, &ws.org_id, &ext_id)?.ok_or(ApiError::NotFound("extension"))?;
-            let row = store::set_for_workspace(c, &ws.id, &ext, body.enabled, body.settings, user.id())?;
+            let row =
+                store::set_for_workspace(c, &ws.id, &ext, body.enabled, body.settings, user.id())?;
             Ok(row.to_dto(&ext))
         })
         .await?;
@@ -195,7 +213,13 @@ pub async fn file(
     let row = state
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
-            authorize(c, &user.actor(), Action::Read, ResourceKind::Workspace, &chain)?;
+            authorize(
+                c,
+                &user.actor(),
+                Action::Read,
+                ResourceKind::Workspace,
+                &chain,
+            )?;
             let ws = &chain.workspace;
             store::enabled_file(c, &ws.id, &ws.org_id, &ext_id, &file_path)
         })

@@ -164,8 +164,7 @@ fn extension_routes(cfg: &mut web::ServiceConfig) {
     .service(at("/workspaces/{id}/extensions").route(get().to(extensions::workspace_list)))
     .service(at("/workspaces/{id}/extensions/{ext}").route(put().to(extensions::set)))
     .service(
-        at("/workspaces/{id}/extensions/{ext}/files/{path:.+}")
-            .route(get().to(extensions::file)),
+        at("/workspaces/{id}/extensions/{ext}/files/{path:.+}").route(get().to(extensions::file)),
     );
 }
 

@@ -13,7 +13,7 @@ use crate::db::schema::{extension_files, extensions, workspace_extensions};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 use crate::extensions::{Package, Schema};
-use crate::page::{cut, Paged, PageReq};
+use crate::page::{cut, PageReq, Paged};
 
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
 #[diesel(table_name = extensions)]
@@ -116,10 +116,7 @@ pub fn install(
     write_tx(conn, |c| {
         let existing = get(c, org_id, &m.id)?;
         let now = now_ms();
-        let schema = m
-            .settings_schema
-            .as_ref()
-            .map(|s| s.to_string());
+        let schema = m.settings_schema.as_ref().map(|s| s.to_string());
         let created = existing.is_none();
         let row = match existing {
             Some(old) => {
@@ -130,8 +127,10 @@ pub fn install(
                         old.version, old.ext_id
                     )));
                 }
-                diesel::delete(extension_files::table.filter(extension_files::extension_id.eq(&old.id)))
-                    .execute(c)?;
+                diesel::delete(
+                    extension_files::table.filter(extension_files::extension_id.eq(&old.id)),
+                )
+                .execute(c)?;
                 ExtensionRow {
                     created_at: old.created_at,
                     id: old.id,
@@ -236,9 +235,9 @@ pub fn list(
         .into_boxed();
     if let Some((at, id)) = &page.after {
         query = query.filter(
-            extensions::created_at
-                .gt(*at)
-                .or(extensions::created_at.eq(*at).and(extensions::id.gt(id.clone()))),
+            extensions::created_at.gt(*at).or(extensions::created_at
+                .eq(*at)
+                .and(extensions::id.gt(id.clone()))),
         );
     }
     Ok(cut(query.load(conn)?, page, |r: &ExtensionRow| {
@@ -335,14 +334,16 @@ pub fn enabled_in(
         .into_boxed();
     if let Some((at, id)) = &page.after {
         query = query.filter(
-            extensions::created_at
-                .gt(*at)
-                .or(extensions::created_at.eq(*at).and(extensions::id.gt(id.clone()))),
+            extensions::created_at.gt(*at).or(extensions::created_at
+                .eq(*at)
+                .and(extensions::id.gt(id.clone()))),
         );
     }
-    Ok(cut(query.load(conn)?, page, |(r, _): &(ExtensionRow, EnablementRow)| {
-        (r.created_at, r.id.as_str())
-    }))
+    Ok(cut(
+        query.load(conn)?,
+        page,
+        |(r, _): &(ExtensionRow, EnablementRow)| (r.created_at, r.id.as_str()),
+    ))
 }
 
 /// A file of an extension enabled in the workspace (`None`: no such file,

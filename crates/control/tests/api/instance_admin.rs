@@ -75,8 +75,14 @@ async fn admins_only_and_secrets_masked(backend: Backend) {
     let user = app.signup("someone@admin.test", "Someone").await;
 
     for path in ["/admin/config"] {
-        assert_eq!(app.get(path, &user.token).await.status, StatusCode::FORBIDDEN);
-        assert_eq!(app.get(path, &unverified.token).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(
+            app.get(path, &user.token).await.status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            app.get(path, &unverified.token).await.status,
+            StatusCode::FORBIDDEN
+        );
         let a = app.call(Method::GET, path, None, None).await;
         assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     }
@@ -111,14 +117,23 @@ async fn admins_only_and_secrets_masked(backend: Backend) {
     assert_eq!(relay["secret"], true);
     assert_eq!(relay["value"], "••••");
     assert_eq!(setting("TANDEM_S3_SECRET_ACCESS_KEY")["value"], "••••");
-    assert_eq!(setting("TANDEM_SETTINGS_KEY_PREVIOUS")["value"], json!(["••••"]));
+    assert_eq!(
+        setting("TANDEM_SETTINGS_KEY_PREVIOUS")["value"],
+        json!(["••••"])
+    );
     assert_eq!(setting("TANDEM_PBKDF2_ITERATIONS")["value"], 1000);
     assert_eq!(setting("TANDEM_CORS_ORIGINS")["reloadable"], true);
     assert_eq!(setting("TANDEM_DATABASE_URL")["reloadable"], false);
     assert_eq!(body["runtime"]["corsOrigins"], "https://app.example.com");
     // A database URL's password never shows (PostgreSQL URLs may have one).
-    let db = setting("TANDEM_DATABASE_URL")["value"].as_str().unwrap().to_string();
-    if let Some(pass) = url::Url::parse(&app.db.url).ok().and_then(|u| u.password().map(str::to_string)) {
+    let db = setting("TANDEM_DATABASE_URL")["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if let Some(pass) = url::Url::parse(&app.db.url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_string))
+    {
         assert!(!db.contains(&pass), "{db}");
     }
 
@@ -188,7 +203,9 @@ async fn reload_changes_the_running_server(backend: Backend) {
          RUST_LOG=warn,tandem_control=debug\nTANDEM_AUTH_RATE_PER_MINUTE=2\nTANDEM_DB_POOL_SIZE=3\n",
     )
     .unwrap();
-    let a = app.post("/admin/config/reload", &admin.token, Value::Null).await;
+    let a = app
+        .post("/admin/config/reload", &admin.token, Value::Null)
+        .await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.body["logFilter"], "warn,tandem_control=debug");
     assert_eq!(a.body["authRatePerMinute"], 2);
@@ -196,7 +213,10 @@ async fn reload_changes_the_running_server(backend: Backend) {
     assert!(preflight_allowed(&app, "https://new.example.com").await);
     assert!(preflight_allowed(&app, "https://app.example.com").await);
     let cfg = app.get("/admin/config", &admin.token).await;
-    assert_eq!(cfg.body["runtime"]["logFilter"], "warn,tandem_control=debug");
+    assert_eq!(
+        cfg.body["runtime"]["logFilter"],
+        "warn,tandem_control=debug"
+    );
     // The new auth limit is in force: the third login in the minute is refused.
     let mut statuses = Vec::new();
     for _ in 0..3 {
@@ -213,10 +233,19 @@ async fn reload_changes_the_running_server(backend: Backend) {
     assert_eq!(statuses[2], StatusCode::TOO_MANY_REQUESTS, "{statuses:?}");
 
     // An invalid file changes nothing.
-    std::fs::write(&file, "TANDEM_CORS_ORIGINS=https://other.example.com\nRUST_LOG=a=b=c[\n").unwrap();
-    let a = app.post("/admin/config/reload", &admin.token, Value::Null).await;
+    std::fs::write(
+        &file,
+        "TANDEM_CORS_ORIGINS=https://other.example.com\nRUST_LOG=a=b=c[\n",
+    )
+    .unwrap();
+    let a = app
+        .post("/admin/config/reload", &admin.token, Value::Null)
+        .await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
-    assert!(a.body["error"]["message"].as_str().unwrap().contains("RUST_LOG"));
+    assert!(a.body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("RUST_LOG"));
     assert!(!preflight_allowed(&app, "https://other.example.com").await);
     assert!(preflight_allowed(&app, "https://new.example.com").await);
 
@@ -230,10 +259,16 @@ async fn reload_changes_the_running_server(backend: Backend) {
     assert!(status.success());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while !preflight_allowed(&app, "https://hup.example.com").await {
-        assert!(std::time::Instant::now() < deadline, "SIGHUP did not reload");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SIGHUP did not reload"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(!preflight_allowed(&app, "https://new.example.com").await);
 }
 
-both_backends!(admins_only_and_secrets_masked, reload_changes_the_running_server);
+both_backends!(
+    admins_only_and_secrets_masked,
+    reload_changes_the_running_server
+);

@@ -143,7 +143,10 @@ fn expand(path: &str) -> Vec<String> {
         let close = open + path[open..].find('}').unwrap();
         if let Some((name, choices)) = path[open + 1..close].split_once(':') {
             // `{path:.+}`: a pattern, not alternatives.
-            if !choices.chars().all(|c| c.is_ascii_alphanumeric() || c == '|') {
+            if !choices
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '|')
+            {
                 let plain = format!("{}{{{name}}}{}", &path[..open], &path[close + 1..]);
                 return expand(&plain);
             }

@@ -325,7 +325,10 @@ async fn drain(stream: &mut TcpStream, head: &handshake::Head, shared: &Shared, 
             .write_to(stream)
             .await;
     }
-    tracing::warn!(exit, "drain: refusing new connections, saving rooms, closing clients with 1012");
+    tracing::warn!(
+        exit,
+        "drain: refusing new connections, saving rooms, closing clients with 1012"
+    );
     let deadline = Duration::from_secs(shared.config.shutdown_secs.max(1));
     let (rooms, complete) = shared.hub.drain(deadline).await;
     tracing::info!(rooms, complete, "drained");

@@ -38,7 +38,9 @@ pub enum Route {
     Metrics,
     Ready,
     /// `POST /admin/drain[?exit=true]`: a rolling restart of this node.
-    Drain { exit: bool },
+    Drain {
+        exit: bool,
+    },
     /// A room, with the token if one was given, and the URL form used.
     Room(RoomId, Option<String>, Form),
 }
@@ -131,7 +133,11 @@ pub(crate) fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
 pub fn route(head: &Head) -> Result<Route, HttpError> {
     if head.path == "/admin/drain" {
         if head.method != "POST" {
-            return Err(HttpError::new(405, ErrorCode::MethodNotAllowed, "only POST"));
+            return Err(HttpError::new(
+                405,
+                ErrorCode::MethodNotAllowed,
+                "only POST",
+            ));
         }
         let exit = head.query.as_deref().is_some_and(|q| {
             q.split('&')
