@@ -319,6 +319,17 @@ async fn drain(stream: &mut TcpStream, head: &handshake::Head, shared: &Shared, 
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
+    // Guesses of the secret are braked like handshakes.
+    if let Ok(peer) = stream.peer_addr() {
+        if !shared
+            .handshakes
+            .allow(peer.ip(), std::time::Instant::now())
+        {
+            return HttpError::new(429, ErrorCode::RateLimited, "too many requests")
+                .write_to(stream)
+                .await;
+        }
+    }
     let secret = shared.config.relay_secret.as_deref().unwrap_or_default();
     if !given.is_some_and(|t| !secret.is_empty() && same_secret(t, secret)) {
         return HttpError::new(401, ErrorCode::Unauthorized, "the relay secret is required")
