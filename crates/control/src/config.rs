@@ -9,7 +9,7 @@ use clap::Parser;
 /// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
 pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
 
-#[derive(Debug, Clone, Parser)]
+#[derive(Debug, Clone, Parser, serde::Serialize)]
 #[command(name = "tandem-control", about = "Tandem control service", version)]
 pub struct ControlConfig {
     /// Address to listen on (port 0 picks a free port).
@@ -323,10 +323,33 @@ pub struct ControlConfig {
     /// which a client or a misconfigured proxy can forge.
     #[arg(long, env = "TANDEM_PUBLIC_CONTROL_URL")]
     pub public_control_url: Option<String>,
+    /// Largest extension upload (a zip), in bytes; more is a 413.
+    #[arg(long, env = "TANDEM_EXTENSIONS_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub extensions_max_bytes: usize,
+
+    /// Most bytes an extension's files may unpack to, all together.
+    #[arg(
+        long,
+        env = "TANDEM_EXTENSIONS_MAX_UNPACKED_BYTES",
+        default_value_t = 50 * 1024 * 1024
+    )]
+    pub extensions_max_unpacked_bytes: u64,
+
+    /// Instance administrators: email addresses (comma-separated). A user
+    /// is an admin once their address is verified.
+    #[arg(long, env = "TANDEM_ADMINS", value_delimiter = ',')]
+    pub admins: Vec<String>,
+
+    /// A `KEY=VALUE` file re-read on SIGHUP and `POST /admin/config/reload`
+    /// (and once at startup): it may set `RUST_LOG`, `TANDEM_CORS_ORIGINS`
+    /// and `TANDEM_AUTH_RATE_PER_MINUTE`, which then override the environment.
+    #[arg(long, env = "TANDEM_RELOAD_FILE")]
+    pub reload_file: Option<std::path::PathBuf>,
 
     /// Stop on Ctrl-C/SIGTERM (off when an embedding program, like `tandem
     /// dev`, decides when control stops).
     #[arg(skip = true)]
+    #[serde(skip)]
     pub handle_signals: bool,
 }
 
@@ -395,6 +418,10 @@ impl ControlConfig {
             s3_secret_access_key: None,
             s3_verify: "checksum".into(),
             public_control_url: None,
+            extensions_max_bytes: 10 * 1024 * 1024,
+            extensions_max_unpacked_bytes: 50 * 1024 * 1024,
+            admins: Vec::new(),
+            reload_file: None,
             handle_signals: true,
         }
     }

@@ -8,15 +8,23 @@ use actix_cors::Cors;
 use actix_web::http::header;
 use tandem_protocol::origin::OriginList;
 
+use crate::admin::SharedOrigins;
 use crate::observe::REQUEST_ID_HEADER;
 
 /// How long browsers may cache a preflight answer, in seconds.
 const PREFLIGHT_MAX_AGE_SECS: usize = 3600;
 
 /// The CORS middleware for an origin list (one per worker).
-pub fn middleware(origins: OriginList) -> Cors {
+/// The list is read on every request, so a configuration reload changes it
+/// at once.
+pub fn middleware(origins: SharedOrigins) -> Cors {
     Cors::default()
-        .allowed_origin_fn(move |origin, _| origin.to_str().is_ok_and(|o| origins.allows(o)))
+        .allowed_origin_fn(move |origin, _| {
+            let Ok(o) = origin.to_str() else {
+                return false;
+            };
+            origins.read().is_ok_and(|list| list.1.allows(o))
+        })
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
         .allowed_headers([
             header::AUTHORIZATION,

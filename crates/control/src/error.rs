@@ -59,6 +59,12 @@ pub enum ApiError {
     /// A webhook URL pointing at a non-public address.
     #[error("{0}")]
     TargetRefused(String),
+    /// 415 naming the media type the body must have.
+    #[error("request body must be {0}")]
+    WrongMediaType(&'static str),
+    /// Any code with its own message (the extension checks' 422s).
+    #[error("{1}")]
+    Coded(ErrorCode, String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -75,7 +81,10 @@ impl ApiError {
             ApiError::Gone(_) => ErrorCode::Gone,
             ApiError::Misconfigured(_) => ErrorCode::Misconfigured,
             ApiError::PayloadTooLarge(_) | ApiError::TooLarge(_) => ErrorCode::PayloadTooLarge,
-            ApiError::UnsupportedMediaType => ErrorCode::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType | ApiError::WrongMediaType(_) => {
+                ErrorCode::UnsupportedMediaType
+            }
+            ApiError::Coded(code, _) => *code,
             ApiError::Validation(_) => ErrorCode::ValidationFailed,
             ApiError::RateLimited(_) | ApiError::TooMany(_) => ErrorCode::RateLimited,
             ApiError::Unavailable => ErrorCode::Unavailable,

@@ -22,6 +22,7 @@
 //!
 //! Control never depends on the relay; they share only `tandem-protocol`.
 
+pub mod admin;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -29,6 +30,7 @@ pub mod cors;
 pub mod crypto;
 pub mod db;
 pub mod error;
+pub mod extensions;
 pub mod files;
 pub mod http;
 pub mod mail;

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,8 @@ const PRUNE_AT: usize = 10_000;
 
 /// Keyed by client IP by default; by user id for per-user limits.
 pub struct RateLimiter<K = IpAddr> {
-    per_minute: u32,
+    /// Changed at runtime by a configuration reload.
+    per_minute: AtomicU32,
     windows: Mutex<HashMap<K, (Instant, u32)>>,
 }
 
@@ -24,9 +26,19 @@ impl<K: Hash + Eq> RateLimiter<K> {
     /// `per_minute == 0` turns limiting off.
     pub fn new(per_minute: u32) -> RateLimiter<K> {
         RateLimiter {
-            per_minute,
+            per_minute: AtomicU32::new(per_minute),
             windows: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The limit in force (0: none).
+    pub fn per_minute(&self) -> u32 {
+        self.per_minute.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit (a configuration reload); windows already open keep their counts.
+    pub fn set_per_minute(&self, per_minute: u32) {
+        self.per_minute.store(per_minute, Ordering::Relaxed);
     }
 
     /// [`check`](Self::check) as the API's answer: 429 with `Retry-After`.
@@ -41,7 +53,8 @@ impl<K: Hash + Eq> RateLimiter<K> {
     }
 
     fn check_at(&self, ip: K, now: Instant) -> Result<(), Duration> {
-        if self.per_minute == 0 {
+        let per_minute = self.per_minute();
+        if per_minute == 0 {
             return Ok(());
         }
         let Ok(mut windows) = self.windows.lock() else {
@@ -54,7 +67,7 @@ impl<K: Hash + Eq> RateLimiter<K> {
         if now.duration_since(entry.0) >= WINDOW {
             *entry = (now, 0);
         }
-        if entry.1 >= self.per_minute {
+        if entry.1 >= per_minute {
             return Err(WINDOW.saturating_sub(now.duration_since(entry.0)));
         }
         entry.1 += 1;

@@ -10,7 +10,6 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpResponse, HttpServer};
 use anyhow::Context;
-use tandem_protocol::origin::OriginList;
 use tandem_protocol::{ErrorBody, ErrorCode};
 
 use crate::auth::jwt::JwtVerifier;
@@ -86,6 +85,7 @@ impl Application {
             trusted_proxies = config.trusted_proxies.len(),
             "identity settings"
         );
+        let config_cors = config.cors_origins.clone();
         let files = crate::files::Storage::from_config(
             &config,
             crate::files::UrlSigner::new(config.relay_secret.as_deref().unwrap_or_default()),
@@ -123,7 +123,16 @@ impl Application {
             public_relay_url: std::sync::OnceLock::new(),
             webhook_wake: tokio::sync::Notify::new(),
             webhook_client,
+            runtime: crate::admin::Runtime::new(
+                config_cors.as_deref().unwrap_or_default(),
+                origins,
+            ),
         });
+        if state.config.reload_file.is_some() {
+            crate::admin::reload(&state).map_err(|e| {
+                anyhow::anyhow!("TANDEM_RELOAD_FILE: {}", crate::admin::describe(&e))
+            })?;
+        }
         if let Some(url) = state.config.public_relay_url.clone() {
             let _ = state.public_relay_url.set(url);
         }
@@ -131,12 +140,15 @@ impl Application {
         tokio::spawn(crate::webhooks::dispatch(state.clone()));
         tokio::spawn(crate::sync_live::compact(state.clone()));
         tokio::spawn(crate::files::collector::every_interval(state.clone()));
-        let server = serve(listener, state.clone(), origins)?;
+        let server = serve(listener, state.clone())?;
         let metrics_port = serve_metrics(&state)?;
         // Ctrl-C, SIGTERM or `shutdown_token().cancel()`: end long polls, then
         // stop gracefully (in-flight requests get the shutdown timeout).
         let (stop, handle) = (state.shutdown.clone(), server.handle());
         let signals = state.config.handle_signals;
+        if signals {
+            tokio::spawn(reload_on_hangup(state.clone()));
+        }
         tokio::spawn(async move {
             tokio::select! {
                 _ = wait_for_signal(), if signals => tracing::info!("shutdown signal received"),
@@ -217,11 +229,8 @@ fn check_jwt_settings(config: &ControlConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn serve(
-    listener: TcpListener,
-    state: Arc<AppState>,
-    origins: OriginList,
-) -> anyhow::Result<Server> {
+fn serve(listener: TcpListener, state: Arc<AppState>) -> anyhow::Result<Server> {
+    let origins = state.runtime.cors.clone();
     let workers = match state.config.workers {
         0 => std::thread::available_parallelism()
             .map(|n| n.get())
@@ -278,6 +287,31 @@ fn serve_metrics(state: &Arc<AppState>) -> anyhow::Result<Option<u16>> {
 pub(crate) fn not_found() -> HttpResponse {
     let body = ErrorBody::new(ErrorCode::NotFound, "no such path");
     HttpResponse::NotFound().json(body.with_request_id(observe::request_id()))
+}
+
+/// SIGHUP: re-read `TANDEM_RELOAD_FILE` and apply what it changes.
+async fn reload_on_hangup(state: Arc<AppState>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {}
+                _ = state.shutdown.cancelled() => return,
+            }
+            match crate::admin::reload(&state) {
+                Ok(_) => tracing::info!("SIGHUP: configuration reloaded"),
+                Err(e) => {
+                    tracing::error!(errors = %crate::admin::describe(&e), "SIGHUP: reload refused; nothing changed")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 async fn wait_for_signal() {

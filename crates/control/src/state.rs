@@ -69,6 +69,8 @@ pub struct AppState {
     pub webhook_wake: tokio::sync::Notify,
     /// Sends webhook attempts (no redirects, resolved names checked).
     pub webhook_client: reqwest::Client,
+    /// The settings a configuration reload changes (log filter, CORS, rate limits).
+    pub runtime: crate::admin::Runtime,
 }
 
 pub type State = web::Data<Arc<AppState>>;

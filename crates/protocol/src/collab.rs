@@ -181,6 +181,9 @@ pub mod close {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The relay failed; reconnect.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The relay node is draining (`POST /admin/drain`, a rolling restart):
+    /// the room was saved to control first; reconnect (to another node).
+    pub const SERVICE_RESTART: u16 = 1012;
     /// Try again later: the room is full, or the client reads too slowly.
     pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The document is at its size limit: the update was refused
@@ -192,6 +195,7 @@ pub mod close {
 
     pub const REASON_AUTH_FORBIDDEN: &str = "AUTH_FORBIDDEN";
     pub const REASON_SHUTDOWN: &str = "SHUTDOWN";
+    pub const REASON_DRAINING: &str = "DRAINING";
     pub const REASON_ROOM_FULL: &str = "ROOM_FULL";
     pub const REASON_SLOW_CONSUMER: &str = "SLOW_CONSUMER";
     pub const REASON_MESSAGE_TOO_BIG: &str = "MESSAGE_TOO_BIG";

@@ -52,6 +52,21 @@ pub enum ErrorCode {
     /// 422: a webhook URL whose host is (or resolves to) a private, loopback,
     /// link-local, multicast or unspecified address.
     WebhookTargetRefused,
+    /// 422: an extension archive is not a readable zip (corrupt, encrypted,
+    /// an unsupported compression method, or an entry whose bytes do not
+    /// match its declared size or CRC).
+    InvalidArchive,
+    /// 422: an extension archive has an entry whose path is unsafe (`..`,
+    /// absolute, a drive letter, a backslash), a symlink, or a duplicate name.
+    UnsafeEntry,
+    /// 422: an extension archive unpacks to too much: too many entries, too
+    /// many bytes in all, or an entry compressed beyond the allowed ratio.
+    ArchiveTooLarge,
+    /// 422: `tandem-extension.json` is missing or invalid (JSON, fields,
+    /// kind, semver version, settings schema, an entry not in the archive).
+    InvalidManifest,
+    /// 422: extension settings do not fit the extension's settings schema.
+    InvalidSettings,
 }
 
 impl ErrorCode {
@@ -77,6 +92,11 @@ impl ErrorCode {
             ErrorCode::InvalidSignature => 403,
             ErrorCode::RangeNotSatisfiable => 416,
             ErrorCode::WebhookTargetRefused => 422,
+            ErrorCode::InvalidArchive
+            | ErrorCode::UnsafeEntry
+            | ErrorCode::ArchiveTooLarge
+            | ErrorCode::InvalidManifest
+            | ErrorCode::InvalidSettings => 422,
         }
     }
 }

@@ -6,6 +6,8 @@
 //! - [`sets`]: message sets (several answers per turn, one selected), parts, branches.
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
 //! - [`error`]: the `{"error":{"code","message","requestId"}}` envelope and its codes.
+//! - [`extensions`]: org extensions (plugins, themes), their manifests and per-workspace settings;
+//!   instance administration (`/admin/*`).
 //! - [`identity`]: email verification, org join policies and join requests, identity linking.
 //! - [`origin`]: allowed browser origins (`TANDEM_CORS_ORIGINS`), for control and relay.
 //! - [`sync`]: the sync engine's push, pull and event bodies, and its bounds.
@@ -18,6 +20,7 @@
 pub mod chat;
 pub mod collab;
 pub mod error;
+pub mod extensions;
 pub mod files;
 pub mod http;
 pub mod identity;

@@ -33,6 +33,8 @@ pub struct Shared {
     pub origins: Option<OriginList>,
     /// Handshakes per client IP.
     pub handshakes: crate::transport::limits::IpLimiter,
+    /// Cancelled to stop the node (`POST /admin/drain?exit=true`, signals).
+    pub stop: CancellationToken,
 }
 
 pub struct Application {
@@ -119,6 +121,7 @@ impl Application {
                 config.handshake_burst,
                 config.handshake_limit_loopback,
             ),
+            stop: stop.clone(),
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");

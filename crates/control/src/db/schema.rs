@@ -409,7 +409,49 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    extensions (id) {
+        id -> Text,
+        org_id -> Text,
+        ext_id -> Text,
+        name -> Text,
+        version -> Text,
+        kind -> Text,
+        entry -> Text,
+        description -> Nullable<Text>,
+        settings_schema -> Nullable<Text>,
+        file_count -> BigInt,
+        size_bytes -> BigInt,
+        uploaded_by -> Nullable<Text>,
+        created_at -> BigInt,
+        updated_at -> BigInt,
+    }
+}
+
+diesel::table! {
+    extension_files (extension_id, path) {
+        extension_id -> Text,
+        path -> Text,
+        content_type -> Text,
+        sha256 -> Text,
+        bytes -> Binary,
+    }
+}
+
+diesel::table! {
+    workspace_extensions (workspace_id, extension_id) {
+        workspace_id -> Text,
+        extension_id -> Text,
+        enabled -> Bool,
+        settings -> Text,
+        updated_by -> Nullable<Text>,
+        updated_at -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> orgs (org_id));
+diesel::joinable!(extension_files -> extensions (extension_id));
+diesel::joinable!(workspace_extensions -> extensions (extension_id));
 diesel::joinable!(org_join_requests -> users (user_id));
 diesel::joinable!(collab_tokens -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -461,5 +503,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     message_sets,
     message_set_members,
     files,
-    file_refs
+    file_refs,
+    extensions,
+    extension_files,
+    workspace_extensions
 );

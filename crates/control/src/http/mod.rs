@@ -4,12 +4,14 @@
 //! `crate::openapi` (`operations.rs`, `chat.rs`; the `openapi` tests check
 //! both ways).
 
+pub mod admin;
 pub mod auth;
 pub mod chat_stream;
 pub mod client_ip;
 pub mod collab;
 pub mod conversations;
 pub mod demo;
+pub mod extensions;
 pub mod extract;
 pub mod files;
 pub mod health;
@@ -143,6 +145,36 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     org_routes(cfg);
     sync_routes(cfg);
     file_routes(cfg);
+    extension_routes(cfg);
+    admin_routes(cfg);
+}
+
+/// Org extensions and their use in workspaces.
+fn extension_routes(cfg: &mut web::ServiceConfig) {
+    use web::{delete, get, post, put};
+    cfg.service(
+        at("/orgs/{id}/extensions")
+            .route(get().to(extensions::list))
+            .route(post().to(extensions::upload)),
+    )
+    .service(
+        at("/orgs/{id}/extensions/{ext}")
+            .route(get().to(extensions::get))
+            .route(delete().to(extensions::delete)),
+    )
+    .service(at("/workspaces/{id}/extensions").route(get().to(extensions::workspace_list)))
+    .service(at("/workspaces/{id}/extensions/{ext}").route(put().to(extensions::set)))
+    .service(
+        at("/workspaces/{id}/extensions/{ext}/files/{path:.+}").route(get().to(extensions::file)),
+    );
+}
+
+/// Instance administration (`TANDEM_ADMINS`).
+fn admin_routes(cfg: &mut web::ServiceConfig) {
+    use web::{get, post};
+    cfg.service(at("/admin/config").route(get().to(admin::config)))
+        .service(at("/admin/config/validate").route(post().to(admin::validate)))
+        .service(at("/admin/config/reload").route(post().to(admin::reload)));
 }
 
 /// The sync engine; pushes may be larger than other bodies.

@@ -17,7 +17,7 @@ use crate::state::State;
 use crate::store::{accounts, joining, OrgRow};
 
 /// Loads the org and asks `can()` whether the user may do `action` to it.
-fn authorized(
+pub(crate) fn authorized(
     c: &mut DbConnection,
     user: &AuthUser,
     org_id: &str,

@@ -6,6 +6,7 @@
 //! entry there (a test fails until it is).
 
 mod chat;
+mod extensions;
 mod files;
 mod operations;
 mod sync;

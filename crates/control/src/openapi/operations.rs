@@ -305,6 +305,7 @@ pub fn operations() -> Vec<Op> {
     ops.extend(super::webhooks::operations());
     ops.extend(super::sync::operations());
     ops.extend(super::files::operations());
+    ops.extend(super::extensions::operations());
     ops
 }
 

@@ -7,6 +7,7 @@ pub mod chat_events;
 pub mod collab;
 pub mod conversations;
 pub mod events;
+pub mod extensions;
 pub mod facts;
 pub mod files;
 pub mod invites;

@@ -141,7 +141,15 @@ fn expand(path: &str) -> Vec<String> {
     let mut from = 0;
     while let Some(open) = path[from..].find('{').map(|i| from + i) {
         let close = open + path[open..].find('}').unwrap();
-        if let Some((_, choices)) = path[open + 1..close].split_once(':') {
+        if let Some((name, choices)) = path[open + 1..close].split_once(':') {
+            // `{path:.+}`: a pattern, not alternatives.
+            if !choices
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '|')
+            {
+                let plain = format!("{}{{{name}}}{}", &path[..open], &path[close + 1..]);
+                return expand(&plain);
+            }
             return choices
                 .split('|')
                 .flat_map(|c| expand(&format!("{}{c}{}", &path[..open], &path[close + 1..])))

@@ -118,6 +118,7 @@ impl RoomActor {
         let mut trouble = tokio::time::interval(TROUBLE_CHECK);
         let idle = self.hub.config.room_idle;
         let mut empty_since = Some(Instant::now());
+        let mut drained = None;
         loop {
             let evict_at = empty_since.filter(|_| self.is_clean()).map(|t| t + idle);
             tokio::select! {
@@ -125,6 +126,13 @@ impl RoomActor {
                     Some(Cmd::Shutdown) | None => {
                         self.kill_all(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN));
                         self.flush().await;
+                        break;
+                    }
+                    // Saved first: a client that sees 1012 finds its edits in control.
+                    Some(Cmd::Drain { done }) => {
+                        self.flush().await;
+                        self.kill_all(Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING));
+                        drained = Some(done);
                         break;
                     }
                     Some(cmd) => self.handle(cmd),
@@ -155,6 +163,9 @@ impl RoomActor {
             };
         }
         self.stop(&mut rx).await;
+        if let Some(done) = drained {
+            let _ = done.send(());
+        }
     }
 
     /// Unregisters, refuses late joins (they retry on a fresh actor), stops.
@@ -234,7 +245,7 @@ impl RoomActor {
             }
             Cmd::Access { results } => self.apply_access(results),
             Cmd::Saved(report) => self.saved(report),
-            Cmd::Shutdown => {}
+            Cmd::Shutdown | Cmd::Drain { .. } => {}
         }
     }
 

@@ -23,7 +23,7 @@ mod peers;
 mod persist;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -125,6 +125,11 @@ enum Cmd {
     /// A save attempt finished (or was left to another node).
     Saved(persist::SaveReport),
     Shutdown,
+    /// Save to control, then close every connection with 1012 and stop;
+    /// `done` fires once the room stopped.
+    Drain {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Settings of every room actor.
@@ -204,6 +209,8 @@ pub struct Hub {
     pub metrics: Arc<Metrics>,
     tracker: TaskTracker,
     shutdown: CancellationToken,
+    /// Set by [`Hub::drain`]: no room starts again on this node.
+    draining: AtomicBool,
 }
 
 impl Hub {
@@ -224,11 +231,12 @@ impl Hub {
             metrics,
             tracker,
             shutdown,
+            draining: AtomicBool::new(false),
         })
     }
 
     fn handle(self: &Arc<Hub>, room: &RoomId) -> Option<RoomHandle> {
-        if self.shutdown.is_cancelled() {
+        if self.shutdown.is_cancelled() || self.is_draining() {
             return None;
         }
         let mut rooms = self.rooms.lock().ok()?;
@@ -315,6 +323,30 @@ impl Hub {
         if let Some(tx) = tx {
             let _ = tx.send(Cmd::Access { results }).await;
         }
+    }
+
+    /// Whether [`Hub::drain`] was called.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// Drains this node (a rolling restart): no room starts again here; each
+    /// live room saves to control, closes its connections with 1012 and
+    /// stops. Waits for every room, up to `deadline`; answers how many rooms
+    /// were drained and whether all of them finished in time.
+    pub async fn drain(&self, deadline: Duration) -> (usize, bool) {
+        self.draining.store(true, Ordering::SeqCst);
+        let mut waits = Vec::new();
+        for (_, tx) in self.live() {
+            let (done, rx) = oneshot::channel();
+            if tx.send(Cmd::Drain { done }).await.is_ok() {
+                waits.push(rx);
+            }
+        }
+        let rooms = waits.len();
+        let all = futures_util::future::join_all(waits);
+        let complete = tokio::time::timeout(deadline, all).await.is_ok();
+        (rooms, complete)
     }
 
     /// Closes every connection with 1001 and stops every room.

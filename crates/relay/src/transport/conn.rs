@@ -46,7 +46,11 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             let ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             return handshake::respond_with(&mut stream, 200, ctype, &body).await;
         }
+        Ok(Route::Drain { exit }) => return drain(&mut stream, &head, &shared, exit).await,
         Ok(Route::Ready) => {
+            if shared.hub.is_draining() {
+                return draining().write_to(&mut stream).await;
+            }
             if shared.control.ready().await {
                 return handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
             }
@@ -55,6 +59,9 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(Route::Room(room, token, form)) => (room, token, form),
         Err(e) => return e.write_to(&mut stream).await,
     };
+    if shared.hub.is_draining() {
+        return draining().write_to(&mut stream).await;
+    }
     if let (Some(allowed), Some(origin)) = (&shared.origins, &head.origin) {
         if !allowed.allows(origin) {
             shared.metrics.origins_refused.inc();
@@ -236,12 +243,11 @@ async fn pump(
             .await;
         }
         Err(JoinError::ShuttingDown) => {
-            return close_with(
-                &mut ws,
-                form,
-                Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
-            )
-            .await;
+            let kill = match shared.hub.is_draining() {
+                true => Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING),
+                false => Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
+            };
+            return close_with(&mut ws, form, kill).await;
         }
     };
     let keepalive = Duration::from_millis(shared.config.keepalive_ms.max(100));
@@ -295,6 +301,64 @@ async fn pump(
             let _ = ws.close(None).await;
         }
     }
+}
+
+/// The 503 of `/readyz` and of a connect while the node drains.
+fn draining() -> HttpError {
+    HttpError::new(503, ErrorCode::Unavailable, "relay is draining")
+}
+
+/// `POST /admin/drain[?exit=true]` with `Authorization: Bearer
+/// <TANDEM_RELAY_SECRET>`: refuses new connections from now on, saves every
+/// room to control and closes its clients with 1012, then answers
+/// `{status, rooms, complete, exiting}`; with `exit`, the node then stops.
+async fn drain(stream: &mut TcpStream, head: &handshake::Head, shared: &Shared, exit: bool) {
+    let given = head
+        .authorization
+        .as_deref()
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    // Guesses of the secret are braked like handshakes.
+    if let Ok(peer) = stream.peer_addr() {
+        if !shared
+            .handshakes
+            .allow(peer.ip(), std::time::Instant::now())
+        {
+            return HttpError::new(429, ErrorCode::RateLimited, "too many requests")
+                .write_to(stream)
+                .await;
+        }
+    }
+    let secret = shared.config.relay_secret.as_deref().unwrap_or_default();
+    if !given.is_some_and(|t| !secret.is_empty() && same_secret(t, secret)) {
+        return HttpError::new(401, ErrorCode::Unauthorized, "the relay secret is required")
+            .write_to(stream)
+            .await;
+    }
+    tracing::warn!(
+        exit,
+        "drain: refusing new connections, saving rooms, closing clients with 1012"
+    );
+    let deadline = Duration::from_secs(shared.config.shutdown_secs.max(1));
+    let (rooms, complete) = shared.hub.drain(deadline).await;
+    tracing::info!(rooms, complete, "drained");
+    let body = serde_json::json!({
+        "status": "drained",
+        "rooms": rooms,
+        "complete": complete,
+        "exiting": exit,
+    });
+    handshake::respond(stream, 200, &body.to_string()).await;
+    if exit {
+        shared.stop.cancel();
+    }
+}
+
+/// Compares secrets without an early exit on the first differing byte.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The 503 of `/readyz` and of a connect while control is away.

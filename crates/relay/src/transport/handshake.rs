@@ -1,8 +1,8 @@
 //! The HTTP request before the upgrade. The relay reads it itself so that it
 //! can refuse with a plain HTTP status before any WebSocket exists:
 //! 400 bad room id or not a WebSocket request, 401 no token, 403 refused by
-//! control, 503 control unreachable or relay full. `GET /healthz` and
-//! `GET /readyz` are answered here too.
+//! control, 503 control unreachable, relay full or draining. `GET /healthz`,
+//! `GET /readyz` and `POST /admin/drain` are answered here too.
 
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ pub struct Head {
     pub is_websocket: bool,
     /// The `Origin` header (browsers send it; other clients usually don't).
     pub origin: Option<String>,
+    /// The `Authorization` header (`POST /admin/drain` needs the relay secret).
+    pub authorization: Option<String>,
 }
 
 /// What the client asked for.
@@ -35,6 +37,10 @@ pub enum Route {
     Health,
     Metrics,
     Ready,
+    /// `POST /admin/drain[?exit=true]`: a rolling restart of this node.
+    Drain {
+        exit: bool,
+    },
     /// A room, with the token if one was given, and the URL form used.
     Room(RoomId, Option<String>, Form),
 }
@@ -107,6 +113,11 @@ pub(crate) fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case("origin"))
         .map(|h| String::from_utf8_lossy(h.value).into_owned());
+    let authorization = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+        .map(|h| String::from_utf8_lossy(h.value).into_owned());
     Ok(Some(Head {
         raw: Bytes::copy_from_slice(&buf[..len]),
         method: req.method.unwrap_or("").to_string(),
@@ -114,11 +125,26 @@ pub(crate) fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
         query,
         is_websocket,
         origin,
+        authorization,
     }))
 }
 
 /// Maps a request to a route: `/{roomId}` or `/parties/main/{roomId}`, with `?token=`.
 pub fn route(head: &Head) -> Result<Route, HttpError> {
+    if head.path == "/admin/drain" {
+        if head.method != "POST" {
+            return Err(HttpError::new(
+                405,
+                ErrorCode::MethodNotAllowed,
+                "only POST",
+            ));
+        }
+        let exit = head.query.as_deref().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv == "exit=true" || kv == "exit=1" || kv == "exit")
+        });
+        return Ok(Route::Drain { exit });
+    }
     if head.method != "GET" {
         return Err(HttpError::new(405, ErrorCode::MethodNotAllowed, "only GET"));
     }
@@ -231,6 +257,7 @@ mod tests {
             query,
             is_websocket: ws,
             origin: None,
+            authorization: None,
         }
     }
 
