@@ -56,6 +56,9 @@ pub enum ApiError {
     InvalidSignature(&'static str),
     #[error("the requested range is outside the file")]
     RangeNotSatisfiable,
+    /// 403 `guest_access_denied`, saying what the setting allows.
+    #[error("{0}")]
+    GuestAccessDenied(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::SizeMismatch(_) => ErrorCode::SizeMismatch,
             ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
             ApiError::RangeNotSatisfiable => ErrorCode::RangeNotSatisfiable,
+            ApiError::GuestAccessDenied(_) => ErrorCode::GuestAccessDenied,
         }
     }
 

@@ -49,6 +49,9 @@ pub enum ErrorCode {
     InvalidSignature,
     /// 416: a `Range` outside the file.
     RangeNotSatisfiable,
+    /// 403: the workspace's guest access setting does not let someone from
+    /// outside its org in (or not with this role).
+    GuestAccessDenied,
 }
 
 impl ErrorCode {
@@ -73,6 +76,7 @@ impl ErrorCode {
             ErrorCode::HashMismatch | ErrorCode::SizeMismatch => 422,
             ErrorCode::InvalidSignature => 403,
             ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::GuestAccessDenied => 403,
         }
     }
 }
