@@ -487,7 +487,12 @@ fn admin_table() {
         assert_eq!(cols.len(), 9, "{row}");
         let a = admin_action(cols[0]);
         assert!(seen.insert(a), "{row} twice");
-        let roles = [None, Some(Role::Viewer), Some(Role::Editor), Some(Role::Owner)];
+        let roles = [
+            None,
+            Some(Role::Viewer),
+            Some(Role::Editor),
+            Some(Role::Owner),
+        ];
         for (i, instance_admin) in [false, true].into_iter().enumerate() {
             for (j, role) in roles.into_iter().enumerate() {
                 let facts = AdminFacts {
@@ -508,7 +513,10 @@ fn admin_roles_come_from_the_org_and_the_workspace() {
         org_role: OrgRole::Owner,
         ..actor()
     };
-    assert_eq!(AdminFacts::for_org(&member, "org-a").role, Some(Role::Editor));
+    assert_eq!(
+        AdminFacts::for_org(&member, "org-a").role,
+        Some(Role::Editor)
+    );
     assert_eq!(AdminFacts::for_org(&owner, "org-a").role, Some(Role::Owner));
     assert_eq!(AdminFacts::for_org(&owner, "org-b").role, None);
     // A guest with a viewer grant on a foreign workspace is a viewer there:
@@ -528,7 +536,10 @@ fn admin_roles_come_from_the_org_and_the_workspace() {
         grants: vec![],
     };
     assert_eq!(
-        can_admin(AdminAction::View, &AdminFacts::for_workspace(&member, &none)),
+        can_admin(
+            AdminAction::View,
+            &AdminFacts::for_workspace(&member, &none)
+        ),
         Decision::Deny(Denial::NotFound)
     );
 }

@@ -7,8 +7,8 @@
 //! members 403 where owners are needed (the admin policy, `authz::can_admin`).
 
 use actix_web::{web, HttpResponse};
-use tandem_protocol::http::Page;
 use tandem_protocol::admin::{OrgMember, TransferOrg};
+use tandem_protocol::http::Page;
 use tandem_protocol::identity::{JoinRequest, OrgDetails, UpdateOrg};
 
 use crate::authz::{self, Action, AdminAction, AdminFacts, OrgFacts};

@@ -193,7 +193,8 @@ pub async fn join(
         .db(move |c| {
             let (row, role) = shared(c, &user, &share_id, Action::Read)?;
             if role == Role::Viewer {
-                match conversations::add_participant(c, &row, &user.user, &row.owner_id, user.id()) {
+                match conversations::add_participant(c, &row, &user.user, &row.owner_id, user.id())
+                {
                     // A concurrent join of the same user got there first.
                     Ok(_) | Err(ApiError::Conflict(_)) => {}
                     Err(e) => return Err(e),

@@ -24,8 +24,7 @@ use super::workspace_events::Op;
 use super::{events, now_ms, OrgRow, UserRow, WorkspaceRow};
 use crate::crypto;
 use crate::db::schema::{
-    conversation_participants, conversations, members, orgs, projects, resources, users,
-    workspaces,
+    conversation_participants, conversations, members, orgs, projects, resources, users, workspaces,
 };
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
@@ -89,8 +88,7 @@ pub fn check_guest(
     user_id: &str,
     role: Role,
 ) -> Result<(), ApiError> {
-    let Some((workspace_id, _)) =
-        super::workspace_events::scope_place(c, scope_kind, scope_id)?
+    let Some((workspace_id, _)) = super::workspace_events::scope_place(c, scope_kind, scope_id)?
     else {
         return Ok(());
     };
@@ -187,10 +185,14 @@ pub fn transfer(
             .first(c)
             .optional()?;
         let Some(target) = target.filter(|u| u.org_id == org.id) else {
-            return Err(ApiError::validation("userId does not name a member of this org"));
+            return Err(ApiError::validation(
+                "userId does not name a member of this org",
+            ));
         };
         if target.org_role() == OrgRole::Owner {
-            return Err(ApiError::Conflict("this member already owns the org".into()));
+            return Err(ApiError::Conflict(
+                "this member already owns the org".into(),
+            ));
         }
         let owners: Vec<String> = users::table
             .filter(users::org_id.eq(&org.id))

@@ -119,8 +119,12 @@ pub fn create(
             .values(&row)
             .execute(c)?;
         outbox::enqueue(c, "invite", email, &subject, &body)?;
-        let entry = Entry::new(&letter.inviter.id, "invite.create", format!("invite:{}", row.id))
-            .after(json!({ "workspaceId": workspace_id, "email": email, "role": role.as_str() }));
+        let entry = Entry::new(
+            &letter.inviter.id,
+            "invite.create",
+            format!("invite:{}", row.id),
+        )
+        .after(json!({ "workspaceId": workspace_id, "email": email, "role": role.as_str() }));
         audit::append_for_workspace(c, workspace_id, &entry)?;
         Ok::<_, ApiError>(())
     })?;

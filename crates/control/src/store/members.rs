@@ -176,7 +176,16 @@ pub fn add(
         admin::check_guest(c, scope_kind, scope_id, user_id, role)?;
         insert(c, scope_kind, scope_id, user_id, role)?;
         events::record(c, None, Some(user_id))?;
-        audit_grant(c, by, "member.add", scope_kind, scope_id, user_id, None, Some(role))?;
+        audit_grant(
+            c,
+            by,
+            "member.add",
+            scope_kind,
+            scope_id,
+            user_id,
+            None,
+            Some(role),
+        )?;
         Ok::<_, ApiError>(())
     })?;
     get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
@@ -203,7 +212,16 @@ pub fn set_role(
             .set(members::role.eq(role.as_str()))
             .execute(c)?;
         events::record(c, None, Some(user_id))?;
-        audit_grant(c, by, "member.role", &kind, scope_id, user_id, Some(before), Some(role))?;
+        audit_grant(
+            c,
+            by,
+            "member.role",
+            &kind,
+            scope_id,
+            user_id,
+            Some(before),
+            Some(role),
+        )?;
         Ok::<_, ApiError>(())
     })?;
     get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
@@ -222,7 +240,16 @@ pub fn remove(
         let before = role_of(c, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))?;
         diesel::delete(members::table.find((scope_id, user_id))).execute(c)?;
         events::record(c, None, Some(user_id))?;
-        audit_grant(c, by, "member.remove", &kind, scope_id, user_id, Some(before), None)?;
+        audit_grant(
+            c,
+            by,
+            "member.remove",
+            &kind,
+            scope_id,
+            user_id,
+            Some(before),
+            None,
+        )?;
         Ok(())
     })
 }
