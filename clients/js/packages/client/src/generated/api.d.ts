@@ -915,10 +915,67 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Set an organization's join policy (owners)
-         * @description 422 for an unknown policy or a solo org (it has no domain).
+         * Rename an organization, set its join policy (owners)
+         * @description 422 for an unknown policy, a join policy on a solo org (it has no domain), or a name that is empty or longer than 200 characters. Appends `org.update` to the audit log.
          */
         patch: operations["updateOrg"];
+        trace?: never;
+    };
+    "/orgs/{id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's audit log, newest first (owners)
+         * @description `nextCursor` is the seq to continue below. Entries are described in proto-docs/admin.md.
+         */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The whole audit log, oldest first, as NDJSON (owners)
+         * @description `application/x-ndjson`: one AuditEntry per line, streamed. Verify it with `tandem audit verify --org ID --file export.ndjson` or the recipe in proto-docs/admin.md.
+         */
+        get: operations["exportAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recompute the organization's audit hash chain (owners) */
+        get: operations["verifyAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/orgs/{id}/join-requests": {
@@ -972,6 +1029,63 @@ export interface paths {
          * @description 404 when there is no such pending request (decided already).
          */
         post: operations["refuseJoinRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The members of an organization, oldest first (owners and members; not guests) */
+        get: operations["listOrgMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/members/{userId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a member from an organization (owners)
+         * @description Ends every grant the user holds in the org's workspaces, projects and resources and their chat participations there (live connections and event streams are revoked through the access feed); the user keeps their personal workspace in a solo org of their own. 404 for someone not in the org; 409 for the owner (transfer first). Appends `org.member.remove`.
+         */
+        delete: operations["removeOrgMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hand an organization to another member (the owner)
+         * @description The new owner must be a member of the org (422 otherwise; 409 if they own it already); the old owner becomes a member. Appends `org.transfer`.
+         */
+        post: operations["transferOrg"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1250,6 +1364,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workspaces/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Rename a workspace, set its guest access (owners of the workspace)
+         * @description `guestAccess`: whether people outside the workspace's org may be members or share-link participants (`off`), only viewers (`view`), or anything (`edit`, the default). Lowering it clamps guests' existing grants (removed for `off`, lowered to viewer for `view`) and removes their chat participations; `clampedGrants` says how many changed. Editors get 403, outsiders 404. Appends `workspace.update`.
+         */
+        patch: operations["updateWorkspace"];
+        trace?: never;
+    };
     "/workspaces/{id}/events": {
         parameters: {
             query?: never;
@@ -1510,6 +1644,63 @@ export interface components {
          *     link described in full.
          */
         AttachmentInput: string | components["schemas"]["Attachment"];
+        /**
+         * @description One entry of an org's audit log. `hash = sha256(prevHash ‖ canonical JSON
+         *     of the entry without prevHash and hash)`, lowercase hex; see
+         *     proto-docs/admin.md.
+         */
+        AuditEntry: {
+            /** @description What was done, e.g. `member.add`, `org.transfer` (proto-docs/admin.md). */
+            action: string;
+            /** @description The id of the user who did it (`system` for the server itself). */
+            actor: string;
+            after?: unknown;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            at: number;
+            before?: unknown;
+            hash: string;
+            orgId: string;
+            prevHash: string;
+            requestId?: string | null;
+            /**
+             * Format: int64
+             * @description 1, 2, 3… per org, without gaps.
+             */
+            seq: number;
+            /** @description What it was done to, `kind:id` (e.g. `workspace:abc`). */
+            target: string;
+        };
+        /** @description One page of AuditEntry. */
+        AuditEntryPage: {
+            items: components["schemas"]["AuditEntry"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description `GET /orgs/{id}/audit/verify`. */
+        AuditVerification: {
+            /**
+             * Format: int64
+             * @description Entries checked (all of them when `ok`; up to the first broken one otherwise).
+             */
+            checked: number;
+            /**
+             * Format: int64
+             * @description The first entry that does not verify (missing, altered, or mislinked).
+             */
+            firstBrokenSeq?: number | null;
+            headHash: string;
+            /**
+             * Format: int64
+             * @description The last entry's seq and hash: record them elsewhere to detect a
+             *     later truncation of the log's tail.
+             */
+            headSeq: number;
+            /** @description Every entry links to the one before and hashes to its stored hash. */
+            ok: boolean;
+        };
         /** @description Answer of signup and login. The session token is shown once, never stored in clear. */
         AuthResponse: {
             /** Format: int64 */
@@ -1654,7 +1845,7 @@ export interface components {
          * @description Machine-readable error codes. Each maps to exactly one HTTP status.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "guest_access_denied";
         /** @description What went wrong, for programs (`code`) and for people (`message`). */
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
@@ -1699,6 +1890,12 @@ export interface components {
         ForkShare: {
             projectId: string;
         };
+        /**
+         * @description Who outside a workspace's org may be a member or share-link participant,
+         *     and with which highest role.
+         * @enum {string}
+         */
+        GuestAccess: "off" | "view" | "edit";
         Health: {
             status: string;
         };
@@ -1877,6 +2074,21 @@ export interface components {
             name: string;
             /** @description A solo org (free-mail or unverified address, or a domain that is closed). */
             personal: boolean;
+        };
+        /** @description One member of an org (`GET /orgs/{id}/members`). */
+        OrgMember: {
+            /** Format: int64 */
+            createdAt: number;
+            displayName: string;
+            email: string;
+            orgRole: components["schemas"]["OrgRole"];
+            userId: string;
+        };
+        /** @description One page of OrgMember. */
+        OrgMemberPage: {
+            items: components["schemas"]["OrgMember"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /**
          * @description A user's role in their organization.
@@ -2117,6 +2329,10 @@ export interface components {
             toolCallId: string;
             toolName: string;
         };
+        /** @description `POST /orgs/{id}/transfer`: the org member who becomes its owner. */
+        TransferOrg: {
+            userId: string;
+        };
         UpdateConversation: {
             archived?: boolean | null;
             participantsMay?: null | components["schemas"]["ParticipantsMay"];
@@ -2131,6 +2347,8 @@ export interface components {
         /** @description `PATCH /orgs/{id}`: the fields to change. */
         UpdateOrg: {
             joinPolicy?: null | components["schemas"]["JoinPolicy"];
+            /** @description A new display name (1..=200 characters, trimmed). */
+            name?: string | null;
         };
         UpdateProject: {
             name?: string | null;
@@ -2140,6 +2358,11 @@ export interface components {
         };
         UpdateSettings: {
             modelPreferences?: unknown;
+        };
+        /** @description `PATCH /workspaces/{id}`: the fields to change. */
+        UpdateWorkspace: {
+            guestAccess?: null | components["schemas"]["GuestAccess"];
+            name?: string | null;
         };
         /** @description The answer to an upload intent. */
         UploadAnswer: {
@@ -2295,6 +2518,19 @@ export interface components {
              */
             seq: number;
         };
+        /** @description A workspace's settings, as `PATCH /workspaces/{id}` answers them. */
+        WorkspaceSettings: {
+            /**
+             * Format: int64
+             * @description Guests' grants changed by this request (removed or lowered to viewer).
+             */
+            clampedGrants: number;
+            guestAccess: components["schemas"]["GuestAccess"];
+            id: string;
+            name: string;
+            orgId: string;
+            type: components["schemas"]["WorkspaceType"];
+        };
         /** @description A workspace as the caller sees it, with the caller's effective role. */
         WorkspaceSummary: {
             id: string;
@@ -2337,7 +2573,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description 403: Authenticated, but not allowed to do this */
+        /** @description 403: Authenticated, but not allowed to do this (also `guest_access_denied`: the workspace's guest access does not let someone from outside its org in, or not with this role) */
         Forbidden: {
             headers: {
                 /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
@@ -4735,6 +4971,105 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Only entries with this action */
+                action?: string;
+                /** @description Only entries by this user id */
+                actor?: string;
+                /** @description Only entries at or after this time (ms) */
+                since?: number;
+                /** @description Only entries before this time (ms) */
+                until?: number;
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntryPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    exportAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description NDJSON, one AuditEntry per line */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["AuditEntry"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditVerification"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listJoinRequests: {
         parameters: {
             query?: {
@@ -4821,6 +5156,105 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listOrgMembers: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgMemberPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    removeOrgMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    transferOrg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferOrg"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgDetails"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -5657,6 +6091,42 @@ export interface operations {
             };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateWorkspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWorkspace"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceSettings"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
