@@ -141,8 +141,7 @@ fn audit_grant(
     scope_kind: &str,
     scope_id: &str,
     user_id: &str,
-    before: Option<Role>,
-    after: Option<Role>,
+    (before, after): (Option<Role>, Option<Role>),
 ) -> Result<(), ApiError> {
     let Some((workspace_id, _)) = feed::scope_place(c, scope_kind, scope_id)? else {
         return Ok(());
@@ -183,8 +182,7 @@ pub fn add(
             scope_kind,
             scope_id,
             user_id,
-            None,
-            Some(role),
+            (None, Some(role)),
         )?;
         Ok::<_, ApiError>(())
     })?;
@@ -219,8 +217,7 @@ pub fn set_role(
             &kind,
             scope_id,
             user_id,
-            Some(before),
-            Some(role),
+            (Some(before), Some(role)),
         )?;
         Ok::<_, ApiError>(())
     })?;
@@ -247,8 +244,7 @@ pub fn remove(
             &kind,
             scope_id,
             user_id,
-            Some(before),
-            None,
+            (Some(before), None),
         )?;
         Ok(())
     })
