@@ -39,6 +39,26 @@ fn seed(conn: &mut DbConnection, org: &str) {
     }
 }
 
+/// The outsider's recipe of proto-docs/admin.md (proto-docs/examples/
+/// verify_audit.py) agrees with the server's hashing, when python3 is here.
+fn python_recipe(file: &str, ok: bool) {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../proto-docs/examples/verify_audit.py"
+    );
+    let Ok(out) = Command::new("python3").arg(script).arg(file).output() else {
+        eprintln!("skipping the Python recipe: no python3");
+        return;
+    };
+    assert_eq!(
+        out.status.success(),
+        ok,
+        "{} {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn run(url: &str, tamper_off: &str, tamper_on: &str) {
     let (_pool, _) = db::connect(url, 2).expect("database opens and migrates");
     let mut conn = db::open(url).unwrap();
@@ -60,6 +80,7 @@ fn run(url: &str, tamper_off: &str, tamper_on: &str) {
     let f = file.to_str().unwrap();
     let (code, v) = tandem(&["audit", "verify", "--org", "acme", "--file", f]);
     assert_eq!((code, v["checked"].clone()), (0, Value::from(5)), "{v}");
+    python_recipe(f, true);
     let forged = lines[3].replace("Name 3", "Name X");
     let mut edited = lines.clone();
     edited[3] = forged;
@@ -67,6 +88,7 @@ fn run(url: &str, tamper_off: &str, tamper_on: &str) {
     let (code, v) = tandem(&["audit", "verify", "--org", "acme", "--file", f]);
     assert_eq!(code, 1);
     assert_eq!(v["firstBrokenSeq"], 4);
+    python_recipe(f, false);
 
     // Tamper with entry 2 in the database (past the trigger).
     diesel::sql_query(tamper_off).execute(&mut conn).unwrap();
