@@ -29,6 +29,9 @@ enum Command {
         #[arg(long, env = "TANDEM_RECHECK_SECS", default_value_t = 30)]
         recheck_secs: u64,
     },
+    /// The audit log: `tandem audit verify --org ID` (see proto-docs/admin.md).
+    #[command(subcommand)]
+    Audit(tandem_client::audit::AuditCommand),
     /// Load generator and benchmarks (see scripts/bench).
     #[command(subcommand)]
     Bench(tandem_client::bench::BenchCommand),
@@ -47,5 +50,12 @@ async fn main() -> anyhow::Result<()> {
             tandem_client::dev::run(control, relay_listen, recheck_secs).await
         }
         Command::Bench(cmd) => tandem_client::bench::main(cmd).await,
+        Command::Audit(cmd) => {
+            if tandem_client::audit::main(cmd)? {
+                Ok(())
+            } else {
+                std::process::exit(1)
+            }
+        }
     }
 }

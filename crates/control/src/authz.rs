@@ -278,30 +278,133 @@ pub fn can(actor: &Actor, action: Action, kind: ResourceKind, facts: &Facts) -> 
     }
 }
 
-/// `can` for an org: its members read it (owners as owner, members as
-/// viewer); only owners change it or decide who joins; outsiders are told it
-/// does not exist.
+/// `can` for an org: its members read it; changing it or deciding who joins
+/// goes by the admin policy ([`can_admin`]); outsiders are told it does not
+/// exist.
 pub fn can_org(actor: &Actor, action: Action, facts: &OrgFacts) -> Decision {
     can(actor, action, ResourceKind::Org, &Facts::Org(facts.clone()))
 }
 
 fn org(actor: &Actor, action: Action, f: &OrgFacts) -> Decision {
-    if actor.org_id != f.org_id {
-        return Decision::Deny(Denial::NotFound);
+    let facts = AdminFacts::for_org(actor, &f.org_id);
+    let admin = match action {
+        Action::Read => AdminAction::View,
+        Action::Update | Action::Rename => AdminAction::ManageSettings,
+        Action::ManageMembers => AdminAction::ManageMembers,
+        _ => match facts.role {
+            None => return Decision::Deny(Denial::NotFound),
+            Some(_) => return Decision::Deny(Denial::Forbidden),
+        },
+    };
+    can_admin(admin, &facts)
+}
+
+/// What is done in the admin area (plan 001, phase 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdminAction {
+    /// Enter the admin area: org details and settings, member lists,
+    /// workspace settings and guest access, join requests (read only).
+    View,
+    /// Add, change or remove members (of the org, of a workspace), decide
+    /// join requests.
+    ManageMembers,
+    /// Change a workspace's guest access.
+    ManageGuestAccess,
+    /// Rename the org or a workspace, set the join policy.
+    ManageSettings,
+    /// Hand the org to another member.
+    TransferOwnership,
+    /// Read, verify and export the audit log.
+    ReadAudit,
+    /// Install and enable extensions, per workspace.
+    ManageExtensions,
+    /// Create, change and remove webhooks.
+    ManageWebhooks,
+    /// Apply the deployment's configuration, restart: instance admins only.
+    ManageInstance,
+}
+
+impl AdminAction {
+    pub const ALL: [AdminAction; 9] = [
+        AdminAction::View,
+        AdminAction::ManageMembers,
+        AdminAction::ManageGuestAccess,
+        AdminAction::ManageSettings,
+        AdminAction::TransferOwnership,
+        AdminAction::ReadAudit,
+        AdminAction::ManageExtensions,
+        AdminAction::ManageWebhooks,
+        AdminAction::ManageInstance,
+    ];
+}
+
+/// Who the actor is for the admin area of one org or workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminFacts {
+    /// The actor's role there; `None` for an outsider. For an org: its
+    /// owner is `Owner`, every other member `Editor` (as in the org's team
+    /// workspace). For a workspace: the effective role on it.
+    pub role: Option<Role>,
+    /// An instance admin of the deployment (`TANDEM_ADMINS`); only they
+    /// manage the instance.
+    pub instance_admin: bool,
+}
+
+impl AdminFacts {
+    /// The actor in the admin area of org `org_id` (not an instance admin:
+    /// callers that know better set [`AdminFacts::instance_admin`]).
+    pub fn for_org(actor: &Actor, org_id: &str) -> AdminFacts {
+        let role = (actor.org_id == org_id).then_some(match actor.org_role {
+            OrgRole::Owner => Role::Owner,
+            OrgRole::Member => Role::Editor,
+        });
+        AdminFacts {
+            role,
+            instance_admin: false,
+        }
     }
-    let role = match actor.org_role {
-        OrgRole::Owner => Role::Owner,
-        OrgRole::Member => Role::Viewer,
+
+    /// The actor in the admin area of a workspace, by their effective role on it.
+    pub fn for_workspace(actor: &Actor, facts: &ChainFacts) -> AdminFacts {
+        AdminFacts {
+            role: effective_role(actor, ResourceKind::Workspace, facts),
+            instance_admin: false,
+        }
+    }
+}
+
+/// The admin policy, one table: the least role for each admin action
+/// (`None`: no role suffices; only instance admins manage the instance).
+/// Viewers cannot enter the admin area, editors look but change nothing,
+/// owners manage members, guest access, settings, extensions, webhooks and
+/// the audit log.
+pub fn admin_required_role(action: AdminAction) -> Option<Role> {
+    match action {
+        AdminAction::View => Some(Role::Editor),
+        AdminAction::ManageMembers
+        | AdminAction::ManageGuestAccess
+        | AdminAction::ManageSettings
+        | AdminAction::TransferOwnership
+        | AdminAction::ReadAudit
+        | AdminAction::ManageExtensions
+        | AdminAction::ManageWebhooks => Some(Role::Owner),
+        AdminAction::ManageInstance => None,
+    }
+}
+
+/// May the actor described by `facts` do `action` in the admin area?
+/// Outsiders are told it does not exist (404); insiders without the role are
+/// refused (403); instance admins manage the instance whatever their role.
+pub fn can_admin(action: AdminAction, facts: &AdminFacts) -> Decision {
+    if action == AdminAction::ManageInstance && facts.instance_admin {
+        return Decision::Allow(facts.role.unwrap_or(Role::Owner));
+    }
+    let Some(role) = facts.role else {
+        return Decision::Deny(Denial::NotFound);
     };
-    let allowed = match action {
-        Action::Read => true,
-        Action::Update | Action::Rename | Action::ManageMembers => role == Role::Owner,
-        _ => false,
-    };
-    if allowed {
-        Decision::Allow(role)
-    } else {
-        Decision::Deny(Denial::Forbidden)
+    match admin_required_role(action) {
+        Some(needed) if role >= needed => Decision::Allow(role),
+        _ => Decision::Deny(Denial::Forbidden),
     }
 }
 

@@ -65,6 +65,9 @@ pub enum ApiError {
     /// Any code with its own message (the extension checks' 422s).
     #[error("{1}")]
     Coded(ErrorCode, String),
+    /// 403 `guest_access_denied`, saying what the setting allows.
+    #[error("{0}")]
+    GuestAccessDenied(String),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }
@@ -96,6 +99,7 @@ impl ApiError {
             ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
             ApiError::RangeNotSatisfiable => ErrorCode::RangeNotSatisfiable,
             ApiError::TargetRefused(_) => ErrorCode::WebhookTargetRefused,
+            ApiError::GuestAccessDenied(_) => ErrorCode::GuestAccessDenied,
         }
     }
 

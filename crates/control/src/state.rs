@@ -146,8 +146,11 @@ impl AppState {
         let pool = self.pool.clone();
         // Log lines of the blocking work carry the request's id too.
         let span = tracing::Span::current();
+        let request_id = crate::observe::request_id();
         let (out, touched) = web::block(move || {
             let _in_request = span.enter();
+            // Audit entries appended by this job name its request.
+            crate::store::audit::set_request_id(request_id);
             // Whatever an earlier job left behind is not ours.
             crate::store::workspace_events::take_pending();
             crate::store::webhooks::take_pending();

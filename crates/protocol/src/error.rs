@@ -67,6 +67,9 @@ pub enum ErrorCode {
     InvalidManifest,
     /// 422: extension settings do not fit the extension's settings schema.
     InvalidSettings,
+    /// 403: the workspace's guest access setting does not let someone from
+    /// outside its org in (or not with this role).
+    GuestAccessDenied,
 }
 
 impl ErrorCode {
@@ -97,6 +100,7 @@ impl ErrorCode {
             | ErrorCode::ArchiveTooLarge
             | ErrorCode::InvalidManifest
             | ErrorCode::InvalidSettings => 422,
+            ErrorCode::GuestAccessDenied => 403,
         }
     }
 }

@@ -81,6 +81,9 @@ pub struct OrgDetails {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateOrg {
     pub join_policy: Option<JoinPolicy>,
+    /// A new display name (1..=200 characters, trimmed).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// A verified user of the org's domain waiting to join (`approval` policy).
@@ -106,6 +109,6 @@ mod tests {
             assert_eq!(JoinPolicy::parse(p.as_str()), Some(p));
         }
         assert!(serde_json::from_str::<UpdateOrg>(r#"{"joinPolicy":"sometimes"}"#).is_err());
-        assert!(serde_json::from_str::<UpdateOrg>(r#"{"name":"x"}"#).is_err());
+        assert!(serde_json::from_str::<UpdateOrg>(r#"{"nom":"x"}"#).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! - [`room`]: room ids (`doc-…`, `diagram-…`, `task-…`) and their parsing.
 //! - [`http`]: JSON bodies of control's HTTP API (camelCase on the wire).
+//! - [`admin`]: org members, ownership transfer, workspace settings (guest access), the audit log.
 //! - [`chat`]: conversations, messages, streaming events, shares, usage, invites, settings.
 //! - [`sets`]: message sets (several answers per turn, one selected), parts, branches.
 //! - [`collab`]: the collaboration handshake, access checks, relay notices, close codes.
@@ -17,6 +18,7 @@
 //! OpenAPI schemas, with the optional `openapi` feature): control, relay and
 //! clients meet here and nowhere else.
 
+pub mod admin;
 pub mod chat;
 pub mod collab;
 pub mod error;

@@ -422,7 +422,7 @@ fn org_table() {
         let a = action(cols[0]);
         for (who, cell, role) in [
             (&outsider, cols[1], None),
-            (&actor(), cols[2], Some(Role::Viewer)),
+            (&actor(), cols[2], Some(Role::Editor)),
             (&owner, cols[3], Some(Role::Owner)),
         ] {
             assert_eq!(can_org(who, a, &facts), expected(cell, role), "{row}");
@@ -442,4 +442,104 @@ fn org_table() {
             Decision::Deny(Denial::NotFound)
         );
     }
+}
+
+/// The admin policy (plan 001, phase 7): every role × every admin action.
+/// Columns: outsider, viewer, editor, owner, then the same four as an
+/// instance admin.
+const ADMIN_TABLE: &str = "
+view        404 403 ok  ok    404 403 ok  ok
+members     404 403 403 ok    404 403 403 ok
+guests      404 403 403 ok    404 403 403 ok
+settings    404 403 403 ok    404 403 403 ok
+transfer    404 403 403 ok    404 403 403 ok
+audit       404 403 403 ok    404 403 403 ok
+extensions  404 403 403 ok    404 403 403 ok
+webhooks    404 403 403 ok    404 403 403 ok
+instance    404 403 403 403   ok  ok  ok  ok
+";
+
+fn admin_action(s: &str) -> AdminAction {
+    match s {
+        "view" => AdminAction::View,
+        "members" => AdminAction::ManageMembers,
+        "guests" => AdminAction::ManageGuestAccess,
+        "settings" => AdminAction::ManageSettings,
+        "transfer" => AdminAction::TransferOwnership,
+        "audit" => AdminAction::ReadAudit,
+        "extensions" => AdminAction::ManageExtensions,
+        "webhooks" => AdminAction::ManageWebhooks,
+        "instance" => AdminAction::ManageInstance,
+        other => panic!("unknown admin action {other}"),
+    }
+}
+
+#[test]
+fn admin_table() {
+    let rows: Vec<&str> = ADMIN_TABLE
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(rows.len(), AdminAction::ALL.len());
+    let mut seen = std::collections::HashSet::new();
+    for row in rows {
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols.len(), 9, "{row}");
+        let a = admin_action(cols[0]);
+        assert!(seen.insert(a), "{row} twice");
+        let roles = [
+            None,
+            Some(Role::Viewer),
+            Some(Role::Editor),
+            Some(Role::Owner),
+        ];
+        for (i, instance_admin) in [false, true].into_iter().enumerate() {
+            for (j, role) in roles.into_iter().enumerate() {
+                let facts = AdminFacts {
+                    role,
+                    instance_admin,
+                };
+                let want = expected(cols[1 + i * 4 + j], Some(role.unwrap_or(Role::Owner)));
+                assert_eq!(can_admin(a, &facts), want, "{row} {facts:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn admin_roles_come_from_the_org_and_the_workspace() {
+    let member = actor();
+    let owner = Actor {
+        org_role: OrgRole::Owner,
+        ..actor()
+    };
+    assert_eq!(
+        AdminFacts::for_org(&member, "org-a").role,
+        Some(Role::Editor)
+    );
+    assert_eq!(AdminFacts::for_org(&owner, "org-a").role, Some(Role::Owner));
+    assert_eq!(AdminFacts::for_org(&owner, "org-b").role, None);
+    // A guest with a viewer grant on a foreign workspace is a viewer there:
+    // they cannot enter its admin area, but it exists for them.
+    let guest = ChainFacts {
+        workspace: foreign_workspace(),
+        grants: vec![(Level::Workspace, Role::Viewer)],
+    };
+    let f = AdminFacts::for_workspace(&member, &guest);
+    assert_eq!(f.role, Some(Role::Viewer));
+    assert_eq!(
+        can_admin(AdminAction::View, &f),
+        Decision::Deny(Denial::Forbidden)
+    );
+    let none = ChainFacts {
+        workspace: foreign_workspace(),
+        grants: vec![],
+    };
+    assert_eq!(
+        can_admin(
+            AdminAction::View,
+            &AdminFacts::for_workspace(&member, &none)
+        ),
+        Decision::Deny(Denial::NotFound)
+    );
 }

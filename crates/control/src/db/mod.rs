@@ -160,6 +160,17 @@ pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetu
     Ok((pool, url))
 }
 
+/// Opens one connection to `url` without running migrations (for tools that
+/// only read, such as `tandem audit verify`).
+pub fn open(url: &str) -> Result<DbConnection, DbSetupError> {
+    let manager = DbManager {
+        url: DatabaseUrl::parse(url)?,
+    };
+    manager
+        .connect()
+        .map_err(|e| DbSetupError::Migrations(format!("cannot open the database: {e}")))
+}
+
 /// Key of the PostgreSQL advisory lock that serializes migrations of
 /// replicas starting together (any constant shared by all replicas).
 const MIGRATION_LOCK: i64 = 0x7461_6e64_656d; // "tandem"

@@ -44,6 +44,23 @@ diesel::table! {
         name -> Text,
         created_at -> BigInt,
         event_seq -> BigInt,
+        guest_access -> Text,
+    }
+}
+
+diesel::table! {
+    audit_log (org_id, seq) {
+        org_id -> Text,
+        seq -> BigInt,
+        at -> BigInt,
+        actor -> Text,
+        action -> Text,
+        target -> Text,
+        before -> Nullable<Text>,
+        after -> Nullable<Text>,
+        request_id -> Nullable<Text>,
+        prev_hash -> Text,
+        hash -> Text,
     }
 }
 
@@ -470,6 +487,7 @@ diesel::joinable!(message_set_members -> messages (message_id));
 diesel::joinable!(file_refs -> files (file_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    audit_log,
     orgs,
     users,
     sessions,

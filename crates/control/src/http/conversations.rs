@@ -268,7 +268,7 @@ pub async fn add_participant(
                 .transpose()?
                 .flatten()
                 .ok_or(ApiError::NotFound("user"))?;
-            conversations::add_participant(c, &row, &who, user.id())
+            conversations::add_participant(c, &row, &who, user.id(), user.id())
         },
     )
     .await?;
@@ -287,8 +287,8 @@ pub async fn remove_participant(
     } else {
         Action::ManageMembers
     };
-    changing_conversation(&state, user, id, action, move |c, _, row, _| {
-        conversations::remove_participant(c, &row.id, &target)
+    changing_conversation(&state, user, id, action, move |c, user, row, _| {
+        conversations::remove_participant(c, user.id(), &row.id, &target)
     })
     .await?;
     Ok(HttpResponse::NoContent().finish())

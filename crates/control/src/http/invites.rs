@@ -93,7 +93,7 @@ pub async fn revoke(
                 ResourceKind::Workspace,
                 &chain,
             )?;
-            Ok(invites::revoke(c, &chain.workspace.id, &invite_id)?.to_dto(None))
+            Ok(invites::revoke(c, user.id(), &chain.workspace.id, &invite_id)?.to_dto(None))
         })
         .await?;
     Ok(web::Json(revoked))

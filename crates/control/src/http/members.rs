@@ -86,7 +86,7 @@ pub async fn add(
             let t = target(c, scope, &id)?;
             authorize(c, &user.actor(), Action::ManageMembers, t.kind, &t.chain)?;
             let invitee = invitee(c, user_id, email)?;
-            members::add(c, t.scope_kind, &t.scope_id, &invitee.id, role)
+            members::add(c, user.id(), t.scope_kind, &t.scope_id, &invitee.id, role)
         })
         .await?;
     state.access_changed();
@@ -124,7 +124,7 @@ pub async fn update(
         .db(move |c| {
             let t = target(c, scope, &id)?;
             authorize(c, &user.actor(), Action::ManageMembers, t.kind, &t.chain)?;
-            members::set_role(c, &t.scope_id, &member_id, role)
+            members::set_role(c, user.id(), &t.scope_id, &member_id, role)
         })
         .await?;
     state.access_changed();
@@ -146,7 +146,7 @@ pub async fn remove(
                 Action::ManageMembers
             };
             authorize(c, &user.actor(), action, t.kind, &t.chain)?;
-            members::remove(c, &t.scope_id, &member_id)
+            members::remove(c, user.id(), &t.scope_id, &member_id)
         })
         .await?;
     state.access_changed();

@@ -5,6 +5,7 @@
 //! both ways).
 
 pub mod admin;
+pub mod audit;
 pub mod auth;
 pub mod chat_stream;
 pub mod client_ip;
@@ -95,6 +96,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/auth/verify-email/resend").route(post().to(identity::resend)))
         .service(at("/auth/link-identity").route(post().to(identity::link_identity)))
         .service(at("/workspaces").route(get().to(workspaces::list)))
+        .service(at("/workspaces/{id}").route(patch().to(workspaces::update)))
         .service(at("/collaboration/token").route(post().to(collab::token)))
         .service(at("/collaboration/verify").route(post().to(collab::verify)))
         .service(
@@ -209,15 +211,21 @@ fn file_routes(cfg: &mut web::ServiceConfig) {
         .service(at("/blobs/{fileId}/parts/{n}").route(put().to(files::put_part)));
 }
 
-/// Organizations: settings and join requests.
+/// Organizations: settings, join requests, members, ownership, audit log.
 fn org_routes(cfg: &mut web::ServiceConfig) {
-    use web::{get, patch, post};
+    use web::{delete, get, patch, post};
     cfg.service(
         at("/orgs/{id}")
             .route(get().to(orgs::get))
             .route(patch().to(orgs::update)),
     )
     .service(at("/orgs/{id}/join-requests").route(get().to(orgs::join_requests)))
+    .service(at("/orgs/{id}/members").route(get().to(orgs::members)))
+    .service(at("/orgs/{id}/members/{userId}").route(delete().to(orgs::remove_member)))
+    .service(at("/orgs/{id}/transfer").route(post().to(orgs::transfer)))
+    .service(at("/orgs/{id}/audit").route(get().to(audit::list)))
+    .service(at("/orgs/{id}/audit/verify").route(get().to(audit::verify)))
+    .service(at("/orgs/{id}/audit/export").route(get().to(audit::export)))
     .service(at("/orgs/{id}/join-requests/{userId}/accept").route(post().to(orgs::accept)))
     .service(at("/orgs/{id}/join-requests/{userId}/refuse").route(post().to(orgs::refuse)));
     webhook_routes(cfg);

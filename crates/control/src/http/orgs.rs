@@ -1,20 +1,24 @@
 //! Organizations: `GET /orgs/{id}` (members), `PATCH /orgs/{id}`
-//! `{joinPolicy}` (owners), and the join requests an `approval` policy
+//! `{name?, joinPolicy?}` (owners), the join requests an `approval` policy
 //! creates: `GET /orgs/{id}/join-requests`,
-//! `POST /orgs/{id}/join-requests/{userId}/accept|refuse` (owners).
-//! Outsiders get 404, members 403 where owners are needed.
+//! `POST /orgs/{id}/join-requests/{userId}/accept|refuse` (owners); the
+//! member list `GET /orgs/{id}/members`, `DELETE /orgs/{id}/members/{userId}`
+//! and `POST /orgs/{id}/transfer {userId}` (owners). Outsiders get 404,
+//! members 403 where owners are needed (the admin policy, `authz::can_admin`).
 
 use actix_web::{web, HttpResponse};
+use tandem_protocol::admin::{OrgMember, TransferOrg};
 use tandem_protocol::http::Page;
 use tandem_protocol::identity::{JoinRequest, OrgDetails, UpdateOrg};
 
-use crate::authz::{self, Action, OrgFacts};
+use crate::authz::{self, Action, AdminAction, AdminFacts, OrgFacts};
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
 use crate::state::State;
-use crate::store::{accounts, joining, OrgRow};
+use crate::store::{accounts, admin, joining, OrgRow};
+use crate::validate;
 
 /// Loads the org and asks `can()` whether the user may do `action` to it.
 pub(crate) fn authorized(
@@ -28,6 +32,21 @@ pub(crate) fn authorized(
         org_id: org.id.clone(),
     };
     authz::can_org(&user.actor(), action, &facts)
+        .into_result()
+        .map_err(|d| ApiError::denied(d, "org"))?;
+    Ok(org)
+}
+
+/// Loads the org and asks the admin policy whether the user may do `action`.
+pub fn admin_authorized(
+    c: &mut DbConnection,
+    user: &AuthUser,
+    org_id: &str,
+    action: AdminAction,
+) -> Result<OrgRow, ApiError> {
+    let org = accounts::org_by_id(c, org_id)?.ok_or(ApiError::NotFound("org"))?;
+    let facts = AdminFacts::for_org(&user.actor(), &org.id);
+    authz::can_admin(action, &facts)
         .into_result()
         .map_err(|d| ApiError::denied(d, "org"))?;
     Ok(org)
@@ -51,16 +70,63 @@ pub async fn update(
     body: web::Json<UpdateOrg>,
 ) -> Result<web::Json<OrgDetails>, ApiError> {
     let body = body.into_inner();
+    let name = body.name.as_deref().map(validate::name).transpose()?;
     let org = state
         .db(move |c| {
             let org = authorized(c, &user, &id, Action::Update)?;
-            match body.join_policy {
-                Some(policy) => joining::set_join_policy(c, &org, policy),
-                None => Ok(org),
-            }
+            admin::update_org(c, user.id(), &org, name, body.join_policy)
         })
         .await?;
     Ok(web::Json(org.details()))
+}
+
+pub async fn transfer(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<TransferOrg>,
+) -> Result<web::Json<OrgDetails>, ApiError> {
+    let to = validate::id(&body.user_id)?.to_string();
+    let org = state
+        .db(move |c| {
+            let org = admin_authorized(c, &user, &id, AdminAction::TransferOwnership)?;
+            admin::transfer(c, &user.user, &org, &to)
+        })
+        .await?;
+    state.access_changed();
+    Ok(web::Json(org.details()))
+}
+
+pub async fn members(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    page: web::Query<PageQuery>,
+) -> Result<web::Json<Page<OrgMember>>, ApiError> {
+    let page = page.check()?;
+    let (items, next_cursor) = state
+        .db(move |c| {
+            let org = admin_authorized(c, &user, &id, AdminAction::View)?;
+            admin::org_members(c, &org.id, &page)
+        })
+        .await?;
+    Ok(web::Json(Page { items, next_cursor }))
+}
+
+pub async fn remove_member(
+    state: State,
+    user: AuthUser,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (id, member_id) = path.into_inner();
+    state
+        .db(move |c| {
+            let org = admin_authorized(c, &user, &id, AdminAction::ManageMembers)?;
+            admin::remove_org_member(c, user.id(), &org, &member_id)
+        })
+        .await?;
+    state.access_changed();
+    Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn join_requests(
@@ -89,7 +155,7 @@ async fn decide(
     state
         .db(move |c| {
             let org = authorized(c, &user, &id, Action::ManageMembers)?;
-            joining::decide(c, &org.id, &user_id, accept)
+            joining::decide(c, user.id(), &org.id, &user_id, accept)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())

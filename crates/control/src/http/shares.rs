@@ -18,7 +18,7 @@ use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
 use crate::state::State;
 use crate::store::conversations::{self, ConversationRow};
-use crate::store::{accounts, messages};
+use crate::store::{accounts, admin, messages};
 
 /// Share ids are 43-character base64url tokens; anything else cannot exist.
 fn checked(share_id: &str) -> Result<&str, ApiError> {
@@ -40,8 +40,13 @@ fn shared(
 ) -> Result<(ConversationRow, Role), ApiError> {
     let row = conversations::shared(c, checked(share_id)?)?;
     let mut relation = conversations::relation(c, &row, user.id())?;
-    if action == Action::Read {
-        relation = relation.or(Some(Role::Viewer));
+    if action == Action::Read && relation.is_none() {
+        // Reading through the link: a guest of the workspace needs guest
+        // access at least `view`.
+        if let Some(ws) = admin::workspace_of_conversation(c, &row.id)? {
+            admin::check_guest_in(c, &ws, user.id(), Role::Viewer)?;
+        }
+        relation = Some(Role::Viewer);
     }
     let noun = if relation.is_some() {
         "share"
@@ -88,7 +93,7 @@ pub async fn revoke_all(
         user,
         id.into_inner(),
         Action::ManageMembers,
-        |c, _, row, _| conversations::revoke_all_shares(c, &row.id),
+        |c, user, row, _| conversations::revoke_all_shares(c, &row.id, user.id()),
     )
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": revoked })))
@@ -137,7 +142,7 @@ pub async fn revoke(
     state
         .db(move |c| {
             shared(c, &user, &share_id, Action::ManageMembers)?;
-            conversations::revoke_share(c, &share_id)
+            conversations::revoke_share(c, &share_id, user.id())
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -188,7 +193,8 @@ pub async fn join(
         .db(move |c| {
             let (row, role) = shared(c, &user, &share_id, Action::Read)?;
             if role == Role::Viewer {
-                match conversations::add_participant(c, &row, &user.user, &row.owner_id) {
+                match conversations::add_participant(c, &row, &user.user, &row.owner_id, user.id())
+                {
                     // A concurrent join of the same user got there first.
                     Ok(_) | Err(ApiError::Conflict(_)) => {}
                     Err(e) => return Err(e),

@@ -1,15 +1,17 @@
-//! `/workspaces`, `/workspaces/{id}/projects`.
+//! `/workspaces`, `PATCH /workspaces/{id}` (name, guest access: owners),
+//! `/workspaces/{id}/projects`.
 
 use actix_web::{web, HttpResponse};
+use tandem_protocol::admin::{UpdateWorkspace, WorkspaceSettings};
 use tandem_protocol::http::{CreateProject, Page, Project, WorkspaceSummary};
 
 use super::{authorize, load};
-use crate::authz::{Action, ResourceKind};
+use crate::authz::{self, Action, AdminAction, AdminFacts, Facts, ResourceKind};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
 use crate::state::State;
-use crate::store::{projects, workspaces};
+use crate::store::{admin, facts, projects, workspaces};
 use crate::validate;
 
 pub async fn list(
@@ -68,4 +70,36 @@ pub async fn create_project(
         })
         .await?;
     Ok(HttpResponse::Created().json(project))
+}
+
+pub async fn update(
+    state: State,
+    user: AuthUser,
+    id: web::Path<String>,
+    body: web::Json<UpdateWorkspace>,
+) -> Result<web::Json<WorkspaceSettings>, ApiError> {
+    let UpdateWorkspace { name, guest_access } = body.into_inner();
+    let name = name.as_deref().map(validate::name).transpose()?;
+    let settings = state
+        .db(move |c| {
+            let chain = load::workspace(c, &id)?;
+            let Facts::Chain(f) = facts::for_chain(c, user.id(), &chain)? else {
+                return Err(ApiError::NotFound("workspace"));
+            };
+            let who = AdminFacts::for_workspace(&user.actor(), &f);
+            let mut needed = vec![AdminAction::View];
+            needed.extend(name.as_ref().map(|_| AdminAction::ManageSettings));
+            needed.extend(guest_access.map(|_| AdminAction::ManageGuestAccess));
+            for action in needed {
+                authz::can_admin(action, &who)
+                    .into_result()
+                    .map_err(|d| ApiError::denied(d, "workspace"))?;
+            }
+            admin::update_workspace(c, user.id(), &chain.workspace, name, guest_access)
+        })
+        .await?;
+    if settings.clamped_grants > 0 {
+        state.access_changed();
+    }
+    Ok(web::Json(settings))
 }

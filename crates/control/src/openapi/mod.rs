@@ -326,7 +326,7 @@ fn error_responses() -> Vec<(u16, &'static str, &'static str)> {
         (
             403,
             "Forbidden",
-            "Authenticated, but not allowed to do this",
+            "Authenticated, but not allowed to do this (also `guest_access_denied`: the workspace's guest access does not let someone from outside its org in, or not with this role)",
         ),
         (
             404,

@@ -1,5 +1,6 @@
 //! The core routes of `http::routes`, one entry per route and method.
 
+use tandem_protocol::admin::*;
 use tandem_protocol::collab::*;
 use tandem_protocol::http::*;
 use tandem_protocol::identity::*;
@@ -322,11 +323,19 @@ fn org_operations() -> Vec<Op> {
         get(O, "getOrg", "An organization (its members)")
             .errors(&[404])
             .ok::<OrgDetails>(200),
-        patch(O, "updateOrg", "Set an organization's join policy (owners)")
-            .describe("422 for an unknown policy or a solo org (it has no domain).")
-            .body::<UpdateOrg>()
-            .errors(&[403, 404])
-            .ok::<OrgDetails>(200),
+        patch(
+            O,
+            "updateOrg",
+            "Rename an organization, set its join policy (owners)",
+        )
+        .describe(
+            "422 for an unknown policy, a join policy on a solo org (it has no domain), \
+                 or a name that is empty or longer than 200 characters. Appends `org.update` \
+                 to the audit log.",
+        )
+        .body::<UpdateOrg>()
+        .errors(&[403, 404])
+        .ok::<OrgDetails>(200),
         get(
             &format!("{O}/join-requests"),
             "listJoinRequests",
@@ -344,6 +353,100 @@ fn org_operations() -> Vec<Op> {
             "refuseJoinRequest",
             "Refuse a join request: the user keeps their solo org",
         ),
+        get(
+            &format!("{O}/members"),
+            "listOrgMembers",
+            "The members of an organization, oldest first (owners and members; not guests)",
+        )
+        .errors(&[404])
+        .page::<OrgMember>(),
+        delete(
+            &format!("{O}/members/{{userId}}"),
+            "removeOrgMember",
+            "Remove a member from an organization (owners)",
+        )
+        .describe(
+            "Ends every grant the user holds in the org's workspaces, projects and resources \
+             and their chat participations there (live connections and event streams are \
+             revoked through the access feed); the user keeps their personal workspace in a \
+             solo org of their own. 404 for someone not in the org; 409 for the owner \
+             (transfer first). Appends `org.member.remove`.",
+        )
+        .errors(&[403, 404, 409])
+        .no_content(),
+        post(
+            &format!("{O}/transfer"),
+            "transferOrg",
+            "Hand an organization to another member (the owner)",
+        )
+        .describe(
+            "The new owner must be a member of the org (422 otherwise; 409 if they own it \
+             already); the old owner becomes a member. Appends `org.transfer`.",
+        )
+        .body::<TransferOrg>()
+        .errors(&[403, 404, 409])
+        .ok::<OrgDetails>(200),
+        get(
+            &format!("{O}/audit"),
+            "listAudit",
+            "The organization's audit log, newest first (owners)",
+        )
+        .describe(
+            "`nextCursor` is the seq to continue below. Entries are described in \
+             proto-docs/admin.md.",
+        )
+        .query("action", Type::String, "Only entries with this action")
+        .query("actor", Type::String, "Only entries by this user id")
+        .query(
+            "since",
+            Type::Integer,
+            "Only entries at or after this time (ms)",
+        )
+        .query("until", Type::Integer, "Only entries before this time (ms)")
+        .errors(&[403, 404])
+        .page::<AuditEntry>(),
+        get(
+            &format!("{O}/audit/verify"),
+            "verifyAudit",
+            "Recompute the organization's audit hash chain (owners)",
+        )
+        .errors(&[403, 404])
+        .ok::<AuditVerification>(200),
+        {
+            let mut export = get(
+                &format!("{O}/audit/export"),
+                "exportAudit",
+                "The whole audit log, oldest first, as NDJSON (owners)",
+            )
+            .describe(
+                "`application/x-ndjson`: one AuditEntry per line, streamed. Verify it with \
+                 `tandem audit verify --org ID --file export.ndjson` or the recipe in \
+                 proto-docs/admin.md.",
+            )
+            .errors(&[403, 404]);
+            let schema = export.register::<AuditEntry>();
+            export.answer(
+                200,
+                "NDJSON, one AuditEntry per line",
+                Some(("application/x-ndjson", Content::new(Some(schema)))),
+            )
+        },
+        patch(
+            "/workspaces/{id}",
+            "updateWorkspace",
+            "Rename a workspace, set its guest access (owners of the workspace)",
+        )
+        .describe(
+            "`guestAccess`: whether people outside the workspace's org may be members or \
+             share-link participants (`off`), only viewers (`view`), or anything (`edit`, the \
+             default). Lowering it clamps guests' existing grants (removed for `off`, lowered \
+             to viewer for `view`) and removes their chat participations; `clampedGrants` \
+             says how many changed. Editors get 403, outsiders 404. Appends \
+             `workspace.update`.",
+        )
+        .body::<UpdateWorkspace>()
+        .errors(&[403, 404])
+        .ok::<WorkspaceSettings>(200),
     ]
 }
 

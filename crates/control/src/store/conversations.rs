@@ -8,6 +8,7 @@ use serde_json::json;
 use tandem_protocol::chat::{Conversation, Participant, ParticipantsMay};
 use tandem_protocol::http::{Page, Role};
 
+use super::audit::{self, Entry};
 use super::workspace_events::{self as feed, Change, Entity, Op};
 use super::{chat_events, now_ms, UserRow};
 use crate::authz::ConversationFacts;
@@ -458,9 +459,14 @@ pub fn add_participant(
     row: &ConversationRow,
     user: &UserRow,
     added_by: &str,
+    actor: &str,
 ) -> Result<Participant, ApiError> {
     let id = row.id.as_str();
     write_tx(conn, |c| {
+        // Taking part is writing: a guest needs `edit` guest access.
+        if let Some(ws) = super::admin::workspace_of_conversation(c, id)? {
+            super::admin::check_guest_in(c, &ws, &user.id, Role::Editor)?;
+        }
         let now = now_ms();
         diesel::insert_into(conversation_participants::table)
             .values((
@@ -487,6 +493,9 @@ pub fn add_participant(
         )?;
         // The new participant now reads it: it appears in their lists.
         announce(c, row, Op::Updated, vec![])?;
+        let entry = Entry::new(actor, "participant.add", format!("conversation:{id}"))
+            .after(json!({ "userId": user.id, "addedBy": added_by }));
+        audit::append_for_conversation(c, id, &entry)?;
         Ok(Participant {
             user_id: user.id.clone(),
             added_by: added_by.to_string(),
@@ -505,6 +514,7 @@ pub fn add_participant(
 /// Removes a participant; `NotFound` when they were not one.
 pub fn remove_participant(
     conn: &mut DbConnection,
+    by: &str,
     id: &str,
     user_id: &str,
 ) -> Result<(), ApiError> {
@@ -515,6 +525,9 @@ pub fn remove_participant(
         }
         diesel::delete(presence::table.find((id, user_id))).execute(c)?;
         chat_events::append(c, id, "participant_removed", &json!({ "userId": user_id }))?;
+        let entry = Entry::new(by, "participant.remove", format!("conversation:{id}"))
+            .before(json!({ "userId": user_id }));
+        audit::append_for_conversation(c, id, &entry)?;
         // Gone from the removed participant's lists (and only theirs).
         if let Some(row) = get(c, id)? {
             announce(c, &row, Op::Deleted, vec![user_id.to_string()])?;
@@ -523,17 +536,28 @@ pub fn remove_participant(
     })
 }
 
+/// The first 16 hex digits of a share link's stored hash: names the link
+/// in the audit log without revealing it.
+fn share_label(share_id: &str) -> String {
+    crypto::hash_token(share_id).chars().take(16).collect()
+}
+
 /// Creates a share link; the id is returned once and stored hashed.
 pub fn create_share(conn: &mut DbConnection, id: &str, by: &str) -> Result<String, ApiError> {
     let share_id = crypto::new_token();
-    diesel::insert_into(shares::table)
-        .values((
-            shares::id_hash.eq(crypto::hash_token(&share_id)),
-            shares::conversation_id.eq(id),
-            shares::created_by.eq(by),
-            shares::created_at.eq(now_ms()),
-        ))
-        .execute(conn)?;
+    write_tx(conn, |c| {
+        diesel::insert_into(shares::table)
+            .values((
+                shares::id_hash.eq(crypto::hash_token(&share_id)),
+                shares::conversation_id.eq(id),
+                shares::created_by.eq(by),
+                shares::created_at.eq(now_ms()),
+            ))
+            .execute(c)?;
+        let entry = Entry::new(by, "share.create", format!("conversation:{id}"))
+            .after(json!({ "share": share_label(&share_id) }));
+        audit::append_for_conversation(c, id, &entry)
+    })?;
     Ok(share_id)
 }
 
@@ -553,26 +577,42 @@ pub fn shared(conn: &mut DbConnection, share_id: &str) -> Result<ConversationRow
 }
 
 /// Revokes every live share link of a conversation (for a lost link).
-pub fn revoke_all_shares(conn: &mut DbConnection, id: &str) -> Result<usize, ApiError> {
-    Ok(diesel::update(
-        shares::table
-            .filter(shares::conversation_id.eq(id))
-            .filter(shares::revoked_at.is_null()),
-    )
-    .set(shares::revoked_at.eq(now_ms()))
-    .execute(conn)?)
+pub fn revoke_all_shares(conn: &mut DbConnection, id: &str, by: &str) -> Result<usize, ApiError> {
+    write_tx(conn, |c| {
+        let n = diesel::update(
+            shares::table
+                .filter(shares::conversation_id.eq(id))
+                .filter(shares::revoked_at.is_null()),
+        )
+        .set(shares::revoked_at.eq(now_ms()))
+        .execute(c)?;
+        let entry = Entry::new(by, "share.revoke_all", format!("conversation:{id}"))
+            .after(json!({ "revoked": n }));
+        audit::append_for_conversation(c, id, &entry)?;
+        Ok(n)
+    })
 }
 
 /// Revokes a share link (kept, so that its users are told it was revoked).
-pub fn revoke_share(conn: &mut DbConnection, share_id: &str) -> Result<(), ApiError> {
-    diesel::update(
-        shares::table
-            .filter(shares::id_hash.eq(crypto::hash_token(share_id)))
-            .filter(shares::revoked_at.is_null()),
-    )
-    .set(shares::revoked_at.eq(now_ms()))
-    .execute(conn)?;
-    Ok(())
+pub fn revoke_share(conn: &mut DbConnection, share_id: &str, by: &str) -> Result<(), ApiError> {
+    let hash = crypto::hash_token(share_id);
+    write_tx(conn, |c| {
+        let conversation: Option<String> = shares::table
+            .filter(shares::id_hash.eq(&hash))
+            .filter(shares::revoked_at.is_null())
+            .select(shares::conversation_id)
+            .first(c)
+            .optional()?;
+        let Some(conversation) = conversation else {
+            return Ok(());
+        };
+        diesel::update(shares::table.filter(shares::id_hash.eq(&hash)))
+            .set(shares::revoked_at.eq(now_ms()))
+            .execute(c)?;
+        let entry = Entry::new(by, "share.revoke", format!("conversation:{conversation}"))
+            .before(json!({ "share": share_label(share_id) }));
+        audit::append_for_conversation(c, &conversation, &entry)
+    })
 }
 
 /// Records that `user_id` is looking at the conversation now.

@@ -4,9 +4,11 @@
 //! the same transaction as the invite.
 
 use diesel::prelude::*;
+use serde_json::json;
 use tandem_protocol::chat::{AcceptedInvite, Invite};
 use tandem_protocol::http::Role;
 
+use super::audit::{self, Entry};
 use super::{events, members, now_ms, outbox, UserRow};
 use crate::crypto;
 use crate::db::schema::{members as members_t, workspace_invites};
@@ -108,10 +110,22 @@ pub fn create(
         token
     );
     write_tx(conn, |c| {
+        // An invite to someone the guest access would not let in fails now
+        // (for addresses of no user yet, it is checked on accepting).
+        if let Some(u) = super::accounts::user_by_email(c, email)? {
+            super::admin::check_guest_in(c, workspace_id, &u.id, role)?;
+        }
         diesel::insert_into(workspace_invites::table)
             .values(&row)
             .execute(c)?;
         outbox::enqueue(c, "invite", email, &subject, &body)?;
+        let entry = Entry::new(
+            &letter.inviter.id,
+            "invite.create",
+            format!("invite:{}", row.id),
+        )
+        .after(json!({ "workspaceId": workspace_id, "email": email, "role": role.as_str() }));
+        audit::append_for_workspace(c, workspace_id, &entry)?;
         Ok::<_, ApiError>(())
     })?;
     Ok((row, token))
@@ -149,6 +163,7 @@ pub fn list(
 /// Revokes a pending invite of the workspace.
 pub fn revoke(
     conn: &mut DbConnection,
+    by: &str,
     workspace_id: &str,
     id: &str,
 ) -> Result<InviteRow, ApiError> {
@@ -167,6 +182,10 @@ pub fn revoke(
         diesel::update(workspace_invites::table.find(id))
             .set(workspace_invites::revoked_at.eq(revoked_at))
             .execute(c)?;
+        let entry = Entry::new(by, "invite.revoke", format!("invite:{id}"))
+            .before(json!({ "email": row.email, "role": row.role, "status": "pending" }))
+            .after(json!({ "status": "revoked" }));
+        audit::append_for_workspace(c, workspace_id, &entry)?;
         Ok(InviteRow { revoked_at, ..row })
     })
 }
@@ -211,7 +230,15 @@ pub fn accept(
         if claimed == 0 {
             return Err(ApiError::Conflict("the invite was already accepted".into()));
         }
-        let invited = row.role();
+        // A guest gets at most what the workspace's guest access allows.
+        let invited = match super::admin::role_limit(c, &row.workspace_id, &user.id)? {
+            Some(max) => row.role().min(max),
+            None => {
+                return Err(ApiError::GuestAccessDenied(
+                    "this workspace no longer lets people from outside its organization in".into(),
+                ))
+            }
+        };
         let existing: Option<String> = members_t::table
             .find((&row.workspace_id, &user.id))
             .select(members_t::role)
@@ -237,6 +264,14 @@ pub fn accept(
             super::workspace_events::Op::Created
         };
         members::announce(c, op, "workspace", &row.workspace_id, &user.id, Some(role))?;
+        let entry = Entry::new(&user.id, "invite.accept", format!("invite:{}", row.id))
+            .before(json!({ "role": existing }))
+            .after(json!({
+                "workspaceId": row.workspace_id,
+                "userId": user.id,
+                "role": role.as_str(),
+            }));
+        audit::append_for_workspace(c, &row.workspace_id, &entry)?;
         Ok(AcceptedInvite {
             workspace_id: row.workspace_id.clone(),
             role,

@@ -238,6 +238,7 @@ pub fn join_requests(
 /// on a request wins. Accepting moves the user in as a member.
 pub fn decide(
     conn: &mut DbConnection,
+    by: &str,
     org_id: &str,
     user_id: &str,
     accept: bool,
@@ -252,6 +253,13 @@ pub fn decide(
             let user = user_by_id(c, user_id)?.ok_or(ApiError::NotFound("join request"))?;
             move_into(c, &user, org_id, OrgRole::Member)?;
         }
+        let action = if accept {
+            "join_request.accept"
+        } else {
+            "join_request.refuse"
+        };
+        let entry = super::audit::Entry::new(by, action, format!("user:{user_id}"));
+        super::audit::append(c, org_id, &entry)?;
         tracing::info!(org_id, user_id, accept, "join request decided");
         Ok(())
     })

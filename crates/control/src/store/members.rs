@@ -3,8 +3,9 @@
 use diesel::prelude::*;
 use tandem_protocol::http::{Member, Page, Role};
 
+use super::audit::{self, Entry};
 use super::workspace_events::{self as feed, Change, Entity, Op};
-use super::{events, now_ms};
+use super::{admin, events, now_ms};
 use crate::db::schema::{members, users};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
@@ -131,9 +132,38 @@ pub fn get(
     Ok(rows(conn, scope_id, Ok(user_id))?.pop())
 }
 
-/// Grants `role` to a user (a new member), recording an access change.
+/// Appends the audit entry of a grant change to the log of the org the
+/// scope is in (inside the change's transaction).
+fn audit_grant(
+    c: &mut DbConnection,
+    by: &str,
+    action: &str,
+    scope_kind: &str,
+    scope_id: &str,
+    user_id: &str,
+    (before, after): (Option<Role>, Option<Role>),
+) -> Result<(), ApiError> {
+    let Some((workspace_id, _)) = feed::scope_place(c, scope_kind, scope_id)? else {
+        return Ok(());
+    };
+    let grant = |r: Role| serde_json::json!({ "userId": user_id, "role": r.as_str() });
+    let entry = Entry {
+        actor: by,
+        action,
+        target: format!("{scope_kind}:{scope_id}"),
+        before: before.map(grant),
+        after: after.map(grant),
+    };
+    audit::append_for_workspace(c, &workspace_id, &entry)?;
+    Ok(())
+}
+
+/// Grants `role` to a user (a new member), recording an access change and
+/// an audit entry by `by`. Someone from outside the workspace's org gets in
+/// only as its guest access allows (403 `guest_access_denied`).
 pub fn add(
     conn: &mut DbConnection,
+    by: &str,
     scope_kind: &str,
     scope_id: &str,
     user_id: &str,
@@ -142,8 +172,18 @@ pub fn add(
     write_tx(conn, |c| {
         // The workspace row first (as every writer of its feed), then the grant.
         announce(c, Op::Created, scope_kind, scope_id, user_id, Some(role))?;
+        admin::check_guest(c, scope_kind, scope_id, user_id, role)?;
         insert(c, scope_kind, scope_id, user_id, role)?;
         events::record(c, None, Some(user_id))?;
+        audit_grant(
+            c,
+            by,
+            "member.add",
+            scope_kind,
+            scope_id,
+            user_id,
+            (None, Some(role)),
+        )?;
         Ok::<_, ApiError>(())
     })?;
     get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
@@ -154,6 +194,7 @@ pub fn add(
 /// recorded as an access change.
 pub fn set_role(
     conn: &mut DbConnection,
+    by: &str,
     scope_id: &str,
     user_id: &str,
     role: Role,
@@ -161,30 +202,62 @@ pub fn set_role(
     write_tx(conn, |c| {
         let kind = scope_kind_of(c, scope_id, user_id)?;
         announce(c, Op::Updated, &kind, scope_id, user_id, Some(role))?;
-        let n = diesel::update(members::table.find((scope_id, user_id)))
+        let before = role_of(c, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))?;
+        if role > before {
+            admin::check_guest(c, &kind, scope_id, user_id, role)?;
+        }
+        diesel::update(members::table.find((scope_id, user_id)))
             .set(members::role.eq(role.as_str()))
             .execute(c)?;
-        if n == 0 {
-            return Err(ApiError::NotFound("member"));
-        }
         events::record(c, None, Some(user_id))?;
-        Ok(())
+        audit_grant(
+            c,
+            by,
+            "member.role",
+            &kind,
+            scope_id,
+            user_id,
+            (Some(before), Some(role)),
+        )?;
+        Ok::<_, ApiError>(())
     })?;
     get(conn, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))
 }
 
 /// Removes a member; `NotFound` when they were not one.
-pub fn remove(conn: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<(), ApiError> {
+pub fn remove(
+    conn: &mut DbConnection,
+    by: &str,
+    scope_id: &str,
+    user_id: &str,
+) -> Result<(), ApiError> {
     write_tx(conn, |c| {
         let kind = scope_kind_of(c, scope_id, user_id)?;
         announce(c, Op::Deleted, &kind, scope_id, user_id, None)?;
-        let n = diesel::delete(members::table.find((scope_id, user_id))).execute(c)?;
-        if n == 0 {
-            return Err(ApiError::NotFound("member"));
-        }
+        let before = role_of(c, scope_id, user_id)?.ok_or(ApiError::NotFound("member"))?;
+        diesel::delete(members::table.find((scope_id, user_id))).execute(c)?;
         events::record(c, None, Some(user_id))?;
+        audit_grant(
+            c,
+            by,
+            "member.remove",
+            &kind,
+            scope_id,
+            user_id,
+            (Some(before), None),
+        )?;
         Ok(())
     })
+}
+
+/// The role of a grant, if there is one.
+fn role_of(c: &mut DbConnection, scope_id: &str, user_id: &str) -> Result<Option<Role>, ApiError> {
+    Ok(members::table
+        .find((scope_id, user_id))
+        .select(members::role)
+        .first::<String>(c)
+        .optional()?
+        .and_then(|r| Role::parse(&r)))
 }
 
 /// The kind of scope a grant is on (`workspace`, `project`, `doc`, `diagram`).

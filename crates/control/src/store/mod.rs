@@ -3,6 +3,8 @@
 //! but by `authz::can` over the [`Facts`] that [`facts`] loads.
 
 pub mod accounts;
+pub mod admin;
+pub mod audit;
 pub mod chat_events;
 pub mod collab;
 pub mod conversations;

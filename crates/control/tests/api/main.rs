@@ -6,6 +6,7 @@
 
 mod helpers;
 
+mod admin;
 mod bad_input;
 mod browser;
 mod collab;
