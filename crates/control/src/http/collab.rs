@@ -101,10 +101,10 @@ pub async fn check_access(
         ));
     };
     let room = parse_room(&room_id)?;
-    let mut access = state
-        .db(move |c| collab::access_of(c, &room, &[user_id]))
+    let app = state.get_ref().clone();
+    let role = state
+        .db(move |c| collab::access_of_user(c, &app.access_cache, &room, &user_id))
         .await?;
-    let role = access.pop().and_then(|(_, role)| role);
     Ok(web::Json(CheckAccessResponse {
         has_access: role.is_some(),
         role,
