@@ -48,7 +48,11 @@ pub struct SoakArgs {
     #[arg(long)]
     pub fault_cmd: PathBuf,
     /// The faults, taken in turn (comma-separated names given to `--fault-cmd`).
-    #[arg(long, value_delimiter = ',', default_value = "relay1,control,redis,postgres")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relay1,control,redis,postgres"
+    )]
     pub faults: Vec<String>,
     /// Total length of the run.
     #[arg(long, default_value_t = 5.0)]
@@ -89,9 +93,9 @@ pub struct SoakArgs {
 const RECOVERY: Duration = Duration::from_secs(30);
 const RSS_EVERY: Duration = Duration::from_secs(2);
 /// RSS samples this soon after a process started are left out of its trend.
-const RSS_WARMUP: Duration = Duration::from_secs(10);
+const RSS_WARMUP: Duration = Duration::from_secs(20);
 /// A lifetime shorter than this (after warm-up) is too short for a trend.
-const RSS_MIN_SPAN: Duration = Duration::from_secs(40);
+const RSS_MIN_SPAN: Duration = Duration::from_secs(30);
 
 /// What editors do now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,14 +144,22 @@ struct Ctx {
 
 impl Ctx {
     /// A URL with a fresh token, retrying with backoff while control is away.
-    async fn url(&self, room: &Room, node: usize, c: &Counters, stop: &watch::Receiver<Mode>) -> Option<String> {
+    async fn url(
+        &self,
+        room: &Room,
+        node: usize,
+        c: &Counters,
+        stop: &watch::Receiver<Mode>,
+    ) -> Option<String> {
         let mut backoff = Duration::from_millis(250);
         loop {
             if *stop.borrow() == Mode::Leave {
                 return None;
             }
             c.token_requests.fetch_add(1, Ordering::Relaxed);
-            let call = self.api.collab_token(&self.session, ResourceType::Doc, &room.doc_id);
+            let call = self
+                .api
+                .collab_token(&self.session, ResourceType::Doc, &room.doc_id);
             match tokio::time::timeout(Duration::from_secs(5), call).await {
                 Ok(Ok(t)) => {
                     let relay = &self.relays[node % self.relays.len()];
@@ -175,8 +187,11 @@ impl Ctx {
         let mut backoff = Duration::from_millis(250);
         loop {
             let url = self.url(room, *node, c, stop).await?;
-            if let Ok(Ok(client)) =
-                tokio::time::timeout(Duration::from_secs(5), CollabClient::connect_with_doc(&url, doc.clone())).await
+            if let Ok(Ok(client)) = tokio::time::timeout(
+                Duration::from_secs(5),
+                CollabClient::connect_with_doc(&url, doc.clone()),
+            )
+            .await
             {
                 let synced = client
                     .wait_status(Duration::from_secs(10), |s| s.synced || s.closed.is_some())
@@ -204,7 +219,14 @@ fn jitter(d: Duration) -> Duration {
 
 /// One editor: connected while the cycle lasts, editing in `Edit` mode, hopping
 /// to the other node now and then, reconnecting after faults.
-async fn editor(ctx: Arc<Ctx>, rooms: Arc<Vec<Room>>, me: Arc<EditorState>, name: String, mut node: usize, mut mode: watch::Receiver<Mode>) {
+async fn editor(
+    ctx: Arc<Ctx>,
+    rooms: Arc<Vec<Room>>,
+    me: Arc<EditorState>,
+    name: String,
+    mut node: usize,
+    mut mode: watch::Receiver<Mode>,
+) {
     let room = &rooms[me.room];
     let map = me.doc.get_or_insert_map("m");
     let mut seq = 0u64;
@@ -222,7 +244,9 @@ async fn editor(ctx: Arc<Ctx>, rooms: Arc<Vec<Room>>, me: Arc<EditorState>, name
         if !open {
             *me.live.lock().unwrap_or_else(|p| p.into_inner()) = false;
             drop(client.take());
-            client = ctx.connect(room, &mut node, &me.doc, &me.counters, &mode).await;
+            client = ctx
+                .connect(room, &mut node, &me.doc, &me.counters, &mode)
+                .await;
             if client.is_none() {
                 break;
             }
@@ -257,7 +281,9 @@ async fn editor(ctx: Arc<Ctx>, rooms: Arc<Vec<Room>>, me: Arc<EditorState>, name
 
 /// A few seconds, different per editor.
 fn hop_after(name: &str) -> Duration {
-    let h = name.bytes().fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    let h = name
+        .bytes()
+        .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
     Duration::from_millis(4_000 + h % 6_000)
 }
 
@@ -322,14 +348,25 @@ fn read_rss_kib(pid: u32) -> Option<f64> {
 }
 
 /// Samples RSS of every pidfile, and control's token counter, until `stop`.
-async fn sampler(pidfiles: Vec<(String, PathBuf)>, samples: Samples, control: String, tokens: Arc<AtomicU64>, stop: tokio_util::sync::CancellationToken) {
+async fn sampler(
+    pidfiles: Vec<(String, PathBuf)>,
+    samples: Samples,
+    control: String,
+    tokens: Arc<AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let started = Instant::now();
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap_or_default();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
     let mut last_seen = 0u64;
     loop {
         let t = started.elapsed().as_secs_f64();
         for (name, file) in &pidfiles {
-            let pid = std::fs::read_to_string(file).ok().and_then(|s| s.trim().parse::<u32>().ok());
+            let pid = std::fs::read_to_string(file)
+                .ok()
+                .and_then(|s| s.trim().parse::<u32>().ok());
             if let Some(pid) = pid {
                 if let Some(kib) = read_rss_kib(pid) {
                     let mut s = samples.lock().unwrap_or_else(|p| p.into_inner());
@@ -352,10 +389,20 @@ async fn sampler(pidfiles: Vec<(String, PathBuf)>, samples: Samples, control: St
 
 /// Sum of `tandem_control_http_requests_total` for the token route.
 async fn control_token_count(http: &reqwest::Client, control: &str) -> Option<u64> {
-    let text = http.get(format!("{control}/metrics")).send().await.ok()?.text().await.ok()?;
+    let text = http
+        .get(format!("{control}/metrics"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
     Some(
         text.lines()
-            .filter(|l| l.starts_with("tandem_control_http_requests_total{") && l.contains("route=\"/collaboration/token\""))
+            .filter(|l| {
+                l.starts_with("tandem_control_http_requests_total{")
+                    && l.contains("route=\"/collaboration/token\"")
+            })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>() as u64,
     )
@@ -411,7 +458,11 @@ async fn fault(cmd: &std::path::Path, action: &str, name: &str) -> anyhow::Resul
         .args([action, name])
         .status()
         .await?;
-    anyhow::ensure!(status.success(), "{} {action} {name}: {status}", cmd.display());
+    anyhow::ensure!(
+        status.success(),
+        "{} {action} {name}: {status}",
+        cmd.display()
+    );
     Ok(())
 }
 
@@ -442,11 +493,17 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     let ctx = Arc::new(Ctx {
         api,
         session,
-        relays: args.relays.iter().map(|r| r.trim_end_matches('/').to_string()).collect(),
+        relays: args
+            .relays
+            .iter()
+            .map(|r| r.trim_end_matches('/').to_string())
+            .collect(),
         edit: Duration::from_millis(args.edit_ms.max(10)),
         clients: Mutex::new(Vec::new()),
     });
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
 
     let samples: Samples = Arc::default();
     let control_tokens = Arc::new(AtomicU64::new(0));
@@ -454,9 +511,18 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     let pidfiles: Vec<(String, PathBuf)> = args
         .pidfiles
         .iter()
-        .filter_map(|p| p.split_once('=').map(|(n, f)| (n.to_string(), PathBuf::from(f))))
+        .filter_map(|p| {
+            p.split_once('=')
+                .map(|(n, f)| (n.to_string(), PathBuf::from(f)))
+        })
         .collect();
-    let sampler_task = tokio::spawn(sampler(pidfiles, samples.clone(), control.clone(), control_tokens.clone(), stop_sampler.clone()));
+    let sampler_task = tokio::spawn(sampler(
+        pidfiles,
+        samples.clone(),
+        control.clone(),
+        control_tokens.clone(),
+        stop_sampler.clone(),
+    ));
 
     let started = Instant::now();
     let total = Duration::from_secs_f64(args.minutes.max(0.1) * 60.0);
@@ -468,10 +534,21 @@ pub async fn run(args: &SoakArgs) -> anyhow::Result<SoakReport> {
     let mut cycle = 0usize;
     // A cycle takes about edit_secs + down + recovery + checks; start one only
     // if it can end in time.
-    let cycle_guess = Duration::from_secs(args.edit_secs + 12) + Duration::from_millis(args.down_ms);
+    let cycle_guess =
+        Duration::from_secs(args.edit_secs + 12) + Duration::from_millis(args.down_ms);
     while cycle == 0 || started.elapsed() + cycle_guess <= total {
         let name = args.faults[cycle % args.faults.len()].clone();
-        let r = run_cycle(&ctx, args, &http, &control, cycle, &name, save_delay, &mut report.violations).await?;
+        let r = run_cycle(
+            &ctx,
+            args,
+            &http,
+            &control,
+            cycle,
+            &name,
+            save_delay,
+            &mut report.violations,
+        )
+        .await?;
         eprintln!(
             "soak: cycle {cycle} ({name}): {} edits, {} required, {} missing, reconnect {:?} ms, converged {:?} ms, durable {:?} ms",
             r.edits_made, r.required_edits, r.missing_edits, r.reconnect_ms, r.converge_ms, r.durable_ms
@@ -538,7 +615,12 @@ async fn run_cycle(
     for i in 0..args.rooms {
         let doc = ctx
             .api
-            .create_resource(&ctx.session, &project.id, ResourceType::Doc, &format!("soak {cycle}.{i}"))
+            .create_resource(
+                &ctx.session,
+                &project.id,
+                ResourceType::Doc,
+                &format!("soak {cycle}.{i}"),
+            )
             .await
             .map_err(|e| anyhow::anyhow!("document: {e}"))?;
         rooms.push(Room {
@@ -555,16 +637,21 @@ async fn run_cycle(
         for e in 0..args.editors {
             let doc = Doc::new();
             let acks = room.acks.clone();
-            doc.get_or_insert_map("m").observe("soak", move |txn: &yrs::TransactionMut, event: &yrs::types::map::MapEvent| {
-                let remote = txn.origin().is_some_and(|o| *o == yrs::Origin::from("tandem-remote"));
-                if remote {
-                    let now = Instant::now();
-                    let mut acks = acks.lock().unwrap_or_else(|p| p.into_inner());
-                    for key in event.keys(txn).keys() {
-                        acks.entry(key.to_string()).or_insert(now);
+            doc.get_or_insert_map("m").observe(
+                "soak",
+                move |txn: &yrs::TransactionMut, event: &yrs::types::map::MapEvent| {
+                    let remote = txn
+                        .origin()
+                        .is_some_and(|o| *o == yrs::Origin::from("tandem-remote"));
+                    if remote {
+                        let now = Instant::now();
+                        let mut acks = acks.lock().unwrap_or_else(|p| p.into_inner());
+                        for key in event.keys(txn).keys() {
+                            acks.entry(key.to_string()).or_insert(now);
+                        }
                     }
-                }
-            });
+                },
+            );
             let state = Arc::new(EditorState {
                 doc,
                 room: r,
@@ -573,7 +660,14 @@ async fn run_cycle(
             });
             editors.push(state.clone());
             let name = format!("c{cycle}r{r}e{e}");
-            tasks.push(tokio::spawn(editor(ctx.clone(), rooms.clone(), state, name, r + e, mode_rx.clone())));
+            tasks.push(tokio::spawn(editor(
+                ctx.clone(),
+                rooms.clone(),
+                state,
+                name,
+                r + e,
+                mode_rx.clone(),
+            )));
         }
     }
 
@@ -601,14 +695,19 @@ async fn run_cycle(
     let restarted = Instant::now();
 
     // Every editor back (they keep editing meanwhile).
-    let all_live = |eds: &[Arc<EditorState>]| eds.iter().all(|e| *e.live.lock().unwrap_or_else(|p| p.into_inner()));
+    let all_live = |eds: &[Arc<EditorState>]| {
+        eds.iter()
+            .all(|e| *e.live.lock().unwrap_or_else(|p| p.into_inner()))
+    };
     while !all_live(&editors[..]) && restarted.elapsed() < RECOVERY {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if all_live(&editors[..]) {
         out.reconnect_ms = Some(restarted.elapsed().as_millis() as u64);
     } else {
-        violations.push(format!("cycle {cycle} ({fault_name}): editors not all back after {RECOVERY:?}"));
+        violations.push(format!(
+            "cycle {cycle} ({fault_name}): editors not all back after {RECOVERY:?}"
+        ));
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
 
@@ -617,7 +716,11 @@ async fn run_cycle(
     let quiet = Instant::now();
     let mut converged = true;
     for (r, room) in rooms.iter().enumerate() {
-        let docs: Vec<&Doc> = editors.iter().filter(|e| e.room == r).map(|e| &e.doc).collect();
+        let docs: Vec<&Doc> = editors
+            .iter()
+            .filter(|e| e.room == r)
+            .map(|e| &e.doc)
+            .collect();
         let same = || {
             let first = state_vector(docs[0]);
             docs.iter().all(|d| state_vector(d) == first)
@@ -626,16 +729,25 @@ async fn run_cycle(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let counters = Arc::new(Counters::default());
-        ctx.clients.lock().unwrap_or_else(|p| p.into_inner()).push(counters.clone());
+        ctx.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(counters.clone());
         let mut node = cycle + r + 1;
         let joiner_doc = Doc::new();
-        let joiner = tokio::time::timeout(RECOVERY, ctx.connect(room, &mut node, &joiner_doc, &counters, &mode_rx))
-            .await
-            .ok()
-            .flatten();
+        let joiner = tokio::time::timeout(
+            RECOVERY,
+            ctx.connect(room, &mut node, &joiner_doc, &counters, &mode_rx),
+        )
+        .await
+        .ok()
+        .flatten();
         let ok = match &joiner {
             Some(j) => {
-                let until = Instant::now() + RECOVERY.saturating_sub(quiet.elapsed()).max(Duration::from_secs(5));
+                let until = Instant::now()
+                    + RECOVERY
+                        .saturating_sub(quiet.elapsed())
+                        .max(Duration::from_secs(5));
                 loop {
                     let first = state_vector(docs[0]);
                     if same() && state_vector(j.doc()) == first {
@@ -655,7 +767,9 @@ async fn run_cycle(
                 .iter()
                 .map(|d| d.get_or_insert_map("m").len(&d.transact()))
                 .collect();
-            let jl = joiner_doc.get_or_insert_map("m").len(&joiner_doc.transact());
+            let jl = joiner_doc
+                .get_or_insert_map("m")
+                .len(&joiner_doc.transact());
             violations.push(format!(
                 "cycle {cycle} ({fault_name}): room {} did not converge (editors hold {lens:?} edits, a fresh joiner {jl})",
                 room.room_id
@@ -682,7 +796,9 @@ async fn run_cycle(
         for (r, room) in rooms.iter().enumerate() {
             let url = format!("{control}/collaboration/rooms/{}/snapshot", room.room_id);
             let stored = match http.get(&url).bearer_auth(&args.relay_secret).send().await {
-                Ok(res) if res.status().is_success() => res.bytes().await.ok().and_then(|b| stored_keys(&b)),
+                Ok(res) if res.status().is_success() => {
+                    res.bytes().await.ok().and_then(|b| stored_keys(&b))
+                }
                 _ => None,
             };
             let want = required.iter().filter(|(i, _)| *i == r);
@@ -728,11 +844,18 @@ async fn visit(ctx: Arc<Ctx>, rooms: Arc<Vec<Room>>, mode: watch::Receiver<Mode>
     let mut n = 0usize;
     while *mode.borrow() == Mode::Edit {
         let counters = Arc::new(Counters::default());
-        ctx.clients.lock().unwrap_or_else(|p| p.into_inner()).push(counters.clone());
+        ctx.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(counters.clone());
         let room = &rooms[n % rooms.len()];
         let mut node = n;
         let doc = Doc::new();
-        let joined = tokio::time::timeout(Duration::from_secs(5), ctx.connect(room, &mut node, &doc, &counters, &mode)).await;
+        let joined = tokio::time::timeout(
+            Duration::from_secs(5),
+            ctx.connect(room, &mut node, &doc, &counters, &mode),
+        )
+        .await;
         if let Ok(Some(client)) = joined {
             tokio::time::sleep(Duration::from_millis(1_500)).await;
             client.close();
@@ -747,12 +870,18 @@ impl SoakReport {
         let mut s = String::new();
         let required: usize = self.faults.iter().map(|f| f.required_edits).sum();
         let missing: usize = self.faults.iter().map(|f| f.missing_edits).sum();
-        let max = |f: fn(&FaultReport) -> Option<u64>| self.faults.iter().filter_map(f).max().unwrap_or(0);
+        let max = |f: fn(&FaultReport) -> Option<u64>| {
+            self.faults.iter().filter_map(f).max().unwrap_or(0)
+        };
         s.push_str(&format!(
             "soak: {:.1} min, {} faults ({}), {} clients, {} connects\n",
             self.minutes,
             self.faults.len(),
-            self.faults.iter().map(|f| f.fault.as_str()).collect::<Vec<_>>().join(" "),
+            self.faults
+                .iter()
+                .map(|f| f.fault.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
             self.clients,
             self.connects
         ));
@@ -806,9 +935,13 @@ mod tests {
 
     #[test]
     fn slope_of_a_line_and_of_noise() {
-        let line: Vec<(f64, f64)> = (0..20).map(|i| (f64::from(i), 3.0 * f64::from(i) + 7.0)).collect();
+        let line: Vec<(f64, f64)> = (0..20)
+            .map(|i| (f64::from(i), 3.0 * f64::from(i) + 7.0))
+            .collect();
         assert!((slope(&line) - 3.0).abs() < 1e-9);
-        let flat: Vec<(f64, f64)> = (0..20).map(|i| (f64::from(i), if i % 2 == 0 { 10.0 } else { 12.0 })).collect();
+        let flat: Vec<(f64, f64)> = (0..20)
+            .map(|i| (f64::from(i), if i % 2 == 0 { 10.0 } else { 12.0 }))
+            .collect();
         assert!(slope(&flat).abs() < 0.02);
         assert_eq!(slope(&[(1.0, 5.0)]), 0.0);
     }
@@ -820,12 +953,19 @@ mod tests {
         let growing: Vec<(f64, f64)> = (0..50)
             .map(|i| {
                 let t = f64::from(i) * 2.0;
-                let kib = if t < 10.0 { 1000.0 + 500.0 * t } else { 50_000.0 + t * 2048.0 / 60.0 };
+                let kib = if t < 10.0 {
+                    1000.0 + 500.0 * t
+                } else {
+                    50_000.0 + t * 2048.0 / 60.0
+                };
                 (t, kib)
             })
             .collect();
         samples.insert(("relay".to_string(), 1), growing);
-        samples.insert(("control".to_string(), 2), vec![(0.0, 100.0), (20.0, 100.0)]);
+        samples.insert(
+            ("control".to_string(), 2),
+            vec![(0.0, 100.0), (20.0, 100.0)],
+        );
         let t = trends(&samples);
         let relay = t.iter().find(|t| t.name == "relay").expect("relay");
         assert!((relay.slope_mib_per_min - 2.0).abs() < 0.01, "{relay:?}");
@@ -840,7 +980,9 @@ mod tests {
         let map = doc.get_or_insert_map("m");
         map.insert(&mut doc.transact_mut(), "a:1", 1_i64);
         map.insert(&mut doc.transact_mut(), "b:1", 1_i64);
-        let update = doc.transact().encode_state_as_update_v1(&StateVector::default());
+        let update = doc
+            .transact()
+            .encode_state_as_update_v1(&StateVector::default());
         let keys = stored_keys(&update).expect("decodes");
         assert_eq!(keys.len(), 2);
         assert!(keys.contains("a:1") && keys.contains("b:1"));

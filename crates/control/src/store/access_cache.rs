@@ -20,6 +20,14 @@ pub const TTL: Duration = Duration::from_secs(1);
 /// Most entries kept (then the cache starts over).
 const MAX_ENTRIES: usize = 50_000;
 
+/// What is remembered of a user allowed in a room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub role: Role,
+    /// Shown to the room's other clients (a rename shows within [`TTL`]).
+    pub user_name: String,
+}
+
 #[derive(Default)]
 pub struct AccessCache {
     inner: Mutex<Inner>,
@@ -30,7 +38,7 @@ struct Inner {
     /// The feed position the entries were computed at.
     seq: i64,
     /// room id → user id → when it was computed, the role.
-    entries: HashMap<String, HashMap<String, (Instant, Role)>>,
+    entries: HashMap<String, HashMap<String, (Instant, Grant)>>,
     len: usize,
 }
 
@@ -47,17 +55,17 @@ impl Inner {
 
 impl AccessCache {
     /// The role remembered for `user` in `room` at feed position `seq`.
-    pub fn get(&self, seq: i64, room: &str, user: &str) -> Option<Role> {
+    pub fn get(&self, seq: i64, room: &str, user: &str) -> Option<Grant> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.at(seq);
         match inner.entries.get(room).and_then(|users| users.get(user)) {
-            Some((at, role)) if at.elapsed() < TTL => Some(*role),
+            Some((at, grant)) if at.elapsed() < TTL => Some(grant.clone()),
             _ => None,
         }
     }
 
     /// Remembers a grant computed after reading feed position `seq`.
-    pub fn put(&self, seq: i64, room: &str, user: &str, role: Role) {
+    pub fn put(&self, seq: i64, room: &str, user: &str, grant: Grant) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         inner.at(seq);
         if inner.len >= MAX_ENTRIES {
@@ -68,7 +76,7 @@ impl AccessCache {
             .entries
             .entry(room.to_string())
             .or_default()
-            .insert(user.to_string(), (Instant::now(), role))
+            .insert(user.to_string(), (Instant::now(), grant))
             .is_none();
         if fresh {
             inner.len += 1;
@@ -83,8 +91,12 @@ mod tests {
     #[test]
     fn a_new_feed_position_forgets_every_grant() {
         let cache = AccessCache::default();
-        cache.put(4, "doc-a", "u1", Role::Editor);
-        assert_eq!(cache.get(4, "doc-a", "u1"), Some(Role::Editor));
+        let editor = Grant {
+            role: Role::Editor,
+            user_name: "Ann".into(),
+        };
+        cache.put(4, "doc-a", "u1", editor.clone());
+        assert_eq!(cache.get(4, "doc-a", "u1"), Some(editor));
         assert_eq!(cache.get(4, "doc-a", "u2"), None);
         assert_eq!(cache.get(4, "doc-b", "u1"), None);
         assert_eq!(cache.get(5, "doc-a", "u1"), None);
@@ -96,7 +108,11 @@ mod tests {
     fn entries_are_bounded() {
         let cache = AccessCache::default();
         for i in 0..MAX_ENTRIES + 10 {
-            cache.put(1, "doc-a", &format!("u{i}"), Role::Viewer);
+            let grant = Grant {
+                role: Role::Viewer,
+                user_name: String::new(),
+            };
+            cache.put(1, "doc-a", &format!("u{i}"), grant);
         }
         let inner = cache.inner.lock().unwrap();
         assert!(inner.len <= MAX_ENTRIES);

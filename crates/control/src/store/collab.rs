@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use tandem_protocol::http::Role;
 use tandem_protocol::RoomId;
 
-use super::access_cache::AccessCache;
+use super::access_cache::{AccessCache, Grant};
 use super::{events, facts, now_ms, UserRow};
 use crate::authz::{self, Action};
 use crate::crypto;
@@ -56,12 +56,14 @@ pub enum Refusal {
 /// so of any number of concurrent calls with one token (on any replica of
 /// control: the database is the arbiter) exactly one gets the row back; the
 /// others get none. No read before the write, no explicit transaction. Then
-/// checks room, expiry and current access (reads, no lock).
+/// checks room, expiry and current access (reads, no lock; a grant may come
+/// from `cache`, see [`grant_of`]). Answers the user's id and grant.
 pub fn consume(
     conn: &mut DbConnection,
+    cache: &AccessCache,
     token: &str,
     room: &RoomId,
-) -> Result<Result<(UserRow, Role), Refusal>, ApiError> {
+) -> Result<Result<(String, Grant), Refusal>, ApiError> {
     let hash = crypto::hash_token(token);
     let Some(claimed) = claim(conn, &hash)? else {
         return Ok(Err(Refusal::UnknownOrUsed));
@@ -72,13 +74,9 @@ pub fn consume(
     if claimed.room_id != room.to_string() {
         return Ok(Err(Refusal::WrongRoom));
     }
-    let (mut users, mut access) = decide(conn, room, std::slice::from_ref(&claimed.user_id))?;
-    match (
-        users.remove(&claimed.user_id),
-        access.pop().and_then(|(_, role)| role),
-    ) {
-        (Some(user), Some(role)) => Ok(Ok((user, role))),
-        _ => Ok(Err(Refusal::NoAccess)),
+    match grant_of(conn, cache, room, &claimed.user_id)? {
+        Some(grant) => Ok(Ok((claimed.user_id, grant))),
+        None => Ok(Err(Refusal::NoAccess)),
     }
 }
 
@@ -113,28 +111,34 @@ fn claim(conn: &mut DbConnection, hash: &str) -> Result<Option<Claimed>, ApiErro
     Ok(row)
 }
 
-/// The access of one user to `room`, answered from `cache` while the access
-/// feed has not moved (see [`AccessCache`]); only grants are remembered.
-pub fn access_of_user(
+/// Whether one user may be in `room` (and as what), answered from `cache`
+/// while the access feed has not moved (see [`AccessCache`]); only grants
+/// are remembered.
+pub fn grant_of(
     conn: &mut DbConnection,
     cache: &AccessCache,
     room: &RoomId,
     user_id: &str,
-) -> Result<Option<Role>, ApiError> {
+) -> Result<Option<Grant>, ApiError> {
     // Read the feed position first: a grant computed afterwards cannot
     // predate a revocation that position already covers.
     let seq = events::last_seq(conn)?;
     let room_name = room.to_string();
-    if let Some(role) = cache.get(seq, &room_name, user_id) {
-        return Ok(Some(role));
+    if let Some(grant) = cache.get(seq, &room_name, user_id) {
+        return Ok(Some(grant));
     }
-    let role = access_of(conn, room, &[user_id.to_string()])?
-        .pop()
-        .and_then(|(_, role)| role);
-    if let Some(role) = role {
-        cache.put(seq, &room_name, user_id, role);
+    let (mut users, mut access) = decide(conn, room, &[user_id.to_string()])?;
+    let grant = match (users.remove(user_id), access.pop().and_then(|(_, r)| r)) {
+        (Some(user), Some(role)) => Some(Grant {
+            role,
+            user_name: user.display_name,
+        }),
+        _ => None,
+    };
+    if let Some(grant) = &grant {
+        cache.put(seq, &room_name, user_id, grant.clone());
     }
-    Ok(role)
+    Ok(grant)
 }
 
 /// Access of each user to `room` (unknown users have none), in three queries
@@ -150,7 +154,11 @@ pub fn access_of(
 /// [`access_of`], and the users' rows found on the way.
 type Decisions = (HashMap<String, UserRow>, Vec<(String, Option<Role>)>);
 
-fn decide(conn: &mut DbConnection, room: &RoomId, user_ids: &[String]) -> Result<Decisions, ApiError> {
+fn decide(
+    conn: &mut DbConnection,
+    room: &RoomId,
+    user_ids: &[String],
+) -> Result<Decisions, ApiError> {
     let Some((_, chain)) = facts::room(conn, room)? else {
         let none = user_ids.iter().map(|u| (u.clone(), None)).collect();
         return Ok((HashMap::new(), none));
