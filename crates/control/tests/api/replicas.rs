@@ -213,7 +213,7 @@ async fn snapshot_saves_through_both_replicas_merge(backend: Backend) {
 async fn a_revocation_on_one_replica_is_not_answered_from_the_others_memory(backend: Backend) {
     let (a, b) = TestApp::spawn_pair(backend).await;
     let owner = a.signup("olga@cache.dev", "Olga").await;
-    let guest = a.signup("guest@cache.dev", "Guest").await;
+    let guest = a.signup("guest@elsewhere-cache.dev", "Guest").await;
     let team = a.workspace(&owner, "team").await;
     let p = a.create_project(&owner, &team, "P").await;
     let doc = a.create_resource(&owner, &p, "documents", "Doc").await;
