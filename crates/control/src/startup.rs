@@ -104,6 +104,7 @@ impl Application {
             jwt,
             config,
             access_events: tokio::sync::Notify::new(),
+            access_cache: Default::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),

@@ -27,6 +27,8 @@ pub struct AppState {
     /// Wakes long-polls of `/collaboration/events` in this process at once
     /// (other replicas' changes are found by polling the table).
     pub access_events: tokio::sync::Notify,
+    /// Grants remembered for at most a second, while the access feed stands still.
+    pub access_cache: crate::store::access_cache::AccessCache,
     /// Cancelled when the server starts shutting down: long polls answer at once.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: crate::metrics::Metrics,

@@ -18,6 +18,7 @@ pub mod peer;
 pub mod procstat;
 pub mod report;
 pub mod scenario;
+pub mod soak;
 pub mod stats;
 pub mod target;
 pub mod wire;
@@ -34,6 +35,10 @@ pub enum BenchCommand {
     Run(RunArgs),
     /// Offers a fixed rate of requests to control's verify or check-access.
     Control(ControlArgs),
+    /// Clients edit, join and leave across relay nodes while services are
+    /// killed and restarted in turn; checks durability, convergence, memory
+    /// and token requests (run by `scripts/soak`).
+    Soak(soak::SoakArgs),
     /// Prints the side-by-side table of report files (JSON lines).
     Compare {
         /// Files of JSON reports, one per line.
@@ -174,6 +179,17 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
             .await?;
             println!("{}", report.line());
             append_json(&args.json, &serde_json::to_string(&report)?)
+        }
+        BenchCommand::Soak(args) => {
+            let report = soak::run(&args).await?;
+            print!("{}", report.summary());
+            append_json(&args.json, &serde_json::to_string(&report)?)?;
+            anyhow::ensure!(
+                report.violations.is_empty(),
+                "{} violation(s)",
+                report.violations.len()
+            );
+            Ok(())
         }
         BenchCommand::Compare { files } => {
             let mut reports = Vec::new();

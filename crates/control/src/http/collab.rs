@@ -64,14 +64,17 @@ pub async fn verify(
     let token =
         bearer(&req).ok_or_else(|| ApiError::Unauthorized("missing collaboration token".into()))?;
     let room_name = room.to_string();
-    let outcome = state.db(move |c| collab::consume(c, &token, &room)).await?;
+    let app = state.get_ref().clone();
+    let outcome = state
+        .db(move |c| collab::consume(c, &app.access_cache, &token, &room))
+        .await?;
     match outcome {
-        Ok((user, role)) => {
-            tracing::info!(room = %room_name, user_id = %user.id, role = role.as_str(), "collaboration token verified");
+        Ok((user_id, grant)) => {
+            tracing::info!(room = %room_name, user_id = %user_id, role = grant.role.as_str(), "collaboration token verified");
             Ok(web::Json(VerifyResponse {
-                user_id: user.id,
-                user_name: user.display_name,
-                role,
+                user_id,
+                user_name: grant.user_name,
+                role: grant.role,
             }))
         }
         Err(refusal) => {
@@ -101,10 +104,11 @@ pub async fn check_access(
         ));
     };
     let room = parse_room(&room_id)?;
-    let mut access = state
-        .db(move |c| collab::access_of(c, &room, &[user_id]))
-        .await?;
-    let role = access.pop().and_then(|(_, role)| role);
+    let app = state.get_ref().clone();
+    let role = state
+        .db(move |c| collab::grant_of(c, &app.access_cache, &room, &user_id))
+        .await?
+        .map(|g| g.role);
     Ok(web::Json(CheckAccessResponse {
         has_access: role.is_some(),
         role,

@@ -7,11 +7,12 @@ use diesel::prelude::*;
 use tandem_protocol::http::Role;
 use tandem_protocol::RoomId;
 
-use super::{accounts, facts, now_ms, UserRow};
+use super::access_cache::{AccessCache, Grant};
+use super::{events, facts, now_ms, UserRow};
 use crate::authz::{self, Action};
 use crate::crypto;
 use crate::db::schema::{self, collab_tokens};
-use crate::db::{write_tx, DbConnection};
+use crate::db::{sqlite_writer, write_tx, DbConnection};
 use crate::error::ApiError;
 
 /// Stores a new one-time token for `user` and `room` (hashed); returns the clear
@@ -51,47 +52,93 @@ pub enum Refusal {
     NoAccess,
 }
 
-/// Consumes `token` for `room`: of any number of concurrent calls with one
-/// token exactly one gets past the `DELETE` (it affects one row); the others
-/// see zero rows. Then checks room, expiry and current access.
+/// Consumes `token` for `room`: one `DELETE … RETURNING` statement claims it,
+/// so of any number of concurrent calls with one token (on any replica of
+/// control: the database is the arbiter) exactly one gets the row back; the
+/// others get none. No read before the write, no explicit transaction. Then
+/// checks room, expiry and current access (reads, no lock; a grant may come
+/// from `cache`, see [`grant_of`]). Answers the user's id and grant.
 pub fn consume(
     conn: &mut DbConnection,
+    cache: &AccessCache,
     token: &str,
     room: &RoomId,
-) -> Result<Result<(UserRow, Role), Refusal>, ApiError> {
+) -> Result<Result<(String, Grant), Refusal>, ApiError> {
     let hash = crypto::hash_token(token);
-    let claimed = write_tx(conn, |c| {
-        let row: Option<(String, String, i64)> = collab_tokens::table
-            .find(&hash)
-            .select((
-                collab_tokens::user_id,
-                collab_tokens::room_id,
-                collab_tokens::expires_at,
-            ))
-            .first(c)
-            .optional()?;
-        let deleted = diesel::delete(collab_tokens::table.find(&hash)).execute(c)?;
-        Ok::<_, ApiError>(row.filter(|_| deleted == 1))
-    })?;
-    let Some((user_id, room_id, expires_at)) = claimed else {
+    let Some(claimed) = claim(conn, &hash)? else {
         return Ok(Err(Refusal::UnknownOrUsed));
     };
-    if expires_at <= now_ms() {
+    if claimed.expires_at <= now_ms() {
         return Ok(Err(Refusal::Expired));
     }
-    if room_id != room.to_string() {
+    if claimed.room_id != room.to_string() {
         return Ok(Err(Refusal::WrongRoom));
     }
-    let Some(user) = accounts::user_by_id(conn, &user_id)? else {
-        return Ok(Err(Refusal::NoAccess));
-    };
-    match access_of(conn, room, &[user_id])?
-        .pop()
-        .and_then(|(_, role)| role)
-    {
-        Some(role) => Ok(Ok((user, role))),
+    match grant_of(conn, cache, room, &claimed.user_id)? {
+        Some(grant) => Ok(Ok((claimed.user_id, grant))),
         None => Ok(Err(Refusal::NoAccess)),
     }
+}
+
+#[derive(QueryableByName)]
+struct Claimed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    user_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    room_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    expires_at: i64,
+}
+
+/// Deletes the token's row and returns it, in one statement.
+fn claim(conn: &mut DbConnection, hash: &str) -> Result<Option<Claimed>, ApiError> {
+    use diesel::sql_types::Text;
+    const SQL: &str = "DELETE FROM collab_tokens WHERE token_hash = {} \
+                       RETURNING user_id, room_id, expires_at";
+    let row = match conn {
+        DbConnection::Pg(pg) => diesel::sql_query(SQL.replace("{}", "$1"))
+            .bind::<Text, _>(hash)
+            .get_result::<Claimed>(pg)
+            .optional()?,
+        DbConnection::Sqlite(lite) => {
+            let _writer = sqlite_writer();
+            diesel::sql_query(SQL.replace("{}", "?"))
+                .bind::<Text, _>(hash)
+                .get_result::<Claimed>(lite)
+                .optional()?
+        }
+    };
+    Ok(row)
+}
+
+/// Whether one user may be in `room` (and as what), answered from `cache`
+/// while the access feed has not moved (see [`AccessCache`]); only grants
+/// are remembered.
+pub fn grant_of(
+    conn: &mut DbConnection,
+    cache: &AccessCache,
+    room: &RoomId,
+    user_id: &str,
+) -> Result<Option<Grant>, ApiError> {
+    // Read the feed position first: a grant computed afterwards cannot
+    // predate a revocation that position already covers.
+    let seq = events::last_seq(conn)?;
+    let room_name = room.to_string();
+    if let Some(grant) = cache.get(seq, &room_name, user_id) {
+        return Ok(Some(grant));
+    }
+    let (mut users, mut access) = decide(conn, room, &[user_id.to_string()])?;
+    let grant = match (users.remove(user_id), access.pop().and_then(|(_, r)| r)) {
+        (Some(user), Some(role)) => Some(Grant {
+            role,
+            user_name: user.display_name,
+        }),
+        _ => None,
+    };
+    if let Some(grant) = &grant {
+        cache.put(seq, &room_name, user_id, grant.clone());
+    }
+    Ok(grant)
 }
 
 /// Access of each user to `room` (unknown users have none), in three queries
@@ -101,8 +148,20 @@ pub fn access_of(
     room: &RoomId,
     user_ids: &[String],
 ) -> Result<Vec<(String, Option<Role>)>, ApiError> {
+    Ok(decide(conn, room, user_ids)?.1)
+}
+
+/// [`access_of`], and the users' rows found on the way.
+type Decisions = (HashMap<String, UserRow>, Vec<(String, Option<Role>)>);
+
+fn decide(
+    conn: &mut DbConnection,
+    room: &RoomId,
+    user_ids: &[String],
+) -> Result<Decisions, ApiError> {
     let Some((_, chain)) = facts::room(conn, room)? else {
-        return Ok(user_ids.iter().map(|u| (u.clone(), None)).collect());
+        let none = user_ids.iter().map(|u| (u.clone(), None)).collect();
+        return Ok((HashMap::new(), none));
     };
     let scope_ids: Vec<&str> = chain.scopes().into_iter().map(|(_, id)| id).collect();
     let mut users = HashMap::new();
@@ -129,7 +188,7 @@ pub fn access_of(
         }
     }
     let none = facts::Grants::new();
-    Ok(user_ids
+    let decisions = user_ids
         .iter()
         .map(|id| {
             let role = users.get(id).and_then(|u| {
@@ -145,5 +204,6 @@ pub fn access_of(
             });
             (id.clone(), role)
         })
-        .collect())
+        .collect();
+    Ok((users, decisions))
 }

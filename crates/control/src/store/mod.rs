@@ -2,6 +2,7 @@
 //! returns rows or an [`ApiError`]; authorization decisions are not made here
 //! but by `authz::can` over the [`Facts`] that [`facts`] loads.
 
+pub mod access_cache;
 pub mod accounts;
 pub mod admin;
 pub mod audit;

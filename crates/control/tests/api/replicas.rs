@@ -13,6 +13,7 @@ both_backends!(
     first_sign_ins_racing_on_two_replicas_make_one_org,
     the_feed_of_one_replica_sees_changes_made_on_the_other,
     snapshot_saves_through_both_replicas_merge,
+    a_revocation_on_one_replica_is_not_answered_from_the_others_memory,
 );
 
 const SECRET: &str = "test-relay-secret";
@@ -205,4 +206,46 @@ async fn snapshot_saves_through_both_replicas_merge(backend: Backend) {
     for i in 0..10 {
         assert!(text.contains(&format!("<{i}>")), "{text}");
     }
+}
+
+/// check-access remembers grants for a moment; a revocation committed by the
+/// other replica must still be seen at once (the feed moved).
+async fn a_revocation_on_one_replica_is_not_answered_from_the_others_memory(backend: Backend) {
+    let (a, b) = TestApp::spawn_pair(backend).await;
+    let owner = a.signup("olga@cache.dev", "Olga").await;
+    let guest = a.signup("guest@elsewhere-cache.dev", "Guest").await;
+    let team = a.workspace(&owner, "team").await;
+    let p = a.create_project(&owner, &team, "P").await;
+    let doc = a.create_resource(&owner, &p, "documents", "Doc").await;
+    let members = format!("/documents/{doc}/members");
+    a.post(
+        &members,
+        &owner.token,
+        json!({"userId": guest.id, "role": "editor"}),
+    )
+    .await;
+    let check = format!(
+        "/collaboration/check-access?roomId=doc-{doc}&userId={}",
+        guest.id
+    );
+    for _ in 0..3 {
+        let yes = b.get(&check, SECRET).await;
+        assert_eq!(yes.body["hasAccess"], true, "{:?}", yes.body);
+        assert_eq!(yes.body["role"], "editor");
+    }
+    let removed = a
+        .delete(&format!("{members}/{}", guest.id), &owner.token)
+        .await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let no = b.get(&check, SECRET).await;
+    assert_eq!(no.body["hasAccess"], false, "{:?}", no.body);
+    // A grant again is seen at once too (denials are never remembered).
+    a.post(
+        &members,
+        &owner.token,
+        json!({"userId": guest.id, "role": "viewer"}),
+    )
+    .await;
+    let again = b.get(&check, SECRET).await;
+    assert_eq!(again.body["role"], "viewer", "{:?}", again.body);
 }
