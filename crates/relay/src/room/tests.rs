@@ -578,3 +578,37 @@ fn deeply_nested_values_are_refused_before_decoding() {
     room.receive(1, &a.type_text("!")).unwrap();
     assert_eq!(room_text(&room), "keep!");
 }
+
+#[test]
+fn a_loaded_document_is_sent_as_stored_until_it_changes() {
+    let author = Peer::new();
+    author.type_text("stored text");
+    let stored = author
+        .doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut room = Room::new();
+    room.load(&stored).unwrap();
+    assert_eq!(room_text(&room), "stored text");
+
+    // A client with an empty document gets the stored bytes as they are.
+    let fresh = Peer::new();
+    room.join(1, true);
+    room.receive(1, &fresh.step1()).unwrap();
+    let answer = room.answer_step2(1).unwrap();
+    let expected = Message::Sync(SyncMessage::SyncStep2(stored.clone())).encode_v1();
+    assert_eq!(&answer[..], &expected[..]);
+    fresh.receive(&answer);
+    assert_eq!(fresh.text(), "stored text");
+
+    // Once the document changes, joiners get the current document.
+    let edit = fresh.type_text("!");
+    room.receive(1, &edit).unwrap();
+    let late = Peer::new();
+    room.join(2, true);
+    room.receive(2, &late.step1()).unwrap();
+    let answer = room.answer_step2(2).unwrap();
+    assert_ne!(&answer[..], &expected[..]);
+    late.receive(&answer);
+    assert_eq!(late.text(), "stored text!");
+}
