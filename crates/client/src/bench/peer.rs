@@ -70,7 +70,10 @@ pub fn wire_stamp(msg: &[u8]) -> Option<u64> {
     if msg[head] != 119 || msg[head + 1] != STAMP_DIGITS as u8 {
         return None;
     }
-    std::str::from_utf8(&msg[head + 2..n - 1]).ok()?.parse().ok()
+    std::str::from_utf8(&msg[head + 2..n - 1])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Counters shared by all clients, for the progress line and the deadline.
@@ -413,7 +416,12 @@ mod wire_tests {
                 edits.push_back(&mut txn, Any::String(stamp.into()));
                 txn.encode_update_v1()
             };
-            for framing in [Framing::Plain, Framing::Hocuspocus { doc: "room-1".into() }] {
+            for framing in [
+                Framing::Plain,
+                Framing::Hocuspocus {
+                    doc: "room-1".into(),
+                },
+            ] {
                 let msg = framing.update(&update);
                 assert_eq!(wire_stamp(&msg), Some(sent_at));
             }

@@ -79,8 +79,7 @@ impl Report {
     /// inverse is the updates one fully busy core delivers per second).
     pub fn cpu_us_per_delivered(&self) -> Option<f64> {
         let cpu = self.server.as_ref()?.cpu_timed_secs;
-        (self.updates_received > 0 && cpu > 0.0)
-            .then(|| cpu * 1e6 / self.updates_received as f64)
+        (self.updates_received > 0 && cpu > 0.0).then(|| cpu * 1e6 / self.updates_received as f64)
     }
 
     /// A few lines for a person.
@@ -361,8 +360,16 @@ pub fn merge_groups(reports: &[Report]) -> Vec<Report> {
         let same = |r: &&Report| {
             r.group.as_deref() == Some(key.0.as_str()) && r.target == key.1 && r.scenario == key.2
         };
-        let mut p50s: Vec<f64> = reports.iter().filter(same).map(|r| r.latency_ms.p50).collect();
-        let mut c50s: Vec<f64> = reports.iter().filter(same).map(|r| r.connect_ms.p50).collect();
+        let mut p50s: Vec<f64> = reports
+            .iter()
+            .filter(same)
+            .map(|r| r.latency_ms.p50)
+            .collect();
+        let mut c50s: Vec<f64> = reports
+            .iter()
+            .filter(same)
+            .map(|r| r.connect_ms.p50)
+            .collect();
         out[i].latency_ms.p50 = median(&mut p50s).unwrap_or(0.0);
         out[i].connect_ms.p50 = median(&mut c50s).unwrap_or(0.0);
     }

@@ -173,7 +173,11 @@ mod tests {
         assert!(o.lock().queue.capacity() >= 36);
         o.take(&mut got, 64);
         assert_eq!(got.len(), 100);
-        assert_eq!(o.lock().queue.capacity(), 0, "an emptied queue that grew is freed");
+        assert_eq!(
+            o.lock().queue.capacity(),
+            0,
+            "an emptied queue that grew is freed"
+        );
     }
 
     #[tokio::test]

@@ -55,60 +55,55 @@ struct Upgraded {
 
 /// Everything up to an open WebSocket whose user control verified (`None`
 /// when the connection was answered and closed already).
-async fn upgrade(
-    mut stream: TcpStream,
-    shared: Arc<Shared>,
-) -> Option<(Ws, Upgraded)> {
+async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgraded)> {
     let _ = stream.set_nodelay(true);
     let head = match handshake::read_head(&mut stream).await {
         Ok(head) => head,
         Err(e) => {
-        e.write_to(&mut stream).await;
-        return None;
-    },
+            e.write_to(&mut stream).await;
+            return None;
+        }
     };
     let (room, token, form) = match handshake::route(&head) {
         Ok(Route::Health) => {
-            {
-        handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await;
-        return None;
-    }
+            handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await;
+            return None;
         }
         Ok(Route::Metrics) => {
             let body = shared.metrics.encode();
             let ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8";
             {
-        handshake::respond_with(&mut stream, 200, ctype, &body).await;
-        return None;
-    }
+                handshake::respond_with(&mut stream, 200, ctype, &body).await;
+                return None;
+            }
         }
         Ok(Route::Ready) => {
             if shared.control.ready().await {
                 {
-        handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
-        return None;
-    }
+                    handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
+                    return None;
+                }
             }
             {
-        unreachable_control().write_to(&mut stream).await;
-        return None;
-    }
+                unreachable_control().write_to(&mut stream).await;
+                return None;
+            }
         }
         Ok(Route::Room(room, token, form)) => (room, token, form),
         Err(e) => {
-        e.write_to(&mut stream).await;
-        return None;
-    },
+            e.write_to(&mut stream).await;
+            return None;
+        }
     };
     if let (Some(allowed), Some(origin)) = (&shared.origins, &head.origin) {
         if !allowed.allows(origin) {
             shared.metrics.origins_refused.inc();
             {
-        HttpError::new(403, ErrorCode::Forbidden, "origin not allowed")
-                .write_to(&mut stream)
-                .await;
-        return None;
-    }
+                HttpError::new(403, ErrorCode::Forbidden, "origin not allowed")
+                    .write_to(&mut stream)
+                    .await;
+                return None;
+            }
         }
     }
     if let Ok(peer) = stream.peer_addr() {
@@ -118,46 +113,46 @@ async fn upgrade(
         {
             shared.metrics.handshakes_limited.inc();
             {
-        HttpError::new(
-                429,
-                ErrorCode::RateLimited,
-                "too many handshakes from this address",
-            )
-            .write_to(&mut stream)
-            .await;
-        return None;
-    }
+                HttpError::new(
+                    429,
+                    ErrorCode::RateLimited,
+                    "too many handshakes from this address",
+                )
+                .write_to(&mut stream)
+                .await;
+                return None;
+            }
         }
     }
     let Some(token) = token else {
         {
-        HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
-            .write_to(&mut stream)
-            .await;
-        return None;
-    }
+            HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
+                .write_to(&mut stream)
+                .await;
+            return None;
+        }
     };
     if !is_collab_token_shape(&token) {
         // Not a token control could have made: no need to ask it.
         shared.metrics.tokens_malformed.inc();
         {
-        HttpError::new(403, ErrorCode::Forbidden, "token refused")
-            .write_to(&mut stream)
-            .await;
-        return None;
-    }
+            HttpError::new(403, ErrorCode::Forbidden, "token refused")
+                .write_to(&mut stream)
+                .await;
+            return None;
+        }
     }
     let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
         {
-        HttpError::new(
-            503,
-            ErrorCode::Unavailable,
-            "relay is at its connection limit",
-        )
-        .write_to(&mut stream)
-        .await;
-        return None;
-    }
+            HttpError::new(
+                503,
+                ErrorCode::Unavailable,
+                "relay is at its connection limit",
+            )
+            .write_to(&mut stream)
+            .await;
+            return None;
+        }
     };
     let started = std::time::Instant::now();
     let verified = shared.control.verify(&token, &room).await;
@@ -172,27 +167,23 @@ async fn upgrade(
             role: v.role,
         },
         Err(ControlError::Refused(_)) => {
-            {
-        HttpError::new(403, ErrorCode::Forbidden, "token refused")
+            HttpError::new(403, ErrorCode::Forbidden, "token refused")
                 .write_to(&mut stream)
                 .await;
-        return None;
-    }
+            return None;
         }
         Err(ControlError::BadRequest | ControlError::TooLarge) => {
-            {
-        HttpError::new(400, ErrorCode::BadRequest, "bad room id")
+            HttpError::new(400, ErrorCode::BadRequest, "bad room id")
                 .write_to(&mut stream)
                 .await;
-        return None;
-    }
+            return None;
         }
         Err(ControlError::Unavailable(why)) => {
             tracing::warn!(room = %room, error = %why, "control unreachable during connect");
             {
-        unreachable_control().write_to(&mut stream).await;
-        return None;
-    }
+                unreachable_control().write_to(&mut stream).await;
+                return None;
+            }
         }
     };
     // tungstenite zero-fills its read buffer before every read and keeps it
@@ -307,7 +298,11 @@ async fn write_frames(ws: &mut Ws, msgs: &[Bytes]) -> Result<(), WsError> {
 /// Writes what the room queued (up to a batch) with one flush; takes what
 /// was written off the queue's byte count. Returns whether a SyncStep2
 /// answer was among it.
-async fn write_batch(ws: &mut Ws, link: &crate::hub::Link, batch: &mut Vec<Bytes>) -> Result<bool, WsError> {
+async fn write_batch(
+    ws: &mut Ws,
+    link: &crate::hub::Link,
+    batch: &mut Vec<Bytes>,
+) -> Result<bool, WsError> {
     batch.clear();
     link.out.take(batch, WRITE_BATCH);
     let step2 = batch.iter().any(|m| m.starts_with(&[0, 1]));
