@@ -451,7 +451,7 @@ mod tests {
         assert_eq!(m.latency_ms.p99, 7.0);
         assert_eq!(m.cpu_us_per_delivered(), Some(2.0 * 1e6 / 400.0));
         assert_eq!(merged[1].delivered_per_sec, 500.0);
-        let t = compare(&[m.clone()]);
+        let t = compare(std::slice::from_ref(m));
         assert!(t.contains("tandem (1)"), "{t}");
     }
 
