@@ -25,6 +25,8 @@ fn args(stack: &Stack, scenario: &str) -> RunArgs {
         rate: Some(20.0),
         hold_secs: Some(0),
         doc_bytes: None,
+        wire: false,
+        group: None,
     }
 }
 
@@ -88,6 +90,24 @@ async fn fanout_delivers_every_edit_and_converges() {
         .unwrap();
     assert_eq!(r.scenario, "fanout");
     assert_complete(&r, 1, 6, 5);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wire_level_clients_count_every_edit_and_the_room_holds_them_all() {
+    let stack = Stack::start().await;
+    let mut a = args(&stack, "fanout");
+    a.clients_per_room = Some(5);
+    a.edits = Some(6);
+    a.wire = true;
+    let r = tokio::time::timeout(Duration::from_secs(60), run_scenario(&a))
+        .await
+        .expect("bounded")
+        .unwrap();
+    assert!(r.wire);
+    // Counted from the bytes (one latency per delivery), and a fresh yrs
+    // joiner holds every edit sent.
+    assert_complete(&r, 1, 5, 6);
+    assert!(r.cpu_us_per_delivered().is_some(), "{}", r.table());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

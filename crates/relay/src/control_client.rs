@@ -33,7 +33,7 @@ fn unavailable(e: reqwest::Error) -> ControlError {
 /// A room's stored state, as loaded.
 #[derive(Debug, Clone, Default)]
 pub struct Loaded {
-    pub state: Vec<u8>,
+    pub state: bytes::Bytes,
     /// [`MAX_DOCUMENT_BYTES_HEADER`], when control sent it.
     pub max_document_bytes: Option<usize>,
 }
@@ -150,7 +150,7 @@ impl ControlClient {
             .get(MAX_DOCUMENT_BYTES_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        let state = res.bytes().await.map_err(unavailable)?.to_vec();
+        let state = res.bytes().await.map_err(unavailable)?;
         Ok(Loaded {
             state,
             max_document_bytes,

@@ -82,6 +82,16 @@ pub struct RunArgs {
     pub hold_secs: Option<u64>,
     #[arg(long)]
     pub doc_bytes: Option<usize>,
+    /// Wire-level clients: edits carry their send time in their last bytes
+    /// and remote updates are counted from the bytes, never applied to a
+    /// document (so one generator offers far more load than with full yrs
+    /// clients).
+    #[arg(long)]
+    pub wire: bool,
+    /// Marks this run as one of several generator processes driving one
+    /// server at once: `bench compare` adds up the runs of a group.
+    #[arg(long)]
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +145,7 @@ impl RunArgs {
         if let Some(v) = self.doc_bytes {
             s.doc_bytes = v;
         }
+        s.wire = self.wire;
         Ok(s)
     }
 }
@@ -154,7 +165,9 @@ fn append_json(path: &Option<PathBuf>, json: &str) -> anyhow::Result<()> {
 pub async fn run_scenario(args: &RunArgs) -> anyhow::Result<report::Report> {
     let scenario = args.scenario()?;
     let target = target::Target::open(args.target, &args.url, args.control.as_deref()).await?;
-    scenario::run(&target, &scenario, &args.pids).await
+    let mut report = scenario::run(&target, &scenario, &args.pids).await?;
+    report.group = args.group.clone();
+    Ok(report)
 }
 
 pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {

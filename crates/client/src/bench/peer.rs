@@ -49,6 +49,31 @@ pub struct PeerSpec {
     pub phase: Duration,
     /// An update to send right after the first sync (seeds a large document).
     pub seed: Option<Arc<Vec<u8>>>,
+    /// Wire level: edits carry their send time as a fixed-width string
+    /// (nothing else), and remote updates are counted and timestamped from
+    /// their last bytes, never applied (see [`wire_stamp`]).
+    pub wire: bool,
+}
+
+/// Digits of the send time a wire-level edit carries.
+const STAMP_DIGITS: usize = 20;
+
+/// The send time a wire-level edit carries, read from the end of the
+/// message without decoding it: a one-item update ends with its content,
+/// `[119 (string)][20][20 digits]`, then an empty delete set `[0]`.
+pub fn wire_stamp(msg: &[u8]) -> Option<u64> {
+    let n = msg.len();
+    if n < STAMP_DIGITS + 3 || msg[n - 1] != 0 {
+        return None;
+    }
+    let head = n - STAMP_DIGITS - 3;
+    if msg[head] != 119 || msg[head + 1] != STAMP_DIGITS as u8 {
+        return None;
+    }
+    std::str::from_utf8(&msg[head + 2..n - 1])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 /// Counters shared by all clients, for the progress line and the deadline.
@@ -303,6 +328,16 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
                         let update = doc.transact().encode_state_as_update_v1(&sv);
                         send(&mut ws, framing.step2(&update)).await?;
                     }
+                    Some(Sync::Update(_)) if spec.wire => {
+                        let now = now_us();
+                        if let Some(sent_at) = wire_stamp(&bytes) {
+                            report.latencies_us.push(us_sample(now.saturating_sub(sent_at)));
+                        }
+                        report.received += 1;
+                        progress.received.fetch_add(1, Ordering::Relaxed);
+                        progress.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+                    }
+                    Some(Sync::Step2(_)) if spec.wire => {}
                     Some(Sync::Step2(update) | Sync::Update(update)) => {
                         apply(&doc, update)?;
                         let now = now_us();
@@ -330,7 +365,13 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
                 next_edit = tokio::time::Instant::now() + spec.phase;
             }
             _ = tokio::time::sleep_until(next_edit), if edit_due => {
-                let update = {
+                let update = if spec.wire {
+                    // Only this client's own edits are in its document.
+                    let mut txn = doc.transact_mut();
+                    let stamp = format!("{:0width$}", now_us(), width = STAMP_DIGITS);
+                    edits.push_back(&mut txn, Any::String(stamp.into()));
+                    txn.encode_update_v1()
+                } else {
                     let mut txn = doc.transact_mut();
                     edits.push_back(&mut txn, Any::Number(Number::Int(now_us() as i64)));
                     let len = text.len(&txn);
@@ -357,4 +398,45 @@ fn apply(doc: &Doc, update: &[u8]) -> Result<(), String> {
     doc.transact_mut()
         .apply_update(update)
         .map_err(|e| format!("cannot apply update: {e}"))
+}
+
+#[cfg(test)]
+mod wire_tests {
+    use super::*;
+    use crate::bench::wire::Framing;
+
+    #[test]
+    fn a_wire_edit_carries_its_send_time_at_the_end_of_its_message() {
+        let doc = Doc::with_client_id(7);
+        let edits = doc.get_or_insert_array("e");
+        for sent_at in [0u64, 5, 123_456_789] {
+            let update = {
+                let mut txn = doc.transact_mut();
+                let stamp = format!("{:0width$}", sent_at, width = STAMP_DIGITS);
+                edits.push_back(&mut txn, Any::String(stamp.into()));
+                txn.encode_update_v1()
+            };
+            for framing in [
+                Framing::Plain,
+                Framing::Hocuspocus {
+                    doc: "room-1".into(),
+                },
+            ] {
+                let msg = framing.update(&update);
+                assert_eq!(wire_stamp(&msg), Some(sent_at));
+            }
+            // A yrs client applies it like any other edit.
+            let other = Doc::new();
+            apply(&other, &update).unwrap();
+        }
+        assert_eq!(digest(&doc).edits, 3);
+        // An ordinary edit is not mistaken for one.
+        let typed = {
+            let text = doc.get_or_insert_text("t");
+            let mut txn = doc.transact_mut();
+            text.insert(&mut txn, 0, "typing..");
+            txn.encode_update_v1()
+        };
+        assert_eq!(wire_stamp(&Framing::Plain.update(&typed)), None);
+    }
 }

@@ -50,6 +50,14 @@ pub struct Report {
     /// Remote edits received per second, from the start of the timed phase
     /// to the last delivery.
     pub delivered_per_sec: f64,
+    /// Wire-level clients: remote updates counted and timestamped from their
+    /// bytes, never applied to a document (`--wire`).
+    #[serde(default)]
+    pub wire: bool,
+    /// Set when several generator processes drove one server at once
+    /// (`--group`): [`compare`] merges the reports of a group into one run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Send to receive of every remote edit, at every client.
     pub latency_ms: Percentiles,
     pub rooms_converged: usize,
@@ -67,6 +75,13 @@ pub struct Report {
 }
 
 impl Report {
+    /// Server CPU time of the timed phase per remote update delivered (its
+    /// inverse is the updates one fully busy core delivers per second).
+    pub fn cpu_us_per_delivered(&self) -> Option<f64> {
+        let cpu = self.server.as_ref()?.cpu_timed_secs;
+        (self.updates_received > 0 && cpu > 0.0).then(|| cpu * 1e6 / self.updates_received as f64)
+    }
+
     /// A few lines for a person.
     pub fn table(&self) -> String {
         let mut s = String::new();
@@ -116,6 +131,14 @@ impl Report {
                 sv.first_rss_per_conn_kib,
                 sv.cpu_connect_secs,
                 sv.cpu_timed_secs
+            );
+        }
+        if let Some(us) = self.cpu_us_per_delivered() {
+            let _ = writeln!(
+                s,
+                "  capacity  {us:.2} µs server CPU per delivered update = {:.0} updates/s per busy core{}",
+                1e6 / us,
+                if self.wire { " (wire-level clients)" } else { "" }
             );
         }
         for e in &self.errors {
@@ -183,6 +206,14 @@ const METRICS: &[Metric] = &[
         },
     },
     Metric {
+        name: "CPU µs/delivered",
+        get: |r| r.cpu_us_per_delivered(),
+    },
+    Metric {
+        name: "delivered/CPU-s",
+        get: |r| r.cpu_us_per_delivered().map(|us| 1e6 / us),
+    },
+    Metric {
         name: "server CPU s",
         get: |r| {
             r.server
@@ -196,6 +227,8 @@ const METRICS: &[Metric] = &[
 /// column per server (median over its runs), and the ratio of each peer to
 /// Tandem. Runs that did not converge or lost edits are flagged.
 pub fn compare(reports: &[Report]) -> String {
+    let merged = merge_groups(reports);
+    let reports = merged.as_slice();
     let mut by_scenario: BTreeMap<&str, BTreeMap<&str, Vec<&Report>>> = BTreeMap::new();
     for r in reports {
         by_scenario
@@ -272,6 +305,77 @@ pub fn compare(reports: &[Report]) -> String {
     out
 }
 
+/// One report per group of generator processes that drove one server at
+/// once: counts and rates add up; latency percentiles are the worst of the
+/// processes' (the exact ones would need every sample), the p50 their
+/// median; server figures are read by every process alike, so the largest
+/// is kept. Reports without a group pass through.
+pub fn merge_groups(reports: &[Report]) -> Vec<Report> {
+    let mut out: Vec<Report> = Vec::new();
+    let mut index: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for r in reports {
+        let Some(group) = &r.group else {
+            out.push(r.clone());
+            continue;
+        };
+        let key = (group.clone(), r.target.clone(), r.scenario.clone());
+        let Some(&i) = index.get(&key) else {
+            index.insert(key, out.len());
+            let mut first = r.clone();
+            first.latency_ms.p50 = 0.0; // set below from all the processes
+            out.push(first);
+            continue;
+        };
+        let m = &mut out[i];
+        m.rooms += r.rooms;
+        m.clients += r.clients;
+        m.connect_failures += r.connect_failures;
+        m.edits_sent += r.edits_sent;
+        m.updates_expected += r.updates_expected;
+        m.updates_received += r.updates_received;
+        m.delivered_per_sec += r.delivered_per_sec;
+        m.rooms_converged += r.rooms_converged;
+        m.converged &= r.converged;
+        m.all_delivered &= r.all_delivered;
+        m.timed_secs = m.timed_secs.max(r.timed_secs);
+        for (a, b) in [
+            (&mut m.connect_ms, &r.connect_ms),
+            (&mut m.latency_ms, &r.latency_ms),
+        ] {
+            a.count += b.count;
+            a.p95 = a.p95.max(b.p95);
+            a.p99 = a.p99.max(b.p99);
+            a.max = a.max.max(b.max);
+        }
+        if let (Some(a), Some(b)) = (&mut m.server, &r.server) {
+            a.cpu_timed_secs = a.cpu_timed_secs.max(b.cpu_timed_secs);
+            a.cpu_connect_secs = a.cpu_connect_secs.max(b.cpu_connect_secs);
+            a.rss_end_kib = a.rss_end_kib.max(b.rss_end_kib);
+            a.rss_peak_kib = a.rss_peak_kib.max(b.rss_peak_kib);
+        }
+        m.errors.extend(r.errors.iter().take(5).cloned());
+    }
+    // The p50s: the median of the processes' (connect p50s likewise).
+    for (key, &i) in &index {
+        let same = |r: &&Report| {
+            r.group.as_deref() == Some(key.0.as_str()) && r.target == key.1 && r.scenario == key.2
+        };
+        let mut p50s: Vec<f64> = reports
+            .iter()
+            .filter(same)
+            .map(|r| r.latency_ms.p50)
+            .collect();
+        let mut c50s: Vec<f64> = reports
+            .iter()
+            .filter(same)
+            .map(|r| r.connect_ms.p50)
+            .collect();
+        out[i].latency_ms.p50 = median(&mut p50s).unwrap_or(0.0);
+        out[i].connect_ms.p50 = median(&mut c50s).unwrap_or(0.0);
+    }
+    out
+}
+
 fn fmt_num(v: f64) -> String {
     if v.abs() >= 100.0 {
         format!("{v:.0}")
@@ -322,6 +426,33 @@ mod tests {
         assert!(row.contains("3.00") && row.contains("3.00×"), "{row}");
         assert!(t.contains("tandem (3)") && t.contains("hocuspocus (1)"));
         assert!(t.contains("3/3 runs") && t.contains("1/1 runs"));
+    }
+
+    #[test]
+    fn reports_of_one_group_are_one_run() {
+        let mut a = run("tandem", 1000.0, 2.0);
+        a.group = Some("g1".into());
+        a.updates_received = 100;
+        a.server = Some(ServerStats {
+            cpu_timed_secs: 1.0,
+            ..ServerStats::default()
+        });
+        let mut b = a.clone();
+        b.delivered_per_sec = 3000.0;
+        b.latency_ms.p99 = 7.0;
+        b.updates_received = 300;
+        b.server.as_mut().unwrap().cpu_timed_secs = 2.0;
+        let alone = run("tandem", 500.0, 1.0);
+        let merged = merge_groups(&[a, b, alone]);
+        assert_eq!(merged.len(), 2);
+        let m = &merged[0];
+        assert_eq!(m.delivered_per_sec, 4000.0);
+        assert_eq!(m.updates_received, 400);
+        assert_eq!(m.latency_ms.p99, 7.0);
+        assert_eq!(m.cpu_us_per_delivered(), Some(2.0 * 1e6 / 400.0));
+        assert_eq!(merged[1].delivered_per_sec, 500.0);
+        let t = compare(std::slice::from_ref(m));
+        assert!(t.contains("tandem (1)"), "{t}");
     }
 
     #[test]

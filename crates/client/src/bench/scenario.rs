@@ -36,6 +36,8 @@ pub struct Scenario {
     pub connect_concurrency: usize,
     /// How long after the last edit is due missing deliveries are awaited.
     pub drain: Duration,
+    /// Wire-level clients (`--wire`): remote updates are counted, not applied.
+    pub wire: bool,
 }
 
 pub const NAMES: &[&str] = &["fanout", "rooms", "idle", "idle-10k", "large-doc", "burst"];
@@ -53,6 +55,7 @@ impl Scenario {
             doc_bytes: 0,
             connect_concurrency: 64,
             drain: Duration::from_secs(15),
+            wire: false,
         };
         Some(match (name, quick) {
             ("fanout", false) => s(1, 50, 20, 5.0, 0),
@@ -157,6 +160,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
             period: scenario.period(),
             phase: Duration::ZERO,
             seed: Some(seed.clone()),
+            wire: false,
         };
         // Its own counters: what it receives is not part of the figures.
         let own = Signals {
@@ -203,6 +207,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
             period,
             phase: period.mul_f64(i as f64 / n as f64),
             seed: None,
+            wire: scenario.wire,
         };
         tasks.push(tokio::spawn(peer::run(spec, signals.clone())));
     }
@@ -264,8 +269,29 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
             digests.entry(room_of[i]).or_default().push(d.clone());
         }
     }
+    // Wire-level clients hold only their own edits: the fresh joiner must
+    // hold every edit sent in the room.
+    let mut sent_in_room = vec![0u32; scenario.rooms];
+    for (i, p) in peers.iter().enumerate() {
+        sent_in_room[room_of[i]] += p.sent;
+    }
     let mut rooms_converged = 0;
     for (r, fresh) in fresh.into_iter().enumerate() {
+        if scenario.wire {
+            match fresh.digest {
+                Some(d) if d.edits == sent_in_room[r] => rooms_converged += 1,
+                Some(d) if errors.len() < 5 => errors.push(format!(
+                    "room {r}: a fresh joiner holds {} of the {} edits sent",
+                    d.edits, sent_in_room[r]
+                )),
+                Some(_) => {}
+                None => errors.push(format!(
+                    "room {r}: fresh client: {}",
+                    fresh.error.unwrap_or_default()
+                )),
+            }
+            continue;
+        }
         let mut all = digests.remove(&r).unwrap_or_default();
         match fresh.digest {
             Some(d) => all.push(d),
@@ -347,6 +373,8 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
         edits_sent: sent,
         updates_expected,
         updates_received: received,
+        wire: scenario.wire,
+        group: None,
         delivered_per_sec: if delivery_secs > 0.0 {
             received as f64 / delivery_secs
         } else {
@@ -392,6 +420,7 @@ async fn check_room(target: &Target, room: &super::target::RoomRef) -> PeerRepor
         period: Duration::from_secs(1),
         phase: Duration::ZERO,
         seed: None,
+        wire: false,
     };
     peer::run(spec, signals).await
 }

@@ -7,19 +7,18 @@
 //! rooms) move to another thread while this room works.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use tandem_protocol::collab::{close, UserAccess};
 use tandem_protocol::RoomId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::peers::{Peers, PEERS};
 use super::persist::Persist;
-use super::{Cmd, Hub, JoinError, Kill, Member, RoomHandle};
+use super::{Cmd, Hub, JoinError, Kill, Member, Outbox, RoomHandle};
 use crate::cluster::Inbound;
 use crate::room::{ConnId, Outgoing, Room, RoomError};
 
@@ -45,12 +44,17 @@ pub(super) fn heavy<T>(big: bool, f: impl FnOnce() -> T) -> T {
 
 pub(super) struct ConnEntry {
     member: Member,
-    out: mpsc::Sender<Bytes>,
-    /// Bytes queued for the connection (the writer subtracts what it wrote).
-    queued: Arc<AtomicUsize>,
+    /// The connection's send queue (and where a kill goes).
+    out: Arc<Outbox>,
     /// A SyncStep2 answer was sent and not yet written out.
     step2_in_flight: bool,
-    kill: Option<oneshot::Sender<Kill>>,
+}
+
+impl Drop for ConnEntry {
+    /// The room let go of the connection: its task ends once it sees this.
+    fn drop(&mut self) {
+        self.out.close();
+    }
 }
 
 pub(super) struct RoomActor {
@@ -191,8 +195,6 @@ impl RoomActor {
                 conn,
                 member,
                 out,
-                queued,
-                kill,
                 reply,
             } => {
                 if self.conns.len() >= self.hub.config.max_connections_per_room {
@@ -216,9 +218,7 @@ impl RoomActor {
                     ConnEntry {
                         member,
                         out,
-                        queued,
                         step2_in_flight: false,
-                        kill: Some(kill),
                     },
                 );
                 self.hub.metrics.connections.inc();
@@ -370,15 +370,12 @@ impl RoomActor {
             let mut slow = Vec::new();
             // Counted locally and added to the shared counters once.
             let budget = self.hub.config.send_budget_bytes;
+            let max_len = self.hub.config.send_queue.max(1);
             let mut send = |id: ConnId, c: &ConnEntry, msg: &Bytes| {
                 frames += 1;
                 bytes += msg.len() as u64;
                 // Past the byte budget (one message always fits an empty queue).
-                let before = c.queued.fetch_add(msg.len(), Ordering::Relaxed);
-                if (before > 0 && before + msg.len() > budget)
-                    || c.out.try_send(msg.clone()).is_err()
-                {
-                    c.queued.fetch_sub(msg.len(), Ordering::Relaxed);
+                if c.out.push(msg.clone(), max_len, budget).is_err() {
                     slow.push(id);
                 }
             };
@@ -414,13 +411,13 @@ impl RoomActor {
     /// Takes a connection out of the room (closing it with `kill`, if
     /// given); returns what the room tells the others.
     fn detach(&mut self, conn: ConnId, kill: Option<Kill>) -> Vec<Outgoing> {
-        let Some(mut entry) = self.conns.remove(&conn) else {
+        let Some(entry) = self.conns.remove(&conn) else {
             return Vec::new();
         };
         self.hub.metrics.connections.dec();
         tracing::info!(user_id = %entry.member.user_id, conn, "left");
-        if let (Some(kill), Some(k)) = (kill, entry.kill.take()) {
-            let _ = k.send(kill);
+        if let Some(kill) = kill {
+            entry.out.kill(kill);
         }
         self.room.leave(conn)
     }

@@ -19,8 +19,11 @@
 //! [`Room`]: crate::room::Room
 
 mod actor;
+mod outbox;
 mod peers;
 mod persist;
+
+pub use outbox::{Next, Outbox};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -100,9 +103,7 @@ enum Cmd {
     Join {
         conn: ConnId,
         member: Member,
-        out: mpsc::Sender<Bytes>,
-        queued: Arc<AtomicUsize>,
-        kill: oneshot::Sender<Kill>,
+        out: Arc<Outbox>,
         reply: oneshot::Sender<Result<(), JoinError>>,
     },
     Frame {
@@ -165,10 +166,8 @@ struct RoomHandle {
 /// A connection's end of its room: where to send frames, what to write out.
 pub struct Link {
     pub conn: ConnId,
-    pub outbound: mpsc::Receiver<Bytes>,
-    /// Bytes in `outbound` (and being written): the writer subtracts what it wrote.
-    pub queued: Arc<AtomicUsize>,
-    pub kill: oneshot::Receiver<Kill>,
+    /// What the room queued for this connection, and its kill.
+    pub out: Arc<Outbox>,
     room: mpsc::Sender<Cmd>,
 }
 
@@ -261,16 +260,12 @@ impl Hub {
         loop {
             let handle = self.handle(room).ok_or(JoinError::ShuttingDown)?;
             let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let (out_tx, out_rx) = mpsc::channel(self.config.send_queue.max(1));
-            let (kill_tx, kill_rx) = oneshot::channel();
+            let out = Arc::new(Outbox::default());
             let (reply_tx, reply_rx) = oneshot::channel();
-            let queued = Arc::new(AtomicUsize::new(0));
             let cmd = Cmd::Join {
                 conn,
                 member: member.clone(),
-                out: out_tx,
-                queued: queued.clone(),
-                kill: kill_tx,
+                out: out.clone(),
                 reply: reply_tx,
             };
             if handle.tx.send(cmd).await.is_err() {
@@ -280,9 +275,7 @@ impl Hub {
                 Ok(Ok(())) => {
                     return Ok(Link {
                         conn,
-                        outbound: out_rx,
-                        queued,
-                        kill: kill_rx,
+                        out,
                         room: handle.tx,
                     })
                 }

@@ -108,7 +108,7 @@ impl RoomActor {
                     self.learn_limit(loaded.max_document_bytes);
                     if !state.is_empty() {
                         let big = state.len() >= 64 * 1024;
-                        if let Err(e) = super::actor::heavy(big, || self.room.apply(&state)) {
+                        if let Err(e) = super::actor::heavy(big, || self.room.load(&state)) {
                             tracing::error!(error = %e, "stored state does not decode; starting from what clients send");
                         }
                     }

@@ -124,6 +124,10 @@ pub struct Room {
     /// Upper bound of the document's encoded size: exact after a load or a
     /// recount, plus every update applied since.
     size_bound: usize,
+    /// The SyncStep2 a client with an empty document is sent, while the
+    /// document is exactly the state it was loaded from: the stored bytes as
+    /// they came (no encode of the whole document for the first joiners).
+    pristine: Option<Bytes>,
 }
 
 /// The part of `a` that `b` has too: per client, the smaller clock. A
@@ -162,6 +166,7 @@ impl Room {
             limits: Limits::default(),
             leftover: Vec::new(),
             size_bound: 0,
+            pristine: None,
         }
     }
 
@@ -398,8 +403,34 @@ impl Room {
         self.size_bound = len;
     }
 
+    /// Applies a stored state (the load before anyone joins); until the
+    /// document changes, it is what a client with an empty document is sent.
+    pub fn load(&mut self, state: &[u8]) -> Result<bool, RoomError> {
+        let changed = self.apply(state)?;
+        let mut msg = Vec::with_capacity(state.len() + 12);
+        msg.extend_from_slice(&[0, 1]); // sync, SyncStep2
+        let mut len = state.len() as u64;
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                msg.push(byte);
+                break;
+            }
+            msg.push(byte | 0x80);
+        }
+        msg.extend_from_slice(state);
+        self.pristine = Some(Bytes::from(msg));
+        Ok(changed)
+    }
+
     /// SyncStep2 carrying what a peer with state vector `sv` lacks.
     fn step2_for(&self, sv: &StateVector) -> Bytes {
+        if sv.is_empty() {
+            if let Some(pristine) = &self.pristine {
+                return pristine.clone();
+            }
+        }
         let update = self.doc().transact().encode_state_as_update_v1(sv);
         encode(&Message::Sync(SyncMessage::SyncStep2(update)))
     }
@@ -427,6 +458,7 @@ impl Room {
         if changed {
             self.stats.updates_applied += 1;
             self.size_bound = self.size_bound.saturating_add(update_len);
+            self.pristine = None;
         }
         Ok(changed)
     }

@@ -110,8 +110,8 @@ fn join_sends_sync_step1_and_step1_is_answered_with_step2() {
 fn two_writers_converge() {
     let mut room = Room::new();
     let (a, b) = (Peer::new(), Peer::new());
-    room.join(1, true);
-    room.join(2, true);
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
     let out = room.receive(1, &a.type_text("abc")).unwrap();
     assert_eq!(out.len(), 1);
     deliver(&out, &[(1, &a), (2, &b)]);
@@ -126,7 +126,7 @@ fn two_writers_converge() {
 fn readonly_updates_are_dropped_but_step1_is_answered() {
     let mut room = Room::new();
     let (writer, viewer) = (Peer::new(), Peer::new());
-    room.join(1, true);
+    room.join_client(1, true, "u1");
     room.join(2, false);
     let out = room.receive(2, &viewer.type_text("sneaky")).unwrap();
     assert!(out.is_empty(), "nothing broadcast: {out:?}");
@@ -187,7 +187,7 @@ fn awareness_of(frame: &[u8]) -> Vec<(u64, String)> {
 #[test]
 fn awareness_is_relayed_replayed_and_removed_on_leave() {
     let mut room = Room::new();
-    room.join(1, true);
+    room.join_client(1, true, "u1");
     room.join(2, false); // viewers share presence too
     let out = room
         .receive(1, &awareness_frame(77, 1, r#"{"user":"a"}"#))
@@ -232,8 +232,8 @@ fn stale_awareness_is_swept_with_an_injected_clock() {
     let now = Arc::new(AtomicU64::new(1_000));
     let clock = now.clone();
     let mut room = Room::with_clock(move || clock.load(Ordering::SeqCst));
-    room.join(1, true);
-    room.join(2, true);
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
     room.receive(1, &awareness_frame(5, 1, r#"{"n":1}"#))
         .unwrap();
     now.store(20_000, Ordering::SeqCst);
@@ -278,7 +278,7 @@ fn raw_awareness(client: u64) -> Vec<u8> {
 fn malformed_frames_are_refused_and_the_room_survives() {
     let mut room = Room::new();
     let a = Peer::new();
-    room.join(1, true);
+    room.join_client(1, true, "u1");
     room.receive(1, &a.type_text("keep")).unwrap();
     let bad: Vec<Vec<u8>> = vec![
         vec![0, 9],                   // unknown sync step
@@ -309,8 +309,8 @@ fn malformed_frames_are_refused_and_the_room_survives() {
 fn random_frames_never_take_the_room_down() {
     let mut room = Room::new();
     let writer = Peer::with_id(1001);
-    room.join(1, true);
-    room.join(2, true);
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
     room.receive(1, &writer.type_text("stable")).unwrap();
     let valid = [
         writer.type_text("x"),
@@ -353,8 +353,8 @@ fn random_frames_never_take_the_room_down() {
 #[test]
 fn a_keepalive_from_a_client_is_not_broadcast() {
     let mut room = Room::new();
-    room.join(1, true);
-    room.join(2, true);
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
     // An awareness update with no entries: what clients send to stay alive.
     assert_eq!(room.receive(1, KEEPALIVE).unwrap(), vec![]);
     // A real awareness change still goes out.
@@ -562,7 +562,7 @@ fn what_a_refused_frame_already_changed_still_goes_to_the_others() {
 fn deeply_nested_values_are_refused_before_decoding() {
     let mut room = Room::new();
     let a = Peer::new();
-    room.join(1, true);
+    room.join_client(1, true, "u1");
     room.receive(1, &a.type_text("keep")).unwrap();
     // One client, one item in root "t" holding one Any: [[[[…]]]].
     let mut bomb = vec![1, 1, 1, 0, 8, 1, 1, b't', 1];
@@ -577,4 +577,38 @@ fn deeply_nested_values_are_refused_before_decoding() {
     ));
     room.receive(1, &a.type_text("!")).unwrap();
     assert_eq!(room_text(&room), "keep!");
+}
+
+#[test]
+fn a_loaded_document_is_sent_as_stored_until_it_changes() {
+    let author = Peer::new();
+    author.type_text("stored text");
+    let stored = author
+        .doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut room = Room::new();
+    room.load(&stored).unwrap();
+    assert_eq!(room_text(&room), "stored text");
+
+    // A client with an empty document gets the stored bytes as they are.
+    let fresh = Peer::new();
+    room.join_client(1, true, "u1");
+    room.receive(1, &fresh.step1()).unwrap();
+    let answer = room.answer_step2(1).unwrap();
+    let expected = Message::Sync(SyncMessage::SyncStep2(stored.clone())).encode_v1();
+    assert_eq!(&answer[..], &expected[..]);
+    fresh.receive(&answer);
+    assert_eq!(fresh.text(), "stored text");
+
+    // Once the document changes, joiners get the current document.
+    let edit = fresh.type_text("!");
+    room.receive(1, &edit).unwrap();
+    let late = Peer::new();
+    room.join_client(2, true, "u2");
+    room.receive(2, &late.step1()).unwrap();
+    let answer = room.answer_step2(2).unwrap();
+    assert_ne!(&answer[..], &expected[..]);
+    late.receive(&answer);
+    assert_eq!(late.text(), "stored text!");
 }

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use tandem_protocol::collab::{close, is_collab_token_shape};
 use tandem_protocol::ErrorCode;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -17,34 +18,64 @@ use tracing::Instrument;
 use super::handshake::{self, Form, HttpError, Route};
 use super::prefixed::Prefixed;
 use crate::control_client::ControlError;
-use crate::hub::{JoinError, Kill, Member};
+use crate::hub::{JoinError, Kill, Member, Next};
 use crate::room::KEEPALIVE;
 use crate::server::Shared;
 
 /// How long one write to a client may take before it is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Bytes read from a socket at once.
-const READ_BUFFER: usize = 4 * 1024;
+/// tungstenite's read buffer: what it holds per connection, and the most it
+/// takes from [`Prefixed`] at once (which reads the socket 16 KiB at a time).
+const READ_BUFFER: usize = 256;
 /// Most queued messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
 
 type Ws = WebSocketStream<Prefixed<TcpStream>>;
 
-/// Serves one TCP connection.
-pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
+/// Serves one TCP connection. The phase before the upgrade (request head,
+/// token verify at control, WebSocket handshake) runs in its own boxed
+/// future: a task's size is that of its largest state, and the HTTP client's
+/// futures would otherwise stay in every connection's task for its life.
+pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let Some((ws, up)) = Box::pin(upgrade(stream, shared.clone())).await else {
+        return;
+    };
+    let span = tracing::info_span!("conn", room = %up.room, user_id = %up.member.user_id);
+    pump(ws, up, shared).instrument(span).await;
+}
+
+/// Who and where an upgraded connection is.
+struct Upgraded {
+    room: tandem_protocol::RoomId,
+    form: Form,
+    member: Member,
+    /// Counts the connection against the relay's limit while it lives.
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Everything up to an open WebSocket whose user control verified (`None`
+/// when the connection was answered and closed already).
+async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgraded)> {
     let _ = stream.set_nodelay(true);
     let head = match handshake::read_head(&mut stream).await {
         Ok(head) => head,
-        Err(e) => return e.write_to(&mut stream).await,
+        Err(e) => {
+            e.write_to(&mut stream).await;
+            return None;
+        }
     };
     let (room, token, form) = match handshake::route(&head) {
         Ok(Route::Health) => {
-            return handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await
+            handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await;
+            return None;
         }
         Ok(Route::Metrics) => {
             let body = shared.metrics.encode();
             let ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-            return handshake::respond_with(&mut stream, 200, ctype, &body).await;
+            {
+                handshake::respond_with(&mut stream, 200, ctype, &body).await;
+                return None;
+            }
         }
         Ok(Route::Drain { exit }) => return drain(&mut stream, &head, &shared, exit).await,
         Ok(Route::Ready) => {
@@ -52,12 +83,21 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
                 return draining().write_to(&mut stream).await;
             }
             if shared.control.ready().await {
-                return handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
+                {
+                    handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
+                    return None;
+                }
             }
-            return unreachable_control().write_to(&mut stream).await;
+            {
+                unreachable_control().write_to(&mut stream).await;
+                return None;
+            }
         }
         Ok(Route::Room(room, token, form)) => (room, token, form),
-        Err(e) => return e.write_to(&mut stream).await,
+        Err(e) => {
+            e.write_to(&mut stream).await;
+            return None;
+        }
     };
     if shared.hub.is_draining() {
         return draining().write_to(&mut stream).await;
@@ -65,9 +105,12 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
     if let (Some(allowed), Some(origin)) = (&shared.origins, &head.origin) {
         if !allowed.allows(origin) {
             shared.metrics.origins_refused.inc();
-            return HttpError::new(403, ErrorCode::Forbidden, "origin not allowed")
-                .write_to(&mut stream)
-                .await;
+            {
+                HttpError::new(403, ErrorCode::Forbidden, "origin not allowed")
+                    .write_to(&mut stream)
+                    .await;
+                return None;
+            }
         }
     }
     if let Ok(peer) = stream.peer_addr() {
@@ -76,35 +119,47 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             .allow(peer.ip(), std::time::Instant::now())
         {
             shared.metrics.handshakes_limited.inc();
-            return HttpError::new(
-                429,
-                ErrorCode::RateLimited,
-                "too many handshakes from this address",
-            )
-            .write_to(&mut stream)
-            .await;
+            {
+                HttpError::new(
+                    429,
+                    ErrorCode::RateLimited,
+                    "too many handshakes from this address",
+                )
+                .write_to(&mut stream)
+                .await;
+                return None;
+            }
         }
     }
     let Some(token) = token else {
-        return HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
-            .write_to(&mut stream)
-            .await;
+        {
+            HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
+                .write_to(&mut stream)
+                .await;
+            return None;
+        }
     };
     if !is_collab_token_shape(&token) {
         // Not a token control could have made: no need to ask it.
         shared.metrics.tokens_malformed.inc();
-        return HttpError::new(403, ErrorCode::Forbidden, "token refused")
+        {
+            HttpError::new(403, ErrorCode::Forbidden, "token refused")
+                .write_to(&mut stream)
+                .await;
+            return None;
+        }
+    }
+    let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+        {
+            HttpError::new(
+                503,
+                ErrorCode::Unavailable,
+                "relay is at its connection limit",
+            )
             .write_to(&mut stream)
             .await;
-    }
-    let Ok(_permit) = shared.connections.clone().try_acquire_owned() else {
-        return HttpError::new(
-            503,
-            ErrorCode::Unavailable,
-            "relay is at its connection limit",
-        )
-        .write_to(&mut stream)
-        .await;
+            return None;
+        }
     };
     let started = std::time::Instant::now();
     let verified = shared.control.verify(&token, &room).await;
@@ -119,23 +174,30 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
             role: v.role,
         },
         Err(ControlError::Refused(_)) => {
-            return HttpError::new(403, ErrorCode::Forbidden, "token refused")
+            HttpError::new(403, ErrorCode::Forbidden, "token refused")
                 .write_to(&mut stream)
-                .await
+                .await;
+            return None;
         }
         Err(ControlError::BadRequest | ControlError::TooLarge) => {
-            return HttpError::new(400, ErrorCode::BadRequest, "bad room id")
+            HttpError::new(400, ErrorCode::BadRequest, "bad room id")
                 .write_to(&mut stream)
-                .await
+                .await;
+            return None;
         }
         Err(ControlError::Unavailable(why)) => {
             tracing::warn!(room = %room, error = %why, "control unreachable during connect");
-            return unreachable_control().write_to(&mut stream).await;
+            {
+                unreachable_control().write_to(&mut stream).await;
+                return None;
+            }
         }
     };
-    // tungstenite zero-fills its whole read buffer before every read (128 KiB
-    // by default): that was the relay's top symbol under load and 128 KiB of
-    // RSS per idle socket. The buffer still grows for large messages.
+    // tungstenite zero-fills its read buffer before every read and keeps it
+    // for the connection's life (128 KiB by default): a small one here, and
+    // `Prefixed` reads the socket in one go into a stack buffer and keeps only
+    // what tungstenite did not take yet. The buffer still grows for large
+    // messages.
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(shared.config.max_message_bytes))
@@ -149,11 +211,18 @@ pub async fn serve(mut stream: TcpStream, shared: Arc<Shared>) {
         Ok(ws) => ws,
         Err(e) => {
             tracing::info!(error = %e, "WebSocket handshake failed");
-            return;
+            return None;
         }
     };
-    let span = tracing::info_span!("conn", room = %room, user_id = %member.user_id);
-    pump(ws, room, form, member, shared).instrument(span).await;
+    Some((
+        ws,
+        Upgraded {
+            room,
+            form,
+            member,
+            _permit: permit,
+        },
+    ))
 }
 
 /// The y-protocols auth message "permission denied" (`[2][0][varString]`)
@@ -186,60 +255,91 @@ async fn close_with(ws: &mut Ws, form: Form, kill: Kill) {
     .await;
 }
 
-/// Writes `first` and whatever else is already queued (up to a batch), then
-/// flushes once: one syscall for a burst instead of one per message. Takes
-/// what was written off the link's byte count; returns whether a SyncStep2
+/// Appends the header of an unmasked, final binary frame of `len` bytes.
+fn frame_header(buf: &mut Vec<u8>, len: usize) {
+    buf.push(0x82);
+    if len < 126 {
+        buf.push(len as u8);
+    } else if len <= u16::MAX as usize {
+        buf.push(126);
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        buf.push(127);
+        buf.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+}
+
+/// Messages at least this large are written from where they are (no copy).
+const WRITE_DIRECT: usize = 16 * 1024;
+
+/// Writes `msgs` as binary frames with as few syscalls as it can: small
+/// messages are gathered into one buffer that lives only for this write
+/// (tungstenite's own write buffer would keep the capacity of the largest
+/// burst for the connection's life). Whatever tungstenite queued itself
+/// (a pong) is flushed first, so frames never interleave.
+async fn write_frames(ws: &mut Ws, msgs: &[Bytes]) -> Result<(), WsError> {
+    ws.flush().await?;
+    let stream = ws.get_mut();
+    let small: usize = msgs
+        .iter()
+        .filter(|m| m.len() < WRITE_DIRECT)
+        .map(|m| m.len() + 10)
+        .sum();
+    let mut buf = Vec::with_capacity(small.min(256 * 1024) + 10);
+    for m in msgs {
+        frame_header(&mut buf, m.len());
+        if m.len() < WRITE_DIRECT {
+            buf.extend_from_slice(m);
+        } else {
+            stream.write_all(&buf).await?;
+            buf.clear();
+            stream.write_all(m).await?;
+        }
+    }
+    if !buf.is_empty() {
+        stream.write_all(&buf).await?;
+    }
+    Ok(())
+}
+
+/// Writes what the room queued (up to a batch) with one flush; takes what
+/// was written off the queue's byte count. Returns whether a SyncStep2
 /// answer was among it.
 async fn write_batch(
     ws: &mut Ws,
-    first: Bytes,
-    link: &mut crate::hub::Link,
+    link: &crate::hub::Link,
+    batch: &mut Vec<Bytes>,
 ) -> Result<bool, WsError> {
-    let mut step2 = false;
-    let mut bytes = 0;
-    let mut msg = first;
-    for i in 0..WRITE_BATCH {
-        if i > 0 {
-            match link.outbound.try_recv() {
-                Ok(more) => msg = more,
-                Err(_) => break,
-            }
-        }
-        step2 |= msg.starts_with(&[0, 1]);
-        bytes += msg.len();
-        ws.feed(Message::Binary(std::mem::take(&mut msg))).await?;
-    }
-    let flushed = ws.flush().await;
-    link.queued
-        .fetch_sub(bytes, std::sync::atomic::Ordering::Relaxed);
-    flushed.map(|()| step2)
+    batch.clear();
+    link.out.take(batch, WRITE_BATCH);
+    let step2 = batch.iter().any(|m| m.starts_with(&[0, 1]));
+    let bytes: usize = batch.iter().map(Bytes::len).sum();
+    let written = write_frames(ws, batch).await;
+    batch.clear();
+    link.out.wrote(bytes);
+    written.map(|()| step2)
 }
 
 /// Moves frames between the socket and the room until either side ends.
-async fn pump(
-    mut ws: Ws,
-    room: tandem_protocol::RoomId,
-    form: Form,
-    member: Member,
-    shared: Arc<Shared>,
-) {
-    let mut link = match shared.hub.join(&room, member).await {
+async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
+    let form = up.form;
+    let link = match shared.hub.join(&up.room, up.member).await {
         Ok(link) => link,
         Err(JoinError::Full) => {
-            return close_with(
+            return Box::pin(close_with(
                 &mut ws,
                 form,
                 Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
-            )
+            ))
             .await;
         }
         Err(JoinError::UserFull) => {
             shared.metrics.user_room_limited.inc();
-            return close_with(
+            return Box::pin(close_with(
                 &mut ws,
                 form,
                 Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL),
-            )
+            ))
             .await;
         }
         Err(JoinError::ShuttingDown) => {
@@ -247,32 +347,42 @@ async fn pump(
                 true => Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING),
                 false => Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
             };
-            return close_with(&mut ws, form, kill).await;
+            return Box::pin(close_with(&mut ws, form, kill)).await;
         }
     };
     let keepalive = Duration::from_millis(shared.config.keepalive_ms.max(100));
     let mut idle = Box::pin(tokio::time::sleep(keepalive));
+    // Allocated only while a batch is written.
+    let mut batch = Vec::new();
+    // A write failed or timed out, maybe within a frame: no close frame then.
+    let mut broken = false;
     let kill = loop {
         tokio::select! {
-            // A kill is sent just before the room drops the send queue: look at it first.
+            // A kill comes before queued messages (the outbox yields it first).
             biased;
-            kill = &mut link.kill => break kill.ok(),
-            out = link.outbound.recv() => match out {
-                Some(bytes) => {
-                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, bytes, &mut link)).await {
+            next = link.out.next() => match next {
+                Next::Kill(kill) => break Some(kill),
+                Next::Closed => break Some(Kill::plain(close::INTERNAL_ERROR, "")),
+                Next::Messages => {
+                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch)).await {
                         Ok(Ok(step2)) => {
+                            batch = Vec::new();
                             idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
                             if step2 && !link.step2_written().await {
-                                break Some(ended(&mut link));
+                                break Some(ended(&link));
                             }
                         }
-                        _ => break None,
+                        _ => {
+                            broken = true;
+                            break None;
+                        }
                     }
                 }
-                None => break Some(ended(&mut link)),
             },
             _ = &mut idle => {
-                if !matches!(tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::Binary(Bytes::from_static(KEEPALIVE)))).await, Ok(Ok(()))) {
+                let ka = [Bytes::from_static(KEEPALIVE)];
+                if !matches!(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka)).await, Ok(Ok(()))) {
+                    broken = true;
                     break None;
                 }
                 idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
@@ -280,7 +390,7 @@ async fn pump(
             incoming = ws.next() => match incoming {
                 Some(Ok(Message::Binary(bytes))) => {
                     if !link.send(bytes).await {
-                        break Some(ended(&mut link));
+                        break Some(ended(&link));
                     }
                 }
                 Some(Ok(Message::Text(_))) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
@@ -296,7 +406,8 @@ async fn pump(
     };
     link.leave().await;
     match kill {
-        Some(kill) => close_with(&mut ws, form, kill).await,
+        _ if broken => {}
+        Some(kill) => Box::pin(close_with(&mut ws, form, kill)).await,
         None => {
             let _ = ws.close(None).await;
         }
@@ -368,8 +479,8 @@ fn unreachable_control() -> HttpError {
 
 /// Why the room let go of a connection: the kill it queued (a graceful
 /// shutdown queues 1001 first), else the room's actor died — 1011.
-fn ended(link: &mut crate::hub::Link) -> Kill {
-    link.kill
-        .try_recv()
-        .unwrap_or_else(|_| Kill::plain(close::INTERNAL_ERROR, ""))
+fn ended(link: &crate::hub::Link) -> Kill {
+    link.out
+        .take_kill()
+        .unwrap_or_else(|| Kill::plain(close::INTERNAL_ERROR, ""))
 }
