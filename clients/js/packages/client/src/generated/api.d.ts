@@ -2,6 +2,63 @@
 // Do not edit by hand.
 
 export interface paths {
+    "/admin/config": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Effective configuration, secrets masked (instance admins)
+         * @description Instance admins are the verified addresses of TANDEM_ADMINS; others get 403.
+         */
+        get: operations["getAdminConfig"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/config/reload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Re-read TANDEM_RELOAD_FILE and apply the reloadable settings (instance admins)
+         * @description Reloadable: RUST_LOG, TANDEM_CORS_ORIGINS, TANDEM_AUTH_RATE_PER_MINUTE. All or nothing: 422 naming the invalid settings (or a missing reload file), and nothing changes. SIGHUP does the same.
+         */
+        post: operations["reloadConfig"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/admin/config/validate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Check settings (environment variables) without applying them (instance admins) */
+        post: operations["validateConfig"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/auth/link-identity": {
         parameters: {
             query?: never;
@@ -915,10 +972,109 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Set an organization's join policy (owners)
-         * @description 422 for an unknown policy or a solo org (it has no domain).
+         * Rename an organization, set its join policy (owners)
+         * @description 422 for an unknown policy, a join policy on a solo org (it has no domain), or a name that is empty or longer than 200 characters. Appends `org.update` to the audit log.
          */
         patch: operations["updateOrg"];
+        trace?: never;
+    };
+    "/orgs/{id}/audit": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization's audit log, newest first (owners)
+         * @description `nextCursor` is the seq to continue below. Entries are described in proto-docs/admin.md.
+         */
+        get: operations["listAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/audit/export": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The whole audit log, oldest first, as NDJSON (owners)
+         * @description `application/x-ndjson`: one AuditEntry per line, streamed. Verify it with `tandem audit verify --org ID --file export.ndjson` or the recipe in proto-docs/admin.md.
+         */
+        get: operations["exportAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recompute the organization's audit hash chain (owners) */
+        get: operations["verifyAudit"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/extensions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The org's extensions, oldest first (org members) */
+        get: operations["listExtensions"];
+        put?: never;
+        /**
+         * Install or upgrade an extension from a zip (org owners)
+         * @description The body is the zip (`Content-Type: application/zip`, at most TANDEM_EXTENSIONS_MAX_BYTES: 413 beyond). 201 for a new extension, 200 for an upgrade (a higher semver version of an installed id), 409 for the same or a lower version. 422 `invalid_archive`, `unsafe_entry`, `archive_too_large` or `invalid_manifest`; see proto-docs/extensions.md.
+         */
+        post: operations["uploadExtension"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/extensions/{ext}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One of the org's extensions (org members) */
+        get: operations["getExtension"];
+        put?: never;
+        post?: never;
+        /**
+         * Remove an extension from the org (org owners)
+         * @description Its files and every workspace's enablement go with it.
+         */
+        delete: operations["deleteExtension"];
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/orgs/{id}/join-requests": {
@@ -972,6 +1128,63 @@ export interface paths {
          * @description 404 when there is no such pending request (decided already).
          */
         post: operations["refuseJoinRequest"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/members": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The members of an organization, oldest first (owners and members; not guests) */
+        get: operations["listOrgMembers"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/members/{userId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Remove a member from an organization (owners)
+         * @description Ends every grant the user holds in the org's workspaces, projects and resources and their chat participations there (live connections and event streams are revoked through the access feed); the user keeps their personal workspace in a solo org of their own. 404 for someone not in the org; 409 for the owner (transfer first). Appends `org.member.remove`.
+         */
+        delete: operations["removeOrgMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/orgs/{id}/transfer": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Hand an organization to another member (the owner)
+         * @description The new owner must be a member of the org (422 otherwise; 409 if they own it already); the old owner becomes a member. Appends `org.transfer`.
+         */
+        post: operations["transferOrg"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1353,6 +1566,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/workspaces/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /**
+         * Rename a workspace, set its guest access (owners of the workspace)
+         * @description `guestAccess`: whether people outside the workspace's org may be members or share-link participants (`off`), only viewers (`view`), or anything (`edit`, the default). Lowering it clamps guests' existing grants (removed for `off`, lowered to viewer for `view`) and removes their chat participations; `clampedGrants` says how many changed. Editors get 403, outsiders 404. Appends `workspace.update`.
+         */
+        patch: operations["updateWorkspace"];
+        trace?: never;
+    };
     "/workspaces/{id}/events": {
         parameters: {
             query?: never;
@@ -1365,6 +1598,63 @@ export interface paths {
          * @description `text/event-stream`: first `ready` (`id:` the workspace's current seq; load lists through the REST endpoints after it), then one event per change the caller may read (`project|document|diagram|task|conversation|member` `.created|.updated|.deleted`; each `data:` a WorkspaceEvent, each `id:` its `seq`). Readability is decided when an event is delivered; skipped events advance the id with an `id:`-only frame. Resume with `Last-Event-ID` (or `?after=`); when that is no longer possible the stream sends `reset` (reload the lists) and goes on. A caller who loses the workspace gets `revoked` (`data: {reason}`) and the stream ends. Open to those who can read the workspace or hold a grant on something in it. 429: the caller holds `TANDEM_MAX_STREAMS_PER_USER` streams on this replica already.
          */
         get: operations["workspaceEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/extensions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The extensions enabled in a workspace, with their settings (members) */
+        get: operations["listWorkspaceExtensions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/extensions/{ext}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Enable or disable an extension of the org in the workspace (owners)
+         * @description Settings, when given, replace the stored ones; the settings in effect must fit the extension's settings schema when given or when enabling (422 `invalid_settings`). Disabling keeps them.
+         */
+        put: operations["setWorkspaceExtension"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/workspaces/{id}/extensions/{ext}/files/{path}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A file of an extension enabled in the workspace (members)
+         * @description Read-only, with `X-Content-Type-Options: nosniff`, a sandboxing `Content-Security-Policy`, and an `ETag` (`If-None-Match` → 304). 404 when the extension is not enabled in the workspace. `path` may contain `/`.
+         */
+        get: operations["getExtensionFile"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1590,6 +1880,11 @@ export interface components {
             role?: null | components["schemas"]["MessageRole"];
             state?: null | components["schemas"]["MessageState"];
         };
+        /** @description `GET /admin/config`. */
+        AdminConfig: {
+            runtime: components["schemas"]["RuntimeSettings"];
+            settings: components["schemas"]["ConfigSetting"][];
+        };
         AppendChunk: {
             delta: string;
         };
@@ -1613,6 +1908,63 @@ export interface components {
          *     link described in full.
          */
         AttachmentInput: string | components["schemas"]["Attachment"];
+        /**
+         * @description One entry of an org's audit log. `hash = sha256(prevHash ‖ canonical JSON
+         *     of the entry without prevHash and hash)`, lowercase hex; see
+         *     proto-docs/admin.md.
+         */
+        AuditEntry: {
+            /** @description What was done, e.g. `member.add`, `org.transfer` (proto-docs/admin.md). */
+            action: string;
+            /** @description The id of the user who did it (`system` for the server itself). */
+            actor: string;
+            after?: unknown;
+            /**
+             * Format: int64
+             * @description Milliseconds since the Unix epoch.
+             */
+            at: number;
+            before?: unknown;
+            hash: string;
+            orgId: string;
+            prevHash: string;
+            requestId?: string | null;
+            /**
+             * Format: int64
+             * @description 1, 2, 3… per org, without gaps.
+             */
+            seq: number;
+            /** @description What it was done to, `kind:id` (e.g. `workspace:abc`). */
+            target: string;
+        };
+        /** @description One page of AuditEntry. */
+        AuditEntryPage: {
+            items: components["schemas"]["AuditEntry"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description `GET /orgs/{id}/audit/verify`. */
+        AuditVerification: {
+            /**
+             * Format: int64
+             * @description Entries checked (all of them when `ok`; up to the first broken one otherwise).
+             */
+            checked: number;
+            /**
+             * Format: int64
+             * @description The first entry that does not verify (missing, altered, or mislinked).
+             */
+            firstBrokenSeq?: number | null;
+            headHash: string;
+            /**
+             * Format: int64
+             * @description The last entry's seq and hash: record them elsewhere to detect a
+             *     later truncation of the log's tail.
+             */
+            headSeq: number;
+            /** @description Every entry links to the one before and hashes to its stored hash. */
+            ok: boolean;
+        };
         /** @description Answer of signup and login. The session token is shown once, never stored in clear. */
         AuthResponse: {
             /** Format: int64 */
@@ -1667,6 +2019,17 @@ export interface components {
             etag?: string | null;
             /** Format: int64 */
             partNumber: number;
+        };
+        /** @description One setting of `GET /admin/config`. */
+        ConfigSetting: {
+            /** @description Its environment variable (`TANDEM_…`). */
+            key: string;
+            /** @description Changes take effect on reload (SIGHUP or `POST /admin/config/reload`). */
+            reloadable: boolean;
+            /** @description The value is a secret (only whether it is set is shown). */
+            secret: boolean;
+            /** @description Its effective value; secrets (and passwords inside URLs) masked as `••••`. */
+            value: Record<string, never>;
         };
         Conversation: {
             archived: boolean;
@@ -1778,7 +2141,7 @@ export interface components {
          * @description Machine-readable error codes. Each maps to exactly one HTTP status.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "webhook_target_refused";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "webhook_target_refused" | "invalid_archive" | "unsafe_entry" | "archive_too_large" | "invalid_manifest" | "invalid_settings" | "guest_access_denied";
         /** @description What went wrong, for programs (`code`) and for people (`message`). */
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
@@ -1788,6 +2151,47 @@ export interface components {
              *     logs): quote it when reporting a problem.
              */
             requestId?: string | null;
+        };
+        /** @description An extension installed in an org (its current version). */
+        Extension: {
+            /** Format: int64 */
+            createdAt: number;
+            description?: string | null;
+            entry: string;
+            /**
+             * Format: int64
+             * @description Files in the archive (directories not counted).
+             */
+            fileCount: number;
+            /** @description The manifest's `id`. */
+            id: string;
+            kind: components["schemas"]["ExtensionKind"];
+            name: string;
+            orgId: string;
+            settingsSchema?: Record<string, never>;
+            /**
+             * Format: int64
+             * @description Their unpacked bytes.
+             */
+            sizeBytes: number;
+            /**
+             * Format: int64
+             * @description When the current version was uploaded.
+             */
+            updatedAt: number;
+            uploadedBy?: string | null;
+            version: string;
+        };
+        /**
+         * @description What an extension is for.
+         * @enum {string}
+         */
+        ExtensionKind: "plugin" | "theme";
+        /** @description One page of Extension. */
+        ExtensionPage: {
+            items: components["schemas"]["Extension"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
         };
         /** @description `201 {file}` of a completed upload. */
         FileAnswer: {
@@ -1823,6 +2227,12 @@ export interface components {
         ForkShare: {
             projectId: string;
         };
+        /**
+         * @description Who outside a workspace's org may be a member or share-link participant,
+         *     and with which highest role.
+         * @enum {string}
+         */
+        GuestAccess: "off" | "view" | "edit";
         Health: {
             status: string;
         };
@@ -2002,6 +2412,21 @@ export interface components {
             /** @description A solo org (free-mail or unverified address, or a domain that is closed). */
             personal: boolean;
         };
+        /** @description One member of an org (`GET /orgs/{id}/members`). */
+        OrgMember: {
+            /** Format: int64 */
+            createdAt: number;
+            displayName: string;
+            email: string;
+            orgRole: components["schemas"]["OrgRole"];
+            userId: string;
+        };
+        /** @description One page of OrgMember. */
+        OrgMemberPage: {
+            items: components["schemas"]["OrgMember"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
         /**
          * @description A user's role in their organization.
          * @enum {string}
@@ -2142,6 +2567,25 @@ export interface components {
          * @enum {string}
          */
         Role: "viewer" | "editor" | "owner";
+        /** @description What a reload can change, as it is now. */
+        RuntimeSettings: {
+            /**
+             * Format: int32
+             * @description `TANDEM_AUTH_RATE_PER_MINUTE` as in force.
+             */
+            authRatePerMinute: number;
+            /** @description `TANDEM_CORS_ORIGINS` as in force. */
+            corsOrigins: string;
+            /** @description The log filter (`RUST_LOG` syntax). */
+            logFilter: string;
+            /** @description The file re-read on reload (`TANDEM_RELOAD_FILE`), if any. */
+            reloadFile?: string | null;
+            /**
+             * Format: int64
+             * @description When the last reload was applied (ms since the epoch).
+             */
+            reloadedAt?: number | null;
+        };
         /** @description What a save left behind (also the answer to the relay). */
         Saved: {
             /** Format: int64 */
@@ -2179,6 +2623,17 @@ export interface components {
          * @enum {string}
          */
         SetType: "user" | "ai";
+        /** @description `PUT /workspaces/{id}/extensions/{ext}`. */
+        SetWorkspaceExtension: {
+            enabled: boolean;
+            /** @description Omitted: the settings stay as they are (`{}` the first time). */
+            settings?: Record<string, never>;
+        };
+        /** @description Why one setting is invalid. */
+        SettingError: {
+            key: string;
+            message: string;
+        };
         Settings: {
             /** @description Provider → masked key (`sk-…abcd`); the full key is never returned. */
             apiKeys: {
@@ -2241,6 +2696,10 @@ export interface components {
             toolCallId: string;
             toolName: string;
         };
+        /** @description `POST /orgs/{id}/transfer`: the org member who becomes its owner. */
+        TransferOrg: {
+            userId: string;
+        };
         UpdateConversation: {
             archived?: boolean | null;
             participantsMay?: null | components["schemas"]["ParticipantsMay"];
@@ -2255,6 +2714,8 @@ export interface components {
         /** @description `PATCH /orgs/{id}`: the fields to change. */
         UpdateOrg: {
             joinPolicy?: null | components["schemas"]["JoinPolicy"];
+            /** @description A new display name (1..=200 characters, trimmed). */
+            name?: string | null;
         };
         UpdateProject: {
             name?: string | null;
@@ -2275,6 +2736,11 @@ export interface components {
             enabled?: boolean | null;
             events?: string[] | null;
             url?: string | null;
+        };
+        /** @description `PATCH /workspaces/{id}`: the fields to change. */
+        UpdateWorkspace: {
+            guestAccess?: null | components["schemas"]["GuestAccess"];
+            name?: string | null;
         };
         /** @description The answer to an upload intent. */
         UploadAnswer: {
@@ -2376,6 +2842,17 @@ export interface components {
             /** @description Left out for people reading through a share link. */
             email?: string;
             id: string;
+        };
+        /** @description `POST /admin/config/validate`: settings as environment variables. */
+        ValidateConfigRequest: {
+            settings: {
+                [key: string]: string;
+            };
+        };
+        /** @description `POST /admin/config/validate` → 200 whether valid or not. */
+        ValidateConfigResponse: {
+            errors: components["schemas"]["SettingError"][];
+            valid: boolean;
         };
         /** @description `POST /auth/verify-email/resend` → 202: where the new link went. */
         VerificationSent: {
@@ -2524,6 +3001,35 @@ export interface components {
              */
             seq: number;
         };
+        /** @description An extension as a workspace sees it: enabled there, with its settings. */
+        WorkspaceExtension: {
+            enabled: boolean;
+            /** @description `GET` this to load the entry file. */
+            entryUrl: string;
+            extension: components["schemas"]["Extension"];
+            /** @description The workspace's settings (checked against the schema when set). */
+            settings: Record<string, never>;
+            workspaceId: string;
+        };
+        /** @description One page of WorkspaceExtension. */
+        WorkspaceExtensionPage: {
+            items: components["schemas"]["WorkspaceExtension"][];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            nextCursor: string | null;
+        };
+        /** @description A workspace's settings, as `PATCH /workspaces/{id}` answers them. */
+        WorkspaceSettings: {
+            /**
+             * Format: int64
+             * @description Guests' grants changed by this request (removed or lowered to viewer).
+             */
+            clampedGrants: number;
+            guestAccess: components["schemas"]["GuestAccess"];
+            id: string;
+            name: string;
+            orgId: string;
+            type: components["schemas"]["WorkspaceType"];
+        };
         /** @description A workspace as the caller sees it, with the caller's effective role. */
         WorkspaceSummary: {
             id: string;
@@ -2566,7 +3072,7 @@ export interface components {
                 "application/json": components["schemas"]["ErrorBody"];
             };
         };
-        /** @description 403: Authenticated, but not allowed to do this */
+        /** @description 403: Authenticated, but not allowed to do this (also `guest_access_denied`: the workspace's guest access does not let someone from outside its org in, or not with this role) */
         Forbidden: {
             headers: {
                 /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
@@ -2708,6 +3214,90 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    getAdminConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AdminConfig"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    reloadConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RuntimeSettings"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    validateConfig: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ValidateConfigRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ValidateConfigResponse"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     linkIdentity: {
         parameters: {
             query?: never;
@@ -4964,6 +5554,241 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listAudit: {
+        parameters: {
+            query?: {
+                /** @description Only entries with this action */
+                action?: string;
+                /** @description Only entries by this user id */
+                actor?: string;
+                /** @description Only entries at or after this time (ms) */
+                since?: number;
+                /** @description Only entries before this time (ms) */
+                until?: number;
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditEntryPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    exportAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description NDJSON, one AuditEntry per line */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/x-ndjson": components["schemas"]["AuditEntry"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyAudit: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AuditVerification"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listExtensions: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ExtensionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    uploadExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/zip": string;
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Extension"];
+                };
+            };
+            /** @description Success */
+            201: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Extension"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Extension"];
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    deleteExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     listJoinRequests: {
         parameters: {
             query?: {
@@ -5050,6 +5875,105 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listOrgMembers: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgMemberPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    removeOrgMember: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                userId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Done; no body */
+            204: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    transferOrg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferOrg"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgDetails"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -6150,6 +7074,42 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    updateWorkspace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateWorkspace"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceSettings"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     workspaceEvents: {
         parameters: {
             query?: {
@@ -6182,6 +7142,115 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             429: components["responses"]["RateLimited"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWorkspaceExtensions: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–200 (50 when absent; outside the range: 422) */
+                limit?: number;
+                /** @description `nextCursor` of the previous page (opaque; one this server did not make: 400) */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceExtensionPage"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    setWorkspaceExtension: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SetWorkspaceExtension"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WorkspaceExtension"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getExtensionFile: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                ext: string;
+                path: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The file */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/octet-stream": string;
+                };
+            };
+            /** @description Not modified */
+            304: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             503: components["responses"]["Unavailable"];
         };
     };
