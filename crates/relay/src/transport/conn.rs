@@ -77,10 +77,14 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
                 return None;
             }
         }
-        Ok(Route::Drain { exit }) => return drain(&mut stream, &head, &shared, exit).await,
+        Ok(Route::Drain { exit }) => {
+            drain(&mut stream, &head, &shared, exit).await;
+            return None;
+        }
         Ok(Route::Ready) => {
             if shared.hub.is_draining() {
-                return draining().write_to(&mut stream).await;
+                draining().write_to(&mut stream).await;
+                return None;
             }
             if shared.control.ready().await {
                 {
@@ -100,7 +104,8 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
         }
     };
     if shared.hub.is_draining() {
-        return draining().write_to(&mut stream).await;
+        draining().write_to(&mut stream).await;
+        return None;
     }
     if let (Some(allowed), Some(origin)) = (&shared.origins, &head.origin) {
         if !allowed.allows(origin) {
