@@ -68,7 +68,7 @@ pub async fn delete(
     state
         .db(move |c| {
             let org = orgs::authorized(c, &user, &id, Action::Update)?;
-            match store::delete(c, &org.id, &ext)? {
+            match store::delete(c, user.id(), &org.id, &ext)? {
                 true => Ok(()),
                 false => Err(ApiError::NotFound("extension")),
             }

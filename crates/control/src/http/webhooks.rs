@@ -138,7 +138,7 @@ pub async fn update(
         change.url = Some(url.to_string());
     }
     let row = state
-        .db(move |c| store::update(c, &org_id, &hook_id, &change))
+        .db(move |c| store::update(c, user.id(), &org_id, &hook_id, &change))
         .await?;
     Ok(web::Json(row.to_dto()))
 }
@@ -152,7 +152,7 @@ pub async fn delete(
     state
         .db(move |c| {
             let hook = owned_hook(c, &user, &org_id, &hook_id)?;
-            store::delete(c, &hook.org_id, &hook.id)
+            store::delete(c, user.id(), &hook.org_id, &hook.id)
         })
         .await?;
     Ok(HttpResponse::NoContent().finish())
@@ -168,7 +168,7 @@ pub async fn rotate_secret(
     state
         .db(move |c| {
             let hook = owned_hook(c, &user, &org_id, &hook_id)?;
-            store::set_secret(c, &hook.org_id, &hook.id, &sealed, &key_id)
+            store::set_secret(c, user.id(), &hook.org_id, &hook.id, &sealed, &key_id)
         })
         .await?;
     Ok(web::Json(WebhookSecret { secret }))

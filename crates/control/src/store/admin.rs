@@ -166,6 +166,7 @@ pub fn update_org(
             .before(view(&current))
             .after(view(&next));
         audit::append(c, &org.id, &entry)?;
+        super::webhooks::emit(c, &org.id, "org.updated", json!(next.details()))?;
         Ok(next)
     })
 }

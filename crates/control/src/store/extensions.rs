@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use serde_json::{Map, Value};
 use tandem_protocol::extensions::{Extension, ExtensionKind, WorkspaceExtension};
 
+use super::audit::{self, Entry};
 use super::now_ms;
 use crate::db::schema::{extension_files, extensions, workspace_extensions};
 use crate::db::{write_tx, DbConnection};
@@ -177,6 +178,14 @@ pub fn install(
                 .values(file)
                 .execute(c)?;
         }
+        let action = if created {
+            "extension.install"
+        } else {
+            "extension.upgrade"
+        };
+        let entry = Entry::new(user_id, action, format!("extension:{}", row.ext_id))
+            .after(serde_json::json!({ "version": row.version, "kind": row.kind, "files": row.file_count }));
+        audit::append(c, org_id, &entry)?;
         Ok((row, created))
     })
 }
@@ -246,14 +255,25 @@ pub fn list(
 }
 
 /// Removes the extension, its files and every workspace's enablement.
-pub fn delete(conn: &mut DbConnection, org_id: &str, ext_id: &str) -> Result<bool, ApiError> {
-    let n = diesel::delete(
-        extensions::table
-            .filter(extensions::org_id.eq(org_id))
-            .filter(extensions::ext_id.eq(ext_id)),
-    )
-    .execute(conn)?;
-    Ok(n > 0)
+pub fn delete(
+    conn: &mut DbConnection,
+    by: &str,
+    org_id: &str,
+    ext_id: &str,
+) -> Result<bool, ApiError> {
+    write_tx(conn, |c| {
+        let n = diesel::delete(
+            extensions::table
+                .filter(extensions::org_id.eq(org_id))
+                .filter(extensions::ext_id.eq(ext_id)),
+        )
+        .execute(c)?;
+        if n > 0 {
+            let entry = Entry::new(by, "extension.delete", format!("extension:{ext_id}"));
+            audit::append(c, org_id, &entry)?;
+        }
+        Ok(n > 0)
+    })
 }
 
 /// Enables or disables `ext` in a workspace. The settings (the given ones,
@@ -305,6 +325,15 @@ pub fn set_for_workspace(
                 .values(&row)
                 .execute(c)?;
         }
+        let entry = Entry::new(
+            user_id,
+            "extension.workspace_set",
+            format!("workspace:{workspace_id}"),
+        )
+        .after(serde_json::json!({
+            "extension": ext.ext_id, "enabled": row.enabled, "settings": row.settings,
+        }));
+        audit::append(c, &ext.org_id, &entry)?;
         Ok(row)
     })
 }

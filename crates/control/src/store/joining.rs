@@ -163,35 +163,6 @@ impl OrgRow {
     }
 }
 
-/// Sets the join policy of an org (not of a solo org: it has no domain).
-pub fn set_join_policy(
-    conn: &mut DbConnection,
-    org: &OrgRow,
-    policy: JoinPolicy,
-) -> Result<OrgRow, ApiError> {
-    if org.is_personal() {
-        return Err(ApiError::validation(
-            "a personal organization has no email domain, so no join policy",
-        ));
-    }
-    let updated = OrgRow {
-        join_policy: policy.as_str().to_string(),
-        ..org.clone()
-    };
-    crate::db::write_tx(conn, |c| {
-        diesel::update(orgs::table.find(&org.id))
-            .set(orgs::join_policy.eq(policy.as_str()))
-            .execute(c)?;
-        super::webhooks::emit(
-            c,
-            &org.id,
-            "org.updated",
-            serde_json::json!(updated.details()),
-        )
-    })?;
-    Ok(updated)
-}
-
 /// Pending join requests of an org, oldest first.
 pub fn join_requests(
     conn: &mut DbConnection,

@@ -7,8 +7,8 @@
 //! replicas never send one attempt twice at once, and records each attempt
 //! with [`record_attempt`], which schedules the next one or gives up.
 //!
-//! Privileged changes (create, update, delete, rotate) are marked
-//! `AUDIT:` where the org's audit log entry belongs, in the same transaction.
+//! Privileged changes (create, update, delete, rotate, automatic disable) are
+//! appended to the org's audit log in the same transaction.
 
 use std::cell::Cell;
 
@@ -19,6 +19,7 @@ use tandem_protocol::webhooks::{
     UpdateWebhook, WebhookAttempt, WebhookDelivery, WebhookEndpoint, EVENT_TYPES,
 };
 
+use super::audit::{self, Entry};
 use super::now_ms;
 use crate::crypto;
 use crate::db::schema::workspaces;
@@ -229,8 +230,15 @@ pub fn create(conn: &mut DbConnection, new: NewEndpoint) -> Result<EndpointRow, 
                 webhook_endpoints::updated_at.eq(now),
             ))
             .execute(c)?;
-        // AUDIT: webhook.created {id, url, events} (never the secret).
-        get(c, &new.org_id, &new.id)
+        let row = get(c, &new.org_id, &new.id)?;
+        let entry = Entry::new(
+            &new.created_by,
+            "webhook.create",
+            format!("webhook:{}", new.id),
+        )
+        .after(json!(row.to_dto()));
+        audit::append(c, &new.org_id, &entry)?;
+        Ok(row)
     })
 }
 
@@ -291,6 +299,7 @@ pub fn list(
 /// Applies a checked change (url and events already validated).
 pub fn update(
     conn: &mut DbConnection,
+    by: &str,
     org_id: &str,
     id: &str,
     change: &UpdateWebhook,
@@ -327,17 +336,23 @@ pub fn update(
                 webhook_endpoints::updated_at.eq(now),
             ))
             .execute(c)?;
-        // AUDIT: webhook.updated {before, after} (never the secret).
-        get(c, org_id, id)
+        let after = get(c, org_id, id)?;
+        let entry = Entry::new(by, "webhook.update", format!("webhook:{id}"))
+            .before(json!(before.to_dto()))
+            .after(json!(after.to_dto()));
+        audit::append(c, org_id, &entry)?;
+        Ok(after)
     })
 }
 
 /// Deletes an endpoint with its deliveries.
-pub fn delete(conn: &mut DbConnection, org_id: &str, id: &str) -> Result<(), ApiError> {
+pub fn delete(conn: &mut DbConnection, by: &str, org_id: &str, id: &str) -> Result<(), ApiError> {
     write_tx(conn, |c| {
-        get(c, org_id, id)?;
+        let before = get(c, org_id, id)?;
         diesel::delete(webhook_endpoints::table.find(id)).execute(c)?;
-        // AUDIT: webhook.deleted {id, url}.
+        let entry = Entry::new(by, "webhook.delete", format!("webhook:{id}"))
+            .before(json!(before.to_dto()));
+        audit::append(c, org_id, &entry)?;
         Ok(())
     })
 }
@@ -345,6 +360,7 @@ pub fn delete(conn: &mut DbConnection, org_id: &str, id: &str) -> Result<(), Api
 /// Replaces the sealed secret.
 pub fn set_secret(
     conn: &mut DbConnection,
+    by: &str,
     org_id: &str,
     id: &str,
     sealed: &str,
@@ -359,7 +375,8 @@ pub fn set_secret(
                 webhook_endpoints::updated_at.eq(now_ms()),
             ))
             .execute(c)?;
-        // AUDIT: webhook.secret_rotated {id} (never the secret).
+        let entry = Entry::new(by, "webhook.rotate_secret", format!("webhook:{id}"));
+        audit::append(c, org_id, &entry)?;
         Ok(())
     })
 }
@@ -852,7 +869,20 @@ pub fn record_attempt(
                         webhook_endpoints::updated_at.eq(now),
                     ))
                     .execute(c)?;
-                // AUDIT: webhook.disabled {id, reason} (actor: the system).
+                if let Some(org_id) = webhook_endpoints::table
+                    .find(&d.endpoint_id)
+                    .select(webhook_endpoints::org_id)
+                    .first::<String>(c)
+                    .optional()?
+                {
+                    let entry = Entry::new(
+                        audit::SYSTEM,
+                        "webhook.disable",
+                        format!("webhook:{}", d.endpoint_id),
+                    )
+                    .after(json!({ "enabled": false, "reason": reason }));
+                    audit::append(c, &org_id, &entry)?;
+                }
             }
             None => {
                 diesel::update(endpoint)

@@ -526,6 +526,20 @@ async fn installs_enables_and_serves(backend: Backend) {
     )
     .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let log = app.audit_actions(&org, &owner.token).await;
+    let ext: Vec<&str> = log
+        .iter()
+        .filter(|(a, by)| a.starts_with("extension.") && *by == owner.id)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    for action in [
+        "extension.install",
+        "extension.upgrade",
+        "extension.workspace_set",
+        "extension.delete",
+    ] {
+        assert!(ext.contains(&action), "{action} missing from {log:?}");
+    }
 }
 
 both_backends!(refuses_malicious_archives, installs_enables_and_serves);

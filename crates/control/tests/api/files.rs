@@ -1121,7 +1121,7 @@ async fn attachments_are_readable_through_their_conversation(backend: Backend, s
     }
     // Carol is in another org and no member of the workspace.
     assert_eq!(
-        app.get(&format!("/workspaces/{}", t.ws), &t.carol.token)
+        app.get(&format!("/workspaces/{}/projects", t.ws), &t.carol.token)
             .await
             .status,
         StatusCode::NOT_FOUND

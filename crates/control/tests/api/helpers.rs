@@ -132,6 +132,28 @@ pub struct TestUser {
 }
 
 impl TestApp {
+    /// The actions in an org's audit log, oldest first, after checking the
+    /// chain verifies.
+    pub async fn audit_actions(&self, org: &str, token: &str) -> Vec<(String, String)> {
+        let v = self.get(&format!("/orgs/{org}/audit/verify"), token).await;
+        assert_eq!(v.body["ok"], true, "{}", v.body);
+        let a = self
+            .get(&format!("/orgs/{org}/audit?limit=200"), token)
+            .await;
+        assert_eq!(a.status, reqwest::StatusCode::OK, "{}", a.body);
+        let mut out: Vec<(String, String)> = a.body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|e| {
+                let s = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                (s("action"), s("actor"))
+            })
+            .collect();
+        out.reverse();
+        out
+    }
+
     pub async fn spawn(backend: Backend) -> TestApp {
         Self::spawn_with(backend, |_| {}).await
     }

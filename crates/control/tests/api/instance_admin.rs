@@ -34,6 +34,12 @@ async fn spawn_with_keys(
         }
         c.admins = vec!["Root@Admin.test".into(), "late@admin.test".into()];
         c.relay_secret = Some(SECRETS[0].into());
+        // S3 settings are only accepted with the S3 backend (start-up refuses
+        // half a configuration); nothing talks to this endpoint in the test.
+        c.files_backend = "s3".into();
+        c.s3_endpoint = Some("http://127.0.0.1:9".into());
+        c.s3_bucket = Some("tandem".into());
+        c.files_part_bytes = 5 * 1024 * 1024;
         c.s3_access_key_id = Some(SECRETS[1].into());
         c.s3_secret_access_key = Some(SECRETS[2].into());
         c.metrics_token = Some(SECRETS[3].into());

@@ -369,6 +369,28 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
     assert_eq!(a.status, StatusCode::NO_CONTENT);
     let a = app.get(&format!("{base}/{id}"), &o.owner.token).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    // Every change is in the org's audit log, by the owner.
+    let log = app.audit_actions(&o.id, &o.owner.token).await;
+    let hooks: Vec<&str> = log
+        .iter()
+        .filter(|(a, by)| a.starts_with("webhook.") && *by == o.owner.id)
+        .map(|(a, _)| a.as_str())
+        .collect();
+    for action in [
+        "webhook.create",
+        "webhook.update",
+        "webhook.rotate_secret",
+        "webhook.delete",
+    ] {
+        assert!(hooks.contains(&action), "{action} missing from {log:?}");
+    }
+    let a = app
+        .get(&format!("/orgs/{}/audit", o.id), &o.owner.token)
+        .await;
+    assert!(
+        !a.body.to_string().contains("whsec_"),
+        "a secret in the audit log"
+    );
 }
 
 async fn failures_are_retried_with_fresh_signatures_and_one_id(backend: Backend) {
@@ -489,6 +511,18 @@ async fn a_410_disables_and_redelivery_works_once_reenabled(backend: Backend) {
         )
         .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
+    // The 410 disabled it in the server's name; the owner re-enabled it.
+    let log = app.audit_actions(&o.id, &o.owner.token).await;
+    assert!(
+        log.iter()
+            .any(|(a, by)| a == "webhook.disable" && by == "system"),
+        "{log:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|(a, by)| a == "webhook.update" && *by == o.owner.id),
+        "{log:?}"
+    );
 }
 
 async fn redirects_are_not_followed_and_timeouts_fail(backend: Backend) {
