@@ -9,14 +9,22 @@ use tandem_protocol::extensions::{
 };
 
 use crate::admin;
+use crate::authz::{can_admin, AdminAction, AdminFacts, Decision};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::state::State;
 
+/// The instance's admin area, decided by the one admin policy table: only
+/// instance admins (`TANDEM_ADMINS`) may `ManageInstance`. Everyone else is
+/// refused with 403 (the area's existence is no secret).
 fn require_admin(state: &State, user: &AuthUser) -> Result<(), ApiError> {
-    match admin::is_admin(&state.config, &user.user) {
-        true => Ok(()),
-        false => Err(ApiError::Forbidden),
+    let facts = AdminFacts {
+        role: None,
+        instance_admin: admin::is_admin(&state.config, &user.user),
+    };
+    match can_admin(AdminAction::ManageInstance, &facts) {
+        Decision::Allow(_) => Ok(()),
+        Decision::Deny(_) => Err(ApiError::Forbidden),
     }
 }
 
