@@ -35,12 +35,15 @@ async function until (pred, ms = 10000, what = 'condition') {
 
 const TABLES = { todos: 'id' }
 
-test('useSync + useLiveQuery: pulled rows render, local writes sync out, unmount closes the engine', async () => {
+test('useSync + useLiveQuery: pulled rows render, local writes sync out, unmount closes the engine', async (t) => {
   const user = await signup(tandem, 'Hooks')
   const client = clientFor(tandem, user)
   const session = await client.api.get('/auth/session')
   const ws = session.workspaces.find((w) => w.type === 'personal').id
   const other = createSync(client, { workspaceId: ws, tables: TABLES, dexie: { indexedDB: new IDBFactory(), IDBKeyRange }, backoff: { initialMs: 20, maxMs: 200 } })
+  // A failed assertion must not leave engines reconnecting (the file would then hang until
+  // the runner's timeout instead of reporting the failure).
+  t.after(() => { other.close(); if (renderer !== undefined) act(() => { renderer.unmount() }) })
 
   const views = []
   function Todos ({ id }) {
@@ -63,11 +66,14 @@ test('useSync + useLiveQuery: pulled rows render, local writes sync out, unmount
 
   const engine = last().sync
   await act(async () => { await engine.db.table('todos').put({ id: 'b', title: 'from the component' }) })
-  assert.deepEqual(last().todos.map((t) => t.id), ['a', 'b'], 'a local write renders at once')
+  // Dexie's liveQuery re-runs the query after the write's transaction commits, on a later
+  // tick: the row must render from the local table, without waiting for the server.
+  await until(() => last().todos.length === 2, 2000, 'the local write rendered')
+  assert.deepEqual(last().todos.map((row) => row.id), ['a', 'b'])
   await until(async () => (await other.db.table('todos').get('b')) !== undefined, 10000, 'the local write on the other device')
   await until(() => last().status.pending === 0, 10000, 'the outbox drained')
 
   await act(async () => { renderer.unmount() })
+  renderer = undefined
   assert.equal(engine.status.state, 'closed')
-  other.close()
 })
