@@ -1,8 +1,10 @@
 // Attachments in the demo app, in headless Chromium: Alice attaches a file in
 // a document's conversation (a progress bar while it uploads over a slowed
-// link), Bob, a member of the same workspace, sees the attachment, downloads
-// it through @tandem/client (a progress bar, the sha256 checked) and the file
-// his browser saves is the same bytes.
+// link), Bob — who is NOT a member of Alice's workspace, only the document's
+// grantee and a participant of its conversation — sees the attachment,
+// downloads it through @tandem/client (a progress bar, the sha256 checked;
+// control lets him read the file through the conversation) and the file his
+// browser saves is the same bytes.
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -56,13 +58,16 @@ describe('attachments in the demo app', () => {
     const control = api(tandem.controlUrl)
     const stamp = Date.now()
     const a = await control.signup(`alice-${stamp}@alice.example.com`, 'Alice')
-    const b = await control.signup(`bob-${stamp}@bob.example.com`, 'Bob')
-    // Bob is a member of Alice's workspace: its files are his to read.
+    const bobEmail = `bob-${stamp}@bob.example.com`
+    const b = await control.signup(bobEmail, 'Bob')
     const session = await control.call('GET', '/auth/session', a.token)
     const ws = session.workspaces.find((w) => w.type === 'personal').id
-    await control.call('POST', `/workspaces/${ws}/members`, a.token, { userId: b.id, role: 'editor' })
     const project = await control.call('POST', `/workspaces/${ws}/projects`, a.token, { name: 'Launch' })
     const doc = await control.call('POST', `/projects/${project.id}/documents`, a.token, { title: 'Press kit' })
+    // Bob gets the document (as the demo's share panel does), not the workspace.
+    await control.call('POST', `/documents/${doc.id}/members`, a.token, { email: bobEmail, role: 'editor' })
+    const outside = await fetch(`${tandem.controlUrl}/workspaces/${ws}/projects`, { headers: { authorization: `Bearer ${b.token}` } })
+    assert.equal(outside.status, 404, 'Bob must not be a member of Alice\'s workspace')
 
     const open = async (user, token) => {
       await user.page.evaluateOnNewDocument((t) => localStorage.setItem('tandem.session', t), token)
@@ -110,6 +115,9 @@ describe('attachments in the demo app', () => {
     const down = await downloadSeen()
     assert.ok(down.some(([v, max]) => v > 0 && v < max), `the download bar showed progress between 0 and the size: ${JSON.stringify(down.slice(0, 8))}`)
     assert.equal(await bob.page.$eval('[data-testid=download-verified]', (e) => e.title), sha)
+    // The file was his to read only through the conversation: still no workspace for him.
+    const again = await fetch(`${tandem.controlUrl}/workspaces/${ws}/projects`, { headers: { authorization: `Bearer ${b.token}` } })
+    assert.equal(again.status, 404)
     await screenshot(bob.page, 'attachment-downloaded-bob')
     const saved = join(downloads, 'press-kit.bin')
     await waitFor(() => { try { return readdirSync(downloads).includes('press-kit.bin') } catch { return false } }, 10000, 'the saved file')
