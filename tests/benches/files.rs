@@ -122,13 +122,27 @@ async fn start_control(s3: Option<&S3>, verify: &str) -> Control {
     }
 }
 
-/// Uploads through control (the whole flow); returns the file id and seconds.
-async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (String, f64) {
+/// Seconds spent in each step of one upload through control.
+#[derive(Default, Clone, Copy)]
+struct Phases {
+    hash: f64,
+    intent: f64,
+    send: f64,
+    complete: f64,
+}
+
+/// Uploads through control (the whole flow); returns the file id, the
+/// seconds it took and where they went.
+async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (String, f64, Phases) {
+    let mut phases = Phases::default();
     let started = Instant::now();
+    let hash = sha256(data);
+    phases.hash = started.elapsed().as_secs_f64();
+    let t = Instant::now();
     let intent: Value = http
         .post(format!("{}/workspaces/{}/files/uploads", c.base, c.ws))
         .bearer_auth(&c.token)
-        .json(&json!({"name": "bench.bin", "size": data.len(), "contentType": "application/octet-stream", "sha256": sha256(data)}))
+        .json(&json!({"name": "bench.bin", "size": data.len(), "contentType": "application/octet-stream", "sha256": hash}))
         .send()
         .await
         .unwrap()
@@ -136,6 +150,8 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
         .await
         .unwrap();
     assert_eq!(intent["status"], "pending", "{intent}");
+    phases.intent = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let parts = intent["parts"].as_array().unwrap().clone();
     for batch in parts.chunks(4) {
         let puts = batch.iter().map(|p| {
@@ -154,6 +170,8 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
         });
         join_all(puts).await;
     }
+    phases.send = t.elapsed().as_secs_f64();
+    let t = Instant::now();
     let done: Value = http
         .post(format!(
             "{}/files/uploads/{}/complete",
@@ -168,10 +186,11 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
         .json()
         .await
         .unwrap();
+    phases.complete = t.elapsed().as_secs_f64();
     let id = done["file"]["id"]
         .as_str()
         .unwrap_or_else(|| panic!("{done}"));
-    (id.to_string(), started.elapsed().as_secs_f64())
+    (id.to_string(), started.elapsed().as_secs_f64(), phases)
 }
 
 async fn tandem_download(http: &reqwest::Client, c: &Control, id: &str, size: usize) -> f64 {
@@ -196,8 +215,18 @@ async fn drain(mut res: reqwest::Response) -> usize {
     n
 }
 
-/// A direct PUT and GET of the bytes to the S3 server: seconds each.
-async fn direct(http: &reqwest::Client, s3: &S3, data: &[u8], key: &str) -> (f64, f64) {
+/// A direct PUT and GET of the bytes to the S3 server: seconds each. With
+/// `checksum`, the PUT carries (and signs) `x-amz-checksum-sha256`, which
+/// the client computes first (timed): the same guarantee Tandem's one-part
+/// upload has, without control.
+async fn direct(
+    http: &reqwest::Client,
+    s3: &S3,
+    data: &[u8],
+    key: &str,
+    checksum: bool,
+) -> (f64, f64) {
+    use base64::Engine;
     let bucket = Bucket::new(
         s3.endpoint.parse().unwrap(),
         UrlStyle::Path,
@@ -207,9 +236,23 @@ async fn direct(http: &reqwest::Client, s3: &S3, data: &[u8], key: &str) -> (f64
     .unwrap();
     let creds = Credentials::new(s3.key.clone(), s3.secret.clone());
     let ttl = Duration::from_secs(600);
-    let put = bucket.put_object(Some(&creds), key).sign(ttl);
     let started = Instant::now();
-    let res = http.put(put).body(data.to_vec()).send().await.unwrap();
+    let mut action = bucket.put_object(Some(&creds), key);
+    let mut header = None;
+    if checksum {
+        let d = ring::digest::digest(&ring::digest::SHA256, data);
+        let b64 = base64::engine::general_purpose::STANDARD.encode(d.as_ref());
+        action
+            .headers_mut()
+            .insert("x-amz-checksum-sha256", b64.clone());
+        header = Some(b64);
+    }
+    let put = action.sign(ttl);
+    let mut req = http.put(put).body(data.to_vec());
+    if let Some(h) = header {
+        req = req.header("x-amz-checksum-sha256", h);
+    }
+    let res = req.send().await.unwrap();
     assert!(res.status().is_success(), "{}", res.status());
     let up = started.elapsed().as_secs_f64();
     let get = bucket.get_object(Some(&creds), key).sign(ttl);
@@ -227,6 +270,19 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Runs per size: `TANDEM_BENCH_FILES_RUNS` (default 3 for 16 and 100 MB,
+/// 15 for 1 MB, whose few milliseconds a busy machine disturbs most).
+fn runs_for(size: usize) -> usize {
+    match std::env::var("TANDEM_BENCH_FILES_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        Some(n) if n > 0 => n,
+        _ if size <= MB => 15,
+        _ => 3,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let s3 = s3_from_env();
@@ -235,12 +291,12 @@ async fn main() {
     }
     let http = reqwest::Client::new();
     let mut rows: Vec<(String, String, f64, f64)> = Vec::new();
+    let mut phase_rows: Vec<(String, String, Phases)> = Vec::new();
     let mut seed = 1;
-    let sizes = [
-        ("1 MB", MB, 5),
-        ("16 MB", 16 * MB, 3),
-        ("100 MB", 100 * MB, 3),
-    ];
+    let only: Option<Vec<String>> = std::env::var("TANDEM_BENCH_FILES_SIZES")
+        .ok()
+        .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
+    let sizes = [("1 MB", MB), ("16 MB", 16 * MB), ("100 MB", 100 * MB)];
     let dir = start_control(None, "checksum").await;
     let s3_control = match &s3 {
         Some(s3) => Some((
@@ -249,39 +305,70 @@ async fn main() {
         )),
         None => None,
     };
-    for (label, size, runs) in sizes {
-        let mut paths: Vec<(&str, &Control)> = vec![("tandem dir", &dir)];
-        if let Some((checksum, readback)) = &s3_control {
-            paths.push(("tandem s3 checksum", checksum));
-            paths.push(("tandem s3 readback", readback));
+    // One path after the other within each round, so a change in the
+    // machine's load meets every path alike.
+    enum Path<'a> {
+        Tandem(&'a Control),
+        Direct { checksum: bool },
+    }
+    let mut paths: Vec<(&str, Path)> = vec![("tandem dir", Path::Tandem(&dir))];
+    if let Some((checksum, readback)) = &s3_control {
+        paths.push(("tandem s3 checksum", Path::Tandem(checksum)));
+        paths.push(("tandem s3 readback", Path::Tandem(readback)));
+        paths.push(("direct S3 (ceiling)", Path::Direct { checksum: false }));
+        paths.push(("direct S3 + sha256", Path::Direct { checksum: true }));
+    }
+    for (label, size) in sizes {
+        if only
+            .as_ref()
+            .is_some_and(|o| !o.iter().any(|s| s.replace(' ', "") == label.replace(' ', "")))
+        {
+            continue;
         }
-        for (name, c) in paths {
-            let (mut ups, mut downs) = (Vec::new(), Vec::new());
-            for _ in 0..runs {
+        let runs = runs_for(size);
+        let mut ups = vec![Vec::new(); paths.len()];
+        let mut downs = vec![Vec::new(); paths.len()];
+        let mut phases = vec![Vec::<Phases>::new(); paths.len()];
+        for round in 0..runs {
+            for (i, (_, path)) in paths.iter().enumerate() {
                 seed += 1;
                 let data = random_bytes(size, seed);
-                let (id, up) = tandem_upload(&http, c, &data).await;
-                ups.push(size as f64 / MB as f64 / up);
-                downs.push(size as f64 / MB as f64 / tandem_download(&http, c, &id, size).await);
+                let (up, down) = match path {
+                    Path::Tandem(c) => {
+                        let (id, up, p) = tandem_upload(&http, c, &data).await;
+                        phases[i].push(p);
+                        (up, tandem_download(&http, c, &id, size).await)
+                    }
+                    Path::Direct { checksum } => {
+                        let s3 = s3.as_ref().unwrap();
+                        let key = format!("bench/direct-{seed}-{round}");
+                        direct(&http, s3, &data, &key, *checksum).await
+                    }
+                };
+                ups[i].push(size as f64 / MB as f64 / up);
+                downs[i].push(size as f64 / MB as f64 / down);
             }
-            rows.push((label.into(), name.into(), median(ups), median(downs)));
         }
-        if let Some(s3) = &s3 {
-            let (mut ups, mut downs) = (Vec::new(), Vec::new());
-            for i in 0..runs {
-                seed += 1;
-                let data = random_bytes(size, seed);
-                let (up, down) =
-                    direct(&http, s3, &data, &format!("bench/direct-{seed}-{i}")).await;
-                ups.push(size as f64 / MB as f64 / up);
-                downs.push(size as f64 / MB as f64 / down);
-            }
+        for (i, (name, _)) in paths.iter().enumerate() {
             rows.push((
                 label.into(),
-                "direct S3 (ceiling)".into(),
-                median(ups),
-                median(downs),
+                name.to_string(),
+                median(ups[i].clone()),
+                median(downs[i].clone()),
             ));
+            if !phases[i].is_empty() {
+                let med = |f: fn(&Phases) -> f64| median(phases[i].iter().map(f).collect());
+                phase_rows.push((
+                    label.into(),
+                    name.to_string(),
+                    Phases {
+                        hash: med(|p| p.hash),
+                        intent: med(|p| p.intent),
+                        send: med(|p| p.send),
+                        complete: med(|p| p.complete),
+                    },
+                ));
+            }
         }
     }
     println!(
@@ -291,9 +378,27 @@ async fn main() {
     for (size, path, up, down) in &rows {
         println!("{size:<8} {path:<22} {up:>14.1} {down:>16.1}");
     }
+    println!();
+    println!(
+        "{:<8} {:<22} {:>9} {:>9} {:>9} {:>9}   (upload steps, ms, medians)",
+        "file", "path", "sha256", "intent", "send", "complete"
+    );
+    for (size, path, p) in &phase_rows {
+        println!(
+            "{size:<8} {path:<22} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            p.hash * 1e3,
+            p.intent * 1e3,
+            p.send * 1e3,
+            p.complete * 1e3
+        );
+    }
     let json: Vec<Value> = rows
         .iter()
         .map(|(s, p, u, d)| json!({"size": s, "path": p, "uploadMBps": u, "downloadMBps": d}))
         .collect();
-    println!("{}", json!({"bench": "files", "results": json}));
+    let steps: Vec<Value> = phase_rows
+        .iter()
+        .map(|(s, p, ph)| json!({"size": s, "path": p, "sha256Ms": ph.hash * 1e3, "intentMs": ph.intent * 1e3, "sendMs": ph.send * 1e3, "completeMs": ph.complete * 1e3}))
+        .collect();
+    println!("{}", json!({"bench": "files", "results": json, "uploadSteps": steps}));
 }

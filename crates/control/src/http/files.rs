@@ -183,23 +183,28 @@ fn pending_answer(
 /// The caller's own upload (anyone else's is a 404), while they may still
 /// upload to the workspace.
 async fn own_upload(state: &State, user: AuthUser, id: String) -> Result<FileRow, ApiError> {
-    state
-        .db(move |c| {
-            validate::id(&id).map_err(|_| ApiError::NotFound("upload"))?;
-            let row = files::get(c, &id)?
-                .filter(|r| r.created_by.as_deref() == Some(user.id()))
-                .ok_or(ApiError::NotFound("upload"))?;
-            let chain = load::workspace(c, &row.workspace_id)?;
-            authorize(
-                c,
-                &user.actor(),
-                Action::CreateChild,
-                ResourceKind::Workspace,
-                &chain,
-            )?;
-            Ok(row)
-        })
-        .await
+    state.db(move |c| own_upload_in(c, &user, &id)).await
+}
+
+/// [`own_upload`] on a connection.
+fn own_upload_in(
+    c: &mut crate::db::DbConnection,
+    user: &AuthUser,
+    id: &str,
+) -> Result<FileRow, ApiError> {
+    validate::id(id).map_err(|_| ApiError::NotFound("upload"))?;
+    let row = files::get(c, id)?
+        .filter(|r| r.created_by.as_deref() == Some(user.id()))
+        .ok_or(ApiError::NotFound("upload"))?;
+    let chain = load::workspace(c, &row.workspace_id)?;
+    authorize(
+        c,
+        &user.actor(),
+        Action::CreateChild,
+        ResourceKind::Workspace,
+        &chain,
+    )?;
+    Ok(row)
 }
 
 /// `GET /files/uploads/{uploadId}`: fresh part URLs and the parts already
@@ -239,14 +244,22 @@ pub async fn complete(
     if parts.as_ref().is_some_and(|p| p.len() > 10_000) {
         return Err(ApiError::validation("at most 10000 parts"));
     }
-    let row = own_upload(&state, user, id.into_inner()).await?;
+    // The caller's own upload, taken for completing in the same trip to the
+    // database (exactly one completion wins).
+    let id = id.into_inner();
+    let (row, won) = state
+        .db(move |c| {
+            let row = own_upload_in(c, &user, &id)?;
+            if row.is_ready() {
+                return Ok((row, true));
+            }
+            let won = files::begin_completing(c, &row.id, now_ms())?;
+            Ok((row, won))
+        })
+        .await?;
     if row.is_ready() {
         return Ok(HttpResponse::Created().json(FileAnswer { file: row.to_dto() }));
     }
-    let fid = row.id.clone();
-    let won = state
-        .db(move |c| files::begin_completing(c, &fid, now_ms()))
-        .await?;
     if !won {
         return Err(match row.state.as_str() {
             files::COMPLETING => ApiError::Conflict("this upload is being completed".into()),
