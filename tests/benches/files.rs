@@ -225,6 +225,7 @@ async fn direct(
     data: &[u8],
     key: &str,
     checksum: bool,
+    sign_length: bool,
 ) -> (f64, f64) {
     use base64::Engine;
     let bucket = Bucket::new(
@@ -245,6 +246,11 @@ async fn direct(
         action
             .headers_mut()
             .insert("x-amz-checksum-sha256", b64.clone());
+        if sign_length {
+            action
+                .headers_mut()
+                .insert("content-length", data.len().to_string());
+        }
         header = Some(b64);
     }
     let put = action.sign(ttl);
@@ -309,20 +315,25 @@ async fn main() {
     // machine's load meets every path alike.
     enum Path<'a> {
         Tandem(&'a Control),
-        Direct { checksum: bool },
+        Direct { checksum: bool, sign_length: bool },
     }
     let mut paths: Vec<(&str, Path)> = vec![("tandem dir", Path::Tandem(&dir))];
     if let Some((checksum, readback)) = &s3_control {
         paths.push(("tandem s3 checksum", Path::Tandem(checksum)));
         paths.push(("tandem s3 readback", Path::Tandem(readback)));
-        paths.push(("direct S3 (ceiling)", Path::Direct { checksum: false }));
-        paths.push(("direct S3 + sha256", Path::Direct { checksum: true }));
+        let direct = |checksum, sign_length| Path::Direct {
+            checksum,
+            sign_length,
+        };
+        paths.push(("direct S3 (ceiling)", direct(false, false)));
+        paths.push(("direct S3 + sha256", direct(true, false)));
+        paths.push(("direct S3 + sha256+len", direct(true, true)));
     }
     for (label, size) in sizes {
-        if only
-            .as_ref()
-            .is_some_and(|o| !o.iter().any(|s| s.replace(' ', "") == label.replace(' ', "")))
-        {
+        if only.as_ref().is_some_and(|o| {
+            !o.iter()
+                .any(|s| s.replace(' ', "") == label.replace(' ', ""))
+        }) {
             continue;
         }
         let runs = runs_for(size);
@@ -339,10 +350,13 @@ async fn main() {
                         phases[i].push(p);
                         (up, tandem_download(&http, c, &id, size).await)
                     }
-                    Path::Direct { checksum } => {
+                    Path::Direct {
+                        checksum,
+                        sign_length,
+                    } => {
                         let s3 = s3.as_ref().unwrap();
                         let key = format!("bench/direct-{seed}-{round}");
-                        direct(&http, s3, &data, &key, *checksum).await
+                        direct(&http, s3, &data, &key, *checksum, *sign_length).await
                     }
                 };
                 ups[i].push(size as f64 / MB as f64 / up);
@@ -400,5 +414,8 @@ async fn main() {
         .iter()
         .map(|(s, p, ph)| json!({"size": s, "path": p, "sha256Ms": ph.hash * 1e3, "intentMs": ph.intent * 1e3, "sendMs": ph.send * 1e3, "completeMs": ph.complete * 1e3}))
         .collect();
-    println!("{}", json!({"bench": "files", "results": json, "uploadSteps": steps}));
+    println!(
+        "{}",
+        json!({"bench": "files", "results": json, "uploadSteps": steps})
+    );
 }
