@@ -2,7 +2,11 @@
 //! (one part) and 100 MB (multipart) files through control's directory
 //! backend and through S3 presigned URLs (control on the S3 backend, with
 //! `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
-//! the same bytes to the same S3 server (the ceiling).
+//! the same bytes to the same S3 server (the ceiling), and beside direct
+//! PUTs that carry a signed `x-amz-checksum-sha256` (the guarantee Tandem's
+//! one-part upload has; with and without a signed `content-length`). The
+//! paths take turns in each round, so a change in the machine's load meets
+//! them alike; the upload's steps are timed too.
 //!
 //!     scripts/bench files     # starts SeaweedFS on loopback, then runs this
 //!
