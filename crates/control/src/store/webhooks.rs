@@ -511,6 +511,11 @@ pub fn redeliver(
 /// Announces an event to the org's enabled endpoints subscribed to its
 /// type: one delivery each, written with the caller's connection (call it
 /// inside the transaction of the change). Returns how many were written.
+///
+/// An org without enabled endpoints costs one probe of the
+/// `webhook_endpoints (org_id, …)` index that finds nothing. Nothing is
+/// cached in the process: an endpoint created through another replica is
+/// used by the next event.
 pub fn emit(
     conn: &mut DbConnection,
     org_id: &str,
@@ -522,15 +527,29 @@ pub fn emit(
         .filter(webhook_endpoints::enabled.eq(true))
         .select((webhook_endpoints::id, webhook_endpoints::events))
         .load(conn)?;
-    let subscribed: Vec<String> = endpoints
+    write_deliveries(conn, &subscribed(endpoints, event_type), event_type, data)
+}
+
+/// The endpoints (of `(id, events)`) subscribed to `event_type`.
+fn subscribed(endpoints: Vec<(String, String)>, event_type: &str) -> Vec<String> {
+    endpoints
         .into_iter()
         .filter(|(_, events)| {
             serde_json::from_str::<Vec<String>>(events)
                 .is_ok_and(|e| e.iter().any(|t| t == event_type))
         })
         .map(|(id, _)| id)
-        .collect();
-    if subscribed.is_empty() {
+        .collect()
+}
+
+/// One delivery of the event to each of `endpoint_ids`.
+fn write_deliveries(
+    conn: &mut DbConnection,
+    endpoint_ids: &[String],
+    event_type: &str,
+    data: Value,
+) -> Result<usize, ApiError> {
+    if endpoint_ids.is_empty() {
         return Ok(0);
     }
     let now = now_ms();
@@ -541,7 +560,7 @@ pub fn emit(
         "data": data,
     })
     .to_string();
-    for endpoint_id in &subscribed {
+    for endpoint_id in endpoint_ids {
         diesel::insert_into(webhook_deliveries::table)
             .values((
                 webhook_deliveries::id.eq(crypto::new_id()),
@@ -559,18 +578,40 @@ pub fn emit(
             .execute(conn)?;
     }
     PENDING.with(|p| p.set(true));
-    Ok(subscribed.len())
+    Ok(endpoint_ids.len())
 }
 
-/// The org of a team workspace; `None` for a personal workspace (its
-/// content is its owner's alone: it sends no webhooks) or a missing one.
-pub fn team_org(conn: &mut DbConnection, workspace_id: &str) -> Result<Option<String>, ApiError> {
-    Ok(workspaces::table
-        .find(workspace_id)
+/// The org of a team workspace and its enabled endpoints subscribed to
+/// `event_type`, in one query (the workspace's primary key joined to the
+/// endpoints' `org_id` index): `None` when there are none, for a personal
+/// workspace (its content is its owner's alone: it sends no webhooks) and
+/// for a missing one.
+fn subscribed_in_workspace(
+    conn: &mut DbConnection,
+    workspace_id: &str,
+    event_type: &str,
+) -> Result<Option<(String, Vec<String>)>, ApiError> {
+    let rows: Vec<(String, String, String)> = workspaces::table
+        .inner_join(
+            webhook_endpoints::table.on(webhook_endpoints::org_id.eq(workspaces::org_id)),
+        )
+        .filter(workspaces::id.eq(workspace_id))
         .filter(workspaces::kind.eq("team"))
-        .select(workspaces::org_id)
-        .first(conn)
-        .optional()?)
+        .filter(webhook_endpoints::enabled.eq(true))
+        .select((
+            workspaces::org_id,
+            webhook_endpoints::id,
+            webhook_endpoints::events,
+        ))
+        .load(conn)?;
+    let Some(org_id) = rows.first().map(|r| r.0.clone()) else {
+        return Ok(None);
+    };
+    let ids = subscribed(
+        rows.into_iter().map(|(_, id, ev)| (id, ev)).collect(),
+        event_type,
+    );
+    Ok((!ids.is_empty()).then_some((org_id, ids)))
 }
 
 /// [`emit`] for a change in a workspace: only team workspaces send webhooks.
@@ -580,13 +621,13 @@ pub fn emit_in_workspace(
     event_type: &str,
     mut data: Value,
 ) -> Result<usize, ApiError> {
-    let Some(org_id) = team_org(conn, workspace_id)? else {
+    let Some((_, endpoints)) = subscribed_in_workspace(conn, workspace_id, event_type)? else {
         return Ok(0);
     };
     if let Some(o) = data.as_object_mut() {
         o.insert("workspaceId".into(), json!(workspace_id));
     }
-    emit(conn, &org_id, event_type, data)
+    write_deliveries(conn, &endpoints, event_type, data)
 }
 
 /// The webhook events of the workspace feed's changes (called by
@@ -636,7 +677,9 @@ pub fn document_saved(
         let Some((workspace_id, project_id, title)) = place else {
             return Ok(0);
         };
-        let Some(org_id) = team_org(c, &workspace_id)? else {
+        let Some((org_id, endpoints)) =
+            subscribed_in_workspace(c, &workspace_id, "document.saved")?
+        else {
             return Ok(0);
         };
         let now = now_ms();
@@ -649,9 +692,9 @@ pub fn document_saved(
         if last.is_some_and(|at| now - at < debounce_ms) {
             return Ok(0);
         }
-        let n = emit(
+        let n = write_deliveries(
             c,
-            &org_id,
+            &endpoints,
             "document.saved",
             json!({
                 "id": document_id,
@@ -663,19 +706,22 @@ pub fn document_saved(
                 "savedAt": now,
             }),
         )?;
-        if n > 0 {
-            match last {
-                Some(_) => diesel::update(webhook_debounce::table.find((&org_id, &subject)))
-                    .set(webhook_debounce::last_at.eq(now))
-                    .execute(c)?,
-                None => diesel::insert_into(webhook_debounce::table)
-                    .values((
-                        webhook_debounce::org_id.eq(&org_id),
-                        webhook_debounce::subject.eq(&subject),
-                        webhook_debounce::last_at.eq(now),
-                    ))
-                    .execute(c)?,
-            };
+        // The mark is updated, or written anew when there is none (or
+        // [`prune`] just removed an expired one).
+        let marked = match n > 0 && last.is_some() {
+            true => diesel::update(webhook_debounce::table.find((&org_id, &subject)))
+                .set(webhook_debounce::last_at.eq(now))
+                .execute(c)?,
+            false => 0,
+        };
+        if n > 0 && marked == 0 {
+            diesel::insert_into(webhook_debounce::table)
+                .values((
+                    webhook_debounce::org_id.eq(&org_id),
+                    webhook_debounce::subject.eq(&subject),
+                    webhook_debounce::last_at.eq(now),
+                ))
+                .execute(c)?;
         }
         Ok(n)
     })
@@ -819,6 +865,9 @@ pub fn record_attempt(
                 .set((
                     webhook_deliveries::state.eq(DELIVERED),
                     webhook_deliveries::attempts.eq(attempt),
+                    // A finished delivery's `next_attempt_at` is when it
+                    // finished ([`prune`] counts the retention from it).
+                    webhook_deliveries::next_attempt_at.eq(now),
                     webhook_deliveries::claimed_until.eq(0),
                 ))
                 .execute(c)?;
@@ -891,6 +940,75 @@ pub fn record_attempt(
             }
         }
         Ok(disable)
+    })
+}
+
+/// Most deliveries, and most debounce marks, one [`prune`] removes.
+pub const PRUNE_BATCH: i64 = 500;
+/// Debounce marks are kept this much longer than the debounce window, so
+/// that replicas whose clocks disagree a little do not announce a save twice.
+const DEBOUNCE_SLACK_MS: i64 = 60_000;
+
+/// What one [`prune`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Finished deliveries (their attempts went with them).
+    pub deliveries: usize,
+    /// Expired `document.saved` debounce marks.
+    pub debounce_marks: usize,
+}
+
+/// Removes at most [`PRUNE_BATCH`] finished deliveries — delivered, or
+/// failed for good — that finished more than `retention_ms` ago, with their
+/// attempts (`ON DELETE CASCADE`), and at most as many debounce marks that
+/// no longer debounce anything (older than `debounce_ms`, with some slack).
+/// A pending delivery (new, or waiting for a retry) is never removed, and
+/// neither is one that a redelivery made pending again meanwhile. Both
+/// lookups are index range scans (`webhook_deliveries (state,
+/// next_attempt_at)`, `webhook_debounce (last_at)`).
+pub fn prune(
+    conn: &mut DbConnection,
+    retention_ms: i64,
+    debounce_ms: i64,
+) -> Result<Pruned, ApiError> {
+    let now = now_ms();
+    write_tx(conn, |c| {
+        let expired: Vec<String> = webhook_deliveries::table
+            .filter(webhook_deliveries::state.eq_any([DELIVERED, FAILED]))
+            .filter(webhook_deliveries::next_attempt_at.lt(now.saturating_sub(retention_ms)))
+            .limit(PRUNE_BATCH)
+            .select(webhook_deliveries::id)
+            .load(c)?;
+        let deliveries = match expired.is_empty() {
+            true => 0,
+            false => diesel::delete(
+                webhook_deliveries::table
+                    .filter(webhook_deliveries::id.eq_any(&expired))
+                    .filter(webhook_deliveries::state.ne(PENDING_STATE)),
+            )
+            .execute(c)?,
+        };
+        let cutoff = now
+            .saturating_sub(debounce_ms)
+            .saturating_sub(DEBOUNCE_SLACK_MS);
+        let marks: Vec<(String, String)> = webhook_debounce::table
+            .filter(webhook_debounce::last_at.lt(cutoff))
+            .limit(PRUNE_BATCH)
+            .select((webhook_debounce::org_id, webhook_debounce::subject))
+            .load(c)?;
+        let mut debounce_marks = 0;
+        for (org_id, subject) in &marks {
+            debounce_marks += diesel::delete(
+                webhook_debounce::table
+                    .find((org_id, subject))
+                    .filter(webhook_debounce::last_at.lt(cutoff)),
+            )
+            .execute(c)?;
+        }
+        Ok(Pruned {
+            deliveries,
+            debounce_marks,
+        })
     })
 }
 
