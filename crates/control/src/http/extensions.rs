@@ -64,12 +64,16 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, ext) = path.into_inner();
-    as_admin(&state, user, id, ManageExtensions, move |c, user, org| {
-        match store::delete(c, user.id(), &org.id, &ext)? {
+    as_admin(
+        &state,
+        user,
+        id,
+        ManageExtensions,
+        move |c, user, org| match store::delete(c, user.id(), &org.id, &ext)? {
             true => Ok(()),
             false => Err(ApiError::NotFound("extension")),
-        }
-    })
+        },
+    )
     .await?;
     Ok(HttpResponse::NoContent().finish())
 }
@@ -92,9 +96,13 @@ pub async fn upload(
         return Err(ApiError::WrongMediaType("application/zip"));
     }
     let user_id = user.id().to_string();
-    let org = as_admin(&state, user, id.into_inner(), ManageExtensions, |_, _, org| {
-        Ok(org)
-    })
+    let org = as_admin(
+        &state,
+        user,
+        id.into_inner(),
+        ManageExtensions,
+        |_, _, org| Ok(org),
+    )
     .await?;
     let cap = state.config.extensions_max_bytes;
     let zip = read_body(&req, body, cap).await?;

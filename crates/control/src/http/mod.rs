@@ -75,7 +75,9 @@ pub fn authorize_admin(
     };
     let who = AdminFacts::for_workspace(actor, &f);
     for action in actions {
-        authz::can_admin(*action, &who).into_result().map_err(denied)?;
+        authz::can_admin(*action, &who)
+            .into_result()
+            .map_err(denied)?;
     }
     Ok(())
 }

@@ -63,9 +63,13 @@ pub async fn create(
     let events = store::check_events(&body.events)?;
     let description = store::check_description(body.description.as_deref().unwrap_or(""))?;
     // Who asks is checked before the (slower) name resolution.
-    let org = as_admin(&state, user.clone(), org_id.into_inner(), ManageWebhooks, |_, _, org| {
-        Ok(org)
-    })
+    let org = as_admin(
+        &state,
+        user.clone(),
+        org_id.into_inner(),
+        ManageWebhooks,
+        |_, _, org| Ok(org),
+    )
     .await?;
     crate::webhooks::check_target(&url, state.config.webhook_allow_private).await?;
     let id = crypto::new_id();
@@ -94,9 +98,13 @@ pub async fn list(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<WebhookEndpoint>>, ApiError> {
     let page = page.check()?;
-    let items = as_admin(&state, user, org_id.into_inner(), ManageWebhooks, move |c, _, org| {
-        store::list(c, &org.id, &page)
-    })
+    let items = as_admin(
+        &state,
+        user,
+        org_id.into_inner(),
+        ManageWebhooks,
+        move |c, _, org| store::list(c, &org.id, &page),
+    )
     .await?;
     Ok(web::Json(items))
 }

@@ -592,9 +592,7 @@ fn subscribed_in_workspace(
     event_type: &str,
 ) -> Result<Option<(String, Vec<String>)>, ApiError> {
     let rows: Vec<(String, String, String)> = workspaces::table
-        .inner_join(
-            webhook_endpoints::table.on(webhook_endpoints::org_id.eq(workspaces::org_id)),
-        )
+        .inner_join(webhook_endpoints::table.on(webhook_endpoints::org_id.eq(workspaces::org_id)))
         .filter(workspaces::id.eq(workspace_id))
         .filter(workspaces::kind.eq("team"))
         .filter(webhook_endpoints::enabled.eq(true))
