@@ -465,7 +465,7 @@ async fn installs_enables_and_serves(backend: Backend) {
         StatusCode::NOT_FOUND
     );
     // Not in another workspace where it is not enabled.
-    let personal = app.workspace(&owner, "personal").await;
+    let personal = app.workspace(owner, "personal").await;
     assert_eq!(
         get_file(&app, &owner.token, &personal, "dist/main.js", None)
             .await
