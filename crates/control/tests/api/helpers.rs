@@ -169,6 +169,13 @@ impl TestApp {
         .await
     }
 
+    /// `PATCH path` by `by`, asserting a 200; the answer's body.
+    pub async fn patch_ok(&self, path: &str, by: &TestUser, body: Value) -> Value {
+        let a = self.patch(path, &by.token, body).await;
+        assert_eq!(a.status, StatusCode::OK, "PATCH {path}: {}", a.body);
+        a.body
+    }
+
     /// Asserts that each of `actions` is in the org's audit log, done by `by`.
     pub async fn assert_audited(&self, org: &str, by: &TestUser, actions: &[&str]) {
         let log = self.audit_actions(org, &by.token).await;

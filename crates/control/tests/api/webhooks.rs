@@ -289,16 +289,15 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
 
     // Change it; disable and enable.
     let a = app
-        .patch(
+        .patch_ok(
             &format!("{base}/{id}"),
-            &o.owner.token,
+            &o.owner,
             json!({ "events": ["file.uploaded"], "description": "files", "enabled": false }),
         )
         .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.body["events"], json!(["file.uploaded"]));
-    assert_eq!(a.body["enabled"], false);
-    assert_eq!(a.body["disabledReason"], "manual");
+    assert_eq!(a["events"], json!(["file.uploaded"]));
+    assert_eq!(a["enabled"], false);
+    assert_eq!(a["disabledReason"], "manual");
     let a = app
         .patch(
             &format!("{base}/{id}"),
@@ -672,22 +671,14 @@ async fn every_event_type_is_delivered(backend: Backend) {
         .await;
 
     let members = format!("/projects/{}/members", o.project);
-    let a = app
-        .post(
-            &members,
-            &o.owner.token,
-            json!({ "userId": colleague.id, "role": "viewer" }),
-        )
-        .await;
+    let a = app.grant(&members, &o.owner, &colleague.id, "viewer").await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    let a = app
-        .patch(
-            &format!("{members}/{}", colleague.id),
-            &o.owner.token,
-            json!({ "role": "editor" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    app.patch_ok(
+        &format!("{members}/{}", colleague.id),
+        &o.owner,
+        json!({ "role": "editor" }),
+    )
+    .await;
     let a = app
         .delete(&format!("{members}/{}", colleague.id), &o.owner.token)
         .await;
@@ -705,14 +696,12 @@ async fn every_event_type_is_delivered(backend: Backend) {
     let c = crate::conversations::conversation(&app, &o.owner, &o.project, "Chat").await;
     crate::conversations::say(&app, &o.owner, &c, "hi there").await;
     let file = crate::files::upload(&app, &o.owner, &o.team, "a.txt", b"some bytes").await;
-    let a = app
-        .patch(
-            &format!("/orgs/{}", o.id),
-            &o.owner.token,
-            json!({ "joinPolicy": "approval" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    app.patch_ok(
+        &format!("/orgs/{}", o.id),
+        &o.owner,
+        json!({ "joinPolicy": "approval" }),
+    )
+    .await;
 
     let got = rx.wait_for(all.len()).await;
     // Give a stray extra event (a second save, the personal document) a moment to show up.
@@ -848,10 +837,14 @@ async fn finished_deliveries_are_pruned_after_the_retention(backend: Backend) {
 
 async fn an_endpoint_made_on_one_replica_gets_the_events_of_another(backend: Backend) {
     let a = fast_app(backend).await;
+    // Replicas of one deployment share its settings key (which seals the
+    // signing secrets).
+    let key = a.state.config.settings_key.clone();
     let b = a
         .replica(|c| {
             c.webhook_retry_scale = 0.0002;
             c.outbox_poll_ms = 20;
+            c.settings_key = key;
         })
         .await;
     let rx = Receiver::start(vec![]).await;
@@ -864,14 +857,12 @@ async fn an_endpoint_made_on_one_replica_gets_the_events_of_another(backend: Bac
     let doc = b
         .create_resource(&o.owner, &o.project, "documents", "After")
         .await;
-    let patch = b
-        .patch(
-            &format!("/orgs/{}", o.id),
-            &o.owner.token,
-            json!({ "name": "Renamed" }),
-        )
-        .await;
-    assert_eq!(patch.status, StatusCode::OK, "{}", patch.body);
+    b.patch_ok(
+        &format!("/orgs/{}", o.id),
+        &o.owner,
+        json!({ "name": "Renamed" }),
+    )
+    .await;
     let got = rx.wait_for(2).await;
     let mut bodies: Vec<Value> = got
         .iter()
@@ -883,14 +874,12 @@ async fn an_endpoint_made_on_one_replica_gets_the_events_of_another(backend: Bac
     assert_eq!(bodies[1]["type"], "org.updated");
     assert_eq!(bodies[1]["data"]["name"], "Renamed");
     // Disabled on A: B sends it nothing more.
-    let off = a
-        .patch(
-            &format!("/orgs/{}/webhooks/{id}", o.id),
-            &o.owner.token,
-            json!({ "enabled": false }),
-        )
-        .await;
-    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    a.patch_ok(
+        &format!("/orgs/{}/webhooks/{id}", o.id),
+        &o.owner,
+        json!({ "enabled": false }),
+    )
+    .await;
     b.create_resource(&o.owner, &o.project, "documents", "Later")
         .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -928,14 +917,12 @@ async fn joining_by_domain_announces_the_new_member(backend: Backend) {
     assert_eq!(feed(&max.id), vec!["member.created".to_string()]);
 
     // `approval`: the request adds nobody; the owner's acceptance does.
-    let a = app
-        .patch(
-            &format!("/orgs/{}", o.id),
-            &o.owner.token,
-            json!({ "joinPolicy": "approval" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    app.patch_ok(
+        &format!("/orgs/{}", o.id),
+        &o.owner,
+        json!({ "joinPolicy": "approval" }),
+    )
+    .await;
     let ann = app.signup("ann@hooks-join.dev", "Ann").await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.got().len(), 1, "{:?}", rx.got());
