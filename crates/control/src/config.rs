@@ -174,6 +174,13 @@ pub struct ControlConfig {
     )]
     pub webhook_save_debounce_ms: u64,
 
+    /// Finished webhook deliveries (delivered, or failed for good) are kept
+    /// this many days, with their attempts, then pruned by the dispatcher.
+    /// Fractions are allowed (`0.5` is 12 hours); pending deliveries are
+    /// never pruned.
+    #[arg(long, env = "TANDEM_WEBHOOK_RETENTION_DAYS", default_value_t = 30.0)]
+    pub webhook_retention_days: f64,
+
     /// A user counts as present in a conversation for this long after a heartbeat.
     #[arg(long, env = "TANDEM_PRESENCE_WINDOW_MS", default_value_t = 30_000)]
     pub presence_window_ms: u64,
@@ -387,6 +394,7 @@ impl ControlConfig {
             webhook_retry_scale: 1.0,
             webhook_concurrency: 8,
             webhook_save_debounce_ms: 60_000,
+            webhook_retention_days: 30.0,
             presence_window_ms: 30_000,
             chat_poll_ms: 200,
             max_chat_message_bytes: 1024 * 1024,

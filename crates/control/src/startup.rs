@@ -45,6 +45,10 @@ impl Application {
             config.public_url = format!("http://{}:{port}", config.listen.ip());
         }
         check_jwt_settings(&config)?;
+        anyhow::ensure!(
+            config.webhook_retention_days.is_finite() && config.webhook_retention_days >= 0.0,
+            "TANDEM_WEBHOOK_RETENTION_DAYS must be a number of days, 0 or more"
+        );
         let trusted_proxies =
             crate::http::client_ip::TrustedProxies::parse(&config.trusted_proxies)
                 .map_err(|e| anyhow::anyhow!("TANDEM_TRUSTED_PROXIES: {e}"))?;

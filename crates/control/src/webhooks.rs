@@ -16,6 +16,7 @@
 //! answer that changed since creation cannot point an attempt inward.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -183,6 +184,42 @@ fn lease_ms(state: &AppState) -> i64 {
         .saturating_add(30_000)
 }
 
+/// The dispatcher prunes once at start and then once per this many
+/// recorded attempts (as the workspace feed prunes once per 64 events):
+/// each prune removes at most `PRUNE_BATCH` deliveries, more than this many
+/// attempts can have finished, so the tables cannot outgrow it.
+pub const PRUNE_EVERY: u64 = 64;
+
+/// `TANDEM_WEBHOOK_RETENTION_DAYS` in milliseconds.
+fn retention_ms(state: &AppState) -> i64 {
+    let ms = state.config.webhook_retention_days * 86_400_000.0;
+    if ms.is_finite() {
+        (ms.max(0.0).min(i64::MAX as f64 / 2.0)) as i64
+    } else {
+        i64::MAX / 2
+    }
+}
+
+/// Removes one batch of finished deliveries past the retention and of
+/// expired `document.saved` debounce marks ([`store::prune`]).
+pub async fn prune(state: &AppState) -> Result<store::Pruned, ApiError> {
+    let retention = retention_ms(state);
+    let debounce = i64::try_from(state.config.webhook_save_debounce_ms).unwrap_or(i64::MAX / 2);
+    let pruned = state
+        .db(move |c| store::prune(c, retention, debounce))
+        .await?;
+    if pruned != store::Pruned::default() {
+        tracing::debug!(?pruned, "old webhook deliveries pruned");
+    }
+    Ok(pruned)
+}
+
+async fn prune_logged(state: &AppState) {
+    if let Err(e) = prune(state).await {
+        tracing::warn!(error = %e, "cannot prune old webhook deliveries; will retry");
+    }
+}
+
 /// Delivers due webhooks until shutdown, at most `TANDEM_WEBHOOK_CONCURRENCY`
 /// attempts at once: woken when deliveries are written here or an attempt
 /// ends, and every `TANDEM_OUTBOX_POLL_MS` for those written by other
@@ -192,6 +229,8 @@ pub async fn dispatch(state: Arc<AppState>) {
     let slots = Arc::new(tokio::sync::Semaphore::new(
         state.config.webhook_concurrency.max(1),
     ));
+    let recorded = Arc::new(AtomicU64::new(0));
+    prune_logged(&state).await;
     loop {
         let woken = state.webhook_wake.notified();
         loop {
@@ -201,9 +240,13 @@ pub async fn dispatch(state: Arc<AppState>) {
             let lease = lease_ms(&state);
             match state.db(move |c| store::claim_one(c, lease)).await {
                 Ok(Some(claimed)) => {
-                    let state = state.clone();
+                    let (state, recorded) = (state.clone(), recorded.clone());
                     tokio::spawn(async move {
                         attempt(&state, claimed).await;
+                        if recorded.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == PRUNE_EVERY - 1
+                        {
+                            prune_logged(&state).await;
+                        }
                         drop(permit);
                         state.webhook_wake.notify_waiters();
                     });

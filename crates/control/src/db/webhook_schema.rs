@@ -64,3 +64,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webhook_attempts,
     webhook_debounce
 );
+
+// `emit_in_workspace` finds a team workspace's org and its endpoints in one query.
+use super::schema::workspaces;
+diesel::allow_tables_to_appear_in_same_query!(webhook_endpoints, workspaces);

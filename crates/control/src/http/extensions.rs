@@ -1,5 +1,6 @@
 //! Org extensions: `GET/POST /orgs/{id}/extensions` (list; upload a zip,
-//! owners), `GET/DELETE /orgs/{id}/extensions/{ext}`; per workspace:
+//! owners), `GET/DELETE /orgs/{id}/extensions/{ext}`, decided by the admin
+//! policy (`View`, `ManageExtensions`); per workspace:
 //! `GET /workspaces/{id}/extensions` (enabled ones, members),
 //! `PUT /workspaces/{id}/extensions/{ext}` `{enabled, settings}` (workspace
 //! owners), `GET /workspaces/{id}/extensions/{ext}/files/{path}` (members,
@@ -11,7 +12,9 @@ use futures_util::StreamExt;
 use tandem_protocol::extensions::{Extension, SetWorkspaceExtension, WorkspaceExtension};
 use tandem_protocol::http::Page;
 
-use super::{authorize, load, orgs};
+use super::orgs::as_admin;
+use super::{authorize, authorize_admin, load};
+use crate::authz::AdminAction::{ManageExtensions, View};
 use crate::authz::{Action, ResourceKind};
 use crate::error::ApiError;
 use crate::extensions::{self, Limits};
@@ -34,12 +37,10 @@ pub async fn list(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<Extension>>, ApiError> {
     let page = page.check()?;
-    let (rows, next_cursor) = state
-        .db(move |c| {
-            let org = orgs::authorized(c, &user, &id, Action::Read)?;
-            store::list(c, &org.id, &page)
-        })
-        .await?;
+    let (rows, next_cursor) = as_admin(&state, user, id.into_inner(), View, move |c, _, org| {
+        store::list(c, &org.id, &page)
+    })
+    .await?;
     let items = rows.iter().map(store::ExtensionRow::to_dto).collect();
     Ok(web::Json(Page { items, next_cursor }))
 }
@@ -50,12 +51,10 @@ pub async fn get(
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<Extension>, ApiError> {
     let (id, ext) = path.into_inner();
-    let row = state
-        .db(move |c| {
-            let org = orgs::authorized(c, &user, &id, Action::Read)?;
-            store::get(c, &org.id, &ext)?.ok_or(ApiError::NotFound("extension"))
-        })
-        .await?;
+    let row = as_admin(&state, user, id, View, move |c, _, org| {
+        store::get(c, &org.id, &ext)?.ok_or(ApiError::NotFound("extension"))
+    })
+    .await?;
     Ok(web::Json(row.to_dto()))
 }
 
@@ -65,15 +64,17 @@ pub async fn delete(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (id, ext) = path.into_inner();
-    state
-        .db(move |c| {
-            let org = orgs::authorized(c, &user, &id, Action::Update)?;
-            match store::delete(c, user.id(), &org.id, &ext)? {
-                true => Ok(()),
-                false => Err(ApiError::NotFound("extension")),
-            }
-        })
-        .await?;
+    as_admin(
+        &state,
+        user,
+        id,
+        ManageExtensions,
+        move |c, user, org| match store::delete(c, user.id(), &org.id, &ext)? {
+            true => Ok(()),
+            false => Err(ApiError::NotFound("extension")),
+        },
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -94,10 +95,15 @@ pub async fn upload(
     if !is_zip {
         return Err(ApiError::WrongMediaType("application/zip"));
     }
-    let (user_id, org_user) = (user.id().to_string(), user);
-    let org = state
-        .db(move |c| orgs::authorized(c, &org_user, &id, Action::Update))
-        .await?;
+    let user_id = user.id().to_string();
+    let org = as_admin(
+        &state,
+        user,
+        id.into_inner(),
+        ManageExtensions,
+        |_, _, org| Ok(org),
+    )
+    .await?;
     let cap = state.config.extensions_max_bytes;
     let zip = read_body(&req, body, cap).await?;
     let limits = Limits {
@@ -168,8 +174,8 @@ pub async fn workspace_list(
 }
 
 /// Enables or disables an extension of the workspace's org in the
-/// workspace. Workspace owners only: `can()`'s owner-level workspace action
-/// (`ManageMembers`) decides.
+/// workspace: the admin policy's `ManageExtensions` on the workspace decides
+/// (its owners).
 pub async fn set(
     state: State,
     user: AuthUser,
@@ -181,14 +187,7 @@ pub async fn set(
     let out = state
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
-            let actor = user.actor();
-            authorize(
-                c,
-                &actor,
-                Action::ManageMembers,
-                ResourceKind::Workspace,
-                &chain,
-            )?;
+            authorize_admin(c, &user.actor(), &[ManageExtensions], &chain)?;
             let ws = &chain.workspace;
             let ext = store::get(c, &ws.org_id, &ext_id)?.ok_or(ApiError::NotFound("extension"))?;
             let row =

@@ -40,7 +40,7 @@ use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::{web, HttpRequest};
 use tandem_protocol::http::Role;
 
-use crate::authz::{self, Action, Actor, ResourceKind};
+use crate::authz::{self, Action, Actor, AdminAction, AdminFacts, ResourceKind};
 use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::store::{facts, Chain};
@@ -58,6 +58,28 @@ pub fn authorize(
     authz::can(actor, action, kind, &facts)
         .into_result()
         .map_err(|d| ApiError::denied(d, noun(kind)))
+}
+
+/// Loads the actor's facts for the workspace of `chain` and asks the admin
+/// policy (`can_admin`) whether they may do each of `actions` there:
+/// outsiders 404, those without the role 403.
+pub fn authorize_admin(
+    c: &mut DbConnection,
+    actor: &Actor,
+    actions: &[AdminAction],
+    chain: &Chain,
+) -> Result<(), ApiError> {
+    let denied = |d| ApiError::denied(d, "workspace");
+    let authz::Facts::Chain(f) = facts::for_chain(c, &actor.user_id, chain)? else {
+        return Err(denied(authz::Denial::NotFound));
+    };
+    let who = AdminFacts::for_workspace(actor, &f);
+    for action in actions {
+        authz::can_admin(*action, &who)
+            .into_result()
+            .map_err(denied)?;
+    }
+    Ok(())
 }
 
 fn noun(kind: ResourceKind) -> &'static str {

@@ -16,7 +16,7 @@ use crate::db::DbConnection;
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
-use crate::state::State;
+use crate::state::{AppState, State};
 use crate::store::{accounts, admin, joining, OrgRow};
 use crate::validate;
 
@@ -50,6 +50,28 @@ pub fn admin_authorized(
         .into_result()
         .map_err(|d| ApiError::denied(d, "org"))?;
     Ok(org)
+}
+
+/// Runs `f` with the org in one database job once the admin policy lets the
+/// user do `action` there (outsiders 404, members without the role 403): the
+/// preamble of the org admin handlers (webhooks, extensions).
+pub async fn as_admin<T, F>(
+    state: &AppState,
+    user: AuthUser,
+    org_id: String,
+    action: AdminAction,
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection, &AuthUser, OrgRow) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    state
+        .db(move |c| {
+            let org = admin_authorized(c, &user, &org_id, action)?;
+            f(c, &user, org)
+        })
+        .await
 }
 
 pub async fn get(

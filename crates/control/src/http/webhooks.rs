@@ -1,4 +1,5 @@
-//! Webhooks of an organization (owners; members get 403, outsiders 404):
+//! Webhooks of an organization (the admin policy's `ManageWebhooks`:
+//! owners; members get 403, outsiders 404):
 //! `POST|GET /orgs/{id}/webhooks`, `GET|PATCH|DELETE
 //! /orgs/{id}/webhooks/{hookId}`, `POST …/rotate-secret`, `GET
 //! …/deliveries`, `POST …/deliveries/{deliveryId}/redeliver`. The signing
@@ -10,7 +11,8 @@ use tandem_protocol::webhooks::{
     CreateWebhook, CreatedWebhook, UpdateWebhook, WebhookDelivery, WebhookEndpoint, WebhookSecret,
 };
 
-use crate::authz::{self, Action, OrgFacts};
+use super::orgs::as_admin;
+use crate::authz::AdminAction::ManageWebhooks;
 use crate::crypto;
 use crate::db::DbConnection;
 use crate::error::ApiError;
@@ -18,29 +20,24 @@ use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
 use crate::state::{AppState, State};
 use crate::store::webhooks::{self as store, EndpointRow, NewEndpoint};
-use crate::store::{accounts, OrgRow};
 
-/// The org, when `can()` lets the user manage it (`Update`: owners).
-fn owned_org(c: &mut DbConnection, user: &AuthUser, org_id: &str) -> Result<OrgRow, ApiError> {
-    let org = accounts::org_by_id(c, org_id)?.ok_or(ApiError::NotFound("org"))?;
-    let facts = OrgFacts {
-        org_id: org.id.clone(),
-    };
-    authz::can_org(&user.actor(), Action::Update, &facts)
-        .into_result()
-        .map_err(|d| ApiError::denied(d, "org"))?;
-    Ok(org)
-}
-
-/// An endpoint of an org the user owns.
-fn owned_hook(
-    c: &mut DbConnection,
-    user: &AuthUser,
-    org_id: &str,
-    hook_id: &str,
-) -> Result<EndpointRow, ApiError> {
-    let org = owned_org(c, user, org_id)?;
-    store::get(c, &org.id, hook_id)
+/// Runs `f` with endpoint `hook_id` of the org once the admin policy lets
+/// the user manage the org's webhooks.
+async fn with_hook<T, F>(
+    state: &AppState,
+    user: AuthUser,
+    (org_id, hook_id): (String, String),
+    f: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut DbConnection, &AuthUser, EndpointRow) -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    as_admin(state, user, org_id, ManageWebhooks, move |c, user, org| {
+        let hook = store::get(c, &org.id, &hook_id)?;
+        f(c, user, hook)
+    })
+    .await
 }
 
 /// A fresh secret and its sealed form for endpoint `id`.
@@ -66,8 +63,14 @@ pub async fn create(
     let events = store::check_events(&body.events)?;
     let description = store::check_description(body.description.as_deref().unwrap_or(""))?;
     // Who asks is checked before the (slower) name resolution.
-    let (org_id, u) = (org_id.into_inner(), user.clone());
-    let org = state.db(move |c| owned_org(c, &u, &org_id)).await?;
+    let org = as_admin(
+        &state,
+        user.clone(),
+        org_id.into_inner(),
+        ManageWebhooks,
+        |_, _, org| Ok(org),
+    )
+    .await?;
     crate::webhooks::check_target(&url, state.config.webhook_allow_private).await?;
     let id = crypto::new_id();
     let (secret, sealed, key_id) = new_secret(&state, &id)?;
@@ -95,12 +98,14 @@ pub async fn list(
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<WebhookEndpoint>>, ApiError> {
     let page = page.check()?;
-    let items = state
-        .db(move |c| {
-            let org = owned_org(c, &user, &org_id)?;
-            store::list(c, &org.id, &page)
-        })
-        .await?;
+    let items = as_admin(
+        &state,
+        user,
+        org_id.into_inner(),
+        ManageWebhooks,
+        move |c, _, org| store::list(c, &org.id, &page),
+    )
+    .await?;
     Ok(web::Json(items))
 }
 
@@ -109,10 +114,7 @@ pub async fn get(
     user: AuthUser,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<WebhookEndpoint>, ApiError> {
-    let (org_id, hook_id) = path.into_inner();
-    let row = state
-        .db(move |c| owned_hook(c, &user, &org_id, &hook_id))
-        .await?;
+    let row = with_hook(&state, user, path.into_inner(), |_, _, hook| Ok(hook)).await?;
     Ok(web::Json(row.to_dto()))
 }
 
@@ -131,8 +133,8 @@ pub async fn update(
     if let Some(d) = &change.description {
         change.description = Some(store::check_description(d)?);
     }
-    let (o, h, u) = (org_id.clone(), hook_id.clone(), user.clone());
-    state.db(move |c| owned_hook(c, &u, &o, &h)).await?;
+    let ids = (org_id.clone(), hook_id.clone());
+    with_hook(&state, user.clone(), ids, |_, _, _| Ok(())).await?;
     if let Some(url) = url {
         crate::webhooks::check_target(&url, state.config.webhook_allow_private).await?;
         change.url = Some(url.to_string());
@@ -148,13 +150,10 @@ pub async fn delete(
     user: AuthUser,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
-    let (org_id, hook_id) = path.into_inner();
-    state
-        .db(move |c| {
-            let hook = owned_hook(c, &user, &org_id, &hook_id)?;
-            store::delete(c, user.id(), &hook.org_id, &hook.id)
-        })
-        .await?;
+    with_hook(&state, user, path.into_inner(), |c, user, hook| {
+        store::delete(c, user.id(), &hook.org_id, &hook.id)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -163,14 +162,12 @@ pub async fn rotate_secret(
     user: AuthUser,
     path: web::Path<(String, String)>,
 ) -> Result<web::Json<WebhookSecret>, ApiError> {
-    let (org_id, hook_id) = path.into_inner();
-    let (secret, sealed, key_id) = new_secret(&state, &hook_id)?;
-    state
-        .db(move |c| {
-            let hook = owned_hook(c, &user, &org_id, &hook_id)?;
-            store::set_secret(c, user.id(), &hook.org_id, &hook.id, &sealed, &key_id)
-        })
-        .await?;
+    let ids = path.into_inner();
+    let (secret, sealed, key_id) = new_secret(&state, &ids.1)?;
+    with_hook(&state, user, ids, move |c, user, hook| {
+        store::set_secret(c, user.id(), &hook.org_id, &hook.id, &sealed, &key_id)
+    })
+    .await?;
     Ok(web::Json(WebhookSecret { secret }))
 }
 
@@ -180,14 +177,11 @@ pub async fn deliveries(
     path: web::Path<(String, String)>,
     page: web::Query<PageQuery>,
 ) -> Result<web::Json<Page<WebhookDelivery>>, ApiError> {
-    let (org_id, hook_id) = path.into_inner();
     let page = page.check()?;
-    let items = state
-        .db(move |c| {
-            let hook = owned_hook(c, &user, &org_id, &hook_id)?;
-            store::deliveries(c, &hook.id, &page)
-        })
-        .await?;
+    let items = with_hook(&state, user, path.into_inner(), move |c, _, hook| {
+        store::deliveries(c, &hook.id, &page)
+    })
+    .await?;
     Ok(web::Json(items))
 }
 
@@ -197,11 +191,9 @@ pub async fn redeliver(
     path: web::Path<(String, String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (org_id, hook_id, delivery_id) = path.into_inner();
-    let delivery = state
-        .db(move |c| {
-            let hook = owned_hook(c, &user, &org_id, &hook_id)?;
-            store::redeliver(c, &hook, &delivery_id)
-        })
-        .await?;
+    let delivery = with_hook(&state, user, (org_id, hook_id), move |c, _, hook| {
+        store::redeliver(c, &hook, &delivery_id)
+    })
+    .await?;
     Ok(HttpResponse::Accepted().json(delivery))
 }

@@ -5,13 +5,13 @@ use actix_web::{web, HttpResponse};
 use tandem_protocol::admin::{UpdateWorkspace, WorkspaceSettings};
 use tandem_protocol::http::{CreateProject, Page, Project, WorkspaceSummary};
 
-use super::{authorize, load};
-use crate::authz::{self, Action, AdminAction, AdminFacts, Facts, ResourceKind};
+use super::{authorize, authorize_admin, load};
+use crate::authz::{Action, AdminAction, ResourceKind};
 use crate::error::ApiError;
 use crate::http::extract::AuthUser;
 use crate::page::PageQuery;
 use crate::state::State;
-use crate::store::{admin, facts, projects, workspaces};
+use crate::store::{admin, projects, workspaces};
 use crate::validate;
 
 pub async fn list(
@@ -83,18 +83,10 @@ pub async fn update(
     let settings = state
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
-            let Facts::Chain(f) = facts::for_chain(c, user.id(), &chain)? else {
-                return Err(ApiError::NotFound("workspace"));
-            };
-            let who = AdminFacts::for_workspace(&user.actor(), &f);
             let mut needed = vec![AdminAction::View];
             needed.extend(name.as_ref().map(|_| AdminAction::ManageSettings));
             needed.extend(guest_access.map(|_| AdminAction::ManageGuestAccess));
-            for action in needed {
-                authz::can_admin(action, &who)
-                    .into_result()
-                    .map_err(|d| ApiError::denied(d, "workspace"))?;
-            }
+            authorize_admin(c, &user.actor(), &needed, &chain)?;
             admin::update_workspace(c, user.id(), &chain.workspace, name, guest_access)
         })
         .await?;

@@ -10,7 +10,7 @@
 //! personal workspace along and drops the solo org.
 
 use diesel::prelude::*;
-use tandem_protocol::http::{OrgRole, WorkspaceType};
+use tandem_protocol::http::{OrgRole, Role, WorkspaceType};
 use tandem_protocol::identity::{JoinPolicy, JoinRequest, OrgDetails};
 
 use super::accounts::{insert_workspace, org_name_from_domain, retrying, user_by_id, TxError};
@@ -73,6 +73,7 @@ pub fn place_verified(c: &mut DbConnection, user: &UserRow) -> Result<Placement,
         Some(org) => match org.join_policy() {
             JoinPolicy::Auto => {
                 move_into(c, user, &org.id, OrgRole::Member)?;
+                announce_joined(c, &user.id, &org.id)?;
                 Placement::Joined
             }
             JoinPolicy::Approval => {
@@ -124,6 +125,29 @@ fn move_into(
     .execute(c)?;
     diesel::delete(org_join_requests::table.filter(org_join_requests::user_id.eq(&user.id)))
         .execute(c)?;
+    Ok(())
+}
+
+/// Announces a new org member, as an accepted invite is announced:
+/// `member.added` (the workspace feed's `member.created`, and the org's
+/// webhooks) in each team workspace of the org, where a member is an editor.
+/// Call in the transaction that moved them in.
+fn announce_joined(c: &mut DbConnection, user_id: &str, org_id: &str) -> Result<(), ApiError> {
+    let teams: Vec<String> = workspaces::table
+        .filter(workspaces::org_id.eq(org_id))
+        .filter(workspaces::kind.eq(WorkspaceType::Team.as_str()))
+        .select(workspaces::id)
+        .load(c)?;
+    for team in teams {
+        super::members::announce(
+            c,
+            super::workspace_events::Op::Created,
+            "workspace",
+            &team,
+            user_id,
+            Some(Role::Editor),
+        )?;
+    }
     Ok(())
 }
 
@@ -223,6 +247,7 @@ pub fn decide(
         if accept {
             let user = user_by_id(c, user_id)?.ok_or(ApiError::NotFound("join request"))?;
             move_into(c, &user, org_id, OrgRole::Member)?;
+            announce_joined(c, user_id, org_id)?;
         }
         let action = if accept {
             "join_request.accept"

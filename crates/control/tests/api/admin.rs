@@ -40,13 +40,6 @@ fn try_sql(app: &TestApp, statement: &str) -> Result<(), String> {
     }
 }
 
-async fn org_of(app: &TestApp, u: &TestUser) -> String {
-    app.session(u).await["user"]["orgId"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 /// Every audit entry of the org, newest first, read page by page.
 async fn audit_all(app: &TestApp, who: &TestUser, org: &str, filter: &str) -> Vec<Value> {
     let mut out = Vec::new();
@@ -92,8 +85,8 @@ async fn admin_policy_settings_and_audit(backend: Backend) {
     let member = app.signup("max@acme.dev", "Max").await;
     let leaver = app.signup("lea@acme.dev", "Lea").await;
     let guest = app.signup("gus@other.dev", "Gus").await;
-    let org = org_of(&app, &owner).await;
-    assert_eq!(org_of(&app, &member).await, org);
+    let org = app.org_of(&owner).await;
+    assert_eq!(app.org_of(&member).await, org);
     let team = app.workspace(&owner, "team").await;
     let project = app.create_project(&owner, &team, "Plans").await;
     let doc = app
@@ -172,13 +165,7 @@ async fn admin_policy_settings_and_audit(backend: Backend) {
 
     // Grants on a project: a guest (another org) as editor, then viewer.
     let pm = format!("/projects/{project}/members");
-    let add = app
-        .post(
-            &pm,
-            &owner.token,
-            json!({"userId": guest.id, "role": "editor"}),
-        )
-        .await;
+    let add = app.grant(&pm, &owner, &guest.id, "editor").await;
     assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
     let set = app
         .patch(
@@ -188,13 +175,7 @@ async fn admin_policy_settings_and_audit(backend: Backend) {
         )
         .await;
     assert_eq!(set.status, StatusCode::OK, "{}", set.body);
-    let add = app
-        .post(
-            &pm,
-            &owner.token,
-            json!({"userId": leaver.id, "role": "editor"}),
-        )
-        .await;
+    let add = app.grant(&pm, &owner, &leaver.id, "editor").await;
     assert_eq!(add.status, StatusCode::CREATED);
 
     // An invite, revoked.
@@ -239,13 +220,7 @@ async fn admin_policy_settings_and_audit(backend: Backend) {
     assert_eq!(role.body["role"], "viewer", "{}", role.body);
     // Above viewer is refused with a clear code; viewer is fine.
     let dm = format!("/documents/{doc}/members");
-    let refused = app
-        .post(
-            &dm,
-            &owner.token,
-            json!({"userId": guest.id, "role": "editor"}),
-        )
-        .await;
+    let refused = app.grant(&dm, &owner, &guest.id, "editor").await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
     assert_eq!(refused.code(), "guest_access_denied");
     let up = app
@@ -256,13 +231,7 @@ async fn admin_policy_settings_and_audit(backend: Backend) {
         )
         .await;
     assert_eq!(up.code(), "guest_access_denied");
-    let ok = app
-        .post(
-            &dm,
-            &owner.token,
-            json!({"userId": guest.id, "role": "viewer"}),
-        )
-        .await;
+    let ok = app.grant(&dm, &owner, &guest.id, "viewer").await;
     assert_eq!(ok.status, StatusCode::CREATED, "{}", ok.body);
 
     // Share links: with `view` a guest reads through the link but cannot
@@ -523,7 +492,7 @@ async fn admin_policy_settings_and_audit(backend: Backend) {
 async fn tampering_is_found_and_triggers_refuse_changes(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.signup("olga@tamper.dev", "Olga").await;
-    let org = org_of(&app, &owner).await;
+    let org = app.org_of(&owner).await;
     for n in 1..=5 {
         let a = app
             .patch(
@@ -619,7 +588,7 @@ async fn tampering_is_found_and_triggers_refuse_changes(backend: Backend) {
 async fn concurrent_appends_keep_one_chain(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.signup("olga@busy.dev", "Olga").await;
-    let org = org_of(&app, &owner).await;
+    let org = app.org_of(&owner).await;
     let calls = (0..24).map(|n| {
         let app = &app;
         let owner = &owner;

@@ -350,12 +350,7 @@ async fn access_changes_reach_the_feed(backend: Backend) {
 
     // A waiting poll is answered as soon as a member is removed.
     let members = format!("/documents/{doc}/members");
-    app.post(
-        &members,
-        &owner.token,
-        json!({"userId": guest.id, "role": "editor"}),
-    )
-    .await;
+    app.grant(&members, &owner, &guest.id, "editor").await;
     let after_add = app
         .get(
             &format!("/collaboration/events?after={cursor}&timeoutMs=50"),

@@ -11,7 +11,7 @@ use zip::write::SimpleFileOptions;
 use zip::CompressionMethod;
 
 use crate::both_backends;
-use crate::helpers::{Answer, Backend, TestApp, TestUser};
+use crate::helpers::{Answer, Backend, TestApp};
 
 fn deflated() -> SimpleFileOptions {
     SimpleFileOptions::default().compression_method(CompressionMethod::Deflated)
@@ -117,17 +117,10 @@ async fn upload_as(app: &TestApp, token: &str, org: &str, zip: Vec<u8>, ct: &str
     }
 }
 
-async fn org_of(app: &TestApp, user: &TestUser) -> String {
-    app.session(user).await["user"]["orgId"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn refuses_malicious_archives(backend: Backend) {
     let app = TestApp::spawn_with(backend, |c| c.extensions_max_unpacked_bytes = 1024 * 1024).await;
     let owner = app.signup("owner@zips.test", "Owner").await;
-    let org = org_of(&app, &owner).await;
+    let org = app.org_of(&owner).await;
     let js: &[u8] = b"1";
     let m = manifest("1.0.0", "main.js");
     let with = |name: &'static str| {
@@ -345,12 +338,11 @@ async fn get_file(
 
 async fn installs_enables_and_serves(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let owner = app.signup("owner@acme.test", "Owner").await;
+    let o = app.org("owner@acme.test", "Owner").await;
+    let (owner, org, ws) = (&o.owner, o.id.clone(), o.team.clone());
     let member = app.signup("member@acme.test", "Member").await;
     let outsider = app.signup("someone@other.test", "Outsider").await;
-    let org = org_of(&app, &owner).await;
-    assert_eq!(org_of(&app, &member).await, org);
-    let ws = app.workspace(&owner, "team").await;
+    assert_eq!(app.org_of(&member).await, org);
 
     // Only the org's owners install; outsiders do not see the org.
     let a = upload(&app, &member.token, &org, good_zip("1.0.0")).await;
@@ -473,7 +465,7 @@ async fn installs_enables_and_serves(backend: Backend) {
         StatusCode::NOT_FOUND
     );
     // Not in another workspace where it is not enabled.
-    let personal = app.workspace(&owner, "personal").await;
+    let personal = app.workspace(owner, "personal").await;
     assert_eq!(
         get_file(&app, &owner.token, &personal, "dist/main.js", None)
             .await
@@ -526,20 +518,17 @@ async fn installs_enables_and_serves(backend: Backend) {
     )
     .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
-    let log = app.audit_actions(&org, &owner.token).await;
-    let ext: Vec<&str> = log
-        .iter()
-        .filter(|(a, by)| a.starts_with("extension.") && *by == owner.id)
-        .map(|(a, _)| a.as_str())
-        .collect();
-    for action in [
-        "extension.install",
-        "extension.upgrade",
-        "extension.workspace_set",
-        "extension.delete",
-    ] {
-        assert!(ext.contains(&action), "{action} missing from {log:?}");
-    }
+    app.assert_audited(
+        &org,
+        owner,
+        &[
+            "extension.install",
+            "extension.upgrade",
+            "extension.workspace_set",
+            "extension.delete",
+        ],
+    )
+    .await;
 }
 
 both_backends!(refuses_malicious_archives, installs_enables_and_serves);

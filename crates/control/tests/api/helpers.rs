@@ -131,7 +131,63 @@ pub struct TestUser {
     pub email: String,
 }
 
+/// An org as most tests start one: its owner (the first verified user of
+/// the domain), its id and its team workspace.
+#[derive(Debug, Clone)]
+pub struct TestOrg {
+    pub owner: TestUser,
+    pub id: String,
+    pub team: String,
+}
+
 impl TestApp {
+    /// Signs up `owner_email` (the first of its domain, so the org's owner)
+    /// and returns the org.
+    pub async fn org(&self, owner_email: &str, name: &str) -> TestOrg {
+        let owner = self.signup(owner_email, name).await;
+        let id = self.org_of(&owner).await;
+        let team = self.workspace(&owner, "team").await;
+        TestOrg { owner, id, team }
+    }
+
+    /// The id of the user's org.
+    pub async fn org_of(&self, user: &TestUser) -> String {
+        self.session(user).await["user"]["orgId"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// `POST {members}` `{userId, role}` by `by`: grants `user_id` a role on
+    /// the scope whose member list is `members` (`/projects/{id}/members`…).
+    pub async fn grant(&self, members: &str, by: &TestUser, user_id: &str, role: &str) -> Answer {
+        self.post(
+            members,
+            &by.token,
+            json!({ "userId": user_id, "role": role }),
+        )
+        .await
+    }
+
+    /// `PATCH path` by `by`, asserting a 200; the answer's body.
+    pub async fn patch_ok(&self, path: &str, by: &TestUser, body: Value) -> Value {
+        let a = self.patch(path, &by.token, body).await;
+        assert_eq!(a.status, StatusCode::OK, "PATCH {path}: {}", a.body);
+        a.body
+    }
+
+    /// Asserts that each of `actions` is in the org's audit log, done by `by`.
+    pub async fn assert_audited(&self, org: &str, by: &TestUser, actions: &[&str]) {
+        let log = self.audit_actions(org, &by.token).await;
+        for action in actions {
+            assert!(
+                log.iter().any(|(a, who)| a == action && *who == by.id),
+                "{action} by {} missing from {log:?}",
+                by.id
+            );
+        }
+    }
+
     /// The actions in an org's audit log, oldest first, after checking the
     /// chain verifies.
     pub async fn audit_actions(&self, org: &str, token: &str) -> Vec<(String, String)> {

@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use crate::both_backends;
-use crate::helpers::{Answer, Backend, TestApp, TestUser};
+use crate::helpers::{Answer, Backend, TestApp};
 use crate::invites::{smtp_sink, token_in, until};
 
 both_backends!(
@@ -347,18 +347,11 @@ async fn free_mail_strangers_get_separate_orgs(backend: Backend) {
     assert_eq!(kinds(&app.session(&c).await), vec!["personal"]);
 }
 
-async fn org_of(app: &TestApp, u: &TestUser) -> String {
-    app.session(u).await["org"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
 async fn join_policy_approval(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let owner = app.signup("olga@appr.dev", "Olga").await;
     let member = app.signup("max@appr.dev", "Max").await;
-    let org = org_of(&app, &owner).await;
+    let org = app.org_of(&owner).await;
     let got = app.get(&format!("/orgs/{org}"), &member.token).await;
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body["joinPolicy"], "auto");
@@ -444,7 +437,7 @@ async fn join_policy_off_and_org_permissions(backend: Backend) {
     let owner = app.signup("otto@closed.dev", "Otto").await;
     let member = app.signup("mia@closed.dev", "Mia").await;
     let outsider = app.signup("xavier@elsewhere.dev", "Xavier").await;
-    let org = org_of(&app, &owner).await;
+    let org = app.org_of(&owner).await;
     let path = format!("/orgs/{org}");
     let off = json!({"joinPolicy": "off"});
     assert_eq!(
@@ -478,7 +471,7 @@ async fn join_policy_off_and_org_permissions(backend: Backend) {
     // Members already in stay in.
     assert_eq!(kinds(&app.session(&member).await), vec!["personal", "team"]);
     // A solo org has no join policy to set.
-    let solo = org_of(&app, &nina).await;
+    let solo = app.org_of(&nina).await;
     let a = app
         .patch(
             &format!("/orgs/{solo}"),

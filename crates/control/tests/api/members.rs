@@ -32,13 +32,7 @@ async fn membership_lifecycle(backend: Backend) {
             .status,
         StatusCode::NOT_FOUND
     );
-    let add = app
-        .post(
-            &members,
-            &owner.token,
-            json!({"userId": guest.id, "role": "viewer"}),
-        )
-        .await;
+    let add = app.grant(&members, &owner, &guest.id, "viewer").await;
     assert_eq!(add.status, StatusCode::CREATED, "{}", add.body);
     assert_eq!(add.body["email"], "gus@elsewhere.dev");
     assert_eq!(add.body["displayName"], "Gus");
@@ -98,12 +92,7 @@ async fn membership_lifecycle(backend: Backend) {
     );
 
     // Anyone may leave: re-add, then the guest removes themselves.
-    app.post(
-        &members,
-        &owner.token,
-        json!({"userId": guest.id, "role": "viewer"}),
-    )
-    .await;
+    app.grant(&members, &owner, &guest.id, "viewer").await;
     assert_eq!(
         app.delete(&member, &guest.token).await.status,
         StatusCode::NO_CONTENT
@@ -125,56 +114,20 @@ async fn membership_refusals(backend: Backend) {
     let members = format!("/workspaces/{team}/members");
 
     // Editors cannot manage members (403: they can see the workspace).
-    let a = app
-        .post(
-            &members,
-            &editor.token,
-            json!({"userId": other.id, "role": "viewer"}),
-        )
-        .await;
+    let a = app.grant(&members, &editor, &other.id, "viewer").await;
     assert_eq!(a.status, StatusCode::FORBIDDEN);
     assert_eq!(a.code(), "forbidden");
     // Strangers get 404.
-    let a = app
-        .post(
-            &members,
-            &other.token,
-            json!({"userId": other.id, "role": "owner"}),
-        )
-        .await;
+    let a = app.grant(&members, &other, &other.id, "owner").await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     // Unknown user, bad role, duplicate.
-    let a = app
-        .post(
-            &members,
-            &owner.token,
-            json!({"userId": "nosuchuser", "role": "viewer"}),
-        )
-        .await;
+    let a = app.grant(&members, &owner, "nosuchuser", "viewer").await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let a = app
-        .post(
-            &members,
-            &owner.token,
-            json!({"userId": other.id, "role": "admin"}),
-        )
-        .await;
+    let a = app.grant(&members, &owner, &other.id, "admin").await;
     assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let ok = app
-        .post(
-            &members,
-            &owner.token,
-            json!({"userId": other.id, "role": "viewer"}),
-        )
-        .await;
+    let ok = app.grant(&members, &owner, &other.id, "viewer").await;
     assert_eq!(ok.status, StatusCode::CREATED);
-    let dup = app
-        .post(
-            &members,
-            &owner.token,
-            json!({"userId": other.id, "role": "editor"}),
-        )
-        .await;
+    let dup = app.grant(&members, &owner, &other.id, "editor").await;
     assert_eq!(dup.status, StatusCode::CONFLICT);
     // Patching someone who is not a member.
     let a = app

@@ -112,12 +112,7 @@ async fn the_feed_of_one_replica_sees_changes_made_on_the_other(backend: Backend
     let p = a.create_project(&owner, &team, "P").await;
     let doc = a.create_resource(&owner, &p, "documents", "Doc").await;
     let members = format!("/documents/{doc}/members");
-    a.post(
-        &members,
-        &owner.token,
-        json!({"userId": guest.id, "role": "editor"}),
-    )
-    .await;
+    a.grant(&members, &owner, &guest.id, "editor").await;
     let cursor = b.get("/collaboration/events", SECRET).await.body["last"]
         .as_i64()
         .unwrap();
@@ -218,12 +213,7 @@ async fn a_revocation_on_one_replica_is_not_answered_from_the_others_memory(back
     let p = a.create_project(&owner, &team, "P").await;
     let doc = a.create_resource(&owner, &p, "documents", "Doc").await;
     let members = format!("/documents/{doc}/members");
-    a.post(
-        &members,
-        &owner.token,
-        json!({"userId": guest.id, "role": "editor"}),
-    )
-    .await;
+    a.grant(&members, &owner, &guest.id, "editor").await;
     let check = format!(
         "/collaboration/check-access?roomId=doc-{doc}&userId={}",
         guest.id
@@ -240,12 +230,7 @@ async fn a_revocation_on_one_replica_is_not_answered_from_the_others_memory(back
     let no = b.get(&check, SECRET).await;
     assert_eq!(no.body["hasAccess"], false, "{:?}", no.body);
     // A grant again is seen at once too (denials are never remembered).
-    a.post(
-        &members,
-        &owner.token,
-        json!({"userId": guest.id, "role": "viewer"}),
-    )
-    .await;
+    a.grant(&members, &owner, &guest.id, "viewer").await;
     let again = b.get(&check, SECRET).await;
     assert_eq!(again.body["role"], "viewer", "{:?}", again.body);
 }

@@ -11,9 +11,10 @@ use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use base64::Engine;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tandem_control::ControlConfig;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestUser};
+use crate::helpers::{Backend, TestApp, TestOrg, TestUser};
 
 both_backends!(
     endpoints_are_owned_and_the_secret_is_shown_once,
@@ -22,6 +23,9 @@ both_backends!(
     redirects_are_not_followed_and_timeouts_fail,
     non_public_targets_are_refused,
     every_event_type_is_delivered,
+    finished_deliveries_are_pruned_after_the_retention,
+    an_endpoint_made_on_one_replica_gets_the_events_of_another,
+    joining_by_domain_announces_the_new_member,
 );
 
 /// How the receiver answers one request.
@@ -177,12 +181,7 @@ struct Org {
 }
 
 async fn org(app: &TestApp, domain: &str) -> Org {
-    let owner = app.signup(&format!("olga@{domain}"), "Olga").await;
-    let id = app.session(&owner).await["user"]["orgId"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let team = app.workspace(&owner, "team").await;
+    let TestOrg { owner, id, team } = app.org(&format!("olga@{domain}"), "Olga").await;
     let project = app.create_project(&owner, &team, "P").await;
     Org {
         owner,
@@ -290,16 +289,15 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
 
     // Change it; disable and enable.
     let a = app
-        .patch(
+        .patch_ok(
             &format!("{base}/{id}"),
-            &o.owner.token,
+            &o.owner,
             json!({ "events": ["file.uploaded"], "description": "files", "enabled": false }),
         )
         .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    assert_eq!(a.body["events"], json!(["file.uploaded"]));
-    assert_eq!(a.body["enabled"], false);
-    assert_eq!(a.body["disabledReason"], "manual");
+    assert_eq!(a["events"], json!(["file.uploaded"]));
+    assert_eq!(a["enabled"], false);
+    assert_eq!(a["disabledReason"], "manual");
     let a = app
         .patch(
             &format!("{base}/{id}"),
@@ -370,20 +368,17 @@ async fn endpoints_are_owned_and_the_secret_is_shown_once(backend: Backend) {
     let a = app.get(&format!("{base}/{id}"), &o.owner.token).await;
     assert_eq!(a.status, StatusCode::NOT_FOUND);
     // Every change is in the org's audit log, by the owner.
-    let log = app.audit_actions(&o.id, &o.owner.token).await;
-    let hooks: Vec<&str> = log
-        .iter()
-        .filter(|(a, by)| a.starts_with("webhook.") && *by == o.owner.id)
-        .map(|(a, _)| a.as_str())
-        .collect();
-    for action in [
-        "webhook.create",
-        "webhook.update",
-        "webhook.rotate_secret",
-        "webhook.delete",
-    ] {
-        assert!(hooks.contains(&action), "{action} missing from {log:?}");
-    }
+    app.assert_audited(
+        &o.id,
+        &o.owner,
+        &[
+            "webhook.create",
+            "webhook.update",
+            "webhook.rotate_secret",
+            "webhook.delete",
+        ],
+    )
+    .await;
     let a = app
         .get(&format!("/orgs/{}/audit", o.id), &o.owner.token)
         .await;
@@ -665,8 +660,9 @@ async fn every_event_type_is_delivered(backend: Backend) {
     let rx = Receiver::start(vec![]).await;
     let o = org(&app, "hooks-all.dev").await;
     let all = tandem_protocol::webhooks::EVENT_TYPES;
-    let (_, secret) = hook(&app, &o, &rx.url, &all).await;
+    // Joined the org before the hook was made (joining is announced too).
     let colleague = app.signup("cy@hooks-all.dev", "Cy").await;
+    let (_, secret) = hook(&app, &o, &rx.url, &all).await;
 
     // Things in a personal workspace announce nothing.
     let personal = app.workspace(&o.owner, "personal").await;
@@ -675,22 +671,14 @@ async fn every_event_type_is_delivered(backend: Backend) {
         .await;
 
     let members = format!("/projects/{}/members", o.project);
-    let a = app
-        .post(
-            &members,
-            &o.owner.token,
-            json!({ "userId": colleague.id, "role": "viewer" }),
-        )
-        .await;
+    let a = app.grant(&members, &o.owner, &colleague.id, "viewer").await;
     assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
-    let a = app
-        .patch(
-            &format!("{members}/{}", colleague.id),
-            &o.owner.token,
-            json!({ "role": "editor" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    app.patch_ok(
+        &format!("{members}/{}", colleague.id),
+        &o.owner,
+        json!({ "role": "editor" }),
+    )
+    .await;
     let a = app
         .delete(&format!("{members}/{}", colleague.id), &o.owner.token)
         .await;
@@ -708,14 +696,12 @@ async fn every_event_type_is_delivered(backend: Backend) {
     let c = crate::conversations::conversation(&app, &o.owner, &o.project, "Chat").await;
     crate::conversations::say(&app, &o.owner, &c, "hi there").await;
     let file = crate::files::upload(&app, &o.owner, &o.team, "a.txt", b"some bytes").await;
-    let a = app
-        .patch(
-            &format!("/orgs/{}", o.id),
-            &o.owner.token,
-            json!({ "joinPolicy": "approval" }),
-        )
-        .await;
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    app.patch_ok(
+        &format!("/orgs/{}", o.id),
+        &o.owner,
+        json!({ "joinPolicy": "approval" }),
+    )
+    .await;
 
     let got = rx.wait_for(all.len()).await;
     // Give a stray extra event (a second save, the personal document) a moment to show up.
@@ -759,4 +745,196 @@ async fn every_event_type_is_delivered(backend: Backend) {
     assert_eq!(of("file.uploaded")["workspaceId"], o.team.as_str());
     assert_eq!(of("org.updated")["joinPolicy"], "approval");
     assert_eq!(of("org.updated")["id"], o.id.as_str());
+}
+
+/// Polls `query` (rows of one text column `t`) until `done` holds (10 s at most).
+async fn until_rows(app: &TestApp, query: &str, done: impl Fn(&[String]) -> bool) -> Vec<String> {
+    let start = Instant::now();
+    loop {
+        let rows = app.sql_texts(query);
+        if done(&rows) {
+            return rows;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{query}: {rows:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+const FINISHED: &str = "SELECT id AS t FROM webhook_deliveries WHERE state <> 'pending'";
+const ALL: &str = "SELECT id AS t FROM webhook_deliveries";
+
+/// A retention of one minute; retries on the real schedule (a failed
+/// attempt waits at least 4.5 s, so a failing delivery stays pending).
+fn one_minute_retention(c: &mut ControlConfig) {
+    c.webhook_retention_days = 1.0 / 1440.0;
+    c.outbox_poll_ms = 20;
+}
+
+async fn finished_deliveries_are_pruned_after_the_retention(backend: Backend) {
+    let app = TestApp::spawn_with(backend, one_minute_retention).await;
+    let ok = Receiver::start(vec![]).await;
+    let failing = Receiver::start(vec![Reply::Status(500); 50]).await;
+    let gone = Receiver::start(vec![Reply::Status(410)]).await;
+    let o = org(&app, "hooks-prune.dev").await;
+    let saved = ["document.created", "document.saved"];
+    hook(&app, &o, &ok.url, &saved).await;
+    hook(&app, &o, &failing.url, &["document.created"]).await;
+    hook(&app, &o, &gone.url, &["document.created"]).await;
+
+    // Old: two delivered, one failed for good (410), one waiting for a retry.
+    let old_doc = app
+        .create_resource(&o.owner, &o.project, "documents", "Old")
+        .await;
+    save_snapshot(&app, &old_doc, "old").await;
+    until_rows(&app, FINISHED, |r| r.len() == 3).await;
+    failing.wait_for(1).await;
+    let old = app.sql_texts(ALL);
+    assert_eq!(old.len(), 4, "{old:?}");
+    let old_pending =
+        app.sql_texts("SELECT id AS t FROM webhook_deliveries WHERE state = 'pending'");
+    assert_eq!(old_pending.len(), 1);
+    // An hour ago, as far as the retention and the debounce are concerned.
+    app.sql("UPDATE webhook_deliveries SET created_at = created_at - 3600000, next_attempt_at = next_attempt_at - 3600000 WHERE state <> 'pending'");
+    app.sql(
+        "UPDATE webhook_deliveries SET created_at = created_at - 3600000 WHERE state = 'pending'",
+    );
+    app.sql("UPDATE webhook_debounce SET last_at = last_at - 3600000");
+
+    // New: two delivered, one retrying (the 410 disabled its endpoint).
+    let new_doc = app
+        .create_resource(&o.owner, &o.project, "documents", "New")
+        .await;
+    save_snapshot(&app, &new_doc, "new").await;
+    until_rows(&app, FINISHED, |r| r.len() == 5).await;
+    let all = until_rows(&app, ALL, |r| r.len() == 7).await;
+    let mut want: Vec<String> = all.iter().filter(|id| !old.contains(id)).cloned().collect();
+    want.extend(old_pending.clone());
+    want.sort();
+
+    // Another replica's dispatcher prunes as it starts: exactly the old
+    // finished deliveries go, with their attempts, and the expired mark.
+    let replica = app.replica(one_minute_retention).await;
+    let mut kept = until_rows(&replica, ALL, |r| r.len() == 4).await;
+    kept.sort();
+    assert_eq!(kept, want);
+    let attempts = app.sql_texts("SELECT DISTINCT delivery_id AS t FROM webhook_attempts");
+    assert!(attempts.iter().all(|d| kept.contains(d)), "{attempts:?}");
+    assert!(attempts.contains(&old_pending[0]), "{attempts:?}");
+    assert_eq!(
+        app.sql_texts("SELECT subject AS t FROM webhook_debounce"),
+        vec![format!("document.saved:{new_doc}")]
+    );
+    // Nothing else is old enough.
+    let again = tandem_control::webhooks::prune(&replica.state)
+        .await
+        .unwrap();
+    assert_eq!(again, Default::default());
+    assert_eq!(app.sql_texts(ALL).len(), 4);
+}
+
+async fn an_endpoint_made_on_one_replica_gets_the_events_of_another(backend: Backend) {
+    let a = fast_app(backend).await;
+    // Replicas of one deployment share its settings key (which seals the
+    // signing secrets).
+    let key = a.state.config.settings_key.clone();
+    let b = a
+        .replica(|c| {
+            c.webhook_retry_scale = 0.0002;
+            c.outbox_poll_ms = 20;
+            c.settings_key = key;
+        })
+        .await;
+    let rx = Receiver::start(vec![]).await;
+    let o = org(&a, "hooks-replicas.dev").await;
+    // B writes events while the org has no endpoint…
+    b.create_resource(&o.owner, &o.project, "documents", "Before")
+        .await;
+    // …then A makes one: B's next events go to it, in a workspace and org-wide.
+    let (id, _) = hook(&a, &o, &rx.url, &["document.created", "org.updated"]).await;
+    let doc = b
+        .create_resource(&o.owner, &o.project, "documents", "After")
+        .await;
+    b.patch_ok(
+        &format!("/orgs/{}", o.id),
+        &o.owner,
+        json!({ "name": "Renamed" }),
+    )
+    .await;
+    let got = rx.wait_for(2).await;
+    let mut bodies: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    bodies.sort_by_key(|b| b["type"].as_str().unwrap().to_string());
+    assert_eq!(bodies[0]["type"], "document.created");
+    assert_eq!(bodies[0]["data"]["id"], doc.as_str());
+    assert_eq!(bodies[1]["type"], "org.updated");
+    assert_eq!(bodies[1]["data"]["name"], "Renamed");
+    // Disabled on A: B sends it nothing more.
+    a.patch_ok(
+        &format!("/orgs/{}/webhooks/{id}", o.id),
+        &o.owner,
+        json!({ "enabled": false }),
+    )
+    .await;
+    b.create_resource(&o.owner, &o.project, "documents", "Later")
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rx.got().len(), 2, "{:?}", rx.got());
+    assert_eq!(a.sql_texts(ALL).len(), 2);
+}
+
+async fn joining_by_domain_announces_the_new_member(backend: Backend) {
+    let app = fast_app(backend).await;
+    let rx = Receiver::start(vec![]).await;
+    let o = org(&app, "hooks-join.dev").await;
+    hook(&app, &o, &rx.url, &["member.added"]).await;
+    let announced = |r: &Received| -> Value {
+        let body: Value = serde_json::from_str(&r.body).unwrap();
+        assert_eq!(body["type"], "member.added", "{body}");
+        body["data"].clone()
+    };
+    let feed = |user: &str| {
+        app.sql_texts(&format!(
+            "SELECT kind AS t FROM workspace_events WHERE workspace_id = '{}' AND entity_id = '{user}'",
+            o.team
+        ))
+    };
+
+    // `auto`: a verified address of the domain joins at once, an editor of
+    // the team workspace.
+    let max = app.signup("max@hooks-join.dev", "Max").await;
+    let got = rx.wait_for(1).await;
+    let data = announced(&got[0]);
+    assert_eq!(data["userId"], max.id.as_str());
+    assert_eq!(data["role"], "editor");
+    assert_eq!(data["scopeKind"], "workspace");
+    assert_eq!(data["scopeId"], o.team.as_str());
+    assert_eq!(data["workspaceId"], o.team.as_str());
+    assert_eq!(feed(&max.id), vec!["member.created".to_string()]);
+
+    // `approval`: the request adds nobody; the owner's acceptance does.
+    app.patch_ok(
+        &format!("/orgs/{}", o.id),
+        &o.owner,
+        json!({ "joinPolicy": "approval" }),
+    )
+    .await;
+    let ann = app.signup("ann@hooks-join.dev", "Ann").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.got().len(), 1, "{:?}", rx.got());
+    assert!(feed(&ann.id).is_empty());
+    let accept = format!("/orgs/{}/join-requests/{}/accept", o.id, ann.id);
+    let a = app
+        .call(reqwest::Method::POST, &accept, Some(&o.owner.token), None)
+        .await;
+    assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    let got = rx.wait_for(2).await;
+    let data = announced(&got[1]);
+    assert_eq!(data["userId"], ann.id.as_str());
+    assert_eq!(data["role"], "editor");
+    assert_eq!(feed(&ann.id), vec!["member.created".to_string()]);
 }
