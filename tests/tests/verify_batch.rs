@@ -100,7 +100,10 @@ async fn a_connect_burst_shares_verify_calls_and_authenticates_each(backend: Bac
         .map(|r| r.expect("an editor connects"))
         .collect();
     for c in editors.iter().chain([&v]) {
-        assert!(c.wait_status(SOON, |s| s.synced).await.is_some(), "not synced");
+        assert!(
+            c.wait_status(SOON, |s| s.synced).await.is_some(),
+            "not synced"
+        );
     }
     // Each connection got its own token's role: the viewer's edit is not
     // applied, an editor's reaches everyone in the room (and only that room).
@@ -113,6 +116,10 @@ async fn a_connect_burst_shares_verify_calls_and_authenticates_each(backend: Bac
         );
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(text_of(&editors[2]), "editor", "a viewer's edit was applied");
+    assert_eq!(
+        text_of(&editors[2]),
+        "editor",
+        "a viewer's edit was applied"
+    );
     assert_eq!(text_of(&editors[1]), "", "an edit crossed rooms");
 }

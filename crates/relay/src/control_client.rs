@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_protocol::collab::{
-    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess,
-    VerifyBatchItem, VerifyBatchRequest, VerifyBatchResponse, VerifyOutcome, VerifyRequest,
-    VerifyResponse, MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH,
-    RELAY_SECRET_HEADER,
+    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyBatchItem,
+    VerifyBatchRequest, VerifyBatchResponse, VerifyOutcome, VerifyRequest, VerifyResponse,
+    MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH, RELAY_SECRET_HEADER,
 };
 use tandem_protocol::RoomId;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -366,7 +365,9 @@ async fn send_verifies(control: &ControlClient, batch: Vec<PendingVerify>, singl
         }
         // Not a route of this control (nothing was consumed): one by one from now on.
         Err(ControlError::Refused(404)) => {
-            tracing::warn!("control has no /collaboration/verify-batch; verifying tokens one by one");
+            tracing::warn!(
+                "control has no /collaboration/verify-batch; verifying tokens one by one"
+            );
             singles.store(true, Ordering::Relaxed);
             Box::pin(send_verifies(control, batch, singles)).await;
         }

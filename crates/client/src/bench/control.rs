@@ -220,7 +220,8 @@ async fn run_batched(
         let mut batch = Vec::new();
         while next < total
             && batch.len() < MAX_VERIFY_BATCH
-            && started + interval.mul_f64(next as f64) <= tick {
+            && started + interval.mul_f64(next as f64) <= tick
+        {
             batch.push((next, started + interval.mul_f64(next as f64)));
             next += 1;
         }
@@ -248,14 +249,16 @@ async fn run_batched(
             .collect();
         handles.push(tokio::spawn(async move {
             let verified: Vec<bool> = match req.send().await {
-                Ok(res) if res.status().is_success() => match res.json::<VerifyBatchResponse>().await {
-                    Ok(r) => r
-                        .results
-                        .iter()
-                        .map(|o| matches!(o, VerifyOutcome::Verified { .. }))
-                        .collect(),
-                    Err(_) => Vec::new(),
-                },
+                Ok(res) if res.status().is_success() => {
+                    match res.json::<VerifyBatchResponse>().await {
+                        Ok(r) => r
+                            .results
+                            .iter()
+                            .map(|o| matches!(o, VerifyOutcome::Verified { .. }))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    }
+                }
                 _ => Vec::new(),
             };
             drop(permit);

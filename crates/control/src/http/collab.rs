@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest};
 use serde::Deserialize;
+use tandem_protocol::collab::is_collab_token_shape;
 use tandem_protocol::collab::{
     AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, CheckAccessResponse,
     TokenRequest, TokenResponse, UserAccess, VerifyBatchRequest, VerifyBatchResponse,
     VerifyOutcome, VerifyRequest, VerifyResponse, COLLAB_TOKEN_TTL_SECS, MAX_BATCH_USERS,
     MAX_VERIFY_BATCH,
 };
-use tandem_protocol::collab::is_collab_token_shape;
 use tandem_protocol::RoomId;
 
 use super::extract::{bearer, AuthUser, RelayAuth, RelaySecretHeader};

@@ -43,6 +43,9 @@ pub fn issue(
     Ok((token, expires_at))
 }
 
+/// What a verify answers: the user's id and grant, or why not.
+pub type Verdict = Result<(String, Grant), Refusal>;
+
 /// Why a verify was refused (all answered 403; the reason is for the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -122,14 +125,14 @@ pub fn consume_many(
     conn: &mut DbConnection,
     cache: &AccessCache,
     items: &[(String, RoomId)],
-) -> Result<Vec<Result<(String, Grant), Refusal>>, ApiError> {
+) -> Result<Vec<Verdict>, ApiError> {
     let hashes: Vec<String> = items.iter().map(|(t, _)| crypto::hash_token(t)).collect();
     let mut unique: Vec<&str> = hashes.iter().map(String::as_str).collect();
     unique.sort_unstable();
     unique.dedup();
     let mut claimed = claim_many(conn, &unique)?;
     let now = now_ms();
-    let mut out: Vec<Result<(String, Grant), Refusal>> = Vec::with_capacity(items.len());
+    let mut out: Vec<Verdict> = Vec::with_capacity(items.len());
     // Items whose token was claimed for the right room, awaiting their grant.
     let mut pending: Vec<(usize, String)> = Vec::new();
     for (i, ((_, room), hash)) in items.iter().zip(&hashes).enumerate() {

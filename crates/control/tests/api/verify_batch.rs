@@ -66,11 +66,11 @@ async fn a_batch_answers_each_token_in_order(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (owner, member, doc, project) = setup(&app).await;
     let room = format!("doc-{doc}");
-    let other = app.create_resource(&owner, &project, "documents", "Other").await;
-    let used = token(&app, &member, &doc).await;
-    let first = app
-        .verify_token(Some(&used), &room, Some(SECRET))
+    let other = app
+        .create_resource(&owner, &project, "documents", "Other")
         .await;
+    let used = token(&app, &member, &doc).await;
+    let first = app.verify_token(Some(&used), &room, Some(SECRET)).await;
     assert_eq!(first.status, StatusCode::OK, "{}", first.body);
     let good = token(&app, &member, &doc).await;
     let owners = token(&app, &owner, &doc).await;
@@ -126,11 +126,18 @@ async fn a_batch_answers_each_token_in_order(backend: Backend) {
     );
     assert_eq!(r[9]["userId"], owner.id.as_str());
     assert_eq!(r[9]["role"], "owner");
-    assert!(r[7]["message"].as_str().unwrap().contains("roomId"), "{}", r[7]);
+    assert!(
+        r[7]["message"].as_str().unwrap().contains("roomId"),
+        "{}",
+        r[7]
+    );
     // The misdirected token was used up by the wrong-room try (as with
     // `verify`); the one with a malformed room was not touched.
     let other_room = format!("doc-{other}");
-    assert_eq!(outcomes(&batch(&app, &[(&misdirected, &other_room)]).await), ["refused"]);
+    assert_eq!(
+        outcomes(&batch(&app, &[(&misdirected, &other_room)]).await),
+        ["refused"]
+    );
     assert_eq!(
         outcomes(&batch(&app, &[(&unparsable_room, &room), (&good, &room)]).await),
         ["verified", "refused"]
@@ -144,7 +151,10 @@ async fn a_batch_answers_each_token_in_order(backend: Backend) {
         diesel::sql_query("UPDATE collab_tokens SET expires_at = expires_at - 301000")
             .execute(&mut conn)
             .unwrap();
-        assert_eq!(outcomes(&batch(&app, &[(&expiring, &room)]).await), ["refused"]);
+        assert_eq!(
+            outcomes(&batch(&app, &[(&expiring, &room)]).await),
+            ["refused"]
+        );
     }
 }
 
