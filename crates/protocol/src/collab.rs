@@ -70,6 +70,62 @@ pub struct VerifyResponse {
     pub role: Role,
 }
 
+/// Most tokens one `POST /collaboration/verify-batch` may carry.
+pub const MAX_VERIFY_BATCH: usize = 100;
+
+/// `POST /collaboration/verify-batch` (relay; its secret as Bearer): consumes
+/// many one-time tokens in one call, each exactly as `POST
+/// /collaboration/verify` would (a token succeeds once, whichever relay,
+/// replica or call presents it first; a token named twice in one batch
+/// succeeds at most once). At most [`MAX_VERIFY_BATCH`] items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyBatchRequest {
+    pub items: Vec<VerifyBatchItem>,
+}
+
+/// One token to consume for one room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifyBatchItem {
+    /// The client's one-time token (`?token=`).
+    pub token: String,
+    /// `"{resourceType}-{resourceId}"`.
+    pub room_id: String,
+}
+
+/// The answers, one per item, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyBatchResponse {
+    pub results: Vec<VerifyOutcome>,
+}
+
+/// What became of one token of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(tag = "outcome", rename_all = "camelCase")]
+pub enum VerifyOutcome {
+    /// Consumed: the connection may join as this user (what `verify` answers 200 with).
+    #[serde(rename_all = "camelCase")]
+    Verified {
+        user_id: String,
+        user_name: String,
+        /// `viewer` connections are read-only.
+        role: Role,
+    },
+    /// Unknown, already used, expired, for another room, or the user has no
+    /// access (what `verify` answers 403 to). An expired or misdirected token
+    /// is consumed all the same.
+    Refused,
+    /// The item is malformed (a room id that does not parse); nothing was consumed.
+    #[serde(rename_all = "camelCase")]
+    Invalid { message: String },
+}
+
 /// `GET /collaboration/check-access?roomId&userId` (relay secret).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -131,6 +131,17 @@ pub struct RelayConfig {
     #[arg(long, env = "TANDEM_SAVE_LEASE_MS", default_value_t = 15_000)]
     pub save_lease_ms: u64,
 
+    /// Most connect tokens verified in one call to control
+    /// (`POST /collaboration/verify-batch`, at most 100); 1: one call per connect.
+    #[arg(long, env = "TANDEM_VERIFY_BATCH_MAX", default_value_t = 64)]
+    pub verify_batch_max: usize,
+
+    /// Longest a connect's token waits, in milliseconds, for others to share
+    /// a call to control while one is already in flight (none in flight: it
+    /// goes at once).
+    #[arg(long, env = "TANDEM_VERIFY_BATCH_WINDOW_MS", default_value_t = 2)]
+    pub verify_batch_window_ms: u64,
+
     /// Log format: `text` or `json`.
     #[arg(
         long = "relay-log-format",
@@ -172,6 +183,8 @@ impl RelayConfig {
             shutdown_secs: 5,
             redis_url: None,
             save_lease_ms: 2_000,
+            verify_batch_max: 64,
+            verify_batch_window_ms: 2,
             log_format: "text".into(),
         }
     }

@@ -2,13 +2,17 @@
 //! timeout; a failure is reported as [`ControlError::Unavailable`] so callers
 //! can fail open (re-checks) or answer 503 (connects).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_protocol::collab::{
-    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyRequest,
-    VerifyResponse, MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, RELAY_SECRET_HEADER,
+    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyBatchItem,
+    VerifyBatchRequest, VerifyBatchResponse, VerifyOutcome, VerifyRequest, VerifyResponse,
+    MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH, RELAY_SECRET_HEADER,
 };
 use tandem_protocol::RoomId;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
@@ -24,6 +28,18 @@ pub enum ControlError {
     /// Control is down, slow, or answered something unexpected.
     #[error("control unavailable: {0}")]
     Unavailable(String),
+}
+
+impl ControlError {
+    /// The same error again, for every connect of a batch that failed as a whole.
+    fn again(&self) -> ControlError {
+        match self {
+            ControlError::Refused(s) => ControlError::Refused(*s),
+            ControlError::BadRequest => ControlError::BadRequest,
+            ControlError::TooLarge => ControlError::TooLarge,
+            ControlError::Unavailable(why) => ControlError::Unavailable(why.clone()),
+        }
+    }
 }
 
 fn unavailable(e: reqwest::Error) -> ControlError {
@@ -43,6 +59,30 @@ pub struct ControlClient {
     base: String,
     secret: String,
     http: reqwest::Client,
+    /// Where [`ControlClient::verify`] queues its token when verifies are
+    /// batched ([`ControlClient::with_verify_batching`]).
+    batcher: Option<mpsc::UnboundedSender<PendingVerify>>,
+}
+
+/// How the relay coalesces the verifies of concurrent connects into
+/// `POST /collaboration/verify-batch` calls (`TANDEM_VERIFY_BATCH_MAX`,
+/// `TANDEM_VERIFY_BATCH_WINDOW_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyBatching {
+    /// Most tokens per call (capped at [`MAX_VERIFY_BATCH`]); 1 turns batching off.
+    pub max: usize,
+    /// Longest a token waits for others while a call to control is already
+    /// in flight. A token that finds no call in flight goes at once (alone,
+    /// through `/collaboration/verify`, or with the tokens queued behind it),
+    /// so batching adds no wait to a connect on a quiet relay.
+    pub window: Duration,
+}
+
+/// One connect waiting for its token's answer.
+struct PendingVerify {
+    token: String,
+    room: RoomId,
+    reply: oneshot::Sender<Result<VerifyResponse, ControlError>>,
 }
 
 impl ControlClient {
@@ -56,7 +96,27 @@ impl ControlClient {
             base: base.trim_end_matches('/').to_string(),
             secret: secret.to_string(),
             http,
+            batcher: None,
         })
+    }
+
+    /// Batches concurrent verifies (see [`VerifyBatching`]); must be called
+    /// inside the runtime (it starts the task that gathers the tokens, which
+    /// ends when the last clone of this client is dropped).
+    pub fn with_verify_batching(mut self, batching: VerifyBatching) -> ControlClient {
+        let max = batching.max.min(MAX_VERIFY_BATCH);
+        if max <= 1 {
+            self.batcher = None;
+            return self;
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let plain = ControlClient {
+            batcher: None,
+            ..self.clone()
+        };
+        tokio::spawn(gather_verifies(plain, rx, max, batching.window));
+        self.batcher = Some(tx);
+        self
     }
 
     /// Sends a request; any answer but 2xx becomes the matching error.
@@ -81,8 +141,28 @@ impl ControlClient {
         self.answer(req).await?.json().await.map_err(unavailable)
     }
 
-    /// Consumes a one-time collaboration token for `room`.
+    /// Consumes a one-time collaboration token for `room`: on its own, or
+    /// with the tokens of concurrent connects when batching is on.
     pub async fn verify(&self, token: &str, room: &RoomId) -> Result<VerifyResponse, ControlError> {
+        let Some(batcher) = &self.batcher else {
+            return self.verify_one(token, room).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        let pending = PendingVerify {
+            token: token.to_string(),
+            room: room.clone(),
+            reply,
+        };
+        if batcher.send(pending).is_err() {
+            return self.verify_one(token, room).await;
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ControlError::Unavailable("verify batch dropped".into())))
+    }
+
+    /// `POST /collaboration/verify`: one token.
+    async fn verify_one(&self, token: &str, room: &RoomId) -> Result<VerifyResponse, ControlError> {
         let req = self
             .http
             .post(format!("{}/collaboration/verify", self.base))
@@ -92,6 +172,27 @@ impl ControlClient {
                 room_id: room.to_string(),
             });
         self.send(req).await
+    }
+
+    /// `POST /collaboration/verify-batch`: the answers in the order of `items`.
+    async fn verify_batch(
+        &self,
+        items: Vec<VerifyBatchItem>,
+    ) -> Result<Vec<VerifyOutcome>, ControlError> {
+        let expected = items.len();
+        let req = self
+            .http
+            .post(format!("{}/collaboration/verify-batch", self.base))
+            .bearer_auth(&self.secret)
+            .json(&VerifyBatchRequest { items });
+        let res: VerifyBatchResponse = self.send(req).await?;
+        if res.results.len() != expected {
+            return Err(ControlError::Unavailable(format!(
+                "verify-batch answered {} results for {expected} tokens",
+                res.results.len()
+            )));
+        }
+        Ok(res.results)
     }
 
     /// Access of many users to one room (in batches of at most `MAX_BATCH_USERS`).
@@ -173,5 +274,107 @@ impl ControlClient {
     pub async fn ready(&self) -> bool {
         let res = self.http.get(format!("{}/readyz", self.base)).send().await;
         res.is_ok_and(|r| r.status().is_success())
+    }
+}
+
+/// Gathers queued verifies into batches: a batch leaves when no call to
+/// control is in flight, when `window` has passed since its first token
+/// arrived, or when it holds `max` tokens. Runs until every sender is gone.
+async fn gather_verifies(
+    control: ControlClient,
+    mut queue: mpsc::UnboundedReceiver<PendingVerify>,
+    max: usize,
+    window: Duration,
+) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let landed = Arc::new(Notify::new());
+    // Set when control does not know `/collaboration/verify-batch` (an older
+    // control during a rolling upgrade): tokens then go one by one.
+    let singles = Arc::new(AtomicBool::new(false));
+    while let Some(first) = queue.recv().await {
+        let deadline = tokio::time::Instant::now() + window;
+        let mut batch = vec![first];
+        while batch.len() < max {
+            match queue.try_recv() {
+                Ok(p) => batch.push(p),
+                Err(_) => break,
+            }
+        }
+        while batch.len() < max && in_flight.load(Ordering::Acquire) > 0 {
+            tokio::select! {
+                next = queue.recv() => match next {
+                    Some(p) => batch.push(p),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+                // A spurious wake (a permit left by an earlier landing) only
+                // re-checks the loop's condition.
+                _ = landed.notified() => {}
+            }
+        }
+        in_flight.fetch_add(1, Ordering::AcqRel);
+        let (control, in_flight, landed, singles) = (
+            control.clone(),
+            in_flight.clone(),
+            landed.clone(),
+            singles.clone(),
+        );
+        tokio::spawn(async move {
+            send_verifies(&control, batch, &singles).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            landed.notify_one();
+        });
+    }
+}
+
+/// Verifies `batch` and answers each waiting connect.
+async fn send_verifies(control: &ControlClient, batch: Vec<PendingVerify>, singles: &AtomicBool) {
+    if batch.len() == 1 || singles.load(Ordering::Relaxed) {
+        let answers = batch.iter().map(|p| control.verify_one(&p.token, &p.room));
+        let answers = futures_util::future::join_all(answers).await;
+        for (p, answer) in batch.into_iter().zip(answers) {
+            let _ = p.reply.send(answer);
+        }
+        return;
+    }
+    let items = batch
+        .iter()
+        .map(|p| VerifyBatchItem {
+            token: p.token.clone(),
+            room_id: p.room.to_string(),
+        })
+        .collect();
+    match control.verify_batch(items).await {
+        Ok(outcomes) => {
+            for (p, outcome) in batch.into_iter().zip(outcomes) {
+                let answer = match outcome {
+                    VerifyOutcome::Verified {
+                        user_id,
+                        user_name,
+                        role,
+                    } => Ok(VerifyResponse {
+                        user_id,
+                        user_name,
+                        role,
+                    }),
+                    VerifyOutcome::Refused => Err(ControlError::Refused(403)),
+                    VerifyOutcome::Invalid { .. } => Err(ControlError::BadRequest),
+                };
+                let _ = p.reply.send(answer);
+            }
+        }
+        // Not a route of this control (nothing was consumed): one by one from now on.
+        Err(ControlError::Refused(404)) => {
+            tracing::warn!(
+                "control has no /collaboration/verify-batch; verifying tokens one by one"
+            );
+            singles.store(true, Ordering::Relaxed);
+            Box::pin(send_verifies(control, batch, singles)).await;
+        }
+        Err(e) => {
+            for p in batch {
+                let _ = p.reply.send(Err(e.again()));
+            }
+        }
     }
 }

@@ -279,7 +279,7 @@ impl Metrics {
         );
         registry.register(
             "verify_seconds",
-            "Latency of POST /collaboration/verify",
+            "Latency of a connect's token verification at control (batched or alone)",
             m.verify_seconds.clone(),
         );
         registry.register(

@@ -56,7 +56,12 @@ impl Application {
             Some(list) => Some(OriginList::parse(list).context("TANDEM_CORS_ORIGINS")?),
             None => None,
         };
-        let control = ControlClient::new(&config.control_url, &secret)?;
+        let control = ControlClient::new(&config.control_url, &secret)?.with_verify_batching(
+            crate::control_client::VerifyBatching {
+                max: config.verify_batch_max,
+                window: Duration::from_millis(config.verify_batch_window_ms),
+            },
+        );
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;

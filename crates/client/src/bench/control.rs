@@ -5,6 +5,10 @@
 //!
 //! - `verify`: `POST /collaboration/verify`, each with its own one-time token
 //!   (all created before the timed phase);
+//! - `verify-batch`: the same tokens through `POST /collaboration/verify-batch`,
+//!   the tokens scheduled within each millisecond in one call (as a relay
+//!   coalesces concurrent connects); the rate, errors and latency count
+//!   tokens, each from its own scheduled time;
 //! - `check-access`: `GET /collaboration/check-access?roomId&userId` with the
 //!   relay secret.
 
@@ -13,7 +17,10 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
-use tandem_protocol::collab::{VerifyRequest, RELAY_SECRET_HEADER};
+use tandem_protocol::collab::{
+    VerifyBatchItem, VerifyBatchRequest, VerifyBatchResponse, VerifyOutcome, VerifyRequest,
+    MAX_VERIFY_BATCH, RELAY_SECRET_HEADER,
+};
 use tandem_protocol::http::WorkspaceType;
 use tandem_protocol::ResourceType;
 use tokio::sync::Semaphore;
@@ -25,6 +32,7 @@ use crate::api::ControlApi;
 #[serde(rename_all = "kebab-case")]
 pub enum Endpoint {
     Verify,
+    VerifyBatch,
     CheckAccess,
 }
 
@@ -51,6 +59,7 @@ impl ControlReport {
             "{:<13} {:<9} offered {:>6.0}/s  achieved {:>7.1}/s  ok {:>6}  errors {:>4}  shed {:>4}  p50 {:>7.2} ms  p95 {:>7.2} ms  p99 {:>7.2} ms  max {:>8.2} ms",
             match self.endpoint {
                 Endpoint::Verify => "verify",
+                Endpoint::VerifyBatch => "verify-batch",
                 Endpoint::CheckAccess => "check-access",
             },
             self.database,
@@ -97,7 +106,7 @@ pub async fn run(load: &ControlLoad) -> anyhow::Result<ControlReport> {
     let room = format!("doc-{}", doc.id);
     let total = (load.rate * load.duration.as_secs_f64()).ceil().max(1.0) as usize;
     let tokens: Vec<String> = match load.endpoint {
-        Endpoint::Verify => {
+        Endpoint::Verify | Endpoint::VerifyBatch => {
             stream::iter(0..total)
                 .map(|_| {
                     let (api, session, doc) = (&api, &session, &doc.id);
@@ -119,6 +128,9 @@ pub async fn run(load: &ControlLoad) -> anyhow::Result<ControlReport> {
         .pool_max_idle_per_host(load.max_in_flight)
         .timeout(Duration::from_secs(30))
         .build()?;
+    if load.endpoint == Endpoint::VerifyBatch {
+        return run_batched(load, &base, &http, &room, tokens).await;
+    }
     let slots = Arc::new(Semaphore::new(load.max_in_flight.max(1)));
     let interval = Duration::from_secs_f64(1.0 / load.rate.max(0.001));
     let started = tokio::time::Instant::now();
@@ -133,7 +145,7 @@ pub async fn run(load: &ControlLoad) -> anyhow::Result<ControlReport> {
             continue;
         };
         let req = match load.endpoint {
-            Endpoint::Verify => http
+            Endpoint::Verify | Endpoint::VerifyBatch => http
                 .post(format!("{base}/collaboration/verify"))
                 .bearer_auth(tokens.get(i).map(String::as_str).unwrap_or_default())
                 .header(RELAY_SECRET_HEADER, secret.as_str())
@@ -167,6 +179,116 @@ pub async fn run(load: &ControlLoad) -> anyhow::Result<ControlReport> {
                 latencies.push(us);
             }
             _ => errors += 1,
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(ControlReport {
+        endpoint: load.endpoint,
+        database: load.database.clone(),
+        offered_per_sec: load.rate,
+        requests: total as u64,
+        ok,
+        errors,
+        shed,
+        achieved_per_sec: ok as f64 / elapsed.max(1e-9),
+        latency_ms: summarize_us(&mut latencies),
+    })
+}
+
+/// How long the batched verify gathers scheduled tokens into one call.
+const BATCH_TICK: Duration = Duration::from_millis(1);
+
+/// `verify-batch`: every [`BATCH_TICK`], one call with the tokens scheduled in it.
+async fn run_batched(
+    load: &ControlLoad,
+    base: &str,
+    http: &reqwest::Client,
+    room: &str,
+    tokens: Vec<String>,
+) -> anyhow::Result<ControlReport> {
+    let total = tokens.len();
+    let slots = Arc::new(Semaphore::new(load.max_in_flight.max(1)));
+    let interval = Duration::from_secs_f64(1.0 / load.rate.max(0.001));
+    let started = tokio::time::Instant::now();
+    let mut handles = Vec::new();
+    let mut shed = 0u64;
+    let mut next = 0usize;
+    let mut tick = started;
+    while next < total {
+        tick += BATCH_TICK;
+        tokio::time::sleep_until(tick).await;
+        let mut batch = Vec::new();
+        while next < total
+            && batch.len() < MAX_VERIFY_BATCH
+            && started + interval.mul_f64(next as f64) <= tick
+        {
+            batch.push((next, started + interval.mul_f64(next as f64)));
+            next += 1;
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            shed += batch.len() as u64;
+            continue;
+        };
+        let items = batch
+            .iter()
+            .map(|(i, _)| VerifyBatchItem {
+                token: tokens[*i].clone(),
+                room_id: room.to_string(),
+            })
+            .collect();
+        let req = http
+            .post(format!("{base}/collaboration/verify-batch"))
+            .bearer_auth(&load.relay_secret)
+            .json(&VerifyBatchRequest { items });
+        let scheduled: Vec<Instant> = batch
+            .iter()
+            .map(|(_, at)| Instant::now() - at.elapsed())
+            .collect();
+        handles.push(tokio::spawn(async move {
+            let verified: Vec<bool> = match req.send().await {
+                Ok(res) if res.status().is_success() => {
+                    match res.json::<VerifyBatchResponse>().await {
+                        Ok(r) => r
+                            .results
+                            .iter()
+                            .map(|o| matches!(o, VerifyOutcome::Verified { .. }))
+                            .collect(),
+                        Err(_) => Vec::new(),
+                    }
+                }
+                _ => Vec::new(),
+            };
+            drop(permit);
+            scheduled
+                .iter()
+                .enumerate()
+                .map(|(k, at)| {
+                    (
+                        verified.get(k).copied().unwrap_or(false),
+                        us_sample(at.elapsed().as_micros() as u64),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut latencies = Vec::with_capacity(total);
+    let (mut ok, mut errors) = (0u64, 0u64);
+    for h in handles {
+        match h.await {
+            Ok(answers) => {
+                for (verified, us) in answers {
+                    if verified {
+                        ok += 1;
+                        latencies.push(us);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            Err(_) => errors += 1,
         }
     }
     let elapsed = started.elapsed().as_secs_f64();

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use actix_web::{web, HttpRequest};
 use serde::Deserialize;
+use tandem_protocol::collab::is_collab_token_shape;
 use tandem_protocol::collab::{
     AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, CheckAccessResponse,
-    TokenRequest, TokenResponse, UserAccess, VerifyRequest, VerifyResponse, COLLAB_TOKEN_TTL_SECS,
-    MAX_BATCH_USERS,
+    TokenRequest, TokenResponse, UserAccess, VerifyBatchRequest, VerifyBatchResponse,
+    VerifyOutcome, VerifyRequest, VerifyResponse, COLLAB_TOKEN_TTL_SECS, MAX_BATCH_USERS,
+    MAX_VERIFY_BATCH,
 };
 use tandem_protocol::RoomId;
 
@@ -82,6 +84,79 @@ pub async fn verify(
             Err(ApiError::Forbidden)
         }
     }
+}
+
+/// `POST /collaboration/verify-batch` (relay secret as Bearer): consumes up
+/// to [`MAX_VERIFY_BATCH`] tokens in one statement and answers per token, in
+/// order. A malformed room id is answered `invalid` for its item alone (its
+/// token is not consumed); a token that is not a token's shape is refused
+/// without a lookup. One log line per batch.
+pub async fn verify_batch(
+    state: State,
+    _relay: RelayAuth,
+    body: web::Json<VerifyBatchRequest>,
+) -> Result<web::Json<VerifyBatchResponse>, ApiError> {
+    let items = body.into_inner().items;
+    if items.is_empty() || items.len() > MAX_VERIFY_BATCH {
+        return Err(ApiError::validation(format!(
+            "items: between 1 and {MAX_VERIFY_BATCH} per call"
+        )));
+    }
+    let mut results: Vec<Option<VerifyOutcome>> = Vec::with_capacity(items.len());
+    let mut claims: Vec<(String, RoomId)> = Vec::new();
+    let mut slots: Vec<usize> = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match RoomId::parse(&item.room_id) {
+            Err(e) => results.push(Some(VerifyOutcome::Invalid {
+                message: format!("roomId: {e}"),
+            })),
+            Ok(_) if !is_collab_token_shape(&item.token) => {
+                results.push(Some(VerifyOutcome::Refused))
+            }
+            Ok(room) => {
+                results.push(None);
+                slots.push(i);
+                claims.push((item.token, room));
+            }
+        }
+    }
+    let app = state.get_ref().clone();
+    let outcomes = if claims.is_empty() {
+        Vec::new()
+    } else {
+        state
+            .db(move |c| collab::consume_many(c, &app.access_cache, &claims))
+            .await?
+    };
+    let (mut verified, mut refused) = (0usize, 0usize);
+    for (slot, outcome) in slots.into_iter().zip(outcomes) {
+        results[slot] = Some(match outcome {
+            Ok((user_id, grant)) => {
+                verified += 1;
+                VerifyOutcome::Verified {
+                    user_id,
+                    user_name: grant.user_name,
+                    role: grant.role,
+                }
+            }
+            Err(refusal) => {
+                refused += 1;
+                tracing::debug!(?refusal, "collaboration token refused");
+                VerifyOutcome::Refused
+            }
+        });
+    }
+    let results: Vec<VerifyOutcome> = results
+        .into_iter()
+        .map(|r| r.unwrap_or(VerifyOutcome::Refused))
+        .collect();
+    tracing::info!(
+        items = results.len(),
+        verified,
+        refused,
+        "collaboration token batch verified"
+    );
+    Ok(web::Json(VerifyBatchResponse { results }))
 }
 
 #[derive(Deserialize)]

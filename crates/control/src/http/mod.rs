@@ -121,6 +121,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(at("/workspaces/{id}").route(patch().to(workspaces::update)))
         .service(at("/collaboration/token").route(post().to(collab::token)))
         .service(at("/collaboration/verify").route(post().to(collab::verify)))
+        .service(at("/collaboration/verify-batch").route(post().to(collab::verify_batch)))
         .service(
             at("/collaboration/check-access")
                 .route(get().to(collab::check_access))

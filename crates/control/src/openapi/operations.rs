@@ -126,6 +126,21 @@ pub fn operations() -> Vec<Op> {
         .body::<VerifyRequest>()
         .errors(&[403])
         .ok::<VerifyResponse>(200),
+        post(
+            "/collaboration/verify-batch",
+            "verifyCollaborationTokens",
+            "Relay: consume many one-time tokens in one call",
+        )
+        .relay()
+        .describe(
+            "The relay's secret as Bearer; 1 to 100 items (422 otherwise). Each token is \
+             consumed exactly as by `/collaboration/verify` (once, whichever relay or replica \
+             asks first; a token named twice in one batch succeeds at most once) and answered \
+             in the order of the items: `verified` (with the user), `refused` (what `verify` \
+             answers 403 to) or `invalid` (a room id that does not parse; nothing consumed).",
+        )
+        .body::<VerifyBatchRequest>()
+        .ok::<VerifyBatchResponse>(200),
         get(
             "/collaboration/check-access",
             "checkAccess",

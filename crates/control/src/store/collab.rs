@@ -43,6 +43,9 @@ pub fn issue(
     Ok((token, expires_at))
 }
 
+/// What a verify answers: the user's id and grant, or why not.
+pub type Verdict = Result<(String, Grant), Refusal>;
+
 /// Why a verify was refused (all answered 403; the reason is for the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
@@ -109,6 +112,152 @@ fn claim(conn: &mut DbConnection, hash: &str) -> Result<Option<Claimed>, ApiErro
         }
     };
     Ok(row)
+}
+
+/// [`consume`] for many tokens at once (`POST /collaboration/verify-batch`):
+/// one `DELETE … WHERE token_hash IN (…) RETURNING …` claims them all (the
+/// database hands each row to exactly one statement, on any replica, as in
+/// [`consume`]), one read of the access feed, then the access of the
+/// claimed users, from `cache` or decided per room in three queries. A token
+/// named twice is claimed once: its second item is refused. Answers in the
+/// order of `items`.
+pub fn consume_many(
+    conn: &mut DbConnection,
+    cache: &AccessCache,
+    items: &[(String, RoomId)],
+) -> Result<Vec<Verdict>, ApiError> {
+    let hashes: Vec<String> = items.iter().map(|(t, _)| crypto::hash_token(t)).collect();
+    let mut unique: Vec<&str> = hashes.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    let mut claimed = claim_many(conn, &unique)?;
+    let now = now_ms();
+    let mut out: Vec<Verdict> = Vec::with_capacity(items.len());
+    // Items whose token was claimed for the right room, awaiting their grant.
+    let mut pending: Vec<(usize, String)> = Vec::new();
+    for (i, ((_, room), hash)) in items.iter().zip(&hashes).enumerate() {
+        let verdict = match claimed.remove(hash) {
+            None => Err(Refusal::UnknownOrUsed),
+            Some(c) if c.expires_at <= now => Err(Refusal::Expired),
+            Some(c) if c.room_id != room.to_string() => Err(Refusal::WrongRoom),
+            Some(c) => {
+                pending.push((i, c.user_id));
+                Err(Refusal::NoAccess) // replaced below when access is granted
+            }
+        };
+        out.push(verdict);
+    }
+    if pending.is_empty() {
+        return Ok(out);
+    }
+    // As in `grant_of`: the feed position before any grant is computed.
+    let seq = events::last_seq(conn)?;
+    let mut misses: HashMap<String, (RoomId, Vec<String>)> = HashMap::new();
+    for (i, user_id) in &pending {
+        let room = &items[*i].1;
+        let room_name = room.to_string();
+        match cache.get(seq, &room_name, user_id) {
+            Some(grant) => out[*i] = Ok((user_id.clone(), grant)),
+            None => misses
+                .entry(room_name)
+                .or_insert_with(|| (room.clone(), Vec::new()))
+                .1
+                .push(user_id.clone()),
+        }
+    }
+    let mut decided: HashMap<(String, String), Grant> = HashMap::new();
+    for (room_name, (room, mut users)) in misses {
+        users.sort_unstable();
+        users.dedup();
+        let (mut rows, access) = decide(conn, &room, &users)?;
+        for (user_id, role) in access {
+            let (Some(role), Some(user)) = (role, rows.remove(&user_id)) else {
+                continue;
+            };
+            let grant = Grant {
+                role,
+                user_name: user.display_name,
+            };
+            cache.put(seq, &room_name, &user_id, grant.clone());
+            decided.insert((room_name.clone(), user_id), grant);
+        }
+    }
+    for (i, user_id) in pending {
+        if out[i].is_ok() {
+            continue;
+        }
+        let key = (items[i].1.to_string(), user_id);
+        if let Some(grant) = decided.get(&key) {
+            out[i] = Ok((key.1, grant.clone()));
+        }
+    }
+    Ok(out)
+}
+
+#[derive(QueryableByName)]
+struct ClaimedRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    token_hash: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    user_id: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    room_id: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    expires_at: i64,
+}
+
+/// Deletes the rows of `hashes` (distinct) and returns them by hash, in one statement.
+fn claim_many(
+    conn: &mut DbConnection,
+    hashes: &[&str],
+) -> Result<HashMap<String, Claimed>, ApiError> {
+    use diesel::sql_types::Text;
+    if hashes.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let placeholders = |pg: bool| {
+        (1..=hashes.len())
+            .map(|i| if pg { format!("${i}") } else { "?".to_string() })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = |pg: bool| {
+        format!(
+            "DELETE FROM collab_tokens WHERE token_hash IN ({}) \
+             RETURNING token_hash, user_id, room_id, expires_at",
+            placeholders(pg)
+        )
+    };
+    let rows: Vec<ClaimedRow> = match conn {
+        DbConnection::Pg(pg) => {
+            let mut query = diesel::sql_query(sql(true)).into_boxed();
+            for h in hashes {
+                query = query.bind::<Text, _>(*h);
+            }
+            query.load(pg)?
+        }
+        DbConnection::Sqlite(lite) => {
+            let mut query = diesel::sql_query(sql(false)).into_boxed();
+            for h in hashes {
+                query = query.bind::<Text, _>(*h);
+            }
+            let _writer = sqlite_writer();
+            query.load(lite)?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            (
+                r.token_hash,
+                Claimed {
+                    user_id: r.user_id,
+                    room_id: r.room_id,
+                    expires_at: r.expires_at,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Whether one user may be in `room` (and as what), answered from `cache`

@@ -31,5 +31,6 @@ mod snapshots;
 mod streaming;
 mod sync;
 mod sync_bench;
+mod verify_batch;
 mod webhooks;
 mod workspace_events;

@@ -317,6 +317,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/collaboration/verify-batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Relay: consume many one-time tokens in one call
+         * @description The relay's secret as Bearer; 1 to 100 items (422 otherwise). Each token is consumed exactly as by `/collaboration/verify` (once, whichever relay or replica asks first; a token named twice in one batch succeeds at most once) and answered in the order of the items: `verified` (with the user), `refused` (what `verify` answers 403 to) or `invalid` (a room id that does not parse; nothing consumed).
+         */
+        post: operations["verifyCollaborationTokens"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/conversations": {
         parameters: {
             query?: never;
@@ -2863,9 +2883,46 @@ export interface components {
              */
             expiresAt: number;
         };
+        /** @description One token to consume for one room. */
+        VerifyBatchItem: {
+            /** @description `"{resourceType}-{resourceId}"`. */
+            roomId: string;
+            /** @description The client's one-time token (`?token=`). */
+            token: string;
+        };
+        /**
+         * @description `POST /collaboration/verify-batch` (relay; its secret as Bearer): consumes
+         *     many one-time tokens in one call, each exactly as `POST
+         *     /collaboration/verify` would (a token succeeds once, whichever relay,
+         *     replica or call presents it first; a token named twice in one batch
+         *     succeeds at most once). At most [`MAX_VERIFY_BATCH`] items.
+         */
+        VerifyBatchRequest: {
+            items: components["schemas"]["VerifyBatchItem"][];
+        };
+        /** @description The answers, one per item, in the order of the request. */
+        VerifyBatchResponse: {
+            results: components["schemas"]["VerifyOutcome"][];
+        };
         /** @description `POST /auth/verify-email`: the token of the emailed link. */
         VerifyEmailRequest: {
             token: string;
+        };
+        /** @description What became of one token of a batch. */
+        VerifyOutcome: {
+            /** @enum {string} */
+            outcome: "verified";
+            /** @description `viewer` connections are read-only. */
+            role: components["schemas"]["Role"];
+            userId: string;
+            userName: string;
+        } | {
+            /** @enum {string} */
+            outcome: "refused";
+        } | {
+            message: string;
+            /** @enum {string} */
+            outcome: "invalid";
         };
         /**
          * @description `POST /collaboration/verify` (relay; `Authorization: Bearer <token>` and
@@ -3801,6 +3858,38 @@ export interface operations {
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    verifyCollaborationTokens: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VerifyBatchRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VerifyBatchResponse"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
