@@ -131,6 +131,12 @@ pub struct RelayConfig {
     #[arg(long, env = "TANDEM_SAVE_LEASE_MS", default_value_t = 15_000)]
     pub save_lease_ms: u64,
 
+    /// Seconds a resume ticket lives (issued to clients that connect with
+    /// `?resume=1`, accepted as `?ticket=` in place of a token); 0 turns
+    /// tickets off.
+    #[arg(long, env = "TANDEM_RESUME_TICKET_SECS", default_value_t = 60)]
+    pub resume_ticket_secs: u64,
+
     /// Log format: `text` or `json`.
     #[arg(
         long = "relay-log-format",
@@ -172,6 +178,7 @@ impl RelayConfig {
             shutdown_secs: 5,
             redis_url: None,
             save_lease_ms: 2_000,
+            resume_ticket_secs: 60,
             log_format: "text".into(),
         }
     }

@@ -35,6 +35,8 @@ pub struct Shared {
     pub handshakes: crate::transport::limits::IpLimiter,
     /// Cancelled to stop the node (`POST /admin/drain?exit=true`, signals).
     pub stop: CancellationToken,
+    /// Resume tickets (`None` when `TANDEM_RESUME_TICKET_SECS` is 0).
+    pub tickets: Option<crate::tickets::Tickets>,
 }
 
 pub struct Application {
@@ -122,6 +124,7 @@ impl Application {
                 config.handshake_limit_loopback,
             ),
             stop: stop.clone(),
+            tickets: crate::tickets::Tickets::new(&secret, config.resume_ticket_secs),
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");
