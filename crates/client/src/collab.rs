@@ -64,6 +64,8 @@ pub struct Status {
     pub text_frames: u64,
     /// The latest resume ticket the relay sent (connections opened with `?resume=1`).
     pub ticket: Option<String>,
+    /// When that ticket expires (its `expiresInSecs` from when it arrived).
+    pub ticket_expires: Option<std::time::Instant>,
     /// Resume-ticket messages received.
     pub tickets: u64,
     /// Messages of a type this client does not know (what a stock client would choke on).
@@ -322,6 +324,9 @@ fn handle_frame(
                     s.tickets += 1;
                     if let Some(m) = parsed {
                         s.ticket = Some(m.ticket);
+                        s.ticket_expires = Some(
+                            std::time::Instant::now() + Duration::from_secs(m.expires_in_secs),
+                        );
                     }
                 });
             }
