@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tandem_client::api::Session;
 use tandem_client::collab::CollabClient;
-use tandem_e2e::{text_of, type_text, Stack, SOON};
+use tandem_e2e::{text_of, type_text, Backend, Stack, SOON};
 use tandem_protocol::collab::close;
 use tandem_protocol::http::Role;
 
@@ -63,7 +63,10 @@ async fn assert_refused(url: &str, what: &str) {
         ))),
         "{what}"
     );
-    assert!(!s.synced && s.frames == 0, "{what}: nothing of the room: {s:?}");
+    assert!(
+        !s.synced && s.frames == 0,
+        "{what}: nothing of the room: {s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,8 +78,15 @@ async fn a_ticket_rejoins_after_a_relay_restart_without_a_verify() {
     type_text(&a, "before restart");
     // Without ?resume=1 no ticket is ever sent.
     let plain = stack.connect(&alice, &doc).await;
-    assert!(plain.wait_doc(SOON, |_| text_of(&plain) == "before restart").await);
-    assert_eq!((plain.status().tickets, plain.status().unknown_messages), (0, 0));
+    assert!(
+        plain
+            .wait_doc(SOON, |_| text_of(&plain) == "before restart")
+            .await
+    );
+    assert_eq!(
+        (plain.status().tickets, plain.status().unknown_messages),
+        (0, 0)
+    );
     tokio::time::sleep(Duration::from_millis(700)).await; // saved (debounce 100 ms)
     drop((a, plain));
     // Another relay process (new port, same secret): tickets are node-independent.
@@ -96,7 +106,10 @@ async fn a_ticket_rejoins_after_a_relay_restart_without_a_verify() {
     assert_eq!(s.tickets, 1);
     type_text(&b, "+after");
     let c = stack.connect(&alice, &doc).await;
-    assert!(c.wait_doc(SOON, |_| text_of(&c) == "before restart+after").await);
+    assert!(
+        c.wait_doc(SOON, |_| text_of(&c) == "before restart+after")
+            .await
+    );
     // One verify for `c`, none for the ticket join; one access check for it.
     assert_eq!(verifies(&stack).await, before + 1);
     assert!(control_requests(&stack, "/collaboration/check-access").await > checks_before);
@@ -152,9 +165,11 @@ async fn expired_tampered_and_foreign_tickets_are_refused() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_users_ticket_is_refused_and_a_downgrade_applies() {
-    let stack = Stack::start_with(|c| c.recheck_secs = 3600).await;
+// On both databases: the access check behind a ticket join is control's.
+tandem_e2e::both_backends!(a_revoked_users_ticket_is_refused_and_a_downgrade_applies);
+
+async fn a_revoked_users_ticket_is_refused_and_a_downgrade_applies(backend: Backend) {
+    let stack = Stack::start_on(backend, |c| c.recheck_secs = 3600).await;
     let owner = stack.user("owner@revticket.dev", "Owner").await;
     let guest = stack.user("guest@gmail.com", "Guest").await;
     let viewer = stack.user("viewer@gmail.com", "Viewer").await;
@@ -172,7 +187,11 @@ async fn a_revoked_users_ticket_is_refused_and_a_downgrade_applies() {
         .unwrap();
     assert!(g.wait_status(SOON, |s| s.closed.is_some()).await.is_some());
     // The ticket issued before the revocation does not let the guest back.
-    assert_refused(&ticket_url(&stack.relay_url, &doc, &guest_ticket), "revoked").await;
+    assert_refused(
+        &ticket_url(&stack.relay_url, &doc, &guest_ticket),
+        "revoked",
+    )
+    .await;
     // A ticket issued while an editor rejoins with the role control has now.
     stack
         .api

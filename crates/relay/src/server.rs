@@ -59,8 +59,7 @@ impl Application {
             None => None,
         };
         let control = ControlClient::new(&config.control_url, &secret)?;
-        let listener = TcpListener::bind(config.listen)
-            .await
+        let listener = listen(config.listen)
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let tracker = TaskTracker::new();
@@ -209,6 +208,23 @@ impl Application {
         tracing::info!("relay stopped");
         Ok(())
     }
+}
+
+/// The accept queue's length: a reconnect storm (every client of a restarted
+/// node at once) overflowed tokio's default of 1024, and a dropped SYN is
+/// retried by the client's kernel only after 1 s, then 3 s. The kernel caps
+/// it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn wait_for_signal() {

@@ -21,9 +21,9 @@ use tandem_protocol::collab::close;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::procstat;
 use super::stats::{self, Percentiles};
 use super::target::{Kind, RoomRef, Target};
-use super::procstat;
 use crate::collab::CollabClient;
 
 #[derive(Debug, Args)]
@@ -329,9 +329,10 @@ async fn client(
                 tokio::time::sleep(backoff.next()).await;
             }
             Some(s)
-                if s.closed
-                    .as_ref()
-                    .is_some_and(|c| c.as_ref().is_some_and(|(code, _)| *code == close::TICKET_REFUSED)) =>
+                if s.closed.as_ref().is_some_and(|c| {
+                    c.as_ref()
+                        .is_some_and(|(code, _)| *code == close::TICKET_REFUSED)
+                }) =>
             {
                 // Refused ticket: a fresh token at once.
                 counters.tickets_refused.fetch_add(1, Ordering::Relaxed);
@@ -371,7 +372,9 @@ async fn wait_all(
 }
 
 pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let mut relay = Relay {
         bin: args.relay_bin.clone(),
         port,
@@ -446,7 +449,12 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         .fold(0.0, f64::max);
     let control_requests = after
         .iter()
-        .map(|(k, v)| (k.clone(), v.saturating_sub(before.get(k).copied().unwrap_or(0))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
         .filter(|(_, v)| *v > 0)
         .collect();
     let control_cpu_secs = match (cpu_before, cpu_after) {

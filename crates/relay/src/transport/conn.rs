@@ -216,7 +216,8 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
     };
     let resume = match (&shared.tickets, wants_resume) {
         (Some(tickets), true) => {
-            let resume = crate::tickets::Resume::new(member.clone(), tickets, std::time::Instant::now());
+            let resume =
+                crate::tickets::Resume::new(member.clone(), tickets, std::time::Instant::now());
             let first = [resume.first(tickets, &room)];
             shared.metrics.tickets_issued.inc();
             if !matches!(
