@@ -59,8 +59,8 @@ impl Application {
             None => None,
         };
         let control = ControlClient::new(&config.control_url, &secret)?;
-        let listener = listen(config.listen)
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
