@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tandem_protocol::collab::resume::{TicketMessage, MESSAGE_RESUME_TICKET};
 use tandem_protocol::collab::ServerNotice;
 use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::tungstenite::{self, Message as WsMessage};
@@ -61,6 +62,14 @@ pub struct Status {
     pub auth_messages: u64,
     /// Text frames received (only ever sent on the y-partykit path).
     pub text_frames: u64,
+    /// The latest resume ticket the relay sent (connections opened with `?resume=1`).
+    pub ticket: Option<String>,
+    /// When that ticket expires (its `expiresInSecs` from when it arrived).
+    pub ticket_expires: Option<std::time::Instant>,
+    /// Resume-ticket messages received.
+    pub tickets: u64,
+    /// Messages of a type this client does not know (what a stock client would choke on).
+    pub unknown_messages: u64,
 }
 
 /// The reason in a `permission_revoked` notice, or the raw text.
@@ -309,6 +318,19 @@ fn handle_frame(
                 s.auth_messages += 1;
                 s.revoked = Some(revocation_reason(&notice));
             }),
+            Message::Custom(MESSAGE_RESUME_TICKET, data) => {
+                let parsed = serde_json::from_slice::<TicketMessage>(&data).ok();
+                status.send_modify(|s| {
+                    s.tickets += 1;
+                    if let Some(m) = parsed {
+                        s.ticket = Some(m.ticket);
+                        s.ticket_expires = Some(
+                            std::time::Instant::now() + Duration::from_secs(m.expires_in_secs),
+                        );
+                    }
+                });
+            }
+            Message::Custom(..) => status.send_modify(|s| s.unknown_messages += 1),
             _ => {}
         }
     }

@@ -220,6 +220,31 @@ mod tests {
     }
 }
 
+/// Resume tickets (`proto-docs/relay-protocol.md`, "Resume tickets").
+pub mod resume {
+    use serde::{Deserialize, Serialize};
+
+    /// The y-websocket message tag of a resume ticket (relay → client, only
+    /// to connections that asked with `?resume=1`): `[100][varString json]`,
+    /// the JSON being a [`TicketMessage`].
+    pub const MESSAGE_RESUME_TICKET: u8 = 100;
+    /// Query parameter asking for tickets on this connection.
+    pub const RESUME_PARAM: &str = "resume";
+    /// Query parameter presenting a ticket in place of `token`.
+    pub const TICKET_PARAM: &str = "ticket";
+    /// Longest ticket the relay reads.
+    pub const MAX_TICKET_LEN: usize = 1024;
+
+    /// What the resume-ticket message carries.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct TicketMessage {
+        pub ticket: String,
+        /// Seconds the ticket is accepted from when it was sent.
+        pub expires_in_secs: u64,
+    }
+}
+
 /// WebSocket close codes the relay uses, and their reason strings.
 pub mod close {
     /// Normal closure (the client said goodbye).
@@ -249,7 +274,14 @@ pub mod close {
     /// update again.
     pub const DOCUMENT_TOO_LARGE: u16 = 4413;
 
+    /// A resume ticket (`?ticket=`) was refused: expired, tampered with,
+    /// for another room, signed with another relay secret, or the user lost
+    /// access. Sent right after the upgrade, before any room message; the
+    /// client connects again with a fresh token (never with the same ticket).
+    pub const TICKET_REFUSED: u16 = 4401;
+
     pub const REASON_AUTH_FORBIDDEN: &str = "AUTH_FORBIDDEN";
+    pub const REASON_TICKET_REFUSED: &str = "TICKET_REFUSED";
     pub const REASON_SHUTDOWN: &str = "SHUTDOWN";
     pub const REASON_DRAINING: &str = "DRAINING";
     pub const REASON_ROOM_FULL: &str = "ROOM_FULL";

@@ -142,6 +142,12 @@ pub struct RelayConfig {
     #[arg(long, env = "TANDEM_VERIFY_BATCH_WINDOW_MS", default_value_t = 2)]
     pub verify_batch_window_ms: u64,
 
+    /// Seconds a resume ticket lives (issued to clients that connect with
+    /// `?resume=1`, accepted as `?ticket=` in place of a token); 0 turns
+    /// tickets off.
+    #[arg(long, env = "TANDEM_RESUME_TICKET_SECS", default_value_t = 60)]
+    pub resume_ticket_secs: u64,
+
     /// Log format: `text` or `json`.
     #[arg(
         long = "relay-log-format",
@@ -185,6 +191,7 @@ impl RelayConfig {
             save_lease_ms: 2_000,
             verify_batch_max: 64,
             verify_batch_window_ms: 2,
+            resume_ticket_secs: 60,
             log_format: "text".into(),
         }
     }

@@ -7,6 +7,7 @@
 //! - [`control_client`]: the relay's way out to control's HTTP API.
 //! - [`cluster`]: several relay nodes sharing rooms through Redis pub/sub.
 //! - [`metrics`]: Prometheus metrics (`GET /metrics` on the relay's port).
+//! - [`tickets`]: resume tickets (rejoin without a new control token).
 //! - [`recheck`]: periodic and event-driven permission re-checks, kicks.
 //! - [`config`], [`server`]: configuration and `Application::build`.
 //!
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod recheck;
 pub mod room;
 pub mod server;
+pub mod tickets;
 pub mod transport;
 
 #[cfg(test)]

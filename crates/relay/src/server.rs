@@ -35,6 +35,8 @@ pub struct Shared {
     pub handshakes: crate::transport::limits::IpLimiter,
     /// Cancelled to stop the node (`POST /admin/drain?exit=true`, signals).
     pub stop: CancellationToken,
+    /// Resume tickets (`None` when `TANDEM_RESUME_TICKET_SECS` is 0).
+    pub tickets: Option<crate::tickets::Tickets>,
 }
 
 pub struct Application {
@@ -62,9 +64,8 @@ impl Application {
                 window: Duration::from_millis(config.verify_batch_window_ms),
             },
         );
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
@@ -127,6 +128,7 @@ impl Application {
                 config.handshake_limit_loopback,
             ),
             stop: stop.clone(),
+            tickets: crate::tickets::Tickets::new(&secret, config.resume_ticket_secs),
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");
@@ -211,6 +213,23 @@ impl Application {
         tracing::info!("relay stopped");
         Ok(())
     }
+}
+
+/// The accept queue's length: a reconnect storm (every client of a restarted
+/// node at once) overflowed tokio's default of 1024, and a dropped SYN is
+/// retried by the client's kernel only after 1 s, then 3 s. The kernel caps
+/// it at `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    #[cfg(unix)]
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn wait_for_signal() {

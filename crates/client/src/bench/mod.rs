@@ -20,6 +20,7 @@ pub mod report;
 pub mod scenario;
 pub mod soak;
 pub mod stats;
+pub mod storm;
 pub mod target;
 pub mod wire;
 
@@ -39,6 +40,10 @@ pub enum BenchCommand {
     /// killed and restarted in turn; checks durability, convergence, memory
     /// and token requests (run by `scripts/soak`).
     Soak(soak::SoakArgs),
+    /// The reconnect storm: clients connected and synced, the relay killed
+    /// (SIGKILL) and restarted on the same port, every client back and synced
+    /// (with or without resume tickets); control's requests and CPU.
+    Storm(storm::StormArgs),
     /// Prints the side-by-side table of report files (JSON lines).
     Compare {
         /// Files of JSON reports, one per line.
@@ -201,6 +206,21 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
                 report.violations.is_empty(),
                 "{} violation(s)",
                 report.violations.len()
+            );
+            Ok(())
+        }
+        BenchCommand::Storm(args) => {
+            let report = storm::run(&args).await?;
+            print!("{}", report.table());
+            let json = serde_json::to_string(&report)?;
+            println!("{json}");
+            append_json(&args.json, &json)?;
+            anyhow::ensure!(
+                report.back == report.clients,
+                "only {} of {} clients came back within {} s",
+                report.back,
+                report.clients,
+                args.timeout_secs
             );
             Ok(())
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use tandem_protocol::collab::resume::{RESUME_PARAM, TICKET_PARAM as RESUME_TICKET_PARAM};
 use tandem_protocol::collab::{close, is_collab_token_shape};
 use tandem_protocol::ErrorCode;
 use tokio::io::AsyncWriteExt;
@@ -49,6 +50,8 @@ struct Upgraded {
     room: tandem_protocol::RoomId,
     form: Form,
     member: Member,
+    /// Resume tickets for this connection (it asked with `?resume=1`).
+    resume: Option<Box<crate::tickets::Resume>>,
     /// Counts the connection against the relay's limit while it lives.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -136,18 +139,21 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
             }
         }
     }
-    let Some(token) = token else {
-        {
+    // `?ticket=` stands in for `?token=` (a token, when both are given, wins).
+    let credential = match (token, handshake::query_param(&head, RESUME_TICKET_PARAM)) {
+        (Some(token), _) => Credential::Token(token),
+        (None, Some(ticket)) => Credential::Ticket(ticket),
+        (None, None) => {
             HttpError::new(401, ErrorCode::Unauthorized, "missing ?token=")
                 .write_to(&mut stream)
                 .await;
             return None;
         }
     };
-    if !is_collab_token_shape(&token) {
-        // Not a token control could have made: no need to ask it.
-        shared.metrics.tokens_malformed.inc();
-        {
+    if let Credential::Token(token) = &credential {
+        if !is_collab_token_shape(token) {
+            // Not a token control could have made: no need to ask it.
+            shared.metrics.tokens_malformed.inc();
             HttpError::new(403, ErrorCode::Forbidden, "token refused")
                 .write_to(&mut stream)
                 .await;
@@ -166,35 +172,19 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
             return None;
         }
     };
-    let started = std::time::Instant::now();
-    let verified = shared.control.verify(&token, &room).await;
-    shared
-        .metrics
-        .verify_seconds
-        .observe(started.elapsed().as_secs_f64());
-    let member = match verified {
-        Ok(v) => Member {
-            user_id: v.user_id,
-            user_name: v.user_name,
-            role: v.role,
-        },
-        Err(ControlError::Refused(_)) => {
-            HttpError::new(403, ErrorCode::Forbidden, "token refused")
-                .write_to(&mut stream)
-                .await;
-            return None;
-        }
-        Err(ControlError::BadRequest | ControlError::TooLarge) => {
-            HttpError::new(400, ErrorCode::BadRequest, "bad room id")
-                .write_to(&mut stream)
-                .await;
-            return None;
-        }
-        Err(ControlError::Unavailable(why)) => {
-            tracing::warn!(room = %room, error = %why, "control unreachable during connect");
-            {
-                unreachable_control().write_to(&mut stream).await;
-                return None;
+    let wants_resume = handshake::query_param(&head, RESUME_PARAM).is_some();
+    let member = match credential {
+        Credential::Token(token) => verify_token(&mut stream, &shared, &token, &room).await?,
+        Credential::Ticket(ticket) => {
+            match crate::tickets::admit(&shared, &ticket, &room).await {
+                Ok(member) => Some(member),
+                Err(crate::tickets::AdmitError::Unavailable) => {
+                    unreachable_control().write_to(&mut stream).await;
+                    return None;
+                }
+                // Refused after the upgrade (close 4401), so that browsers,
+                // which never see an HTTP status, can tell it apart.
+                Err(crate::tickets::AdmitError::Refused) => None,
             }
         }
     };
@@ -219,15 +209,82 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
             return None;
         }
     };
+    let mut ws = ws;
+    let Some(member) = member else {
+        crate::tickets::refuse(&mut ws).await;
+        return None;
+    };
+    let resume = match (&shared.tickets, wants_resume) {
+        (Some(tickets), true) => {
+            let resume =
+                crate::tickets::Resume::new(member.clone(), tickets, std::time::Instant::now());
+            let first = [resume.first(tickets, &room)];
+            shared.metrics.tickets_issued.inc();
+            if !matches!(
+                tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &first)).await,
+                Ok(Ok(()))
+            ) {
+                return None;
+            }
+            Some(resume)
+        }
+        _ => None,
+    };
     Some((
         ws,
         Upgraded {
             room,
             form,
             member,
+            resume,
             _permit: permit,
         },
     ))
+}
+
+/// How a connect authenticates.
+enum Credential {
+    Token(String),
+    Ticket(String),
+}
+
+/// Consumes a one-time token at control; `None` once the refusal is answered.
+async fn verify_token(
+    stream: &mut TcpStream,
+    shared: &Shared,
+    token: &str,
+    room: &tandem_protocol::RoomId,
+) -> Option<Option<Member>> {
+    let started = std::time::Instant::now();
+    let verified = shared.control.verify(token, room).await;
+    shared
+        .metrics
+        .verify_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match verified {
+        Ok(v) => Some(Some(Member {
+            user_id: v.user_id,
+            user_name: v.user_name,
+            role: v.role,
+        })),
+        Err(ControlError::Refused(_)) => {
+            HttpError::new(403, ErrorCode::Forbidden, "token refused")
+                .write_to(stream)
+                .await;
+            None
+        }
+        Err(ControlError::BadRequest | ControlError::TooLarge) => {
+            HttpError::new(400, ErrorCode::BadRequest, "bad room id")
+                .write_to(stream)
+                .await;
+            None
+        }
+        Err(ControlError::Unavailable(why)) => {
+            tracing::warn!(room = %room, error = %why, "control unreachable during connect");
+            unreachable_control().write_to(stream).await;
+            None
+        }
+    }
 }
 
 /// The y-protocols auth message "permission denied" (`[2][0][varString]`)
@@ -328,6 +385,7 @@ async fn write_batch(
 /// Moves frames between the socket and the room until either side ends.
 async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
     let form = up.form;
+    let mut resume = up.resume;
     let link = match shared.hub.join(&up.room, up.member).await {
         Ok(link) => link,
         Err(JoinError::Full) => {
@@ -372,6 +430,10 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
                     match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch)).await {
                         Ok(Ok(step2)) => {
                             batch = Vec::new();
+                            if !send_ticket(&mut ws, &mut resume, &shared, &up.room).await {
+                                broken = true;
+                                break None;
+                            }
                             idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
                             if step2 && !link.step2_written().await {
                                 break Some(ended(&link));
@@ -386,7 +448,9 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
             },
             _ = &mut idle => {
                 let ka = [Bytes::from_static(KEEPALIVE)];
-                if !matches!(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka)).await, Ok(Ok(()))) {
+                if !matches!(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka)).await, Ok(Ok(())))
+                    || !send_ticket(&mut ws, &mut resume, &shared, &up.room).await
+                {
                     broken = true;
                     break None;
                 }
@@ -417,6 +481,25 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
             let _ = ws.close(None).await;
         }
     }
+}
+
+/// Sends a fresh resume ticket when one is due (half its life after the
+/// last); false when the write failed.
+async fn send_ticket(
+    ws: &mut Ws,
+    resume: &mut Option<Box<crate::tickets::Resume>>,
+    shared: &Shared,
+    room: &tandem_protocol::RoomId,
+) -> bool {
+    let now = std::time::Instant::now();
+    let Some(msg) = crate::tickets::refresh(resume, shared.tickets.as_ref(), room, now) else {
+        return true;
+    };
+    shared.metrics.tickets_issued.inc();
+    matches!(
+        tokio::time::timeout(SEND_TIMEOUT, write_frames(ws, &[msg])).await,
+        Ok(Ok(()))
+    )
 }
 
 /// The 503 of `/readyz` and of a connect while the node drains.

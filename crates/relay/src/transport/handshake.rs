@@ -180,6 +180,16 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
     Ok(Route::Room(room, token, form))
 }
 
+/// The first non-empty value of query parameter `name`.
+pub fn query_param(head: &Head, name: &str) -> Option<String> {
+    head.query.as_deref().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('=').or(Some((kv, ""))))
+            .find(|(k, v)| *k == name && !v.is_empty())
+            .map(|(_, v)| v.to_string())
+    })
+}
+
 /// A refusal before the upgrade.
 #[derive(Debug)]
 pub struct HttpError {
@@ -288,6 +298,15 @@ mod tests {
             route(&head("/doc-abc?token=t", false)).unwrap_err().status,
             400
         );
+    }
+
+    #[test]
+    fn query_params() {
+        let h = head("/doc-abc?resume=1&ticket=rt1.a.b&x", true);
+        assert_eq!(query_param(&h, "resume").as_deref(), Some("1"));
+        assert_eq!(query_param(&h, "ticket").as_deref(), Some("rt1.a.b"));
+        assert_eq!(query_param(&h, "x"), None);
+        assert_eq!(query_param(&h, "token"), None);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //
 // It speaks the y-websocket protocol (sync + awareness, from y-protocols)
 // itself instead of wrapping y-websocket's provider, because Tandem's tokens
-// work once: every connection attempt fetches a fresh token from control,
-// which the stock provider (one fixed URL, its own reconnect loop) cannot do
+// work once: every connection attempt fetches a fresh token from control (or
+// presents the relay's resume ticket after a drop), which the stock provider (one fixed URL, its own reconnect loop) cannot do
 // without being taken apart. It owns the reconnect loop (backoff with jitter),
 // stops for good when access is revoked, and exposes its state as an explicit
 // status plus events, so UI bindings only subscribe.
@@ -21,6 +21,12 @@ const MESSAGE_SYNC = 0
 const MESSAGE_AWARENESS = 1
 const MESSAGE_AUTH = 2
 const MESSAGE_QUERY_AWARENESS = 3
+/** The relay's resume ticket (`[100][varString json]`), sent only to connections that asked with `resume=1`. */
+const MESSAGE_RESUME_TICKET = 100
+/** The relay refused a resume ticket: connect again at once with a fresh token. */
+const CLOSE_TICKET_REFUSED = 4401
+/** A ticket this close to its expiry (ms) is not presented any more. */
+const TICKET_MARGIN_MS = 2_000
 
 /** Close codes after which reconnecting cannot help (see proto-docs/relay-protocol.md). */
 const CLOSE_FORBIDDEN = 1008
@@ -57,6 +63,8 @@ export interface DocumentState {
   error: unknown
   /** How many collaboration tokens this connection has requested. */
   tokenRequests: number
+  /** How many connection attempts presented a resume ticket instead of a token. */
+  ticketAttempts: number
 }
 
 export interface DocumentEvents {
@@ -84,6 +92,18 @@ export interface ConnectDocumentOptions {
   connect?: boolean
   /** WebSocket implementation (default: the global one; pass `ws` in Node < 22). */
   WebSocket?: WebSocketCtor
+  /**
+   * Ask the relay for resume tickets and rejoin with the latest one after a drop instead of a
+   * fresh token (default true; see proto-docs/relay-protocol.md, "Resume tickets"). The ticket is
+   * kept in memory only; a refused one (close 4401) is dropped and a token requested at once.
+   */
+  resumeTickets?: boolean
+}
+
+/** The latest resume ticket of a connection, and when (by this clock) it stops being presented. */
+interface ResumeTicket {
+  ticket: string
+  expiresAt: number
 }
 
 /** What a connection needs from the client: where the relay is and how to get a token. */
@@ -101,7 +121,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
   /** `{resourceType}-{resourceId}`, the relay's room. */
   readonly roomId: string
 
-  private current: DocumentState = { status: 'disconnected', synced: false, revoked: null, error: null, tokenRequests: 0 }
+  private current: DocumentState = { status: 'disconnected', synced: false, revoked: null, error: null, tokenRequests: 0, ticketAttempts: 0 }
   private ws: WebSocket | null = null
   /** Bumped by every attempt and by stop/destroy, so late callbacks of an old attempt do nothing. */
   private generation = 0
@@ -116,6 +136,9 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
   private readonly WS: WebSocketCtor
   private readonly removeOnline: () => void
   private readonly transport: DocumentTransport
+  private readonly resumeTickets: boolean
+  /** The latest resume ticket for this room (memory only: it is a bearer credential). */
+  private ticket: ResumeTicket | null = null
 
   constructor (transport: DocumentTransport, resourceType: ResourceType, resourceId: string, doc: Y.Doc, options: ConnectDocumentOptions = {}) {
     super()
@@ -129,6 +152,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     this.backoff = new Backoff(options.backoff)
     this.timeoutMs = options.timeoutMs ?? 30_000
     this.urlForm = options.urlForm ?? 'y-websocket'
+    this.resumeTickets = options.resumeTickets ?? true
     const WS = options.WebSocket ?? transport.WebSocket ?? (globalThis as { WebSocket?: WebSocketCtor }).WebSocket
     if (WS === undefined) throw new TypeError('no WebSocket implementation: pass options.WebSocket (e.g. the `ws` package in Node)')
     this.WS = WS
@@ -161,6 +185,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     this.closeSocket()
     this.clearRetry()
     this.backoff.reset()
+    this.ticket = null
     this.update({ revoked: null, error: null })
     void this.attempt()
   }
@@ -190,6 +215,12 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
   private async attempt (): Promise<void> {
     const gen = ++this.generation
     this.retryTimer = null
+    const ticket = this.usableTicket()
+    if (ticket !== null) {
+      this.update({ status: 'connecting', synced: false, ticketAttempts: this.current.ticketAttempts + 1 })
+      this.open(gen, this.url({ ticket }))
+      return
+    }
     this.update({ status: 'connecting', synced: false, tokenRequests: this.current.tokenRequests + 1 })
     let granted: { token: string, roomId: string }
     try {
@@ -207,9 +238,25 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
       return
     }
     if (gen !== this.generation) return
+    this.open(gen, this.url(granted))
+  }
+
+  /** The ticket to present now, if one is held and not about to expire. */
+  private usableTicket (): string | null {
+    if (this.ticket === null) return null
+    if (Date.now() + TICKET_MARGIN_MS >= this.ticket.expiresAt) {
+      this.ticket = null
+      return null
+    }
+    return this.ticket.ticket
+  }
+
+  /** Opens the socket of attempt `gen`. */
+  private open (gen: number, url: string): void {
+    if (gen !== this.generation) return
     let ws: WebSocket
     try {
-      ws = new this.WS(this.url(granted))
+      ws = new this.WS(url)
     } catch (err) {
       this.fail(err)
       return
@@ -238,11 +285,24 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     ws.onerror = () => { /* a close event follows */ }
   }
 
-  /** The relay URL for a granted token, in the room control named with it. */
-  private url ({ token, roomId }: { token: string, roomId: string }): string {
+  /** The relay URL for a granted token (in the room control named with it) or a resume ticket. */
+  private url (credential: { token: string, roomId: string } | { ticket: string }): string {
     const base = this.transport.relayUrl.replace(/\/+$/, '')
     const prefix = this.urlForm === 'y-partykit' ? '/parties/main' : ''
-    return `${base}${prefix}/${encodeURIComponent(roomId || this.roomId)}?token=${encodeURIComponent(token)}`
+    const resume = this.resumeTickets ? '&resume=1' : ''
+    if ('ticket' in credential) {
+      return `${base}${prefix}/${encodeURIComponent(this.roomId)}?ticket=${encodeURIComponent(credential.ticket)}${resume}`
+    }
+    const room = encodeURIComponent(credential.roomId || this.roomId)
+    return `${base}${prefix}/${room}?token=${encodeURIComponent(credential.token)}${resume}`
+  }
+
+  /** Keeps the relay's latest resume ticket (`{"ticket","expiresInSecs"}`). */
+  private storeTicket (json: string): void {
+    if (!this.resumeTickets) return
+    const message = JSON.parse(json) as { ticket?: unknown, expiresInSecs?: unknown }
+    if (typeof message.ticket !== 'string' || typeof message.expiresInSecs !== 'number') return
+    this.ticket = { ticket: message.ticket, expiresAt: Date.now() + message.expiresInSecs * 1000 }
   }
 
   private receive (data: unknown): void {
@@ -279,6 +339,9 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
         case MESSAGE_QUERY_AWARENESS:
           this.sendAwareness([...this.awareness.getStates().keys()])
           break
+        case MESSAGE_RESUME_TICKET:
+          this.storeTicket(decoding.readVarString(decoder))
+          break
         default:
           break
       }
@@ -294,7 +357,13 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
     this.ws = null
     this.forgetRemoteAwareness()
     if (this.current.status === 'revoked' || this.current.status === 'failed') return
-    if (code === CLOSE_FORBIDDEN) {
+    if (code === CLOSE_TICKET_REFUSED) {
+      // Expired, another relay secret, or access lost: a fresh token decides, at once.
+      this.ticket = null
+      this.update({ status: 'disconnected', synced: false })
+      this.clearRetry()
+      this.retryTimer = setTimeout(() => { void this.attempt() }, 0)
+    } else if (code === CLOSE_FORBIDDEN) {
       this.revoke({ reason: reason || 'AUTH_FORBIDDEN', source: 'close' })
     } else if (CLOSE_FATAL.has(code)) {
       this.fail(new Error(`the relay closed the connection: ${code} ${reason}`))
@@ -306,6 +375,7 @@ export class DocumentConnection extends Emitter<DocumentEvents> {
 
   private revoke (revocation: Revocation): void {
     if (this.current.status === 'revoked') return
+    this.ticket = null
     this.generation++
     this.clearRetry()
     this.closeSocket()

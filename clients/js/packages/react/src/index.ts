@@ -54,7 +54,7 @@ export interface TandemDocument {
   error: unknown
 }
 
-const idleDocument: DocumentState = { status: 'disconnected', synced: false, revoked: null, error: null, tokenRequests: 0 }
+const idleDocument: DocumentState = { status: 'disconnected', synced: false, revoked: null, error: null, tokenRequests: 0, ticketAttempts: 0 }
 const noop = (): (() => void) => () => {}
 
 /**

@@ -1,0 +1,488 @@
+//! `tandem bench storm`: the reconnect storm. N clients (default 10,000 over
+//! 1,000 rooms) connect to a relay this command starts and sync; then the
+//! relay is killed (SIGKILL) and started again on the same port, and every
+//! client reconnects with exponential backoff and full jitter (the schedule of
+//! `@tandem/client`: a random delay in [cap/2, cap], cap doubling from 250 ms
+//! to 10 s) and syncs again. Reports the time until each client and all of
+//! them are back and synced, and what the storm cost control: its requests
+//! by route (token, verify, check-access, snapshot loads) and its CPU time.
+//! With `--tickets`, clients ask for resume tickets (`?resume=1`) and rejoin
+//! with them, falling back to a token when one is refused (4401).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Serialize;
+use tandem_protocol::collab::close;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::procstat;
+use super::stats::{self, Percentiles};
+use super::target::{Kind, RoomRef, Target};
+use crate::collab::CollabClient;
+
+#[derive(Debug, Args)]
+pub struct StormArgs {
+    /// Control's base URL (it must share the relay secret).
+    #[arg(long)]
+    pub control: String,
+    /// The `tandem-relay` binary: the storm starts it, kills it and starts it again.
+    #[arg(long)]
+    pub relay_bin: PathBuf,
+    #[arg(long, env = "TANDEM_RELAY_SECRET", hide_env_values = true)]
+    pub relay_secret: String,
+    #[arg(long, default_value_t = 10_000)]
+    pub clients: usize,
+    #[arg(long, default_value_t = 1_000)]
+    pub rooms: usize,
+    /// Clients ask for resume tickets and rejoin with them.
+    #[arg(long)]
+    pub tickets: bool,
+    /// Control's process, for its CPU time during the storm.
+    #[arg(long)]
+    pub control_pid: Option<u32>,
+    /// Give up waiting for the clients after this long (per phase).
+    #[arg(long, default_value_t = 180)]
+    pub timeout_secs: u64,
+    #[arg(long, default_value_t = 250)]
+    pub backoff_initial_ms: u64,
+    #[arg(long, default_value_t = 10_000)]
+    pub backoff_max_ms: u64,
+    /// Connections opened at once while setting up (before the storm).
+    #[arg(long, default_value_t = 200)]
+    pub setup_concurrency: usize,
+    /// Label of control's database in the report.
+    #[arg(long, default_value = "sqlite")]
+    pub database: String,
+    /// The relay's log (default: discarded).
+    #[arg(long)]
+    pub relay_log: Option<PathBuf>,
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StormReport {
+    pub scenario: &'static str,
+    pub tickets: bool,
+    pub database: String,
+    pub clients: usize,
+    pub rooms: usize,
+    /// Clients back and synced before the timeout.
+    pub back: usize,
+    /// Kill to every client synced again.
+    pub total_ms: f64,
+    /// Kill to the restarted relay answering `/healthz`.
+    pub relay_restart_ms: f64,
+    /// Kill to each client synced again.
+    pub per_client_ms: Percentiles,
+    /// Control's requests during the storm, by route.
+    pub control_requests: BTreeMap<String, u64>,
+    /// Control's CPU seconds during the storm, and as a share of one core.
+    pub control_cpu_secs: Option<f64>,
+    pub control_cpu_pct: Option<f64>,
+    /// Token requests the clients made during the storm.
+    pub token_requests: u64,
+    /// Tickets the relay refused (4401) during the storm.
+    pub tickets_refused: u64,
+    /// Connection attempts that failed (refused socket, 503) during the storm.
+    pub failed_attempts: u64,
+    pub load_average: String,
+}
+
+impl StormReport {
+    pub fn table(&self) -> String {
+        let route = |r: &str| self.control_requests.get(r).copied().unwrap_or(0);
+        format!(
+            "reconnect storm ({} , {}): {} clients / {} rooms, {} back\n  \
+             all back and synced: {:.0} ms (relay up again after {:.0} ms)\n  \
+             per client: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n  \
+             control: token {}, verify {}, check-access {}, snapshot loads {}; CPU {} \n  \
+             client token requests {}, tickets refused {}, failed attempts {}; load {}\n",
+            if self.tickets { "tickets" } else { "tokens" },
+            self.database,
+            self.clients,
+            self.rooms,
+            self.back,
+            self.total_ms,
+            self.relay_restart_ms,
+            self.per_client_ms.p50,
+            self.per_client_ms.p99,
+            self.per_client_ms.max,
+            route("/collaboration/token"),
+            route("/collaboration/verify"),
+            route("/collaboration/check-access"),
+            self.control_requests
+                .iter()
+                .filter(|(k, _)| k.contains("snapshot"))
+                .map(|(_, v)| *v)
+                .sum::<u64>(),
+            match (self.control_cpu_secs, self.control_cpu_pct) {
+                (Some(s), Some(p)) => format!("{s:.2} s ({p:.0} % of a core)"),
+                _ => "n/a".into(),
+            },
+            self.token_requests,
+            self.tickets_refused,
+            self.failed_attempts,
+            self.load_average,
+        )
+    }
+}
+
+/// What a client tells the coordinator.
+enum Note {
+    Synced(usize, Instant),
+}
+
+#[derive(Default)]
+struct Counters {
+    token_requests: AtomicU64,
+    tickets_refused: AtomicU64,
+    failed_attempts: AtomicU64,
+}
+
+/// Full-jitter exponential backoff, as `@tandem/client` does it.
+struct Backoff {
+    attempt: u32,
+    initial: u64,
+    max: u64,
+    rng: u64,
+}
+
+impl Backoff {
+    fn new(initial: u64, max: u64, seed: u64) -> Backoff {
+        Backoff {
+            attempt: 0,
+            initial: initial.max(1),
+            max: max.max(initial.max(1)),
+            rng: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let cap = self
+            .max
+            .min(self.initial.saturating_mul(1u64 << self.attempt.min(30)));
+        self.attempt += 1;
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let frac = (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+        Duration::from_millis(cap / 2 + (frac * (cap as f64 / 2.0)) as u64)
+    }
+
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+/// Control's request counters by route, from its `/metrics`.
+async fn control_requests(http: &reqwest::Client, control: &str) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let Ok(res) = http.get(format!("{control}/metrics")).send().await else {
+        return out;
+    };
+    let body = res.text().await.unwrap_or_default();
+    for line in body
+        .lines()
+        .filter(|l| l.starts_with("tandem_control_http_requests_total{"))
+    {
+        let route = line
+            .split("route=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .unwrap_or("?");
+        let n = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        *out.entry(route.to_string()).or_default() += n as u64;
+    }
+    out
+}
+
+struct Relay {
+    bin: PathBuf,
+    port: u16,
+    control: String,
+    secret: String,
+    log: Option<PathBuf>,
+    child: Option<tokio::process::Child>,
+}
+
+impl Relay {
+    async fn start(&mut self) -> anyhow::Result<()> {
+        let stdout = match &self.log {
+            Some(p) => std::process::Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            ),
+            None => std::process::Stdio::null(),
+        };
+        let child = tokio::process::Command::new(&self.bin)
+            .env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("TANDEM_CONTROL_URL", &self.control)
+            .env("TANDEM_RELAY_SECRET", &self.secret)
+            .env("TANDEM_MAX_CONNECTIONS_PER_USER", "0")
+            .env("TANDEM_MAX_CONNECTIONS_PER_ROOM", "100000")
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        self.child = Some(child);
+        let http = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        anyhow::bail!("the relay did not start on port {}", self.port)
+    }
+
+    async fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.start_kill(); // SIGKILL
+            let _ = c.wait().await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn client(
+    i: usize,
+    target: Arc<Target>,
+    relay: String,
+    room: RoomRef,
+    tickets: bool,
+    args: (u64, u64),
+    setup: Arc<Semaphore>,
+    notes: mpsc::UnboundedSender<Note>,
+    counters: Arc<Counters>,
+    stop: CancellationToken,
+) {
+    let mut backoff = Backoff::new(args.0, args.1, i as u64 + 1);
+    let mut ticket: Option<(String, Instant)> = None;
+    let mut permit = setup.acquire_owned().await.ok();
+    while !stop.is_cancelled() {
+        let valid = ticket
+            .take()
+            .filter(|(_, exp)| *exp > Instant::now() + Duration::from_secs(1));
+        let url = match &valid {
+            Some((t, _)) => format!("{relay}/doc-{}?ticket={t}&resume=1", room.name),
+            None => {
+                counters.token_requests.fetch_add(1, Ordering::Relaxed);
+                match target.url(&room).await {
+                    Ok(u) if tickets => format!("{u}&resume=1"),
+                    Ok(u) => u,
+                    Err(_) => {
+                        counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                        tokio::time::sleep(backoff.next()).await;
+                        continue;
+                    }
+                }
+            }
+        };
+        let c = match CollabClient::connect(&url).await {
+            Ok(c) => c,
+            Err(_) => {
+                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                ticket = valid; // the relay may just not be back yet
+                tokio::time::sleep(backoff.next()).await;
+                continue;
+            }
+        };
+        let s = c
+            .wait_status(Duration::from_secs(60), |s| s.synced || s.closed.is_some())
+            .await;
+        match s {
+            Some(s) if s.synced => {
+                let _ = notes.send(Note::Synced(i, Instant::now()));
+                permit = None;
+                backoff.reset();
+                tokio::select! {
+                    _ = c.wait_status(Duration::from_secs(24 * 3600), |s| s.closed.is_some()) => {}
+                    _ = stop.cancelled() => break,
+                }
+                let st = c.status();
+                if tickets {
+                    ticket = st.ticket.zip(st.ticket_expires);
+                }
+                drop(c);
+                tokio::time::sleep(backoff.next()).await;
+            }
+            Some(s)
+                if s.closed.as_ref().is_some_and(|c| {
+                    c.as_ref()
+                        .is_some_and(|(code, _)| *code == close::TICKET_REFUSED)
+                }) =>
+            {
+                // Refused ticket: a fresh token at once.
+                counters.tickets_refused.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {
+                counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+    drop(permit);
+}
+
+/// Waits until every client has reported a sync at or after `since`.
+async fn wait_all(
+    notes: &mut mpsc::UnboundedReceiver<Note>,
+    n: usize,
+    since: Instant,
+    timeout: Duration,
+) -> Vec<Option<Instant>> {
+    let mut at = vec![None; n];
+    let mut back = 0;
+    let deadline = tokio::time::Instant::now() + timeout;
+    while back < n {
+        match tokio::time::timeout_at(deadline, notes.recv()).await {
+            Ok(Some(Note::Synced(i, t))) if t >= since => {
+                if at[i].is_none() {
+                    at[i] = Some(t);
+                    back += 1;
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    at
+}
+
+pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let mut relay = Relay {
+        bin: args.relay_bin.clone(),
+        port,
+        control: args.control.clone(),
+        secret: args.relay_secret.clone(),
+        log: args.relay_log.clone(),
+        child: None,
+    };
+    relay.start().await?;
+    let relay_url = format!("ws://127.0.0.1:{port}");
+    let target = Arc::new(Target::open(Kind::Tandem, &relay_url, Some(&args.control)).await?);
+    let rooms = target.rooms(args.rooms.max(1), "storm").await?;
+    let (tx, mut notes) = mpsc::unbounded_channel();
+    let counters = Arc::new(Counters::default());
+    let stop = CancellationToken::new();
+    let setup = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
+    let timeout = Duration::from_secs(args.timeout_secs.max(1));
+    let started = Instant::now();
+    for i in 0..args.clients {
+        tokio::spawn(client(
+            i,
+            target.clone(),
+            relay_url.clone(),
+            rooms[i % rooms.len()].clone(),
+            args.tickets,
+            (args.backoff_initial_ms, args.backoff_max_ms),
+            setup.clone(),
+            tx.clone(),
+            counters.clone(),
+            stop.clone(),
+        ));
+    }
+    let first = wait_all(&mut notes, args.clients, started, timeout).await;
+    let connected = first.iter().filter(|t| t.is_some()).count();
+    anyhow::ensure!(
+        connected == args.clients,
+        "only {connected} of {} clients connected and synced",
+        args.clients
+    );
+    eprintln!(
+        "storm: {} clients synced in {:.1} s; killing the relay",
+        args.clients,
+        started.elapsed().as_secs_f64()
+    );
+    // Let tickets arrive and the relay save nothing pending (empty rooms).
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let http = reqwest::Client::new();
+    let before = control_requests(&http, &args.control).await;
+    let cpu_before = args.control_pid.and_then(procstat::sample);
+    let tokens_before = counters.token_requests.load(Ordering::Relaxed);
+    let refused_before = counters.tickets_refused.load(Ordering::Relaxed);
+    let failed_before = counters.failed_attempts.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    relay.kill().await;
+    relay.start().await?;
+    let relay_restart_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let again = wait_all(&mut notes, args.clients, t0, timeout).await;
+    let window = t0.elapsed();
+    let cpu_after = args.control_pid.and_then(procstat::sample);
+    let after = control_requests(&http, &args.control).await;
+    stop.cancel();
+    let back = again.iter().filter(|t| t.is_some()).count();
+    let mut samples: Vec<u32> = again
+        .iter()
+        .flatten()
+        .map(|t| stats::us_sample(t.duration_since(t0).as_micros() as u64))
+        .collect();
+    let total_ms = again
+        .iter()
+        .flatten()
+        .map(|t| t.duration_since(t0).as_secs_f64() * 1000.0)
+        .fold(0.0, f64::max);
+    let control_requests = after
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.saturating_sub(before.get(k).copied().unwrap_or(0)),
+            )
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let control_cpu_secs = match (cpu_before, cpu_after) {
+        (Some(a), Some(b)) => Some(b.cpu_secs - a.cpu_secs),
+        _ => None,
+    };
+    let report = StormReport {
+        scenario: "reconnect-storm",
+        tickets: args.tickets,
+        database: args.database.clone(),
+        clients: args.clients,
+        rooms: rooms.len(),
+        back,
+        total_ms,
+        relay_restart_ms,
+        per_client_ms: stats::summarize_us(&mut samples),
+        control_requests,
+        control_cpu_secs,
+        control_cpu_pct: control_cpu_secs.map(|s| 100.0 * s / window.as_secs_f64().max(1e-3)),
+        token_requests: counters.token_requests.load(Ordering::Relaxed) - tokens_before,
+        tickets_refused: counters.tickets_refused.load(Ordering::Relaxed) - refused_before,
+        failed_attempts: counters.failed_attempts.load(Ordering::Relaxed) - failed_before,
+        load_average: std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_default(),
+    };
+    // Let the clients close before the relay goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    relay.kill().await;
+    Ok(report)
+}
