@@ -13,7 +13,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument;
 
 use super::handshake::{self, Form, HttpError, Route};
 use super::prefixed::Prefixed;
@@ -40,8 +39,19 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let Some((ws, up)) = Box::pin(upgrade(stream, shared.clone())).await else {
         return;
     };
-    let span = tracing::info_span!("conn", room = %up.room, user_id = %up.member.user_id);
-    pump(ws, up, shared).instrument(span).await;
+    // No span per connection: the subscriber's registry would keep one
+    // slot and the formatted fields for every open connection. The room's
+    // span (its actor) logs joins and leaves with the user and connection id.
+    let pump = pump(ws, up, shared);
+    log_task_size_once(std::mem::size_of_val(&pump));
+    pump.await;
+}
+
+/// Logs the size of a connection's pump future once (what every idle
+/// connection's task holds besides its heap allocations).
+fn log_task_size_once(bytes: usize) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| tracing::info!(bytes, "connection task size"));
 }
 
 /// Who and where an upgraded connection is.
@@ -403,7 +413,7 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
                 Some(Ok(_)) => {} // ping/pong: answered by tungstenite
                 Some(Err(WsError::Capacity(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, "socket error");
+                    tracing::debug!(room = %up.room, error = %e, "socket error");
                     break None;
                 }
             },
