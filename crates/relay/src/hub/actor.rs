@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::peers::{Peers, PEERS};
 use super::persist::Persist;
-use super::{Cmd, Hub, JoinError, Kill, Member, Outbox, RoomHandle};
+use super::{Cmd, Hub, Join, JoinError, Kill, Member, Outbox, RoomHandle};
 use crate::cluster::Inbound;
 use crate::room::{ConnId, Outgoing, Room, RoomError};
 
@@ -285,13 +285,8 @@ impl RoomActor {
     /// is to be handled now.
     fn while_loading(&mut self, cmd: Cmd) -> Option<Cmd> {
         match cmd {
-            Cmd::Join {
-                conn,
-                member,
-                out,
-                reply,
-            } => {
-                self.join(conn, member, out, reply, false);
+            Cmd::Join(join) => {
+                self.join(*join, false);
                 None
             }
             Cmd::Users { .. } | Cmd::Step2Written { .. } => Some(cmd),
@@ -354,8 +349,8 @@ impl RoomActor {
         self.hub.forget(&self.id, self.generation);
         rx.close();
         while let Some(cmd) = rx.recv().await {
-            if let Cmd::Join { reply, .. } = cmd {
-                drop(reply);
+            if let Cmd::Join(join) = cmd {
+                drop(join.reply);
             }
         }
         self.leave_cluster().await;
@@ -368,12 +363,7 @@ impl RoomActor {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Join {
-                conn,
-                member,
-                out,
-                reply,
-            } => self.join(conn, member, out, reply, true),
+            Cmd::Join(join) => self.join(*join, true),
             Cmd::Frame { conn, bytes } => self.on_frame(conn, bytes),
             Cmd::Step2Written { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -393,20 +383,19 @@ impl RoomActor {
                 let _ = reply.send(users);
             }
             Cmd::Access { results } => self.apply_access(results),
-            Cmd::Saved(report) => self.saved(report),
+            Cmd::Saved(report) => self.saved(*report),
             Cmd::Shutdown | Cmd::Drain { .. } => {}
         }
     }
 
     /// Admits a connection (`greet`: with its greeting now, else after the load).
-    fn join(
-        &mut self,
-        conn: ConnId,
-        member: Member,
-        out: Arc<Outbox>,
-        reply: tokio::sync::oneshot::Sender<Result<(), JoinError>>,
-        greet: bool,
-    ) {
+    fn join(&mut self, join: Join, greet: bool) {
+        let Join {
+            conn,
+            member,
+            out,
+            reply,
+        } = join;
         if self.conns.len() >= self.hub.config.max_connections_per_room {
             let _ = reply.send(Err(JoinError::Full));
             return;

@@ -259,7 +259,7 @@ impl RoomActor {
                                 cluster,
                                 outcome,
                             };
-                            let _ = me.send(Cmd::Saved(report)).await;
+                            let _ = me.send(Cmd::Saved(Box::new(report))).await;
                             return;
                         }
                         Err(e) => {
@@ -279,12 +279,12 @@ impl RoomActor {
                 }
                 let outcome = outcome.map(|()| Outcome::Saved);
                 let _ = me
-                    .send(Cmd::Saved(SaveReport {
+                    .send(Cmd::Saved(Box::new(SaveReport {
                         sv,
                         upto,
                         cluster,
                         outcome,
-                    }))
+                    })))
                     .await;
             }
             .instrument(span),

@@ -338,7 +338,9 @@ async fn write_batch(
 /// Moves frames between the socket and the room until either side ends.
 async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
     let form = up.form;
-    let link = match shared.hub.join(&up.room, up.member).await {
+    // Every await that is not the idle wait runs in a box of its own: a
+    // task is as large as its largest state, for its whole life.
+    let link = match Box::pin(shared.hub.join(&up.room, up.member)).await {
         Ok(link) => link,
         Err(JoinError::Full) => {
             return Box::pin(close_with(
@@ -379,7 +381,8 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
                 Next::Kill(kill) => break Some(kill),
                 Next::Closed => break Some(Kill::plain(close::INTERNAL_ERROR, "")),
                 Next::Messages => {
-                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch)).await {
+                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch))).await;
+                    match written {
                         Ok(Ok(step2)) => {
                             batch = Vec::new();
                             idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
@@ -396,7 +399,8 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
             },
             _ = &mut idle => {
                 let ka = [Bytes::from_static(KEEPALIVE)];
-                if !matches!(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka)).await, Ok(Ok(()))) {
+                let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka))).await;
+                if !matches!(written, Ok(Ok(()))) {
                     broken = true;
                     break None;
                 }
@@ -419,14 +423,17 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
             },
         }
     };
-    link.leave().await;
-    match kill {
-        _ if broken => {}
-        Some(kill) => Box::pin(close_with(&mut ws, form, kill)).await,
-        None => {
-            let _ = ws.close(None).await;
+    Box::pin(async move {
+        link.leave().await;
+        match kill {
+            _ if broken => {}
+            Some(kill) => close_with(&mut ws, form, kill).await,
+            None => {
+                let _ = ws.close(None).await;
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// The 503 of `/readyz` and of a connect while the node drains.
