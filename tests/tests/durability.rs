@@ -18,6 +18,7 @@ both_backends!(
     control_down_then_back_saves_the_dirty_room,
     two_relays_saving_one_room_keep_both_sides,
     nobody_sees_an_empty_document_while_it_loads,
+    edits_made_while_a_large_load_integrates_are_kept,
     an_idle_room_is_evicted_and_reloads_intact,
     a_sigkilled_relay_plus_reconnecting_clients_lose_nothing,
     sigterm_flushes_dirty_rooms_and_exits_zero,
@@ -213,6 +214,82 @@ async fn nobody_sees_an_empty_document_while_it_loads(backend: Backend) {
         1,
         "exactly one load for the room"
     );
+}
+
+/// A large stored state is sent to empty joiners while the relay still
+/// integrates it; whatever clients send meanwhile (their edits, a copy with
+/// offline edits, a quick leave) is held back and applied after, in order.
+async fn edits_made_while_a_large_load_integrates_are_kept(backend: Backend) {
+    let stack = Stack::start_on(backend, |_| {}).await;
+    let owner = stack.user("owner@integrate.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let room = format!("doc-{doc}");
+    // ~2 MB in 100-character edits: thousands of items to integrate.
+    let state = tandem_client::bench::peer::large_document(2 * 1024 * 1024);
+    stack.store(&room, state.clone()).await;
+    let stored = stored_text(&state);
+    // One client comes back with its copy of the stored document and an
+    // edit made offline; it joins while the room loads.
+    let offline = yrs::Doc::new();
+    {
+        let update = yrs::updates::decoder::Decode::decode_v1(&state).unwrap();
+        offline.transact_mut().apply_update(update).unwrap();
+        let text = offline.get_or_insert_text("t");
+        let mut txn = offline.transact_mut();
+        text.insert(&mut txn, 0, "[offline]");
+    }
+    // The first client opens the room, types at once (an insert that needs
+    // nothing stored, so a room that applied it to its still-empty document
+    // would lose it when the stored state is put in place) and leaves: its
+    // edit reaches the relay while the stored state is integrated, and no
+    // other client holds it.
+    let c = CollabClient::connect(&stack.url(&owner, &doc).await)
+        .await
+        .unwrap();
+    type_text(&c, "[c]");
+    drop(c);
+    let (url_a, url_b) = (stack.url(&owner, &doc).await, stack.url(&owner, &doc).await);
+    let (a, b) = tokio::join!(
+        CollabClient::connect(&url_a),
+        CollabClient::connect_with_doc(&url_b, offline),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    // The client with a copy types at once too.
+    type_text(&b, "[b]");
+    let s = a
+        .wait_status(Duration::from_secs(30), |s| s.synced)
+        .await
+        .expect("synced");
+    assert!(s.first_sync_bytes.unwrap_or(0) >= state.len());
+    type_text(&a, "[a]");
+    let want = |t: &str| {
+        t.len() == stored.len() + "[offline][a][c][b]".len()
+            && ["[offline]", "[a]", "[b]", "[c]"]
+                .iter()
+                .all(|e| t.contains(e))
+    };
+    for client in [&a, &b] {
+        assert!(
+            client
+                .wait_doc(Duration::from_secs(30), |d| want(&tandem_e2e::doc_text(d)))
+                .await,
+            "a client lacks an edit: {} characters",
+            text_of(client).len()
+        );
+    }
+    let late = stack.connect(&owner, &doc).await;
+    assert!(want(&text_of(&late)), "a late joiner lacks an edit");
+    assert_eq!(text_of(&late), text_of(&a));
+    assert_eq!(text_of(&a), text_of(&b));
+    drop((a, b, late));
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            want(&stored_text(&stack.stored(&room).await))
+        })
+        .await,
+        "control does not hold every edit"
+    );
+    assert_eq!(stack.relay_metrics.loads.get(), 1);
 }
 
 async fn an_idle_room_is_evicted_and_reloads_intact(backend: Backend) {

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use super::peers::{Peers, PEERS};
 use super::persist::Persist;
-use super::{Cmd, Hub, JoinError, Kill, Member, Outbox, RoomHandle};
+use super::{Cmd, Hub, Join, JoinError, Kill, Member, Outbox, RoomHandle};
 use crate::cluster::Inbound;
 use crate::room::{ConnId, Outgoing, Room, RoomError};
 
@@ -71,6 +71,50 @@ pub(super) struct RoomActor {
     pub(super) me: mpsc::WeakSender<Cmd>,
     /// Set when control refused a save as too large: the room stops.
     pub(super) unsaveable: bool,
+    /// While a large stored state is being integrated.
+    pub(super) loading: Option<Loading>,
+}
+
+/// A load in progress: the stored state is integrated into a document on a
+/// blocking thread while clients join and empty joiners already receive the
+/// stored bytes; everything else they send waits here, in order.
+pub(super) struct Loading {
+    pub(super) task: Option<tokio::task::JoinHandle<Result<yrs::Doc, RoomError>>>,
+    /// Bytes of the stored state.
+    pub(super) len: usize,
+    /// Commands held back (`None`: the room's queue closed).
+    pub(super) held: Vec<Option<Cmd>>,
+    /// Bytes of the frames held back.
+    pub(super) bytes: usize,
+    /// Connections that joined meanwhile (their greeting waits).
+    pub(super) greet: Vec<ConnId>,
+    /// The room's queue closed meanwhile.
+    pub(super) closed: bool,
+}
+
+/// Most bytes and commands held back while a load is integrated; beyond
+/// them the room stops taking commands (senders wait) until it is done.
+const HELD_BYTES: usize = 16 * 1024 * 1024;
+const HELD_COMMANDS: usize = 4096;
+
+impl Loading {
+    pub(super) fn new(
+        task: tokio::task::JoinHandle<Result<yrs::Doc, RoomError>>,
+        len: usize,
+    ) -> Loading {
+        Loading {
+            task: Some(task),
+            len,
+            held: Vec::new(),
+            bytes: 0,
+            greet: Vec::new(),
+            closed: false,
+        }
+    }
+
+    fn accepting(&self) -> bool {
+        !self.closed && self.bytes < HELD_BYTES && self.held.len() < HELD_COMMANDS
+    }
 }
 
 fn now_ms() -> u64 {
@@ -83,6 +127,15 @@ fn now_ms() -> u64 {
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn join_opt<T>(
+    task: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match task {
+        Some(task) => task.await,
         None => std::future::pending().await,
     }
 }
@@ -108,6 +161,7 @@ impl RoomActor {
             persist: Persist::default(),
             peers: None,
             me: handle.tx.downgrade(),
+            loading: None,
         }
     }
 
@@ -116,7 +170,13 @@ impl RoomActor {
             self.stop(&mut rx).await;
             return;
         }
-        let mut inbox = self.join_cluster();
+        // A large stored state is integrated on a blocking thread while the
+        // room already answers empty joiners with it (see `Loading`).
+        let mut integrating = self.loading.as_mut().and_then(|l| l.task.take());
+        let mut inbox = match integrating {
+            Some(_) => None,
+            None => self.join_cluster(),
+        };
         let sweep_every = self.hub.config.awareness_timeout / 2;
         let mut sweep = tokio::time::interval(sweep_every.max(Duration::from_millis(10)));
         let mut trouble = tokio::time::interval(TROUBLE_CHECK);
@@ -125,22 +185,41 @@ impl RoomActor {
         let mut drained = None;
         loop {
             let evict_at = empty_since.filter(|_| self.is_clean()).map(|t| t + idle);
+            let accepting = self.loading.as_ref().is_none_or(Loading::accepting);
             tokio::select! {
-                cmd = rx.recv() => match cmd {
-                    Some(Cmd::Shutdown) | None => {
-                        self.kill_all(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN));
-                        self.flush().await;
+                cmd = rx.recv(), if accepting => {
+                    // What to handle now (`Some(None)`: the queue closed).
+                    let todo = match self.loading.as_mut() {
+                        Some(loading) if cmd.is_none() => {
+                            loading.closed = true;
+                            loading.held.push(None);
+                            None
+                        }
+                        Some(_) => cmd.and_then(|cmd| self.while_loading(cmd)).map(Some),
+                        None => Some(cmd),
+                    };
+                    if let Some(cmd) = todo {
+                        if self.command(cmd, &mut drained).await {
+                            break;
+                        }
+                    }
+                }
+                loaded = join_opt(&mut integrating) => {
+                    integrating = None;
+                    let loaded = loaded.unwrap_or_else(|_| Err(RoomError::Malformed("integration failed".into())));
+                    let held = self.finish_loading(loaded);
+                    inbox = self.join_cluster();
+                    let mut stop = false;
+                    for cmd in held {
+                        if self.command(cmd, &mut drained).await {
+                            stop = true;
+                            break;
+                        }
+                    }
+                    if stop {
                         break;
                     }
-                    // Saved first: a client that sees 1012 finds its edits in control.
-                    Some(Cmd::Drain { done }) => {
-                        self.flush().await;
-                        self.kill_all(Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING));
-                        drained = Some(done);
-                        break;
-                    }
-                    Some(cmd) => self.handle(cmd),
-                },
+                }
                 msg = recv_opt(&mut inbox) => match msg {
                     Some(msg) => self.on_cluster(msg),
                     None => inbox = None,
@@ -172,13 +251,106 @@ impl RoomActor {
         }
     }
 
+    /// One command from the room's queue (`None`: the queue closed); true
+    /// when the room stops.
+    async fn command(
+        &mut self,
+        cmd: Option<Cmd>,
+        drained: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
+        match cmd {
+            Some(Cmd::Shutdown) | None => {
+                self.kill_all(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN));
+                self.flush().await;
+                true
+            }
+            // Saved first: a client that sees 1012 finds its edits in control.
+            Some(Cmd::Drain { done }) => {
+                self.flush().await;
+                self.kill_all(Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING));
+                *drained = Some(done);
+                true
+            }
+            Some(cmd) => {
+                self.handle(cmd);
+                false
+            }
+        }
+    }
+
+    /// A command that arrives while the stored state is being integrated:
+    /// joins are admitted (greeted later), a client's SyncStep1 of an empty
+    /// document is answered with the stored state at once, everything else
+    /// is held back, in order, until the document is in place. Returns what
+    /// is to be handled now.
+    fn while_loading(&mut self, cmd: Cmd) -> Option<Cmd> {
+        match cmd {
+            Cmd::Join(join) => {
+                self.join(*join, false);
+                None
+            }
+            Cmd::Users { .. } | Cmd::Step2Written { .. } => Some(cmd),
+            Cmd::Frame { conn, bytes } => {
+                let idle = self.conns.get(&conn).is_some_and(|c| !c.step2_in_flight);
+                match self.room.pristine_answer(conn, &bytes).filter(|_| idle) {
+                    Some(answer) => {
+                        self.hub.metrics.frames_in.inc();
+                        self.hub.metrics.bytes_in.inc_by(bytes.len() as u64);
+                        if let Some(c) = self.conns.get_mut(&conn) {
+                            c.step2_in_flight = true;
+                        }
+                        self.dispatch(vec![Outgoing::To(conn, answer)]);
+                    }
+                    None => {
+                        if let Some(loading) = self.loading.as_mut() {
+                            loading.bytes += bytes.len();
+                            loading.held.push(Some(Cmd::Frame { conn, bytes }));
+                        }
+                    }
+                }
+                None
+            }
+            cmd => {
+                if let Some(loading) = self.loading.as_mut() {
+                    loading.held.push(Some(cmd));
+                }
+                None
+            }
+        }
+    }
+
+    /// Puts the integrated document in place, greets who joined meanwhile;
+    /// returns the commands held back, to be handled in order.
+    fn finish_loading(&mut self, loaded: Result<yrs::Doc, RoomError>) -> Vec<Option<Cmd>> {
+        let Some(loading) = self.loading.take() else {
+            return Vec::new();
+        };
+        if let Err(e) = &loaded {
+            tracing::error!(error = %e, "stored state does not decode; starting from what clients send");
+        }
+        self.room.finish_load(loaded, loading.len);
+        self.mark_loaded();
+        tracing::info!(
+            bytes = loading.len,
+            held = loading.held.len(),
+            "stored state integrated"
+        );
+        for conn in loading.greet {
+            if self.conns.contains_key(&conn) {
+                let greeting = self.room.greeting(conn);
+                self.dispatch(greeting);
+            }
+        }
+        loading.held
+    }
+
     /// Unregisters, refuses late joins (they retry on a fresh actor), stops.
     async fn stop(&mut self, rx: &mut mpsc::Receiver<Cmd>) {
         self.hub.forget(&self.id, self.generation);
         rx.close();
         while let Some(cmd) = rx.recv().await {
-            if let Cmd::Join { reply, .. } = cmd {
-                drop(reply);
+            if let Cmd::Join(join) = cmd {
+                drop(join.reply);
             }
         }
         self.leave_cluster().await;
@@ -191,40 +363,7 @@ impl RoomActor {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Join {
-                conn,
-                member,
-                out,
-                reply,
-            } => {
-                if self.conns.len() >= self.hub.config.max_connections_per_room {
-                    let _ = reply.send(Err(JoinError::Full));
-                    return;
-                }
-                let same_user = self
-                    .conns
-                    .values()
-                    .filter(|c| c.member.user_id == member.user_id)
-                    .count();
-                if same_user >= self.hub.config.max_connections_per_user {
-                    let _ = reply.send(Err(JoinError::UserFull));
-                    return;
-                }
-                let writable = member.writable();
-                tracing::info!(user_id = %member.user_id, role = member.role.as_str(), conn, "joined");
-                let greeting = self.room.join_client(conn, writable, &member.user_id);
-                self.conns.insert(
-                    conn,
-                    ConnEntry {
-                        member,
-                        out,
-                        step2_in_flight: false,
-                    },
-                );
-                self.hub.metrics.connections.inc();
-                let _ = reply.send(Ok(()));
-                self.dispatch(greeting);
-            }
+            Cmd::Join(join) => self.join(*join, true),
             Cmd::Frame { conn, bytes } => self.on_frame(conn, bytes),
             Cmd::Step2Written { conn } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
@@ -244,9 +383,55 @@ impl RoomActor {
                 let _ = reply.send(users);
             }
             Cmd::Access { results } => self.apply_access(results),
-            Cmd::Saved(report) => self.saved(report),
+            Cmd::Saved(report) => self.saved(*report),
             Cmd::Shutdown | Cmd::Drain { .. } => {}
         }
+    }
+
+    /// Admits a connection (`greet`: with its greeting now, else after the load).
+    fn join(&mut self, join: Join, greet: bool) {
+        let Join {
+            conn,
+            member,
+            out,
+            reply,
+        } = join;
+        if self.conns.len() >= self.hub.config.max_connections_per_room {
+            let _ = reply.send(Err(JoinError::Full));
+            return;
+        }
+        let same_user = self
+            .conns
+            .values()
+            .filter(|c| c.member.user_id == member.user_id)
+            .count();
+        if same_user >= self.hub.config.max_connections_per_user {
+            let _ = reply.send(Err(JoinError::UserFull));
+            return;
+        }
+        let writable = member.writable();
+        tracing::info!(user_id = %member.user_id, role = member.role.as_str(), conn, "joined");
+        let greeting = match greet {
+            true => self.room.join_client(conn, writable, &member.user_id),
+            false => {
+                self.room.join_client_quiet(conn, writable, &member.user_id);
+                if let Some(loading) = self.loading.as_mut() {
+                    loading.greet.push(conn);
+                }
+                Vec::new()
+            }
+        };
+        self.conns.insert(
+            conn,
+            ConnEntry {
+                member,
+                out,
+                step2_in_flight: false,
+            },
+        );
+        self.hub.metrics.connections.inc();
+        let _ = reply.send(Ok(()));
+        self.dispatch(greeting);
     }
 
     /// One frame from a client: applied (off the workers when large), its

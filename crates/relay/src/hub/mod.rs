@@ -100,12 +100,9 @@ pub enum JoinError {
 }
 
 enum Cmd {
-    Join {
-        conn: ConnId,
-        member: Member,
-        out: Arc<Outbox>,
-        reply: oneshot::Sender<Result<(), JoinError>>,
-    },
+    /// Boxed, like the other large commands: a room's queue allocates its
+    /// slots 32 at a time, each as large as the largest command.
+    Join(Box<Join>),
     Frame {
         conn: ConnId,
         bytes: Bytes,
@@ -124,13 +121,20 @@ enum Cmd {
         results: Vec<UserAccess>,
     },
     /// A save attempt finished (or was left to another node).
-    Saved(persist::SaveReport),
+    Saved(Box<persist::SaveReport>),
     Shutdown,
     /// Save to control, then close every connection with 1012 and stop;
     /// `done` fires once the room stopped.
     Drain {
         done: oneshot::Sender<()>,
     },
+}
+
+struct Join {
+    conn: ConnId,
+    member: Member,
+    out: Arc<Outbox>,
+    reply: oneshot::Sender<Result<(), JoinError>>,
 }
 
 /// Settings of every room actor.
@@ -174,22 +178,26 @@ pub struct Link {
 impl Link {
     /// Hands a frame from the client to the room (waits if the room is busy).
     pub async fn send(&self, bytes: Bytes) -> bool {
-        self.room
-            .send(Cmd::Frame {
-                conn: self.conn,
-                bytes,
-            })
-            .await
-            .is_ok()
+        let conn = self.conn;
+        self.command(Cmd::Frame { conn, bytes }).await
     }
 
     /// Tells the room the SyncStep2 answer it sent was written out (the next
     /// one may be prepared).
     pub async fn step2_written(&self) -> bool {
-        self.room
-            .send(Cmd::Step2Written { conn: self.conn })
-            .await
-            .is_ok()
+        self.command(Cmd::Step2Written { conn: self.conn }).await
+    }
+
+    /// Queues `cmd` at once when there is room, else waits for room in a
+    /// boxed future (the connection's task stays small).
+    async fn command(&self, cmd: Cmd) -> bool {
+        match self.room.try_send(cmd) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Full(cmd)) => {
+                Box::pin(self.room.send(cmd)).await.is_ok()
+            }
+        }
     }
 
     /// Leaves the room (also fine if the room already dropped this connection).
@@ -262,12 +270,12 @@ impl Hub {
             let conn = self.next_id.fetch_add(1, Ordering::Relaxed);
             let out = Arc::new(Outbox::default());
             let (reply_tx, reply_rx) = oneshot::channel();
-            let cmd = Cmd::Join {
+            let cmd = Cmd::Join(Box::new(Join {
                 conn,
                 member: member.clone(),
                 out: out.clone(),
                 reply: reply_tx,
-            };
+            }));
             if handle.tx.send(cmd).await.is_err() {
                 continue; // the actor stopped between lookup and send
             }

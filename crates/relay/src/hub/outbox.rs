@@ -4,7 +4,7 @@
 //! One small allocation per connection (a tokio channel costs a 32-slot block
 //! up front, plus a byte counter and a oneshot for the kill). The queue is a
 //! `VecDeque` that is given back to the allocator whenever the writer empties
-//! it after a burst, so an idle connection holds no queue memory.
+//! it, so an idle connection holds no queue memory.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -13,9 +13,6 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::Kill;
-
-/// A queue that grew past this many slots is freed once emptied.
-const KEEP_SLOTS: usize = 8;
 
 #[derive(Default)]
 struct State {
@@ -120,12 +117,12 @@ impl Outbox {
     }
 
     /// Moves up to `max` queued messages into `into`; frees the queue's
-    /// memory when this empties a queue that had grown.
+    /// memory when this empties it (an idle connection holds none).
     pub fn take(&self, into: &mut Vec<Bytes>, max: usize) {
         let mut s = self.lock();
         let n = s.queue.len().min(max);
         into.extend(s.queue.drain(..n));
-        if s.queue.is_empty() && s.queue.capacity() > KEEP_SLOTS {
+        if s.queue.is_empty() {
             s.queue = VecDeque::new();
         }
     }

@@ -21,11 +21,12 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use yrs::{ReadTxn, StateVector, Transact};
 
-use super::actor::RoomActor;
+use super::actor::{Loading, RoomActor};
 use super::{Cmd, Kill};
 use crate::cluster::envelope::PeerId;
 use crate::cluster::ledger::Owed;
 use crate::control_client::ControlError;
+use crate::room::Room;
 use tandem_protocol::collab::close;
 
 /// Where the room stands with control.
@@ -60,6 +61,10 @@ impl Default for Persist {
         }
     }
 }
+
+/// A stored state at least this large is integrated on a blocking thread
+/// while the room already serves it to empty joiners.
+pub(super) const INTEGRATE_APART: usize = 64 * 1024;
 
 pub(super) const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -106,14 +111,22 @@ impl RoomActor {
                     self.hub.metrics.loads.inc();
                     let state = loaded.state;
                     self.learn_limit(loaded.max_document_bytes);
+                    if state.len() >= INTEGRATE_APART {
+                        // Clients join, and empty ones get the stored bytes,
+                        // while the state is integrated (see `Loading`).
+                        self.room.begin_load(&state);
+                        let len = state.len();
+                        let task = tokio::task::spawn_blocking(move || Room::integrate(&state));
+                        self.loading = Some(Loading::new(task, len));
+                        tracing::info!(bytes = len, "room loaded; integrating");
+                        return true;
+                    }
                     if !state.is_empty() {
-                        let big = state.len() >= 64 * 1024;
-                        if let Err(e) = super::actor::heavy(big, || self.room.load(&state)) {
+                        if let Err(e) = self.room.load(&state) {
                             tracing::error!(error = %e, "stored state does not decode; starting from what clients send");
                         }
                     }
-                    self.persist.acked = self.room.doc().transact().state_vector();
-                    self.persist.seen_updates = self.room.stats().updates_applied;
+                    self.mark_loaded();
                     tracing::info!(bytes = state.len(), "room loaded");
                     return true;
                 }
@@ -134,6 +147,12 @@ impl RoomActor {
         }
     }
 
+    /// The room's document is what control stores: nothing to save yet.
+    pub(super) fn mark_loaded(&mut self) {
+        self.persist.acked = self.room.doc().transact().state_vector();
+        self.persist.seen_updates = self.room.stats().updates_applied;
+    }
+
     /// The document limit: the smaller of the configured one and control's.
     fn learn_limit(&mut self, from_control: Option<usize>) {
         let mut limits = self.room.limits().clone();
@@ -145,7 +164,7 @@ impl RoomActor {
     }
 
     pub(super) fn is_clean(&self) -> bool {
-        self.persist.dirty_since.is_none() && !self.persist.saving
+        self.persist.dirty_since.is_none() && !self.persist.saving && self.loading.is_none()
     }
 
     /// Marks the room dirty when updates were applied since last time.
@@ -240,7 +259,7 @@ impl RoomActor {
                                 cluster,
                                 outcome,
                             };
-                            let _ = me.send(Cmd::Saved(report)).await;
+                            let _ = me.send(Cmd::Saved(Box::new(report))).await;
                             return;
                         }
                         Err(e) => {
@@ -260,12 +279,12 @@ impl RoomActor {
                 }
                 let outcome = outcome.map(|()| Outcome::Saved);
                 let _ = me
-                    .send(Cmd::Saved(SaveReport {
+                    .send(Cmd::Saved(Box::new(SaveReport {
                         sv,
                         upto,
                         cluster,
                         outcome,
-                    }))
+                    })))
                     .await;
             }
             .instrument(span),

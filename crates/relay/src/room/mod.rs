@@ -143,6 +143,24 @@ fn intersect(a: &StateVector, b: &StateVector) -> StateVector {
     out
 }
 
+/// `state` (a v1 update) framed as a SyncStep2 message, one copy.
+fn stored_step2(state: &[u8]) -> Bytes {
+    let mut msg = Vec::with_capacity(state.len() + 12);
+    msg.extend_from_slice(&[0, 1]); // sync, SyncStep2
+    let mut len = state.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            msg.push(byte);
+            break;
+        }
+        msg.push(byte | 0x80);
+    }
+    msg.extend_from_slice(state);
+    Bytes::from(msg)
+}
+
 fn encode(msg: &Message) -> Bytes {
     Bytes::from(msg.encode_v1())
 }
@@ -218,6 +236,11 @@ impl Room {
     }
 
     fn insert(&mut self, conn: ConnId, writable: bool, user: Option<Arc<str>>) -> Vec<Outgoing> {
+        self.insert_state(conn, writable, user);
+        self.greeting(conn)
+    }
+
+    fn insert_state(&mut self, conn: ConnId, writable: bool, user: Option<Arc<str>>) {
         let client = user.is_some();
         self.conns.insert(
             conn,
@@ -230,7 +253,6 @@ impl Room {
                 user,
             },
         );
-        self.greeting(conn)
     }
 
     /// After a refused frame: what its earlier messages changed (to send on).
@@ -407,21 +429,70 @@ impl Room {
     /// document changes, it is what a client with an empty document is sent.
     pub fn load(&mut self, state: &[u8]) -> Result<bool, RoomError> {
         let changed = self.apply(state)?;
-        let mut msg = Vec::with_capacity(state.len() + 12);
-        msg.extend_from_slice(&[0, 1]); // sync, SyncStep2
-        let mut len = state.len() as u64;
-        loop {
-            let byte = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
-                msg.push(byte);
-                break;
-            }
-            msg.push(byte | 0x80);
-        }
-        msg.extend_from_slice(state);
-        self.pristine = Some(Bytes::from(msg));
+        self.pristine = Some(stored_step2(state));
         Ok(changed)
+    }
+
+    /// Starts a load done in two steps, for large states: until the
+    /// document changes, a client with an empty document is sent `state` as
+    /// its SyncStep2 ([`Room::pristine_answer`]), already while the state is
+    /// integrated elsewhere ([`Room::integrate`], then [`Room::finish_load`]).
+    /// The caller holds every other message back until then.
+    pub fn begin_load(&mut self, state: &[u8]) {
+        self.pristine = Some(stored_step2(state));
+    }
+
+    /// Decodes `state` and integrates it into a new document (the slow part
+    /// of a load: run it off the async workers).
+    pub fn integrate(state: &[u8]) -> Result<Doc, RoomError> {
+        if any_depth(state, MAX_ANY_DEPTH) == Walk::TooDeep {
+            return Err(RoomError::Malformed(format!(
+                "values nested deeper than {MAX_ANY_DEPTH} levels"
+            )));
+        }
+        let doc = Doc::new();
+        let update = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(state)))
+            .map_err(|_| RoomError::Malformed("decoder panicked".into()))?
+            .map_err(|e| RoomError::Malformed(e.to_string()))?;
+        {
+            let mut txn = doc.transact_mut();
+            catch_unwind(AssertUnwindSafe(|| txn.apply_update(update)))
+                .map_err(|_| RoomError::Malformed("integration panicked".into()))?
+                .map_err(|e| RoomError::Malformed(e.to_string()))?;
+        }
+        Ok(doc)
+    }
+
+    /// Ends a load begun with [`Room::begin_load`]: `doc` (from
+    /// [`Room::integrate`] of the `len` stored bytes) becomes the room's
+    /// document, or, when the state did not decode, nothing stored is sent
+    /// any more and the room starts from what clients send.
+    pub fn finish_load(&mut self, loaded: Result<Doc, RoomError>, len: usize) {
+        match loaded {
+            Ok(doc) => {
+                let c = self.clock.clone();
+                self.awareness = Awareness::with_clock(doc, move || c.now());
+                self.size_bound = len;
+            }
+            Err(_) => self.pristine = None,
+        }
+    }
+
+    /// The stored state as a SyncStep2, when `frame` is exactly a SyncStep1
+    /// of an empty document from a client and the document is still the one
+    /// loaded: the only message answered while a load is being integrated.
+    pub fn pristine_answer(&self, conn: ConnId, frame: &[u8]) -> Option<Bytes> {
+        const EMPTY_STEP1: &[u8] = &[0, 0, 1, 0];
+        if frame != EMPTY_STEP1 || !self.conns.get(&conn).is_some_and(|c| c.client) {
+            return None;
+        }
+        self.pristine.clone()
+    }
+
+    /// Adds a client connection without its greeting (while a load is being
+    /// integrated; send [`Room::greeting`] after).
+    pub fn join_client_quiet(&mut self, conn: ConnId, writable: bool, user: &str) {
+        self.insert_state(conn, writable, Some(Arc::from(user)));
     }
 
     /// SyncStep2 carrying what a peer with state vector `sv` lacks.

@@ -612,3 +612,42 @@ fn a_loaded_document_is_sent_as_stored_until_it_changes() {
     late.receive(&answer);
     assert_eq!(late.text(), "stored text!");
 }
+
+#[test]
+fn a_load_in_two_steps_answers_empty_joiners_before_the_document_is_in_place() {
+    let author = Peer::new();
+    author.type_text("stored text");
+    let stored = author
+        .doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let mut room = Room::new();
+    room.begin_load(&stored);
+    room.join_client_quiet(1, true, "u1");
+    // Before integration: the document is still empty, yet an empty
+    // joiner's SyncStep1 is answered with the stored bytes.
+    assert_eq!(room_text(&room), "");
+    let fresh = Peer::new();
+    let answer = room.pristine_answer(1, &fresh.step1()).unwrap();
+    fresh.receive(&answer);
+    assert_eq!(fresh.text(), "stored text");
+    // Anything else (an edit, a non-empty SyncStep1) is not answered here.
+    let held = fresh.type_text("!");
+    assert!(room.pristine_answer(1, &held).is_none());
+    assert!(room.pristine_answer(1, &fresh.step1()).is_none());
+    // After integration the room holds the state, and the held edit applies.
+    let doc = Room::integrate(&stored).unwrap();
+    room.finish_load(Ok(doc), stored.len());
+    assert_eq!(room_text(&room), "stored text");
+    room.receive(1, &held).unwrap();
+    assert_eq!(room_text(&room), "stored text!");
+    assert!(room.pristine_answer(1, &Peer::new().step1()).is_none());
+    // A state that does not decode: nothing stored is offered any more.
+    let mut broken = Room::new();
+    broken.begin_load(&[1, 2, 3]);
+    broken.join_client_quiet(1, true, "u1");
+    let loaded = Room::integrate(&[1, 2, 3]);
+    assert!(loaded.is_err());
+    broken.finish_load(loaded, 3);
+    assert!(broken.pristine_answer(1, &Peer::new().step1()).is_none());
+}

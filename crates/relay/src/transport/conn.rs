@@ -14,7 +14,6 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
-use tracing::Instrument;
 
 use super::handshake::{self, Form, HttpError, Route};
 use super::prefixed::Prefixed;
@@ -41,8 +40,19 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let Some((ws, up)) = Box::pin(upgrade(stream, shared.clone())).await else {
         return;
     };
-    let span = tracing::info_span!("conn", room = %up.room, user_id = %up.member.user_id);
-    pump(ws, up, shared).instrument(span).await;
+    // No span per connection: the subscriber's registry would keep one
+    // slot and the formatted fields for every open connection. The room's
+    // span (its actor) logs joins and leaves with the user and connection id.
+    let pump = pump(ws, up, shared);
+    log_task_size_once(std::mem::size_of_val(&pump));
+    pump.await;
+}
+
+/// Logs the size of a connection's pump future once (what every idle
+/// connection's task holds besides its heap allocations).
+fn log_task_size_once(bytes: usize) {
+    static LOGGED: std::sync::Once = std::sync::Once::new();
+    LOGGED.call_once(|| tracing::info!(bytes, "connection task size"));
 }
 
 /// Who and where an upgraded connection is.
@@ -386,7 +396,9 @@ async fn write_batch(
 async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
     let form = up.form;
     let mut resume = up.resume;
-    let link = match shared.hub.join(&up.room, up.member).await {
+    // Every await that is not the idle wait runs in a box of its own: a
+    // task is as large as its largest state, for its whole life.
+    let link = match Box::pin(shared.hub.join(&up.room, up.member)).await {
         Ok(link) => link,
         Err(JoinError::Full) => {
             return Box::pin(close_with(
@@ -427,10 +439,11 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
                 Next::Kill(kill) => break Some(kill),
                 Next::Closed => break Some(Kill::plain(close::INTERNAL_ERROR, "")),
                 Next::Messages => {
-                    match tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch)).await {
+                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch))).await;
+                    match written {
                         Ok(Ok(step2)) => {
                             batch = Vec::new();
-                            if !send_ticket(&mut ws, &mut resume, &shared, &up.room).await {
+                            if !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await {
                                 broken = true;
                                 break None;
                             }
@@ -448,8 +461,9 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
             },
             _ = &mut idle => {
                 let ka = [Bytes::from_static(KEEPALIVE)];
-                if !matches!(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka)).await, Ok(Ok(())))
-                    || !send_ticket(&mut ws, &mut resume, &shared, &up.room).await
+                let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka))).await;
+                if !matches!(written, Ok(Ok(())))
+                    || !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await
                 {
                     broken = true;
                     break None;
@@ -467,20 +481,23 @@ async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
                 Some(Ok(_)) => {} // ping/pong: answered by tungstenite
                 Some(Err(WsError::Capacity(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
                 Some(Err(e)) => {
-                    tracing::debug!(error = %e, "socket error");
+                    tracing::debug!(room = %up.room, error = %e, "socket error");
                     break None;
                 }
             },
         }
     };
-    link.leave().await;
-    match kill {
-        _ if broken => {}
-        Some(kill) => Box::pin(close_with(&mut ws, form, kill)).await,
-        None => {
-            let _ = ws.close(None).await;
+    Box::pin(async move {
+        link.leave().await;
+        match kill {
+            _ if broken => {}
+            Some(kill) => close_with(&mut ws, form, kill).await,
+            None => {
+                let _ = ws.close(None).await;
+            }
         }
-    }
+    })
+    .await;
 }
 
 /// Sends a fresh resume ticket when one is due (half its life after the
