@@ -1086,7 +1086,7 @@ mod tests {
     /// `cargo test -p tandem-control --lib emit_cost -- --ignored --nocapture`
     /// (and `TANDEM_TEST_POSTGRES_URL` for PostgreSQL too).
     #[test]
-    #[ignore]
+    #[ignore = "a measurement: cargo test -p tandem-control --lib emit_cost -- --ignored --nocapture"]
     fn emit_cost_without_endpoints() {
         use diesel::Connection;
         let dir = tempfile::tempdir().unwrap();
