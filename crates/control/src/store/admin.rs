@@ -282,7 +282,7 @@ fn end_grants(
     workspace_ids: &[String],
     scopes: &[String],
     user_id: &str,
-) -> Result<i64, ApiError> {
+) -> Result<Vec<(String, String)>, ApiError> {
     let grants: Vec<(String, String)> = members::table
         .filter(members::user_id.eq(user_id))
         .filter(members::scope_id.eq_any(scopes))
@@ -308,7 +308,7 @@ fn end_grants(
             .filter(conversation_participants::conversation_id.eq_any(&convo_ids)),
     )
     .execute(c)?;
-    Ok(grants.len() as i64)
+    Ok(grants)
 }
 
 /// Removes a member from the org: every grant they hold in its workspaces,
@@ -353,6 +353,14 @@ pub fn remove_org_member(
             .load(c)?;
         let scopes = scopes_of(c, &org_workspaces)?;
         let ended = end_grants(c, &org_workspaces, &scopes, &user.id)?;
+        // Membership itself made them an editor of each team workspace:
+        // that ends too (`member.removed`), where no grant said it already.
+        let announced: Vec<String> = ended
+            .iter()
+            .filter(|(_, kind)| kind == "workspace")
+            .map(|(id, _)| id.clone())
+            .collect();
+        super::joining::announce_org_membership(c, Op::Deleted, &user.id, &org.id, &announced)?;
         let now = now_ms();
         let solo = OrgRow {
             id: crypto::new_id(),
@@ -375,7 +383,7 @@ pub fn remove_org_member(
         events::record(c, None, Some(&user.id))?;
         let entry = Entry::new(by, "org.member.remove", format!("user:{}", user.id))
             .before(json!({ "orgRole": user.org_role, "email": user.email }))
-            .after(json!({ "endedGrants": ended }));
+            .after(json!({ "endedGrants": ended.len() }));
         audit::append(c, &org.id, &entry)?;
         Ok(())
     })

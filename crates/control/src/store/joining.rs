@@ -73,7 +73,7 @@ pub fn place_verified(c: &mut DbConnection, user: &UserRow) -> Result<Placement,
         Some(org) => match org.join_policy() {
             JoinPolicy::Auto => {
                 move_into(c, user, &org.id, OrgRole::Member)?;
-                announce_joined(c, &user.id, &org.id)?;
+                announce_org_membership(c, super::workspace_events::Op::Created, &user.id, &org.id, &[])?;
                 Placement::Joined
             }
             JoinPolicy::Approval => {
@@ -128,25 +128,27 @@ fn move_into(
     Ok(())
 }
 
-/// Announces a new org member, as an accepted invite is announced:
-/// `member.added` (the workspace feed's `member.created`, and the org's
-/// webhooks) in each team workspace of the org, where a member is an editor.
-/// Call in the transaction that moved them in.
-fn announce_joined(c: &mut DbConnection, user_id: &str, org_id: &str) -> Result<(), ApiError> {
+/// Announces that a user joined or left the org's membership, as a grant
+/// is announced: `member.added` (`op` Created: the workspace feed's
+/// `member.created`, and the org's webhooks) or `member.removed` (Deleted)
+/// in each team workspace of the org, where a member is an editor, except
+/// those in `skip` (already announced by the caller). Call in the
+/// transaction that moved them.
+pub(super) fn announce_org_membership(
+    c: &mut DbConnection,
+    op: super::workspace_events::Op,
+    user_id: &str,
+    org_id: &str,
+    skip: &[String],
+) -> Result<(), ApiError> {
     let teams: Vec<String> = workspaces::table
         .filter(workspaces::org_id.eq(org_id))
         .filter(workspaces::kind.eq(WorkspaceType::Team.as_str()))
         .select(workspaces::id)
         .load(c)?;
-    for team in teams {
-        super::members::announce(
-            c,
-            super::workspace_events::Op::Created,
-            "workspace",
-            &team,
-            user_id,
-            Some(Role::Editor),
-        )?;
+    let role = (op == super::workspace_events::Op::Created).then_some(Role::Editor);
+    for team in teams.iter().filter(|t| !skip.contains(t)) {
+        super::members::announce(c, op, "workspace", team, user_id, role)?;
     }
     Ok(())
 }
@@ -247,7 +249,7 @@ pub fn decide(
         if accept {
             let user = user_by_id(c, user_id)?.ok_or(ApiError::NotFound("join request"))?;
             move_into(c, &user, org_id, OrgRole::Member)?;
-            announce_joined(c, user_id, org_id)?;
+            announce_org_membership(c, super::workspace_events::Op::Created, user_id, org_id, &[])?;
         }
         let action = if accept {
             "join_request.accept"

@@ -26,6 +26,7 @@ both_backends!(
     finished_deliveries_are_pruned_after_the_retention,
     an_endpoint_made_on_one_replica_gets_the_events_of_another,
     joining_by_domain_announces_the_new_member,
+    removing_an_org_member_announces_each_ended_membership,
 );
 
 /// How the receiver answers one request.
@@ -937,4 +938,56 @@ async fn joining_by_domain_announces_the_new_member(backend: Backend) {
     assert_eq!(data["userId"], ann.id.as_str());
     assert_eq!(data["role"], "editor");
     assert_eq!(feed(&ann.id), vec!["member.created".to_string()]);
+}
+
+async fn removing_an_org_member_announces_each_ended_membership(backend: Backend) {
+    let app = fast_app(backend).await;
+    let rx = Receiver::start(vec![]).await;
+    let o = org(&app, "hooks-leave.dev").await;
+    // Max also holds explicit grants (the team workspace, a project); Ann
+    // is an editor of the team workspace only because she is in the org.
+    let max = app.signup("max@hooks-leave.dev", "Max").await;
+    let ann = app.signup("ann@hooks-leave.dev", "Ann").await;
+    for scope in [
+        format!("/workspaces/{}/members", o.team),
+        format!("/projects/{}/members", o.project),
+    ] {
+        let a = app.grant(&scope, &o.owner, &max.id, "viewer").await;
+        assert!(a.status.is_success(), "{scope}: {}", a.body);
+    }
+    hook(&app, &o, &rx.url, &["member.removed"]).await;
+
+    for user in [&max, &ann] {
+        let path = format!("/orgs/{}/members/{}", o.id, user.id);
+        let a = app
+            .call(reqwest::Method::DELETE, &path, Some(&o.owner.token), None)
+            .await;
+        assert_eq!(a.status, StatusCode::NO_CONTENT, "{}", a.body);
+    }
+    // One `member.removed` per ended membership, none twice: Max's two
+    // grants (his explicit workspace grant stands for his membership
+    // there), and Ann's membership of the team workspace.
+    rx.wait_for(3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = rx.got();
+    assert_eq!(got.len(), 3, "{got:?}");
+    let mut ended: Vec<(String, String, String)> = got
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["type"], "member.removed", "{body}");
+            assert_eq!(body["data"]["role"], Value::Null, "{body}");
+            assert_eq!(body["data"]["workspaceId"], o.team.as_str(), "{body}");
+            let s = |k: &str| body["data"][k].as_str().unwrap().to_string();
+            (s("userId"), s("scopeKind"), s("scopeId"))
+        })
+        .collect();
+    ended.sort();
+    let mut want = vec![
+        (max.id.clone(), "project".into(), o.project.clone()),
+        (max.id.clone(), "workspace".into(), o.team.clone()),
+        (ann.id.clone(), "workspace".into(), o.team.clone()),
+    ];
+    want.sort();
+    assert_eq!(ended, want);
 }
