@@ -324,6 +324,18 @@ pub struct ControlConfig {
     #[arg(long, env = "TANDEM_S3_VERIFY", default_value = "checksum")]
     pub s3_verify: String,
 
+    /// One-part S3 uploads of at most this many bytes are sent to control,
+    /// which hashes them while passing them on to the store and makes the
+    /// file in the same request (one request fewer than a presigned `PUT`
+    /// and its completion: small files upload faster, and control carries
+    /// their bytes). 0: every upload goes straight to the store.
+    #[arg(
+        long,
+        env = "TANDEM_S3_THROUGH_CONTROL_BYTES",
+        default_value_t = 4 * 1024 * 1024
+    )]
+    pub s3_through_control_bytes: i64,
+
     /// Control's own public URL (`https://api.example.com`), which the
     /// directory files backend's transfer URLs start with. Unset: the
     /// scheme and host the request came with (`Host`, `X-Forwarded-*`),
@@ -425,6 +437,7 @@ impl ControlConfig {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_verify: "checksum".into(),
+            s3_through_control_bytes: 4 * 1024 * 1024,
             public_control_url: None,
             extensions_max_bytes: 10 * 1024 * 1024,
             extensions_max_unpacked_bytes: 50 * 1024 * 1024,

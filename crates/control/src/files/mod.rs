@@ -118,7 +118,7 @@ impl Storage {
                 config.files_dir.clone(),
                 signer,
             ))),
-            "s3" => Ok(Storage::S3(s3::S3Store::from_config(config)?)),
+            "s3" => Ok(Storage::S3(s3::S3Store::from_config(config, signer)?)),
             other => anyhow::bail!("TANDEM_FILES_BACKEND must be dir or s3 (got {other:?})"),
         }
     }
@@ -127,6 +127,15 @@ impl Storage {
         match self {
             Storage::Dir(_) => "dir",
             Storage::S3(_) => "s3",
+        }
+    }
+
+    /// Signs the URLs control serves itself (every upload and download of
+    /// the directory backend; small uploads to S3).
+    pub fn signer(&self) -> &UrlSigner {
+        match self {
+            Storage::Dir(d) => &d.signer,
+            Storage::S3(s) => &s.signer,
         }
     }
 
@@ -205,6 +214,11 @@ pub fn check_config(c: &ControlConfig) -> anyhow::Result<()> {
         c.files_part_bytes > 0,
         "TANDEM_FILES_PART_BYTES must be more than 0 (got {})",
         c.files_part_bytes
+    );
+    ensure!(
+        (0..=S3_MAX_PART).contains(&c.s3_through_control_bytes),
+        "TANDEM_S3_THROUGH_CONTROL_BYTES must be from 0 to 5 GiB (got {})",
+        c.s3_through_control_bytes
     );
     ensure!(
         c.files_url_ttl_secs > 0 && c.files_upload_ttl_secs > 0,
@@ -396,6 +410,9 @@ mod tests {
         let mut c = dir();
         c.files_url_ttl_secs = 0;
         refused(&c, "TANDEM_FILES_URL_TTL_SECS");
+        let mut c = dir();
+        c.s3_through_control_bytes = -1;
+        refused(&c, "TANDEM_S3_THROUGH_CONTROL_BYTES");
         let mut c = dir();
         c.files_backend = "ftp".into();
         refused(&c, "TANDEM_FILES_BACKEND");

@@ -24,7 +24,7 @@ use rusty_s3::actions::{CreateMultipartUpload, ListParts};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use tandem_protocol::files::{CompletedPart, UploadPart};
 
-use super::{content_disposition, now_secs, BlobStore, Download, Plan};
+use super::{content_disposition, now_secs, BlobStore, Download, Plan, UrlSigner};
 use crate::config::ControlConfig;
 use crate::error::ApiError;
 
@@ -56,6 +56,11 @@ pub struct S3Store {
     credentials: Credentials,
     http: reqwest::Client,
     verify: Verify,
+    /// Signs the URLs of uploads sent through control.
+    pub signer: UrlSigner,
+    /// One-part uploads of at most this many bytes go through control
+    /// (`TANDEM_S3_THROUGH_CONTROL_BYTES`; 0: none).
+    through_control: i64,
 }
 
 /// The `x-amz-checksum-sha256` value (base64) of a hex SHA-256.
@@ -75,7 +80,7 @@ fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
 }
 
 impl S3Store {
-    pub fn from_config(config: &ControlConfig) -> anyhow::Result<S3Store> {
+    pub fn from_config(config: &ControlConfig, signer: UrlSigner) -> anyhow::Result<S3Store> {
         super::check_config(config)?;
         let need = |v: &Option<String>, name: &str| {
             v.clone()
@@ -99,7 +104,95 @@ impl S3Store {
             credentials: Credentials::new(key, secret),
             http,
             verify: Verify::parse(&config.s3_verify)?,
+            signer,
+            through_control: config.s3_through_control_bytes,
         })
+    }
+
+    /// Whether the bytes of `plan` are sent to control, which passes them on
+    /// to the store: a one-part upload of at most
+    /// `TANDEM_S3_THROUGH_CONTROL_BYTES`. Such an upload needs one request
+    /// fewer (its `PUT` completes it), which is most of a small file's time.
+    pub fn through_control(&self, plan: &Plan) -> bool {
+        plan.part_bytes == 0 && plan.multipart_id.is_none() && plan.size <= self.through_control
+    }
+
+    /// Passes the body of a through-control upload on to the store as it
+    /// arrives, hashing it on the way: bytes that are not exactly the
+    /// declared size and sha256 never complete the store's request (its
+    /// body is cut short), so nothing is stored. Returns the bytes stored.
+    pub async fn put_through<S, E>(&self, plan: &Plan, sha256: &str, body: S) -> Result<u64, ApiError>
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        use futures_util::StreamExt;
+        let len = plan.size as u64;
+        let mut action = self.bucket.put_object(self.creds(), &plan.key);
+        action
+            .headers_mut()
+            .insert("content-length", len.to_string());
+        let url = action.sign(OWN_REQUEST_TTL);
+        type Chunk = Result<actix_web::web::Bytes, std::io::Error>;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
+        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|c| (c, rx))
+        });
+        let send = self
+            .http
+            .put(url)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(chunks))
+            .send();
+        let pump = async move {
+            let mut body = body;
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            let mut written = 0u64;
+            let checked = loop {
+                let chunk = match body.next().await {
+                    Some(Ok(chunk)) => chunk,
+                    Some(Err(e)) => break Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+                    None if written == len => break Ok(()),
+                    None => {
+                        break Err(ApiError::SizeMismatch(format!(
+                            "the file must be exactly {len} bytes; {written} were sent"
+                        )))
+                    }
+                };
+                written += chunk.len() as u64;
+                if written > len {
+                    break Err(ApiError::SizeMismatch(format!(
+                        "the file must be exactly {len} bytes; more were sent"
+                    )));
+                }
+                ctx.update(&chunk);
+                if written == len && hex::encode(ctx.clone().finish().as_ref()) != sha256 {
+                    break Err(ApiError::HashMismatch);
+                }
+                if tx.send(Ok(chunk)).await.is_err() {
+                    break Err(ApiError::Unavailable); // the store's request ended
+                }
+            };
+            let checked = checked.and_then(|()| {
+                if len == 0 && hex::encode(ctx.finish().as_ref()) != sha256 {
+                    Err(ApiError::HashMismatch)
+                } else {
+                    Ok(())
+                }
+            });
+            if let Err(e) = &checked {
+                // Cuts the store's request short: it keeps nothing.
+                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+            }
+            checked
+        };
+        let (pumped, sent) = futures_util::join!(pump, send);
+        pumped?;
+        let res = sent.map_err(|e| unavailable("put", e))?;
+        if !res.status().is_success() {
+            return Err(status_error("put", res.status()));
+        }
+        Ok(len)
     }
 
     fn creds(&self) -> Option<&Credentials> {
@@ -317,11 +410,23 @@ impl BlobStore for S3Store {
         Ok(Some(parsed.upload_id().to_string()))
     }
 
-    fn part_urls(&self, plan: &Plan, _base: &str) -> Result<Vec<UploadPart>, ApiError> {
+    fn part_urls(&self, plan: &Plan, base: &str) -> Result<Vec<UploadPart>, ApiError> {
         let ttl = Self::ttl_until(plan.expires_at);
         (1..=plan.part_count())
             .map(|n| {
                 let (offset, size) = plan.part_range(n).unwrap_or((0, 0));
+                if self.through_control(plan) {
+                    let path = super::dir::DirStore::part_path(&plan.file_id, n);
+                    let query = self.signer.query("PUT", &path, plan.expires_at);
+                    return Ok(UploadPart {
+                        part_number: n,
+                        url: format!("{base}{path}?{query}"),
+                        method: "PUT".into(),
+                        headers: BTreeMap::new(),
+                        offset,
+                        size,
+                    });
+                }
                 let mut headers = BTreeMap::new();
                 let url = match &plan.multipart_id {
                     Some(upload) => {

@@ -1,6 +1,7 @@
 //! Files: `/workspaces/{id}/files/uploads`, `/files/uploads/{uploadId}[/complete]`,
-//! `/files/{id}[/content|/url]`, and the directory backend's signed
-//! transfer URLs `/blobs/{fileId}[/parts/{n}]`. See `proto-docs/files.md`.
+//! `/files/{id}[/content|/url]`, and the signed transfer URLs control
+//! serves itself, `/blobs/{fileId}[/parts/{n}]` (the directory backend's
+//! uploads and downloads, small uploads to S3). See `proto-docs/files.md`.
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -16,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::{authorize, load};
 use crate::authz::{self, Action, ResourceKind};
 use crate::error::ApiError;
-use crate::files::{content_disposition, now_secs, BlobStore, Download};
+use crate::files::{content_disposition, now_secs, BlobStore, Download, Storage};
 use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
 use crate::store::facts;
@@ -304,6 +305,12 @@ async fn check_and_keep(
             return Err(e);
         }
     }
+    keep(&state, &row).await
+}
+
+/// Makes a completing upload whose bytes were checked a ready file (or, when
+/// the same bytes became ready meanwhile, that file, removing these).
+async fn keep(state: &AppState, row: &FileRow) -> Result<FileRow, ApiError> {
     let fid = row.id.clone();
     let done = state
         .db(move |c| files::mark_ready(c, &fid, now_ms()))
@@ -487,7 +494,8 @@ fn dir_store(state: &State) -> Result<&crate::files::dir::DirStore, ApiError> {
 }
 
 /// `PUT /blobs/{fileId}/parts/{n}` (signed): one part of an upload to the
-/// directory backend, streamed to disk, exactly the part's length.
+/// directory backend, streamed to disk, exactly the part's length; or a
+/// small upload to S3 sent through control, which it also completes.
 pub async fn put_part(
     state: State,
     req: HttpRequest,
@@ -495,8 +503,7 @@ pub async fn put_part(
     query: web::Query<Signed>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let dir = dir_store(&state)?;
-    dir.signer.verify(
+    state.files.signer().verify(
         "PUT",
         req.path(),
         query.expires.as_deref(),
@@ -522,19 +529,58 @@ pub async fn put_part(
             "part {n} must be exactly {len} bytes"
         )));
     }
-    match dir.write_part(&plan, n, &row.sha256, body).await {
-        Ok(written) => {
-            state.metrics.files_bytes_in.inc_by(written);
-            Ok(HttpResponse::Ok()
-                .insert_header((header::ETAG, format!("\"{n}\"")))
-                .finish())
+    let written = match &state.files {
+        Storage::Dir(dir) => dir.write_part(&plan, n, &row.sha256, body).await,
+        Storage::S3(s3) if s3.through_control(&plan) => {
+            s3.put_through(&plan, &row.sha256, body).await
         }
+        Storage::S3(_) => return Err(ApiError::NotFound("upload part")),
+    };
+    match written {
+        Ok(written) => state.metrics.files_bytes_in.inc_by(written),
         Err(ApiError::HashMismatch) => {
             let id = row.id.clone();
             state.db(move |c| files::remove(c, &id)).await?;
-            Err(ApiError::HashMismatch)
+            return Err(ApiError::HashMismatch);
         }
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
+    };
+    let etag = (header::ETAG, format!("\"{n}\""));
+    if state.files.dir().is_some() {
+        return Ok(HttpResponse::Ok().insert_header(etag).finish());
+    }
+    // Through control, the bytes were checked on the way: the file is made
+    // now (on its own task, so a client leaving cannot stop it halfway).
+    let file = tokio::spawn(keep_checked(state.get_ref().clone(), row))
+        .await
+        .map_err(|e| ApiError::Internal(e.into()))??;
+    Ok(match file {
+        Some(file) => HttpResponse::Ok().insert_header(etag).json(FileAnswer {
+            file: file.to_dto(),
+        }),
+        // A completion call is checking the same bytes: it makes the file.
+        None => HttpResponse::Ok().insert_header(etag).finish(),
+    })
+}
+
+/// Completes an upload whose bytes were checked as they arrived; `None` when
+/// a completion call took it first.
+async fn keep_checked(state: Arc<AppState>, row: FileRow) -> Result<Option<FileRow>, ApiError> {
+    let id = row.id.clone();
+    if !state
+        .db(move |c| files::begin_completing(c, &id, now_ms()))
+        .await?
+    {
+        return Ok(None);
+    }
+    match keep(&state, &row).await {
+        Ok(file) => Ok(Some(file)),
+        Err(e) => {
+            // Stored and checked: a completion call can still make it.
+            let id = row.id.clone();
+            state.db(move |c| files::back_to_pending(c, &id)).await?;
+            Err(e)
+        }
     }
 }
 

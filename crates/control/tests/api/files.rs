@@ -95,6 +95,9 @@ async fn spawn(backend: Backend, store: Store, tweak: impl FnOnce(&mut ControlCo
         c.files_dir = path;
         if store == Store::S3 {
             use_s3(c);
+            // The presigned path; `small_s3_uploads_go_through_control`
+            // tests the other.
+            c.s3_through_control_bytes = 0;
         }
         tweak(c);
     })
@@ -1268,3 +1271,135 @@ all_variants!(
     attachments_are_readable_through_their_conversation,
 );
 crate::both_backends!(range_requests, transfer_urls_use_the_public_control_url);
+
+/// Runs an `async fn(Backend)` test on both databases with S3 storage.
+macro_rules! s3_variants {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::helpers::Backend;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite_s3() {
+                if super::s3_available() {
+                    super::$name(Backend::Sqlite).await
+                }
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres_s3() {
+                if $crate::helpers::postgres_available() && super::s3_available() {
+                    super::$name(Backend::Postgres).await
+                }
+            }
+        }
+    )*};
+}
+
+s3_variants!(small_s3_uploads_go_through_control);
+
+/// A PUT of `body` to a part URL, as a stream of 1,000-byte chunks with no
+/// `Content-Length` (so only the bytes themselves can tell their length).
+async fn put_chunked(app: &TestApp, url: &str, body: Vec<u8>) -> reqwest::Response {
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(1000).map(|c| Ok(c.to_vec())).collect();
+    app.client
+        .put(url)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn small_s3_uploads_go_through_control(backend: Backend) {
+    const LIMIT: i64 = 64 * 1024;
+    let env = spawn(backend, Store::S3, |c| c.s3_through_control_bytes = LIMIT).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(50_000, 3);
+    let key = |id: &str| format!("{}/{id}", t.ws);
+    let pending = |a: &crate::helpers::Answer| -> (String, String) {
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+        let parts = a.body["parts"].as_array().unwrap();
+        assert_eq!(parts.len(), 1, "{}", a.body);
+        (
+            a.body["uploadId"].as_str().unwrap().to_string(),
+            parts[0]["url"].as_str().unwrap().to_string(),
+        )
+    };
+
+    // Up to the limit, the part URL is control's, signed by control.
+    let (id, url) = pending(&intent(app, &t.alice, &t.ws, "a.bin", &data).await);
+    assert!(url.starts_with(&format!("{}/blobs/{id}/parts/1?", app.base)), "{url}");
+    let altered = url.replace("signature=", "signature=00");
+    let res = app.client.put(&altered).body(data.clone()).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Too few bytes (no Content-Length to refuse them early): the store's
+    // request is cut short, nothing is stored, the upload waits.
+    let res = put_chunked(app, &url, data[..49_000].to_vec()).await;
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "size_mismatch", "{body}");
+    assert!(!app.state.files.exists(&key(&id)).await.unwrap());
+    let again = app.get(&format!("/files/uploads/{id}"), &t.alice.token).await;
+    assert_eq!(again.body["status"], "pending", "{}", again.body);
+
+    // The right bytes: stored, checked and made a file by the PUT itself.
+    let res = put_chunked(app, &url, data.clone()).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["etag"], "\"1\"");
+    let put: Value = res.json().await.unwrap();
+    assert_eq!(put["file"]["id"], id.as_str(), "{put}");
+    assert_eq!(put["file"]["size"], 50_000, "{put}");
+    assert_eq!(put["file"]["sha256"], sha256(&data).as_str(), "{put}");
+    assert!(app.state.files.exists(&key(&id)).await.unwrap());
+    assert!(metric(app, "files_bytes_in").await >= 50_000);
+    // Completing as well is harmless: the same file.
+    let done = app
+        .post(&format!("/files/uploads/{id}/complete"), &t.alice.token, json!({}))
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+    assert_eq!(done.body["file"]["id"], id.as_str());
+    assert_eq!(download(app, &t.bob, &id).await, data);
+    // The same bytes again: a dedupe hit, nothing to send.
+    let hit = intent(app, &t.bob, &t.ws, "again.bin", &data).await;
+    assert_eq!(hit.status, StatusCode::OK, "{}", hit.body);
+    assert_eq!(hit.body["file"]["id"], id.as_str());
+
+    // Other bytes than declared, same length: refused, nothing kept.
+    let other = bytes(20_000, 4);
+    let mut wrong = other.clone();
+    wrong[10_000] ^= 0xFF;
+    let (bad, url) = pending(&intent(app, &t.alice, &t.ws, "b.bin", &other).await);
+    let res = app.client.put(&url).body(wrong).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "hash_mismatch", "{body}");
+    assert!(!app.state.files.exists(&key(&bad)).await.unwrap());
+    let gone = app.get(&format!("/files/uploads/{bad}"), &t.alice.token).await;
+    assert_eq!(gone.status, StatusCode::NOT_FOUND);
+
+    // Two uploads of the same bytes at once: the second PUT answers the
+    // first's file, and its own copy is removed.
+    let twin = bytes(30_000, 5);
+    let (first, url1) = pending(&intent(app, &t.alice, &t.ws, "1.bin", &twin).await);
+    let (second, url2) = pending(&intent(app, &t.bob, &t.ws, "2.bin", &twin).await);
+    let put = |url: String| {
+        let (client, twin) = (app.client.clone(), twin.clone());
+        async move {
+            let res = client.put(url).body(twin).send().await.unwrap();
+            assert_eq!(res.status(), StatusCode::OK);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+    let a = put(url1).await;
+    let b = put(url2).await;
+    assert_eq!(a["file"]["id"], first.as_str(), "{a}");
+    assert_eq!(b["file"]["id"], first.as_str(), "{b}");
+    assert!(!app.state.files.exists(&key(&second)).await.unwrap());
+
+    // Above the limit, the bytes go straight to the store.
+    let large = bytes(LIMIT as usize + 1, 6);
+    let a = intent(app, &t.alice, &t.ws, "c.bin", &large).await;
+    let (_, url) = pending(&a);
+    assert!(!url.starts_with(&app.base), "{url}");
+    assert!(a.body["parts"][0]["headers"]["x-amz-checksum-sha256"].is_string());
+}
