@@ -122,14 +122,17 @@ pub fn operations() -> Vec<Op> {
         put(
             "/blobs/{fileId}/parts/{n}",
             "putBlobPart",
-            "Signed upload of one part (directory backend)",
+            "Signed upload of one part (directory backend; small files on S3)",
         )
         .public()
         .describe(
             "Only through a URL from an upload intent. The body is exactly the part's bytes \
              (422 `size_mismatch` otherwise). A one-part upload whose bytes do not match the \
              declared sha256 is refused at once with 422 `hash_mismatch`, and nothing is kept. \
-             Answers an `ETag` to pass back on completion.",
+             Answers an `ETag` to pass back on completion. On S3, a one-part upload of at most \
+             `TANDEM_S3_THROUGH_CONTROL_BYTES` is sent here too (control passes the bytes on to \
+             the store) and this request completes it: the answer is `{file}` and no completion \
+             call is needed (one still answers the same file). Otherwise the body is empty.",
         )
         .query("expires", Type::Integer, "Unix seconds (signed)")
         .query(
@@ -139,6 +142,6 @@ pub fn operations() -> Vec<Op> {
         )
         .body_with("application/octet-stream", bytes())
         .errors(&[403, 404, 422])
-        .answer(200, "Stored", None),
+        .ok::<FileAnswer>(200),
     ]
 }

@@ -4,7 +4,9 @@
 // (`POST /workspaces/{id}/files/uploads`); `status: "exists"` is a dedupe hit
 // and nothing is sent; else send the bytes to the intent's part URLs (one PUT,
 // or parts in parallel), each retried with backoff, then
-// `POST /files/uploads/{uploadId}/complete`. A failed or paused multipart
+// `POST /files/uploads/{uploadId}/complete`, unless the one PUT answered the
+// file itself (a small file on S3 sent through control: its PUT completes
+// it). A failed or paused multipart
 // upload resumes with the parts that are still missing only.
 // Download: `GET /files/{id}` (size, sha256), `GET /files/{id}/url` (a
 // short-lived signed URL), then the bytes from that URL, hashed as they arrive
@@ -235,6 +237,8 @@ export class UploadTransfer extends Transfer<FileInfo> {
 
   private readonly blob: Blob | Uint8Array
   private readonly size: number
+  /** The file, when the one PUT of a small upload answered it (nothing left to complete). */
+  private madeByPut: FileInfo | null = null
 
   /** `data`: a Blob (a File), or bytes in memory, hashed and sliced in place (no copy). */
   constructor (queue: TransferQueue, private readonly rt: Runtime, readonly workspaceId: string, data: Blob | Uint8Array, options: UploadOptions) {
@@ -313,8 +317,13 @@ export class UploadTransfer extends Transfer<FileInfo> {
       }
       this.checkpoint = cp
     }
+    this.madeByPut = null
     await this.sendParts(cp, signal)
     signal.throwIfAborted()
+    if (this.madeByPut !== null && cp.parts.length === 1) {
+      this.checkpoint = null
+      return this.madeByPut
+    }
     const parts = cp.parts.map((p) => {
       const etag = cp.done[p.partNumber]
       return etag === undefined || etag === '' ? { partNumber: p.partNumber } : { partNumber: p.partNumber, etag }
@@ -354,7 +363,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
         signal.throwIfAborted()
         const [start, end] = this.rangeOf(cp, next.i)
         const body = this.blob instanceof Blob ? this.blob.slice(start, end) : this.blob.subarray(start, end)
-        const etag = await this.retrying(this.rt, signal, async () => {
+        const sent = await this.retrying(this.rt, signal, async () => {
           inFlight.set(next.p.partNumber, 0)
           try {
             return await sendBody(this.rt, next.p, body, signal, (n) => { inFlight.set(next.p.partNumber, n); report() }, (n) => { this.bytesOnWire += n })
@@ -362,7 +371,8 @@ export class UploadTransfer extends Transfer<FileInfo> {
             inFlight.delete(next.p.partNumber)
           }
         })
-        cp.done[next.p.partNumber] = etag
+        cp.done[next.p.partNumber] = sent.etag
+        if (sent.file !== undefined) this.madeByPut = sent.file
         confirmed += end - start
         report()
       }
@@ -545,8 +555,23 @@ async function sleep (ms: number, signal: AbortSignal): Promise<void> {
   })
 }
 
-/** Sends one part's bytes to its signed URL (no Authorization: the URL is the credential); answers its ETag. */
-async function sendBody (rt: Runtime, part: UploadPart, body: Blob | Uint8Array, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<string> {
+/** What a part's PUT answered: its ETag, and the file when the PUT completed the upload. */
+interface Sent { etag: string, file?: FileInfo }
+
+/** `{file}` in a PUT's answer (a small S3 upload through control is completed by its PUT); else undefined. */
+function madeFile (text: string, contentType: string | null): FileInfo | undefined {
+  if (contentType === null || !contentType.includes('json') || text === '') return undefined
+  try {
+    const body = JSON.parse(text) as { file?: unknown }
+    const file = body.file as FileInfo | undefined
+    return typeof file === 'object' && file !== null && typeof file.id === 'string' ? file : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/** Sends one part's bytes to its signed URL (no Authorization: the URL is the credential); answers its ETag (and the file, if the PUT completed the upload). */
+async function sendBody (rt: Runtime, part: UploadPart, body: Blob | Uint8Array, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<Sent> {
   const headers: Record<string, string> = { ...(part.headers as Record<string, string> | undefined) }
   const method = (part.method ?? 'PUT').toUpperCase()
   const size = body instanceof Blob ? body.size : body.length
@@ -559,13 +584,13 @@ async function sendBody (rt: Runtime, part: UploadPart, body: Blob | Uint8Array,
     throw networkError(err)
   }
   if (!res.ok) throw await errorFromResponse(res)
-  await res.arrayBuffer().catch(() => undefined)
+  const text = await res.text().catch(() => '')
   onProgress(size)
-  return res.headers.get('etag') ?? ''
+  return { etag: res.headers.get('etag') ?? '', file: madeFile(text, res.headers.get('content-type')) }
 }
 
-async function sendXhr (url: string, method: string, headers: Record<string, string>, body: Blob | Uint8Array, size: number, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<string> {
-  return await new Promise<string>((resolve, reject) => {
+async function sendXhr (url: string, method: string, headers: Record<string, string>, body: Blob | Uint8Array, size: number, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<Sent> {
+  return await new Promise<Sent>((resolve, reject) => {
     const xhr = new XMLHttpRequest()
     xhr.open(method, url)
     for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v)
@@ -580,7 +605,7 @@ async function sendXhr (url: string, method: string, headers: Record<string, str
       const res = new Response(xhr.status === 204 ? null : xhr.responseText, { status: xhr.status, headers: parseHeaders(xhr.getAllResponseHeaders()) })
       if (!res.ok) { void errorFromResponse(res).then(reject, reject); return }
       onProgress(size)
-      resolve(xhr.getResponseHeader('etag') ?? '')
+      resolve({ etag: xhr.getResponseHeader('etag') ?? '', file: madeFile(xhr.responseText, xhr.getResponseHeader('content-type')) })
     }
     xhr.send(body as XMLHttpRequestBodyInit)
   })

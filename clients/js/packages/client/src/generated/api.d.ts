@@ -216,8 +216,8 @@ export interface paths {
         };
         get?: never;
         /**
-         * Signed upload of one part (directory backend)
-         * @description Only through a URL from an upload intent. The body is exactly the part's bytes (422 `size_mismatch` otherwise). A one-part upload whose bytes do not match the declared sha256 is refused at once with 422 `hash_mismatch`, and nothing is kept. Answers an `ETag` to pass back on completion.
+         * Signed upload of one part (directory backend; small files on S3)
+         * @description Only through a URL from an upload intent. The body is exactly the part's bytes (422 `size_mismatch` otherwise). A one-part upload whose bytes do not match the declared sha256 is refused at once with 422 `hash_mismatch`, and nothing is kept. Answers an `ETag` to pass back on completion. On S3, a one-part upload of at most `TANDEM_S3_THROUGH_CONTROL_BYTES` is sent here too (control passes the bytes on to the store) and this request completes it: the answer is `{file}` and no completion call is needed (one still answers the same file). Otherwise the body is empty.
          */
         put: operations["putBlobPart"];
         post?: never;
@@ -3626,14 +3626,16 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Stored */
+            /** @description Success */
             200: {
                 headers: {
                     /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
                     "x-request-id"?: string;
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json": components["schemas"]["FileAnswer"];
+                };
             };
             400: components["responses"]["BadRequest"];
             403: components["responses"]["Forbidden"];
