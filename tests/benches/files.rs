@@ -1,7 +1,9 @@
 //! Files benchmark (not a test): upload and download MB/s of 1 MB, 16 MB
 //! (one part) and 100 MB (multipart) files through control's directory
-//! backend and through S3 presigned URLs (control on the S3 backend, with
-//! `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
+//! backend and through S3 (control on the S3 backend as configured by
+//! default: files up to `TANDEM_S3_THROUGH_CONTROL_BYTES`, 4 MiB, sent
+//! through control, larger ones to presigned URLs; and with every upload
+//! presigned, `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
 //! the same bytes to the same S3 server (the ceiling), and beside direct
 //! PUTs that carry a signed `x-amz-checksum-sha256` (the guarantee Tandem's
 //! one-part upload has; with and without a signed `content-length`). The
@@ -14,7 +16,8 @@
 //! only the directory backend is measured). Control runs in this process
 //! (SQLite in a temp dir, 2 workers); every transfer is over loopback HTTP.
 //! Tandem's upload is the whole flow: intent, parts (up to 4 at once),
-//! completion (`checksum`: the store checked a one-part upload's signed
+//! completion (none when the one PUT went through control and answered the
+//! file; `checksum`: the store checked a one-part upload's signed
 //! SHA-256, control asks for it; multipart and `readback`: control reads the
 //! bytes back to check their SHA-256), the client's SHA-256 included; its
 //! download is `GET /files/{id}/content` and the redirect. Prints a table
@@ -76,7 +79,8 @@ struct Control {
     _dir: tempfile::TempDir,
 }
 
-async fn start_control(s3: Option<&S3>, verify: &str) -> Control {
+/// Control in this process; `through`: `TANDEM_S3_THROUGH_CONTROL_BYTES`.
+async fn start_control(s3: Option<&S3>, verify: &str, through: i64) -> Control {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ControlConfig::for_tests(format!(
         "sqlite://{}",
@@ -91,6 +95,7 @@ async fn start_control(s3: Option<&S3>, verify: &str) -> Control {
         config.s3_access_key_id = Some(s3.key.clone());
         config.s3_secret_access_key = Some(s3.secret.clone());
         config.s3_verify = verify.into();
+        config.s3_through_control_bytes = through;
     }
     let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -157,6 +162,7 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
     phases.intent = t.elapsed().as_secs_f64();
     let t = Instant::now();
     let parts = intent["parts"].as_array().unwrap().clone();
+    let mut made = None;
     for batch in parts.chunks(4) {
         let puts = batch.iter().map(|p| {
             let off = p["offset"].as_u64().unwrap() as usize;
@@ -170,11 +176,21 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
             async move {
                 let res = req.body(body).send().await.unwrap();
                 assert!(res.status().is_success(), "{}", res.status());
+                let text = res.text().await.unwrap();
+                serde_json::from_str::<Value>(&text).ok()
             }
         });
-        join_all(puts).await;
+        for answer in join_all(puts).await.into_iter().flatten() {
+            if parts.len() == 1 && answer["file"]["id"].is_string() {
+                made = Some(answer["file"]["id"].as_str().unwrap().to_string());
+            }
+        }
     }
     phases.send = t.elapsed().as_secs_f64();
+    if let Some(id) = made {
+        // The PUT went through control, which made the file: no completion.
+        return (id, started.elapsed().as_secs_f64(), phases);
+    }
     let t = Instant::now();
     let done: Value = http
         .post(format!(
@@ -307,11 +323,13 @@ async fn main() {
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     let sizes = [("1 MB", MB), ("16 MB", 16 * MB), ("100 MB", 100 * MB)];
-    let dir = start_control(None, "checksum").await;
+    let dir = start_control(None, "checksum", 0).await;
+    let through = ControlConfig::for_tests("sqlite://:memory:").s3_through_control_bytes;
     let s3_control = match &s3 {
         Some(s3) => Some((
-            start_control(Some(s3), "checksum").await,
-            start_control(Some(s3), "readback").await,
+            start_control(Some(s3), "checksum", through).await,
+            start_control(Some(s3), "checksum", 0).await,
+            start_control(Some(s3), "readback", 0).await,
         )),
         None => None,
     };
@@ -322,8 +340,9 @@ async fn main() {
         Direct { checksum: bool, sign_length: bool },
     }
     let mut paths: Vec<(&str, Path)> = vec![("tandem dir", Path::Tandem(&dir))];
-    if let Some((checksum, readback)) = &s3_control {
-        paths.push(("tandem s3 checksum", Path::Tandem(checksum)));
+    if let Some((default, checksum, readback)) = &s3_control {
+        paths.push(("tandem s3 (default)", Path::Tandem(default)));
+        paths.push(("tandem s3 presigned", Path::Tandem(checksum)));
         paths.push(("tandem s3 readback", Path::Tandem(readback)));
         let direct = |checksum, sign_length| Path::Direct {
             checksum,

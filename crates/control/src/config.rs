@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
+/// Default of `TANDEM_S3_THROUGH_CONTROL_BYTES`: one-part S3 uploads up to
+/// 4 MiB go through control.
+pub const S3_THROUGH_CONTROL_BYTES: i64 = 4 * 1024 * 1024;
+
 /// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
 pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
 
@@ -332,7 +336,7 @@ pub struct ControlConfig {
     #[arg(
         long,
         env = "TANDEM_S3_THROUGH_CONTROL_BYTES",
-        default_value_t = 4 * 1024 * 1024
+        default_value_t = S3_THROUGH_CONTROL_BYTES
     )]
     pub s3_through_control_bytes: i64,
 
@@ -437,7 +441,7 @@ impl ControlConfig {
             s3_access_key_id: None,
             s3_secret_access_key: None,
             s3_verify: "checksum".into(),
-            s3_through_control_bytes: 4 * 1024 * 1024,
+            s3_through_control_bytes: S3_THROUGH_CONTROL_BYTES,
             public_control_url: None,
             extensions_max_bytes: 10 * 1024 * 1024,
             extensions_max_unpacked_bytes: 50 * 1024 * 1024,
