@@ -107,7 +107,7 @@ pub trait BlobStore {
 /// The configured backend.
 pub enum Storage {
     Dir(dir::DirStore),
-    S3(s3::S3Store),
+    S3(Box<s3::S3Store>),
 }
 
 impl Storage {
@@ -118,7 +118,9 @@ impl Storage {
                 config.files_dir.clone(),
                 signer,
             ))),
-            "s3" => Ok(Storage::S3(s3::S3Store::from_config(config, signer)?)),
+            "s3" => Ok(Storage::S3(Box::new(s3::S3Store::from_config(
+                config, signer,
+            )?))),
             other => anyhow::bail!("TANDEM_FILES_BACKEND must be dir or s3 (got {other:?})"),
         }
     }

@@ -79,6 +79,56 @@ fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
     ApiError::Unavailable
 }
 
+/// Passes `body` on to `tx` chunk by chunk while hashing it. When the bytes
+/// are not exactly `len` long with SHA-256 `sha256`, the chunk that shows it
+/// is not passed on: an error is, which cuts the receiving request short.
+async fn pass_on_checked<S, E>(
+    mut body: S,
+    len: u64,
+    sha256: &str,
+    tx: tokio::sync::mpsc::Sender<Result<actix_web::web::Bytes, std::io::Error>>,
+) -> Result<(), ApiError>
+where
+    S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    use futures_util::StreamExt;
+    let mut ctx = digest::Context::new(&digest::SHA256);
+    let mut written = 0u64;
+    let matches = |ctx: &digest::Context| hex::encode(ctx.clone().finish().as_ref()) == sha256;
+    let checked = loop {
+        let chunk = match body.next().await {
+            Some(Ok(chunk)) => chunk,
+            Some(Err(e)) => break Err(ApiError::BadRequest(format!("reading the body: {e}"))),
+            None if written < len => {
+                break Err(ApiError::SizeMismatch(format!(
+                    "the file must be exactly {len} bytes; {written} were sent"
+                )))
+            }
+            // Only an empty file gets here unchecked.
+            None if len == 0 && !matches(&ctx) => break Err(ApiError::HashMismatch),
+            None => break Ok(()),
+        };
+        written += chunk.len() as u64;
+        if written > len {
+            break Err(ApiError::SizeMismatch(format!(
+                "the file must be exactly {len} bytes; more were sent"
+            )));
+        }
+        ctx.update(&chunk);
+        if written == len && !matches(&ctx) {
+            break Err(ApiError::HashMismatch);
+        }
+        if tx.send(Ok(chunk)).await.is_err() {
+            break Err(ApiError::Unavailable); // the store's request ended
+        }
+    };
+    if let Err(e) = &checked {
+        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+    }
+    checked
+}
+
 impl S3Store {
     pub fn from_config(config: &ControlConfig, signer: UrlSigner) -> anyhow::Result<S3Store> {
         super::check_config(config)?;
@@ -121,12 +171,16 @@ impl S3Store {
     /// arrives, hashing it on the way: bytes that are not exactly the
     /// declared size and sha256 never complete the store's request (its
     /// body is cut short), so nothing is stored. Returns the bytes stored.
-    pub async fn put_through<S, E>(&self, plan: &Plan, sha256: &str, body: S) -> Result<u64, ApiError>
+    pub async fn put_through<S, E>(
+        &self,
+        plan: &Plan,
+        sha256: &str,
+        body: S,
+    ) -> Result<u64, ApiError>
     where
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        use futures_util::StreamExt;
         let len = plan.size as u64;
         let mut action = self.bucket.put_object(self.creds(), &plan.key);
         action
@@ -135,57 +189,18 @@ impl S3Store {
         let url = action.sign(OWN_REQUEST_TTL);
         type Chunk = Result<actix_web::web::Bytes, std::io::Error>;
         let (tx, rx) = tokio::sync::mpsc::channel::<Chunk>(16);
-        let chunks = futures_util::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|c| (c, rx))
-        });
+        let chunks =
+            futures_util::stream::unfold(
+                rx,
+                |mut rx| async move { rx.recv().await.map(|c| (c, rx)) },
+            );
         let send = self
             .http
             .put(url)
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(chunks))
             .send();
-        let pump = async move {
-            let mut body = body;
-            let mut ctx = digest::Context::new(&digest::SHA256);
-            let mut written = 0u64;
-            let checked = loop {
-                let chunk = match body.next().await {
-                    Some(Ok(chunk)) => chunk,
-                    Some(Err(e)) => break Err(ApiError::BadRequest(format!("reading the body: {e}"))),
-                    None if written == len => break Ok(()),
-                    None => {
-                        break Err(ApiError::SizeMismatch(format!(
-                            "the file must be exactly {len} bytes; {written} were sent"
-                        )))
-                    }
-                };
-                written += chunk.len() as u64;
-                if written > len {
-                    break Err(ApiError::SizeMismatch(format!(
-                        "the file must be exactly {len} bytes; more were sent"
-                    )));
-                }
-                ctx.update(&chunk);
-                if written == len && hex::encode(ctx.clone().finish().as_ref()) != sha256 {
-                    break Err(ApiError::HashMismatch);
-                }
-                if tx.send(Ok(chunk)).await.is_err() {
-                    break Err(ApiError::Unavailable); // the store's request ended
-                }
-            };
-            let checked = checked.and_then(|()| {
-                if len == 0 && hex::encode(ctx.finish().as_ref()) != sha256 {
-                    Err(ApiError::HashMismatch)
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(e) = &checked {
-                // Cuts the store's request short: it keeps nothing.
-                let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
-            }
-            checked
-        };
+        let pump = pass_on_checked(body, len, sha256, tx);
         let (pumped, sent) = futures_util::join!(pump, send);
         pumped?;
         let res = sent.map_err(|e| unavailable("put", e))?;

@@ -315,15 +315,19 @@ async fn keep(state: &AppState, row: &FileRow) -> Result<FileRow, ApiError> {
     let done = state
         .db(move |c| files::mark_ready(c, &fid, now_ms()))
         .await?;
-    let file = match done {
+    settle(state, row, done).await
+}
+
+/// The file an upload came to; a duplicate's own bytes are removed.
+async fn settle(state: &AppState, row: &FileRow, done: Completed) -> Result<FileRow, ApiError> {
+    Ok(match done {
         Completed::Ready(f) => f,
         Completed::Duplicate(existing) => {
             state.files.delete(&row.storage_key).await?;
             state.metrics.files_dedupe_hits.inc();
             existing
         }
-    };
-    Ok(file)
+    })
 }
 
 /// A ready file the caller may read (else 404), or, for `Action::Delete`,
@@ -563,24 +567,28 @@ pub async fn put_part(
     })
 }
 
-/// Completes an upload whose bytes were checked as they arrived; `None` when
-/// a completion call took it first.
+/// Completes an upload whose bytes were checked as they arrived, in one trip
+/// to the database; `None` when a completion call took it first.
 async fn keep_checked(state: Arc<AppState>, row: FileRow) -> Result<Option<FileRow>, ApiError> {
     let id = row.id.clone();
-    if !state
-        .db(move |c| files::begin_completing(c, &id, now_ms()))
-        .await?
-    {
-        return Ok(None);
-    }
-    match keep(&state, &row).await {
-        Ok(file) => Ok(Some(file)),
-        Err(e) => {
-            // Stored and checked: a completion call can still make it.
-            let id = row.id.clone();
-            state.db(move |c| files::back_to_pending(c, &id)).await?;
-            Err(e)
-        }
+    let done = state
+        .db(move |c| {
+            if !files::begin_completing(c, &id, now_ms())? {
+                return Ok(None);
+            }
+            match files::mark_ready(c, &id, now_ms()) {
+                Ok(done) => Ok(Some(done)),
+                Err(e) => {
+                    // Stored and checked: a completion call can still make it.
+                    files::back_to_pending(c, &id)?;
+                    Err(e)
+                }
+            }
+        })
+        .await?;
+    match done {
+        Some(done) => settle(&state, &row, done).await.map(Some),
+        None => Ok(None),
     }
 }
 

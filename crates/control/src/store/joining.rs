@@ -73,7 +73,13 @@ pub fn place_verified(c: &mut DbConnection, user: &UserRow) -> Result<Placement,
         Some(org) => match org.join_policy() {
             JoinPolicy::Auto => {
                 move_into(c, user, &org.id, OrgRole::Member)?;
-                announce_org_membership(c, super::workspace_events::Op::Created, &user.id, &org.id, &[])?;
+                announce_org_membership(
+                    c,
+                    super::workspace_events::Op::Created,
+                    &user.id,
+                    &org.id,
+                    &[],
+                )?;
                 Placement::Joined
             }
             JoinPolicy::Approval => {
@@ -249,7 +255,13 @@ pub fn decide(
         if accept {
             let user = user_by_id(c, user_id)?.ok_or(ApiError::NotFound("join request"))?;
             move_into(c, &user, org_id, OrgRole::Member)?;
-            announce_org_membership(c, super::workspace_events::Op::Created, user_id, org_id, &[])?;
+            announce_org_membership(
+                c,
+                super::workspace_events::Op::Created,
+                user_id,
+                org_id,
+                &[],
+            )?;
         }
         let action = if accept {
             "join_request.accept"

@@ -1302,7 +1302,9 @@ async fn put_chunked(app: &TestApp, url: &str, body: Vec<u8>) -> reqwest::Respon
         body.chunks(1000).map(|c| Ok(c.to_vec())).collect();
     app.client
         .put(url)
-        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            chunks,
+        )))
         .send()
         .await
         .unwrap()
@@ -1327,9 +1329,18 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
 
     // Up to the limit, the part URL is control's, signed by control.
     let (id, url) = pending(&intent(app, &t.alice, &t.ws, "a.bin", &data).await);
-    assert!(url.starts_with(&format!("{}/blobs/{id}/parts/1?", app.base)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/blobs/{id}/parts/1?", app.base)),
+        "{url}"
+    );
     let altered = url.replace("signature=", "signature=00");
-    let res = app.client.put(&altered).body(data.clone()).send().await.unwrap();
+    let res = app
+        .client
+        .put(&altered)
+        .body(data.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
     // Too few bytes (no Content-Length to refuse them early): the store's
@@ -1339,7 +1350,9 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "size_mismatch", "{body}");
     assert!(!app.state.files.exists(&key(&id)).await.unwrap());
-    let again = app.get(&format!("/files/uploads/{id}"), &t.alice.token).await;
+    let again = app
+        .get(&format!("/files/uploads/{id}"), &t.alice.token)
+        .await;
     assert_eq!(again.body["status"], "pending", "{}", again.body);
 
     // The right bytes: stored, checked and made a file by the PUT itself.
@@ -1354,7 +1367,11 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
     assert!(metric(app, "files_bytes_in").await >= 50_000);
     // Completing as well is harmless: the same file.
     let done = app
-        .post(&format!("/files/uploads/{id}/complete"), &t.alice.token, json!({}))
+        .post(
+            &format!("/files/uploads/{id}/complete"),
+            &t.alice.token,
+            json!({}),
+        )
         .await;
     assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
     assert_eq!(done.body["file"]["id"], id.as_str());
@@ -1374,7 +1391,9 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "hash_mismatch", "{body}");
     assert!(!app.state.files.exists(&key(&bad)).await.unwrap());
-    let gone = app.get(&format!("/files/uploads/{bad}"), &t.alice.token).await;
+    let gone = app
+        .get(&format!("/files/uploads/{bad}"), &t.alice.token)
+        .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 
     // Two uploads of the same bytes at once: the second PUT answers the
