@@ -5,7 +5,10 @@
 //!
 //! Control runs in this process (SQLite in a temp dir); the relay is the
 //! release `tandem-relay` binary in its own process, so its RSS can be read
-//! from /proc. Prints a table and one JSON line.
+//! from /proc. Prints a table and one JSON line. The cold load's breakdown
+//! is measured apart, after it: control serving the stored state over HTTP
+//! (what the relay's load does first) and a client integrating that state
+//! into a fresh `yrs` document (what the client does last).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -32,6 +35,17 @@ async fn start_relay(control_url: &str) -> RelayProcess {
     relay
 }
 
+/// Decodes and integrates a stored state into a fresh document, as a
+/// client that joins with nothing does with the relay's SyncStep2.
+fn integrate(state: &[u8]) {
+    use yrs::updates::decoder::Decode;
+    use yrs::Transact;
+    let doc = yrs::Doc::new();
+    doc.transact_mut()
+        .apply_update(yrs::Update::decode_v1(state).unwrap())
+        .unwrap();
+}
+
 #[tokio::main]
 async fn main() {
     let stack = Stack::start().await;
@@ -40,8 +54,14 @@ async fn main() {
     let pid = relay.child.id();
     let mut json = Vec::new();
     println!(
-        "{:<10} {:>12} {:>14} {:>16} {:>18}",
-        "document", "stored bytes", "save (ms)", "cold load (ms)", "relay RSS +KiB"
+        "{:<10} {:>12} {:>14} {:>16} {:>18} {:>14} {:>16}",
+        "document",
+        "stored bytes",
+        "save (ms)",
+        "cold load (ms)",
+        "relay RSS +KiB",
+        "of it: fetch",
+        "client integrate"
     );
     for (label, size) in [("1 MB", 1024 * 1024), ("10 MB", 10 * 1024 * 1024)] {
         let doc = stack.team_doc(&owner).await;
@@ -66,11 +86,17 @@ async fn main() {
         drop(client);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let grew = rss_kib(pid).saturating_sub(before);
+        let started = Instant::now();
+        let stored = stack.stored(&room).await;
+        let fetch_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let started = Instant::now();
+        integrate(&stored);
+        let integrate_ms = started.elapsed().as_secs_f64() * 1000.0;
         println!(
-            "{label:<10} {:>12} {save_ms:>14.1} {load_ms:>16.1} {grew:>18}",
+            "{label:<10} {:>12} {save_ms:>14.1} {load_ms:>16.1} {grew:>18} {fetch_ms:>14.1} {integrate_ms:>16.1}",
             state.len()
         );
-        json.push(format!(r#"{{"doc":"{label}","storedBytes":{},"saveMs":{save_ms:.1},"coldLoadMs":{load_ms:.1},"relayRssGrowthKiB":{grew}}}"#, state.len()));
+        json.push(format!(r#"{{"doc":"{label}","storedBytes":{},"saveMs":{save_ms:.1},"coldLoadMs":{load_ms:.1},"relayRssGrowthKiB":{grew},"fetchMs":{fetch_ms:.1},"clientIntegrateMs":{integrate_ms:.1}}}"#, state.len()));
     }
     // Memory per loaded room: 200 small rooms (about 1 KB each), loaded and
     // left idle (clients gone, rooms kept: idle timeout 10 min).

@@ -170,7 +170,8 @@ impl S3Store {
     /// Passes the body of a through-control upload on to the store as it
     /// arrives, hashing it on the way: bytes that are not exactly the
     /// declared size and sha256 never complete the store's request (its
-    /// body is cut short), so nothing is stored. Returns the bytes stored.
+    /// body is cut short; a store may still keep what it got, which the
+    /// caller removes). Returns the bytes stored.
     pub async fn put_through<S, E>(
         &self,
         plan: &Plan,

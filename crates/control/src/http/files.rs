@@ -543,8 +543,7 @@ pub async fn put_part(
     match written {
         Ok(written) => state.metrics.files_bytes_in.inc_by(written),
         Err(ApiError::HashMismatch) => {
-            let id = row.id.clone();
-            state.db(move |c| files::remove(c, &id)).await?;
+            refused(&state, &row).await?;
             return Err(ApiError::HashMismatch);
         }
         Err(e) => return Err(e),
@@ -565,6 +564,23 @@ pub async fn put_part(
         // A completion call is checking the same bytes: it makes the file.
         None => HttpResponse::Ok().insert_header(etag).finish(),
     })
+}
+
+/// Ends an upload whose bytes were refused. The directory backend removed
+/// them already. A store may keep the part of a body that control cut short
+/// (SeaweedFS does), possibly only after a moment: the upload is abandoned
+/// (expired now: gone for its client, and the collector's next run removes
+/// whatever the store kept) and its object removed at once as well.
+async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
+    let id = row.id.clone();
+    if state.files.dir().is_some() {
+        return state.db(move |c| files::remove(c, &id)).await;
+    }
+    state.db(move |c| files::abandon(c, &id, now_ms())).await?;
+    if let Err(e) = state.files.delete(&row.storage_key).await {
+        tracing::warn!(error = %e, "could not remove a refused upload's bytes; the collector will");
+    }
+    Ok(())
 }
 
 /// Completes an upload whose bytes were checked as they arrived, in one trip

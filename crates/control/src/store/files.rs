@@ -179,6 +179,15 @@ pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<bool
     Ok(n == 1)
 }
 
+/// Abandons a pending upload: it expires now, so its client sees it gone
+/// and the collector removes whatever bytes it left.
+pub fn abandon(c: &mut DbConnection, id: &str, now: i64) -> Result<(), ApiError> {
+    diesel::update(files::table.find(id).filter(files::state.eq(PENDING)))
+        .set(files::expires_at.eq(now))
+        .execute(c)?;
+    Ok(())
+}
+
 /// Gives an upload back to its client (parts were missing).
 pub fn back_to_pending(c: &mut DbConnection, id: &str) -> Result<(), ApiError> {
     diesel::update(files::table.find(id).filter(files::state.eq(COMPLETING)))
@@ -378,10 +387,16 @@ pub fn notice_unreferenced(
     Ok(q.set(files::unreferenced_since.eq(now)).execute(c)?)
 }
 
+/// How long after an upload expired (or was abandoned) the collector waits
+/// before removing what it left: a transfer still in flight then, or a body
+/// control cut short that the store finishes keeping a moment later, has
+/// ended by this time.
+pub const ABANDONED_SETTLE_MS: i64 = 60_000;
+
 /// The collector's mark: files whose bytes may go now are set to
 /// `collecting` (nothing can claim them after that). Ready files nothing
 /// has referred to for `grace_ms`, deleted files deleted `grace_ms` ago,
-/// uploads past their expiry.
+/// uploads past their expiry by [`ABANDONED_SETTLE_MS`].
 pub fn mark_collectable(c: &mut DbConnection, now: i64, grace_ms: i64) -> Result<usize, ApiError> {
     let cutoff = now.saturating_sub(grace_ms);
     let unreferenced = files::state
@@ -396,7 +411,7 @@ pub fn mark_collectable(c: &mut DbConnection, now: i64, grace_ms: i64) -> Result
     let deleted = files::state.eq(DELETED).and(files::deleted_at.le(cutoff));
     let abandoned = files::state
         .eq_any([PENDING, COMPLETING])
-        .and(files::expires_at.le(now));
+        .and(files::expires_at.le(now.saturating_sub(ABANDONED_SETTLE_MS)));
     Ok(diesel::update(files::table)
         .filter(unreferenced.or(deleted).or(abandoned))
         .set(files::state.eq(COLLECTING))

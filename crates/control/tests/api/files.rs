@@ -1390,6 +1390,26 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["error"]["code"], "hash_mismatch", "{body}");
+    // The upload is gone for its client at once; whatever part of the cut
+    // body the store kept (SeaweedFS may keep it, and only after a moment)
+    // is the collector's once the store has settled (a minute in production,
+    // `ABANDONED_SETTLE_MS`; here the store is given 300 ms).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let now = tandem_control::store::now_ms();
+    tandem_control::files::collector::run(&app.state, now)
+        .await
+        .unwrap();
+    let state = app.sql_texts(&format!("SELECT state AS t FROM files WHERE id = '{bad}'"));
+    assert_eq!(
+        state,
+        vec!["pending".to_string()],
+        "kept until the store settles"
+    );
+    let settled =
+        tandem_control::store::now_ms() + tandem_control::store::files::ABANDONED_SETTLE_MS;
+    tandem_control::files::collector::run(&app.state, settled)
+        .await
+        .unwrap();
     assert!(!app.state.files.exists(&key(&bad)).await.unwrap());
     let gone = app
         .get(&format!("/files/uploads/{bad}"), &t.alice.token)
