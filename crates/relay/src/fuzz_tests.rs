@@ -141,7 +141,11 @@ proptest! {
     ) {
         let req = format!(
             "GET {target} HTTP/1.1\r\nHost: relay\r\nOrigin: {origin}\r\n{}\r\n",
-            if upgrade { "Upgrade: websocket\r\nConnection: Upgrade\r\n" } else { "" }
+            if upgrade {
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            } else {
+                ""
+            }
         );
         if let Ok(Some(head)) = handshake::parse(&BytesMut::from(req.as_bytes())) {
             if let Ok(handshake::Route::Room(room, token, _)) = handshake::route(&head) {

@@ -11,7 +11,7 @@ use tandem_protocol::ErrorCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
@@ -202,24 +202,26 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
     // for the connection's life (128 KiB by default): a small one here, and
     // `Prefixed` reads the socket in one go into a stack buffer and keeps only
     // what tungstenite did not take yet. The buffer still grows for large
-    // messages.
+    // messages. The 101 is written here rather than by tungstenite's server
+    // handshake, whose 4 KiB head buffer would become the read buffer.
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
         .max_message_size(Some(shared.config.max_message_bytes))
         .max_frame_size(Some(shared.config.max_message_bytes));
-    let ws = match tokio_tungstenite::accept_async_with_config(
-        Prefixed::new(head.raw, stream),
-        Some(config),
-    )
-    .await
-    {
-        Ok(ws) => ws,
-        Err(e) => {
-            tracing::info!(error = %e, "WebSocket handshake failed");
+    let answer = handshake::switching_protocols(&head);
+    match tokio::time::timeout(SEND_TIMEOUT, stream.write_all(answer.as_bytes())).await {
+        Ok(Ok(())) => {}
+        _ => {
+            tracing::info!("WebSocket handshake failed: the 101 could not be written");
             return None;
         }
-    };
-    let mut ws = ws;
+    }
+    let mut ws = WebSocketStream::from_raw_socket(
+        Prefixed::new(head.rest, stream),
+        Role::Server,
+        Some(config),
+    )
+    .await;
     let Some(member) = member else {
         crate::tickets::refuse(&mut ws).await;
         return None;

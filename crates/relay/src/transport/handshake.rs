@@ -3,6 +3,11 @@
 //! 400 bad room id or not a WebSocket request, 401 no token, 403 refused by
 //! control, 503 control unreachable, relay full or draining. `GET /healthz`,
 //! `GET /readyz` and `POST /admin/drain` are answered here too.
+//!
+//! It also answers the upgrade itself ([`switching_protocols`]): tungstenite's
+//! own server handshake leaves its 4 KiB head buffer behind as the
+//! connection's read buffer for the connection's whole life, so the relay
+//! builds the WebSocket from the raw socket instead, with a small one.
 
 use std::time::Duration;
 
@@ -19,16 +24,30 @@ const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request head, read and parsed.
 #[derive(Debug)]
 pub struct Head {
-    /// The raw bytes, to replay into the WebSocket handshake.
-    pub raw: Bytes,
+    /// Whatever the client sent after the head (a client should wait for
+    /// the 101; the bytes are kept rather than lost if one does not).
+    pub rest: Bytes,
     pub method: String,
     pub path: String,
     pub query: Option<String>,
     pub is_websocket: bool,
+    /// What the WebSocket handshake needs (RFC 6455, section 4.2.1).
+    pub upgrade: UpgradeHeaders,
     /// The `Origin` header (browsers send it; other clients usually don't).
     pub origin: Option<String>,
     /// The `Authorization` header (`POST /admin/drain` needs the relay secret).
     pub authorization: Option<String>,
+}
+
+/// The headers of a WebSocket opening handshake besides `Upgrade`.
+#[derive(Debug, Default, Clone)]
+pub struct UpgradeHeaders {
+    /// `Connection` lists the `Upgrade` token.
+    pub connection_upgrade: bool,
+    /// `Sec-WebSocket-Version`, as sent.
+    pub version: Option<String>,
+    /// `Sec-WebSocket-Key`, as sent.
+    pub key: Option<String>,
 }
 
 /// What the client asked for.
@@ -105,27 +124,32 @@ pub(crate) fn parse(buf: &BytesMut) -> Result<Option<Head>, HttpError> {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),
         None => (target.to_string(), None),
     };
-    let is_websocket = req.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("upgrade") && h.value.eq_ignore_ascii_case(b"websocket")
-    });
-    let origin = req
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("origin"))
-        .map(|h| String::from_utf8_lossy(h.value).into_owned());
-    let authorization = req
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("authorization"))
-        .map(|h| String::from_utf8_lossy(h.value).into_owned());
+    let header = |name: &str| {
+        req.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value).trim().to_string())
+    };
+    let is_websocket = header("upgrade").is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let upgrade = UpgradeHeaders {
+        connection_upgrade: req.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("connection")
+                && String::from_utf8_lossy(h.value)
+                    .split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        }),
+        version: header("sec-websocket-version"),
+        key: header("sec-websocket-key"),
+    };
     Ok(Some(Head {
-        raw: Bytes::copy_from_slice(&buf[..len]),
+        rest: Bytes::copy_from_slice(&buf[len..]),
         method: req.method.unwrap_or("").to_string(),
         path,
         query,
         is_websocket,
-        origin,
-        authorization,
+        upgrade,
+        origin: header("origin"),
+        authorization: header("authorization"),
     }))
 }
 
@@ -163,13 +187,7 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
     };
     let room = RoomId::parse(name)
         .map_err(|e| HttpError::new(400, ErrorCode::BadRequest, &format!("bad room id: {e}")))?;
-    if !head.is_websocket {
-        return Err(HttpError::new(
-            400,
-            ErrorCode::BadRequest,
-            "expected a WebSocket upgrade",
-        ));
-    }
+    check_upgrade(head)?;
     let token = head.query.as_deref().and_then(|q| {
         q.split('&')
             .filter_map(|kv| kv.split_once('='))
@@ -178,6 +196,54 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
             .filter(|v| !v.is_empty())
     });
     Ok(Route::Room(room, token, form))
+}
+
+/// The WebSocket version this relay speaks (RFC 6455).
+const WS_VERSION: &str = "13";
+
+/// Refuses a room request that is not a well-formed WebSocket opening
+/// handshake, before any token is spent on it: 400, or 426 with the version
+/// the relay speaks.
+fn check_upgrade(head: &Head) -> Result<(), HttpError> {
+    let up = &head.upgrade;
+    if !head.is_websocket || !up.connection_upgrade {
+        return Err(HttpError::new(
+            400,
+            ErrorCode::BadRequest,
+            "expected a WebSocket upgrade",
+        ));
+    }
+    if up.version.as_deref() != Some(WS_VERSION) {
+        return Err(HttpError::new(
+            426,
+            ErrorCode::BadRequest,
+            "unsupported WebSocket version (Sec-WebSocket-Version: 13 expected)",
+        ));
+    }
+    // A key is 16 random bytes in base64: 24 characters.
+    let key_ok = up.key.as_deref().is_some_and(|k| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .decode(k)
+            .is_ok_and(|raw| raw.len() == 16)
+    });
+    if !key_ok {
+        return Err(HttpError::new(
+            400,
+            ErrorCode::BadRequest,
+            "missing or malformed Sec-WebSocket-Key",
+        ));
+    }
+    Ok(())
+}
+
+/// The 101 answer to a checked opening handshake.
+pub fn switching_protocols(head: &Head) -> String {
+    let key = head.upgrade.key.as_deref().unwrap_or_default();
+    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    format!(
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
+    )
 }
 
 /// The first non-empty value of query parameter `name`.
@@ -229,6 +295,7 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         405 => "Method Not Allowed",
         429 => "Too Many Requests",
+        426 => "Upgrade Required",
         431 => "Request Header Fields Too Large",
         503 => "Service Unavailable",
         _ => "Error",
@@ -242,8 +309,13 @@ pub async fn respond(stream: &mut TcpStream, status: u16, json: &str) {
 
 /// Writes an answer with the given content type and closes.
 pub async fn respond_with(stream: &mut TcpStream, status: u16, content_type: &str, body: &str) {
+    // A 426 names the version the relay speaks (RFC 6455, section 4.4).
+    let version = match status {
+        426 => "sec-websocket-version: 13\r\n",
+        _ => "",
+    };
     let res = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n{version}connection: close\r\n\r\n{body}",
         reason(status),
         body.len()
     );
@@ -261,11 +333,16 @@ mod tests {
             None => (target.to_string(), None),
         };
         Head {
-            raw: Bytes::new(),
+            rest: Bytes::new(),
             method: "GET".into(),
             path,
             query,
             is_websocket: ws,
+            upgrade: UpgradeHeaders {
+                connection_upgrade: ws,
+                version: Some("13".into()),
+                key: Some("dGhlIHNhbXBsZSBub25jZQ==".into()),
+            },
             origin: None,
             authorization: None,
         }
@@ -311,14 +388,50 @@ mod tests {
 
     #[test]
     fn parses_heads_incrementally() {
-        let full = b"GET /doc-1?token=x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let full = b"GET /doc-1?token=x HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
         let partial = BytesMut::from(&full[..20]);
         assert!(parse(&partial).unwrap().is_none());
-        let h = parse(&BytesMut::from(&full[..])).unwrap().unwrap();
+        let mut with_frame = BytesMut::from(&full[..]);
+        with_frame.extend_from_slice(b"\x82\x00");
+        let h = parse(&with_frame).unwrap().unwrap();
         assert_eq!(h.path, "/doc-1");
         assert_eq!(h.query.as_deref(), Some("token=x"));
         assert!(h.is_websocket);
-        assert_eq!(h.raw.len(), full.len());
+        assert!(h.upgrade.connection_upgrade);
+        assert_eq!(h.upgrade.version.as_deref(), Some("13"));
+        assert_eq!(&h.rest[..], b"\x82\x00", "bytes after the head are kept");
+        check_upgrade(&h).unwrap();
         assert!(parse(&BytesMut::from(&b"\x00\x01garbage\r\n\r\n"[..])).is_err());
+    }
+
+    #[test]
+    fn answers_the_upgrade_as_rfc_6455_says() {
+        // The example of RFC 6455, section 1.3.
+        let h = head("/doc-abc?token=t1", true);
+        let answer = switching_protocols(&h);
+        assert!(answer.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+        assert!(answer.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(answer.ends_with("\r\n\r\n"));
+    }
+
+    #[test]
+    fn refuses_malformed_upgrades_before_any_token_is_spent() {
+        let status = |edit: &dyn Fn(&mut Head)| {
+            let mut h = head("/doc-abc?token=t1", true);
+            edit(&mut h);
+            route(&h).err().map(|e| e.status)
+        };
+        assert_eq!(status(&|_| {}), None);
+        assert_eq!(status(&|h| h.upgrade.connection_upgrade = false), Some(400));
+        assert_eq!(status(&|h| h.upgrade.version = None), Some(426));
+        assert_eq!(status(&|h| h.upgrade.version = Some("8".into())), Some(426));
+        assert_eq!(status(&|h| h.upgrade.key = None), Some(400));
+        for bad in ["", "not base64!", "AAAA", "dGhlIHNhbXBsZSBub25jZQ==AAAA"] {
+            assert_eq!(
+                status(&|h| h.upgrade.key = Some(bad.into())),
+                Some(400),
+                "{bad:?}"
+            );
+        }
     }
 }

@@ -1,7 +1,6 @@
-//! A stream that first yields bytes already read from it. The relay reads
+//! A stream that first yields bytes already read from it: the relay reads
 //! the HTTP request itself (to verify the token with control before
-//! upgrading), then hands the connection to tungstenite, which must see the
-//! request again.
+//! upgrading), and whatever came after the head goes to tungstenite first.
 //!
 //! It also holds no read buffer while the socket is idle: tungstenite is
 //! given a small read buffer (what it keeps per connection), and each read
