@@ -429,3 +429,100 @@ async fn a_client_that_does_not_read_is_dropped_at_its_byte_budget_alone() {
     assert!(r.wait_doc(SOON, |_| text_of(&r).ends_with("end")).await);
     assert!(w.status().closed.is_none() && r.status().closed.is_none());
 }
+
+/// Sends a raw HTTP request to the relay and returns the whole answer.
+async fn raw_answer(relay_url: &str, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = relay_url.trim_start_matches("ws://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(SOON, s.read_to_end(&mut answer))
+        .await
+        .expect("the relay answers and closes")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_upgrades_are_refused_before_the_token_is_spent() {
+    let stack = Stack::start().await;
+    let owner = stack.user("owner@upgrade.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let url = stack.url(&owner, &doc).await;
+    let target = url.split_once("://").unwrap().1;
+    let target = &target[target.find('/').unwrap()..];
+    let request = |headers: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: relay\r\nUpgrade: websocket\r\n{headers}\r\n")
+    };
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    let cases = [
+        (format!("Sec-WebSocket-Version: 13\r\n{key}"), "400"), // no Connection: Upgrade
+        (format!("Connection: Upgrade\r\n{key}"), "426"),
+        (
+            format!("Connection: Upgrade\r\nSec-WebSocket-Version: 8\r\n{key}"),
+            "426",
+        ),
+        (
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n".into(),
+            "400",
+        ),
+        (
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n"
+                .into(),
+            "400",
+        ),
+    ];
+    for (headers, status) in cases {
+        let answer = raw_answer(&stack.relay_url, request(&headers)).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{headers:?}: {answer}"
+        );
+        assert!(answer.contains(r#""code":"#), "a JSON error: {answer}");
+        if status == "426" {
+            assert!(answer.contains("sec-websocket-version: 13\r\n"), "{answer}");
+        }
+    }
+    // None of them reached control: the token still opens the room, and the
+    // 101 carries the accept value RFC 6455 prescribes for the key.
+    let headers = format!("Connection: keep-alive, Upgrade\r\nSec-WebSocket-Version: 13\r\n{key}");
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = stack.relay_url.trim_start_matches("ws://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request(&headers).as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 1024];
+    let n = tokio::time::timeout(SOON, s.read(&mut head))
+        .await
+        .unwrap()
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+    assert!(
+        head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
+        "{head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_limit_counts_each_connection_while_it_lives() {
+    let stack = Stack::start_with(|c| c.max_connections = 2).await;
+    let owner = stack.user("owner@connlimit.dev", "Owner").await;
+    let doc = stack.team_doc(&owner).await;
+    let a = stack.connect(&owner, &doc).await;
+    let b = stack.connect(&owner, &doc).await;
+    // Both are joined and idle: the third is refused with 503.
+    let url = stack.url(&owner, &doc).await;
+    assert_eq!(status_with_origin(&url, None).await, 503);
+    assert!(a.status().closed.is_none() && b.status().closed.is_none());
+    // One leaves: its place is free again.
+    drop(a);
+    assert!(
+        eventually(SOON, || async {
+            let url = stack.url(&owner, &doc).await;
+            status_with_origin(&url, None).await == 101
+        })
+        .await,
+        "a place freed by a closed connection is taken again"
+    );
+}

@@ -187,7 +187,9 @@ impl Application {
                 _ = stop.cancelled() => break,
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
-                        tracker.spawn(crate::transport::conn::serve(stream, shared.clone()));
+                        let conn = crate::transport::conn::serve(stream, shared.clone());
+                        crate::transport::conn::log_task_size_once("connection", std::mem::size_of_val(&conn));
+                        tracker.spawn(conn);
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "accept failed");

@@ -165,89 +165,100 @@ impl RoomActor {
         }
     }
 
-    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Cmd>) {
-        if !self.load().await {
-            self.stop(&mut rx).await;
-            return;
-        }
-        // A large stored state is integrated on a blocking thread while the
-        // room already answers empty joiners with it (see `Loading`).
-        let mut integrating = self.loading.as_mut().and_then(|l| l.task.take());
-        let mut inbox = match integrating {
-            Some(_) => None,
-            None => self.join_cluster(),
-        };
-        let sweep_every = self.hub.config.awareness_timeout / 2;
-        let mut sweep = tokio::time::interval(sweep_every.max(Duration::from_millis(10)));
-        let mut trouble = tokio::time::interval(TROUBLE_CHECK);
-        let idle = self.hub.config.room_idle;
-        let mut empty_since = Some(Instant::now());
-        let mut drained = None;
-        loop {
-            let evict_at = empty_since.filter(|_| self.is_clean()).map(|t| t + idle);
-            let accepting = self.loading.as_ref().is_none_or(Loading::accepting);
-            tokio::select! {
-                cmd = rx.recv(), if accepting => {
-                    // What to handle now (`Some(None)`: the queue closed).
-                    let todo = match self.loading.as_mut() {
-                        Some(loading) if cmd.is_none() => {
-                            loading.closed = true;
-                            loading.held.push(None);
-                            None
+    /// The actor's life. An async block rather than an `async fn`: the
+    /// arguments of an `async fn` are stored twice in its future (as given
+    /// and as moved into the body), and the actor is large; the rare awaits
+    /// (load, stop, flush) run in boxes of their own, since a task is as
+    /// large as its largest state for its whole life.
+    #[allow(clippy::manual_async_fn)] // on purpose: see above
+    pub(super) fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        async move {
+            if !Box::pin(self.load()).await {
+                Box::pin(self.stop(&mut rx)).await;
+                return;
+            }
+            // A large stored state is integrated on a blocking thread while the
+            // room already answers empty joiners with it (see `Loading`).
+            let mut integrating = self.loading.as_mut().and_then(|l| l.task.take());
+            let mut inbox = match integrating {
+                Some(_) => None,
+                None => self.join_cluster(),
+            };
+            let sweep_every = self.hub.config.awareness_timeout / 2;
+            let mut sweep = tokio::time::interval(sweep_every.max(Duration::from_millis(10)));
+            let mut trouble = tokio::time::interval(TROUBLE_CHECK);
+            let idle = self.hub.config.room_idle;
+            let mut empty_since = Some(Instant::now());
+            let mut drained = None;
+            loop {
+                let evict_at = empty_since.filter(|_| self.is_clean()).map(|t| t + idle);
+                let accepting = self.loading.as_ref().is_none_or(Loading::accepting);
+                tokio::select! {
+                    cmd = rx.recv(), if accepting => {
+                        // What to handle now (`Some(None)`: the queue closed).
+                        let todo = match self.loading.as_mut() {
+                            Some(loading) if cmd.is_none() => {
+                                loading.closed = true;
+                                loading.held.push(None);
+                                None
+                            }
+                            Some(_) => cmd.and_then(|cmd| self.while_loading(cmd)).map(Some),
+                            None => Some(cmd),
+                        };
+                        if let Some(cmd) = todo {
+                            if self.command(cmd, &mut drained).await {
+                                break;
+                            }
                         }
-                        Some(_) => cmd.and_then(|cmd| self.while_loading(cmd)).map(Some),
-                        None => Some(cmd),
-                    };
-                    if let Some(cmd) = todo {
-                        if self.command(cmd, &mut drained).await {
+                    }
+                    loaded = join_opt(&mut integrating) => {
+                        integrating = None;
+                        let loaded = loaded.unwrap_or_else(|_| Err(RoomError::Malformed("integration failed".into())));
+                        let held = self.finish_loading(loaded);
+                        inbox = self.join_cluster();
+                        let mut stop = false;
+                        for cmd in held {
+                            if self.command(cmd, &mut drained).await {
+                                stop = true;
+                                break;
+                            }
+                        }
+                        if stop {
                             break;
                         }
                     }
-                }
-                loaded = join_opt(&mut integrating) => {
-                    integrating = None;
-                    let loaded = loaded.unwrap_or_else(|_| Err(RoomError::Malformed("integration failed".into())));
-                    let held = self.finish_loading(loaded);
-                    inbox = self.join_cluster();
-                    let mut stop = false;
-                    for cmd in held {
-                        if self.command(cmd, &mut drained).await {
-                            stop = true;
-                            break;
-                        }
+                    msg = recv_opt(&mut inbox) => match msg {
+                        Some(msg) => self.on_cluster(msg),
+                        None => inbox = None,
+                    },
+                    _ = trouble.tick(), if self.peers.is_some() => self.check_trouble(),
+                    _ = sweep.tick() => {
+                        let out = self.room.sweep_awareness(now_ms(), self.hub.config.awareness_timeout.as_millis() as u64);
+                        self.dispatch(out);
                     }
-                    if stop {
+                    _ = sleep_until_opt(self.next_save_at()) => self.start_save(),
+                    _ = sleep_until_opt(evict_at) => {
+                        tracing::debug!("idle and saved: evicting");
                         break;
                     }
                 }
-                msg = recv_opt(&mut inbox) => match msg {
-                    Some(msg) => self.on_cluster(msg),
-                    None => inbox = None,
-                },
-                _ = trouble.tick(), if self.peers.is_some() => self.check_trouble(),
-                _ = sweep.tick() => {
-                    let out = self.room.sweep_awareness(now_ms(), self.hub.config.awareness_timeout.as_millis() as u64);
-                    self.dispatch(out);
-                }
-                _ = sleep_until_opt(self.next_save_at()) => self.start_save(),
-                _ = sleep_until_opt(evict_at) => {
-                    tracing::debug!("idle and saved: evicting");
+                if self.unsaveable {
                     break;
                 }
+                self.note_changes();
+                empty_since = match (self.conns.is_empty(), empty_since) {
+                    (true, None) => Some(Instant::now()),
+                    (true, since) => since,
+                    (false, _) => None,
+                };
             }
-            if self.unsaveable {
-                break;
+            Box::pin(self.stop(&mut rx)).await;
+            if let Some(done) = drained {
+                let _ = done.send(());
             }
-            self.note_changes();
-            empty_since = match (self.conns.is_empty(), empty_since) {
-                (true, None) => Some(Instant::now()),
-                (true, since) => since,
-                (false, _) => None,
-            };
-        }
-        self.stop(&mut rx).await;
-        if let Some(done) = drained {
-            let _ = done.send(());
         }
     }
 
@@ -261,12 +272,12 @@ impl RoomActor {
         match cmd {
             Some(Cmd::Shutdown) | None => {
                 self.kill_all(Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN));
-                self.flush().await;
+                Box::pin(self.flush()).await;
                 true
             }
             // Saved first: a client that sees 1012 finds its edits in control.
             Some(Cmd::Drain { done }) => {
-                self.flush().await;
+                Box::pin(self.flush()).await;
                 self.kill_all(Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING));
                 *drained = Some(done);
                 true

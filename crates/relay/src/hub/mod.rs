@@ -175,27 +175,36 @@ pub struct Link {
     room: mpsc::Sender<Cmd>,
 }
 
+/// A command handed to the room: done at once when its queue had room, else
+/// a boxed wait for room (so the connection's task, which awaits this for
+/// every frame, stays small: an `async fn` here would put its whole state,
+/// the command included, into every connection's task).
+pub type Queued<'a> = futures_util::future::Either<
+    std::future::Ready<bool>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>>,
+>;
+
 impl Link {
     /// Hands a frame from the client to the room (waits if the room is busy).
-    pub async fn send(&self, bytes: Bytes) -> bool {
+    pub fn send(&self, bytes: Bytes) -> Queued<'_> {
         let conn = self.conn;
-        self.command(Cmd::Frame { conn, bytes }).await
+        self.command(Cmd::Frame { conn, bytes })
     }
 
     /// Tells the room the SyncStep2 answer it sent was written out (the next
     /// one may be prepared).
-    pub async fn step2_written(&self) -> bool {
-        self.command(Cmd::Step2Written { conn: self.conn }).await
+    pub fn step2_written(&self) -> Queued<'_> {
+        self.command(Cmd::Step2Written { conn: self.conn })
     }
 
-    /// Queues `cmd` at once when there is room, else waits for room in a
-    /// boxed future (the connection's task stays small).
-    async fn command(&self, cmd: Cmd) -> bool {
+    /// Queues `cmd` now when there is room, else waits for room (boxed).
+    fn command(&self, cmd: Cmd) -> Queued<'_> {
+        use futures_util::future::Either;
         match self.room.try_send(cmd) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Ok(()) => Either::Left(std::future::ready(true)),
+            Err(mpsc::error::TrySendError::Closed(_)) => Either::Left(std::future::ready(false)),
             Err(mpsc::error::TrySendError::Full(cmd)) => {
-                Box::pin(self.room.send(cmd)).await.is_ok()
+                Either::Right(Box::pin(async move { self.room.send(cmd).await.is_ok() }))
             }
         }
     }
@@ -259,7 +268,9 @@ impl Hub {
         self.metrics.rooms.inc();
         let actor = actor::RoomActor::new(self.clone(), room.clone(), &handle);
         let span = tracing::info_span!("room", room = %room);
-        self.tracker.spawn(actor.run(rx).instrument(span));
+        let task = actor.run(rx).instrument(span);
+        crate::transport::conn::log_task_size_once("room", std::mem::size_of_val(&task));
+        self.tracker.spawn(task);
         Some(handle)
     }
 

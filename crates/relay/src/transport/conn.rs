@@ -1,5 +1,6 @@
 //! One accepted TCP connection, from request head to WebSocket close.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ type Ws = WebSocketStream<Prefixed<TcpStream>>;
 /// token verify at control, WebSocket handshake) runs in its own boxed
 /// future: a task's size is that of its largest state, and the HTTP client's
 /// futures would otherwise stay in every connection's task for its life.
+/// The pump is awaited where it is made: bound to a local first, it would be
+/// stored twice in this future (the local and the awaited copy).
 pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     let Some((ws, up)) = Box::pin(upgrade(stream, shared.clone())).await else {
         return;
@@ -43,16 +46,19 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     // No span per connection: the subscriber's registry would keep one
     // slot and the formatted fields for every open connection. The room's
     // span (its actor) logs joins and leaves with the user and connection id.
-    let pump = pump(ws, up, shared);
-    log_task_size_once(std::mem::size_of_val(&pump));
-    pump.await;
+    pump(ws, up, shared).await;
 }
 
-/// Logs the size of a connection's pump future once (what every idle
-/// connection's task holds besides its heap allocations).
-fn log_task_size_once(bytes: usize) {
-    static LOGGED: std::sync::Once = std::sync::Once::new();
-    LOGGED.call_once(|| tracing::info!(bytes, "connection task size"));
+/// Logs the size of a task's future once per kind (what every connection's
+/// or room's task holds for its life besides its heap allocations).
+pub fn log_task_size_once(kind: &'static str, bytes: usize) {
+    static CONN: std::sync::Once = std::sync::Once::new();
+    static ROOM: std::sync::Once = std::sync::Once::new();
+    let once = match kind {
+        "room" => &ROOM,
+        _ => &CONN,
+    };
+    once.call_once(|| tracing::info!(kind, bytes, "task size"));
 }
 
 /// Who and where an upgraded connection is.
@@ -395,111 +401,119 @@ async fn write_batch(
 }
 
 /// Moves frames between the socket and the room until either side ends.
-async fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) {
-    let form = up.form;
-    let mut resume = up.resume;
-    // Every await that is not the idle wait runs in a box of its own: a
-    // task is as large as its largest state, for its whole life.
-    let link = match Box::pin(shared.hub.join(&up.room, up.member)).await {
-        Ok(link) => link,
-        Err(JoinError::Full) => {
-            return Box::pin(close_with(
-                &mut ws,
-                form,
-                Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
-            ))
-            .await;
-        }
-        Err(JoinError::UserFull) => {
-            shared.metrics.user_room_limited.inc();
-            return Box::pin(close_with(
-                &mut ws,
-                form,
-                Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL),
-            ))
-            .await;
-        }
-        Err(JoinError::ShuttingDown) => {
-            let kill = match shared.hub.is_draining() {
-                true => Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING),
-                false => Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
-            };
-            return Box::pin(close_with(&mut ws, form, kill)).await;
-        }
-    };
-    let keepalive = Duration::from_millis(shared.config.keepalive_ms.max(100));
-    let mut idle = Box::pin(tokio::time::sleep(keepalive));
-    // Allocated only while a batch is written.
-    let mut batch = Vec::new();
-    // A write failed or timed out, maybe within a frame: no close frame then.
-    let mut broken = false;
-    let kill = loop {
-        tokio::select! {
-            // A kill comes before queued messages (the outbox yields it first).
-            biased;
-            next = link.out.next() => match next {
-                Next::Kill(kill) => break Some(kill),
-                Next::Closed => break Some(Kill::plain(close::INTERNAL_ERROR, "")),
-                Next::Messages => {
-                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch))).await;
-                    match written {
-                        Ok(Ok(step2)) => {
-                            batch = Vec::new();
-                            if !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await {
+/// An async block rather than an `async fn`, whose arguments would be
+/// stored twice in the future (as given and as moved into the body).
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
+    async move {
+        // Named, so that the block owns it (it captures only the fields of
+        // `up` it uses): the connection counts against the limit while it lives.
+        let _permit = up._permit;
+        let form = up.form;
+        let mut resume = up.resume;
+        // Every await that is not the idle wait runs in a box of its own: a
+        // task is as large as its largest state, for its whole life.
+        let link = match Box::pin(shared.hub.join(&up.room, up.member)).await {
+            Ok(link) => link,
+            Err(JoinError::Full) => {
+                return Box::pin(close_with(
+                    &mut ws,
+                    form,
+                    Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
+                ))
+                .await;
+            }
+            Err(JoinError::UserFull) => {
+                shared.metrics.user_room_limited.inc();
+                return Box::pin(close_with(
+                    &mut ws,
+                    form,
+                    Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL),
+                ))
+                .await;
+            }
+            Err(JoinError::ShuttingDown) => {
+                let kill = match shared.hub.is_draining() {
+                    true => Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING),
+                    false => Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
+                };
+                return Box::pin(close_with(&mut ws, form, kill)).await;
+            }
+        };
+        let keepalive = Duration::from_millis(shared.config.keepalive_ms.max(100));
+        let mut idle = Box::pin(tokio::time::sleep(keepalive));
+        // Allocated only while a batch is written.
+        let mut batch = Vec::new();
+        // A write failed or timed out, maybe within a frame: no close frame then.
+        let mut broken = false;
+        let kill = loop {
+            tokio::select! {
+                // A kill comes before queued messages (the outbox yields it first).
+                biased;
+                next = link.out.next() => match next {
+                    Next::Kill(kill) => break Some(kill),
+                    Next::Closed => break Some(Kill::plain(close::INTERNAL_ERROR, "")),
+                    Next::Messages => {
+                        let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch))).await;
+                        match written {
+                            Ok(Ok(step2)) => {
+                                batch = Vec::new();
+                                if !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await {
+                                    broken = true;
+                                    break None;
+                                }
+                                idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
+                                if step2 && !link.step2_written().await {
+                                    break Some(ended(&link));
+                                }
+                            }
+                            _ => {
                                 broken = true;
                                 break None;
                             }
-                            idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
-                            if step2 && !link.step2_written().await {
-                                break Some(ended(&link));
-                            }
-                        }
-                        _ => {
-                            broken = true;
-                            break None;
                         }
                     }
-                }
-            },
-            _ = &mut idle => {
-                let ka = [Bytes::from_static(KEEPALIVE)];
-                let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka))).await;
-                if !matches!(written, Ok(Ok(())))
-                    || !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await
-                {
-                    broken = true;
-                    break None;
-                }
-                idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
-            }
-            incoming = ws.next() => match incoming {
-                Some(Ok(Message::Binary(bytes))) => {
-                    if !link.send(bytes).await {
-                        break Some(ended(&link));
+                },
+                _ = &mut idle => {
+                    let ka = [Bytes::from_static(KEEPALIVE)];
+                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka))).await;
+                    if !matches!(written, Ok(Ok(())))
+                        || !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await
+                    {
+                        broken = true;
+                        break None;
                     }
+                    idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
                 }
-                Some(Ok(Message::Text(_))) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
-                Some(Ok(Message::Close(_))) | None => break None,
-                Some(Ok(_)) => {} // ping/pong: answered by tungstenite
-                Some(Err(WsError::Capacity(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
-                Some(Err(e)) => {
-                    tracing::debug!(room = %up.room, error = %e, "socket error");
-                    break None;
-                }
-            },
-        }
-    };
-    Box::pin(async move {
-        link.leave().await;
-        match kill {
-            _ if broken => {}
-            Some(kill) => close_with(&mut ws, form, kill).await,
-            None => {
-                let _ = ws.close(None).await;
+                incoming = ws.next() => match incoming {
+                    Some(Ok(Message::Binary(bytes))) => {
+                        if !link.send(bytes).await {
+                            break Some(ended(&link));
+                        }
+                    }
+                    Some(Ok(Message::Text(_))) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(_)) => {} // ping/pong: answered by tungstenite
+                    Some(Err(WsError::Capacity(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
+                    Some(Err(e)) => {
+                        tracing::debug!(room = %up.room, error = %e, "socket error");
+                        break None;
+                    }
+                },
             }
-        }
-    })
-    .await;
+        };
+        Box::pin(async move {
+            link.leave().await;
+            match kill {
+                _ if broken => {}
+                Some(kill) => close_with(&mut ws, form, kill).await,
+                None => {
+                    let _ = ws.close(None).await;
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Sends a fresh resume ticket when one is due (half its life after the
