@@ -54,11 +54,22 @@ pub struct Loaded {
     pub max_document_bytes: Option<usize>,
 }
 
+/// Most room saves one relay node has in flight to control at once. A burst
+/// of dirty rooms (a thousand rooms edited in the same second, a drain) waits
+/// here for a turn instead of opening a connection to control per room, which
+/// would cost control a connection each and the relay an HTTP connection's
+/// buffers each for as long as the pool keeps it.
+pub const SAVES_IN_FLIGHT: usize = 16;
+/// Idle connections to control the relay keeps for reuse.
+const IDLE_CONNECTIONS: usize = 32;
+
 #[derive(Clone)]
 pub struct ControlClient {
     base: String,
     secret: String,
     http: reqwest::Client,
+    /// Turns for saves ([`SAVES_IN_FLIGHT`]).
+    saves: Arc<tokio::sync::Semaphore>,
     /// Where [`ControlClient::verify`] queues its token when verifies are
     /// batched ([`ControlClient::with_verify_batching`]).
     batcher: Option<mpsc::UnboundedSender<PendingVerify>>,
@@ -91,11 +102,13 @@ impl ControlClient {
             .connect_timeout(Duration::from_secs(3))
             .timeout(Duration::from_secs(10))
             .tcp_nodelay(true)
+            .pool_max_idle_per_host(IDLE_CONNECTIONS)
             .build()?;
         Ok(ControlClient {
             base: base.trim_end_matches('/').to_string(),
             secret: secret.to_string(),
             http,
+            saves: Arc::new(tokio::sync::Semaphore::new(SAVES_IN_FLIGHT)),
             batcher: None,
         })
     }
@@ -260,6 +273,11 @@ impl ControlClient {
 
     /// Merges `update` into the room's stored state.
     pub async fn save_snapshot(&self, room: &RoomId, update: Vec<u8>) -> Result<(), ControlError> {
+        let _turn = self
+            .saves
+            .acquire()
+            .await
+            .map_err(|_| ControlError::Unavailable("saves closed".into()))?;
         let req = self
             .http
             .post(format!("{}/collaboration/rooms/{room}/snapshot", self.base))
@@ -376,5 +394,85 @@ async fn send_verifies(control: &ControlClient, batch: Vec<PendingVerify>, singl
                 let _ = p.reply.send(Err(e.again()));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    /// A stand-in for control's snapshot endpoint on a real socket: holds
+    /// each request a moment and records the most it served at once.
+    async fn slow_control(most: Arc<AtomicUsize>, served: Arc<AtomicUsize>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let now = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                let (now, most, served) = (now.clone(), most.clone(), served.clone());
+                tokio::spawn(async move {
+                    let mut socket = BufReader::new(socket);
+                    loop {
+                        let mut len = 0usize;
+                        loop {
+                            let mut line = String::new();
+                            if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                            if let Some((k, v)) = line.split_once(':') {
+                                if k.eq_ignore_ascii_case("content-length") {
+                                    len = v.trim().parse().unwrap();
+                                }
+                            }
+                        }
+                        let mut body = vec![0; len];
+                        socket.read_exact(&mut body).await.unwrap();
+                        let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        most.fetch_max(at_once, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        now.fetch_sub(1, Ordering::SeqCst);
+                        served.fetch_add(1, Ordering::SeqCst);
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if socket.get_mut().write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_of_saves_takes_turns() {
+        let (most, served) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let url = slow_control(most.clone(), served.clone()).await;
+        let client = ControlClient::new(&url, "secret").unwrap();
+        let saves: Vec<_> = (0..SAVES_IN_FLIGHT * 4)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let room = RoomId::parse(&format!("doc-{i}")).unwrap();
+                    client.save_snapshot(&room, vec![1, 2, 3]).await
+                })
+            })
+            .collect();
+        for save in saves {
+            save.await.unwrap().unwrap();
+        }
+        assert_eq!(served.load(Ordering::SeqCst), SAVES_IN_FLIGHT * 4);
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (2..=SAVES_IN_FLIGHT).contains(&most),
+            "{most} saves at once (at most {SAVES_IN_FLIGHT}, and more than one)"
+        );
     }
 }
