@@ -333,3 +333,22 @@ impl Default for Metrics {
         Metrics::new()
     }
 }
+
+/// The long-lived tasks whose size the relay logs once at their first spawn.
+#[derive(Debug, Clone, Copy)]
+pub enum TaskKind {
+    Connection,
+    Room,
+}
+
+/// Logs the size of a task's future once per kind: what every connection's
+/// or room's task holds for its whole life besides its heap allocations.
+pub fn log_task_size_once(kind: TaskKind, bytes: usize) {
+    static CONNECTION: std::sync::Once = std::sync::Once::new();
+    static ROOM: std::sync::Once = std::sync::Once::new();
+    let once = match kind {
+        TaskKind::Connection => &CONNECTION,
+        TaskKind::Room => &ROOM,
+    };
+    once.call_once(|| tracing::info!(?kind, bytes, "task size"));
+}

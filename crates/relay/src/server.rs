@@ -188,7 +188,7 @@ impl Application {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, _)) => {
                         let conn = crate::transport::conn::serve(stream, shared.clone());
-                        crate::transport::conn::log_task_size_once("connection", std::mem::size_of_val(&conn));
+                        crate::metrics::log_task_size_once(crate::metrics::TaskKind::Connection, std::mem::size_of_val(&conn));
                         tracker.spawn(conn);
                     }
                     Err(e) => {

@@ -269,7 +269,10 @@ impl Hub {
         let actor = actor::RoomActor::new(self.clone(), room.clone(), &handle);
         let span = tracing::info_span!("room", room = %room);
         let task = actor.run(rx).instrument(span);
-        crate::transport::conn::log_task_size_once("room", std::mem::size_of_val(&task));
+        crate::metrics::log_task_size_once(
+            crate::metrics::TaskKind::Room,
+            std::mem::size_of_val(&task),
+        );
         self.tracker.spawn(task);
         Some(handle)
     }

@@ -49,18 +49,6 @@ pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
     pump(ws, up, shared).await;
 }
 
-/// Logs the size of a task's future once per kind (what every connection's
-/// or room's task holds for its life besides its heap allocations).
-pub fn log_task_size_once(kind: &'static str, bytes: usize) {
-    static CONN: std::sync::Once = std::sync::Once::new();
-    static ROOM: std::sync::Once = std::sync::Once::new();
-    let once = match kind {
-        "room" => &ROOM,
-        _ => &CONN,
-    };
-    once.call_once(|| tracing::info!(kind, bytes, "task size"));
-}
-
 /// Who and where an upgraded connection is.
 struct Upgraded {
     room: tandem_protocol::RoomId,
