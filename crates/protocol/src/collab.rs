@@ -251,7 +251,10 @@ pub mod close {
     pub const NORMAL: u16 = 1000;
     /// The relay is shutting down; reconnect (to another node).
     pub const GOING_AWAY: u16 = 1001;
-    /// A message that is not y-websocket (malformed varints, unknown sync step).
+    /// A message that is not y-websocket (malformed varints, unknown sync
+    /// step: `BAD_MESSAGE`), or a frame RFC 6455 forbids (unmasked, reserved
+    /// bits, an oversized or fragmented control frame, a broken fragment
+    /// sequence, a bad close code: `BAD_FRAME`).
     pub const PROTOCOL_ERROR: u16 = 1002;
     /// A text frame where only binary frames are expected.
     pub const UNSUPPORTED_DATA: u16 = 1003;
@@ -288,6 +291,7 @@ pub mod close {
     pub const REASON_SLOW_CONSUMER: &str = "SLOW_CONSUMER";
     pub const REASON_MESSAGE_TOO_BIG: &str = "MESSAGE_TOO_BIG";
     pub const REASON_BAD_MESSAGE: &str = "BAD_MESSAGE";
+    pub const REASON_BAD_FRAME: &str = "BAD_FRAME";
     pub const REASON_BINARY_ONLY: &str = "BINARY_ONLY";
     pub const REASON_TOO_MANY_MESSAGES: &str = "TOO_MANY_MESSAGES";
     /// The user already holds the most connections one user may have in the room.

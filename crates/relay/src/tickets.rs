@@ -259,18 +259,12 @@ pub async fn admit(shared: &Shared, ticket: &str, room: &RoomId) -> Result<Membe
 
 /// Closes an upgraded socket whose ticket was refused: 4401
 /// `TICKET_REFUSED`, before any room message.
-pub async fn refuse<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>)
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
-{
-    use futures_util::StreamExt;
-    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-    use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-    let frame = CloseFrame {
-        code: CloseCode::from(close::TICKET_REFUSED),
-        reason: close::REASON_TICKET_REFUSED.into(),
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(10), ws.close(Some(frame))).await;
+pub async fn refuse(ws: &mut crate::transport::conn::Ws) {
+    let _ = tokio::time::timeout(
+        Duration::from_secs(10),
+        ws.close(Some((close::TICKET_REFUSED, close::REASON_TICKET_REFUSED))),
+    )
+    .await;
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while ws.next().await.is_some() {}
     })

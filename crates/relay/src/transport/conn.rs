@@ -5,19 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
 use tandem_protocol::collab::resume::{RESUME_PARAM, TICKET_PARAM as RESUME_TICKET_PARAM};
 use tandem_protocol::collab::{close, is_collab_token_shape};
 use tandem_protocol::ErrorCode;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use super::handshake::{self, Form, HttpError, Route};
-use super::prefixed::Prefixed;
+use super::ws::{Incoming, WebSocket, WsError};
 use crate::control_client::ControlError;
 use crate::hub::{JoinError, Kill, Member, Next};
 use crate::room::KEEPALIVE;
@@ -25,13 +20,10 @@ use crate::server::Shared;
 
 /// How long one write to a client may take before it is dropped.
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// tungstenite's read buffer: what it holds per connection, and the most it
-/// takes from [`Prefixed`] at once (which reads the socket 16 KiB at a time).
-const READ_BUFFER: usize = 256;
 /// Most queued messages written to a socket before one flush.
 const WRITE_BATCH: usize = 64;
 
-type Ws = WebSocketStream<Prefixed<TcpStream>>;
+pub(crate) type Ws = WebSocket<TcpStream>;
 
 /// Serves one TCP connection. The phase before the upgrade (request head,
 /// token verify at control, WebSocket handshake) runs in its own boxed
@@ -192,16 +184,6 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
             }
         }
     };
-    // tungstenite zero-fills its read buffer before every read and keeps it
-    // for the connection's life (128 KiB by default): a small one here, and
-    // `Prefixed` reads the socket in one go into a stack buffer and keeps only
-    // what tungstenite did not take yet. The buffer still grows for large
-    // messages. The 101 is written here rather than by tungstenite's server
-    // handshake, whose 4 KiB head buffer would become the read buffer.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(READ_BUFFER)
-        .max_message_size(Some(shared.config.max_message_bytes))
-        .max_frame_size(Some(shared.config.max_message_bytes));
     let answer = handshake::switching_protocols(&head);
     match tokio::time::timeout(SEND_TIMEOUT, stream.write_all(answer.as_bytes())).await {
         Ok(Ok(())) => {}
@@ -210,12 +192,7 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
             return None;
         }
     }
-    let mut ws = WebSocketStream::from_raw_socket(
-        Prefixed::new(head.rest, stream),
-        Role::Server,
-        Some(config),
-    )
-    .await;
+    let mut ws = WebSocket::new(stream, &head.rest, shared.config.max_message_bytes);
     let Some(member) = member else {
         crate::tickets::refuse(&mut ws).await;
         return None;
@@ -227,7 +204,7 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
             let first = [resume.first(tickets, &room)];
             shared.metrics.tickets_issued.inc();
             if !matches!(
-                tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &first)).await,
+                tokio::time::timeout(SEND_TIMEOUT, ws.send_binary(&first)).await,
                 Ok(Ok(()))
             ) {
                 return None;
@@ -305,69 +282,18 @@ fn permission_denied(reason: &str) -> Bytes {
 /// y-websocket provider throws on text frames).
 async fn close_with(ws: &mut Ws, form: Form, kill: Kill) {
     if let Some(notice) = kill.notice {
-        let auth = Message::Binary(permission_denied(&notice));
-        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(auth)).await;
+        let auth = [permission_denied(&notice)];
+        let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send_binary(&auth)).await;
         if form == Form::Partykit {
-            let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send(Message::text(notice))).await;
+            let _ = tokio::time::timeout(SEND_TIMEOUT, ws.send_text(&notice)).await;
         }
     }
-    let frame = CloseFrame {
-        code: CloseCode::from(kill.code),
-        reason: kill.reason.into(),
-    };
-    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(Some(frame))).await;
+    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(Some((kill.code, kill.reason)))).await;
     // Read until the client answers the close (or gives up), so it sees the frame.
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while ws.next().await.is_some() {}
     })
     .await;
-}
-
-/// Appends the header of an unmasked, final binary frame of `len` bytes.
-fn frame_header(buf: &mut Vec<u8>, len: usize) {
-    buf.push(0x82);
-    if len < 126 {
-        buf.push(len as u8);
-    } else if len <= u16::MAX as usize {
-        buf.push(126);
-        buf.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        buf.push(127);
-        buf.extend_from_slice(&(len as u64).to_be_bytes());
-    }
-}
-
-/// Messages at least this large are written from where they are (no copy).
-const WRITE_DIRECT: usize = 16 * 1024;
-
-/// Writes `msgs` as binary frames with as few syscalls as it can: small
-/// messages are gathered into one buffer that lives only for this write
-/// (tungstenite's own write buffer would keep the capacity of the largest
-/// burst for the connection's life). Whatever tungstenite queued itself
-/// (a pong) is flushed first, so frames never interleave.
-async fn write_frames(ws: &mut Ws, msgs: &[Bytes]) -> Result<(), WsError> {
-    ws.flush().await?;
-    let stream = ws.get_mut();
-    let small: usize = msgs
-        .iter()
-        .filter(|m| m.len() < WRITE_DIRECT)
-        .map(|m| m.len() + 10)
-        .sum();
-    let mut buf = Vec::with_capacity(small.min(256 * 1024) + 10);
-    for m in msgs {
-        frame_header(&mut buf, m.len());
-        if m.len() < WRITE_DIRECT {
-            buf.extend_from_slice(m);
-        } else {
-            stream.write_all(&buf).await?;
-            buf.clear();
-            stream.write_all(m).await?;
-        }
-    }
-    if !buf.is_empty() {
-        stream.write_all(&buf).await?;
-    }
-    Ok(())
 }
 
 /// Writes what the room queued (up to a batch) with one flush; takes what
@@ -377,12 +303,12 @@ async fn write_batch(
     ws: &mut Ws,
     link: &crate::hub::Link,
     batch: &mut Vec<Bytes>,
-) -> Result<bool, WsError> {
+) -> std::io::Result<bool> {
     batch.clear();
     link.out.take(batch, WRITE_BATCH);
     let step2 = batch.iter().any(|m| m.starts_with(&[0, 1]));
     let bytes: usize = batch.iter().map(Bytes::len).sum();
-    let written = write_frames(ws, batch).await;
+    let written = ws.send_binary(batch).await;
     batch.clear();
     link.out.wrote(bytes);
     written.map(|()| step2)
@@ -464,7 +390,7 @@ fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) -> impl Future<Output = (
                 },
                 _ = &mut idle => {
                     let ka = [Bytes::from_static(KEEPALIVE)];
-                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_frames(&mut ws, &ka))).await;
+                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, ws.send_binary(&ka))).await;
                     if !matches!(written, Ok(Ok(())))
                         || !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await
                     {
@@ -474,17 +400,21 @@ fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) -> impl Future<Output = (
                     idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
                 }
                 incoming = ws.next() => match incoming {
-                    Some(Ok(Message::Binary(bytes))) => {
+                    Some(Ok(Incoming::Binary(bytes))) => {
                         if !link.send(bytes).await {
                             break Some(ended(&link));
                         }
                     }
-                    Some(Ok(Message::Text(_))) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    Some(Ok(_)) => {} // ping/pong: answered by tungstenite
-                    Some(Err(WsError::Capacity(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
-                    Some(Err(e)) => {
+                    Some(Ok(Incoming::Text)) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
+                    Some(Ok(Incoming::Close)) | None => break None,
+                    Some(Err(WsError::TooBig(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
+                    Some(Err(WsError::Protocol(why))) => {
+                        tracing::debug!(room = %up.room, why, "WebSocket protocol violation");
+                        break Some(Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_FRAME));
+                    }
+                    Some(Err(WsError::Io(e))) => {
                         tracing::debug!(room = %up.room, error = %e, "socket error");
+                        broken = true;
                         break None;
                     }
                 },
@@ -496,7 +426,7 @@ fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) -> impl Future<Output = (
                 _ if broken => {}
                 Some(kill) => close_with(&mut ws, form, kill).await,
                 None => {
-                    let _ = ws.close(None).await;
+                    let _ = tokio::time::timeout(SEND_TIMEOUT, ws.close(None)).await;
                 }
             }
         })
@@ -518,7 +448,7 @@ async fn send_ticket(
     };
     shared.metrics.tickets_issued.inc();
     matches!(
-        tokio::time::timeout(SEND_TIMEOUT, write_frames(ws, &[msg])).await,
+        tokio::time::timeout(SEND_TIMEOUT, ws.send_binary(&[msg])).await,
         Ok(Ok(()))
     )
 }

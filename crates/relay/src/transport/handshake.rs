@@ -4,10 +4,8 @@
 //! control, 503 control unreachable, relay full or draining. `GET /healthz`,
 //! `GET /readyz` and `POST /admin/drain` are answered here too.
 //!
-//! It also answers the upgrade itself ([`switching_protocols`]): tungstenite's
-//! own server handshake leaves its 4 KiB head buffer behind as the
-//! connection's read buffer for the connection's whole life, so the relay
-//! builds the WebSocket from the raw socket instead, with a small one.
+//! It also answers the upgrade itself ([`switching_protocols`]); the frames
+//! that follow are `ws`'s.
 
 use std::time::Duration;
 
@@ -237,10 +235,21 @@ fn check_upgrade(head: &Head) -> Result<(), HttpError> {
     Ok(())
 }
 
+/// `Sec-WebSocket-Accept` for `key`: base64 of the SHA-1 of the key and
+/// RFC 6455's GUID.
+fn accept_key(key: &str) -> String {
+    use base64::Engine as _;
+    const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+    ctx.update(key.as_bytes());
+    ctx.update(GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(ctx.finish())
+}
+
 /// The 101 answer to a checked opening handshake.
 pub fn switching_protocols(head: &Head) -> String {
     let key = head.upgrade.key.as_deref().unwrap_or_default();
-    let accept = tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes());
+    let accept = accept_key(key);
     format!(
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: {accept}\r\n\r\n"
     )
