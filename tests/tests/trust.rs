@@ -502,6 +502,35 @@ async fn malformed_upgrades_are_refused_before_the_token_is_spent() {
         head.contains("sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"),
         "{head}"
     );
+    // A frame RFC 6455 forbids (unmasked, from a client): after the room's
+    // greeting, the relay closes with 1002 BAD_FRAME.
+    let rest = head.split_once("\r\n\r\n").unwrap().1.as_bytes().to_vec();
+    s.write_all(&[0x82, 0x01, 0x00]).await.unwrap();
+    let mut wire = rest;
+    tokio::time::timeout(SOON, s.read_to_end(&mut wire))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut at = 0;
+    let mut close = None;
+    while at + 2 <= wire.len() {
+        let (op, len7) = (wire[at] & 0x0F, usize::from(wire[at + 1] & 0x7F));
+        let (len, start) = match len7 {
+            126 => (
+                usize::from(u16::from_be_bytes([wire[at + 2], wire[at + 3]])),
+                at + 4,
+            ),
+            127 => panic!("no frame this large is expected"),
+            n => (n, at + 2),
+        };
+        if op == 0x8 {
+            close = Some(wire[start..start + len].to_vec());
+        }
+        at = start + len;
+    }
+    let close = close.expect("a close frame");
+    assert_eq!(u16::from_be_bytes([close[0], close[1]]), 1002);
+    assert_eq!(&close[2..], close::REASON_BAD_FRAME.as_bytes());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
