@@ -7,10 +7,11 @@
 //! it, so an idle connection holds no queue memory.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::Mutex;
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
 
 use super::Kill;
 
@@ -22,13 +23,15 @@ struct State {
     kill: Option<Kill>,
     /// The room let go of the connection (nothing more will be queued).
     closed: bool,
+    /// The connection's task, waiting for something to do. A waker rather
+    /// than a `Notify`: waiting then costs the task no future of its own.
+    waiter: Option<Waker>,
 }
 
 /// Shared by the room (producer) and the connection's task (consumer).
 #[derive(Default)]
 pub struct Outbox {
     state: Mutex<State>,
-    ready: Notify,
 }
 
 /// Why [`Outbox::push`] refused a message.
@@ -69,10 +72,10 @@ impl Outbox {
         }
         s.bytes += msg.len();
         s.queue.push_back(msg);
-        let first = s.queue.len() == 1;
+        let waiter = s.waiter.take();
         drop(s);
-        if first {
-            self.ready.notify_one();
+        if let Some(w) = waiter {
+            w.wake();
         }
         Ok(())
     }
@@ -86,34 +89,47 @@ impl Outbox {
             s.queue = VecDeque::new();
         }
         s.closed = true;
+        let waiter = s.waiter.take();
         drop(s);
-        self.ready.notify_one();
+        if let Some(w) = waiter {
+            w.wake();
+        }
     }
 
     /// The room let go of the connection (without a kill, if none was given).
     pub fn close(&self) {
-        self.lock().closed = true;
-        self.ready.notify_one();
+        let mut s = self.lock();
+        s.closed = true;
+        let waiter = s.waiter.take();
+        drop(s);
+        if let Some(w) = waiter {
+            w.wake();
+        }
     }
 
     /// Waits until there is something to do: a kill first, then queued
     /// messages (take them with [`Outbox::take`]), then the close.
-    pub async fn next(&self) -> Next {
-        loop {
-            {
-                let mut s = self.lock();
-                if let Some(kill) = s.kill.take() {
-                    return Next::Kill(kill);
-                }
-                if !s.queue.is_empty() {
-                    return Next::Messages;
-                }
-                if s.closed {
-                    return Next::Closed;
-                }
-            }
-            self.ready.notified().await;
+    pub fn next(&self) -> impl Future<Output = Next> + '_ {
+        std::future::poll_fn(|cx| self.poll_next(cx))
+    }
+
+    /// [`next`](Self::next) as a poll: one waiter (the connection's task).
+    pub fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next> {
+        let mut s = self.lock();
+        if let Some(kill) = s.kill.take() {
+            return Poll::Ready(Next::Kill(kill));
         }
+        if !s.queue.is_empty() {
+            return Poll::Ready(Next::Messages);
+        }
+        if s.closed {
+            return Poll::Ready(Next::Closed);
+        }
+        match &s.waiter {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => s.waiter = Some(cx.waker().clone()),
+        }
+        Poll::Pending
     }
 
     /// Moves up to `max` queued messages into `into`; frees the queue's

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -25,35 +26,36 @@ const WRITE_BATCH: usize = 64;
 
 pub(crate) type Ws = WebSocket<TcpStream>;
 
-/// Serves one TCP connection. The phase before the upgrade (request head,
-/// token verify at control, WebSocket handshake) runs in its own boxed
-/// future: a task's size is that of its largest state, and the HTTP client's
-/// futures would otherwise stay in every connection's task for its life.
-/// The pump is awaited where it is made: bound to a local first, it would be
-/// stored twice in this future (the local and the awaited copy).
-pub async fn serve(stream: TcpStream, shared: Arc<Shared>) {
-    let Some((ws, up)) = Box::pin(upgrade(stream, shared.clone())).await else {
-        return;
-    };
+/// Serves one TCP connection. The phase before the pump (request head,
+/// token verify at control, WebSocket handshake, joining the room) runs in
+/// its own boxed future: a task's size is that of its largest state, and
+/// the HTTP client's futures would otherwise stay in every connection's task
+/// for its life. A combinator rather than an `async fn`: the task is then
+/// the pump and a tag, where an `async fn` would also keep its arguments.
+pub fn serve(stream: TcpStream, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
+    use futures_util::future::{Either, FutureExt};
     // No span per connection: the subscriber's registry would keep one
     // slot and the formatted fields for every open connection. The room's
     // span (its actor) logs joins and leaves with the user and connection id.
-    pump(ws, up, shared).await;
+    Box::pin(upgrade(stream, shared.clone())).then(move |up| match up {
+        Some((ws, up)) => Either::Left(pump(ws, up, shared)),
+        None => Either::Right(std::future::ready(())),
+    })
 }
 
-/// Who and where an upgraded connection is.
+/// Who and where an upgraded connection is, joined to its room.
 struct Upgraded {
     room: tandem_protocol::RoomId,
     form: Form,
-    member: Member,
+    link: crate::hub::Link,
     /// Resume tickets for this connection (it asked with `?resume=1`).
     resume: Option<Box<crate::tickets::Resume>>,
     /// Counts the connection against the relay's limit while it lives.
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    permit: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Everything up to an open WebSocket whose user control verified (`None`
-/// when the connection was answered and closed already).
+/// Everything up to an open WebSocket whose user control verified, joined
+/// to its room (`None` when the connection was answered and closed already).
 async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgraded)> {
     let _ = stream.set_nodelay(true);
     let head = match handshake::read_head(&mut stream).await {
@@ -213,14 +215,32 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
         }
         _ => None,
     };
+    let link = match shared.hub.join(&room, member).await {
+        Ok(link) => link,
+        Err(e) => {
+            let kill = match e {
+                JoinError::Full => Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
+                JoinError::UserFull => {
+                    shared.metrics.user_room_limited.inc();
+                    Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL)
+                }
+                JoinError::ShuttingDown if shared.hub.is_draining() => {
+                    Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING)
+                }
+                JoinError::ShuttingDown => Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
+            };
+            close_with(&mut ws, form, kill).await;
+            return None;
+        }
+    };
     Some((
         ws,
         Upgraded {
             room,
             form,
-            member,
+            link,
             resume,
-            _permit: permit,
+            permit,
         },
     ))
 }
@@ -299,125 +319,149 @@ async fn close_with(ws: &mut Ws, form: Form, kill: Kill) {
 /// Writes what the room queued (up to a batch) with one flush; takes what
 /// was written off the queue's byte count. Returns whether a SyncStep2
 /// answer was among it.
-async fn write_batch(
-    ws: &mut Ws,
-    link: &crate::hub::Link,
-    batch: &mut Vec<Bytes>,
-) -> std::io::Result<bool> {
-    batch.clear();
-    link.out.take(batch, WRITE_BATCH);
+async fn write_batch(ws: &mut Ws, link: &crate::hub::Link) -> std::io::Result<bool> {
+    let mut batch = Vec::new();
+    link.out.take(&mut batch, WRITE_BATCH);
     let step2 = batch.iter().any(|m| m.starts_with(&[0, 1]));
     let bytes: usize = batch.iter().map(Bytes::len).sum();
-    let written = ws.send_binary(batch).await;
-    batch.clear();
+    let written = ws.send_binary(&batch).await;
+    drop(batch);
     link.out.wrote(bytes);
     written.map(|()| step2)
 }
 
+/// What woke an idle connection.
+enum Wake {
+    Out(Next),
+    Keepalive,
+    In(Option<Result<Incoming, WsError>>),
+}
+
+/// What the pump does next: what woke it, with nothing left to drop, so
+/// that no value lives on in the task across the awaits that follow.
+enum Step {
+    Write,
+    Keepalive,
+    Frame(Bytes),
+    /// End the loop: with a kill to send, or none; `broken` when the
+    /// socket failed (no close frame then).
+    End {
+        kill: Option<Kill>,
+        broken: bool,
+    },
+}
+
+fn step(wake: Wake, room: &tandem_protocol::RoomId) -> Step {
+    let end = |kill| Step::End {
+        kill: Some(kill),
+        broken: false,
+    };
+    match wake {
+        // A kill comes before queued messages (the outbox yields it first).
+        Wake::Out(Next::Kill(kill)) => end(kill),
+        Wake::Out(Next::Closed) => end(Kill::plain(close::INTERNAL_ERROR, "")),
+        Wake::Out(Next::Messages) => Step::Write,
+        Wake::Keepalive => Step::Keepalive,
+        Wake::In(Some(Ok(Incoming::Binary(bytes)))) => Step::Frame(bytes),
+        Wake::In(Some(Ok(Incoming::Text))) => end(Kill::plain(
+            close::UNSUPPORTED_DATA,
+            close::REASON_BINARY_ONLY,
+        )),
+        Wake::In(Some(Ok(Incoming::Close)) | None) => Step::End {
+            kill: None,
+            broken: false,
+        },
+        Wake::In(Some(Err(WsError::TooBig(_)))) => end(Kill::plain(
+            close::MESSAGE_TOO_BIG,
+            close::REASON_MESSAGE_TOO_BIG,
+        )),
+        Wake::In(Some(Err(WsError::Protocol(why)))) => {
+            tracing::debug!(room = %room, why, "WebSocket protocol violation");
+            end(Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_FRAME))
+        }
+        Wake::In(Some(Err(WsError::Io(e)))) => {
+            tracing::debug!(room = %room, error = %e, "socket error");
+            Step::End {
+                kill: None,
+                broken: true,
+            }
+        }
+    }
+}
+
+fn keepalive(shared: &Shared) -> Duration {
+    Duration::from_millis(shared.config.keepalive_ms.max(100))
+}
+
 /// Moves frames between the socket and the room until either side ends.
-/// An async block rather than an `async fn`, whose arguments would be
-/// stored twice in the future (as given and as moved into the body).
-#[allow(clippy::manual_async_fn)] // on purpose: see above
-fn pump(mut ws: Ws, up: Upgraded, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
+/// A function returning an async block, not an `async fn`: the arguments
+/// are taken apart here, so the task keeps only the parts it uses (an
+/// `async fn` keeps its arguments as given and as moved into its body).
+/// Every await but the idle wait runs in a box of its own: a task is as
+/// large as its largest state, for its whole life.
+fn pump(ws: Ws, up: Upgraded, shared: Arc<Shared>) -> impl Future<Output = ()> + Send {
+    let Upgraded {
+        room,
+        form,
+        link,
+        mut resume,
+        permit,
+    } = up;
+    let mut ws = ws;
     async move {
-        // Named, so that the block owns it (it captures only the fields of
-        // `up` it uses): the connection counts against the limit while it lives.
-        let _permit = up._permit;
-        let form = up.form;
-        let mut resume = up.resume;
-        // Every await that is not the idle wait runs in a box of its own: a
-        // task is as large as its largest state, for its whole life.
-        let link = match Box::pin(shared.hub.join(&up.room, up.member)).await {
-            Ok(link) => link,
-            Err(JoinError::Full) => {
-                return Box::pin(close_with(
-                    &mut ws,
-                    form,
-                    Kill::plain(close::TRY_AGAIN_LATER, close::REASON_ROOM_FULL),
-                ))
-                .await;
-            }
-            Err(JoinError::UserFull) => {
-                shared.metrics.user_room_limited.inc();
-                return Box::pin(close_with(
-                    &mut ws,
-                    form,
-                    Kill::plain(close::TRY_AGAIN_LATER, close::REASON_USER_ROOM_FULL),
-                ))
-                .await;
-            }
-            Err(JoinError::ShuttingDown) => {
-                let kill = match shared.hub.is_draining() {
-                    true => Kill::plain(close::SERVICE_RESTART, close::REASON_DRAINING),
-                    false => Kill::plain(close::GOING_AWAY, close::REASON_SHUTDOWN),
-                };
-                return Box::pin(close_with(&mut ws, form, kill)).await;
-            }
-        };
-        let keepalive = Duration::from_millis(shared.config.keepalive_ms.max(100));
-        let mut idle = Box::pin(tokio::time::sleep(keepalive));
-        // Allocated only while a batch is written.
-        let mut batch = Vec::new();
-        // A write failed or timed out, maybe within a frame: no close frame then.
-        let mut broken = false;
-        let kill = loop {
-            tokio::select! {
-                // A kill comes before queued messages (the outbox yields it first).
-                biased;
-                next = link.out.next() => match next {
-                    Next::Kill(kill) => break Some(kill),
-                    Next::Closed => break Some(Kill::plain(close::INTERNAL_ERROR, "")),
-                    Next::Messages => {
-                        let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, write_batch(&mut ws, &link, &mut batch))).await;
-                        match written {
-                            Ok(Ok(step2)) => {
-                                batch = Vec::new();
-                                if !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await {
-                                    broken = true;
-                                    break None;
-                                }
-                                idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
-                                if step2 && !link.step2_written().await {
-                                    break Some(ended(&link));
-                                }
-                            }
-                            _ => {
-                                broken = true;
-                                break None;
-                            }
-                        }
-                    }
-                },
-                _ = &mut idle => {
-                    let ka = [Bytes::from_static(KEEPALIVE)];
-                    let written = Box::pin(tokio::time::timeout(SEND_TIMEOUT, ws.send_binary(&ka))).await;
-                    if !matches!(written, Ok(Ok(())))
-                        || !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &up.room)).await
-                    {
-                        broken = true;
-                        break None;
-                    }
-                    idle.as_mut().reset(tokio::time::Instant::now() + keepalive);
+        // Counts the connection against the limit while it lives.
+        let _permit = permit;
+        let mut idle = Box::pin(tokio::time::sleep(keepalive(&shared)));
+        let (kill, broken) = loop {
+            // Biased: the outbox first (a kill comes before queued
+            // messages), then the keepalive, then the client.
+            let wake = std::future::poll_fn(|cx| {
+                if let Poll::Ready(next) = link.out.poll_next(cx) {
+                    return Poll::Ready(Wake::Out(next));
                 }
-                incoming = ws.next() => match incoming {
-                    Some(Ok(Incoming::Binary(bytes))) => {
-                        if !link.send(bytes).await {
-                            break Some(ended(&link));
-                        }
+                if idle.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Wake::Keepalive);
+                }
+                ws.poll_next(cx).map(Wake::In)
+            })
+            .await;
+            match step(wake, &room) {
+                Step::Write => {
+                    let written = Box::pin(tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        write_batch(&mut ws, &link),
+                    ))
+                    .await;
+                    let Ok(Ok(step2)) = written else {
+                        break (None, true);
+                    };
+                    if !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &room)).await {
+                        break (None, true);
                     }
-                    Some(Ok(Incoming::Text)) => break Some(Kill::plain(close::UNSUPPORTED_DATA, close::REASON_BINARY_ONLY)),
-                    Some(Ok(Incoming::Close)) | None => break None,
-                    Some(Err(WsError::TooBig(_))) => break Some(Kill::plain(close::MESSAGE_TOO_BIG, close::REASON_MESSAGE_TOO_BIG)),
-                    Some(Err(WsError::Protocol(why))) => {
-                        tracing::debug!(room = %up.room, why, "WebSocket protocol violation");
-                        break Some(Kill::plain(close::PROTOCOL_ERROR, close::REASON_BAD_FRAME));
+                    idle.as_mut()
+                        .reset(tokio::time::Instant::now() + keepalive(&shared));
+                    if step2 && !link.step2_written().await {
+                        break (Some(ended(&link)), false);
                     }
-                    Some(Err(WsError::Io(e))) => {
-                        tracing::debug!(room = %up.room, error = %e, "socket error");
-                        broken = true;
-                        break None;
+                }
+                Step::Keepalive => {
+                    let ka = [Bytes::from_static(KEEPALIVE)];
+                    let written =
+                        Box::pin(tokio::time::timeout(SEND_TIMEOUT, ws.send_binary(&ka))).await;
+                    if !matches!(written, Ok(Ok(())))
+                        || !Box::pin(send_ticket(&mut ws, &mut resume, &shared, &room)).await
+                    {
+                        break (None, true);
                     }
-                },
+                    idle.as_mut()
+                        .reset(tokio::time::Instant::now() + keepalive(&shared));
+                }
+                Step::Frame(bytes) => {
+                    if !link.send(bytes).await {
+                        break (Some(ended(&link)), false);
+                    }
+                }
+                Step::End { kill, broken } => break (kill, broken),
             }
         };
         Box::pin(async move {
