@@ -340,6 +340,17 @@ pub struct ControlConfig {
     )]
     pub s3_through_control_bytes: i64,
 
+    /// An upload body sent to control (a part for the directory backend, a
+    /// small S3 upload) must arrive within this many seconds plus its length
+    /// at `TANDEM_UPLOAD_MIN_BYTES_PER_SEC`; slower, it is cut off with 408
+    /// `BODY_TIMEOUT` (a client trickling bytes cannot hold a connection and
+    /// an open part for ever).
+    #[arg(long, env = "TANDEM_UPLOAD_BODY_GRACE_SECS", default_value_t = 30)]
+    pub upload_body_grace_secs: u64,
+    /// The slowest upload rate control waits for, in bytes per second.
+    #[arg(long, env = "TANDEM_UPLOAD_MIN_BYTES_PER_SEC", default_value_t = 64 * 1024)]
+    pub upload_min_bytes_per_sec: u64,
+
     /// Control's own public URL (`https://api.example.com`), which the
     /// directory files backend's transfer URLs start with. Unset: the
     /// scheme and host the request came with (`Host`, `X-Forwarded-*`),
@@ -377,6 +388,13 @@ pub struct ControlConfig {
 }
 
 impl ControlConfig {
+    /// How long an upload body of `len` bytes may take to arrive.
+    pub fn upload_body_deadline(&self, len: u64) -> std::time::Duration {
+        let rate = self.upload_min_bytes_per_sec.max(1);
+        std::time::Duration::from_secs(self.upload_body_grace_secs)
+            + std::time::Duration::from_secs_f64(len as f64 / rate as f64)
+    }
+
     /// A configuration for tests and `tandem dev`: port 0, the given database.
     pub fn for_tests(database_url: impl Into<String>) -> Self {
         ControlConfig {
@@ -442,6 +460,8 @@ impl ControlConfig {
             s3_secret_access_key: None,
             s3_verify: "checksum".into(),
             s3_through_control_bytes: S3_THROUGH_CONTROL_BYTES,
+            upload_body_grace_secs: 30,
+            upload_min_bytes_per_sec: 64 * 1024,
             public_control_url: None,
             extensions_max_bytes: 10 * 1024 * 1024,
             extensions_max_unpacked_bytes: 50 * 1024 * 1024,

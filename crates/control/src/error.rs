@@ -56,6 +56,9 @@ pub enum ApiError {
     InvalidSignature(&'static str),
     #[error("the requested range is outside the file")]
     RangeNotSatisfiable,
+    /// 408: an upload body slower than the minimum rate.
+    #[error("the body did not arrive within {0} s; nothing of it was kept")]
+    BodyTimeout(u64),
     /// A webhook URL pointing at a non-public address.
     #[error("{0}")]
     TargetRefused(String),
@@ -95,6 +98,7 @@ impl ApiError {
             ApiError::FileTooLarge(_) => ErrorCode::FileTooLarge,
             ApiError::QuotaExceeded(_) => ErrorCode::QuotaExceeded,
             ApiError::HashMismatch => ErrorCode::HashMismatch,
+            ApiError::BodyTimeout(_) => ErrorCode::BodyTimeout,
             ApiError::SizeMismatch(_) => ErrorCode::SizeMismatch,
             ApiError::InvalidSignature(_) => ErrorCode::InvalidSignature,
             ApiError::RangeNotSatisfiable => ErrorCode::RangeNotSatisfiable,

@@ -49,6 +49,9 @@ pub enum ErrorCode {
     InvalidSignature,
     /// 416: a `Range` outside the file.
     RangeNotSatisfiable,
+    /// 408: an upload's body did not arrive in time (slower than the
+    /// server's minimum rate); nothing of it was kept: send it again.
+    BodyTimeout,
     /// 422: a webhook URL whose host is (or resolves to) a private, loopback,
     /// link-local, multicast or unspecified address.
     WebhookTargetRefused,
@@ -94,6 +97,7 @@ impl ErrorCode {
             ErrorCode::HashMismatch | ErrorCode::SizeMismatch => 422,
             ErrorCode::InvalidSignature => 403,
             ErrorCode::RangeNotSatisfiable => 416,
+            ErrorCode::BodyTimeout => 408,
             ErrorCode::WebhookTargetRefused => 422,
             ErrorCode::InvalidArchive
             | ErrorCode::UnsafeEntry

@@ -533,13 +533,24 @@ pub async fn put_part(
             "part {n} must be exactly {len} bytes"
         )));
     }
-    let written = match &state.files {
-        Storage::Dir(dir) => dir.write_part(&plan, n, &row.sha256, body).await,
-        Storage::S3(s3) if s3.through_control(&plan) => {
-            s3.put_through(&plan, &row.sha256, body).await
+    let write = async {
+        match &state.files {
+            Storage::Dir(dir) => dir.write_part(&plan, n, &row.sha256, body).await,
+            Storage::S3(s3) if s3.through_control(&plan) => {
+                s3.put_through(&plan, &row.sha256, body).await
+            }
+            Storage::S3(_) => Err(ApiError::NotFound("upload part")),
         }
-        Storage::S3(_) => return Err(ApiError::NotFound("upload part")),
     };
+    // A body slower than the minimum rate is cut off: the part stays
+    // unwritten (the client sends it again).
+    let deadline = state.config.upload_body_deadline(len as u64);
+    let written = tokio::time::timeout(deadline, write)
+        .await
+        .unwrap_or_else(|_| {
+            tracing::info!(file = %row.id, part = n, "upload body too slow: cut off");
+            Err(ApiError::BodyTimeout(deadline.as_secs()))
+        });
     match written {
         Ok(written) => state.metrics.files_bytes_in.inc_by(written),
         Err(ApiError::HashMismatch) => {

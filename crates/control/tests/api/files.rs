@@ -1259,6 +1259,7 @@ async fn transfer_urls_use_the_public_control_url(backend: Backend) {
 }
 
 all_variants!(
+    a_trickled_body_is_cut_off,
     one_member_uploads_another_downloads,
     multipart_upload_resumes,
     same_bytes_again_are_a_dedupe_hit,
@@ -1441,4 +1442,69 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
     let (_, url) = pending(&a);
     assert!(!url.starts_with(&app.base), "{url}");
     assert!(a.body["parts"][0]["headers"]["x-amz-checksum-sha256"].is_string());
+}
+
+/// A part's body slower than the minimum rate (here: 10,000 bytes due in
+/// half a second) is cut off with 408 `body_timeout`; the upload is not
+/// harmed: the same part sent again completes it, byte for byte. On S3 the
+/// part goes through control (the only S3 path whose body control reads).
+async fn a_trickled_body_is_cut_off(backend: Backend, store: Store) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = spawn(backend, store, |c| {
+        c.upload_body_grace_secs = 0;
+        c.upload_min_bytes_per_sec = 20_000;
+        if store == Store::S3 {
+            c.s3_through_control_bytes = 64 * 1024;
+        }
+    })
+    .await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(10_000, 9);
+    let a = intent(app, &t.alice, &t.ws, "slow.bin", &data).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let url = reqwest::Url::parse(a.body["parts"][0]["url"].as_str().unwrap()).unwrap();
+    assert!(
+        url.as_str().starts_with(&app.base),
+        "a part sent to control: {url}"
+    );
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let target = format!("{}?{}", url.path(), url.query().unwrap());
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        data.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&data[..1000]).await.unwrap(); // and then nothing more
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut answer))
+        .await
+        .expect("control answers a stalled body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains(r#""code":"body_timeout""#), "{answer}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    drop(s);
+    // Nothing was kept: the upload still waits for the part, which now
+    // arrives in time and completes it.
+    let id = a.body["uploadId"].as_str().unwrap();
+    let again = app
+        .get(&format!("/files/uploads/{id}"), &t.alice.token)
+        .await;
+    assert_eq!(again.body["status"], "pending", "{}", again.body);
+    let puts = put_parts(app, &a.body, &data, None).await;
+    assert_eq!(puts[0].1, StatusCode::OK);
+    let done = app
+        .post(
+            &format!("/files/uploads/{id}/complete"),
+            &t.alice.token,
+            completed(&puts),
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+    let file = done.body["file"]["id"].as_str().unwrap();
+    assert_eq!(download(app, &t.bob, file).await, data);
 }

@@ -2161,7 +2161,7 @@ export interface components {
          * @description Machine-readable error codes. Each maps to exactly one HTTP status.
          * @enum {string}
          */
-        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "webhook_target_refused" | "invalid_archive" | "unsafe_entry" | "archive_too_large" | "invalid_manifest" | "invalid_settings" | "guest_access_denied";
+        ErrorCode: "bad_request" | "unauthorized" | "forbidden" | "not_found" | "method_not_allowed" | "conflict" | "gone" | "payload_too_large" | "unsupported_media_type" | "validation_failed" | "rate_limited" | "internal" | "misconfigured" | "unavailable" | "file_too_large" | "quota_exceeded" | "hash_mismatch" | "size_mismatch" | "invalid_signature" | "range_not_satisfiable" | "body_timeout" | "webhook_target_refused" | "invalid_archive" | "unsafe_entry" | "archive_too_large" | "invalid_manifest" | "invalid_settings" | "guest_access_denied";
         /** @description What went wrong, for programs (`code`) and for people (`message`). */
         ErrorDetail: {
             code: components["schemas"]["ErrorCode"];
