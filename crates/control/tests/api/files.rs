@@ -190,6 +190,21 @@ async fn put_parts(
     out
 }
 
+/// `POST /files/uploads/{id}/complete` as `user`, naming the parts `puts` sent.
+async fn complete(
+    app: &TestApp,
+    user: &TestUser,
+    id: &str,
+    puts: &[(i64, StatusCode, Option<String>)],
+) -> crate::helpers::Answer {
+    app.post(
+        &format!("/files/uploads/{id}/complete"),
+        &user.token,
+        completed(puts),
+    )
+    .await
+}
+
 fn completed(puts: &[(i64, StatusCode, Option<String>)]) -> Value {
     json!({ "parts": puts.iter().map(|(n, _, e)| json!({"partNumber": n, "etag": e})).collect::<Vec<_>>() })
 }
@@ -204,13 +219,7 @@ pub async fn upload(app: &TestApp, user: &TestUser, ws: &str, name: &str, data: 
         assert_eq!(*status, StatusCode::OK, "part {n}");
     }
     let id = a.body["uploadId"].as_str().unwrap();
-    let done = app
-        .post(
-            &format!("/files/uploads/{id}/complete"),
-            &user.token,
-            completed(&puts),
-        )
-        .await;
+    let done = complete(app, user, id, &puts).await;
     assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
     done.body["file"].clone()
 }
@@ -345,13 +354,7 @@ async fn multipart_upload_resumes(backend: Backend, store: Store) {
     );
     puts.extend(put_parts(app, &resumed.body, &data, Some(&[2])).await);
     puts.sort_by_key(|p| p.0);
-    let done = app
-        .post(
-            &format!("/files/uploads/{id}/complete"),
-            &t.alice.token,
-            completed(&puts),
-        )
-        .await;
+    let done = complete(app, &t.alice, &id, &puts).await;
     assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
     let file = done.body["file"]["id"].as_str().unwrap().to_string();
     assert!(download(app, &t.bob, &file).await == data);
@@ -466,13 +469,7 @@ async fn refused_when_verifying(backend: Backend, store: Store, verify: &str) {
         let refused_at_put = puts.iter().any(|p| p.1 == StatusCode::UNPROCESSABLE_ENTITY);
         let refused_by_store = puts.iter().any(|p| p.1 == StatusCode::BAD_REQUEST);
         assert_eq!(refused_by_store, store_checks && one_part, "{puts:?}");
-        let done = app
-            .post(
-                &format!("/files/uploads/{id}/complete"),
-                &t.alice.token,
-                completed(&puts),
-            )
-            .await;
+        let done = complete(app, &t.alice, &id, &puts).await;
         if refused_by_store {
             // The store kept nothing; the upload waits for the right bytes.
             assert_eq!(done.status, StatusCode::CONFLICT, "{}", done.body);
@@ -1497,13 +1494,7 @@ async fn a_trickled_body_is_cut_off(backend: Backend, store: Store) {
     assert_eq!(again.body["status"], "pending", "{}", again.body);
     let puts = put_parts(app, &a.body, &data, None).await;
     assert_eq!(puts[0].1, StatusCode::OK);
-    let done = app
-        .post(
-            &format!("/files/uploads/{id}/complete"),
-            &t.alice.token,
-            completed(&puts),
-        )
-        .await;
+    let done = complete(app, &t.alice, id, &puts).await;
     assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
     let file = done.body["file"]["id"].as_str().unwrap();
     assert_eq!(download(app, &t.bob, file).await, data);
