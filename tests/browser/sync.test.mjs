@@ -73,7 +73,8 @@ describe('@tandem/client/sync in Chromium', () => {
     // The engines tried and failed: they are offline with their outboxes full.
     await call(a, () => window.device.syncNow().catch(() => {}))
     await call(b, () => window.device.syncNow().catch(() => {}))
-    assert.equal((await call(a, () => window.device.status())).state, 'offline')
+    // A sync the writes scheduled may still be failing: the state settles on offline.
+    await waitFor(async () => (await call(a, () => window.device.status())).state === 'offline', 10000, 'A to report offline')
     assert.equal(await call(a, () => window.device.pending()), 2)
     assert.equal(await call(b, () => window.device.pending()), 3)
     assert.equal((await call(b, () => window.device.rows())).find((r) => r.id === 't1').title, 'B')
