@@ -76,6 +76,31 @@ pub fn wire_stamp(msg: &[u8]) -> Option<u64> {
         .ok()
 }
 
+/// The client that wrote a wire-level edit, read from the head of its update
+/// without decoding the rest: `[1 (clients)][blocks][client]…`. Peers that
+/// send every update back to its sender too (y-websocket, Hocuspocus,
+/// y-sweet) are told apart by it: an echo is not a delivery.
+pub fn wire_sender(update: &[u8]) -> Option<u64> {
+    let mut rest = update;
+    let mut varint = || {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let (&byte, tail) = rest.split_first()?;
+            rest = tail;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    };
+    if varint()? != 1 {
+        return None;
+    }
+    varint()?;
+    varint()
+}
+
 /// Counters shared by all clients, for the progress line and the deadline.
 #[derive(Debug, Default)]
 pub struct Progress {
@@ -118,6 +143,8 @@ pub struct PeerReport {
     pub first_sync_bytes: usize,
     pub sent: u32,
     pub received: u64,
+    /// Wire level: this client's own edits sent back to it (not counted as received).
+    pub echoes: u64,
     pub latencies_us: Vec<u32>,
     pub digest: Option<Digest>,
     pub error: Option<String>,
@@ -328,7 +355,11 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
                         let update = doc.transact().encode_state_as_update_v1(&sv);
                         send(&mut ws, framing.step2(&update)).await?;
                     }
-                    Some(Sync::Update(_)) if spec.wire => {
+                    Some(Sync::Update(update)) if spec.wire => {
+                        if wire_sender(update) == Some(doc.client_id().get()) {
+                            report.echoes += 1;
+                            continue;
+                        }
                         let now = now_us();
                         if let Some(sent_at) = wire_stamp(&bytes) {
                             report.latencies_us.push(us_sample(now.saturating_sub(sent_at)));
@@ -425,10 +456,21 @@ mod wire_tests {
                 let msg = framing.update(&update);
                 assert_eq!(wire_stamp(&msg), Some(sent_at));
             }
+            // Its sender is read from its head (an echo is told from a delivery).
+            assert_eq!(wire_sender(&update), Some(7));
             // A yrs client applies it like any other edit.
             let other = Doc::new();
             apply(&other, &update).unwrap();
         }
+        // A client id of several varint bytes.
+        let big = Doc::with_client_id(3_000_000_001);
+        let update = {
+            let edits = big.get_or_insert_array("e");
+            let mut txn = big.transact_mut();
+            edits.push_back(&mut txn, Any::String("0".repeat(STAMP_DIGITS).into()));
+            txn.encode_update_v1()
+        };
+        assert_eq!(wire_sender(&update), Some(3_000_000_001));
         assert_eq!(digest(&doc).edits, 3);
         // An ordinary edit is not mistaken for one.
         let typed = {

@@ -47,6 +47,10 @@ pub struct Report {
     pub edits_sent: u64,
     pub updates_expected: u64,
     pub updates_received: u64,
+    /// Wire level: a client's own edits the server sent back to it, not
+    /// counted as received (y-websocket, Hocuspocus and y-sweet echo; Tandem does not).
+    #[serde(default)]
+    pub echoes_ignored: u64,
     /// Remote edits received per second, from the start of the timed phase
     /// to the last delivery.
     pub delivered_per_sec: f64,
@@ -105,6 +109,13 @@ impl Report {
             "  edits     sent {}  remote updates {}/{}  delivered {:.0}/s",
             self.edits_sent, self.updates_received, self.updates_expected, self.delivered_per_sec
         );
+        if self.echoes_ignored > 0 {
+            let _ = writeln!(
+                s,
+                "            echoes of a client's own edits ignored: {}",
+                self.echoes_ignored
+            );
+        }
         let l = &self.latency_ms;
         let _ = writeln!(
             s,
@@ -333,6 +344,7 @@ pub fn merge_groups(reports: &[Report]) -> Vec<Report> {
         m.edits_sent += r.edits_sent;
         m.updates_expected += r.updates_expected;
         m.updates_received += r.updates_received;
+        m.echoes_ignored += r.echoes_ignored;
         m.delivered_per_sec += r.delivered_per_sec;
         m.rooms_converged += r.rooms_converged;
         m.converged &= r.converged;

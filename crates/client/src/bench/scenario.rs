@@ -320,11 +320,12 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
     let mut updates_expected = 0;
     let mut connect = Vec::with_capacity(n);
     let mut latencies = Vec::new();
-    let (mut sent, mut received) = (0u64, 0u64);
+    let (mut sent, mut received, mut echoes) = (0u64, 0u64, 0u64);
     for (i, p) in peers.iter_mut().enumerate() {
         updates_expected += u64::from(p.sent) * present[room_of[i]].saturating_sub(1);
         sent += u64::from(p.sent);
         received += p.received;
+        echoes += p.echoes;
         if let Some(us) = p.connect_us {
             connect.push(super::stats::us_sample(us));
         }
@@ -373,6 +374,7 @@ pub async fn run(target: &Target, scenario: &Scenario, pids: &[u32]) -> anyhow::
         edits_sent: sent,
         updates_expected,
         updates_received: received,
+        echoes_ignored: echoes,
         wire: scenario.wire,
         group: None,
         delivered_per_sec: if delivery_secs > 0.0 {
