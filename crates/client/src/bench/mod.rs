@@ -14,6 +14,7 @@
 //! them; the end-to-end tests check that reports are complete and correct.
 
 pub mod control;
+pub mod edits;
 pub mod peer;
 pub mod procstat;
 pub mod report;

@@ -21,6 +21,7 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Any, Array, Doc, Number, Observable, Out, ReadTxn, StateVector, Text, Transact, Update};
 
+use super::edits::{self, STAMP_DIGITS};
 use super::stats::us_sample;
 use super::wire::{Framing, Sync};
 
@@ -53,52 +54,6 @@ pub struct PeerSpec {
     /// (nothing else), and remote updates are counted and timestamped from
     /// their last bytes, never applied (see [`wire_stamp`]).
     pub wire: bool,
-}
-
-/// Digits of the send time a wire-level edit carries.
-const STAMP_DIGITS: usize = 20;
-
-/// The send time a wire-level edit carries, read from the end of the
-/// message without decoding it: a one-item update ends with its content,
-/// `[119 (string)][20][20 digits]`, then an empty delete set `[0]`.
-pub fn wire_stamp(msg: &[u8]) -> Option<u64> {
-    let n = msg.len();
-    if n < STAMP_DIGITS + 3 || msg[n - 1] != 0 {
-        return None;
-    }
-    let head = n - STAMP_DIGITS - 3;
-    if msg[head] != 119 || msg[head + 1] != STAMP_DIGITS as u8 {
-        return None;
-    }
-    std::str::from_utf8(&msg[head + 2..n - 1])
-        .ok()?
-        .parse()
-        .ok()
-}
-
-/// The client that wrote a wire-level edit, read from the head of its update
-/// without decoding the rest: `[1 (clients)][blocks][client]…`. Peers that
-/// send every update back to its sender too (y-websocket, Hocuspocus,
-/// y-sweet) are told apart by it: an echo is not a delivery.
-pub fn wire_sender(update: &[u8]) -> Option<u64> {
-    let mut rest = update;
-    let mut varint = || {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let (&byte, tail) = rest.split_first()?;
-            rest = tail;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
-    };
-    if varint()? != 1 {
-        return None;
-    }
-    varint()?;
-    varint()
 }
 
 /// Counters shared by all clients, for the progress line and the deadline.
@@ -356,17 +311,18 @@ async fn drive(spec: &PeerSpec, signals: &Signals, report: &mut PeerReport) -> R
                         send(&mut ws, framing.step2(&update)).await?;
                     }
                     Some(Sync::Update(update)) if spec.wire => {
-                        if wire_sender(update) == Some(doc.client_id().get()) {
-                            report.echoes += 1;
-                            continue;
-                        }
                         let now = now_us();
-                        if let Some(sent_at) = wire_stamp(&bytes) {
+                        let carried = edits::carried(update, doc.client_id().get())
+                            .ok_or("an update the wire-level reader cannot walk")?;
+                        for sent_at in carried.stamps {
                             report.latencies_us.push(us_sample(now.saturating_sub(sent_at)));
                         }
-                        report.received += 1;
-                        progress.received.fetch_add(1, Ordering::Relaxed);
-                        progress.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+                        report.echoes += carried.echoes;
+                        if carried.delivered > 0 {
+                            report.received += carried.delivered;
+                            progress.received.fetch_add(carried.delivered, Ordering::Relaxed);
+                            progress.last_delivery_us.fetch_max(now, Ordering::Relaxed);
+                        }
                     }
                     Some(Sync::Step2(_)) if spec.wire => {}
                     Some(Sync::Step2(update) | Sync::Update(update)) => {
@@ -437,48 +393,30 @@ mod wire_tests {
     use crate::bench::wire::Framing;
 
     #[test]
-    fn a_wire_edit_carries_its_send_time_at_the_end_of_its_message() {
+    fn a_wire_edit_is_read_back_from_either_framing() {
         let doc = Doc::with_client_id(7);
         let edits = doc.get_or_insert_array("e");
-        for sent_at in [0u64, 5, 123_456_789] {
-            let update = {
-                let mut txn = doc.transact_mut();
-                let stamp = format!("{:0width$}", sent_at, width = STAMP_DIGITS);
-                edits.push_back(&mut txn, Any::String(stamp.into()));
-                txn.encode_update_v1()
-            };
-            for framing in [
-                Framing::Plain,
-                Framing::Hocuspocus {
-                    doc: "room-1".into(),
-                },
-            ] {
-                let msg = framing.update(&update);
-                assert_eq!(wire_stamp(&msg), Some(sent_at));
-            }
-            // Its sender is read from its head (an echo is told from a delivery).
-            assert_eq!(wire_sender(&update), Some(7));
-            // A yrs client applies it like any other edit.
-            let other = Doc::new();
-            apply(&other, &update).unwrap();
-        }
-        // A client id of several varint bytes.
-        let big = Doc::with_client_id(3_000_000_001);
         let update = {
-            let edits = big.get_or_insert_array("e");
-            let mut txn = big.transact_mut();
-            edits.push_back(&mut txn, Any::String("0".repeat(STAMP_DIGITS).into()));
-            txn.encode_update_v1()
-        };
-        assert_eq!(wire_sender(&update), Some(3_000_000_001));
-        assert_eq!(digest(&doc).edits, 3);
-        // An ordinary edit is not mistaken for one.
-        let typed = {
-            let text = doc.get_or_insert_text("t");
             let mut txn = doc.transact_mut();
-            text.insert(&mut txn, 0, "typing..");
+            let stamp = format!("{:0width$}", 123_456_789, width = STAMP_DIGITS);
+            edits.push_back(&mut txn, Any::String(stamp.into()));
             txn.encode_update_v1()
         };
-        assert_eq!(wire_stamp(&Framing::Plain.update(&typed)), None);
+        for framing in [
+            Framing::Plain,
+            Framing::Hocuspocus {
+                doc: "room-1".into(),
+            },
+        ] {
+            let msg = framing.update(&update);
+            let Some(Sync::Update(inner)) = framing.parse(&msg) else {
+                panic!("not an update: {msg:?}");
+            };
+            let carried = super::edits::carried(inner, 8).unwrap();
+            assert_eq!(carried.stamps, vec![123_456_789]);
+        }
+        // A yrs client applies it like any other edit.
+        apply(&Doc::new(), &update).unwrap();
+        assert_eq!(digest(&doc).edits, 1);
     }
 }
