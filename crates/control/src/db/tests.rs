@@ -82,3 +82,56 @@ async fn a_panic_inside_a_transaction_does_not_poison_the_pool() {
         }
     }
 }
+
+fn autocheckpoint(c: &mut DbConnection) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Pages {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        wal_autocheckpoint: i64,
+    }
+    diesel::sql_query("PRAGMA wal_autocheckpoint")
+        .get_result::<Pages>(c)
+        .expect("wal_autocheckpoint")
+        .wal_autocheckpoint
+}
+
+#[actix_web::test]
+async fn sqlite_checkpoints_run_beside_the_commits_not_inside_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("t.db");
+    let url = format!("sqlite://{}", file.display());
+    let (pool, _) = connect(&url, 2).expect("pool");
+    // Commits leave the WAL to the checkpointer (until it would pass 10 000 pages)…
+    let pages = on_pool(&pool, autocheckpoint).await.expect("pragma");
+    assert_eq!(pages, i64::from(SQLITE_AUTOCHECKPOINT_PAGES));
+    let before = std::fs::metadata(&file).expect("db file").len();
+    on_pool(&pool, |c| {
+        c.batch_execute(
+            "CREATE TABLE big (x BLOB);
+             INSERT INTO big SELECT zeroblob(4000) FROM
+               (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+                SELECT i FROM n);",
+        )
+    })
+    .await
+    .expect("blocking")
+    .expect("2 000 pages written");
+    // …which copies them into the database file on its own, within a few rounds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let copied = loop {
+        let len = std::fs::metadata(&file).expect("db file").len();
+        if len >= before + 2000 * 4000 || std::time::Instant::now() > deadline {
+            break len;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        copied >= before + 2000 * 4000,
+        "the database file grew from {before} to {copied} bytes only"
+    );
+    // Dropping the pool stops the checkpointer (the drop joins its thread).
+    drop(pool);
+    // A connection without a pool (tools) keeps SQLite's own checkpoints.
+    let mut tool = open(&url).expect("open");
+    assert_eq!(autocheckpoint(&mut tool), 1000);
+}
