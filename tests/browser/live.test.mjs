@@ -56,6 +56,10 @@ describe('live lists in the demo', () => {
     await bob.page.reload()
     // (A full page load against a debug build: generous, unlike the live update below.)
     await bob.page.waitForFunction(() => document.querySelector('main').textContent.includes('First draft'), { timeout: 20000 })
+      .catch(async (err) => {
+        await screenshot(bob.page, 'live-bob-home-timeout')
+        throw new Error(`Bob's home never listed the document; it shows: ${await homeText(bob.page)}`, { cause: err })
+      })
     await bob.page.evaluate(() => { window.__sameLoad = true })
 
     // … and from now on it follows Alice's changes by itself.

@@ -64,8 +64,26 @@ function WorkspaceView ({ workspace }: { workspace: Workspace }): JSX.Element {
 
 export function Home (): JSX.Element {
   const [workspaces, setWorkspaces] = useState<Workspace[] | null>(null)
+  const [loadError, setLoadError] = useState<string | null>(null)
   const [link, setLink] = useState('')
-  useEffect(() => { listAll<Workspace>('/workspaces').then(setWorkspaces).catch(() => setWorkspaces([])) }, [])
+  useEffect(() => {
+    // A failed load is tried again (backing off to 10 s) instead of leaving an empty home screen.
+    let stopped = false
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const load = (attempt: number): void => {
+      listAll<Workspace>('/workspaces').then((w) => {
+        if (stopped) return
+        setWorkspaces(w)
+        setLoadError(null)
+      }).catch((err: unknown) => {
+        if (stopped) return
+        setLoadError(err instanceof Error ? err.message : String(err))
+        timer = setTimeout(() => load(attempt + 1), Math.min(500 * 2 ** attempt, 10000))
+      })
+    }
+    load(0)
+    return () => { stopped = true; clearTimeout(timer) }
+  }, [])
   const open = (e: FormEvent): void => {
     e.preventDefault()
     const id = /([\w-]+)\s*$/.exec(link)?.[1]
@@ -73,7 +91,8 @@ export function Home (): JSX.Element {
   }
   return (
     <>
-      {workspaces === null && <p className='muted'>Loading…</p>}
+      {loadError !== null && <p className='muted' data-testid='workspaces-error'>Could not load your workspaces ({loadError}); trying again…</p>}
+      {workspaces === null && loadError === null && <p className='muted'>Loading…</p>}
       {workspaces?.map((w) => <WorkspaceView key={w.id} workspace={w} />)}
       <form className='inline card' onSubmit={open}>
         <span>Shared with you? Paste the document's link:</span>
