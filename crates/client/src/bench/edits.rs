@@ -58,6 +58,9 @@ pub fn carried(update: &[u8], me: u64) -> Option<Carried> {
     Some(out)
 }
 
+/// How deep `any` values may nest before an update is refused.
+const MAX_DEPTH: usize = 64;
+
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
@@ -161,13 +164,13 @@ impl<'a> Reader<'a> {
             8 => {
                 let n = self.len()?;
                 for _ in 0..n {
-                    stamp(self.any()?);
+                    stamp(self.any(0)?);
                 }
                 Some(n as u64)
             }
             9 => {
                 self.bytes()?;
-                self.any()?;
+                self.any(0)?;
                 Some(1)
             }
             _ => None,
@@ -175,21 +178,25 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one lib0 `any` value; a string of [`STAMP_DIGITS`] digits is
-    /// returned as the send time it carries.
-    fn any(&mut self) -> Option<Option<u64>> {
+    /// returned as the send time it carries. Arrays and maps nest at most
+    /// [`MAX_DEPTH`] deep (the reader recurses).
+    fn any(&mut self, depth: usize) -> Option<Option<u64>> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
         match self.byte()? {
             116 => {
                 self.bytes()?;
             }
             117 => {
                 for _ in 0..self.len()? {
-                    self.any()?;
+                    self.any(depth + 1)?;
                 }
             }
             118 => {
                 for _ in 0..self.len()? {
                     self.bytes()?;
-                    self.any()?;
+                    self.any(depth + 1)?;
                 }
             }
             119 => {
@@ -292,5 +299,14 @@ mod tests {
         for cut in 0..stamped.len() - 1 {
             assert_eq!(carried(&stamped[..cut], 1), None, "cut at {cut}");
         }
+        // Arrays nested past the limit are refused, not recursed into.
+        let mut deep = vec![1, 1, 5, 0, 0x80 | 8, 5, 0, 1];
+        deep.extend(std::iter::repeat_n([117u8, 1], 10_000).flatten());
+        deep.push(126);
+        assert_eq!(carried(&deep, 1), None);
+        let mut shallow = vec![1, 1, 5, 0, 0x80 | 8, 5, 0, 1];
+        shallow.extend(std::iter::repeat_n([117u8, 1], 10).flatten());
+        shallow.push(126);
+        assert_eq!(carried(&shallow, 1).map(|c| c.delivered), Some(1));
     }
 }
