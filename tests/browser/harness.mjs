@@ -72,8 +72,16 @@ export async function openUser (browser, name) {
   const context = await browser.createBrowserContext()
   const page = await context.newPage()
   await page.setViewport({ width: 1280, height: 800 })
-  const watch = { name, pageErrors: [], tokenRequests: 0, sockets: 0 }
+  const watch = { name, pageErrors: [], tokenRequests: 0, sockets: 0, httpErrors: [] }
   page.on('pageerror', (err) => watch.pageErrors.push(err))
+  // Refused and failed requests, for a test's failure message.
+  const path = (url) => { try { return new URL(url).pathname } catch { return url } }
+  page.on('response', (res) => {
+    if (res.status() >= 400) watch.httpErrors.push(`${new Date().toISOString()} ${res.status()} ${res.request().method()} ${path(res.url())}`)
+  })
+  page.on('requestfailed', (req) => {
+    watch.httpErrors.push(`${new Date().toISOString()} failed ${req.method()} ${path(req.url())}: ${req.failure()?.errorText}`)
+  })
   page.on('request', (req) => {
     if (req.method() === 'POST' && req.url().endsWith('/collaboration/token')) watch.tokenRequests++
   })

@@ -55,10 +55,12 @@ describe('live lists in the demo', () => {
     // Bob loads his home screen once (he was added after it loaded) …
     await bob.page.reload()
     // (A full page load against a debug build: generous, unlike the live update below.)
-    await bob.page.waitForFunction(() => document.querySelector('main').textContent.includes('First draft'), { timeout: 20000 })
+    // Polled on an interval, not on animation frames (which a page not in front may not get).
+    await bob.page.waitForFunction(() => document.querySelector('main').textContent.includes('First draft'), { timeout: 20000, polling: 100 })
       .catch(async (err) => {
         await screenshot(bob.page, 'live-bob-home-timeout')
-        throw new Error(`Bob's home never listed the document; it shows: ${await homeText(bob.page)}`, { cause: err })
+        throw new Error(`Bob's home never listed the document (${new Date().toISOString()}); it shows: ${await homeText(bob.page)}; ` +
+          `refused or failed requests: ${JSON.stringify(bob.watch.httpErrors)}`, { cause: err })
       })
     await bob.page.evaluate(() => { window.__sameLoad = true })
 

@@ -216,10 +216,21 @@ pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetu
         let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| {
             DbSetupError::Migrations(format!("cannot open {}: {e}", path.display()))
         })?;
-        conn.batch_execute(&format!(
+        // Another process opening the same file (a second replica starting
+        // at the same moment) can make the switch fail with "database is
+        // locked" without waiting out the busy timeout: it is tried again,
+        // as migrations are.
+        let mut attempt = 1;
+        while let Err(e) = conn.batch_execute(&format!(
             "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
-        ))
-        .map_err(|e| DbSetupError::Migrations(format!("cannot enable WAL: {e}")))?;
+        )) {
+            if attempt >= MIGRATION_ATTEMPTS {
+                return Err(DbSetupError::Migrations(format!("cannot enable WAL: {e}")));
+            }
+            tracing::info!(attempt, error = %e, "enabling WAL raced with another process; trying again");
+            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+            attempt += 1;
+        }
     }
     let checkpointer = match &url {
         DatabaseUrl::Sqlite(path) => Some(Arc::new(Checkpointer::start(path)?)),

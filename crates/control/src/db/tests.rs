@@ -135,3 +135,28 @@ async fn sqlite_checkpoints_run_beside_the_commits_not_inside_them() {
     let mut tool = open(&url).expect("open");
     assert_eq!(autocheckpoint(&mut tool), 1000);
 }
+
+#[test]
+fn pools_opening_one_new_sqlite_file_at_once_all_start() {
+    // Replicas starting together: each switches the file to WAL, migrates,
+    // and runs its checkpointer beside the others.
+    for round in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let opened: Vec<_> = (0..6)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || connect(&url, 2).map(|(pool, _)| pool))
+            })
+            .collect();
+        let mut pools = Vec::new();
+        for (i, t) in opened.into_iter().enumerate() {
+            match t.join().expect("thread") {
+                Ok(pool) => pools.push(pool),
+                Err(e) => panic!("round {round}, pool {i}: {e}"),
+            }
+        }
+        let mut conn = pools[0].get().expect("a connection");
+        assert_eq!(count(&mut conn), 0);
+    }
+}
