@@ -52,8 +52,22 @@ describe('live lists in the demo', () => {
     docId = (await control.call('POST', `/projects/${projectId}/documents`, aliceToken, { title: 'First draft' })).id
     await control.call('POST', `/workspaces/${ws}/members`, aliceToken, { userId: bobId, role: 'editor' })
 
-    // Bob loads his home screen once (he was added after it loaded) …
+    // Bob loads his home screen once (he was added after it loaded) … and the first load of
+    // his workspaces fails: the page says so and tries again by itself.
+    let refused = 0
+    const failFirstLoad = (req) => {
+      if (req.isInterceptResolutionHandled()) return
+      if (refused === 0 && req.method() === 'GET' && new URL(req.url()).pathname === '/workspaces') {
+        refused++
+        void req.respond({ status: 503, contentType: 'application/json', headers: { 'access-control-allow-origin': '*' }, body: '{"error":{"code":"unavailable","message":"try again"}}' })
+      } else {
+        void req.continue()
+      }
+    }
+    await bob.page.setRequestInterception(true)
+    bob.page.on('request', failFirstLoad)
     await bob.page.reload()
+    await bob.page.waitForSelector('[data-testid=workspaces-error]', { timeout: 20000 })
     // (A full page load against a debug build: generous, unlike the live update below.)
     // Polled on an interval, not on animation frames (which a page not in front may not get).
     await bob.page.waitForFunction(() => document.querySelector('main').textContent.includes('First draft'), { timeout: 20000, polling: 100 })
@@ -62,6 +76,10 @@ describe('live lists in the demo', () => {
         throw new Error(`Bob's home never listed the document (${new Date().toISOString()}); it shows: ${await homeText(bob.page)}; ` +
           `refused or failed requests: ${JSON.stringify(bob.watch.httpErrors)}`, { cause: err })
       })
+    assert.equal(refused, 1)
+    assert.equal(await bob.page.$('[data-testid=workspaces-error]'), null, 'the error is gone once loaded')
+    bob.page.off('request', failFirstLoad)
+    await bob.page.setRequestInterception(false)
     await bob.page.evaluate(() => { window.__sameLoad = true })
 
     // … and from now on it follows Alice's changes by itself.

@@ -33,6 +33,9 @@ const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// checkpointer falls behind or is gone (SQLite's default is 1 000).
 const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
+/// SQLite's own automatic checkpoint threshold, kept where no checkpointer runs.
+const SQLITE_DEFAULT_AUTOCHECKPOINT_PAGES: u32 = 1_000;
+
 /// One connection of either backend; diesel's query builder runs on both.
 #[derive(diesel::MultiConnection)]
 pub enum DbConnection {
@@ -110,10 +113,8 @@ struct Checkpointer {
 }
 
 impl Checkpointer {
-    fn start(path: &std::path::Path) -> Result<Checkpointer, DbSetupError> {
-        let mut conn = SqliteConnection::establish(&path.to_string_lossy()).map_err(|e| {
-            DbSetupError::Migrations(format!("cannot open {}: {e}", path.display()))
-        })?;
+    /// Runs on `conn` (the connection that switched the file to WAL).
+    fn start(mut conn: SqliteConnection) -> Result<Checkpointer, DbSetupError> {
         let (stop, stopped) = mpsc::channel::<()>();
         let thread = std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
@@ -168,7 +169,7 @@ impl ManageConnection for DbManager {
                     if self.checkpointer.is_some() {
                         SQLITE_AUTOCHECKPOINT_PAGES
                     } else {
-                        1000
+                        SQLITE_DEFAULT_AUTOCHECKPOINT_PAGES
                     }
                 ))
                 .map_err(diesel::r2d2::Error::QueryError)?;
@@ -207,6 +208,7 @@ impl ManageConnection for DbManager {
 /// Opens the pool and applies pending migrations of the backend.
 pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetupError> {
     let url = DatabaseUrl::parse(url)?;
+    let mut checkpointer = None;
     if let DatabaseUrl::Sqlite(path) = &url {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
@@ -218,24 +220,16 @@ pub fn connect(url: &str, max_size: u32) -> Result<(DbPool, DatabaseUrl), DbSetu
         })?;
         // Another process opening the same file (a second replica starting
         // at the same moment) can make the switch fail with "database is
-        // locked" without waiting out the busy timeout: it is tried again,
-        // as migrations are.
-        let mut attempt = 1;
-        while let Err(e) = conn.batch_execute(&format!(
-            "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
-        )) {
-            if attempt >= MIGRATION_ATTEMPTS {
-                return Err(DbSetupError::Migrations(format!("cannot enable WAL: {e}")));
-            }
-            tracing::info!(attempt, error = %e, "enabling WAL raced with another process; trying again");
-            std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
-            attempt += 1;
-        }
+        // locked" without waiting out the busy timeout: it is tried again.
+        retrying_races("enabling WAL", || {
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL;"
+            ))
+            .map_err(|e| format!("cannot enable WAL: {e}"))
+        })
+        .map_err(DbSetupError::Migrations)?;
+        checkpointer = Some(Arc::new(Checkpointer::start(conn)?));
     }
-    let checkpointer = match &url {
-        DatabaseUrl::Sqlite(path) => Some(Arc::new(Checkpointer::start(path)?)),
-        DatabaseUrl::Postgres(_) => None,
-    };
     let pool = Pool::builder()
         .max_size(max_size.max(1))
         .connection_timeout(Duration::from_secs(10))
@@ -263,30 +257,37 @@ pub fn open(url: &str) -> Result<DbConnection, DbSetupError> {
 /// Key of the PostgreSQL advisory lock that serializes migrations of
 /// replicas starting together (any constant shared by all replicas).
 const MIGRATION_LOCK: i64 = 0x7461_6e64_656d; // "tandem"
-/// Attempts at migrating when another process migrates the same database.
+/// Attempts at a start-up step another process starting on the same
+/// database can make fail (switching to WAL, migrating).
 const MIGRATION_ATTEMPTS: u32 = 10;
+
+/// Runs `step` until it succeeds, at most [`MIGRATION_ATTEMPTS`] times,
+/// waiting a little longer after each failure.
+fn retrying_races<T>(what: &str, mut step: impl FnMut() -> Result<T, String>) -> Result<T, String> {
+    let mut attempt = 1;
+    loop {
+        match step() {
+            Err(e) if attempt < MIGRATION_ATTEMPTS => {
+                tracing::info!(attempt, error = %e, "{what} raced with another process; trying again");
+                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
+                attempt += 1;
+            }
+            done => return done,
+        }
+    }
+}
 
 /// Applies pending migrations. Several replicas may start at once on one
 /// database: on PostgreSQL they take turns under an advisory lock; on
 /// SQLite the loser of a race fails on the schema the winner created, and
 /// simply tries again (and then finds nothing pending).
 fn run_migrations(conn: &mut DbConnection) -> Result<(), DbSetupError> {
-    let mut attempt = 1;
-    loop {
-        match migrate_once(conn) {
-            Ok(0) => return Ok(()),
-            Ok(applied) => {
-                tracing::info!(applied, "database migrations applied");
-                return Ok(());
-            }
-            Err(e) if attempt < MIGRATION_ATTEMPTS => {
-                tracing::info!(attempt, error = %e, "migrating raced with another replica; trying again");
-                std::thread::sleep(Duration::from_millis(100 * u64::from(attempt)));
-                attempt += 1;
-            }
-            Err(e) => return Err(DbSetupError::Migrations(e)),
-        }
+    let applied =
+        retrying_races("migrating", || migrate_once(conn)).map_err(DbSetupError::Migrations)?;
+    if applied > 0 {
+        tracing::info!(applied, "database migrations applied");
     }
+    Ok(())
 }
 
 fn migrate_once(conn: &mut DbConnection) -> Result<usize, String> {
