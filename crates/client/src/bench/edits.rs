@@ -9,6 +9,8 @@
 //! own edits back (y-websocket, Hocuspocus, y-sweet): those are counted
 //! apart, as echoes, never as deliveries.
 
+use super::wire::{read_var_bytes, read_var_uint};
+
 /// Digits of the send time a wire-level edit carries.
 pub const STAMP_DIGITS: usize = 20;
 
@@ -80,15 +82,7 @@ impl<'a> Reader<'a> {
     }
 
     fn varuint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            value |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
+        read_var_uint(&mut self.0)
     }
 
     fn len(&mut self) -> Option<usize> {
@@ -96,8 +90,7 @@ impl<'a> Reader<'a> {
     }
 
     fn bytes(&mut self) -> Option<&'a [u8]> {
-        let n = self.len()?;
-        self.take(n)
+        read_var_bytes(&mut self.0)
     }
 
     /// lib0's signed varint: only skipped.

@@ -58,7 +58,8 @@ pub fn read_var_uint(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
-fn read_var_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+/// Reads a varUint-prefixed byte string; `None` when truncated.
+pub fn read_var_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let len = usize::try_from(read_var_uint(input)?).ok()?;
     if len > input.len() {
         return None;
