@@ -285,7 +285,12 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
 }
 
 async fn one_member_uploads_another_downloads(backend: Backend, store: Store) {
-    let env = spawn(backend, store, |c| c.files_part_bytes = S3_MIN_PART).await;
+    let env = spawn(backend, store, |c| {
+        c.files_part_bytes = S3_MIN_PART;
+        // The large file is read back in 11 ranges, the last one short.
+        c.s3_read_back_range_bytes = 1 << 20;
+    })
+    .await;
     let app = &env.app;
     let t = team(app).await;
     for (name, size) in [
@@ -438,15 +443,23 @@ async fn refused_when_verifying(backend: Backend, store: Store, verify: &str) {
     let env = spawn(backend, store, |c| {
         c.files_part_bytes = S3_MIN_PART;
         c.s3_verify = verify.into();
+        // Read back in 6 ranges: the first, a middle and the last are wrong.
+        c.s3_read_back_range_bytes = 1 << 20;
     })
     .await;
     let app = &env.app;
     let t = team(app).await;
     let store_checks = store == Store::S3 && verify == "checksum";
-    for size in [10_000usize, S3_MIN_PART as usize + 10] {
+    let large = S3_MIN_PART as usize + 10;
+    for (size, wrong) in [
+        (10_000usize, 5_000),
+        (large, 0),
+        (large, large / 2),
+        (large, large - 1),
+    ] {
         let declared = bytes(size, 1);
         let mut sent = declared.clone();
-        sent[size / 2] ^= 0xFF; // same size, other bytes
+        sent[wrong] ^= 0xFF; // same size, other bytes
         let a = intent(app, &t.alice, &t.ws, "x.bin", &declared).await;
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
         let id = a.body["uploadId"].as_str().unwrap().to_string();
