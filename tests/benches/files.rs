@@ -3,9 +3,7 @@
 //! backend and through S3 (control on the S3 backend as configured by
 //! default: files up to `TANDEM_S3_THROUGH_CONTROL_BYTES`, 4 MiB, sent
 //! through control, larger ones to presigned URLs; and with every upload
-//! presigned, `TANDEM_S3_VERIFY=checksum` and `readback`; and the default
-//! with multipart read-backs in one `GET` instead of ranged `GET`s in
-//! parallel), beside a direct PUT/GET of
+//! presigned, `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
 //! the same bytes to the same S3 server (the ceiling), and beside direct
 //! PUTs that carry a signed `x-amz-checksum-sha256` (the guarantee Tandem's
 //! one-part upload has; with and without a signed `content-length`). The
@@ -81,9 +79,8 @@ struct Control {
     _dir: tempfile::TempDir,
 }
 
-/// Control in this process; `through`: `TANDEM_S3_THROUGH_CONTROL_BYTES`;
-/// `one_get`: read-backs in one `GET` instead of ranges.
-async fn start_control(s3: Option<&S3>, verify: &str, through: i64, one_get: bool) -> Control {
+/// Control in this process; `through`: `TANDEM_S3_THROUGH_CONTROL_BYTES`.
+async fn start_control(s3: Option<&S3>, verify: &str, through: i64) -> Control {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ControlConfig::for_tests(format!(
         "sqlite://{}",
@@ -99,9 +96,6 @@ async fn start_control(s3: Option<&S3>, verify: &str, through: i64, one_get: boo
         config.s3_secret_access_key = Some(s3.secret.clone());
         config.s3_verify = verify.into();
         config.s3_through_control_bytes = through;
-        if one_get {
-            config.s3_read_back_range_bytes = 1 << 30;
-        }
     }
     let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -329,14 +323,13 @@ async fn main() {
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     let sizes = [("1 MB", MB), ("16 MB", 16 * MB), ("100 MB", 100 * MB)];
-    let dir = start_control(None, "checksum", 0, false).await;
+    let dir = start_control(None, "checksum", 0).await;
     let through = ControlConfig::for_tests("sqlite://:memory:").s3_through_control_bytes;
     let s3_control = match &s3 {
         Some(s3) => Some((
-            start_control(Some(s3), "checksum", through, false).await,
-            start_control(Some(s3), "checksum", 0, false).await,
-            start_control(Some(s3), "readback", 0, false).await,
-            start_control(Some(s3), "checksum", through, true).await,
+            start_control(Some(s3), "checksum", through).await,
+            start_control(Some(s3), "checksum", 0).await,
+            start_control(Some(s3), "readback", 0).await,
         )),
         None => None,
     };
@@ -347,9 +340,8 @@ async fn main() {
         Direct { checksum: bool, sign_length: bool },
     }
     let mut paths: Vec<(&str, Path)> = vec![("tandem dir", Path::Tandem(&dir))];
-    if let Some((default, checksum, readback, one_get)) = &s3_control {
+    if let Some((default, checksum, readback)) = &s3_control {
         paths.push(("tandem s3 (default)", Path::Tandem(default)));
-        paths.push(("tandem s3, read back in 1 GET", Path::Tandem(one_get)));
         paths.push(("tandem s3 presigned", Path::Tandem(checksum)));
         paths.push(("tandem s3 readback", Path::Tandem(readback)));
         let direct = |checksum, sign_length| Path::Direct {

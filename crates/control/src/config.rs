@@ -10,10 +10,6 @@ use clap::Parser;
 /// 4 MiB go through control.
 pub const S3_THROUGH_CONTROL_BYTES: i64 = 4 * 1024 * 1024;
 
-/// Default of `TANDEM_S3_READ_BACK_RANGE_BYTES`: a read-back fetches 4 MiB
-/// ranges.
-pub const S3_READ_BACK_RANGE_BYTES: i64 = 4 * 1024 * 1024;
-
 /// OWASP's 2023 recommendation for PBKDF2-HMAC-SHA256.
 pub const DEFAULT_PBKDF2_ITERATIONS: u32 = 600_000;
 
@@ -344,17 +340,6 @@ pub struct ControlConfig {
     )]
     pub s3_through_control_bytes: i64,
 
-    /// An object control reads back to hash (a multipart upload, or every
-    /// upload with `TANDEM_S3_VERIFY=readback`) is fetched in ranges of this
-    /// many bytes, 4 at a time, hashed in order as they arrive. A read-back
-    /// holds at most 6 ranges in memory.
-    #[arg(
-        long,
-        env = "TANDEM_S3_READ_BACK_RANGE_BYTES",
-        default_value_t = S3_READ_BACK_RANGE_BYTES
-    )]
-    pub s3_read_back_range_bytes: i64,
-
     /// An upload body sent to control (a part for the directory backend, a
     /// small S3 upload) must arrive within this many seconds plus its length
     /// at `TANDEM_UPLOAD_MIN_BYTES_PER_SEC`; slower, it is cut off with 408
@@ -475,7 +460,6 @@ impl ControlConfig {
             s3_secret_access_key: None,
             s3_verify: "checksum".into(),
             s3_through_control_bytes: S3_THROUGH_CONTROL_BYTES,
-            s3_read_back_range_bytes: S3_READ_BACK_RANGE_BYTES,
             upload_body_grace_secs: 30,
             upload_min_bytes_per_sec: 64 * 1024,
             public_control_url: None,

@@ -223,11 +223,6 @@ pub fn check_config(c: &ControlConfig) -> anyhow::Result<()> {
         c.s3_through_control_bytes
     );
     ensure!(
-        (64 * 1024..=1024 * 1024 * 1024).contains(&c.s3_read_back_range_bytes),
-        "TANDEM_S3_READ_BACK_RANGE_BYTES must be from 64 KiB to 1 GiB (got {})",
-        c.s3_read_back_range_bytes
-    );
-    ensure!(
         c.files_url_ttl_secs > 0 && c.files_upload_ttl_secs > 0,
         "TANDEM_FILES_URL_TTL_SECS and TANDEM_FILES_UPLOAD_TTL_SECS must be more than 0"
     );
@@ -420,11 +415,6 @@ mod tests {
         let mut c = dir();
         c.s3_through_control_bytes = -1;
         refused(&c, "TANDEM_S3_THROUGH_CONTROL_BYTES");
-        for bad in [1000, 2 * 1024 * 1024 * 1024] {
-            let mut c = dir();
-            c.s3_read_back_range_bytes = bad;
-            refused(&c, "TANDEM_S3_READ_BACK_RANGE_BYTES");
-        }
         let mut c = dir();
         c.files_backend = "ftp".into();
         refused(&c, "TANDEM_FILES_BACKEND");

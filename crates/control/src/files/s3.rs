@@ -61,9 +61,6 @@ pub struct S3Store {
     /// One-part uploads of at most this many bytes go through control
     /// (`TANDEM_S3_THROUGH_CONTROL_BYTES`; 0: none).
     through_control: i64,
-    /// Bytes per ranged `GET` of a read-back
-    /// (`TANDEM_S3_READ_BACK_RANGE_BYTES`).
-    read_back_range: u64,
 }
 
 /// The `x-amz-checksum-sha256` value (base64) of a hex SHA-256.
@@ -80,56 +77,6 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
 fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
     tracing::warn!(%status, "S3 {what} answered an error");
     ApiError::Unavailable
-}
-
-/// Ranged `GET`s a read-back keeps in flight.
-const READ_BACK_IN_FLIGHT: usize = 4;
-
-/// What one ranged `GET` of a read-back found.
-enum Ranged {
-    Absent,
-    /// The range's bytes; `total`: the object's length.
-    Bytes {
-        total: u64,
-        bytes: actix_web::web::Bytes,
-    },
-    /// The object ends before the range does.
-    Beyond {
-        total: u64,
-    },
-    /// The store ignored `Range` and sends the whole object.
-    Whole(reqwest::Response),
-}
-
-/// The complete length in a `Content-Range` value (`bytes 0-9/100`,
-/// `bytes */100`).
-fn content_range_total(value: &str) -> Option<u64> {
-    value
-        .strip_prefix("bytes ")?
-        .rsplit_once('/')?
-        .1
-        .parse()
-        .ok()
-}
-
-/// A SHA-256 on a blocking thread: chunks sent in order to the sender
-/// (at most `queue` waiting); the hex digest once the sender is dropped.
-fn hasher(
-    queue: usize,
-) -> (
-    tokio::sync::mpsc::Sender<actix_web::web::Bytes>,
-    impl std::future::Future<Output = Result<String, ApiError>>,
-) {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<actix_web::web::Bytes>(queue);
-    let thread = tokio::task::spawn_blocking(move || {
-        let mut ctx = digest::Context::new(&digest::SHA256);
-        while let Some(chunk) = rx.blocking_recv() {
-            ctx.update(&chunk);
-        }
-        hex::encode(ctx.finish().as_ref())
-    });
-    let hash = async move { thread.await.map_err(|e| ApiError::Internal(e.into())) };
-    (tx, hash)
 }
 
 /// Passes `body` on to `tx` chunk by chunk while hashing it. When the bytes
@@ -209,7 +156,6 @@ impl S3Store {
             verify: Verify::parse(&config.s3_verify)?,
             signer,
             through_control: config.s3_through_control_bytes,
-            read_back_range: config.s3_read_back_range_bytes.max(1) as u64,
         })
     }
 
@@ -316,126 +262,55 @@ impl S3Store {
     }
 
     /// Reads an object back: its length and SHA-256 hex; `None` when absent.
-    /// An object whose length is not `expected` is not hashed: its length
-    /// alone refuses it (the hash is left empty). An object longer than one
-    /// range is fetched in ranges, [`READ_BACK_IN_FLIGHT`] at a time, fed to
-    /// the hash in order; hashing runs on a blocking thread while the next
-    /// ranges arrive. A store that ignores `Range` is read in one stream.
+    /// An object whose length is not `expected` is not read (or no further
+    /// than one chunk past it): its length alone refuses it. Hashing runs on
+    /// a blocking thread while the next chunks arrive.
     async fn hash_object(
         &self,
         key: &str,
         expected: u64,
     ) -> Result<Option<(u64, String)>, ApiError> {
-        use futures_util::StreamExt;
-        let range = self.read_back_range;
-        if expected <= range {
-            let res = self.get_object(key, None).await?;
-            return match res {
-                None => Ok(None),
-                Some(res) => Self::hash_stream(res, expected).await.map(Some),
-            };
-        }
-        let (tx, hash) = hasher(1);
-        let mut ranges = futures_util::stream::iter((0..expected).step_by(range as usize))
-            .map(|start| {
-                let end = (start + range).min(expected) - 1;
-                self.read_range(key, start, end)
-            })
-            .buffered(READ_BACK_IN_FLIGHT);
-        while let Some(read) = ranges.next().await {
-            match read? {
-                Ranged::Absent => return Ok(None),
-                Ranged::Whole(res) => {
-                    drop(ranges); // the other requests would each be whole too
-                    return Self::hash_stream(res, expected).await.map(Some);
-                }
-                Ranged::Bytes { total, bytes } if total == expected => {
-                    if tx.send(bytes).await.is_err() {
-                        break; // the hashing thread ended: its error is below
-                    }
-                }
-                Ranged::Bytes { total, .. } | Ranged::Beyond { total } => {
-                    return Ok(Some((total, String::new())))
-                }
-            }
-        }
-        drop(tx);
-        Ok(Some((expected, hash.await?)))
-    }
-
-    /// A `GET` of the object, of `range` (inclusive) when given; `None`
-    /// when there is no such object.
-    async fn get_object(
-        &self,
-        key: &str,
-        range: Option<(u64, u64)>,
-    ) -> Result<Option<reqwest::Response>, ApiError> {
         let url = self
             .bucket
             .get_object(self.creds(), key)
             .sign(OWN_REQUEST_TTL);
-        let mut req = self.http.get(url);
-        if let Some((start, end)) = range {
-            req = req.header(reqwest::header::RANGE, format!("bytes={start}-{end}"));
+        let res = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| unavailable("read back", e))?;
+        if res.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(None);
         }
-        let res = req.send().await.map_err(|e| unavailable("read back", e))?;
-        match res.status() {
-            reqwest::StatusCode::NOT_FOUND => Ok(None),
-            s if s.is_success() || s == reqwest::StatusCode::RANGE_NOT_SATISFIABLE => Ok(Some(res)),
-            s => Err(status_error("read back", s)),
+        if !res.status().is_success() {
+            return Err(status_error("read back", res.status()));
         }
-    }
-
-    /// One range of a read-back, whole in memory.
-    async fn read_range(&self, key: &str, start: u64, end: u64) -> Result<Ranged, ApiError> {
-        let Some(res) = self.get_object(key, Some((start, end))).await? else {
-            return Ok(Ranged::Absent);
-        };
-        let total = res
-            .headers()
-            .get(reqwest::header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(content_range_total);
-        match (res.status(), total) {
-            (reqwest::StatusCode::PARTIAL_CONTENT, Some(total)) => {
-                let bytes = res.bytes().await.map_err(|e| unavailable("read back", e))?;
-                if bytes.len() as u64 != end - start + 1 {
-                    return Ok(Ranged::Beyond { total });
-                }
-                Ok(Ranged::Bytes { total, bytes })
-            }
-            (reqwest::StatusCode::RANGE_NOT_SATISFIABLE, total) => Ok(Ranged::Beyond {
-                total: total.unwrap_or(0),
-            }),
-            (reqwest::StatusCode::PARTIAL_CONTENT, None) => {
-                Err(unavailable("read back", "a 206 without Content-Range"))
-            }
-            _ => Ok(Ranged::Whole(res)),
-        }
-    }
-
-    /// Hashes a whole object's body as it arrives; reads no further than
-    /// one chunk past `expected`.
-    async fn hash_stream(
-        mut res: reqwest::Response,
-        expected: u64,
-    ) -> Result<(u64, String), ApiError> {
         if let Some(len) = res.content_length().filter(|len| *len != expected) {
-            return Ok((len, String::new()));
+            return Ok(Some((len, String::new())));
         }
-        let (tx, hash) = hasher(64);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<actix_web::web::Bytes>(64);
+        let hasher = tokio::task::spawn_blocking(move || {
+            let mut ctx = digest::Context::new(&digest::SHA256);
+            while let Some(chunk) = rx.blocking_recv() {
+                ctx.update(&chunk);
+            }
+            hex::encode(ctx.finish().as_ref())
+        });
         let mut total = 0u64;
+        let mut res = res;
         while let Some(chunk) = res.chunk().await.map_err(|e| unavailable("read back", e))? {
             total += chunk.len() as u64;
             if total > expected {
-                return Ok((total, String::new()));
+                return Ok(Some((total, String::new())));
             }
             if tx.send(chunk).await.is_err() {
                 break;
             }
         }
         drop(tx);
-        Ok((total, hash.await?))
+        let hash = hasher.await.map_err(|e| ApiError::Internal(e.into()))?;
+        Ok(Some((total, hash)))
     }
 
     /// The stored length and `x-amz-checksum-sha256` (base64) of an object,
@@ -739,19 +614,5 @@ impl BlobStore for S3Store {
             reqwest::StatusCode::NOT_FOUND => Ok(false),
             s => Err(status_error("head", s)),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::content_range_total;
-
-    #[test]
-    fn content_range_gives_the_objects_length() {
-        assert_eq!(content_range_total("bytes 0-9/100"), Some(100));
-        assert_eq!(content_range_total("bytes */100"), Some(100));
-        assert_eq!(content_range_total("bytes 0-9/*"), None);
-        assert_eq!(content_range_total("items 0-9/100"), None);
-        assert_eq!(content_range_total("bytes 0-9"), None);
     }
 }

@@ -266,7 +266,7 @@ async fn team(app: &TestApp) -> Team {
     }
 }
 
-async fn metric(app: &TestApp, name: &str) -> u64 {
+pub(crate) async fn metric(app: &TestApp, name: &str) -> u64 {
     let text = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -285,12 +285,7 @@ async fn metric(app: &TestApp, name: &str) -> u64 {
 }
 
 async fn one_member_uploads_another_downloads(backend: Backend, store: Store) {
-    let env = spawn(backend, store, |c| {
-        c.files_part_bytes = S3_MIN_PART;
-        // The large file is read back in 11 ranges, the last one short.
-        c.s3_read_back_range_bytes = 1 << 20;
-    })
-    .await;
+    let env = spawn(backend, store, |c| c.files_part_bytes = S3_MIN_PART).await;
     let app = &env.app;
     let t = team(app).await;
     for (name, size) in [
@@ -443,14 +438,14 @@ async fn refused_when_verifying(backend: Backend, store: Store, verify: &str) {
     let env = spawn(backend, store, |c| {
         c.files_part_bytes = S3_MIN_PART;
         c.s3_verify = verify.into();
-        // Read back in 6 ranges: the first, a middle and the last are wrong.
-        c.s3_read_back_range_bytes = 1 << 20;
     })
     .await;
     let app = &env.app;
     let t = team(app).await;
     let store_checks = store == Store::S3 && verify == "checksum";
     let large = S3_MIN_PART as usize + 10;
+    // One wrong byte: in a small file, and first, in the middle and last
+    // in a multipart one (read back).
     for (size, wrong) in [
         (10_000usize, 5_000),
         (large, 0),
