@@ -46,6 +46,7 @@ pub mod streams;
 pub mod sync_live;
 pub mod telemetry;
 pub mod validate;
+pub mod verify_queue;
 pub mod webhooks;
 
 pub use config::ControlConfig;

@@ -44,6 +44,9 @@ pub struct Metrics {
     /// Collector runs, and files whose bytes they removed.
     pub files_gc_runs: Counter,
     pub files_gc_removed: Counter,
+    /// Database rounds that served single-token verifies (several calls
+    /// share a round under load).
+    pub verify_rounds: Counter,
     pub sync: SyncMetrics,
 }
 
@@ -183,12 +186,14 @@ impl Metrics {
         let files_dedupe_hits = Counter::default();
         let files_gc_runs = Counter::default();
         let files_gc_removed = Counter::default();
+        let verify_rounds = Counter::default();
         for (name, help, c) in [
             ("files_bytes_in", "File bytes received by uploads", &files_bytes_in),
             ("files_bytes_out", "File bytes sent by downloads (directory backend) or handed out as download URLs (S3)", &files_bytes_out),
             ("files_dedupe_hits", "Upload intents answered with an existing file", &files_dedupe_hits),
             ("files_gc_runs", "File collector runs", &files_gc_runs),
             ("files_gc_removed", "Files whose bytes the collector removed", &files_gc_removed),
+            ("verify_rounds", "Database rounds serving POST /collaboration/verify calls (calls arriving together share one)", &verify_rounds),
         ] {
             registry.register(name, help, c.clone());
         }
@@ -200,6 +205,7 @@ impl Metrics {
             files_dedupe_hits,
             files_gc_runs,
             files_gc_removed,
+            verify_rounds,
             chat_pollers,
             chat_polls,
             requests,

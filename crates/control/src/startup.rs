@@ -109,6 +109,7 @@ impl Application {
             config,
             access_events: tokio::sync::Notify::new(),
             access_cache: Default::default(),
+            verify_queue: Default::default(),
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),

@@ -29,6 +29,8 @@ pub struct AppState {
     pub access_events: tokio::sync::Notify,
     /// Grants remembered for at most a second, while the access feed stands still.
     pub access_cache: crate::store::access_cache::AccessCache,
+    /// Single-token verifies waiting to share a database round.
+    pub verify_queue: crate::verify_queue::VerifyQueue,
     /// Cancelled when the server starts shutting down: long polls answer at once.
     pub shutdown: tokio_util::sync::CancellationToken,
     pub metrics: crate::metrics::Metrics,

@@ -21,6 +21,7 @@ use crate::authz::Action;
 use crate::error::ApiError;
 use crate::state::State;
 use crate::store::{collab, events};
+use crate::verify_queue::VerifyQueue;
 
 pub fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
@@ -66,10 +67,7 @@ pub async fn verify(
     let token =
         bearer(&req).ok_or_else(|| ApiError::Unauthorized("missing collaboration token".into()))?;
     let room_name = room.to_string();
-    let app = state.get_ref().clone();
-    let outcome = state
-        .db(move |c| collab::consume(c, &app.access_cache, &token, &room))
-        .await?;
+    let outcome = VerifyQueue::verify(state.get_ref(), token, room).await?;
     match outcome {
         Ok((user_id, grant)) => {
             tracing::info!(room = %room_name, user_id = %user_id, role = grant.role.as_str(), "collaboration token verified");

@@ -55,70 +55,12 @@ pub enum Refusal {
     NoAccess,
 }
 
-/// Consumes `token` for `room`: one `DELETE … RETURNING` statement claims it,
-/// so of any number of concurrent calls with one token (on any replica of
-/// control: the database is the arbiter) exactly one gets the row back; the
-/// others get none. No read before the write, no explicit transaction. Then
-/// checks room, expiry and current access (reads, no lock; a grant may come
-/// from `cache`, see [`grant_of`]). Answers the user's id and grant.
-pub fn consume(
-    conn: &mut DbConnection,
-    cache: &AccessCache,
-    token: &str,
-    room: &RoomId,
-) -> Result<Result<(String, Grant), Refusal>, ApiError> {
-    let hash = crypto::hash_token(token);
-    let Some(claimed) = claim(conn, &hash)? else {
-        return Ok(Err(Refusal::UnknownOrUsed));
-    };
-    if claimed.expires_at <= now_ms() {
-        return Ok(Err(Refusal::Expired));
-    }
-    if claimed.room_id != room.to_string() {
-        return Ok(Err(Refusal::WrongRoom));
-    }
-    match grant_of(conn, cache, room, &claimed.user_id)? {
-        Some(grant) => Ok(Ok((claimed.user_id, grant))),
-        None => Ok(Err(Refusal::NoAccess)),
-    }
-}
-
-#[derive(QueryableByName)]
-struct Claimed {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    user_id: String,
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    room_id: String,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    expires_at: i64,
-}
-
-/// Deletes the token's row and returns it, in one statement.
-fn claim(conn: &mut DbConnection, hash: &str) -> Result<Option<Claimed>, ApiError> {
-    use diesel::sql_types::Text;
-    const SQL: &str = "DELETE FROM collab_tokens WHERE token_hash = {} \
-                       RETURNING user_id, room_id, expires_at";
-    let row = match conn {
-        DbConnection::Pg(pg) => diesel::sql_query(SQL.replace("{}", "$1"))
-            .bind::<Text, _>(hash)
-            .get_result::<Claimed>(pg)
-            .optional()?,
-        DbConnection::Sqlite(lite) => {
-            let _writer = sqlite_writer();
-            diesel::sql_query(SQL.replace("{}", "?"))
-                .bind::<Text, _>(hash)
-                .get_result::<Claimed>(lite)
-                .optional()?
-        }
-    };
-    Ok(row)
-}
-
-/// [`consume`] for many tokens at once (`POST /collaboration/verify-batch`):
-/// one `DELETE … WHERE token_hash IN (…) RETURNING …` claims them all (the
-/// database hands each row to exactly one statement, on any replica, as in
-/// [`consume`]), one read of the access feed, then the access of the
-/// claimed users, from `cache` or decided per room in three queries. A token
+/// Consumes tokens, each for its room (`POST /collaboration/verify-batch`,
+/// and the rounds of single verifies, [`crate::verify_queue`]): one
+/// `DELETE … WHERE token_hash IN (…) RETURNING …` claims them all, so of
+/// any number of concurrent claims of one token (on any replica of control:
+/// the database is the arbiter) exactly one gets its row back. Then one
+/// read of the access feed, then the access of the claimed users, from `cache` or decided per room in three queries. A token
 /// named twice is claimed once: its second item is refused. Answers in the
 /// order of `items`.
 pub fn consume_many(
@@ -210,7 +152,7 @@ struct ClaimedRow {
 fn claim_many(
     conn: &mut DbConnection,
     hashes: &[&str],
-) -> Result<HashMap<String, Claimed>, ApiError> {
+) -> Result<HashMap<String, ClaimedRow>, ApiError> {
     use diesel::sql_types::Text;
     if hashes.is_empty() {
         return Ok(HashMap::new());
@@ -247,16 +189,7 @@ fn claim_many(
     };
     Ok(rows
         .into_iter()
-        .map(|r| {
-            (
-                r.token_hash,
-                Claimed {
-                    user_id: r.user_id,
-                    room_id: r.room_id,
-                    expires_at: r.expires_at,
-                },
-            )
-        })
+        .map(|r| (r.token_hash.clone(), r))
         .collect())
 }
 

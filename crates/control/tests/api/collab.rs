@@ -10,6 +10,7 @@ use crate::helpers::{Backend, TestApp, TestUser};
 both_backends!(
     token_then_verify_once,
     concurrent_verifies_of_one_token_exactly_one_wins,
+    concurrent_verifies_share_rounds_each_with_its_own_answer,
     verify_refusals,
     verify_flood_without_the_relay_secret_consumes_nothing,
     check_access_single_and_batched,
@@ -84,6 +85,56 @@ async fn concurrent_verifies_of_one_token_exactly_one_wins(backend: Backend) {
             answers.iter().map(|a| a.status).collect::<Vec<_>>()
         );
     }
+}
+
+/// Single verifies arriving together share database rounds (fewer rounds
+/// than calls), and each call still gets the answer of its own token: its
+/// user, its role, or a refusal (used, wrong room) that does not spill over
+/// to the calls it shared a round with.
+async fn concurrent_verifies_share_rounds_each_with_its_own_answer(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |c| c.db_pool_size = 16).await;
+    let (owner, member, doc) = setup(&app).await;
+    let room = format!("doc-{doc}");
+    let used = token_for(&app, &member, "doc", &doc).await.0;
+    assert_eq!(
+        verify(&app, Some(&used), &room).await.status,
+        StatusCode::OK
+    );
+    // (token, room it is sent for, expected user or None for a refusal)
+    let mut calls: Vec<(String, String, Option<String>)> = Vec::new();
+    for i in 0..60 {
+        let user = if i % 2 == 0 { &owner } else { &member };
+        let (token, _) = token_for(&app, user, "doc", &doc).await;
+        match i % 10 {
+            3 => calls.push((used.clone(), room.clone(), None)),
+            7 => calls.push((token, format!("diagram-{doc}"), None)),
+            _ => calls.push((token, room.clone(), Some(user.id.clone()))),
+        }
+    }
+    let rounds_before = crate::files::metric(&app, "verify_rounds").await;
+    let answers = futures_util::future::join_all(
+        calls
+            .iter()
+            .map(|(token, room, _)| verify(&app, Some(token), room)),
+    )
+    .await;
+    let rounds = crate::files::metric(&app, "verify_rounds").await - rounds_before;
+    for ((_, _, expected), answer) in calls.iter().zip(&answers) {
+        match expected {
+            Some(user) => {
+                assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+                assert_eq!(answer.body["userId"], user.as_str());
+                let role = if *user == owner.id { "owner" } else { "editor" };
+                assert_eq!(answer.body["role"], role);
+            }
+            None => assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.body),
+        }
+    }
+    assert!(
+        (1..calls.len() as u64).contains(&rounds),
+        "{} calls took {rounds} database rounds",
+        calls.len()
+    );
 }
 
 async fn verify_refusals(backend: Backend) {
