@@ -1,10 +1,11 @@
 //! Single-token verifies (`POST /collaboration/verify`) share database
-//! rounds: each call queues its token, and one round at a time claims
-//! everything queued with [`collab::consume_many`], the statement behind
-//! `verify-batch`. A call arriving while a round runs waits for the next
-//! one, which takes it together with every other call that arrived
-//! meanwhile, so under load a round serves many calls (group commit), and
-//! alone a call waits for nothing but its own round.
+//! rounds: each call queues its token, and a round claims everything queued
+//! (up to [`MAX_VERIFY_BATCH`]) with [`collab::consume_many`], the statement
+//! behind `verify-batch`. At most [`ROUNDS_IN_FLIGHT`] rounds run at once; a
+//! call arriving while they all run waits for the next free one, which takes
+//! it together with every call that arrived meanwhile, so under load a
+//! round serves many calls (group commit), and a call alone waits for
+//! nothing but its own round.
 //!
 //! The rounds run on a task of their own, started by the call that finds no
 //! round running: a caller that goes away (its client disconnected) cannot
@@ -23,6 +24,11 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::collab::{self, Verdict};
 
+/// Rounds running at once: more let PostgreSQL serve them side by side
+/// and keep one slow round from holding up every caller; SQLite takes their
+/// writes one at a time anyway.
+const ROUNDS_IN_FLIGHT: usize = 4;
+
 struct Job {
     token: String,
     room: RoomId,
@@ -32,8 +38,8 @@ struct Job {
 #[derive(Default)]
 struct Queue {
     jobs: Vec<Job>,
-    /// A task is running rounds; it takes `jobs` until they are empty.
-    running: bool,
+    /// Tasks running rounds; each takes `jobs` until they are empty.
+    runners: usize,
 }
 
 /// The queue of single verifies waiting for a database round.
@@ -58,7 +64,9 @@ impl VerifyQueue {
                 room,
                 answer,
             });
-            !std::mem::replace(&mut q.running, true)
+            let start = q.runners < ROUNDS_IN_FLIGHT;
+            q.runners += usize::from(start);
+            start
         };
         if start {
             actix_web::rt::spawn(rounds(state.clone()));
@@ -75,7 +83,7 @@ impl VerifyQueue {
     fn next_round(&self) -> Vec<Job> {
         let mut q = self.lock();
         if q.jobs.is_empty() {
-            q.running = false;
+            q.runners -= 1;
             return Vec::new();
         }
         let take = q.jobs.len().min(MAX_VERIFY_BATCH);
@@ -83,17 +91,19 @@ impl VerifyQueue {
     }
 }
 
-/// Stands the runner down if its task panics: the queued callers are
-/// answered `Unavailable` (their answers dropped) instead of waiting for a
-/// runner that is gone, and the next call starts a new one.
+/// Stands the runner down if its task panics; when it was the last one, the
+/// queued callers are answered `Unavailable` (their answers dropped) instead
+/// of waiting for a runner that is gone, and the next call starts a new one.
 struct Runner<'a>(&'a VerifyQueue);
 
 impl Drop for Runner<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
             let mut q = self.0.lock();
-            q.jobs.clear();
-            q.running = false;
+            q.runners = q.runners.saturating_sub(1);
+            if q.runners == 0 {
+                q.jobs.clear();
+            }
         }
     }
 }
