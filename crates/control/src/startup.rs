@@ -109,7 +109,7 @@ impl Application {
             config,
             access_events: tokio::sync::Notify::new(),
             access_cache: Default::default(),
-            verify_queue: Default::default(),
+            verify_queue: crate::verify_queue::VerifyQueue::new(tokio::runtime::Handle::current()),
             shutdown: tokio_util::sync::CancellationToken::new(),
             metrics: crate::metrics::Metrics::new(),
             auth_limiter: crate::ratelimit::RateLimiter::new(config_rate),

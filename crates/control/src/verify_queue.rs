@@ -7,9 +7,14 @@
 //! round serves many calls (group commit), and a call alone waits for
 //! nothing but its own round.
 //!
-//! The rounds run on a task of their own, started by the call that finds no
-//! round running: a caller that goes away (its client disconnected) cannot
-//! stop a round halfway or leave the queue without a runner. Semantics are
+//! The rounds run on tasks of their own on the runtime that started control
+//! (not on the HTTP worker of the call that started them, which a graceful
+//! shutdown may stop first): a caller that goes away (its client
+//! disconnected) cannot stop a round halfway or leave the queue without a
+//! runner. A job whose caller went away is dropped before its round, so its
+//! token is not spent. At most [`MAX_QUEUED`] calls wait; past that (a
+//! database that stopped answering) a call is answered 503 at once instead
+//! of waiting behind rounds that each wait out the pool's timeout. Semantics are
 //! those of a single verify: a token is claimed at most once (two calls with
 //! one token in one round: the first is verified, the second refused), and
 //! each call gets its own verdict.
@@ -29,6 +34,9 @@ use crate::store::collab::{self, Verdict};
 /// writes one at a time anyway.
 const ROUNDS_IN_FLIGHT: usize = 4;
 
+/// Calls that may wait for a round: twenty full rounds.
+const MAX_QUEUED: usize = 20 * MAX_VERIFY_BATCH;
+
 struct Job {
     token: String,
     room: RoomId,
@@ -43,14 +51,23 @@ struct Queue {
 }
 
 /// The queue of single verifies waiting for a database round.
-#[derive(Default)]
 pub struct VerifyQueue {
     queue: Mutex<Queue>,
+    /// Where the rounds run.
+    runtime: tokio::runtime::Handle,
 }
 
 impl VerifyQueue {
+    /// A queue whose rounds run on `runtime`.
+    pub fn new(runtime: tokio::runtime::Handle) -> VerifyQueue {
+        VerifyQueue {
+            queue: Mutex::new(Queue::default()),
+            runtime,
+        }
+    }
+
     /// Verifies one token in the next round; `Unavailable` when the round's
-    /// database work failed.
+    /// database work failed or too many calls wait already.
     pub async fn verify(
         state: &Arc<AppState>,
         token: String,
@@ -59,6 +76,10 @@ impl VerifyQueue {
         let (answer, verdict) = oneshot::channel();
         let start = {
             let mut q = state.verify_queue.lock();
+            if q.jobs.len() >= MAX_QUEUED {
+                tracing::warn!(waiting = q.jobs.len(), "verify queue full: answering 503");
+                return Err(ApiError::Unavailable);
+            }
             q.jobs.push(Job {
                 token,
                 room,
@@ -69,7 +90,7 @@ impl VerifyQueue {
             start
         };
         if start {
-            actix_web::rt::spawn(rounds(state.clone()));
+            state.verify_queue.runtime.spawn(rounds(state.clone()));
         }
         verdict.await.map_err(|_| ApiError::Unavailable)?
     }
@@ -78,10 +99,12 @@ impl VerifyQueue {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The next round's jobs (at most [`MAX_VERIFY_BATCH`]); none, and the
-    /// runner stands down, when the queue is empty.
+    /// The next round's jobs (at most [`MAX_VERIFY_BATCH`]), without those
+    /// whose caller went away; none, and the runner stands down, when the
+    /// queue is empty.
     fn next_round(&self) -> Vec<Job> {
         let mut q = self.lock();
+        q.jobs.retain(|j| !j.answer.is_closed());
         if q.jobs.is_empty() {
             q.runners -= 1;
             return Vec::new();
@@ -91,15 +114,20 @@ impl VerifyQueue {
     }
 }
 
-/// Stands the runner down if its task panics; when it was the last one, the
+/// Stands the runner down if its task ends before the queue is empty (a
+/// panic, or the runtime shutting down); when it was the last one, the
 /// queued callers are answered `Unavailable` (their answers dropped) instead
 /// of waiting for a runner that is gone, and the next call starts a new one.
-struct Runner<'a>(&'a VerifyQueue);
+struct Runner<'a> {
+    queue: &'a VerifyQueue,
+    /// Set when the runner stood down in [`VerifyQueue::next_round`].
+    done: bool,
+}
 
 impl Drop for Runner<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut q = self.0.lock();
+        if !self.done {
+            let mut q = self.queue.lock();
             q.runners = q.runners.saturating_sub(1);
             if q.runners == 0 {
                 q.jobs.clear();
@@ -110,10 +138,14 @@ impl Drop for Runner<'_> {
 
 /// Runs rounds until the queue is empty.
 async fn rounds(state: Arc<AppState>) {
-    let _runner = Runner(&state.verify_queue);
+    let mut runner = Runner {
+        queue: &state.verify_queue,
+        done: false,
+    };
     loop {
-        let jobs = state.verify_queue.next_round();
+        let jobs = runner.queue.next_round();
         if jobs.is_empty() {
+            runner.done = true;
             return;
         }
         let claims: Vec<(String, RoomId)> = jobs
@@ -133,11 +165,91 @@ async fn rounds(state: Arc<AppState>) {
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, tokens = jobs.len(), "a verify round failed");
+                tracing::warn!(error = ?e, tokens = jobs.len(), "a verify round failed");
                 for job in jobs {
                     let _ = job.answer.send(Err(ApiError::Unavailable));
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue() -> VerifyQueue {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("a runtime");
+        VerifyQueue::new(rt.handle().clone())
+    }
+
+    /// Queues `n` jobs named 0.. (as a call does, the runner counted);
+    /// returns their receivers.
+    fn push(q: &VerifyQueue, n: usize) -> Vec<oneshot::Receiver<Result<Verdict, ApiError>>> {
+        let room = RoomId::parse("doc-room1").expect("a room id");
+        let mut out = Vec::new();
+        let mut g = q.lock();
+        for i in 0..n {
+            let (answer, rx) = oneshot::channel();
+            g.jobs.push(Job {
+                token: i.to_string(),
+                room: room.clone(),
+                answer,
+            });
+            out.push(rx);
+        }
+        g.runners += 1;
+        out
+    }
+
+    #[test]
+    fn rounds_take_at_most_a_batch_in_order_and_skip_callers_that_left() {
+        let q = queue();
+        let mut waiting = push(&q, MAX_VERIFY_BATCH + 5);
+        // Callers 1 and 3 went away: their tokens are not claimed.
+        drop(waiting.remove(3));
+        drop(waiting.remove(1));
+        let first: Vec<String> = q.next_round().into_iter().map(|j| j.token).collect();
+        assert_eq!(first.len(), MAX_VERIFY_BATCH);
+        assert_eq!(&first[..3], ["0", "2", "4"]);
+        let second: Vec<String> = q.next_round().into_iter().map(|j| j.token).collect();
+        assert_eq!(second.len(), 3);
+        assert_eq!(second.last().map(String::as_str), Some("104"));
+        assert_eq!(q.lock().runners, 1, "still running while it found work");
+        assert!(q.next_round().is_empty());
+        assert_eq!(q.lock().runners, 0, "stood down on an empty queue");
+    }
+
+    #[test]
+    fn a_runner_gone_before_the_queue_emptied_stands_down_and_frees_its_callers() {
+        let q = queue();
+        let mut waiting = push(&q, 3);
+        q.lock().runners += 1; // a second runner
+        drop(Runner {
+            queue: &q,
+            done: false,
+        });
+        // Another runner remains: the jobs stay for it.
+        assert_eq!(q.lock().runners, 1);
+        assert_eq!(q.lock().jobs.len(), 3);
+        drop(Runner {
+            queue: &q,
+            done: false,
+        });
+        // The last one gone: nobody would answer, so the callers are freed.
+        assert_eq!(q.lock().runners, 0);
+        assert!(q.lock().jobs.is_empty());
+        for rx in &mut waiting {
+            assert!(rx.try_recv().is_err(), "the answer was dropped: 503");
+        }
+        // A runner that stood down normally changes nothing.
+        push(&q, 1);
+        drop(Runner {
+            queue: &q,
+            done: true,
+        });
+        assert_eq!(q.lock().runners, 1);
     }
 }
