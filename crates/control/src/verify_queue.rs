@@ -1,11 +1,11 @@
 //! Single-token verifies (`POST /collaboration/verify`) share database
 //! rounds: each call queues its token, and a round claims everything queued
 //! (up to [`MAX_VERIFY_BATCH`]) with [`collab::consume_many`], the statement
-//! behind `verify-batch`. At most [`ROUNDS_IN_FLIGHT`] rounds run at once; a
-//! call arriving while they all run waits for the next free one, which takes
-//! it together with every call that arrived meanwhile, so under load a
-//! round serves many calls (group commit), and a call alone waits for
-//! nothing but its own round.
+//! behind `verify-batch`. [`ROUNDS_IN_FLIGHT`] rounds run at once (one); a
+//! call arriving while a round runs waits for the next, which takes it
+//! together with every call that arrived meanwhile, so under load a round
+//! serves many calls (group commit), and a call alone waits for nothing but
+//! its own round.
 //!
 //! The rounds run on tasks of their own on the runtime that started control
 //! (not on the HTTP worker of the call that started them, which a graceful
@@ -29,10 +29,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::collab::{self, Verdict};
 
-/// Rounds running at once: more let PostgreSQL serve them side by side
-/// and keep one slow round from holding up every caller; SQLite takes their
-/// writes one at a time anyway.
-const ROUNDS_IN_FLIGHT: usize = 4;
+/// Rounds running at once. One: the fewest, largest rounds. At 5,000
+/// verifies/s it gave the lowest p99 on both databases (medians of 3, p99
+/// SQLite / PostgreSQL: one round 4.52 / 3.13 ms, two 5.52 / 4.06, four
+/// 4.84 / 4.28; BENCHMARKS.md). A round that hangs holds up the queue, which
+/// is why callers that left are dropped and the queue is bounded.
+const ROUNDS_IN_FLIGHT: usize = 1;
 
 /// Calls that may wait for a round: twenty full rounds.
 const MAX_QUEUED: usize = 20 * MAX_VERIFY_BATCH;
