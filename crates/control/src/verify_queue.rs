@@ -14,10 +14,11 @@
 //! runner. A job whose caller went away is dropped before its round, so its
 //! token is not spent. At most [`MAX_QUEUED`] calls wait; past that (a
 //! database that stopped answering) a call is answered 503 at once instead
-//! of waiting behind rounds that each wait out the pool's timeout. Semantics are
-//! those of a single verify: a token is claimed at most once (two calls with
-//! one token in one round: the first is verified, the second refused), and
-//! each call gets its own verdict.
+//! of waiting behind rounds that each wait out the pool's timeout.
+//!
+//! Semantics are those of a single verify: a token is claimed at most once
+//! (two calls with one token in one round: the first is verified, the
+//! second refused), and each call gets its own verdict.
 
 use std::sync::{Arc, Mutex};
 

@@ -60,9 +60,10 @@ pub enum Refusal {
 /// `DELETE … WHERE token_hash IN (…) RETURNING …` claims them all, so of
 /// any number of concurrent claims of one token (on any replica of control:
 /// the database is the arbiter) exactly one gets its row back. Then one
-/// read of the access feed, then the access of the claimed users, from `cache` or decided per room in three queries. A token
-/// named twice is claimed once: its second item is refused. Answers in the
-/// order of `items`.
+/// read of the access feed, then the access of the claimed users, from
+/// `cache` or decided per room in three queries. A token named twice is
+/// claimed once: its second item is refused. Answers in the order of
+/// `items`.
 pub fn consume_many(
     conn: &mut DbConnection,
     cache: &AccessCache,
