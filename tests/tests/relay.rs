@@ -46,6 +46,43 @@ async fn two_clients_converge() {
     assert!(c.wait_doc(SOON, |_| text_of(&c) == text_of(&a)).await);
 }
 
+/// Edits that reach a room together go out merged into one update message
+/// for the others; nobody gets their own edits back, and everyone converges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_arriving_together_go_out_merged_and_never_back_to_their_sender() {
+    let stack = Stack::start().await;
+    let alice = stack.user("alice@merge.dev", "Alice").await;
+    let bob = stack.user("bob@merge.dev", "Bob").await;
+    let carol = stack.user("carol@merge.dev", "Carol").await;
+    let doc = stack.team_doc(&alice).await;
+    let a = stack.connect(&alice, &doc).await;
+    let b = stack.connect(&bob, &doc).await;
+    let c = stack.connect(&carol, &doc).await;
+    // Each edit is a message of its own; written as fast as the clients can,
+    // they queue up at the room faster than it takes them one by one.
+    for _ in 0..300 {
+        type_text(&a, "a");
+        type_text(&b, "b");
+    }
+    let done = |c: &CollabClient| {
+        let t = text_of(c);
+        t.matches('a').count() == 300 && t.matches('b').count() == 300
+    };
+    for (name, client) in [("a", &a), ("b", &b), ("c", &c)] {
+        assert!(
+            client.wait_doc(SOON, |_| done(client)).await,
+            "{name}: {}",
+            text_of(client)
+        );
+    }
+    assert_eq!(text_of(&a), text_of(&c));
+    assert_eq!(text_of(&b), text_of(&c));
+    let merged = stack.relay_metrics.updates_merged.get();
+    assert!(merged > 0, "no run of updates was merged");
+    assert_eq!(a.status().own_updates_back, 0, "a got its own edits back");
+    assert_eq!(b.status().own_updates_back, 0, "b got its own edits back");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_before_the_upgrade() {
     let mut stack = Stack::start().await;

@@ -53,6 +53,9 @@ pub struct Status {
     pub first_sync_bytes: Option<usize>,
     /// Remote updates applied so far.
     pub remote_updates: u64,
+    /// Update messages that carried this client's own edits (the relay sent
+    /// them back).
+    pub own_updates_back: u64,
     /// Frames received (any kind), including keepalives.
     pub frames: u64,
     pub closed: Option<Option<(u16, String)>>,
@@ -275,11 +278,15 @@ async fn run(
 
 /// Applies a remote update; `step2` when it answers our SyncStep1 (synced).
 fn apply_remote(doc: &Doc, status: &watch::Sender<Status>, u: &[u8], step2: bool) {
+    let mut own = false;
     if let Ok(update) = Update::decode_v1(u) {
+        let me = doc.client_id();
+        own = !step2 && update.state_vector_lower().iter().any(|(c, _)| *c == me);
         let _ = doc.transact_mut_with(REMOTE).apply_update(update);
     }
     status.send_modify(|s| {
         s.remote_updates += 1;
+        s.own_updates_back += u64::from(own);
         s.synced |= step2;
         if step2 && s.first_sync_bytes.is_none() {
             s.first_sync_bytes = Some(u.len());

@@ -52,6 +52,7 @@ pub struct Metrics {
     pub user_room_limited: Counter,
     pub frames_too_many_messages: Counter,
     pub step2_coalesced: Counter,
+    pub updates_merged: Counter,
     pub updates_too_large: Counter,
     pub saves_too_large: Counter,
     pub awareness_refused: Counter,
@@ -106,6 +107,7 @@ impl Metrics {
             user_room_limited: Counter::default(),
             frames_too_many_messages: Counter::default(),
             step2_coalesced: Counter::default(),
+            updates_merged: Counter::default(),
             updates_too_large: Counter::default(),
             saves_too_large: Counter::default(),
             awareness_refused: Counter::default(),
@@ -274,6 +276,11 @@ impl Metrics {
                 "step2_coalesced",
                 "SyncStep1 requests folded into an answer already pending",
                 &m.step2_coalesced,
+            ),
+            (
+                "updates_merged",
+                "Updates that arrived together and went out merged into one message",
+                &m.updates_merged,
             ),
             (
                 "updates_too_large",

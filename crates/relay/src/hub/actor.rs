@@ -28,6 +28,8 @@ const TROUBLE_CHECK: Duration = Duration::from_millis(500);
 const HEAVY_FRAME: usize = 64 * 1024;
 /// A document this large is encoded off the async workers.
 const HEAVY_DOC: usize = 256 * 1024;
+/// Most frames taken from a room's queue in one run (their updates merged).
+const RUN: usize = 64;
 
 /// Runs `f` off the async workers when `big` (and the runtime has several
 /// workers): the worker's other tasks move to another thread meanwhile.
@@ -198,20 +200,8 @@ impl RoomActor {
                 let accepting = self.loading.as_ref().is_none_or(Loading::accepting);
                 tokio::select! {
                     cmd = rx.recv(), if accepting => {
-                        // What to handle now (`Some(None)`: the queue closed).
-                        let todo = match self.loading.as_mut() {
-                            Some(loading) if cmd.is_none() => {
-                                loading.closed = true;
-                                loading.held.push(None);
-                                None
-                            }
-                            Some(_) => cmd.and_then(|cmd| self.while_loading(cmd)).map(Some),
-                            None => Some(cmd),
-                        };
-                        if let Some(cmd) = todo {
-                            if self.command(cmd, &mut drained).await {
-                                break;
-                            }
+                        if self.take_run(cmd, &mut rx, &mut drained).await {
+                            break;
                         }
                     }
                     loaded = join_opt(&mut integrating) => {
@@ -259,6 +249,77 @@ impl RoomActor {
             if let Some(done) = drained {
                 let _ = done.send(());
             }
+        }
+    }
+
+    /// `first` and the frames queued right behind it (at most [`RUN`]): the
+    /// document updates of such a run of frames go out merged, one message
+    /// instead of one per frame for every connection (see
+    /// [`Room::hold_updates`]). A quiet room's runs are single frames, sent
+    /// as they come; a busy room's grow with its queue. True when the room
+    /// stops.
+    async fn take_run(
+        &mut self,
+        first: Option<Cmd>,
+        rx: &mut mpsc::Receiver<Cmd>,
+        drained: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
+        let mut cmd = first;
+        for taken in 1.. {
+            let frame = matches!(cmd, Some(Cmd::Frame { .. })) && self.loading.is_none();
+            if frame {
+                self.room.hold_updates();
+            } else {
+                self.release_updates();
+            }
+            if self.take(cmd, drained).await {
+                return true;
+            }
+            if !frame || taken >= RUN {
+                break;
+            }
+            match rx.try_recv() {
+                Ok(next) => cmd = Some(next),
+                Err(_) => break,
+            }
+        }
+        self.release_updates();
+        false
+    }
+
+    /// Sends what [`Room::hold_updates`] held back.
+    fn release_updates(&mut self) {
+        let before = self.room.stats().updates_merged;
+        let out = self.room.release_updates();
+        let merged = self.room.stats().updates_merged - before;
+        if merged > 0 {
+            self.hub.metrics.updates_merged.inc_by(merged);
+        }
+        if !out.is_empty() {
+            self.dispatch(out);
+        }
+    }
+
+    /// One command from the room's queue, held back while a load is
+    /// integrated; true when the room stops.
+    async fn take(
+        &mut self,
+        cmd: Option<Cmd>,
+        drained: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> bool {
+        // What to handle now (`Some(None)`: the queue closed).
+        let todo = match self.loading.as_mut() {
+            Some(loading) if cmd.is_none() => {
+                loading.closed = true;
+                loading.held.push(None);
+                None
+            }
+            Some(_) => cmd.and_then(|cmd| self.while_loading(cmd)).map(Some),
+            None => Some(cmd),
+        };
+        match todo {
+            Some(cmd) => self.command(cmd, drained).await,
+            None => false,
         }
     }
 
@@ -587,6 +648,15 @@ impl RoomActor {
                             send(*id, c, &msg);
                         }
                         if except != Some(PEERS) {
+                            to_peers.push(msg);
+                        }
+                    }
+                    Outgoing::Merged { senders, msg } => {
+                        let sent = |id: &ConnId| senders.binary_search(id).is_ok();
+                        for (id, c) in self.conns.iter().filter(|(id, _)| !sent(id)) {
+                            send(*id, c, &msg);
+                        }
+                        if !sent(&PEERS) {
                             to_peers.push(msg);
                         }
                     }

@@ -38,7 +38,7 @@ pub type ConnId = u64;
 /// The y-websocket keepalive: an awareness message with zero entries.
 pub const KEEPALIVE: &[u8] = &[1, 1, 0];
 
-/// A message for one connection or for all but one.
+/// A message for one connection or for all but one (or but some).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outgoing {
     To(ConnId, Bytes),
@@ -47,7 +47,18 @@ pub enum Outgoing {
         except: Option<ConnId>,
         msg: Bytes,
     },
+    /// The updates of several connections merged into one: to every
+    /// connection except them (`senders`, sorted).
+    Merged {
+        senders: Vec<ConnId>,
+        msg: Bytes,
+    },
 }
+
+/// Most updates merged into one message, and most bytes of them: a run of
+/// more is merged in pieces of this size.
+const MERGE_MAX_UPDATES: usize = 64;
+const MERGE_MAX_BYTES: usize = 256 * 1024;
 
 /// Why a connection's bytes were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +100,8 @@ pub struct RoomStats {
     /// Document updates applied that changed the document (new items or
     /// deletions, or updates held back until what they build on arrives).
     pub updates_applied: u64,
+    /// Updates that went out merged with others (see [`Room::hold_updates`]).
+    pub updates_merged: u64,
     /// Updates dropped because their sender is read-only.
     pub updates_dropped_readonly: u64,
     /// SyncStep1s folded into an answer already pending.
@@ -128,6 +141,9 @@ pub struct Room {
     /// document is exactly the state it was loaded from: the stored bytes as
     /// they came (no encode of the whole document for the first joiners).
     pristine: Option<Bytes>,
+    /// While held (see [`Room::hold_updates`]): the updates applied, with
+    /// their senders, in order.
+    held: Option<Vec<(ConnId, Vec<u8>)>>,
 }
 
 /// The part of `a` that `b` has too: per client, the smaller clock. A
@@ -145,8 +161,18 @@ fn intersect(a: &StateVector, b: &StateVector) -> StateVector {
 
 /// `state` (a v1 update) framed as a SyncStep2 message, one copy.
 fn stored_step2(state: &[u8]) -> Bytes {
+    sync_message(1, state)
+}
+
+/// `update` (v1) framed as an Update message, one copy.
+fn update_message(update: &[u8]) -> Bytes {
+    sync_message(2, update)
+}
+
+/// A sync message of `kind` (1: SyncStep2, 2: Update) carrying `state`.
+fn sync_message(kind: u8, state: &[u8]) -> Bytes {
     let mut msg = Vec::with_capacity(state.len() + 12);
-    msg.extend_from_slice(&[0, 1]); // sync, SyncStep2
+    msg.extend_from_slice(&[0, kind]);
     let mut len = state.len() as u64;
     loop {
         let byte = (len & 0x7f) as u8;
@@ -185,6 +211,7 @@ impl Room {
             leftover: Vec::new(),
             size_bound: 0,
             pristine: None,
+            held: None,
         }
     }
 
@@ -306,6 +333,85 @@ impl Room {
         self.remove_awareness(state.clients.into_iter().collect(), None)
     }
 
+    /// From now on the document updates applied are held back instead of
+    /// broadcast one by one, until [`Room::release_updates`]. Everything
+    /// else (answers, awareness) still goes out as it comes.
+    pub fn hold_updates(&mut self) {
+        self.held.get_or_insert_with(Vec::new);
+    }
+
+    /// Ends [`Room::hold_updates`]: the updates held back go out merged
+    /// into one message (in pieces of at most [`MERGE_MAX_UPDATES`] and
+    /// [`MERGE_MAX_BYTES`]) for every connection but their senders. When a
+    /// piece has several senders, each of them gets the others' updates of
+    /// it as they came: nobody receives their own updates back.
+    pub fn release_updates(&mut self) -> Vec<Outgoing> {
+        let Some(held) = self.held.take() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut rest = &held[..];
+        while !rest.is_empty() {
+            let mut n = 0;
+            let mut bytes = 0;
+            while n < rest.len() && n < MERGE_MAX_UPDATES {
+                bytes += rest[n].1.len();
+                if n > 0 && bytes > MERGE_MAX_BYTES {
+                    break;
+                }
+                n += 1;
+            }
+            let (piece, next) = rest.split_at(n);
+            self.merge_piece(piece, &mut out);
+            rest = next;
+        }
+        out
+    }
+
+    /// One piece of [`Room::release_updates`].
+    fn merge_piece(&mut self, piece: &[(ConnId, Vec<u8>)], out: &mut Vec<Outgoing>) {
+        let one_by_one = |out: &mut Vec<Outgoing>| {
+            for (conn, update) in piece {
+                out.push(Outgoing::Broadcast {
+                    except: Some(*conn),
+                    msg: update_message(update),
+                });
+            }
+        };
+        if piece.len() < 2 {
+            return one_by_one(out);
+        }
+        // Every update was decoded and applied already; a merge that fails
+        // anyway (or panics inside yrs) sends them as they came.
+        let merged = catch_unwind(AssertUnwindSafe(|| {
+            yrs::merge_updates_v1(piece.iter().map(|(_, u)| u))
+        }));
+        let Ok(Ok(merged)) = merged else {
+            return one_by_one(out);
+        };
+        self.stats.updates_merged += piece.len() as u64;
+        let msg = update_message(&merged);
+        let mut senders: Vec<ConnId> = piece.iter().map(|(conn, _)| *conn).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        if let [sender] = senders[..] {
+            out.push(Outgoing::Broadcast {
+                except: Some(sender),
+                msg,
+            });
+            return;
+        }
+        let each: Vec<Bytes> = piece.iter().map(|(_, u)| update_message(u)).collect();
+        for sender in &senders {
+            for ((from, _), msg) in piece.iter().zip(&each) {
+                if from != sender {
+                    out.push(Outgoing::To(*sender, msg.clone()));
+                }
+            }
+        }
+        out.push(Outgoing::Merged { senders, msg });
+    }
+
     /// Handles one frame from `conn`.
     pub fn receive(&mut self, conn: ConnId, frame: &[u8]) -> Result<Vec<Outgoing>, RoomError> {
         // yrs decoding of hostile input must not take the room down with it.
@@ -369,10 +475,13 @@ impl Room {
                     self.admit(update.len())?;
                 }
                 if self.apply(&update)? {
-                    out.push(Outgoing::Broadcast {
-                        except: Some(conn),
-                        msg: encode(&Message::Sync(SyncMessage::Update(update))),
-                    });
+                    match self.held.as_mut() {
+                        Some(held) => held.push((conn, update)),
+                        None => out.push(Outgoing::Broadcast {
+                            except: Some(conn),
+                            msg: update_message(&update),
+                        }),
+                    }
                 }
             }
             Message::Awareness(update) => out.extend(self.apply_awareness(conn, update)?),

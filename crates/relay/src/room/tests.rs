@@ -64,6 +64,7 @@ fn deliver(out: &[Outgoing], peers: &[(ConnId, &Peer)]) {
             match o {
                 Outgoing::To(to, msg) if to == id => peer.receive(msg),
                 Outgoing::Broadcast { except, msg } if *except != Some(*id) => peer.receive(msg),
+                Outgoing::Merged { senders, msg } if !senders.contains(id) => peer.receive(msg),
                 _ => {}
             }
         }
@@ -650,4 +651,112 @@ fn a_load_in_two_steps_answers_empty_joiners_before_the_document_is_in_place() {
     assert!(loaded.is_err());
     broken.finish_load(loaded, 3);
     assert!(broken.pristine_answer(1, &Peer::new().step1()).is_none());
+}
+
+/// The update messages of `out` for `conn`, decoded to the clients whose
+/// edits they carry.
+fn update_senders_for(out: &[Outgoing], conn: ConnId) -> Vec<Vec<u64>> {
+    let mut got = Vec::new();
+    for o in out {
+        let msg = match o {
+            Outgoing::To(to, msg) if *to == conn => msg,
+            Outgoing::Broadcast { except, msg } if *except != Some(conn) => msg,
+            Outgoing::Merged { senders, msg } if !senders.contains(&conn) => msg,
+            _ => continue,
+        };
+        let mut d = DecoderV1::new(Cursor::new(msg));
+        let Some(Ok(Message::Sync(SyncMessage::Update(u)))) = MessageReader::new(&mut d).next()
+        else {
+            panic!("not an update: {msg:?}")
+        };
+        let sv = Update::decode_v1(&u).unwrap().state_vector_lower();
+        let mut clients: Vec<u64> = sv.iter().map(|(c, _)| c.get()).collect();
+        clients.sort_unstable();
+        got.push(clients);
+    }
+    got
+}
+
+#[test]
+fn held_updates_of_several_senders_go_out_merged_and_never_back_to_their_senders() {
+    let mut room = Room::new();
+    let (a, b, c) = (Peer::with_id(101), Peer::with_id(102), Peer::new());
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
+    room.join_client(3, false, "u3");
+    room.hold_updates();
+    let frames = [
+        (1, a.type_text("a1")),
+        (2, b.type_text("b1")),
+        (1, a.type_text("a2")),
+    ];
+    for (conn, frame) in &frames {
+        assert_eq!(room.receive(*conn, frame).unwrap(), vec![], "held back");
+    }
+    let out = room.release_updates();
+    assert_eq!(room.stats().updates_merged, 3);
+    // The watcher: one message with everyone's edits.
+    assert_eq!(update_senders_for(&out, 3), vec![vec![101, 102]]);
+    // Each sender: the others' updates as they came, none of its own.
+    assert_eq!(update_senders_for(&out, 1), vec![vec![102]]);
+    assert_eq!(update_senders_for(&out, 2), vec![vec![101], vec![101]]);
+    deliver(&out, &[(1, &a), (2, &b), (3, &c)]);
+    assert_eq!(a.text(), room_text(&room));
+    assert_eq!(b.text(), room_text(&room));
+    assert_eq!(c.text(), room_text(&room));
+    assert_eq!(room_text(&room).len(), 6);
+    // Released: the next update goes out on its own again.
+    let out = room.receive(2, &b.type_text("b2")).unwrap();
+    assert!(
+        matches!(
+            &out[..],
+            [Outgoing::Broadcast {
+                except: Some(2),
+                ..
+            }]
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn one_senders_held_updates_are_one_broadcast_and_long_runs_go_in_pieces() {
+    let mut room = Room::new();
+    let (a, b) = (Peer::with_id(7), Peer::new());
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
+    room.hold_updates();
+    for i in 0..(MERGE_MAX_UPDATES * 2 + 2) {
+        room.receive(1, &a.type_text(&format!("{}", i % 10)))
+            .unwrap();
+    }
+    let out = room.release_updates();
+    assert_eq!(out.len(), 3, "pieces of 64, 64 and 2");
+    for o in &out {
+        assert!(
+            matches!(
+                o,
+                Outgoing::Broadcast {
+                    except: Some(1),
+                    ..
+                }
+            ),
+            "{o:?}"
+        );
+    }
+    deliver(&out, &[(1, &a), (2, &b)]);
+    assert_eq!(b.text(), a.text());
+    // Updates past the byte cap are not merged: each goes as it came.
+    room.hold_updates();
+    let big = "x".repeat(MERGE_MAX_BYTES);
+    room.receive(1, &a.type_text(&big)).unwrap();
+    room.receive(1, &a.type_text(&big)).unwrap();
+    let merged = room.stats().updates_merged;
+    let out = room.release_updates();
+    assert_eq!(out.len(), 2);
+    assert_eq!(room.stats().updates_merged, merged, "nothing merged");
+    deliver(&out, &[(1, &a), (2, &b)]);
+    assert_eq!(b.text(), a.text());
+    // Nothing held: nothing to release.
+    assert!(room.release_updates().is_empty());
 }
