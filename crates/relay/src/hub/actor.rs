@@ -28,8 +28,10 @@ const TROUBLE_CHECK: Duration = Duration::from_millis(500);
 const HEAVY_FRAME: usize = 64 * 1024;
 /// A document this large is encoded off the async workers.
 const HEAVY_DOC: usize = 256 * 1024;
-/// Most frames taken from a room's queue in one run (their updates merged).
+/// Most frames, and most bytes of frames, taken from a room's queue in one
+/// run (their updates merged).
 const RUN: usize = 64;
+const RUN_BYTES: usize = 1024 * 1024;
 
 /// Runs `f` off the async workers when `big` (and the runtime has several
 /// workers): the worker's other tasks move to another thread meanwhile.
@@ -252,12 +254,12 @@ impl RoomActor {
         }
     }
 
-    /// `first` and the frames queued right behind it (at most [`RUN`]): the
-    /// document updates of such a run of frames go out merged, one message
-    /// instead of one per frame for every connection (see
-    /// [`Room::hold_updates`]). A quiet room's runs are single frames, sent
-    /// as they come; a busy room's grow with its queue. True when the room
-    /// stops.
+    /// `first` and the frames queued right behind it (at most [`RUN`] and
+    /// [`RUN_BYTES`]): the document updates of such a run of frames go out
+    /// merged, one message instead of one per frame for every connection
+    /// (see [`Room::hold_updates`]). A quiet room's runs are single frames,
+    /// sent as they come; a busy room's grow with its queue. True when the
+    /// room stops.
     async fn take_run(
         &mut self,
         first: Option<Cmd>,
@@ -265,8 +267,15 @@ impl RoomActor {
         drained: &mut Option<tokio::sync::oneshot::Sender<()>>,
     ) -> bool {
         let mut cmd = first;
+        let mut bytes = 0;
         for taken in 1.. {
-            let frame = matches!(cmd, Some(Cmd::Frame { .. })) && self.loading.is_none();
+            let frame = match &cmd {
+                Some(Cmd::Frame { bytes: b, .. }) if self.loading.is_none() => {
+                    bytes += b.len();
+                    true
+                }
+                _ => false,
+            };
             if frame {
                 self.room.hold_updates();
             } else {
@@ -275,7 +284,7 @@ impl RoomActor {
             if self.take(cmd, drained).await {
                 return true;
             }
-            if !frame || taken >= RUN {
+            if !frame || taken >= RUN || bytes >= RUN_BYTES {
                 break;
             }
             match rx.try_recv() {
@@ -290,7 +299,8 @@ impl RoomActor {
     /// Sends what [`Room::hold_updates`] held back.
     fn release_updates(&mut self) {
         let before = self.room.stats().updates_merged;
-        let out = self.room.release_updates();
+        let big = self.room.held_bytes() >= HEAVY_FRAME;
+        let out = heavy(big, || self.room.release_updates());
         let merged = self.room.stats().updates_merged - before;
         if merged > 0 {
             self.hub.metrics.updates_merged.inc_by(merged);

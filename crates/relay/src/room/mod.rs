@@ -340,6 +340,13 @@ impl Room {
         self.held.get_or_insert_with(Vec::new);
     }
 
+    /// Bytes of the updates held back (see [`Room::hold_updates`]).
+    pub fn held_bytes(&self) -> usize {
+        self.held
+            .as_ref()
+            .map_or(0, |h| h.iter().map(|(_, u)| u.len()).sum())
+    }
+
     /// Ends [`Room::hold_updates`]: the updates held back go out merged
     /// into one message (in pieces of at most [`MERGE_MAX_UPDATES`] and
     /// [`MERGE_MAX_BYTES`]) for every connection but their senders. When a
