@@ -450,7 +450,13 @@ impl Room {
         }
         let mut out = Vec::new();
         for msg in msgs {
-            if let Err(e) = self.one(conn, msg, writable, client, &mut out) {
+            // A panic inside yrs (decoding an update happens as it is
+            // applied) must not lose what earlier messages already changed.
+            let one = catch_unwind(AssertUnwindSafe(|| {
+                self.one(conn, msg, writable, client, &mut out)
+            }))
+            .unwrap_or_else(|_| Err(RoomError::Malformed("decoder panicked".into())));
+            if let Err(e) = one {
                 // What earlier messages of the frame changed still goes out.
                 self.leftover = out;
                 return Err(e);

@@ -760,3 +760,22 @@ fn one_senders_held_updates_are_one_broadcast_and_long_runs_go_in_pieces() {
     // Nothing held: nothing to release.
     assert!(room.release_updates().is_empty());
 }
+
+#[test]
+fn a_panic_inside_yrs_keeps_what_earlier_messages_of_the_frame_changed() {
+    let mut room = Room::new();
+    let (a, b) = (Peer::new(), Peer::new());
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
+    // One struct of a client id past 2^53: yrs panics decoding it, which it
+    // does while applying, after the frame's first update was applied.
+    let mut bad = vec![1, 1];
+    bad.extend([0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x10]);
+    bad.extend([0, 0, 1, 0]);
+    let mut frame = a.type_text("kept");
+    frame.extend_from_slice(&update_message(&bad));
+    assert!(room.receive(1, &frame).is_err());
+    assert_eq!(room_text(&room), "kept");
+    deliver(&room.take_leftover(), &[(2, &b)]);
+    assert_eq!(b.text(), "kept", "the applied update still goes out");
+}
