@@ -18,7 +18,7 @@
 //! [`Limits::max_document_bytes`] is refused; awareness follows
 //! [`awareness`]'s rules. Another relay node ([`Room::join`]) is trusted.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tandem_protocol::yjs::{any_depth, Walk, MAX_ANY_DEPTH};
@@ -187,6 +187,34 @@ fn sync_message(kind: u8, state: &[u8]) -> Bytes {
     Bytes::from(msg)
 }
 
+/// The updates of `piece` merged into one, unless two of them carry the
+/// same struct id (a client's clock twice, which only a misbehaving client
+/// sends): the room kept the first of them, a merge may keep another, so
+/// such a piece goes as it came (`None`).
+fn merge_disjoint(piece: &[(ConnId, Vec<u8>)]) -> Option<Vec<u8>> {
+    // Per client: the clock ranges taken so far, start → end.
+    let mut taken: HashMap<ClientID, BTreeMap<u32, u32>> = HashMap::new();
+    let mut updates = Vec::with_capacity(piece.len());
+    for (_, bytes) in piece {
+        let update = Update::decode_v1(bytes).ok()?;
+        for (client, ranges) in update.insertions(true).iter() {
+            let taken = taken.entry(*client).or_default();
+            // An update's own ranges are disjoint: check them all, then add.
+            for r in ranges.iter() {
+                let before_end = taken.range(..r.end).next_back();
+                if before_end.is_some_and(|(_, end)| *end > r.start) {
+                    return None;
+                }
+            }
+            for r in ranges.iter() {
+                taken.insert(r.start, r.end);
+            }
+        }
+        updates.push(update);
+    }
+    Some(Update::merge_updates(updates).encode_v1())
+}
+
 fn encode(msg: &Message) -> Bytes {
     Bytes::from(msg.encode_v1())
 }
@@ -351,7 +379,8 @@ impl Room {
     /// into one message (in pieces of at most [`MERGE_MAX_UPDATES`] and
     /// [`MERGE_MAX_BYTES`]) for every connection but their senders. When a
     /// piece has several senders, each of them gets the others' updates of
-    /// it as they came: nobody receives their own updates back.
+    /// it as they came: nobody receives their own updates back. A piece
+    /// that carries a struct twice is not merged (see [`merge_disjoint`]).
     pub fn release_updates(&mut self) -> Vec<Outgoing> {
         let Some(held) = self.held.take() else {
             return Vec::new();
@@ -390,10 +419,8 @@ impl Room {
         }
         // Every update was decoded and applied already; a merge that fails
         // anyway (or panics inside yrs) sends them as they came.
-        let merged = catch_unwind(AssertUnwindSafe(|| {
-            yrs::merge_updates_v1(piece.iter().map(|(_, u)| u))
-        }));
-        let Ok(Ok(merged)) = merged else {
+        let merged = catch_unwind(AssertUnwindSafe(|| merge_disjoint(piece)));
+        let Ok(Some(merged)) = merged else {
             return one_by_one(out);
         };
         self.stats.updates_merged += piece.len() as u64;

@@ -779,3 +779,21 @@ fn a_panic_inside_yrs_keeps_what_earlier_messages_of_the_frame_changed() {
     deliver(&room.take_leftover(), &[(2, &b)]);
     assert_eq!(b.text(), "kept", "the applied update still goes out");
 }
+
+#[test]
+fn held_updates_that_carry_the_same_struct_twice_go_out_as_they_came() {
+    let mut room = Room::new();
+    let b = Peer::new();
+    room.join_client(1, true, "u1");
+    room.join_client(2, true, "u2");
+    // Two docs with one client id: their first three structs collide.
+    let (x, y) = (Peer::with_id(9), Peer::with_id(9));
+    room.hold_updates();
+    room.receive(1, &x.type_text("aaa")).unwrap();
+    room.receive(1, &y.type_text("bbbbbb")).unwrap();
+    let merged = room.stats().updates_merged;
+    let out = room.release_updates();
+    assert_eq!(room.stats().updates_merged, merged, "not merged");
+    deliver(&out, &[(2, &b)]);
+    assert_eq!(b.text(), room_text(&room));
+}
