@@ -376,11 +376,11 @@ impl Room {
     }
 
     /// Ends [`Room::hold_updates`]: the updates held back go out merged
-    /// into one message (in pieces of at most [`MERGE_MAX_UPDATES`] and
-    /// [`MERGE_MAX_BYTES`]) for every connection but their senders. When a
+    /// into one message (in pieces of at most `MERGE_MAX_UPDATES` and
+    /// `MERGE_MAX_BYTES`) for every connection but their senders. When a
     /// piece has several senders, each of them gets the others' updates of
     /// it as they came: nobody receives their own updates back. A piece
-    /// that carries a struct twice is not merged (see [`merge_disjoint`]).
+    /// that carries a struct twice is not merged (see `merge_disjoint`).
     pub fn release_updates(&mut self) -> Vec<Outgoing> {
         let Some(held) = self.held.take() else {
             return Vec::new();
