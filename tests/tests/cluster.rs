@@ -384,3 +384,42 @@ async fn a_client_of_a_killed_node_reconnects_to_another_and_pushes_its_edits() 
             .await
     );
 }
+
+/// A small reconnect storm against one of two nodes (`tandem bench storm
+/// --nodes 2`): every room has clients on both; the killed node's clients
+/// all come back (with resume tickets) and sync, and the other node's never
+/// drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_storm_on_one_of_two_nodes_leaves_the_other_nodes_clients_alone() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let stack = Stack::start().await;
+    let args = tandem_client::bench::storm::StormArgs {
+        control: stack.control_url.clone(),
+        relay_bin: tandem_e2e::binary("tandem-relay"),
+        relay_secret: tandem_e2e::SECRET.into(),
+        clients: 60,
+        rooms: 6,
+        tickets: true,
+        control_pid: None,
+        timeout_secs: 60,
+        backoff_initial_ms: 50,
+        backoff_max_ms: 500,
+        setup_concurrency: 20,
+        nodes: 2,
+        redis_url: Some(redis.url()),
+        database: "sqlite".into(),
+        relay_log: None,
+        json: None,
+    };
+    let report = tandem_client::bench::storm::run(&args).await.unwrap();
+    assert_eq!(report.nodes, 2);
+    assert_eq!(
+        report.storming, 30,
+        "half the clients were on the killed node"
+    );
+    assert_eq!(report.back, 30, "{}", report.table());
+    assert_eq!(report.others_reconnected, 0, "{}", report.table());
+    assert!(report.tickets_refused <= 30);
+}

@@ -7,7 +7,10 @@
 //! them are back and synced, and what the storm cost control: its requests
 //! by route (token, verify, check-access, snapshot loads) and its CPU time.
 //! With `--tickets`, clients ask for resume tickets (`?resume=1`) and rejoin
-//! with them, falling back to a token when one is refused (4401).
+//! with them, falling back to a token when one is refused (4401). With
+//! `--nodes N` (and `--redis-url`), N relays share the rooms through Redis,
+//! every room has clients on each of them, and only the first node is
+//! killed: its clients come back while the others' stay.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,6 +59,12 @@ pub struct StormArgs {
     /// Connections opened at once while setting up (before the storm).
     #[arg(long, default_value_t = 200)]
     pub setup_concurrency: usize,
+    /// Relay nodes sharing the rooms through Redis (needs `--redis-url`).
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Redis for several nodes (`TANDEM_REDIS_URL` of each relay).
+    #[arg(long)]
+    pub redis_url: Option<String>,
     /// Label of control's database in the report.
     #[arg(long, default_value = "sqlite")]
     pub database: String,
@@ -74,8 +83,14 @@ pub struct StormReport {
     pub database: String,
     pub clients: usize,
     pub rooms: usize,
-    /// Clients back and synced before the timeout.
+    /// Relay nodes; only the first was killed.
+    pub nodes: usize,
+    /// Clients of the killed node.
+    pub storming: usize,
+    /// Clients of the killed node back and synced before the timeout.
     pub back: usize,
+    /// Clients of the other nodes that had to reconnect (0 when they stayed).
+    pub others_reconnected: usize,
     /// Kill to every client synced again.
     pub total_ms: f64,
     /// Kill to the restarted relay answering `/healthz`.
@@ -100,7 +115,8 @@ impl StormReport {
     pub fn table(&self) -> String {
         let route = |r: &str| self.control_requests.get(r).copied().unwrap_or(0);
         format!(
-            "reconnect storm ({} , {}): {} clients / {} rooms, {} back\n  \
+            "reconnect storm ({} , {}): {} clients / {} rooms on {} node(s), {} of {} back, \
+             {} of the other nodes' reconnected\n  \
              all back and synced: {:.0} ms (relay up again after {:.0} ms)\n  \
              per client: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n  \
              control: token {}, verify {}, check-access {}, snapshot loads {}; CPU {} \n  \
@@ -109,7 +125,10 @@ impl StormReport {
             self.database,
             self.clients,
             self.rooms,
+            self.nodes,
             self.back,
+            self.storming,
+            self.others_reconnected,
             self.total_ms,
             self.relay_restart_ms,
             self.per_client_ms.p50,
@@ -214,6 +233,8 @@ struct Relay {
     port: u16,
     control: String,
     secret: String,
+    /// With several nodes.
+    redis: Option<String>,
     log: Option<PathBuf>,
     child: Option<tokio::process::Child>,
 }
@@ -229,7 +250,11 @@ impl Relay {
             ),
             None => std::process::Stdio::null(),
         };
-        let child = tokio::process::Command::new(&self.bin)
+        let mut cmd = tokio::process::Command::new(&self.bin);
+        if let Some(redis) = &self.redis {
+            cmd.env("TANDEM_REDIS_URL", redis);
+        }
+        let child = cmd
             .env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
             .env("TANDEM_CONTROL_URL", &self.control)
             .env("TANDEM_RELAY_SECRET", &self.secret)
@@ -269,7 +294,8 @@ impl Relay {
 async fn client(
     i: usize,
     target: Arc<Target>,
-    relay: String,
+    // This client's node, and the node the target's token URLs name.
+    (relay, base): (String, String),
     room: RoomRef,
     tickets: bool,
     args: (u64, u64),
@@ -290,8 +316,14 @@ async fn client(
             None => {
                 counters.token_requests.fetch_add(1, Ordering::Relaxed);
                 match target.url(&room).await {
-                    Ok(u) if tickets => format!("{u}&resume=1"),
-                    Ok(u) => u,
+                    Ok(u) => {
+                        let u = format!("{relay}{}", u.strip_prefix(&base).unwrap_or(&u));
+                        if tickets {
+                            format!("{u}&resume=1")
+                        } else {
+                            u
+                        }
+                    }
                     Err(_) => {
                         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(backoff.next()).await;
@@ -346,20 +378,24 @@ async fn client(
     drop(permit);
 }
 
-/// Waits until every client has reported a sync at or after `since`.
+/// Waits until every client in `expected` has reported a sync at or after
+/// `since`; also counts the syncs since then of clients not expected.
 async fn wait_all(
     notes: &mut mpsc::UnboundedReceiver<Note>,
-    n: usize,
+    expected: &[bool],
     since: Instant,
     timeout: Duration,
-) -> Vec<Option<Instant>> {
-    let mut at = vec![None; n];
-    let mut back = 0;
+) -> (Vec<Option<Instant>>, usize) {
+    let mut at = vec![None; expected.len()];
+    let want = expected.iter().filter(|e| **e).count();
+    let (mut back, mut others) = (0, 0);
     let deadline = tokio::time::Instant::now() + timeout;
-    while back < n {
+    while back < want {
         match tokio::time::timeout_at(deadline, notes.recv()).await {
             Ok(Some(Note::Synced(i, t))) if t >= since => {
-                if at[i].is_none() {
+                if !expected[i] {
+                    others += 1;
+                } else if at[i].is_none() {
                     at[i] = Some(t);
                     back += 1;
                 }
@@ -368,24 +404,37 @@ async fn wait_all(
             Ok(None) | Err(_) => break,
         }
     }
-    at
+    (at, others)
 }
 
 pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut relay = Relay {
-        bin: args.relay_bin.clone(),
-        port,
-        control: args.control.clone(),
-        secret: args.relay_secret.clone(),
-        log: args.relay_log.clone(),
-        child: None,
-    };
-    relay.start().await?;
-    let relay_url = format!("ws://127.0.0.1:{port}");
-    let target = Arc::new(Target::open(Kind::Tandem, &relay_url, Some(&args.control)).await?);
+    let nodes = args.nodes.max(1);
+    anyhow::ensure!(
+        nodes == 1 || args.redis_url.is_some(),
+        "--nodes {nodes} needs --redis-url"
+    );
+    let mut relays = Vec::with_capacity(nodes);
+    for _ in 0..nodes {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut relay = Relay {
+            bin: args.relay_bin.clone(),
+            port,
+            control: args.control.clone(),
+            secret: args.relay_secret.clone(),
+            redis: args.redis_url.clone().filter(|_| nodes > 1),
+            log: args.relay_log.clone(),
+            child: None,
+        };
+        relay.start().await?;
+        relays.push(relay);
+    }
+    let urls: Vec<String> = relays
+        .iter()
+        .map(|r| format!("ws://127.0.0.1:{}", r.port))
+        .collect();
+    let target = Arc::new(Target::open(Kind::Tandem, &urls[0], Some(&args.control)).await?);
     let rooms = target.rooms(args.rooms.max(1), "storm").await?;
     let (tx, mut notes) = mpsc::unbounded_channel();
     let counters = Arc::new(Counters::default());
@@ -393,11 +442,13 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     let setup = Arc::new(Semaphore::new(args.setup_concurrency.max(1)));
     let timeout = Duration::from_secs(args.timeout_secs.max(1));
     let started = Instant::now();
+    // Client i is in room i mod rooms; a room's clients take turns over the nodes.
+    let node_of = |i: usize| (i / rooms.len()) % nodes;
     for i in 0..args.clients {
         tokio::spawn(client(
             i,
             target.clone(),
-            relay_url.clone(),
+            (urls[node_of(i)].clone(), urls[0].clone()),
             rooms[i % rooms.len()].clone(),
             args.tickets,
             (args.backoff_initial_ms, args.backoff_max_ms),
@@ -407,7 +458,8 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
             stop.clone(),
         ));
     }
-    let first = wait_all(&mut notes, args.clients, started, timeout).await;
+    let everyone = vec![true; args.clients];
+    let (first, _) = wait_all(&mut notes, &everyone, started, timeout).await;
     let connected = first.iter().filter(|t| t.is_some()).count();
     anyhow::ensure!(
         connected == args.clients,
@@ -415,7 +467,7 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         args.clients
     );
     eprintln!(
-        "storm: {} clients synced in {:.1} s; killing the relay",
+        "storm: {} clients synced on {nodes} node(s) in {:.1} s; killing the first",
         args.clients,
         started.elapsed().as_secs_f64()
     );
@@ -428,10 +480,11 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     let refused_before = counters.tickets_refused.load(Ordering::Relaxed);
     let failed_before = counters.failed_attempts.load(Ordering::Relaxed);
     let t0 = Instant::now();
-    relay.kill().await;
-    relay.start().await?;
+    relays[0].kill().await;
+    relays[0].start().await?;
     let relay_restart_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let again = wait_all(&mut notes, args.clients, t0, timeout).await;
+    let killed: Vec<bool> = (0..args.clients).map(|i| node_of(i) == 0).collect();
+    let (again, others_reconnected) = wait_all(&mut notes, &killed, t0, timeout).await;
     let window = t0.elapsed();
     let cpu_after = args.control_pid.and_then(procstat::sample);
     let after = control_requests(&http, &args.control).await;
@@ -467,7 +520,10 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         database: args.database.clone(),
         clients: args.clients,
         rooms: rooms.len(),
+        nodes,
+        storming: killed.iter().filter(|k| **k).count(),
         back,
+        others_reconnected,
         total_ms,
         relay_restart_ms,
         per_client_ms: stats::summarize_us(&mut samples),
@@ -481,8 +537,10 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_default(),
     };
-    // Let the clients close before the relay goes.
+    // Let the clients close before the relays go.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    relay.kill().await;
+    for relay in &mut relays {
+        relay.kill().await;
+    }
     Ok(report)
 }
