@@ -53,8 +53,8 @@ pub struct Status {
     pub first_sync_bytes: Option<usize>,
     /// Remote updates applied so far.
     pub remote_updates: u64,
-    /// Update messages that carried this client's own edits (the relay sent
-    /// them back).
+    /// Update messages (not SyncStep2 answers) that carried edits of this
+    /// client's own (a relay echoing them, or another client relaying them).
     pub own_updates_back: u64,
     /// Frames received (any kind), including keepalives.
     pub frames: u64,

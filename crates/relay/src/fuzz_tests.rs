@@ -82,11 +82,8 @@ fn hand_out(out: &[Outgoing], docs: &[yrs::Doc]) -> Result<(), TestCaseError> {
     for o in out {
         for (i, doc) in docs.iter().enumerate() {
             let conn = i as ConnId + 1;
-            let msg = match o {
-                Outgoing::To(to, msg) if *to == conn => msg,
-                Outgoing::Broadcast { except, msg } if *except != Some(conn) => msg,
-                Outgoing::Merged { senders, msg } if !senders.contains(&conn) => msg,
-                _ => continue,
+            let Some(msg) = o.message_for(conn) else {
+                continue;
             };
             if msg.first() != Some(&0) {
                 continue; // awareness

@@ -217,11 +217,16 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
             println!("{json}");
             append_json(&args.json, &json)?;
             anyhow::ensure!(
-                report.back == report.clients,
-                "only {} of {} clients came back within {} s",
+                report.back == report.storming,
+                "only {} of the killed node's {} clients came back within {} s",
                 report.back,
-                report.clients,
+                report.storming,
                 args.timeout_secs
+            );
+            anyhow::ensure!(
+                report.others_reconnected == 0,
+                "{} clients of the nodes left running had to reconnect",
+                report.others_reconnected
             );
             Ok(())
         }

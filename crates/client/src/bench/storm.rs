@@ -89,7 +89,8 @@ pub struct StormReport {
     pub storming: usize,
     /// Clients of the killed node back and synced before the timeout.
     pub back: usize,
-    /// Clients of the other nodes that had to reconnect (0 when they stayed).
+    /// Clients of the other nodes that dropped or synced again during the
+    /// storm (0 when they stayed).
     pub others_reconnected: usize,
     /// Kill to every client synced again.
     pub total_ms: f64,
@@ -157,6 +158,8 @@ impl StormReport {
 /// What a client tells the coordinator.
 enum Note {
     Synced(usize, Instant),
+    /// Its synced connection closed.
+    Dropped(usize, Instant),
 }
 
 #[derive(Default)]
@@ -316,14 +319,16 @@ async fn client(
             None => {
                 counters.token_requests.fetch_add(1, Ordering::Relaxed);
                 match target.url(&room).await {
-                    Ok(u) => {
-                        let u = format!("{relay}{}", u.strip_prefix(&base).unwrap_or(&u));
-                        if tickets {
-                            format!("{u}&resume=1")
-                        } else {
-                            u
+                    Ok(u) => match u.strip_prefix(&base) {
+                        Some(rest) if tickets => format!("{relay}{rest}&resume=1"),
+                        Some(rest) => format!("{relay}{rest}"),
+                        None => {
+                            // Not a URL of the node the target names: never expected.
+                            counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
+                            tokio::time::sleep(backoff.next()).await;
+                            continue;
                         }
-                    }
+                    },
                     Err(_) => {
                         counters.failed_attempts.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(backoff.next()).await;
@@ -350,7 +355,9 @@ async fn client(
                 permit = None;
                 backoff.reset();
                 tokio::select! {
-                    _ = c.wait_status(Duration::from_secs(24 * 3600), |s| s.closed.is_some()) => {}
+                    _ = c.wait_status(Duration::from_secs(24 * 3600), |s| s.closed.is_some()) => {
+                        let _ = notes.send(Note::Dropped(i, Instant::now()));
+                    }
                     _ = stop.cancelled() => break,
                 }
                 let st = c.status();
@@ -379,7 +386,8 @@ async fn client(
 }
 
 /// Waits until every client in `expected` has reported a sync at or after
-/// `since`; also counts the syncs since then of clients not expected.
+/// `since`; also returns how many clients not expected dropped or synced
+/// again since then (each counted once).
 async fn wait_all(
     notes: &mut mpsc::UnboundedReceiver<Note>,
     expected: &[bool],
@@ -388,14 +396,16 @@ async fn wait_all(
 ) -> (Vec<Option<Instant>>, usize) {
     let mut at = vec![None; expected.len()];
     let want = expected.iter().filter(|e| **e).count();
-    let (mut back, mut others) = (0, 0);
+    let mut back = 0;
+    let mut others = std::collections::HashSet::new();
     let deadline = tokio::time::Instant::now() + timeout;
     while back < want {
         match tokio::time::timeout_at(deadline, notes.recv()).await {
+            Ok(Some(Note::Synced(i, t) | Note::Dropped(i, t))) if t >= since && !expected[i] => {
+                others.insert(i);
+            }
             Ok(Some(Note::Synced(i, t))) if t >= since => {
-                if !expected[i] {
-                    others += 1;
-                } else if at[i].is_none() {
+                if at[i].is_none() {
                     at[i] = Some(t);
                     back += 1;
                 }
@@ -404,7 +414,7 @@ async fn wait_all(
             Ok(None) | Err(_) => break,
         }
     }
-    (at, others)
+    (at, others.len())
 }
 
 pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
@@ -412,6 +422,11 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     anyhow::ensure!(
         nodes == 1 || args.redis_url.is_some(),
         "--nodes {nodes} needs --redis-url"
+    );
+    anyhow::ensure!(
+        nodes == 1 || args.clients >= args.rooms.max(1) * nodes,
+        "--nodes {nodes} needs at least {} clients (every room on every node)",
+        args.rooms.max(1) * nodes
     );
     let mut relays = Vec::with_capacity(nodes);
     for _ in 0..nodes {

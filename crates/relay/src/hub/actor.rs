@@ -28,9 +28,10 @@ const TROUBLE_CHECK: Duration = Duration::from_millis(500);
 const HEAVY_FRAME: usize = 64 * 1024;
 /// A document this large is encoded off the async workers.
 const HEAVY_DOC: usize = 256 * 1024;
-/// Most frames, and most bytes of frames, taken from a room's queue in one
-/// run (their updates merged).
+/// Most frames taken from a room's queue in one run (their updates merged).
 const RUN: usize = 64;
+/// A run ends once its frames reach this many bytes (the last frame may
+/// take it past).
 const RUN_BYTES: usize = 1024 * 1024;
 
 /// Runs `f` off the async workers when `big` (and the runtime has several
@@ -662,13 +663,10 @@ impl RoomActor {
                         }
                     }
                     Outgoing::Merged { senders, msg } => {
-                        let sent = |id: &ConnId| senders.binary_search(id).is_ok();
-                        for (id, c) in self.conns.iter().filter(|(id, _)| !sent(id)) {
+                        for (id, c) in self.conns.iter().filter(|(id, _)| !senders.contains(id)) {
                             send(*id, c, &msg);
                         }
-                        if !sent(&PEERS) {
-                            to_peers.push(msg);
-                        }
+                        to_peers.push(msg);
                     }
                 }
             }

@@ -18,7 +18,7 @@
 //! [`Limits::max_document_bytes`] is refused; awareness follows
 //! [`awareness`]'s rules. Another relay node ([`Room::join`]) is trusted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use tandem_protocol::yjs::{any_depth, Walk, MAX_ANY_DEPTH};
@@ -48,11 +48,23 @@ pub enum Outgoing {
         msg: Bytes,
     },
     /// The updates of several connections merged into one: to every
-    /// connection except them (`senders`, sorted).
+    /// connection except them.
     Merged {
         senders: Vec<ConnId>,
         msg: Bytes,
     },
+}
+
+impl Outgoing {
+    /// What this message gives connection `conn`, if anything.
+    pub fn message_for(&self, conn: ConnId) -> Option<&Bytes> {
+        match self {
+            Outgoing::To(to, msg) if *to == conn => Some(msg),
+            Outgoing::Broadcast { except, msg } if *except != Some(conn) => Some(msg),
+            Outgoing::Merged { senders, msg } if !senders.contains(&conn) => Some(msg),
+            _ => None,
+        }
+    }
 }
 
 /// Most updates merged into one message, and most bytes of them: a run of
@@ -187,30 +199,29 @@ fn sync_message(kind: u8, state: &[u8]) -> Bytes {
     Bytes::from(msg)
 }
 
-/// The updates of `piece` merged into one, unless two of them carry the
-/// same struct id (a client's clock twice, which only a misbehaving client
-/// sends): the room kept the first of them, a merge may keep another, so
-/// such a piece goes as it came (`None`).
+/// The updates of `piece` merged into one, unless a struct id (a client's
+/// clock) is in two of them: the room kept the first, a merge may keep
+/// another, so such a piece goes as it came (`None`). Well-behaved clients
+/// send such overlaps too, e.g. several clients' SyncStep2s after a relay
+/// restart that lost edits they all hold.
 fn merge_disjoint(piece: &[(ConnId, Vec<u8>)]) -> Option<Vec<u8>> {
-    // Per client: the clock ranges taken so far, start → end.
-    let mut taken: HashMap<ClientID, BTreeMap<u32, u32>> = HashMap::new();
     let mut updates = Vec::with_capacity(piece.len());
+    // Every update's clock ranges, (client, start, end), in one list: sorted,
+    // an overlap of neighbours (in one update or two) refuses.
+    let mut ranges = Vec::new();
     for (_, bytes) in piece {
         let update = Update::decode_v1(bytes).ok()?;
-        for (client, ranges) in update.insertions(true).iter() {
-            let taken = taken.entry(*client).or_default();
-            // An update's own ranges are disjoint: check them all, then add.
-            for r in ranges.iter() {
-                let before_end = taken.range(..r.end).next_back();
-                if before_end.is_some_and(|(_, end)| *end > r.start) {
-                    return None;
-                }
-            }
-            for r in ranges.iter() {
-                taken.insert(r.start, r.end);
-            }
+        for (client, r) in update.insertions(true).iter() {
+            ranges.extend(r.iter().map(|r| (client.get(), r.start, r.end)));
         }
         updates.push(update);
+    }
+    ranges.sort_unstable();
+    let overlap = ranges
+        .windows(2)
+        .any(|w| w[0].0 == w[1].0 && w[0].2 > w[1].1);
+    if overlap {
+        return None;
     }
     Some(Update::merge_updates(updates).encode_v1())
 }
@@ -361,9 +372,11 @@ impl Room {
         self.remove_awareness(state.clients.into_iter().collect(), None)
     }
 
-    /// From now on the document updates applied are held back instead of
-    /// broadcast one by one, until [`Room::release_updates`]. Everything
-    /// else (answers, awareness) still goes out as it comes.
+    /// From now on the document updates that client connections send are
+    /// held back instead of broadcast one by one, until
+    /// [`Room::release_updates`]. Everything else (answers, awareness,
+    /// other nodes' updates) still goes out as it comes, so awareness can
+    /// arrive before the edits of the same run.
     pub fn hold_updates(&mut self) {
         self.held.get_or_insert_with(Vec::new);
     }
@@ -380,7 +393,7 @@ impl Room {
     /// `MERGE_MAX_BYTES`) for every connection but their senders. When a
     /// piece has several senders, each of them gets the others' updates of
     /// it as they came: nobody receives their own updates back. A piece
-    /// that carries a struct twice is not merged (see `merge_disjoint`).
+    /// in which a struct id is twice is not merged (see `merge_disjoint`).
     pub fn release_updates(&mut self) -> Vec<Outgoing> {
         let Some(held) = self.held.take() else {
             return Vec::new();
@@ -515,7 +528,9 @@ impl Room {
                     self.admit(update.len())?;
                 }
                 if self.apply(&update)? {
-                    match self.held.as_mut() {
+                    // Only clients' updates are held: another node's go out
+                    // as they come (a merge would leave out the other nodes).
+                    match self.held.as_mut().filter(|_| client) {
                         Some(held) => held.push((conn, update)),
                         None => out.push(Outgoing::Broadcast {
                             except: Some(conn),

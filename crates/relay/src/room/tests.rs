@@ -61,11 +61,8 @@ impl Peer {
 fn deliver(out: &[Outgoing], peers: &[(ConnId, &Peer)]) {
     for o in out {
         for (id, peer) in peers {
-            match o {
-                Outgoing::To(to, msg) if to == id => peer.receive(msg),
-                Outgoing::Broadcast { except, msg } if *except != Some(*id) => peer.receive(msg),
-                Outgoing::Merged { senders, msg } if !senders.contains(id) => peer.receive(msg),
-                _ => {}
+            if let Some(msg) = o.message_for(*id) {
+                peer.receive(msg);
             }
         }
     }
@@ -658,11 +655,8 @@ fn a_load_in_two_steps_answers_empty_joiners_before_the_document_is_in_place() {
 fn update_senders_for(out: &[Outgoing], conn: ConnId) -> Vec<Vec<u64>> {
     let mut got = Vec::new();
     for o in out {
-        let msg = match o {
-            Outgoing::To(to, msg) if *to == conn => msg,
-            Outgoing::Broadcast { except, msg } if *except != Some(conn) => msg,
-            Outgoing::Merged { senders, msg } if !senders.contains(&conn) => msg,
-            _ => continue,
+        let Some(msg) = o.message_for(conn) else {
+            continue;
         };
         let mut d = DecoderV1::new(Cursor::new(msg));
         let Some(Ok(Message::Sync(SyncMessage::Update(u)))) = MessageReader::new(&mut d).next()
