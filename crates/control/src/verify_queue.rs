@@ -151,10 +151,10 @@ async fn rounds(state: Arc<AppState>) {
             runner.done = true;
             return;
         }
-        let claims: Vec<(String, RoomId)> = jobs
-            .iter()
-            .map(|j| (j.token.clone(), j.room.clone()))
-            .collect();
+        let (claims, answers): (Vec<(String, RoomId)>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| ((j.token, j.room), j.answer))
+            .unzip();
         state.metrics.verify_rounds.inc();
         let app = state.clone();
         let verdicts = state
@@ -162,15 +162,15 @@ async fn rounds(state: Arc<AppState>) {
             .await;
         match verdicts {
             Ok(verdicts) => {
-                for (job, verdict) in jobs.into_iter().zip(verdicts) {
+                for (answer, verdict) in answers.into_iter().zip(verdicts) {
                     // A caller that went away no longer waits for its answer.
-                    let _ = job.answer.send(Ok(verdict));
+                    let _ = answer.send(Ok(verdict));
                 }
             }
             Err(e) => {
-                tracing::warn!(error = ?e, tokens = jobs.len(), "a verify round failed");
-                for job in jobs {
-                    let _ = job.answer.send(Err(ApiError::Unavailable));
+                tracing::warn!(error = ?e, tokens = answers.len(), "a verify round failed");
+                for answer in answers {
+                    let _ = answer.send(Err(ApiError::Unavailable));
                 }
             }
         }

@@ -654,19 +654,17 @@ impl RoomActor {
                             send(id, c, &msg);
                         }
                     }
-                    Outgoing::Broadcast { except, msg } => {
-                        for (id, c) in self.conns.iter().filter(|(id, _)| Some(**id) != except) {
-                            send(*id, c, &msg);
+                    // Broadcast or Merged: every connection it is for, and
+                    // the other nodes unless it came from them.
+                    all => {
+                        for (id, c) in self.conns.iter() {
+                            if let Some(msg) = all.message_for(*id) {
+                                send(*id, c, msg);
+                            }
                         }
-                        if except != Some(PEERS) {
-                            to_peers.push(msg);
+                        if let Some(msg) = all.message_for(PEERS) {
+                            to_peers.push(msg.clone());
                         }
-                    }
-                    Outgoing::Merged { senders, msg } => {
-                        for (id, c) in self.conns.iter().filter(|(id, _)| !senders.contains(id)) {
-                            send(*id, c, &msg);
-                        }
-                        to_peers.push(msg);
                     }
                 }
             }
