@@ -2,8 +2,10 @@
 //! (one part) and 100 MB (multipart) files through control's directory
 //! backend and through S3 (control on the S3 backend as configured by
 //! default: files up to `TANDEM_S3_THROUGH_CONTROL_BYTES`, 4 MiB, sent
-//! through control, larger ones to presigned URLs; and with every upload
-//! presigned, `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
+//! through control, larger one-part files to presigned URLs, the parts of
+//! multipart files through control with their SHA-256 states, so that
+//! completion needs no read-back; and with every upload presigned,
+//! `TANDEM_S3_VERIFY=checksum` and `readback`), beside a direct PUT/GET of
 //! the same bytes to the same S3 server (the ceiling), and beside direct
 //! PUTs that carry a signed `x-amz-checksum-sha256` (the guarantee Tandem's
 //! one-part upload has; with and without a signed `content-length`). The
@@ -18,8 +20,10 @@
 //! Tandem's upload is the whole flow: intent, parts (up to 4 at once),
 //! completion (none when the one PUT went through control and answered the
 //! file; `checksum`: the store checked a one-part upload's signed
-//! SHA-256, control asks for it; multipart and `readback`: control reads the
-//! bytes back to check their SHA-256), the client's SHA-256 included; its
+//! SHA-256, control asks for it; multipart through control: the parts'
+//! recorded states prove it; presigned multipart and `readback`: control
+//! reads the bytes back to check their SHA-256), the client's SHA-256 (and
+//! the states it keeps at every MiB) included; its
 //! download is `GET /files/{id}/content` and the redirect. Prints a table
 //! and one JSON line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -30,6 +34,7 @@ use futures_util::future::join_all;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use serde_json::{json, Value};
 use tandem_control::{Application, ControlConfig};
+use tandem_protocol::files::{Sha256State, SHA256_STATE_HEADER};
 
 const MB: usize = 1_000_000;
 
@@ -67,11 +72,6 @@ fn random_bytes(n: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn sha256(bytes: &[u8]) -> String {
-    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
 struct Control {
     base: String,
     token: String,
@@ -80,7 +80,12 @@ struct Control {
 }
 
 /// Control in this process; `through`: `TANDEM_S3_THROUGH_CONTROL_BYTES`.
-async fn start_control(s3: Option<&S3>, verify: &str, through: i64) -> Control {
+async fn start_control(
+    s3: Option<&S3>,
+    verify: &str,
+    through: i64,
+    parts_through: bool,
+) -> Control {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ControlConfig::for_tests(format!(
         "sqlite://{}",
@@ -96,6 +101,7 @@ async fn start_control(s3: Option<&S3>, verify: &str, through: i64) -> Control {
         config.s3_secret_access_key = Some(s3.secret.clone());
         config.s3_verify = verify.into();
         config.s3_through_control_bytes = through;
+        config.s3_parts_through_control = parts_through;
     }
     let app = Application::build(config).await.unwrap();
     let base = format!("http://127.0.0.1:{}", app.port());
@@ -145,7 +151,7 @@ struct Phases {
 async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (String, f64, Phases) {
     let mut phases = Phases::default();
     let started = Instant::now();
-    let hash = sha256(data);
+    let (hash, states) = hash_with_states(data);
     phases.hash = started.elapsed().as_secs_f64();
     let t = Instant::now();
     let intent: Value = http
@@ -172,6 +178,9 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
             let mut req = http.put(url);
             for (k, v) in p["headers"].as_object().unwrap() {
                 req = req.header(k.as_str(), v.as_str().unwrap());
+            }
+            if p["sha256State"] == true {
+                req = req.header(SHA256_STATE_HEADER, state_at(data, &states, off));
             }
             async move {
                 let res = req.body(body).send().await.unwrap();
@@ -211,6 +220,28 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
         .as_str()
         .unwrap_or_else(|| panic!("{done}"));
     (id.to_string(), started.elapsed().as_secs_f64(), phases)
+}
+
+/// The SHA-256 of `data` and its state at every MiB: what a client that
+/// hashes a file once keeps for the parts it sends through control.
+fn hash_with_states(data: &[u8]) -> (String, Vec<String>) {
+    let mut hash = Sha256State::new();
+    let mut states = Vec::with_capacity(data.len() / STATE_EVERY + 1);
+    for piece in data.chunks(STATE_EVERY) {
+        states.extend(hash.state_hex());
+        hash.update(piece);
+    }
+    (hash.finish_hex(), states)
+}
+
+const STATE_EVERY: usize = 1 << 20;
+
+/// The SHA-256 state at `offset` (a multiple of 64), from the nearest kept one.
+fn state_at(data: &[u8], states: &[String], offset: usize) -> String {
+    let i = offset / STATE_EVERY;
+    let mut hash = Sha256State::resume(&states[i], (i * STATE_EVERY) as u64).unwrap();
+    hash.update(&data[i * STATE_EVERY..offset]);
+    hash.state_hex().unwrap()
 }
 
 async fn tandem_download(http: &reqwest::Client, c: &Control, id: &str, size: usize) -> f64 {
@@ -323,13 +354,17 @@ async fn main() {
         .ok()
         .map(|v| v.split(',').map(|s| s.trim().to_string()).collect());
     let sizes = [("1 MB", MB), ("16 MB", 16 * MB), ("100 MB", 100 * MB)];
-    let dir = start_control(None, "checksum", 0).await;
-    let through = ControlConfig::for_tests("sqlite://:memory:").s3_through_control_bytes;
+    let dir = start_control(None, "checksum", 0, false).await;
+    let defaults = ControlConfig::for_tests("sqlite://:memory:");
+    let (through, parts) = (
+        defaults.s3_through_control_bytes,
+        defaults.s3_parts_through_control,
+    );
     let s3_control = match &s3 {
         Some(s3) => Some((
-            start_control(Some(s3), "checksum", through).await,
-            start_control(Some(s3), "checksum", 0).await,
-            start_control(Some(s3), "readback", 0).await,
+            start_control(Some(s3), "checksum", through, parts).await,
+            start_control(Some(s3), "checksum", 0, false).await,
+            start_control(Some(s3), "readback", 0, false).await,
         )),
         None => None,
     };

@@ -340,6 +340,21 @@ pub struct ControlConfig {
     )]
     pub s3_through_control_bytes: i64,
 
+    /// The parts of multipart S3 uploads are sent to control, which passes
+    /// them on to the store while hashing each from the SHA-256 state its
+    /// client sends with it (`tandem-sha256-state`): a file whose parts all
+    /// came with their states is proven on completion without reading it
+    /// back, so completing takes milliseconds whatever the size. `false`:
+    /// clients send parts straight to the store (presigned), and completion
+    /// reads the whole file back to check its SHA-256.
+    #[arg(
+        long,
+        env = "TANDEM_S3_PARTS_THROUGH_CONTROL",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub s3_parts_through_control: bool,
+
     /// An upload body sent to control (a part for the directory backend, a
     /// small S3 upload) must arrive within this many seconds plus its length
     /// at `TANDEM_UPLOAD_MIN_BYTES_PER_SEC`; slower, it is cut off with 408
@@ -460,6 +475,7 @@ impl ControlConfig {
             s3_secret_access_key: None,
             s3_verify: "checksum".into(),
             s3_through_control_bytes: S3_THROUGH_CONTROL_BYTES,
+            s3_parts_through_control: true,
             upload_body_grace_secs: 30,
             upload_min_bytes_per_sec: 64 * 1024,
             public_control_url: None,

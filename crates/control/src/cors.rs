@@ -32,6 +32,7 @@ pub fn middleware(origins: SharedOrigins) -> Cors {
             header::HeaderName::from_static("last-event-id"),
             header::HeaderName::from_static(REQUEST_ID_HEADER),
             header::RANGE,
+            header::HeaderName::from_static(tandem_protocol::files::SHA256_STATE_HEADER),
         ])
         .expose_headers([
             header::RETRY_AFTER,

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub files_bytes_out: Counter,
     /// Upload intents answered `exists` (no bytes sent).
     pub files_dedupe_hits: Counter,
+    pub files_readback_bytes: Counter,
     /// Collector runs, and files whose bytes they removed.
     pub files_gc_runs: Counter,
     pub files_gc_removed: Counter,
@@ -184,6 +185,7 @@ impl Metrics {
         let files_bytes_in = Counter::default();
         let files_bytes_out = Counter::default();
         let files_dedupe_hits = Counter::default();
+        let files_readback_bytes = Counter::default();
         let files_gc_runs = Counter::default();
         let files_gc_removed = Counter::default();
         let verify_rounds = Counter::default();
@@ -191,6 +193,7 @@ impl Metrics {
             ("files_bytes_in", "File bytes received by uploads", &files_bytes_in),
             ("files_bytes_out", "File bytes sent by downloads (directory backend) or handed out as download URLs (S3)", &files_bytes_out),
             ("files_dedupe_hits", "Upload intents answered with an existing file", &files_dedupe_hits),
+            ("files_readback_bytes", "File bytes read back from the store to check an upload's SHA-256 on completion", &files_readback_bytes),
             ("files_gc_runs", "File collector runs", &files_gc_runs),
             ("files_gc_removed", "Files whose bytes the collector removed", &files_gc_removed),
             ("verify_rounds", "Database rounds serving POST /collaboration/verify calls (calls arriving together share one)", &verify_rounds),
@@ -203,6 +206,7 @@ impl Metrics {
             files_bytes_in,
             files_bytes_out,
             files_dedupe_hits,
+            files_readback_bytes,
             files_gc_runs,
             files_gc_removed,
             verify_rounds,

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::sha256_state::{Sha256State, SHA256_STATE_HEADER};
+
 /// `POST /workspaces/{id}/files/uploads`: what the client is about to send.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -37,6 +39,13 @@ pub struct UploadPart {
     pub offset: i64,
     /// Exact length of this part.
     pub size: i64,
+    /// Send the SHA-256 state of the file's bytes before `offset` in the
+    /// `tandem-sha256-state` header (64 hex digits: the eight state words,
+    /// big-endian). Control hashes the part from it as it passes; when
+    /// every part came with its state, completion does not read the file
+    /// back. Without it the upload still works, and is read back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sha256_state: bool,
 }
 
 /// The answer to an upload intent.

@@ -29,6 +29,7 @@ pub mod identity;
 pub mod origin;
 pub mod room;
 pub mod sets;
+pub mod sha256_state;
 pub mod sync;
 pub mod webhooks;
 pub mod yjs;

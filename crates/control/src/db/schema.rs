@@ -243,6 +243,17 @@ diesel::table! {
         completed_at -> Nullable<BigInt>,
         unreferenced_since -> Nullable<BigInt>,
         deleted_at -> Nullable<BigInt>,
+        parts_through_control -> Bool,
+    }
+}
+
+diesel::table! {
+    file_parts (file_id, part_number) {
+        file_id -> Text,
+        part_number -> BigInt,
+        start_state -> Nullable<Text>,
+        end_state -> Nullable<Text>,
+        attempts -> Integer,
     }
 }
 
@@ -485,9 +496,11 @@ diesel::joinable!(shares -> conversations (conversation_id));
 diesel::joinable!(message_set_members -> message_sets (set_id));
 diesel::joinable!(message_set_members -> messages (message_id));
 diesel::joinable!(file_refs -> files (file_id));
+diesel::joinable!(file_parts -> files (file_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
+    file_parts,
     orgs,
     users,
     sessions,

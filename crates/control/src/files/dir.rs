@@ -183,6 +183,7 @@ impl BlobStore for DirStore {
                     headers: BTreeMap::new(),
                     offset,
                     size,
+                    sha256_state: false,
                 })
             })
             .collect()
@@ -207,13 +208,14 @@ impl BlobStore for DirStore {
         plan: &Plan,
         sha256: &str,
         _parts: Option<&[CompletedPart]>,
-    ) -> Result<(), ApiError> {
+        _proven: bool,
+    ) -> Result<u64, ApiError> {
         let blob = self.blob_path(&plan.key)?;
         let dir = self.upload_dir(&plan.file_id)?;
         let received = self.received_parts(plan).await?;
         if received.len() as i64 != plan.part_count() {
             if tokio::fs::try_exists(&blob).await.unwrap_or(false) {
-                return Ok(()); // finished before (a repeated call)
+                return Ok(0); // finished before (a repeated call)
             }
             let missing: Vec<i64> = (1..=plan.part_count())
                 .filter(|n| !received.contains(n))
@@ -243,7 +245,7 @@ impl BlobStore for DirStore {
             .await
             .map_err(io)?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
-        Ok(())
+        Ok(size)
     }
 
     async fn abort(&self, plan: &Plan) -> Result<(), ApiError> {

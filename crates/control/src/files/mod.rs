@@ -32,6 +32,8 @@ pub struct Plan {
     pub sha256: String,
     /// Unix seconds; the part URLs expire then.
     pub expires_at: u64,
+    /// The parts of a multipart upload go through control.
+    pub parts_through_control: bool,
 }
 
 impl Plan {
@@ -62,6 +64,31 @@ pub fn part_count(size: i64, part_bytes: i64) -> i64 {
     }
 }
 
+/// Whether the recorded parts of an upload (`store::files::parts`) prove
+/// its bytes hash to `sha256`: each of its `count` parts was sent once
+/// through control, which hashed part 1 from SHA-256's initial state and
+/// every later part from the state its client claimed, that claim is the
+/// state the part before ended in, and the last part ended in `sha256`.
+/// Anything less (a part sent twice, a missing or wrong claim) proves
+/// nothing, and the upload is read back instead.
+pub fn chain_proves(parts: &[crate::store::files::PartRecord], count: i64, sha256: &str) -> bool {
+    if parts.len() as i64 != count {
+        return false;
+    }
+    let mut before: Option<&str> = None;
+    for (i, (n, start, end, attempts)) in parts.iter().enumerate() {
+        let first = i == 0;
+        let Some(end) = end.as_deref() else {
+            return false;
+        };
+        if *n != i as i64 + 1 || *attempts != 1 || (!first && start.as_deref() != before) {
+            return false;
+        }
+        before = Some(end);
+    }
+    before == Some(sha256)
+}
+
 /// How a stored file is to be named and typed when downloaded.
 #[derive(Debug, Clone)]
 pub struct Download<'a> {
@@ -86,13 +113,17 @@ pub trait BlobStore {
     /// Assembles the parts and checks the bytes are `size` long with SHA-256
     /// `sha256`: `HashMismatch` or `SizeMismatch` when they are not (the
     /// caller then aborts: nothing is kept); missing parts are a `Conflict`
-    /// that keeps what was received, so the client can resume.
+    /// that keeps what was received, so the client can resume. `proven`:
+    /// the parts' recorded SHA-256 states already prove the hash
+    /// ([`chain_proves`]), so a backend need not read the bytes back.
+    /// Returns the bytes read back to check them.
     async fn finish(
         &self,
         plan: &Plan,
         sha256: &str,
         parts: Option<&[CompletedPart]>,
-    ) -> Result<(), ApiError>;
+        proven: bool,
+    ) -> Result<u64, ApiError>;
     /// Removes an upload's parts and bytes (after a failed check, or an
     /// abandoned upload).
     async fn abort(&self, plan: &Plan) -> Result<(), ApiError>;
@@ -122,6 +153,23 @@ impl Storage {
                 config, signer,
             )?))),
             other => anyhow::bail!("TANDEM_FILES_BACKEND must be dir or s3 (got {other:?})"),
+        }
+    }
+
+    /// Whether the bytes of `plan` are sent to control (which counts them
+    /// in `files_bytes_in` as they pass) rather than straight to the store.
+    pub fn bytes_pass_control(&self, plan: &Plan) -> bool {
+        match self {
+            Storage::Dir(_) => true,
+            Storage::S3(s) => s.through_control(plan),
+        }
+    }
+
+    /// Whether a multipart upload begun now sends its parts through control.
+    pub fn parts_through_control(&self) -> bool {
+        match self {
+            Storage::Dir(_) => false,
+            Storage::S3(s) => s.parts_through_control,
         }
     }
 
@@ -174,8 +222,9 @@ impl BlobStore for Storage {
         plan: &Plan,
         sha256: &str,
         parts: Option<&[CompletedPart]>,
-    ) -> Result<(), ApiError> {
-        each!(self, s => s.finish(plan, sha256, parts).await)
+        proven: bool,
+    ) -> Result<u64, ApiError> {
+        each!(self, s => s.finish(plan, sha256, parts, proven).await)
     }
     async fn abort(&self, plan: &Plan) -> Result<(), ApiError> {
         each!(self, s => s.abort(plan).await)

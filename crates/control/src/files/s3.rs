@@ -22,7 +22,7 @@ use base64::Engine;
 use ring::digest;
 use rusty_s3::actions::{CreateMultipartUpload, ListParts};
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
-use tandem_protocol::files::{CompletedPart, UploadPart};
+use tandem_protocol::files::{CompletedPart, Sha256State, UploadPart};
 
 use super::{content_disposition, now_secs, BlobStore, Download, Plan, UrlSigner};
 use crate::config::ControlConfig;
@@ -61,6 +61,9 @@ pub struct S3Store {
     /// One-part uploads of at most this many bytes go through control
     /// (`TANDEM_S3_THROUGH_CONTROL_BYTES`; 0: none).
     through_control: i64,
+    /// The parts of multipart uploads begun now go through control
+    /// (`TANDEM_S3_PARTS_THROUGH_CONTROL`).
+    pub parts_through_control: bool,
 }
 
 /// The `x-amz-checksum-sha256` value (base64) of a hex SHA-256.
@@ -79,44 +82,46 @@ fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
     ApiError::Unavailable
 }
 
-/// Passes `body` on to `tx` chunk by chunk while hashing it. When the bytes
-/// are not exactly `len` long with SHA-256 `sha256`, the chunk that shows it
-/// is not passed on: an error is, which cuts the receiving request short.
+/// Passes `body` on to `tx` chunk by chunk while hashing it into `hash`.
+/// When the bytes are not exactly `len` long, or (with `expect`) do not
+/// end in that SHA-256, the chunk that shows it is not passed on: an error
+/// is, which cuts the receiving request short. Returns the hash after the
+/// last byte.
 async fn pass_on_checked<S, E>(
     mut body: S,
     len: u64,
-    sha256: &str,
+    mut hash: Sha256State,
+    expect: Option<&str>,
     tx: tokio::sync::mpsc::Sender<Result<actix_web::web::Bytes, std::io::Error>>,
-) -> Result<(), ApiError>
+) -> Result<Sha256State, ApiError>
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     use futures_util::StreamExt;
-    let mut ctx = digest::Context::new(&digest::SHA256);
     let mut written = 0u64;
-    let matches = |ctx: &digest::Context| hex::encode(ctx.clone().finish().as_ref()) == sha256;
+    let wrong = |hash: &Sha256State| expect.is_some_and(|e| hash.clone().finish_hex() != e);
     let checked = loop {
         let chunk = match body.next().await {
             Some(Ok(chunk)) => chunk,
             Some(Err(e)) => break Err(ApiError::BadRequest(format!("reading the body: {e}"))),
             None if written < len => {
                 break Err(ApiError::SizeMismatch(format!(
-                    "the file must be exactly {len} bytes; {written} were sent"
+                    "exactly {len} bytes were expected; {written} were sent"
                 )))
             }
-            // Only an empty file gets here unchecked.
-            None if len == 0 && !matches(&ctx) => break Err(ApiError::HashMismatch),
+            // Only an empty body gets here unchecked.
+            None if len == 0 && wrong(&hash) => break Err(ApiError::HashMismatch),
             None => break Ok(()),
         };
         written += chunk.len() as u64;
         if written > len {
             break Err(ApiError::SizeMismatch(format!(
-                "the file must be exactly {len} bytes; more were sent"
+                "exactly {len} bytes were expected; more were sent"
             )));
         }
-        ctx.update(&chunk);
-        if written == len && !matches(&ctx) {
+        hash.update(&chunk);
+        if written == len && wrong(&hash) {
             break Err(ApiError::HashMismatch);
         }
         if tx.send(Ok(chunk)).await.is_err() {
@@ -126,7 +131,7 @@ where
     if let Err(e) = &checked {
         let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
     }
-    checked
+    checked.map(|()| hash)
 }
 
 impl S3Store {
@@ -156,19 +161,32 @@ impl S3Store {
             verify: Verify::parse(&config.s3_verify)?,
             signer,
             through_control: config.s3_through_control_bytes,
+            parts_through_control: config.s3_parts_through_control,
         })
     }
 
     /// Whether the bytes of `plan` are sent to control, which passes them on
     /// to the store: a one-part upload of at most
-    /// `TANDEM_S3_THROUGH_CONTROL_BYTES`. Such an upload needs one request
-    /// fewer (its `PUT` completes it), which is most of a small file's time.
+    /// `TANDEM_S3_THROUGH_CONTROL_BYTES` (its `PUT` completes it: one
+    /// request fewer, which is most of a small file's time), and the parts
+    /// of a multipart upload begun while `TANDEM_S3_PARTS_THROUGH_CONTROL`
+    /// was on.
     pub fn through_control(&self, plan: &Plan) -> bool {
-        plan.part_bytes == 0 && plan.multipart_id.is_none() && plan.size <= self.through_control
+        if plan.part_bytes > 0 {
+            return plan.parts_through_control;
+        }
+        plan.multipart_id.is_none() && plan.size <= self.through_control
     }
 
-    /// Passes the body of a through-control upload on to the store as it
-    /// arrives, hashing it on the way: bytes that are not exactly the
+    /// Whether part `n` of `plan`, sent through control, is to come with the
+    /// SHA-256 state at its offset: every part after the first, when parts
+    /// end on 64-byte blocks.
+    pub fn wants_state(&self, plan: &Plan, n: i64) -> bool {
+        plan.part_bytes > 0 && plan.part_bytes % 64 == 0 && n > 1 && self.through_control(plan)
+    }
+
+    /// Passes the body of a one-part through-control upload on to the store
+    /// as it arrives, hashing it on the way: bytes that are not exactly the
     /// declared size and sha256 never complete the store's request (its
     /// body is cut short; a store may still keep what it got, which the
     /// caller removes). Returns the bytes stored.
@@ -182,8 +200,60 @@ impl S3Store {
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let len = plan.size as u64;
-        let mut action = self.bucket.put_object(self.creds(), &plan.key);
+        let action = self.bucket.put_object(self.creds(), &plan.key);
+        self.pass_on(
+            action,
+            plan.size as u64,
+            Sha256State::new(),
+            Some(sha256),
+            body,
+        )
+        .await?;
+        Ok(plan.size as u64)
+    }
+
+    /// Passes part `n` of a multipart upload on to the store as it arrives,
+    /// hashing it from `hash` (the state at the part's offset). With
+    /// `expect`, the part must end in that SHA-256 (the last part, in the
+    /// file's): otherwise the store's request is cut short and
+    /// `HashMismatch` returned. Returns the hash after the part.
+    pub async fn put_part_through<S, E>(
+        &self,
+        plan: &Plan,
+        n: i64,
+        hash: Sha256State,
+        expect: Option<&str>,
+        body: S,
+    ) -> Result<Sha256State, ApiError>
+    where
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
+        let (Some(upload), Some((_, len))) = (&plan.multipart_id, plan.part_range(n)) else {
+            return Err(ApiError::NotFound("upload part"));
+        };
+        let number = u16::try_from(n).map_err(|_| ApiError::validation("more than 10000 parts"))?;
+        let action = self
+            .bucket
+            .upload_part(self.creds(), &plan.key, number, upload);
+        self.pass_on(action, len as u64, hash, expect, body).await
+    }
+
+    /// Sends `body` to the store with `action` (a `PUT`), exactly `len`
+    /// bytes, checked by [`pass_on_checked`] on the way.
+    async fn pass_on<'a, A, S, E>(
+        &self,
+        mut action: A,
+        len: u64,
+        hash: Sha256State,
+        expect: Option<&str>,
+        body: S,
+    ) -> Result<Sha256State, ApiError>
+    where
+        A: S3Action<'a>,
+        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
+        E: std::fmt::Display,
+    {
         action
             .headers_mut()
             .insert("content-length", len.to_string());
@@ -201,14 +271,14 @@ impl S3Store {
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(reqwest::Body::wrap_stream(chunks))
             .send();
-        let pump = pass_on_checked(body, len, sha256, tx);
+        let pump = pass_on_checked(body, len, hash, expect, tx);
         let (pumped, sent) = futures_util::join!(pump, send);
-        pumped?;
+        let hash = pumped?;
         let res = sent.map_err(|e| unavailable("put", e))?;
         if !res.status().is_success() {
             return Err(status_error("put", res.status()));
         }
-        Ok(len)
+        Ok(hash)
     }
 
     fn creds(&self) -> Option<&Credentials> {
@@ -441,6 +511,7 @@ impl BlobStore for S3Store {
                         headers: BTreeMap::new(),
                         offset,
                         size,
+                        sha256_state: self.wants_state(plan, n),
                     });
                 }
                 let mut headers = BTreeMap::new();
@@ -477,6 +548,7 @@ impl BlobStore for S3Store {
                     headers,
                     offset,
                     size,
+                    sha256_state: false,
                 })
             })
             .collect()
@@ -508,9 +580,16 @@ impl BlobStore for S3Store {
         plan: &Plan,
         sha256: &str,
         _parts: Option<&[CompletedPart]>,
-    ) -> Result<(), ApiError> {
+        proven: bool,
+    ) -> Result<u64, ApiError> {
         if let Some(upload) = &plan.multipart_id {
             self.complete_multipart(plan, upload).await?;
+            if proven {
+                // Every part passed control, which hashed it from the state
+                // the part before ended in, and the last ended in `sha256`;
+                // complete_multipart checked each part's length.
+                return Ok(0);
+            }
         } else if self.verify == Verify::Checksum {
             let Some((size, stored)) = self.stored_checksum(&plan.key).await? else {
                 return Err(ApiError::Conflict(
@@ -525,7 +604,7 @@ impl BlobStore for S3Store {
             }
             match stored {
                 // The store checked the body against this signed checksum.
-                Some(c) if c == checksum_header(sha256)? => return Ok(()),
+                Some(c) if c == checksum_header(sha256)? => return Ok(0),
                 Some(_) => return Err(ApiError::HashMismatch),
                 None => {
                     tracing::debug!("the S3 store keeps no SHA-256 checksum: reading back");
@@ -546,7 +625,7 @@ impl BlobStore for S3Store {
         if hash != sha256 {
             return Err(ApiError::HashMismatch);
         }
-        Ok(())
+        Ok(size)
     }
 
     async fn abort(&self, plan: &Plan) -> Result<(), ApiError> {

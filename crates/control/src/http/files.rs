@@ -10,14 +10,17 @@ use serde::Deserialize;
 use std::sync::Arc;
 
 use tandem_protocol::files::{
-    CompleteUpload, CompletedPart, CreateUpload, FileAnswer, FileMeta, UploadAnswer,
+    CompleteUpload, CompletedPart, CreateUpload, FileAnswer, FileMeta, Sha256State, UploadAnswer,
+    SHA256_STATE_HEADER,
 };
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::{authorize, load};
 use crate::authz::{self, Action, ResourceKind};
 use crate::error::ApiError;
-use crate::files::{content_disposition, now_secs, BlobStore, Download, Storage};
+use crate::files::{
+    chain_proves, content_disposition, now_secs, BlobStore, Download, Plan, Storage,
+};
 use crate::http::extract::AuthUser;
 use crate::state::{AppState, State};
 use crate::store::facts;
@@ -99,6 +102,7 @@ pub async fn create_upload(
         cfg.files_quota_bytes,
         cfg.files_upload_ttl_secs as i64 * 1000,
     );
+    let parts_through_control = state.files.parts_through_control();
     let found = state
         .db(move |c| {
             let chain = load::workspace(c, &id)?;
@@ -132,6 +136,7 @@ pub async fn create_upload(
                 completed_at: None,
                 unreferenced_since: None,
                 deleted_at: None,
+                parts_through_control: part_bytes > 0 && parts_through_control,
             };
             files::create_pending(c, &row, quota)?;
             Ok(Ok(row))
@@ -272,7 +277,7 @@ pub async fn complete(
     let file = tokio::spawn(check_and_keep(state.get_ref().clone(), row, parts))
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
-    if state.files.dir().is_none() {
+    if !state.files.bytes_pass_control(&file.plan()) {
         state.metrics.files_bytes_in.inc_by(file.size_bytes as u64);
     }
     Ok(HttpResponse::Created().json(FileAnswer {
@@ -288,13 +293,18 @@ async fn check_and_keep(
     parts: Option<Vec<CompletedPart>>,
 ) -> Result<FileRow, ApiError> {
     let plan = row.plan();
+    let fid = row.id.clone();
+    let recorded = state.db(move |c| files::parts(c, &fid)).await?;
+    let proven = chain_proves(&recorded, plan.part_count(), &row.sha256);
     let checked = state
         .files
-        .finish(&plan, &row.sha256, parts.as_deref())
+        .finish(&plan, &row.sha256, parts.as_deref(), proven)
         .await;
     let fid = row.id.clone();
     match checked {
-        Ok(()) => {}
+        Ok(read_back) => {
+            state.metrics.files_readback_bytes.inc_by(read_back);
+        }
         Err(e @ (ApiError::HashMismatch | ApiError::SizeMismatch(_))) => {
             state.files.abort(&plan).await?;
             state.db(move |c| files::remove(c, &fid)).await?;
@@ -520,9 +530,10 @@ pub async fn put_part(
         .filter(|r| r.is_open_upload(now_ms()))
         .ok_or(ApiError::NotFound("upload"))?;
     let plan = row.plan();
-    let (_, len) = plan
+    let (offset, len) = plan
         .part_range(n)
         .ok_or(ApiError::NotFound("upload part"))?;
+    let claimed = claimed_state(&req, offset)?;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -536,6 +547,9 @@ pub async fn put_part(
     let write = async {
         match &state.files {
             Storage::Dir(dir) => dir.write_part(&plan, n, &row.sha256, body).await,
+            Storage::S3(s3) if s3.through_control(&plan) && plan.part_bytes > 0 => {
+                put_part_chained(&state, s3, &plan, n, claimed, body).await
+            }
             Storage::S3(s3) if s3.through_control(&plan) => {
                 s3.put_through(&plan, &row.sha256, body).await
             }
@@ -560,7 +574,7 @@ pub async fn put_part(
         Err(e) => return Err(e),
     };
     let etag = (header::ETAG, format!("\"{n}\""));
-    if state.files.dir().is_some() {
+    if state.files.dir().is_some() || plan.part_bytes > 0 {
         return Ok(HttpResponse::Ok().insert_header(etag).finish());
     }
     // Through control, the bytes were checked on the way: the file is made
@@ -577,6 +591,74 @@ pub async fn put_part(
     })
 }
 
+/// The SHA-256 state a part's client claims for the bytes before it
+/// (`tandem-sha256-state`), if it sent one.
+fn claimed_state(req: &HttpRequest, offset: i64) -> Result<Option<Sha256State>, ApiError> {
+    let Some(value) = req.headers().get(SHA256_STATE_HEADER) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| Sha256State::resume(v, offset as u64))
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::validation(
+                "tandem-sha256-state must be 64 hex digits: the SHA-256 state of the file's \
+                 bytes before this part (which must start on a 64-byte block)",
+            )
+        })
+}
+
+/// Part `n` of a multipart upload to S3, passed on through control and
+/// hashed on the way: part 1 from SHA-256's initial state, a later part
+/// from the state its client `claimed`. Where the hash ended is recorded,
+/// so completion can prove the file without reading it back
+/// ([`chain_proves`]); the last part must end in the file's SHA-256. A part
+/// without a claim is passed on unhashed (its upload is read back).
+async fn put_part_chained<S, E>(
+    state: &AppState,
+    s3: &crate::files::s3::S3Store,
+    plan: &Plan,
+    n: i64,
+    claimed: Option<Sha256State>,
+    body: S,
+) -> Result<u64, ApiError>
+where
+    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    let start = if n == 1 {
+        Some(Sha256State::new())
+    } else {
+        claimed
+    };
+    let claim = start
+        .as_ref()
+        .filter(|_| n > 1)
+        .and_then(Sha256State::state_hex);
+    let id = plan.file_id.clone();
+    state
+        .db(move |c| files::begin_part(c, &id, n, claim.as_deref()))
+        .await?;
+    let last = n == plan.part_count();
+    let expect = (last && start.is_some()).then_some(plan.sha256.as_str());
+    let hashed = start.is_some();
+    let hash = s3
+        .put_part_through(plan, n, start.unwrap_or_default(), expect, body)
+        .await?;
+    let end = match (hashed, last) {
+        (false, _) => None,
+        (true, true) => Some(hash.finish_hex()),
+        (true, false) => hash.state_hex(),
+    };
+    if let Some(end) = end {
+        let id = plan.file_id.clone();
+        state.db(move |c| files::end_part(c, &id, n, &end)).await?;
+    }
+    Ok(plan.part_range(n).map_or(0, |(_, len)| len as u64))
+}
+
 /// Ends an upload whose bytes were refused. The directory backend removed
 /// them already. A store may keep the part of a body that control cut short
 /// (SeaweedFS does), possibly only after a moment: the upload is abandoned
@@ -588,7 +670,7 @@ async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
         return state.db(move |c| files::remove(c, &id)).await;
     }
     state.db(move |c| files::abandon(c, &id, now_ms())).await?;
-    if let Err(e) = state.files.delete(&row.storage_key).await {
+    if let Err(e) = state.files.abort(&row.plan()).await {
         tracing::warn!(error = %e, "could not remove a refused upload's bytes; the collector will");
     }
     Ok(())

@@ -14,7 +14,7 @@ use tandem_protocol::files::FileMeta;
 
 use super::accounts::TxError;
 use super::now_ms;
-use crate::db::schema::{file_refs, files, message_attachments, workspaces};
+use crate::db::schema::{file_parts, file_refs, files, message_attachments, workspaces};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 
@@ -43,6 +43,9 @@ pub struct FileRow {
     pub completed_at: Option<i64>,
     pub unreferenced_since: Option<i64>,
     pub deleted_at: Option<i64>,
+    /// The parts go through control (`TANDEM_S3_PARTS_THROUGH_CONTROL` when
+    /// the upload began).
+    pub parts_through_control: bool,
 }
 
 impl FileRow {
@@ -69,6 +72,7 @@ impl FileRow {
             content_type: self.content_type.clone(),
             sha256: self.sha256.clone(),
             expires_at: (self.expires_at / 1000).max(0) as u64,
+            parts_through_control: self.parts_through_control,
         }
     }
 
@@ -163,6 +167,73 @@ pub fn set_multipart_id(c: &mut DbConnection, id: &str, multipart: &str) -> Resu
         .set(files::multipart_id.eq(multipart))
         .execute(c)?;
     Ok(())
+}
+
+/// Records that part `n` of an upload is being sent through control,
+/// claimed to start from SHA-256 state `start`. A part sent again counts
+/// another attempt and forgets the end it had.
+pub fn begin_part(
+    c: &mut DbConnection,
+    id: &str,
+    n: i64,
+    start: Option<&str>,
+) -> Result<(), ApiError> {
+    let again = |c: &mut DbConnection| {
+        diesel::update(file_parts::table.find((id, n)))
+            .set((
+                file_parts::attempts.eq(file_parts::attempts + 1),
+                file_parts::end_state.eq(None::<String>),
+            ))
+            .execute(c)
+    };
+    if again(c)? == 1 {
+        return Ok(());
+    }
+    let first = diesel::insert_into(file_parts::table)
+        .values((
+            file_parts::file_id.eq(id),
+            file_parts::part_number.eq(n),
+            file_parts::start_state.eq(start),
+            file_parts::attempts.eq(1),
+        ))
+        .execute(c);
+    match first {
+        Ok(_) => Ok(()),
+        // Sent twice at once: the other request inserted first.
+        Err(e) if crate::db::is_unique_violation(&e) => again(c).map(|_| ()).map_err(Into::into),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Records the SHA-256 state at the end of part `n` (the file's SHA-256 for
+/// the last part), unless the part was sent more than once.
+pub fn end_part(c: &mut DbConnection, id: &str, n: i64, end: &str) -> Result<(), ApiError> {
+    diesel::update(
+        file_parts::table
+            .find((id, n))
+            .filter(file_parts::attempts.eq(1)),
+    )
+    .set(file_parts::end_state.eq(end))
+    .execute(c)?;
+    Ok(())
+}
+
+/// One recorded part: its number, claimed start state, computed end state
+/// and attempts.
+pub type PartRecord = (i64, Option<String>, Option<String>, i32);
+
+/// The recorded parts of an upload, by number.
+pub fn parts(c: &mut DbConnection, id: &str) -> Result<Vec<PartRecord>, ApiError> {
+    Ok(file_parts::table
+        .filter(file_parts::file_id.eq(id))
+        .order(file_parts::part_number)
+        .select((
+            file_parts::part_number,
+            file_parts::start_state,
+            file_parts::end_state,
+            file_parts::attempts,
+        ))
+        .load(c)?)
 }
 
 /// Takes an open upload for completing (exactly one caller wins); `false`

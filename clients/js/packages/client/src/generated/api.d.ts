@@ -2804,6 +2804,14 @@ export interface components {
              */
             partNumber: number;
             /**
+             * @description Send the SHA-256 state of the file's bytes before `offset` in the
+             *     `tandem-sha256-state` header (64 hex digits: the eight state words,
+             *     big-endian). Control hashes the part from it as it passes; when
+             *     every part came with its state, completion does not read the file
+             *     back. Without it the upload still works, and is read back.
+             */
+            sha256State?: boolean;
+            /**
              * Format: int64
              * @description Exact length of this part.
              */
