@@ -17,7 +17,7 @@
 //! Needs `TANDEM_TEST_S3_URL=http://KEY:SECRET@HOST:PORT/BUCKET` (without it
 //! only the directory backend is measured). Control runs in this process
 //! (SQLite in a temp dir, 2 workers); every transfer is over loopback HTTP.
-//! Tandem's upload is the whole flow: intent, parts (up to 4 at once),
+//! Tandem's upload is the whole flow: intent, parts (3 at a time, as `@tandem/client` sends them),
 //! completion (none when the one PUT went through control and answered the
 //! file; `checksum`: the store checked a one-part upload's signed
 //! SHA-256, control asks for it; multipart through control: the parts'
@@ -30,13 +30,16 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
+use futures_util::StreamExt;
 use rusty_s3::{Bucket, Credentials, S3Action, UrlStyle};
 use serde_json::{json, Value};
 use tandem_control::{Application, ControlConfig};
 use tandem_protocol::files::{Sha256State, SHA256_STATE_HEADER};
 
 const MB: usize = 1_000_000;
+
+/// Parts in flight at once: `@tandem/client`'s default `partConcurrency`.
+const PART_CONCURRENCY: usize = 3;
 
 struct S3 {
     endpoint: String,
@@ -169,8 +172,10 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
     let t = Instant::now();
     let parts = intent["parts"].as_array().unwrap().clone();
     let mut made = None;
-    for batch in parts.chunks(4) {
-        let puts = batch.iter().map(|p| {
+    // Parts go out PART_CONCURRENCY at a time, the next as soon as one is
+    // done (as @tandem/client's workers send them).
+    let puts = futures_util::stream::iter(parts.iter())
+        .map(|p| {
             let off = p["offset"].as_u64().unwrap() as usize;
             let len = p["size"].as_u64().unwrap() as usize;
             let body = data[off..off + len].to_vec();
@@ -188,11 +193,13 @@ async fn tandem_upload(http: &reqwest::Client, c: &Control, data: &[u8]) -> (Str
                 let text = res.text().await.unwrap();
                 serde_json::from_str::<Value>(&text).ok()
             }
-        });
-        for answer in join_all(puts).await.into_iter().flatten() {
-            if parts.len() == 1 && answer["file"]["id"].is_string() {
-                made = Some(answer["file"]["id"].as_str().unwrap().to_string());
-            }
+        })
+        .buffer_unordered(PART_CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    for answer in puts.into_iter().flatten() {
+        if parts.len() == 1 && answer["file"]["id"].is_string() {
+            made = Some(answer["file"]["id"].as_str().unwrap().to_string());
         }
     }
     phases.send = t.elapsed().as_secs_f64();

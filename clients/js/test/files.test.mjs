@@ -70,6 +70,18 @@ test('the incremental sha256 equals node:crypto', () => {
   }
 })
 
+test('a SHA-256 state carried to the next part gives the whole input\'s hash', () => {
+  const bytes = randomBytes(64 * 1000 + 17)
+  const first = new Sha256().update(bytes.subarray(0, 64 * 300))
+  const state = first.state()
+  assert.match(state, /^[0-9a-f]{64}$/)
+  assert.equal(new Sha256().update(bytes.subarray(0, 65)).state(), null, 'only on a 64-byte block')
+  const rest = Sha256.resume(state, 64 * 300).update(bytes.subarray(64 * 300))
+  assert.equal(rest.hex(), sha(bytes))
+  assert.throws(() => Sha256.resume(state, 65))
+  assert.throws(() => Sha256.resume('x'.repeat(64), 64))
+})
+
 test('an upload by one member is downloaded byte for byte by another, with monotonic progress', async () => {
   const w = wire()
   const { a, b, ws } = await team({ fetch: w.fetch, files: { partConcurrency: 2 } })

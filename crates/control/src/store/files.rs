@@ -288,6 +288,8 @@ pub fn mark_ready(c: &mut DbConnection, id: &str, now: i64) -> Result<Completed,
             ))
             .execute(c)?;
         if n == 1 {
+            // The parts' chain proved what it could; a ready file needs it no more.
+            diesel::delete(file_parts::table.filter(file_parts::file_id.eq(id))).execute(c)?;
             if let Some(row) = get(c, id)? {
                 super::webhooks::emit_in_workspace(
                     c,

@@ -1586,6 +1586,13 @@ async fn chained_parts_are_proven_without_a_read_back(backend: Backend) {
     assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
     assert_eq!(done.body["file"]["sha256"], sha256(&data).as_str());
     assert_eq!(read_back(app).await, 0, "a proven upload is not read back");
+    let left = app.sql_texts(&format!(
+        "SELECT file_id AS t FROM file_parts WHERE file_id = '{id}'"
+    ));
+    assert!(
+        left.is_empty(),
+        "a ready file keeps no part records: {left:?}"
+    );
     assert_eq!(
         metric(app, "files_bytes_in").await,
         in_before,

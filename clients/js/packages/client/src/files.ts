@@ -237,6 +237,9 @@ export class UploadTransfer extends Transfer<FileInfo> {
 
   private readonly blob: Blob | Uint8Array
   private readonly size: number
+  /** SHA-256 states of the file's bytes before these offsets (see `stateAt`). */
+  private readonly states = new Map<number, string>()
+  private stateChain: Promise<unknown> = Promise.resolve()
   /** The file, when the one PUT of a small upload answered it (nothing left to complete). */
   private madeByPut: FileInfo | null = null
 
@@ -285,7 +288,7 @@ export class UploadTransfer extends Transfer<FileInfo> {
     const rt = this.rt
     if (this.sha256 === null) {
       this.setState('hashing')
-      const hashOptions = { webCryptoLimit: rt.options.webCryptoLimit, signal }
+      const hashOptions = { webCryptoLimit: rt.options.webCryptoLimit, signal, states: this.states }
       this.sha256 = this.blob instanceof Blob ? await sha256Blob(this.blob, hashOptions) : await sha256Bytes(this.blob, hashOptions)
     }
     signal.throwIfAborted()
@@ -335,6 +338,34 @@ export class UploadTransfer extends Transfer<FileInfo> {
     return completed.file
   }
 
+  /**
+   * The SHA-256 state of the bytes before `offset`, for a part control hashes as it passes
+   * (`sha256State`): from the nearest state known (kept while hashing, or computed before). One at a
+   * time, so parts sent in order cost one pass over the file between them.
+   */
+  private async stateAt (offset: number, signal: AbortSignal): Promise<string> {
+    const next = this.stateChain.then(async () => {
+      const known = this.states.get(offset)
+      if (known !== undefined) return known
+      let from = 0
+      for (const at of this.states.keys()) if (at <= offset && at > from) from = at
+      const kept = this.states.get(from)
+      const hash = from === 0 || kept === undefined ? new Sha256() : Sha256.resume(kept, from)
+      if (kept === undefined) from = 0
+      for (let at = from; at < offset; at += STATE_STEP) {
+        signal.throwIfAborted()
+        const end = Math.min(offset, at + STATE_STEP)
+        hash.update(this.blob instanceof Blob ? new Uint8Array(await this.blob.slice(at, end).arrayBuffer()) : this.blob.subarray(at, end))
+      }
+      const state = hash.state()
+      if (state === null) throw new Error(`no SHA-256 state at offset ${offset}: not on a 64-byte block`)
+      this.states.set(offset, state)
+      return state
+    })
+    this.stateChain = next.catch(() => undefined)
+    return await next
+  }
+
   private rangeOf (cp: UploadCheckpoint, index: number): [number, number] {
     const part = cp.parts[index]!
     if (typeof part.offset === 'number' && typeof part.size === 'number') return [part.offset, part.offset + part.size]
@@ -363,10 +394,11 @@ export class UploadTransfer extends Transfer<FileInfo> {
         signal.throwIfAborted()
         const [start, end] = this.rangeOf(cp, next.i)
         const body = this.blob instanceof Blob ? this.blob.slice(start, end) : this.blob.subarray(start, end)
+        const claim = next.p.sha256State === true ? await this.stateAt(start, signal) : undefined
         const sent = await this.retrying(this.rt, signal, async () => {
           inFlight.set(next.p.partNumber, 0)
           try {
-            return await sendBody(this.rt, next.p, body, signal, (n) => { inFlight.set(next.p.partNumber, n); report() }, (n) => { this.bytesOnWire += n })
+            return await sendBody(this.rt, next.p, body, signal, (n) => { inFlight.set(next.p.partNumber, n); report() }, (n) => { this.bytesOnWire += n }, claim)
           } finally {
             inFlight.delete(next.p.partNumber)
           }
@@ -555,6 +587,9 @@ async function sleep (ms: number, signal: AbortSignal): Promise<void> {
   })
 }
 
+/** Bytes hashed at a time when computing a part's SHA-256 state. */
+const STATE_STEP = 4 * 1024 * 1024
+
 /** What a part's PUT answered: its ETag, and the file when the PUT completed the upload. */
 interface Sent { etag: string, file?: FileInfo }
 
@@ -571,8 +606,9 @@ function madeFile (text: string, contentType: string | null): FileInfo | undefin
 }
 
 /** Sends one part's bytes to its signed URL (no Authorization: the URL is the credential); answers its ETag (and the file, if the PUT completed the upload). */
-async function sendBody (rt: Runtime, part: UploadPart, body: Blob | Uint8Array, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void): Promise<Sent> {
+async function sendBody (rt: Runtime, part: UploadPart, body: Blob | Uint8Array, signal: AbortSignal, onProgress: (sent: number) => void, onWire: (n: number) => void, sha256State?: string): Promise<Sent> {
   const headers: Record<string, string> = { ...(part.headers as Record<string, string> | undefined) }
+  if (sha256State !== undefined) headers['tandem-sha256-state'] = sha256State
   const method = (part.method ?? 'PUT').toUpperCase()
   const size = body instanceof Blob ? body.size : body.length
   if (rt.options.xhr && typeof XMLHttpRequest !== 'undefined') return await sendXhr(part.url, method, headers, body, size, signal, onProgress, onWire)

@@ -24,6 +24,30 @@ export class Sha256 {
   private bytes = 0
   private finished = false
 
+  /**
+   * Continues from the state of the first `bytes` bytes of an input (`state` as {@link Sha256.state}
+   * gave it; `bytes` a multiple of 64).
+   */
+  static resume (state: string, bytes: number): Sha256 {
+    if (!/^[0-9a-f]{64}$/.test(state) || bytes % 64 !== 0) throw new Error('Sha256.resume: not a state at a 64-byte block')
+    const h = new Sha256()
+    for (let i = 0; i < 8; i++) h.h[i] = parseInt(state.slice(i * 8, i * 8 + 8), 16)
+    h.bytes = bytes
+    return h
+  }
+
+  /**
+   * The state after the bytes so far (64 hex digits: the eight words, big-endian), when they are a
+   * whole number of 64-byte blocks; else null. Control hashes a part sent through it from the state
+   * at the part's offset (`tandem-sha256-state`), so it need not read the whole file back.
+   */
+  state (): string | null {
+    if (this.finished || this.blockLen !== 0) return null
+    let out = ''
+    for (const word of this.h) out += word.toString(16).padStart(8, '0')
+    return out
+  }
+
   update (data: Uint8Array): this {
     if (this.finished) throw new Error('Sha256: update after hex()')
     this.bytes += data.length
@@ -100,6 +124,8 @@ export interface HashOptions {
   chunkSize?: number
   /** Bytes hashed so far, after each slice. */
   onProgress?: (hashed: number) => void
+  /** When hashed incrementally: the SHA-256 state at each slice's offset, recorded here. */
+  states?: Map<number, string>
   signal?: AbortSignal
 }
 
@@ -134,6 +160,8 @@ export async function sha256Blob (blob: Blob, options: HashOptions = {}): Promis
   const chunk = Math.max(64 * 1024, options.chunkSize ?? 4 * 1024 * 1024)
   for (let at = 0; at < blob.size; at += chunk) {
     options.signal?.throwIfAborted()
+    const state = hash.state()
+    if (state !== null) options.states?.set(at, state)
     hash.update(new Uint8Array(await blob.slice(at, at + chunk).arrayBuffer()))
     options.onProgress?.(Math.min(blob.size, at + chunk))
   }
