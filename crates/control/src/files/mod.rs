@@ -76,12 +76,12 @@ pub fn chain_proves(parts: &[crate::store::files::PartRecord], count: i64, sha25
         return false;
     }
     let mut before: Option<&str> = None;
-    for (i, (n, start, end, attempts)) in parts.iter().enumerate() {
-        let first = i == 0;
-        let Some(end) = end.as_deref() else {
+    for (i, part) in parts.iter().enumerate() {
+        let Some(end) = part.end_state.as_deref() else {
             return false;
         };
-        if *n != i as i64 + 1 || *attempts != 1 || (!first && start.as_deref() != before) {
+        let follows = i == 0 || part.start_state.as_deref() == before;
+        if part.part_number != i as i64 + 1 || part.attempts != 1 || !follows {
             return false;
         }
         before = Some(end);

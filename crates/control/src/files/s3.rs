@@ -82,25 +82,28 @@ fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
     ApiError::Unavailable
 }
 
-/// Passes `body` on to `tx` chunk by chunk while hashing it into `hash`.
-/// When the bytes are not exactly `len` long, or (with `expect`) do not
-/// end in that SHA-256, the chunk that shows it is not passed on: an error
-/// is, which cuts the receiving request short. Returns the hash after the
-/// last byte.
+/// Passes `body` on to `tx` chunk by chunk, hashing it into `hash` if there
+/// is one. When the bytes are not exactly `len` long, or (with `expect`)
+/// their hash does not end in that SHA-256, the chunk that shows it is not
+/// passed on: an error is, which cuts the receiving request short. Returns
+/// the hash after the last byte.
 async fn pass_on_checked<S, E>(
     mut body: S,
     len: u64,
-    mut hash: Sha256State,
+    mut hash: Option<Sha256State>,
     expect: Option<&str>,
     tx: tokio::sync::mpsc::Sender<Result<actix_web::web::Bytes, std::io::Error>>,
-) -> Result<Sha256State, ApiError>
+) -> Result<Option<Sha256State>, ApiError>
 where
     S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
     E: std::fmt::Display,
 {
     use futures_util::StreamExt;
     let mut written = 0u64;
-    let wrong = |hash: &Sha256State| expect.is_some_and(|e| hash.clone().finish_hex() != e);
+    let wrong = |hash: &Option<Sha256State>| match (hash, expect) {
+        (Some(hash), Some(e)) => hash.clone().finish_hex() != e,
+        _ => false,
+    };
     let checked = loop {
         let chunk = match body.next().await {
             Some(Ok(chunk)) => chunk,
@@ -120,7 +123,9 @@ where
                 "exactly {len} bytes were expected; more were sent"
             )));
         }
-        hash.update(&chunk);
+        if let Some(hash) = &mut hash {
+            hash.update(&chunk);
+        }
         if written == len && wrong(&hash) {
             break Err(ApiError::HashMismatch);
         }
@@ -204,7 +209,7 @@ impl S3Store {
         self.pass_on(
             action,
             plan.size as u64,
-            Sha256State::new(),
+            Some(Sha256State::new()),
             Some(sha256),
             body,
         )
@@ -213,18 +218,18 @@ impl S3Store {
     }
 
     /// Passes part `n` of a multipart upload on to the store as it arrives,
-    /// hashing it from `hash` (the state at the part's offset). With
-    /// `expect`, the part must end in that SHA-256 (the last part, in the
-    /// file's): otherwise the store's request is cut short and
+    /// hashing it from `hash` (the state at the part's offset), if given.
+    /// With `expect`, the part must end in that SHA-256 (the last part, in
+    /// the file's): otherwise the store's request is cut short and
     /// `HashMismatch` returned. Returns the hash after the part.
     pub async fn put_part_through<S, E>(
         &self,
         plan: &Plan,
         n: i64,
-        hash: Sha256State,
+        hash: Option<Sha256State>,
         expect: Option<&str>,
         body: S,
-    ) -> Result<Sha256State, ApiError>
+    ) -> Result<Option<Sha256State>, ApiError>
     where
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -245,10 +250,10 @@ impl S3Store {
         &self,
         mut action: A,
         len: u64,
-        hash: Sha256State,
+        hash: Option<Sha256State>,
         expect: Option<&str>,
         body: S,
-    ) -> Result<Sha256State, ApiError>
+    ) -> Result<Option<Sha256State>, ApiError>
     where
         A: S3Action<'a>,
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,

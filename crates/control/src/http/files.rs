@@ -272,13 +272,16 @@ pub async fn complete(
             _ => ApiError::NotFound("upload"),
         });
     }
+    // Bytes sent straight to the store are counted now; through control
+    // they were counted as they passed.
+    let count_in = (!state.files.bytes_pass_control(&row.plan())).then_some(row.size_bytes);
     // Checking may take seconds; a client that goes away meanwhile must not
     // leave the upload half-completed, so the check runs on its own task.
     let file = tokio::spawn(check_and_keep(state.get_ref().clone(), row, parts))
         .await
         .map_err(|e| ApiError::Internal(e.into()))??;
-    if !state.files.bytes_pass_control(&file.plan()) {
-        state.metrics.files_bytes_in.inc_by(file.size_bytes as u64);
+    if let Some(bytes) = count_in {
+        state.metrics.files_bytes_in.inc_by(bytes as u64);
     }
     Ok(HttpResponse::Created().json(FileAnswer {
         file: file.to_dto(),
@@ -508,8 +511,9 @@ fn dir_store(state: &State) -> Result<&crate::files::dir::DirStore, ApiError> {
 }
 
 /// `PUT /blobs/{fileId}/parts/{n}` (signed): one part of an upload to the
-/// directory backend, streamed to disk, exactly the part's length; or a
-/// small upload to S3 sent through control, which it also completes.
+/// directory backend, streamed to disk, exactly the part's length; a small
+/// upload to S3 sent through control, which it also completes; or a part
+/// of a multipart S3 upload, passed on and hashed from its claimed state.
 pub async fn put_part(
     state: State,
     req: HttpRequest,
@@ -533,7 +537,6 @@ pub async fn put_part(
     let (offset, len) = plan
         .part_range(n)
         .ok_or(ApiError::NotFound("upload part"))?;
-    let claimed = claimed_state(&req, offset)?;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -547,13 +550,15 @@ pub async fn put_part(
     let write = async {
         match &state.files {
             Storage::Dir(dir) => dir.write_part(&plan, n, &row.sha256, body).await,
-            Storage::S3(s3) if s3.through_control(&plan) && plan.part_bytes > 0 => {
+            Storage::S3(s3) if !s3.through_control(&plan) => Err(ApiError::NotFound("upload part")),
+            Storage::S3(s3) if plan.part_bytes > 0 => {
+                let claimed = match s3.wants_state(&plan, n) {
+                    true => claimed_state(&req, offset)?,
+                    false => None,
+                };
                 put_part_chained(&state, s3, &plan, n, claimed, body).await
             }
-            Storage::S3(s3) if s3.through_control(&plan) => {
-                s3.put_through(&plan, &row.sha256, body).await
-            }
-            Storage::S3(_) => Err(ApiError::NotFound("upload part")),
+            Storage::S3(s3) => s3.put_through(&plan, &row.sha256, body).await,
         }
     };
     // A body slower than the minimum rate is cut off: the part stays
@@ -574,7 +579,8 @@ pub async fn put_part(
         Err(e) => return Err(e),
     };
     let etag = (header::ETAG, format!("\"{n}\""));
-    if state.files.dir().is_some() || plan.part_bytes > 0 {
+    let one_part_s3 = state.files.dir().is_none() && plan.part_bytes == 0;
+    if !one_part_s3 {
         return Ok(HttpResponse::Ok().insert_header(etag).finish());
     }
     // Through control, the bytes were checked on the way: the file is made
@@ -639,19 +645,15 @@ where
         .and_then(Sha256State::state_hex);
     let id = plan.file_id.clone();
     state
-        .db(move |c| files::begin_part(c, &id, n, claim.as_deref()))
+        .db(move |c| files::begin_part(c, &id, n, claim.as_deref(), now_ms()))
         .await?;
     let last = n == plan.part_count();
     let expect = (last && start.is_some()).then_some(plan.sha256.as_str());
-    let hashed = start.is_some();
-    let hash = s3
-        .put_part_through(plan, n, start.unwrap_or_default(), expect, body)
-        .await?;
-    let end = match (hashed, last) {
-        (false, _) => None,
-        (true, true) => Some(hash.finish_hex()),
-        (true, false) => hash.state_hex(),
-    };
+    let hash = s3.put_part_through(plan, n, start, expect, body).await?;
+    let end = hash.and_then(|hash| match last {
+        true => Some(hash.finish_hex()),
+        false => hash.state_hex(),
+    });
     if let Some(end) = end {
         let id = plan.file_id.clone();
         state.db(move |c| files::end_part(c, &id, n, &end)).await?;

@@ -122,7 +122,7 @@ pub fn operations() -> Vec<Op> {
         put(
             "/blobs/{fileId}/parts/{n}",
             "putBlobPart",
-            "Signed upload of one part (directory backend; small files on S3)",
+            "Signed upload of one part (directory backend; small files and multipart parts on S3)",
         )
         .public()
         .describe(
@@ -132,7 +132,13 @@ pub fn operations() -> Vec<Op> {
              Answers an `ETag` to pass back on completion. On S3, a one-part upload of at most \
              `TANDEM_S3_THROUGH_CONTROL_BYTES` is sent here too (control passes the bytes on to \
              the store) and this request completes it: the answer is `{file}` and no completion \
-             call is needed (one still answers the same file). Otherwise the body is empty.",
+             call is needed (one still answers the same file). The parts of a multipart S3 \
+             upload come here too (`TANDEM_S3_PARTS_THROUGH_CONTROL`): a part whose intent says \
+             `sha256State` carries the `tandem-sha256-state` header (the SHA-256 state of the \
+             file's bytes before the part; 422 `validation_failed` when it is not 64 hex \
+             digits), control hashes the part from it on the way, and a last part that does not \
+             end in the declared sha256 is refused with 422 `hash_mismatch` (the upload gone). \
+             Otherwise the body is empty.",
         )
         .query("expires", Type::Integer, "Unix seconds (signed)")
         .query(

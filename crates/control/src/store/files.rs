@@ -170,39 +170,54 @@ pub fn set_multipart_id(c: &mut DbConnection, id: &str, multipart: &str) -> Resu
 }
 
 /// Records that part `n` of an upload is being sent through control,
-/// claimed to start from SHA-256 state `start`. A part sent again counts
-/// another attempt and forgets the end it had.
+/// claimed to start from SHA-256 state `start`, while the upload is open
+/// (else `NotFound`). A part sent again counts another attempt and forgets
+/// the end it had.
+///
+/// The check and the record are one write transaction that locks the
+/// upload's row, as taking it for completion does (`begin_completing`): a
+/// part either is recorded before completion reads the records (and an
+/// unfinished or repeated one proves nothing), or is refused. No part can
+/// reach the store unrecorded while a completion trusts the records.
 pub fn begin_part(
     c: &mut DbConnection,
     id: &str,
     n: i64,
     start: Option<&str>,
+    now: i64,
 ) -> Result<(), ApiError> {
-    let again = |c: &mut DbConnection| {
-        diesel::update(file_parts::table.find((id, n)))
+    write_tx(c, |c| {
+        let open = diesel::update(
+            files::table
+                .find(id)
+                .filter(files::state.eq(PENDING))
+                .filter(files::expires_at.gt(now)),
+        )
+        .set(files::state.eq(files::state))
+        .execute(c)?;
+        if open == 0 {
+            return Err(ApiError::NotFound("upload"));
+        }
+        let again = diesel::update(file_parts::table.find((id, n)))
             .set((
                 file_parts::attempts.eq(file_parts::attempts + 1),
                 file_parts::end_state.eq(None::<String>),
             ))
-            .execute(c)
-    };
-    if again(c)? == 1 {
-        return Ok(());
-    }
-    let first = diesel::insert_into(file_parts::table)
-        .values((
-            file_parts::file_id.eq(id),
-            file_parts::part_number.eq(n),
-            file_parts::start_state.eq(start),
-            file_parts::attempts.eq(1),
-        ))
-        .execute(c);
-    match first {
-        Ok(_) => Ok(()),
-        // Sent twice at once: the other request inserted first.
-        Err(e) if crate::db::is_unique_violation(&e) => again(c).map(|_| ()).map_err(Into::into),
-        Err(e) => Err(e.into()),
-    }
+            .execute(c)?;
+        if again == 0 {
+            // The row lock above serialises this upload's parts: no other
+            // request can insert the same part meanwhile.
+            diesel::insert_into(file_parts::table)
+                .values((
+                    file_parts::file_id.eq(id),
+                    file_parts::part_number.eq(n),
+                    file_parts::start_state.eq(start),
+                    file_parts::attempts.eq(1),
+                ))
+                .execute(c)?;
+        }
+        Ok(())
+    })
 }
 
 /// Records the SHA-256 state at the end of part `n` (the file's SHA-256 for
@@ -218,21 +233,26 @@ pub fn end_part(c: &mut DbConnection, id: &str, n: i64, end: &str) -> Result<(),
     Ok(())
 }
 
-/// One recorded part: its number, claimed start state, computed end state
-/// and attempts.
-pub type PartRecord = (i64, Option<String>, Option<String>, i32);
+/// One part of an upload sent through control.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = file_parts)]
+pub struct PartRecord {
+    pub part_number: i64,
+    /// The SHA-256 state its client claimed it starts from (none for part 1).
+    pub start_state: Option<String>,
+    /// Where control's hash of it ended (the file's SHA-256 for the last
+    /// part); none until it is stored, or when it came without a claim.
+    pub end_state: Option<String>,
+    /// Times it was sent.
+    pub attempts: i32,
+}
 
 /// The recorded parts of an upload, by number.
 pub fn parts(c: &mut DbConnection, id: &str) -> Result<Vec<PartRecord>, ApiError> {
     Ok(file_parts::table
         .filter(file_parts::file_id.eq(id))
         .order(file_parts::part_number)
-        .select((
-            file_parts::part_number,
-            file_parts::start_state,
-            file_parts::end_state,
-            file_parts::attempts,
-        ))
+        .select(PartRecord::as_select())
         .load(c)?)
 }
 

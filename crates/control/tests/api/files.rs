@@ -1647,6 +1647,30 @@ async fn chained_parts_are_proven_without_a_read_back(backend: Backend) {
         .await
         .unwrap());
 
+    // A part can no longer be recorded once completion took the upload:
+    // checking the upload and recording the part are one transaction, so a
+    // part that slipped past the request's first check (which a test cannot
+    // time) is refused there instead of reaching the store unrecorded.
+    let data = bytes(size, 7);
+    let a = intent(app, alice, ws, "taken.bin", &data).await;
+    let id = a.body["uploadId"].as_str().unwrap().to_string();
+    app.sql(&format!(
+        "UPDATE files SET state = 'completing' WHERE id = '{id}'"
+    ));
+    let (fid, now) = (id.clone(), tandem_control::store::now_ms());
+    let recorded = app
+        .state
+        .db(move |c| tandem_control::store::files::begin_part(c, &fid, 2, None, now))
+        .await;
+    assert!(
+        matches!(recorded, Err(tandem_control::error::ApiError::NotFound(_))),
+        "{recorded:?}"
+    );
+    let rows = app.sql_texts(&format!(
+        "SELECT file_id AS t FROM file_parts WHERE file_id = '{id}'"
+    ));
+    assert!(rows.is_empty(), "{rows:?}");
+
     // The last part with a wrong byte and honest states is refused as it
     // arrives; the upload is gone.
     let declared = bytes(size, 5);

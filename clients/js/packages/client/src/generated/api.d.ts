@@ -216,8 +216,8 @@ export interface paths {
         };
         get?: never;
         /**
-         * Signed upload of one part (directory backend; small files on S3)
-         * @description Only through a URL from an upload intent. The body is exactly the part's bytes (422 `size_mismatch` otherwise). A one-part upload whose bytes do not match the declared sha256 is refused at once with 422 `hash_mismatch`, and nothing is kept. Answers an `ETag` to pass back on completion. On S3, a one-part upload of at most `TANDEM_S3_THROUGH_CONTROL_BYTES` is sent here too (control passes the bytes on to the store) and this request completes it: the answer is `{file}` and no completion call is needed (one still answers the same file). Otherwise the body is empty.
+         * Signed upload of one part (directory backend; small files and multipart parts on S3)
+         * @description Only through a URL from an upload intent. The body is exactly the part's bytes (422 `size_mismatch` otherwise). A one-part upload whose bytes do not match the declared sha256 is refused at once with 422 `hash_mismatch`, and nothing is kept. Answers an `ETag` to pass back on completion. On S3, a one-part upload of at most `TANDEM_S3_THROUGH_CONTROL_BYTES` is sent here too (control passes the bytes on to the store) and this request completes it: the answer is `{file}` and no completion call is needed (one still answers the same file). The parts of a multipart S3 upload come here too (`TANDEM_S3_PARTS_THROUGH_CONTROL`): a part whose intent says `sha256State` carries the `tandem-sha256-state` header (the SHA-256 state of the file's bytes before the part; 422 `validation_failed` when it is not 64 hex digits), control hashes the part from it on the way, and a last part that does not end in the declared sha256 is refused with 422 `hash_mismatch` (the upload gone). Otherwise the body is empty.
          */
         put: operations["putBlobPart"];
         post?: never;
