@@ -193,7 +193,7 @@ impl Metrics {
             ("files_bytes_in", "File bytes received by uploads", &files_bytes_in),
             ("files_bytes_out", "File bytes sent by downloads (directory backend) or handed out as download URLs (S3)", &files_bytes_out),
             ("files_dedupe_hits", "Upload intents answered with an existing file", &files_dedupe_hits),
-            ("files_readback_bytes", "File bytes read back from the store to check an upload's SHA-256 on completion", &files_readback_bytes),
+            ("files_readback_bytes", "File bytes read back (from the directory or the store) to check an upload's SHA-256 on completion", &files_readback_bytes),
             ("files_gc_runs", "File collector runs", &files_gc_runs),
             ("files_gc_removed", "Files whose bytes the collector removed", &files_gc_removed),
             ("verify_rounds", "Database rounds serving POST /collaboration/verify calls (calls arriving together share one)", &verify_rounds),

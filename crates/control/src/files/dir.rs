@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::{Stream, StreamExt};
 use ring::digest;
-use tandem_protocol::files::{CompletedPart, UploadPart};
+use tandem_protocol::files::{CompletedPart, Sha256State, UploadPart};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::{BlobStore, Download, Plan, UrlSigner};
@@ -71,16 +71,19 @@ impl DirStore {
     }
 
     /// Receives part `n` of an upload from `body`: exactly the part's length,
-    /// written at its offset. A single-part upload is hashed on the way and
-    /// refused at once (nothing kept) when it does not match `sha256`.
-    /// Returns the bytes written.
+    /// written at its offset, hashed into `hash` if given. With `expect`
+    /// (a single-part upload, or the last part of a chain) the bytes must
+    /// end in that SHA-256, or the upload is removed at once (nothing kept)
+    /// and `HashMismatch` returned. Returns the bytes written and the hash
+    /// after them.
     pub async fn write_part<S, E>(
         &self,
         plan: &Plan,
         n: i64,
-        sha256: &str,
+        mut hash: Option<Sha256State>,
+        expect: Option<&str>,
         mut body: S,
-    ) -> Result<u64, ApiError>
+    ) -> Result<(u64, Option<Sha256State>), ApiError>
     where
         S: Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
         E: std::fmt::Display,
@@ -101,7 +104,6 @@ impl DirStore {
             .map_err(io)?;
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
         out.seek(SeekFrom::Start(offset as u64)).await.map_err(io)?;
-        let mut hash = (plan.part_bytes == 0).then(|| digest::Context::new(&digest::SHA256));
         let mut written: i64 = 0;
         while let Some(chunk) = body.next().await {
             let chunk =
@@ -123,14 +125,14 @@ impl DirStore {
                 "part {n} must be exactly {len} bytes; {written} were sent"
             )));
         }
-        if let Some(h) = hash {
-            if hex::encode(h.finish().as_ref()) != sha256 {
+        if let (Some(h), Some(expect)) = (&hash, expect) {
+            if h.clone().finish_hex() != expect {
                 self.abort(plan).await?;
                 return Err(ApiError::HashMismatch);
             }
         }
         tokio::fs::write(&marker, b"").await.map_err(io)?;
-        Ok(written as u64)
+        Ok((written as u64, hash))
     }
 
     /// Opens the checked bytes of `key` with their length.
@@ -183,7 +185,7 @@ impl BlobStore for DirStore {
                     headers: BTreeMap::new(),
                     offset,
                     size,
-                    sha256_state: false,
+                    sha256_state: super::chain_wanted(plan, n),
                 })
             })
             .collect()
@@ -208,7 +210,7 @@ impl BlobStore for DirStore {
         plan: &Plan,
         sha256: &str,
         _parts: Option<&[CompletedPart]>,
-        _proven: bool,
+        proven: bool,
     ) -> Result<u64, ApiError> {
         let blob = self.blob_path(&plan.key)?;
         let dir = self.upload_dir(&plan.file_id)?;
@@ -225,10 +227,18 @@ impl BlobStore for DirStore {
             )));
         }
         let data = dir.join("data");
-        let (size, hash) = tokio::task::spawn_blocking(move || hash_file(&data))
-            .await
-            .map_err(|e| ApiError::Internal(e.into()))?
-            .map_err(io)?;
+        let (size, hash, read) = if proven {
+            // Every part was hashed as it was written, in a chain that ends
+            // in `sha256`: only the length is left to check.
+            let size = tokio::fs::metadata(&data).await.map_err(io)?.len();
+            (size, sha256.to_string(), 0)
+        } else {
+            let (size, hash) = tokio::task::spawn_blocking(move || hash_file(&data))
+                .await
+                .map_err(|e| ApiError::Internal(e.into()))?
+                .map_err(io)?;
+            (size, hash, size)
+        };
         if size != plan.size as u64 {
             return Err(ApiError::SizeMismatch(format!(
                 "received {size} bytes, {} were declared; nothing was kept",
@@ -245,7 +255,7 @@ impl BlobStore for DirStore {
             .await
             .map_err(io)?;
         let _ = tokio::fs::remove_dir_all(&dir).await;
-        Ok(size)
+        Ok(read)
     }
 
     async fn abort(&self, plan: &Plan) -> Result<(), ApiError> {

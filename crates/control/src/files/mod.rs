@@ -64,6 +64,13 @@ pub fn part_count(size: i64, part_bytes: i64) -> i64 {
     }
 }
 
+/// Whether part `n` of `plan`, when its bytes pass control, is to come with
+/// the SHA-256 state at its offset: every part after the first of a
+/// multipart upload whose parts end on 64-byte blocks.
+pub fn chain_wanted(plan: &Plan, n: i64) -> bool {
+    plan.part_bytes > 0 && plan.part_bytes % 64 == 0 && n > 1
+}
+
 /// Whether the recorded parts of an upload (`store::files::parts`) prove
 /// its bytes hash to `sha256`: each of its `count` parts was sent once
 /// through control, which hashed part 1 from SHA-256's initial state and
@@ -162,6 +169,14 @@ impl Storage {
         match self {
             Storage::Dir(_) => true,
             Storage::S3(s) => s.through_control(plan),
+        }
+    }
+
+    /// Whether part `n` of `plan` is to come with its SHA-256 state.
+    pub fn wants_state(&self, plan: &Plan, n: i64) -> bool {
+        match self {
+            Storage::Dir(_) => chain_wanted(plan, n),
+            Storage::S3(s) => s.wants_state(plan, n),
         }
     }
 

@@ -187,7 +187,7 @@ impl S3Store {
     /// SHA-256 state at its offset: every part after the first, when parts
     /// end on 64-byte blocks.
     pub fn wants_state(&self, plan: &Plan, n: i64) -> bool {
-        plan.part_bytes > 0 && plan.part_bytes % 64 == 0 && n > 1 && self.through_control(plan)
+        super::chain_wanted(plan, n) && self.through_control(plan)
     }
 
     /// Passes the body of a one-part through-control upload on to the store

@@ -549,14 +549,20 @@ pub async fn put_part(
     }
     let write = async {
         match &state.files {
-            Storage::Dir(dir) => dir.write_part(&plan, n, &row.sha256, body).await,
             Storage::S3(s3) if !s3.through_control(&plan) => Err(ApiError::NotFound("upload part")),
-            Storage::S3(s3) if plan.part_bytes > 0 => {
-                let claimed = match s3.wants_state(&plan, n) {
+            _ if plan.part_bytes > 0 => {
+                let claimed = match state.files.wants_state(&plan, n) {
                     true => claimed_state(&req, offset)?,
                     false => None,
                 };
-                put_part_chained(&state, s3, &plan, n, claimed, body).await
+                put_part_chained(&state, &plan, n, claimed, body).await
+            }
+            Storage::Dir(dir) => {
+                let hash = Some(Sha256State::new());
+                let (written, _) = dir
+                    .write_part(&plan, n, hash, Some(&row.sha256), body)
+                    .await?;
+                Ok(written)
             }
             Storage::S3(s3) => s3.put_through(&plan, &row.sha256, body).await,
         }
@@ -616,15 +622,14 @@ fn claimed_state(req: &HttpRequest, offset: i64) -> Result<Option<Sha256State>, 
         })
 }
 
-/// Part `n` of a multipart upload to S3, passed on through control and
-/// hashed on the way: part 1 from SHA-256's initial state, a later part
-/// from the state its client `claimed`. Where the hash ended is recorded,
-/// so completion can prove the file without reading it back
-/// ([`chain_proves`]); the last part must end in the file's SHA-256. A part
-/// without a claim is passed on unhashed (its upload is read back).
+/// Part `n` of a multipart upload, written to the directory backend or
+/// passed on to S3, and hashed on the way: part 1 from SHA-256's initial
+/// state, a later part from the state its client `claimed`. Where the hash
+/// ended is recorded, so completion can prove the file without reading it
+/// back ([`chain_proves`]); the last part must end in the file's SHA-256. A
+/// part without a claim is taken unhashed (its upload is read back).
 async fn put_part_chained<S, E>(
     state: &AppState,
-    s3: &crate::files::s3::S3Store,
     plan: &Plan,
     n: i64,
     claimed: Option<Sha256State>,
@@ -649,7 +654,10 @@ where
         .await?;
     let last = n == plan.part_count();
     let expect = (last && start.is_some()).then_some(plan.sha256.as_str());
-    let hash = s3.put_part_through(plan, n, start, expect, body).await?;
+    let hash = match &state.files {
+        Storage::Dir(dir) => dir.write_part(plan, n, start, expect, body).await?.1,
+        Storage::S3(s3) => s3.put_part_through(plan, n, start, expect, body).await?,
+    };
     let end = hash.and_then(|hash| match last {
         true => Some(hash.finish_hex()),
         false => hash.state_hex(),

@@ -133,7 +133,8 @@ pub fn operations() -> Vec<Op> {
              `TANDEM_S3_THROUGH_CONTROL_BYTES` is sent here too (control passes the bytes on to \
              the store) and this request completes it: the answer is `{file}` and no completion \
              call is needed (one still answers the same file). The parts of a multipart S3 \
-             upload come here too (`TANDEM_S3_PARTS_THROUGH_CONTROL`): a part whose intent says \
+             upload come here too (`TANDEM_S3_PARTS_THROUGH_CONTROL`). On either backend, a \
+             multipart part whose intent says \
              `sha256State` carries the `tandem-sha256-state` header (the SHA-256 state of the \
              file's bytes before the part; 422 `validation_failed` when it is not 64 hex \
              digits), control hashes the part from it on the way, and a last part that does not \
