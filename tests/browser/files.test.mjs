@@ -4,7 +4,9 @@
 // grantee and a participant of its conversation — sees the attachment,
 // downloads it through @tandem/client (a progress bar, the sha256 checked;
 // control lets him read the file through the conversation) and the file his
-// browser saves is the same bytes.
+// browser saves is the same bytes. The file goes in 1 MiB parts, each after
+// the first with its SHA-256 state, so control proves it without reading it
+// back (the header passes CORS: the page is on another origin).
 import { after, before, describe, it } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -33,13 +35,25 @@ async function throttle (user, bytesPerSec) {
   })
 }
 
+const PART = 1024 * 1024
+
+/** Control's `tandem_control_files_readback_bytes_total`. */
+async function readBack (controlUrl) {
+  const text = await (await fetch(`${controlUrl}/metrics`)).text()
+  const line = text.split('\n').find((l) => l.startsWith('tandem_control_files_readback_bytes_total '))
+  assert.ok(line !== undefined, 'the read-back metric')
+  return Number(line.split(' ')[1])
+}
+
 describe('attachments in the demo app', () => {
   let tandem, site, chromium, alice, bob, dir
   const bytes = randomBytes(3 * 1024 * 1024 + 777)
   const sha = createHash('sha256').update(bytes).digest('hex')
 
   before(async () => {
-    tandem = await startTandem()
+    // Parts of 1 MiB: the 3 MB file goes in four, the later three with their SHA-256 states
+    // (a header the cross-origin page may send only if control's CORS allows it).
+    tandem = await startTandem(['--files-part-bytes', String(PART)])
     site = await startStatic()
     chromium = await launchChromium()
     alice = await openUser(chromium.browser, 'alice')
@@ -95,6 +109,8 @@ describe('attachments in the demo app', () => {
       await u.page.waitForFunction(() => [...document.querySelectorAll('[data-testid=attachment-link]')].some((a) => a.textContent === 'press-kit.bin'), { timeout: 30000 })
     }
     await throttle(alice, null)
+    // Its four parts went through control, each after the first with its state: proven, not read back.
+    assert.equal(await readBack(tandem.controlUrl), 0, 'the upload was proven by its parts\' SHA-256 states')
     const up = await uploadSeen()
     assert.ok(up.some(([v, max]) => v > 0 && v < max), `the upload bar showed progress between 0 and the size: ${JSON.stringify(up.slice(0, 8))}`)
     assert.ok(up.some(([v, max]) => v === max && max === bytes.length), 'the upload bar reached the file size')

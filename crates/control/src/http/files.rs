@@ -296,9 +296,13 @@ async fn check_and_keep(
     parts: Option<Vec<CompletedPart>>,
 ) -> Result<FileRow, ApiError> {
     let plan = row.plan();
-    let fid = row.id.clone();
-    let recorded = state.db(move |c| files::parts(c, &fid)).await?;
-    let proven = chain_proves(&recorded, plan.part_count(), &row.sha256);
+    // Only the parts of a multipart upload through control are recorded.
+    let chained = plan.part_bytes > 0 && state.files.bytes_pass_control(&plan);
+    let proven = chained && {
+        let fid = row.id.clone();
+        let recorded = state.db(move |c| files::parts(c, &fid)).await?;
+        chain_proves(&recorded, plan.part_count(), &row.sha256)
+    };
     let checked = state
         .files
         .finish(&plan, &row.sha256, parts.as_deref(), proven)
