@@ -209,3 +209,111 @@ async fn a_revoked_users_ticket_is_refused_and_a_downgrade_applies(backend: Back
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(text_of(&o), "owner", "the viewer's edit was dropped");
 }
+
+// On both databases: a storm of ticket joins shares access checks.
+tandem_e2e::both_backends!(a_ticket_storm_shares_access_checks_and_answers_each);
+
+/// After a relay restart, every client rejoins with its ticket at once. The
+/// relay gathers their access checks into `POST
+/// /collaboration/check-access-batch` calls (fewer calls than joins), and each
+/// join still gets its own answer: the owners' and the viewer's with their
+/// roles, the revoked guest's refused in the middle of a batch.
+async fn a_ticket_storm_shares_access_checks_and_answers_each(backend: Backend) {
+    // A wide window, so that a slow (debug, loaded) machine still gathers the storm.
+    let mut stack = Stack::start_on(backend, |c| {
+        c.recheck_secs = 3600;
+        c.verify_batch_window_ms = 50;
+    })
+    .await;
+    let owner = stack.user("owner@storm.dev", "Owner").await;
+    let guest = stack.user("guest@gmail.com", "Guest").await;
+    let viewer = stack.user("viewer@gmail.com", "Viewer").await;
+    let mut docs = Vec::new();
+    for _ in 0..3 {
+        docs.push(stack.team_doc(&owner).await);
+    }
+    stack.share(&owner, &docs[0], &guest, Role::Editor).await;
+    stack.share(&owner, &docs[0], &viewer, Role::Viewer).await;
+    let mut joins: Vec<(String, String)> = Vec::new(); // (doc, ticket)
+    let mut clients = Vec::new();
+    for i in 0..15 {
+        let doc = &docs[i % 3];
+        let (c, t) = connect_resumable(&stack, &owner, doc).await;
+        clients.push(c);
+        joins.push((doc.clone(), t));
+    }
+    let (g, guest_ticket) = connect_resumable(&stack, &guest, &docs[0]).await;
+    let (v, viewer_ticket) = connect_resumable(&stack, &viewer, &docs[0]).await;
+    type_text(&clients[0], "kept");
+    tokio::time::sleep(Duration::from_millis(700)).await; // saved; the feed settles
+    stack
+        .api
+        .remove_member(&owner, "documents", &docs[0], &guest.user_id)
+        .await
+        .unwrap();
+    drop((clients, g, v));
+    stack.restart_relay().await;
+
+    let singles = control_requests(&stack, "/collaboration/check-access").await;
+    let batches = control_requests(&stack, "/collaboration/check-access-batch").await;
+    let verified = verifies(&stack).await;
+    let mut urls: Vec<String> = joins
+        .iter()
+        .map(|(doc, t)| ticket_url(&stack.relay_url, doc, t))
+        .collect();
+    urls.insert(7, ticket_url(&stack.relay_url, &docs[0], &viewer_ticket));
+    urls.insert(3, ticket_url(&stack.relay_url, &docs[0], &guest_ticket));
+    let connects = urls.iter().map(|u| CollabClient::connect(u));
+    let results = futures_util::future::join_all(connects).await;
+    let mut clients: Vec<CollabClient> =
+        results.into_iter().map(|r| r.expect("upgraded")).collect();
+    let guest = clients.remove(3);
+    let s = guest
+        .wait_status(SOON, |s| s.closed.is_some())
+        .await
+        .expect("the revoked guest is closed");
+    assert_eq!(
+        s.closed.map(|c| c.map(|(code, _)| code)),
+        Some(Some(close::TICKET_REFUSED))
+    );
+    for c in &clients {
+        assert!(
+            c.wait_status(SOON, |s| s.synced).await.is_some(),
+            "a ticket join did not sync"
+        );
+    }
+    let singles = control_requests(&stack, "/collaboration/check-access").await - singles;
+    let batches = control_requests(&stack, "/collaboration/check-access-batch").await - batches;
+    eprintln!(
+        "{} ticket joins: {batches} check-access-batch and {singles} check-access calls",
+        urls.len()
+    );
+    assert!(batches >= 1, "no batch was sent");
+    assert!(
+        singles + batches < urls.len() as u64,
+        "{} joins made {} calls",
+        urls.len(),
+        singles + batches
+    );
+    assert_eq!(
+        verifies(&stack).await,
+        verified,
+        "a ticket join verified a token"
+    );
+    assert_eq!(
+        stack.relay_metrics.ticket_joins.get(),
+        urls.len() as u64 - 1
+    );
+    // Each join got its own role: the viewer's edit is dropped, an owner's
+    // reaches the room's others.
+    let viewer = clients.remove(7);
+    type_text(&viewer, "VIEWER");
+    type_text(&clients[0], "+owner");
+    assert!(
+        viewer
+            .wait_doc(SOON, |_| text_of(&viewer).contains("+owner"))
+            .await
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(text_of(&clients[3]), "kept+owner");
+}

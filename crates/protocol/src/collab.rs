@@ -166,6 +166,38 @@ pub struct CheckAccessBatchResponse {
     pub results: Vec<UserAccess>,
 }
 
+/// Most items one `POST /collaboration/check-access-batch` may carry.
+pub const MAX_ACCESS_BATCH: usize = 100;
+
+/// `POST /collaboration/check-access-batch` (relay secret): the access of
+/// users to rooms, any mix of rooms, in one call (the relay gathers the
+/// checks of concurrent resume-ticket joins into it). At most
+/// [`MAX_ACCESS_BATCH`] items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessBatchRequest {
+    pub items: Vec<AccessBatchItem>,
+}
+
+/// One user in one room.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AccessBatchItem {
+    /// `"{resourceType}-{resourceId}"`.
+    pub room_id: String,
+    pub user_id: String,
+}
+
+/// The answers, one per item, in the order of the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct AccessBatchResponse {
+    pub results: Vec<CheckAccessResponse>,
+}
+
 /// One access change: re-check `userId` everywhere, or everyone in `roomId`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -132,7 +132,9 @@ pub struct RelayConfig {
     pub save_lease_ms: u64,
 
     /// Most connect tokens verified in one call to control
-    /// (`POST /collaboration/verify-batch`, at most 100); 1: one call per connect.
+    /// (`POST /collaboration/verify-batch`, at most 100), and most ticket
+    /// joins' access checks in one `POST /collaboration/check-access-batch`;
+    /// 1: one call per connect.
     #[arg(long, env = "TANDEM_VERIFY_BATCH_MAX", default_value_t = 64)]
     pub verify_batch_max: usize,
 

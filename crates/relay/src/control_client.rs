@@ -7,10 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_protocol::collab::{
-    AccessEvents, CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyBatchItem,
+    AccessBatchItem, AccessBatchRequest, AccessBatchResponse, AccessEvents,
+    CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyBatchItem,
     VerifyBatchRequest, VerifyBatchResponse, VerifyOutcome, VerifyRequest, VerifyResponse,
-    MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH, RELAY_SECRET_HEADER,
+    MAX_ACCESS_BATCH, MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH,
+    RELAY_SECRET_HEADER,
 };
+use tandem_protocol::http::Role;
 use tandem_protocol::RoomId;
 use tokio::sync::{mpsc, oneshot, Notify};
 
@@ -71,16 +74,20 @@ pub struct ControlClient {
     /// Turns for saves ([`SAVES_IN_FLIGHT`]).
     saves: Arc<tokio::sync::Semaphore>,
     /// Where [`ControlClient::verify`] queues its token when verifies are
-    /// batched ([`ControlClient::with_verify_batching`]).
-    batcher: Option<mpsc::UnboundedSender<PendingVerify>>,
+    /// batched ([`ControlClient::with_batching`]).
+    verifies: Option<mpsc::UnboundedSender<Pending<VerifyBatchItem>>>,
+    /// Where [`ControlClient::access`] queues its check, likewise.
+    access_checks: Option<mpsc::UnboundedSender<Pending<AccessBatchItem>>>,
 }
 
 /// How the relay coalesces the verifies of concurrent connects into
-/// `POST /collaboration/verify-batch` calls (`TANDEM_VERIFY_BATCH_MAX`,
-/// `TANDEM_VERIFY_BATCH_WINDOW_MS`).
+/// `POST /collaboration/verify-batch` calls, and the access checks of
+/// concurrent resume-ticket joins into `POST /collaboration/check-access-batch`
+/// calls (`TANDEM_VERIFY_BATCH_MAX`, `TANDEM_VERIFY_BATCH_WINDOW_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct VerifyBatching {
-    /// Most tokens per call (capped at [`MAX_VERIFY_BATCH`]); 1 turns batching off.
+    /// Most tokens (or access checks) per call (capped at [`MAX_VERIFY_BATCH`]
+    /// and [`MAX_ACCESS_BATCH`]); 1 turns batching off.
     pub max: usize,
     /// Longest a token waits for others while a call to control is already
     /// in flight. A token that finds no call in flight goes at once (alone,
@@ -89,11 +96,132 @@ pub struct VerifyBatching {
     pub window: Duration,
 }
 
-/// One connect waiting for its token's answer.
-struct PendingVerify {
-    token: String,
-    room: RoomId,
-    reply: oneshot::Sender<Result<VerifyResponse, ControlError>>,
+/// A request waiting in a batch (a token to verify, an access to check),
+/// and where its answer goes.
+struct Pending<I: Batched> {
+    item: I,
+    reply: oneshot::Sender<Result<I::Answer, ControlError>>,
+}
+
+/// What the relay asks control in batches: each item on its own, or many in
+/// one call answered per item in order.
+trait Batched: Clone + Send + Sync + 'static {
+    type Answer: Send + 'static;
+    /// The batch route, for the log line when control lacks it.
+    const ROUTE: &'static str;
+    /// Most items per call.
+    const MAX: usize;
+    fn one(
+        &self,
+        control: &ControlClient,
+    ) -> impl std::future::Future<Output = Result<Self::Answer, ControlError>> + Send;
+    /// The answers in the order of `items`; `Err(Refused(404))` when control
+    /// does not know the route (nothing was done).
+    fn many(
+        control: &ControlClient,
+        items: Vec<Self>,
+    ) -> impl std::future::Future<
+        Output = Result<Vec<Result<Self::Answer, ControlError>>, ControlError>,
+    > + Send;
+}
+
+impl Batched for VerifyBatchItem {
+    type Answer = VerifyResponse;
+    const ROUTE: &'static str = "/collaboration/verify-batch";
+    const MAX: usize = MAX_VERIFY_BATCH;
+
+    /// `POST /collaboration/verify`: one token.
+    async fn one(&self, control: &ControlClient) -> Result<VerifyResponse, ControlError> {
+        let req = control
+            .http
+            .post(format!("{}/collaboration/verify", control.base))
+            .bearer_auth(&self.token)
+            .header(RELAY_SECRET_HEADER, &control.secret)
+            .json(&VerifyRequest {
+                room_id: self.room_id.clone(),
+            });
+        control.send(req).await
+    }
+
+    async fn many(
+        control: &ControlClient,
+        items: Vec<Self>,
+    ) -> Result<Vec<Result<VerifyResponse, ControlError>>, ControlError> {
+        let expected = items.len();
+        let req = control
+            .http
+            .post(format!("{}{}", control.base, Self::ROUTE))
+            .bearer_auth(&control.secret)
+            .json(&VerifyBatchRequest { items });
+        let res: VerifyBatchResponse = control.send(req).await?;
+        answered(&res.results, expected)?;
+        Ok(res
+            .results
+            .into_iter()
+            .map(|outcome| match outcome {
+                VerifyOutcome::Verified {
+                    user_id,
+                    user_name,
+                    role,
+                } => Ok(VerifyResponse {
+                    user_id,
+                    user_name,
+                    role,
+                }),
+                VerifyOutcome::Refused => Err(ControlError::Refused(403)),
+                VerifyOutcome::Invalid { .. } => Err(ControlError::BadRequest),
+            })
+            .collect())
+    }
+}
+
+impl Batched for AccessBatchItem {
+    /// The user's role in the room; `None`: no access.
+    type Answer = Option<Role>;
+    const ROUTE: &'static str = "/collaboration/check-access-batch";
+    const MAX: usize = MAX_ACCESS_BATCH;
+
+    /// `POST /collaboration/check-access` for one user.
+    async fn one(&self, control: &ControlClient) -> Result<Option<Role>, ControlError> {
+        let room = RoomId::parse(&self.room_id).map_err(|_| ControlError::BadRequest)?;
+        let results = control
+            .check_access(&room, std::slice::from_ref(&self.user_id))
+            .await?;
+        Ok(results
+            .into_iter()
+            .find(|a| a.user_id == self.user_id && a.has_access)
+            .and_then(|a| a.role))
+    }
+
+    async fn many(
+        control: &ControlClient,
+        items: Vec<Self>,
+    ) -> Result<Vec<Result<Option<Role>, ControlError>>, ControlError> {
+        let expected = items.len();
+        let req = control
+            .http
+            .post(format!("{}{}", control.base, Self::ROUTE))
+            .bearer_auth(&control.secret)
+            .json(&AccessBatchRequest { items });
+        let res: AccessBatchResponse = control.send(req).await?;
+        answered(&res.results, expected)?;
+        Ok(res
+            .results
+            .into_iter()
+            .map(|a| Ok(if a.has_access { a.role } else { None }))
+            .collect())
+    }
+}
+
+/// A batch answer with one result per item, or the error for all of them.
+fn answered<T>(results: &[T], expected: usize) -> Result<(), ControlError> {
+    if results.len() == expected {
+        return Ok(());
+    }
+    Err(ControlError::Unavailable(format!(
+        "a batch of {expected} was answered with {} results",
+        results.len()
+    )))
 }
 
 impl ControlClient {
@@ -109,27 +237,41 @@ impl ControlClient {
             secret: secret.to_string(),
             http,
             saves: Arc::new(tokio::sync::Semaphore::new(SAVES_IN_FLIGHT)),
-            batcher: None,
+            verifies: None,
+            access_checks: None,
         })
     }
 
-    /// Batches concurrent verifies (see [`VerifyBatching`]); must be called
-    /// inside the runtime (it starts the task that gathers the tokens, which
-    /// ends when the last clone of this client is dropped).
-    pub fn with_verify_batching(mut self, batching: VerifyBatching) -> ControlClient {
-        let max = batching.max.min(MAX_VERIFY_BATCH);
-        if max <= 1 {
-            self.batcher = None;
-            return self;
+    /// Batches concurrent verifies and access checks (see [`VerifyBatching`]);
+    /// must be called inside the runtime (it starts the tasks that gather
+    /// them, which end when the last clone of this client is dropped).
+    pub fn with_batching(mut self, batching: VerifyBatching) -> ControlClient {
+        self.verifies = None;
+        self.access_checks = None;
+        if batching.max > 1 {
+            let plain = self.clone();
+            self.verifies = Some(gatherer(plain.clone(), batching));
+            self.access_checks = Some(gatherer(plain, batching));
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let plain = ControlClient {
-            batcher: None,
-            ..self.clone()
-        };
-        tokio::spawn(gather_verifies(plain, rx, max, batching.window));
-        self.batcher = Some(tx);
         self
+    }
+
+    /// `item` asked on its own, or queued for the next batch when `queue` is set.
+    async fn ask<I: Batched>(
+        &self,
+        queue: Option<&mpsc::UnboundedSender<Pending<I>>>,
+        item: I,
+    ) -> Result<I::Answer, ControlError> {
+        let Some(queue) = queue else {
+            return item.one(self).await;
+        };
+        let (reply, answer) = oneshot::channel();
+        if let Err(mpsc::error::SendError(p)) = queue.send(Pending { item, reply }) {
+            return p.item.one(self).await;
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err(ControlError::Unavailable("batch dropped".into())))
     }
 
     /// Sends a request; any answer but 2xx becomes the matching error.
@@ -157,55 +299,21 @@ impl ControlClient {
     /// Consumes a one-time collaboration token for `room`: on its own, or
     /// with the tokens of concurrent connects when batching is on.
     pub async fn verify(&self, token: &str, room: &RoomId) -> Result<VerifyResponse, ControlError> {
-        let Some(batcher) = &self.batcher else {
-            return self.verify_one(token, room).await;
-        };
-        let (reply, answer) = oneshot::channel();
-        let pending = PendingVerify {
+        let item = VerifyBatchItem {
             token: token.to_string(),
-            room: room.clone(),
-            reply,
+            room_id: room.to_string(),
         };
-        if batcher.send(pending).is_err() {
-            return self.verify_one(token, room).await;
-        }
-        answer
-            .await
-            .unwrap_or_else(|_| Err(ControlError::Unavailable("verify batch dropped".into())))
+        self.ask(self.verifies.as_ref(), item).await
     }
 
-    /// `POST /collaboration/verify`: one token.
-    async fn verify_one(&self, token: &str, room: &RoomId) -> Result<VerifyResponse, ControlError> {
-        let req = self
-            .http
-            .post(format!("{}/collaboration/verify", self.base))
-            .bearer_auth(token)
-            .header(RELAY_SECRET_HEADER, &self.secret)
-            .json(&VerifyRequest {
-                room_id: room.to_string(),
-            });
-        self.send(req).await
-    }
-
-    /// `POST /collaboration/verify-batch`: the answers in the order of `items`.
-    async fn verify_batch(
-        &self,
-        items: Vec<VerifyBatchItem>,
-    ) -> Result<Vec<VerifyOutcome>, ControlError> {
-        let expected = items.len();
-        let req = self
-            .http
-            .post(format!("{}/collaboration/verify-batch", self.base))
-            .bearer_auth(&self.secret)
-            .json(&VerifyBatchRequest { items });
-        let res: VerifyBatchResponse = self.send(req).await?;
-        if res.results.len() != expected {
-            return Err(ControlError::Unavailable(format!(
-                "verify-batch answered {} results for {expected} tokens",
-                res.results.len()
-            )));
-        }
-        Ok(res.results)
+    /// One user's role in one room (`None`: no access): with the checks of
+    /// concurrent ticket joins when batching is on, else on its own.
+    pub async fn access(&self, room: &RoomId, user_id: &str) -> Result<Option<Role>, ControlError> {
+        let item = AccessBatchItem {
+            room_id: room.to_string(),
+            user_id: user_id.to_string(),
+        };
+        self.ask(self.access_checks.as_ref(), item).await
     }
 
     /// Access of many users to one room (in batches of at most `MAX_BATCH_USERS`).
@@ -295,19 +403,30 @@ impl ControlClient {
     }
 }
 
-/// Gathers queued verifies into batches: a batch leaves when no call to
-/// control is in flight, when `window` has passed since its first token
-/// arrived, or when it holds `max` tokens. Runs until every sender is gone.
-async fn gather_verifies(
+/// Starts gathering queued items into batches of at most `batching.max`
+/// (and `I::MAX`): a batch leaves when no call to control is in flight, when
+/// `batching.window` has passed since its first item arrived, or when it is
+/// full. The task runs until every sender is gone.
+fn gatherer<I: Batched>(
     control: ControlClient,
-    mut queue: mpsc::UnboundedReceiver<PendingVerify>,
+    batching: VerifyBatching,
+) -> mpsc::UnboundedSender<Pending<I>> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let max = batching.max.min(I::MAX);
+    tokio::spawn(gather(control, rx, max, batching.window));
+    tx
+}
+
+async fn gather<I: Batched>(
+    control: ControlClient,
+    mut queue: mpsc::UnboundedReceiver<Pending<I>>,
     max: usize,
     window: Duration,
 ) {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let landed = Arc::new(Notify::new());
-    // Set when control does not know `/collaboration/verify-batch` (an older
-    // control during a rolling upgrade): tokens then go one by one.
+    // Set when control does not know the batch route (an older control
+    // during a rolling upgrade): items then go one by one.
     let singles = Arc::new(AtomicBool::new(false));
     while let Some(first) = queue.recv().await {
         let deadline = tokio::time::Instant::now() + window;
@@ -338,62 +457,44 @@ async fn gather_verifies(
             singles.clone(),
         );
         tokio::spawn(async move {
-            send_verifies(&control, batch, &singles).await;
+            send_batch(&control, batch, &singles).await;
             in_flight.fetch_sub(1, Ordering::AcqRel);
             landed.notify_one();
         });
     }
 }
 
-/// Verifies `batch` and answers each waiting connect.
-async fn send_verifies(control: &ControlClient, batch: Vec<PendingVerify>, singles: &AtomicBool) {
-    if batch.len() == 1 || singles.load(Ordering::Relaxed) {
-        let answers = batch.iter().map(|p| control.verify_one(&p.token, &p.room));
-        let answers = futures_util::future::join_all(answers).await;
-        for (p, answer) in batch.into_iter().zip(answers) {
-            let _ = p.reply.send(answer);
-        }
-        return;
-    }
-    let items = batch
-        .iter()
-        .map(|p| VerifyBatchItem {
-            token: p.token.clone(),
-            room_id: p.room.to_string(),
-        })
-        .collect();
-    match control.verify_batch(items).await {
-        Ok(outcomes) => {
-            for (p, outcome) in batch.into_iter().zip(outcomes) {
-                let answer = match outcome {
-                    VerifyOutcome::Verified {
-                        user_id,
-                        user_name,
-                        role,
-                    } => Ok(VerifyResponse {
-                        user_id,
-                        user_name,
-                        role,
-                    }),
-                    VerifyOutcome::Refused => Err(ControlError::Refused(403)),
-                    VerifyOutcome::Invalid { .. } => Err(ControlError::BadRequest),
-                };
-                let _ = p.reply.send(answer);
+/// Asks control about `batch` (in one call when it holds more than one item
+/// and control knows the batch route) and answers each waiting caller.
+async fn send_batch<I: Batched>(
+    control: &ControlClient,
+    batch: Vec<Pending<I>>,
+    singles: &AtomicBool,
+) {
+    let together = if batch.len() > 1 && !singles.load(Ordering::Relaxed) {
+        let items = batch.iter().map(|p| p.item.clone()).collect();
+        match I::many(control, items).await {
+            Ok(answers) => Some(answers),
+            // Not a route of this control (nothing was done): one by one from now on.
+            Err(ControlError::Refused(404)) => {
+                tracing::warn!(
+                    route = I::ROUTE,
+                    "control does not know this batch route; asking one by one"
+                );
+                singles.store(true, Ordering::Relaxed);
+                None
             }
+            Err(e) => Some(batch.iter().map(|_| Err(e.again())).collect()),
         }
-        // Not a route of this control (nothing was consumed): one by one from now on.
-        Err(ControlError::Refused(404)) => {
-            tracing::warn!(
-                "control has no /collaboration/verify-batch; verifying tokens one by one"
-            );
-            singles.store(true, Ordering::Relaxed);
-            Box::pin(send_verifies(control, batch, singles)).await;
-        }
-        Err(e) => {
-            for p in batch {
-                let _ = p.reply.send(Err(e.again()));
-            }
-        }
+    } else {
+        None
+    };
+    let answers = match together {
+        Some(answers) => answers,
+        None => futures_util::future::join_all(batch.iter().map(|p| p.item.one(control))).await,
+    };
+    for (p, answer) in batch.into_iter().zip(answers) {
+        let _ = p.reply.send(answer);
     }
 }
 

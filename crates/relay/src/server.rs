@@ -58,7 +58,7 @@ impl Application {
             Some(list) => Some(OriginList::parse(list).context("TANDEM_CORS_ORIGINS")?),
             None => None,
         };
-        let control = ControlClient::new(&config.control_url, &secret)?.with_verify_batching(
+        let control = ControlClient::new(&config.control_url, &secret)?.with_batching(
             crate::control_client::VerifyBatching {
                 max: config.verify_batch_max,
                 window: Duration::from_millis(config.verify_batch_window_ms),

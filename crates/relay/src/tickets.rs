@@ -228,32 +228,29 @@ pub async fn admit(shared: &Shared, ticket: &str, room: &RoomId) -> Result<Membe
         .open(ticket, room, SystemTime::now())
         .map_err(refused)?;
     let started = Instant::now();
-    let checked = shared
-        .control
-        .check_access(room, std::slice::from_ref(&claims.u))
-        .await;
+    let checked = shared.control.access(room, &claims.u).await;
     shared
         .metrics
         .check_access_seconds
         .observe(started.elapsed().as_secs_f64());
-    let access = match checked {
-        Ok(results) => results.into_iter().find(|a| a.user_id == claims.u),
+    let role = match checked {
+        Ok(role) => role,
         Err(ControlError::Unavailable(why)) => {
             tracing::warn!(room = %room, error = %why, "control unreachable during a ticket join");
             return Err(AdmitError::Unavailable);
         }
         Err(_) => None,
     };
-    match access {
-        Some(a) if a.has_access => {
+    match role {
+        Some(role) => {
             shared.metrics.ticket_joins.inc();
             Ok(Member {
                 user_id: claims.u,
                 user_name: claims.n,
-                role: a.role.unwrap_or(claims.o),
+                role,
             })
         }
-        _ => Err(refused(Refusal::NoAccess)),
+        None => Err(refused(Refusal::NoAccess)),
     }
 }
 

@@ -127,6 +127,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(get().to(collab::check_access))
                 .route(post().to(collab::check_access_batch)),
         )
+        .service(
+            at("/collaboration/check-access-batch").route(post().to(collab::check_access_many)),
+        )
         .service(at("/collaboration/events").route(get().to(collab::events)))
         .service(
             at("/collaboration/rooms/{roomId}/snapshot")

@@ -162,6 +162,20 @@ pub fn operations() -> Vec<Op> {
         .relay()
         .body::<CheckAccessBatchRequest>()
         .ok::<CheckAccessBatchResponse>(200),
+        post(
+            "/collaboration/check-access-batch",
+            "checkAccessMany",
+            "Relay: may each of these users still use their room?",
+        )
+        .relay()
+        .describe(
+            "The relay's secret as Bearer; 1 to 100 (room, user) pairs in any mix of rooms \
+             (422 otherwise, or when a room id does not parse), answered in their order as \
+             `GET /collaboration/check-access` would answer each. The relay gathers the access \
+             checks of concurrent resume-ticket joins into one call.",
+        )
+        .body::<AccessBatchRequest>()
+        .ok::<AccessBatchResponse>(200),
         get(
             "/collaboration/events",
             "accessEvents",

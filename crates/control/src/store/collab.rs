@@ -93,20 +93,41 @@ pub fn consume_many(
     if pending.is_empty() {
         return Ok(out);
     }
-    // As in `grant_of`: the feed position before any grant is computed.
+    let pairs: Vec<(RoomId, String)> = pending
+        .iter()
+        .map(|(i, user_id)| (items[*i].1.clone(), user_id.clone()))
+        .collect();
+    for ((i, user_id), grant) in pending.into_iter().zip(grants_of(conn, cache, &pairs)?) {
+        if let Some(grant) = grant {
+            out[i] = Ok((user_id, grant));
+        }
+    }
+    Ok(out)
+}
+
+/// [`grant_of`] for many (room, user) pairs at once, in order: answered
+/// from `cache` where it can, the rest in three queries per distinct room.
+pub fn grants_of(
+    conn: &mut DbConnection,
+    cache: &AccessCache,
+    pairs: &[(RoomId, String)],
+) -> Result<Vec<Option<Grant>>, ApiError> {
+    // Read the feed position first: a grant computed afterwards cannot
+    // predate a revocation that position already covers.
     let seq = events::last_seq(conn)?;
+    let mut out: Vec<Option<Grant>> = Vec::with_capacity(pairs.len());
     let mut misses: HashMap<String, (RoomId, Vec<String>)> = HashMap::new();
-    for (i, user_id) in &pending {
-        let room = &items[*i].1;
+    for (room, user_id) in pairs {
         let room_name = room.to_string();
-        match cache.get(seq, &room_name, user_id) {
-            Some(grant) => out[*i] = Ok((user_id.clone(), grant)),
-            None => misses
+        let hit = cache.get(seq, &room_name, user_id);
+        if hit.is_none() {
+            misses
                 .entry(room_name)
                 .or_insert_with(|| (room.clone(), Vec::new()))
                 .1
-                .push(user_id.clone()),
+                .push(user_id.clone());
         }
+        out.push(hit);
     }
     let mut decided: HashMap<(String, String), Grant> = HashMap::new();
     for (room_name, (room, mut users)) in misses {
@@ -125,13 +146,9 @@ pub fn consume_many(
             decided.insert((room_name.clone(), user_id), grant);
         }
     }
-    for (i, user_id) in pending {
-        if out[i].is_ok() {
-            continue;
-        }
-        let key = (items[i].1.to_string(), user_id);
-        if let Some(grant) = decided.get(&key) {
-            out[i] = Ok((key.1, grant.clone()));
+    for ((room, user_id), slot) in pairs.iter().zip(out.iter_mut()) {
+        if slot.is_none() {
+            *slot = decided.get(&(room.to_string(), user_id.clone())).cloned();
         }
     }
     Ok(out)
@@ -203,25 +220,8 @@ pub fn grant_of(
     room: &RoomId,
     user_id: &str,
 ) -> Result<Option<Grant>, ApiError> {
-    // Read the feed position first: a grant computed afterwards cannot
-    // predate a revocation that position already covers.
-    let seq = events::last_seq(conn)?;
-    let room_name = room.to_string();
-    if let Some(grant) = cache.get(seq, &room_name, user_id) {
-        return Ok(Some(grant));
-    }
-    let (mut users, mut access) = decide(conn, room, &[user_id.to_string()])?;
-    let grant = match (users.remove(user_id), access.pop().and_then(|(_, r)| r)) {
-        (Some(user), Some(role)) => Some(Grant {
-            role,
-            user_name: user.display_name,
-        }),
-        _ => None,
-    };
-    if let Some(grant) = &grant {
-        cache.put(seq, &room_name, user_id, grant.clone());
-    }
-    Ok(grant)
+    let pair = [(room.clone(), user_id.to_string())];
+    Ok(grants_of(conn, cache, &pair)?.pop().flatten())
 }
 
 /// Access of each user to `room` (unknown users have none), in three queries

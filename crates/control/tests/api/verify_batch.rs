@@ -1,6 +1,8 @@
 //! `POST /collaboration/verify-batch`: many one-time tokens consumed in one
 //! call, answered per token; each token still succeeds exactly once, across
-//! batches, single verifies and replicas.
+//! batches, single verifies and replicas. `POST
+//! /collaboration/check-access-batch`: the access of many users to many rooms
+//! in one call, answered per pair.
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -13,6 +15,8 @@ both_backends!(
     one_token_in_concurrent_batches_and_verifies_succeeds_once,
     one_token_on_two_replicas_succeeds_once,
     batch_limits_and_secret,
+    an_access_batch_answers_each_pair_in_order,
+    access_batch_limits_and_secret,
 );
 
 const SECRET: &str = "test-relay-secret";
@@ -262,4 +266,158 @@ async fn batch_limits_and_secret(backend: Backend) {
     // The token survived all of that, and works once.
     assert_eq!(outcomes(&batch(&app, &[(&t, &room)]).await), ["verified"]);
     assert_eq!(outcomes(&batch(&app, &[(&t, &room)]).await), ["refused"]);
+}
+
+async fn access_batch(
+    app: &TestApp,
+    secret: &str,
+    items: &[(&str, &str)],
+) -> crate::helpers::Answer {
+    let items: Vec<Value> = items
+        .iter()
+        .map(|(r, u)| json!({"roomId": r, "userId": u}))
+        .collect();
+    app.post(
+        "/collaboration/check-access-batch",
+        secret,
+        json!({ "items": items }),
+    )
+    .await
+}
+
+/// Each result as its role, or "-" for no access.
+fn roles(a: &crate::helpers::Answer) -> Vec<String> {
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    a.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| match (r["hasAccess"].as_bool(), r["role"].as_str()) {
+            (Some(true), Some(role)) => role.to_string(),
+            (Some(false), None) => "-".to_string(),
+            _ => panic!("malformed result {r}"),
+        })
+        .collect()
+}
+
+async fn an_access_batch_answers_each_pair_in_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (owner, member, doc, project) = setup(&app).await;
+    let room = format!("doc-{doc}");
+    // Another company's document, in a room the batch mixes in.
+    let stranger = app.signup("sam@elsewhere.dev", "Sam").await;
+    let ws = app.workspace(&stranger, "team").await;
+    let p = app.create_project(&stranger, &ws, "Theirs").await;
+    let theirs = app.create_resource(&stranger, &p, "documents", "T").await;
+    let theirs = format!("doc-{theirs}");
+    // A guest with a viewer's grant on the project.
+    let guest = app.signup("guest@gmail.com", "Guest").await;
+    let added = app
+        .post(
+            &format!("/projects/{project}/members"),
+            &owner.token,
+            json!({"userId": guest.id, "role": "viewer"}),
+        )
+        .await;
+    assert!(added.status.is_success(), "{}", added.body);
+    let pairs = [
+        (room.as_str(), member.id.as_str()),
+        (room.as_str(), owner.id.as_str()),
+        (theirs.as_str(), member.id.as_str()),
+        (theirs.as_str(), stranger.id.as_str()),
+        (room.as_str(), guest.id.as_str()),
+        (room.as_str(), "no-such-user"),
+        ("doc-no-such-document", owner.id.as_str()),
+        (room.as_str(), member.id.as_str()),
+    ];
+    let expected = [
+        "editor", "owner", "-", "owner", "viewer", "-", "-", "editor",
+    ];
+    assert_eq!(roles(&access_batch(&app, SECRET, &pairs).await), expected);
+    // Asked again, now partly from control's access cache: the same answers.
+    assert_eq!(roles(&access_batch(&app, SECRET, &pairs).await), expected);
+    // Each answer is what the single check says.
+    for ((r, u), want) in pairs.iter().zip(expected) {
+        let one = app
+            .get(
+                &format!("/collaboration/check-access?roomId={r}&userId={u}"),
+                SECRET,
+            )
+            .await;
+        assert_eq!(one.status, StatusCode::OK, "{}", one.body);
+        assert_eq!(one.body["hasAccess"], want != "-", "{r} {u}: {}", one.body);
+    }
+    // The guest removed, a second guest's editor grant made a viewer's: the
+    // next batch says so (the cache does not outlive an access change).
+    let other_guest = app.signup("gail@gmail.com", "Gail").await;
+    let members = format!("/projects/{project}/members");
+    let a = app.grant(&members, &owner, &other_guest.id, "editor").await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let before = access_batch(&app, SECRET, &[(&room, &other_guest.id)]).await;
+    assert_eq!(roles(&before), ["editor"]);
+    app.delete(&format!("{members}/{}", guest.id), &owner.token)
+        .await;
+    let a = app
+        .patch(
+            &format!("{members}/{}", other_guest.id),
+            &owner.token,
+            json!({"role": "viewer"}),
+        )
+        .await;
+    assert!(a.status.is_success(), "{}", a.body);
+    let after = access_batch(
+        &app,
+        SECRET,
+        &[
+            (&room, &guest.id),
+            (&room, &other_guest.id),
+            (&room, &owner.id),
+        ],
+    )
+    .await;
+    assert_eq!(roles(&after), ["-", "viewer", "owner"]);
+}
+
+async fn access_batch_limits_and_secret(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_, member, doc, _) = setup(&app).await;
+    let room = format!("doc-{doc}");
+    let pair = (room.as_str(), member.id.as_str());
+    // None, or more than 100: 422 with the usual error body.
+    for n in [0, 101] {
+        let a = access_batch(&app, SECRET, &vec![pair; n]).await;
+        assert_eq!(
+            a.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{n}: {}",
+            a.body
+        );
+        assert_eq!(a.code(), "validation_failed", "{}", a.body);
+        assert!(a.body["error"]["message"].as_str().unwrap().contains("100"));
+    }
+    assert_eq!(
+        roles(&access_batch(&app, SECRET, &vec![pair; 100]).await).len(),
+        100
+    );
+    // A room id that does not parse: 422 naming the item.
+    let a = access_batch(&app, SECRET, &[pair, ("chat-123", &member.id)]).await;
+    assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    let message = a.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("items[1].roomId"), "{message}");
+    // Unknown fields and wrong types: 422.
+    for body in [
+        json!({"items": [{"roomId": room, "userId": member.id, "extra": 1}]}),
+        json!({"items": [{"roomId": room, "userId": 5}]}),
+        json!({"roomId": room, "userIds": [member.id]}),
+    ] {
+        let a = app
+            .post("/collaboration/check-access-batch", SECRET, body)
+            .await;
+        assert_eq!(a.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", a.body);
+    }
+    // Without the relay secret (or with the user's session): 401.
+    for secret in ["wrong", member.token.as_str()] {
+        let a = access_batch(&app, secret, &[pair]).await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{}", a.body);
+    }
 }

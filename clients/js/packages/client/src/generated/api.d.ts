@@ -245,6 +245,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/collaboration/check-access-batch": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Relay: may each of these users still use their room?
+         * @description The relay's secret as Bearer; 1 to 100 (room, user) pairs in any mix of rooms (422 otherwise, or when a room id does not parse), answered in their order as `GET /collaboration/check-access` would answer each. The relay gathers the access checks of concurrent resume-ticket joins into one call.
+         */
+        post: operations["checkAccessMany"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/collaboration/events": {
         parameters: {
             query?: never;
@@ -1863,6 +1883,25 @@ export interface components {
         AcceptedInvite: {
             role: components["schemas"]["Role"];
             workspaceId: string;
+        };
+        /** @description One user in one room. */
+        AccessBatchItem: {
+            /** @description `"{resourceType}-{resourceId}"`. */
+            roomId: string;
+            userId: string;
+        };
+        /**
+         * @description `POST /collaboration/check-access-batch` (relay secret): the access of
+         *     users to rooms, any mix of rooms, in one call (the relay gathers the
+         *     checks of concurrent resume-ticket joins into it). At most
+         *     [`MAX_ACCESS_BATCH`] items.
+         */
+        AccessBatchRequest: {
+            items: components["schemas"]["AccessBatchItem"][];
+        };
+        /** @description The answers, one per item, in the order of the request. */
+        AccessBatchResponse: {
+            results: components["schemas"]["CheckAccessResponse"][];
         };
         /** @description One access change: re-check `userId` everywhere, or everyone in `roomId`. */
         AccessEvent: {
@@ -3704,6 +3743,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["CheckAccessBatchResponse"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    checkAccessMany: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccessBatchRequest"];
+            };
+        };
+        responses: {
+            /** @description Success */
+            200: {
+                headers: {
+                    /** @description The request's id (yours if sane, see proto-docs/http-api.md) */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AccessBatchResponse"];
                 };
             };
             400: components["responses"]["BadRequest"];
