@@ -120,7 +120,8 @@ impl StormReport {
              {} of the other nodes' reconnected\n  \
              all back and synced: {:.0} ms (relay up again after {:.0} ms)\n  \
              per client: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n  \
-             control: token {}, verify {}, check-access {}, snapshot loads {}; CPU {} \n  \
+             control: token {}, verify {} (and {} verify-batch), check-access {} (and {} check-access-batch), \
+             snapshot loads {}; CPU {} \n  \
              client token requests {}, tickets refused {}, failed attempts {}; load {}\n",
             if self.tickets { "tickets" } else { "tokens" },
             self.database,
@@ -137,7 +138,9 @@ impl StormReport {
             self.per_client_ms.max,
             route("/collaboration/token"),
             route("/collaboration/verify"),
+            route("/collaboration/verify-batch"),
             route("/collaboration/check-access"),
+            route("/collaboration/check-access-batch"),
             self.control_requests
                 .iter()
                 .filter(|(k, _)| k.contains("snapshot"))
