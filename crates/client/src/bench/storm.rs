@@ -96,6 +96,11 @@ pub struct StormReport {
     pub total_ms: f64,
     /// Kill to the restarted relay answering `/healthz`.
     pub relay_restart_ms: f64,
+    /// Of that, the kill until the old process was reaped (its sockets closed).
+    pub relay_kill_ms: f64,
+    /// The kill to the new process listening (a TCP handshake completes).
+    /// `/healthz` comes later: its request queues behind the storm's.
+    pub relay_listening_ms: f64,
     /// Kill to each client synced again.
     pub per_client_ms: Percentiles,
     /// Control's requests during the storm, by route.
@@ -118,7 +123,8 @@ impl StormReport {
         format!(
             "reconnect storm ({} , {}): {} clients / {} rooms on {} node(s), {} of {} back, \
              {} of the other nodes' reconnected\n  \
-             all back and synced: {:.0} ms (relay up again after {:.0} ms)\n  \
+             all back and synced: {:.0} ms (relay answering /healthz after {:.0} ms; the \
+             kill took {:.0} ms, listening after {:.0} ms)\n  \
              per client: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n  \
              control: token {}, verify {} (and {} verify-batch), check-access {} (and {} check-access-batch), \
              snapshot loads {}; CPU {} \n  \
@@ -133,6 +139,8 @@ impl StormReport {
             self.others_reconnected,
             self.total_ms,
             self.relay_restart_ms,
+            self.relay_kill_ms,
+            self.relay_listening_ms,
             self.per_client_ms.p50,
             self.per_client_ms.p99,
             self.per_client_ms.max,
@@ -246,7 +254,9 @@ struct Relay {
 }
 
 impl Relay {
-    async fn start(&mut self) -> anyhow::Result<()> {
+    /// Starts the relay; answers when it was first seen listening (it has
+    /// then also answered `/healthz`).
+    async fn start(&mut self) -> anyhow::Result<Instant> {
         let stdout = match &self.log {
             Some(p) => std::process::Stdio::from(
                 std::fs::OpenOptions::new()
@@ -271,9 +281,21 @@ impl Relay {
             .kill_on_drop(true)
             .spawn()?;
         self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        // Listening: the kernel completes a TCP handshake (before the relay
+        // accepts it, so a storm queued at the port does not delay this).
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            if Instant::now() >= deadline {
+                anyhow::bail!("the relay did not listen on port {}", self.port);
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let listening = Instant::now();
         let http = reqwest::Client::new();
         let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if http
                 .get(&url)
@@ -281,7 +303,7 @@ impl Relay {
                 .await
                 .is_ok_and(|r| r.status().is_success())
             {
-                return Ok(());
+                return Ok(listening);
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -499,7 +521,9 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     let failed_before = counters.failed_attempts.load(Ordering::Relaxed);
     let t0 = Instant::now();
     relays[0].kill().await;
-    relays[0].start().await?;
+    let relay_kill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    let listening = relays[0].start().await?;
+    let relay_listening_ms = listening.duration_since(t0).as_secs_f64() * 1000.0;
     let relay_restart_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let killed: Vec<bool> = (0..args.clients).map(|i| node_of(i) == 0).collect();
     let (again, others_reconnected) = wait_all(&mut notes, &killed, t0, timeout).await;
@@ -544,6 +568,8 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         others_reconnected,
         total_ms,
         relay_restart_ms,
+        relay_kill_ms,
+        relay_listening_ms,
         per_client_ms: stats::summarize_us(&mut samples),
         control_requests,
         control_cpu_secs,
