@@ -45,6 +45,7 @@ diesel::table! {
         created_at -> BigInt,
         event_seq -> BigInt,
         guest_access -> Text,
+        files_ready_bytes -> BigInt,
     }
 }
 

@@ -88,17 +88,34 @@ impl FileRow {
 
 /// Bytes a workspace holds: ready files and uploads not yet expired.
 pub fn used_bytes(c: &mut DbConnection, workspace_id: &str, now: i64) -> Result<i64, ApiError> {
-    Ok(files::table
+    let ready: i64 = workspaces::table
+        .find(workspace_id)
+        .select(workspaces::files_ready_bytes)
+        .first(c)
+        .optional()?
+        .unwrap_or(0);
+    let open: i64 = files::table
         .filter(files::workspace_id.eq(workspace_id))
-        .filter(
-            files::state.eq(READY).or(files::state
-                .eq_any([PENDING, COMPLETING])
-                .and(files::expires_at.gt(now))),
-        )
+        .filter(files::state.eq_any([PENDING, COMPLETING]))
+        .filter(files::expires_at.gt(now))
         .select(sql::<BigInt>(
             "CAST(COALESCE(SUM(size_bytes), 0) AS BIGINT)",
         ))
-        .first(c)?)
+        .first(c)?;
+    Ok(ready.saturating_add(open))
+}
+
+/// Adds `delta` to the bytes of `workspace_id`'s ready files; called in the
+/// write transaction that moves a file to or from `ready`.
+fn count_ready(
+    c: &mut DbConnection,
+    workspace_id: &str,
+    delta: i64,
+) -> Result<(), diesel::result::Error> {
+    diesel::update(workspaces::table.find(workspace_id))
+        .set(workspaces::files_ready_bytes.eq(workspaces::files_ready_bytes + delta))
+        .execute(c)?;
+    Ok(())
 }
 
 /// The ready file of a workspace with these bytes, if any (dedupe).
@@ -311,6 +328,7 @@ pub fn mark_ready(c: &mut DbConnection, id: &str, now: i64) -> Result<Completed,
             // The parts' chain proved what it could; a ready file needs it no more.
             diesel::delete(file_parts::table.filter(file_parts::file_id.eq(id))).execute(c)?;
             if let Some(row) = get(c, id)? {
+                count_ready(c, &row.workspace_id, row.size_bytes)?;
                 super::webhooks::emit_in_workspace(
                     c,
                     &row.workspace_id,
@@ -350,10 +368,18 @@ pub fn remove(c: &mut DbConnection, id: &str) -> Result<(), ApiError> {
 /// downloads answer 404, its dedupe entry is gone); its bytes are collected
 /// after the grace period.
 pub fn soft_delete(c: &mut DbConnection, id: &str, now: i64) -> Result<bool, ApiError> {
-    let n = diesel::update(files::table.find(id).filter(files::state.eq(READY)))
-        .set((files::state.eq(DELETED), files::deleted_at.eq(now)))
-        .execute(c)?;
-    Ok(n == 1)
+    write_tx(c, |c| {
+        let Some(row) = get(c, id)? else {
+            return Ok(false);
+        };
+        let n = diesel::update(files::table.find(id).filter(files::state.eq(READY)))
+            .set((files::state.eq(DELETED), files::deleted_at.eq(now)))
+            .execute(c)?;
+        if n == 1 {
+            count_ready(c, &row.workspace_id, -row.size_bytes)?;
+        }
+        Ok(n == 1)
+    })
 }
 
 /// Claims a ready file of `workspace_id` for a new reference: it stops
@@ -486,29 +512,59 @@ pub fn notice_unreferenced(
 /// ended by this time.
 pub const ABANDONED_SETTLE_MS: i64 = 60_000;
 
+/// Most ready files [`mark_collectable`] marks per call (each is a
+/// statement of its own, to keep the workspace's byte count exact); the
+/// collector's next run takes the rest.
+pub const MARK_READY_BATCH: i64 = 1_000;
+
 /// The collector's mark: files whose bytes may go now are set to
 /// `collecting` (nothing can claim them after that). Ready files nothing
-/// has referred to for `grace_ms`, deleted files deleted `grace_ms` ago,
-/// uploads past their expiry by [`ABANDONED_SETTLE_MS`].
+/// has referred to for `grace_ms` (at most [`MARK_READY_BATCH`] per call),
+/// deleted files deleted `grace_ms` ago, uploads past their expiry by
+/// [`ABANDONED_SETTLE_MS`].
 pub fn mark_collectable(c: &mut DbConnection, now: i64, grace_ms: i64) -> Result<usize, ApiError> {
     let cutoff = now.saturating_sub(grace_ms);
-    let unreferenced = files::state
-        .eq(READY)
-        .and(files::unreferenced_since.le(cutoff))
-        .and(not(exists(
-            file_refs::table.filter(file_refs::file_id.eq(files::id)),
-        )))
-        .and(not(exists(message_attachments::table.filter(
-            message_attachments::file_id.eq(files::id.nullable()),
-        ))));
+    let unreferenced = || {
+        files::state
+            .eq(READY)
+            .and(files::unreferenced_since.le(cutoff))
+            .and(not(exists(
+                file_refs::table.filter(file_refs::file_id.eq(files::id)),
+            )))
+            .and(not(exists(message_attachments::table.filter(
+                message_attachments::file_id.eq(files::id.nullable()),
+            ))))
+    };
+    let candidates: Vec<(String, String, i64)> = files::table
+        .filter(unreferenced())
+        .order(files::unreferenced_since.asc())
+        .limit(MARK_READY_BATCH)
+        .select((files::id, files::workspace_id, files::size_bytes))
+        .load(c)?;
+    let mut marked = 0;
+    for (id, workspace_id, size) in candidates {
+        // Each ready file leaves `ready` in the statement that re-checks it
+        // (a reference may have come meanwhile), with its bytes uncounted
+        // in the same transaction.
+        marked += write_tx(c, |c| {
+            let n = diesel::update(files::table.find(&id).filter(unreferenced()))
+                .set(files::state.eq(COLLECTING))
+                .execute(c)?;
+            if n == 1 {
+                count_ready(c, &workspace_id, -size)?;
+            }
+            Ok::<_, diesel::result::Error>(n)
+        })?;
+    }
     let deleted = files::state.eq(DELETED).and(files::deleted_at.le(cutoff));
     let abandoned = files::state
         .eq_any([PENDING, COMPLETING])
         .and(files::expires_at.le(now.saturating_sub(ABANDONED_SETTLE_MS)));
-    Ok(diesel::update(files::table)
-        .filter(unreferenced.or(deleted).or(abandoned))
+    marked += diesel::update(files::table)
+        .filter(deleted.or(abandoned))
         .set(files::state.eq(COLLECTING))
-        .execute(c)?)
+        .execute(c)?;
+    Ok(marked)
 }
 
 /// Files marked for collection (oldest first).

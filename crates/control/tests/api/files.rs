@@ -446,6 +446,8 @@ async fn same_bytes_again_are_a_dedupe_hit(backend: Backend, store: Store) {
         .await
         .unwrap());
     assert!(download(app, &t.bob, files[0]["id"].as_str().unwrap()).await == twin);
+    // The race's loser was not counted.
+    assert_ready_bytes_counted(app);
 }
 
 async fn bytes_not_matching_the_hash_are_refused(backend: Backend, store: Store) {
@@ -706,6 +708,20 @@ async fn outsiders_and_removed_members_get_404(backend: Backend, store: Store) {
     assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Every workspace's count of its ready files' bytes (kept with each change,
+/// read by the quota check) equals their sum.
+fn assert_ready_bytes_counted(app: &TestApp) {
+    let rows = app.sql_texts(
+        "SELECT CAST(w.files_ready_bytes AS TEXT) || ' ' || CAST((SELECT COALESCE(SUM(f.size_bytes), 0) \
+         FROM files f WHERE f.workspace_id = w.id AND f.state = 'ready') AS TEXT) AS t FROM workspaces w",
+    );
+    assert!(!rows.is_empty());
+    for row in rows {
+        let (counted, summed) = row.split_once(' ').unwrap();
+        assert_eq!(counted, summed, "a workspace's ready bytes drifted");
+    }
+}
+
 async fn limits_answer_clearly(backend: Backend, store: Store) {
     let env = spawn(backend, store, |c| {
         c.files_max_bytes = 1000;
@@ -741,6 +757,7 @@ async fn limits_answer_clearly(backend: Backend, store: Store) {
             .status,
         StatusCode::NO_CONTENT
     );
+    assert_ready_bytes_counted(app);
     let now = intent(app, &t.bob, &t.ws, "t.bin", &bytes(200, 4)).await;
     assert_eq!(now.status, StatusCode::CREATED, "{}", now.body);
     // Bad intents.
@@ -901,11 +918,13 @@ async fn collector_removes_exactly_the_unreferenced(backend: Backend, store: Sto
         StatusCode::NO_CONTENT
     );
 
+    assert_ready_bytes_counted(app);
     // Killed mid-run: marked, then nothing more.
     let marked = tandem_control::files::collector::mark(&state, now)
         .await
         .unwrap();
     assert_eq!(marked, 3, "old_unreferenced, unsynced, old_deleted");
+    assert_ready_bytes_counted(app);
     // A marked file cannot be referenced any more, nor read.
     let (ws, f) = (t.ws.clone(), ids["old_unreferenced"].clone());
     assert!(state
@@ -973,6 +992,7 @@ async fn collector_removes_exactly_the_unreferenced(backend: Backend, store: Sto
         removed, 3,
         "new_unreferenced, old_conversation and the personal one"
     );
+    assert_ready_bytes_counted(app);
     for label in ["attached", "synced"] {
         assert!(
             state.files.exists(&key(label)).await.unwrap(),
@@ -1002,6 +1022,7 @@ async fn collector_removes_exactly_the_unreferenced(backend: Backend, store: Sto
     assert_eq!(removed, 1);
     assert!(state.files.exists(&key("attached")).await.unwrap());
     assert!(metric(app, "files_gc_removed").await >= 5);
+    assert_ready_bytes_counted(app);
 }
 
 async fn range_requests(backend: Backend) {
