@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tandem_protocol::collab::{
-    AccessBatchItem, AccessBatchRequest, AccessBatchResponse, AccessEvents,
-    CheckAccessBatchRequest, CheckAccessBatchResponse, UserAccess, VerifyBatchItem,
-    VerifyBatchRequest, VerifyBatchResponse, VerifyOutcome, VerifyRequest, VerifyResponse,
-    MAX_ACCESS_BATCH, MAX_BATCH_USERS, MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH,
-    RELAY_SECRET_HEADER,
+    AccessBatchItem, AccessBatchRequest, AccessEvents, CheckAccessBatchRequest,
+    CheckAccessBatchResponse, CheckAccessResponse, UserAccess, VerifyBatchItem, VerifyBatchRequest,
+    VerifyOutcome, VerifyRequest, VerifyResponse, MAX_ACCESS_BATCH, MAX_BATCH_USERS,
+    MAX_DOCUMENT_BYTES_HEADER, MAX_VERIFY_BATCH, RELAY_SECRET_HEADER,
 };
 use tandem_protocol::http::Role;
 use tandem_protocol::RoomId;
@@ -148,15 +147,10 @@ impl Batched for VerifyBatchItem {
         items: Vec<Self>,
     ) -> Result<Vec<Result<VerifyResponse, ControlError>>, ControlError> {
         let expected = items.len();
-        let req = control
-            .http
-            .post(format!("{}{}", control.base, Self::ROUTE))
-            .bearer_auth(&control.secret)
-            .json(&VerifyBatchRequest { items });
-        let res: VerifyBatchResponse = control.send(req).await?;
-        answered(&res.results, expected)?;
-        Ok(res
-            .results
+        let results: Vec<VerifyOutcome> = control
+            .post_batch(Self::ROUTE, &VerifyBatchRequest { items }, expected)
+            .await?;
+        Ok(results
             .into_iter()
             .map(|outcome| match outcome {
                 VerifyOutcome::Verified {
@@ -198,30 +192,20 @@ impl Batched for AccessBatchItem {
         items: Vec<Self>,
     ) -> Result<Vec<Result<Option<Role>, ControlError>>, ControlError> {
         let expected = items.len();
-        let req = control
-            .http
-            .post(format!("{}{}", control.base, Self::ROUTE))
-            .bearer_auth(&control.secret)
-            .json(&AccessBatchRequest { items });
-        let res: AccessBatchResponse = control.send(req).await?;
-        answered(&res.results, expected)?;
-        Ok(res
-            .results
+        let results: Vec<CheckAccessResponse> = control
+            .post_batch(Self::ROUTE, &AccessBatchRequest { items }, expected)
+            .await?;
+        Ok(results
             .into_iter()
             .map(|a| Ok(if a.has_access { a.role } else { None }))
             .collect())
     }
 }
 
-/// A batch answer with one result per item, or the error for all of them.
-fn answered<T>(results: &[T], expected: usize) -> Result<(), ControlError> {
-    if results.len() == expected {
-        return Ok(());
-    }
-    Err(ControlError::Unavailable(format!(
-        "a batch of {expected} was answered with {} results",
-        results.len()
-    )))
+/// The body of a batch answer (`VerifyBatchResponse`, `AccessBatchResponse`).
+#[derive(serde::Deserialize)]
+struct BatchResults<T> {
+    results: Vec<T>,
 }
 
 impl ControlClient {
@@ -287,6 +271,29 @@ impl ControlClient {
             s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
             s => Err(ControlError::Unavailable(format!("status {s}"))),
         }
+    }
+
+    /// `POST {route}` (the secret as Bearer) of a batch of `expected` items:
+    /// their results, one per item, or the error for all of them.
+    async fn post_batch<B: serde::Serialize, T: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+        body: &B,
+        expected: usize,
+    ) -> Result<Vec<T>, ControlError> {
+        let req = self
+            .http
+            .post(format!("{}{route}", self.base))
+            .bearer_auth(&self.secret)
+            .json(body);
+        let res: BatchResults<T> = self.send(req).await?;
+        if res.results.len() != expected {
+            return Err(ControlError::Unavailable(format!(
+                "a batch of {expected} was answered with {} results",
+                res.results.len()
+            )));
+        }
+        Ok(res.results)
     }
 
     async fn send<T: serde::de::DeserializeOwned>(
@@ -507,19 +514,31 @@ mod tests {
 
     use super::*;
 
-    /// A stand-in for control's snapshot endpoint on a real socket: holds
-    /// each request a moment and records the most it served at once.
-    async fn slow_control(most: Arc<AtomicUsize>, served: Arc<AtomicUsize>) -> String {
+    /// How a stand-in control answers one request: its path and body to a
+    /// status and a JSON body.
+    type Answer = Arc<dyn Fn(&str, &[u8]) -> (u16, String) + Send + Sync>;
+
+    /// A stand-in for control on a real socket: holds each request `hold`,
+    /// answers it with `answer`, and records the most it served at once and
+    /// every path it served.
+    async fn fake_control(
+        hold: Duration,
+        answer: Answer,
+        most: Arc<AtomicUsize>,
+        served: Arc<std::sync::Mutex<Vec<String>>>,
+    ) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let now = Arc::new(AtomicUsize::new(0));
         tokio::spawn(async move {
             while let Ok((socket, _)) = listener.accept().await {
-                let (now, most, served) = (now.clone(), most.clone(), served.clone());
+                let (now, most, served, answer) =
+                    (now.clone(), most.clone(), served.clone(), answer.clone());
                 tokio::spawn(async move {
                     let mut socket = BufReader::new(socket);
                     loop {
                         let mut len = 0usize;
+                        let mut path = String::new();
                         loop {
                             let mut line = String::new();
                             if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
@@ -527,6 +546,9 @@ mod tests {
                             }
                             if line == "\r\n" {
                                 break;
+                            }
+                            if path.is_empty() {
+                                path = line.split(' ').nth(1).unwrap_or_default().to_string();
                             }
                             if let Some((k, v)) = line.split_once(':') {
                                 if k.eq_ignore_ascii_case("content-length") {
@@ -538,11 +560,16 @@ mod tests {
                         socket.read_exact(&mut body).await.unwrap();
                         let at_once = now.fetch_add(1, Ordering::SeqCst) + 1;
                         most.fetch_max(at_once, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        tokio::time::sleep(hold).await;
                         now.fetch_sub(1, Ordering::SeqCst);
-                        served.fetch_add(1, Ordering::SeqCst);
-                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
-                        if socket.get_mut().write_all(ok).await.is_err() {
+                        let (status, json) = answer(&path, &body);
+                        served.lock().unwrap().push(path);
+                        let head = format!(
+                            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            json.len()
+                        );
+                        let reply = [head.as_bytes(), json.as_bytes()].concat();
+                        if socket.get_mut().write_all(&reply).await.is_err() {
                             return;
                         }
                     }
@@ -550,6 +577,132 @@ mod tests {
             }
         });
         format!("http://{addr}")
+    }
+
+    /// What the stand-in answers access checks with: users named `yes…`
+    /// are editors, the others have no access.
+    fn access_answer(batch_route: bool) -> Answer {
+        Arc::new(move |path, body| {
+            let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            let access = |user: &str| {
+                if user.starts_with("yes") {
+                    serde_json::json!({"hasAccess": true, "role": "editor"})
+                } else {
+                    serde_json::json!({"hasAccess": false})
+                }
+            };
+            match path {
+                "/collaboration/check-access-batch" if batch_route => {
+                    let results: Vec<_> = body["items"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|i| access(i["userId"].as_str().unwrap()))
+                        .collect();
+                    (200, serde_json::json!({ "results": results }).to_string())
+                }
+                "/collaboration/check-access" => {
+                    let results: Vec<_> = body["userIds"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|u| {
+                            let mut a = access(u.as_str().unwrap());
+                            a["userId"] = u.clone();
+                            a
+                        })
+                        .collect();
+                    (200, serde_json::json!({ "results": results }).to_string())
+                }
+                _ => (404, "{}".into()),
+            }
+        })
+    }
+
+    /// 40 concurrent access checks through a client that batches them; the
+    /// answers each caller got, and the paths control served.
+    async fn forty_checks(batch_route: bool) -> (Vec<Option<Role>>, Vec<String>) {
+        let served = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let url = fake_control(
+            Duration::from_millis(20),
+            access_answer(batch_route),
+            Arc::new(AtomicUsize::new(0)),
+            served.clone(),
+        )
+        .await;
+        let client = ControlClient::new(&url, "secret")
+            .unwrap()
+            .with_batching(VerifyBatching {
+                max: 64,
+                // Long: a batch leaves when no call is in flight or it is full,
+                // never on a slow machine's timer.
+                window: Duration::from_secs(5),
+            });
+        let checks: Vec<_> = (0..40)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let room = RoomId::parse(&format!("doc-{}", i % 7)).unwrap();
+                    let user = if i % 3 == 0 {
+                        format!("no{i}")
+                    } else {
+                        format!("yes{i}")
+                    };
+                    client.access(&room, &user).await.unwrap()
+                })
+            })
+            .collect();
+        let mut answers = Vec::new();
+        for check in checks {
+            answers.push(check.await.unwrap());
+        }
+        let paths = served.lock().unwrap().clone();
+        (answers, paths)
+    }
+
+    fn expected_roles() -> Vec<Option<Role>> {
+        (0..40)
+            .map(|i| (i % 3 != 0).then_some(Role::Editor))
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_access_checks_share_calls_and_each_gets_its_answer() {
+        let (answers, paths) = forty_checks(true).await;
+        assert_eq!(answers, expected_roles());
+        let batches = paths
+            .iter()
+            .filter(|p| *p == "/collaboration/check-access-batch")
+            .count();
+        assert!(batches >= 1, "{paths:?}");
+        assert!(paths.len() < 40, "40 checks made {} calls", paths.len());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_the_batch_route_access_checks_go_one_by_one() {
+        let (answers, paths) = forty_checks(false).await;
+        assert_eq!(answers, expected_roles());
+        // One refused batch call at most; after it, only single checks.
+        let batches: Vec<usize> = paths
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| *p == "/collaboration/check-access-batch")
+            .map(|(i, _)| i)
+            .collect();
+        assert!(batches.len() <= 1, "{paths:?}");
+        let singles = paths.len() - batches.len();
+        assert_eq!(singles, 40, "{paths:?}");
+    }
+
+    /// A stand-in for control's snapshot endpoint: holds each request a
+    /// moment and records the most it served at once.
+    async fn slow_control(most: Arc<AtomicUsize>, served: Arc<AtomicUsize>) -> String {
+        let counted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let answer: Answer = Arc::new(move |_, _| {
+            served.fetch_add(1, Ordering::SeqCst);
+            (200, String::new())
+        });
+        fake_control(Duration::from_millis(20), answer, most, counted).await
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
