@@ -16,6 +16,21 @@ pub struct RelayConfig {
     )]
     pub listen: SocketAddr,
 
+    /// A separate address for `/healthz`, `/readyz` and `/metrics`, served by
+    /// a thread of its own (answered at once during a reconnect storm);
+    /// `/metrics` then answers 404 on the client port. Unset: all on the
+    /// client port.
+    #[arg(long = "ops-listen", env = "TANDEM_RELAY_OPS_LISTEN")]
+    pub ops_listen: Option<SocketAddr>,
+
+    /// Bearer token `GET /metrics` requires (401 without it). Unset: open.
+    #[arg(
+        long = "metrics-token",
+        env = "TANDEM_METRICS_TOKEN",
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
     /// Base URL of control.
     #[arg(
         long,
@@ -164,6 +179,8 @@ impl RelayConfig {
     pub fn for_tests(control_url: impl Into<String>, secret: impl Into<String>) -> RelayConfig {
         RelayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ops_listen: None,
+            metrics_token: None,
             control_url: control_url.into(),
             relay_secret: Some(secret.into()),
             recheck_secs: 30,

@@ -42,6 +42,9 @@ pub struct Shared {
 pub struct Application {
     listener: TcpListener,
     port: u16,
+    /// `TANDEM_RELAY_OPS_LISTEN`, bound.
+    ops: Option<std::net::TcpListener>,
+    ops_port: Option<u16>,
     shared: Arc<Shared>,
     tracker: TaskTracker,
     stop: CancellationToken,
@@ -67,6 +70,17 @@ impl Application {
         let listener =
             listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        let ops = match config.ops_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .with_context(|| format!("cannot listen on {addr} (ops)"))?,
+            ),
+            None => None,
+        };
+        let ops_port = match &ops {
+            Some(l) => Some(l.local_addr()?.port()),
+            None => None,
+        };
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
@@ -135,6 +149,8 @@ impl Application {
         Ok(Application {
             listener,
             port,
+            ops,
+            ops_port,
             shared,
             tracker,
             stop,
@@ -143,6 +159,11 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The port of `TANDEM_RELAY_OPS_LISTEN`, when set.
+    pub fn ops_port(&self) -> Option<u16> {
+        self.ops_port
     }
 
     pub fn shared(&self) -> Arc<Shared> {
@@ -158,11 +179,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             listener,
+            ops,
             shared,
             tracker,
             stop,
             ..
         } = self;
+        if let Some(ops) = ops {
+            crate::transport::ops::start(ops, shared.clone(), stop.clone())?;
+        }
         let signals = stop.clone();
         tokio::spawn(async move {
             wait_for_signal().await;
@@ -212,6 +237,7 @@ impl Application {
         {
             tracing::warn!("shutdown deadline passed with connections still open");
         }
+        stop.cancel(); // the ops thread too
         tracing::info!("relay stopped");
         Ok(())
     }

@@ -13,6 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::handshake::{self, Form, HttpError, Route};
+use super::ops::{self, draining, same_secret, unreachable_control, Ops};
 use super::ws::{Incoming, WebSocket, WsError};
 use crate::control_client::ControlError;
 use crate::hub::{JoinError, Kill, Member, Next};
@@ -66,37 +67,23 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
         }
     };
     let (room, token, form) = match handshake::route(&head) {
-        Ok(Route::Health) => {
-            handshake::respond(&mut stream, 200, r#"{"status":"ok"}"#).await;
+        Ok(Route::Ops(Ops::Metrics)) if shared.config.ops_listen.is_some() => {
+            HttpError::new(
+                404,
+                ErrorCode::NotFound,
+                "metrics are served on the ops address",
+            )
+            .write_to(&mut stream)
+            .await;
             return None;
         }
-        Ok(Route::Metrics) => {
-            let body = shared.metrics.encode();
-            let ctype = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-            {
-                handshake::respond_with(&mut stream, 200, ctype, &body).await;
-                return None;
-            }
+        Ok(Route::Ops(route)) => {
+            ops::answer(&mut stream, route, &head, &shared, &shared.control).await;
+            return None;
         }
         Ok(Route::Drain { exit }) => {
             drain(&mut stream, &head, &shared, exit).await;
             return None;
-        }
-        Ok(Route::Ready) => {
-            if shared.hub.is_draining() {
-                draining().write_to(&mut stream).await;
-                return None;
-            }
-            if shared.control.ready().await {
-                {
-                    handshake::respond(&mut stream, 200, r#"{"status":"ready"}"#).await;
-                    return None;
-                }
-            }
-            {
-                unreachable_control().write_to(&mut stream).await;
-                return None;
-            }
         }
         Ok(Route::Room(room, token, form)) => (room, token, form),
         Err(e) => {
@@ -497,22 +484,12 @@ async fn send_ticket(
     )
 }
 
-/// The 503 of `/readyz` and of a connect while the node drains.
-fn draining() -> HttpError {
-    HttpError::new(503, ErrorCode::Unavailable, "relay is draining")
-}
-
 /// `POST /admin/drain[?exit=true]` with `Authorization: Bearer
 /// <TANDEM_RELAY_SECRET>`: refuses new connections from now on, saves every
 /// room to control and closes its clients with 1012, then answers
 /// `{status, rooms, complete, exiting}`; with `exit`, the node then stops.
 async fn drain(stream: &mut TcpStream, head: &handshake::Head, shared: &Shared, exit: bool) {
-    let given = head
-        .authorization
-        .as_deref()
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
+    let given = ops::bearer(head);
     // Guesses of the secret are braked like handshakes.
     if let Ok(peer) = stream.peer_addr() {
         if !shared
@@ -547,17 +524,6 @@ async fn drain(stream: &mut TcpStream, head: &handshake::Head, shared: &Shared, 
     if exit {
         shared.stop.cancel();
     }
-}
-
-/// Compares secrets without an early exit on the first differing byte.
-fn same_secret(a: &str, b: &str) -> bool {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The 503 of `/readyz` and of a connect while control is away.
-fn unreachable_control() -> HttpError {
-    HttpError::new(503, ErrorCode::Unavailable, "control is unreachable")
 }
 
 /// Why the room let go of a connection: the kill it queued (a graceful

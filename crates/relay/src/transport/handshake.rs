@@ -51,13 +51,10 @@ pub struct UpgradeHeaders {
 /// What the client asked for.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
-    Health,
-    Metrics,
-    Ready,
+    /// `GET /healthz`, `/readyz` or `/metrics`.
+    Ops(super::ops::Ops),
     /// `POST /admin/drain[?exit=true]`: a rolling restart of this node.
-    Drain {
-        exit: bool,
-    },
+    Drain { exit: bool },
     /// A room, with the token if one was given, and the URL form used.
     Room(RoomId, Option<String>, Form),
 }
@@ -170,11 +167,8 @@ pub fn route(head: &Head) -> Result<Route, HttpError> {
     if head.method != "GET" {
         return Err(HttpError::new(405, ErrorCode::MethodNotAllowed, "only GET"));
     }
-    match head.path.as_str() {
-        "/healthz" => return Ok(Route::Health),
-        "/readyz" => return Ok(Route::Ready),
-        "/metrics" => return Ok(Route::Metrics),
-        _ => {}
+    if let Some(ops) = super::ops::Ops::of_path(&head.path) {
+        return Ok(Route::Ops(ops));
     }
     let (name, form) = match head.path.strip_prefix("/parties/main/") {
         Some(name) => (name, Form::Partykit),
@@ -302,6 +296,7 @@ fn reason(status: u16) -> &'static str {
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
+        404 => "Not Found",
         405 => "Method Not Allowed",
         429 => "Too Many Requests",
         426 => "Upgrade Required",
@@ -376,7 +371,10 @@ mod tests {
             route(&head("/doc-abc?token=", true)).unwrap(),
             Route::Room(room, None, Form::YWebsocket)
         );
-        assert_eq!(route(&head("/healthz", false)).unwrap(), Route::Health);
+        assert_eq!(
+            route(&head("/healthz", false)).unwrap(),
+            Route::Ops(super::super::ops::Ops::Health)
+        );
         for bad in ["/chat-1", "/", "/doc-", "/doc-a/b", "/parties/other/doc-a"] {
             assert_eq!(route(&head(bad, true)).unwrap_err().status, 400, "{bad}");
         }

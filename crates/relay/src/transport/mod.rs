@@ -1,9 +1,10 @@
 //! Everything that touches sockets: the HTTP request before the upgrade
 //! ([`handshake`]), WebSocket frames after it ([`ws`]), one task per
-//! WebSocket connection ([`conn`]), and the per-IP handshake limit
-//! ([`limits`]).
+//! WebSocket connection ([`conn`]), the per-IP handshake limit
+//! ([`limits`]), and health, readiness and metrics ([`ops`]).
 
 pub mod conn;
 pub mod handshake;
 pub mod limits;
+pub mod ops;
 pub mod ws;
