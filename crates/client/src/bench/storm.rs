@@ -101,6 +101,8 @@ pub struct StormReport {
     /// The kill to the new process listening (a TCP handshake completes).
     /// `/healthz` comes later: its request queues behind the storm's.
     pub relay_listening_ms: f64,
+    /// The kill to the new process's ops address answering `/healthz`.
+    pub relay_ops_health_ms: Option<f64>,
     /// Kill to each client synced again.
     pub per_client_ms: Percentiles,
     /// Control's requests during the storm, by route.
@@ -124,7 +126,8 @@ impl StormReport {
             "reconnect storm ({} , {}): {} clients / {} rooms on {} node(s), {} of {} back, \
              {} of the other nodes' reconnected\n  \
              all back and synced: {:.0} ms (relay answering /healthz after {:.0} ms; the \
-             kill took {:.0} ms, listening after {:.0} ms)\n  \
+             kill took {:.0} ms, listening after {:.0} ms, its ops address answering /healthz \
+             after {})\n  \
              per client: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n  \
              control: token {}, verify {} (and {} verify-batch), check-access {} (and {} check-access-batch), \
              snapshot loads {}; CPU {} \n  \
@@ -141,6 +144,8 @@ impl StormReport {
             self.relay_restart_ms,
             self.relay_kill_ms,
             self.relay_listening_ms,
+            self.relay_ops_health_ms
+                .map_or("n/a".to_string(), |ms| format!("{ms:.0} ms")),
             self.per_client_ms.p50,
             self.per_client_ms.p99,
             self.per_client_ms.max,
@@ -245,6 +250,8 @@ async fn control_requests(http: &reqwest::Client, control: &str) -> BTreeMap<Str
 struct Relay {
     bin: PathBuf,
     port: u16,
+    /// `TANDEM_RELAY_OPS_LISTEN` (a relay built before it ignores it).
+    ops_port: u16,
     control: String,
     secret: String,
     /// With several nodes.
@@ -254,9 +261,10 @@ struct Relay {
 }
 
 impl Relay {
-    /// Starts the relay; answers when it was first seen listening (it has
-    /// then also answered `/healthz`).
-    async fn start(&mut self) -> anyhow::Result<Instant> {
+    /// Starts the relay; answers when it was first seen listening and when
+    /// its ops address answered `/healthz` (if it has one). It has then also
+    /// answered `/healthz` on the client port.
+    async fn start(&mut self) -> anyhow::Result<(Instant, Option<Instant>)> {
         let stdout = match &self.log {
             Some(p) => std::process::Stdio::from(
                 std::fs::OpenOptions::new()
@@ -272,6 +280,10 @@ impl Relay {
         }
         let child = cmd
             .env("TANDEM_RELAY_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env(
+                "TANDEM_RELAY_OPS_LISTEN",
+                format!("127.0.0.1:{}", self.ops_port),
+            )
             .env("TANDEM_CONTROL_URL", &self.control)
             .env("TANDEM_RELAY_SECRET", &self.secret)
             .env("TANDEM_MAX_CONNECTIONS_PER_USER", "0")
@@ -295,19 +307,34 @@ impl Relay {
         }
         let listening = Instant::now();
         let http = reqwest::Client::new();
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        while Instant::now() < deadline {
-            if http
-                .get(&url)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return Ok(listening);
+        let healthy = |port: u16| {
+            let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}/healthz"));
+            async move {
+                while Instant::now() < deadline {
+                    if http
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success())
+                    {
+                        return Some(Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                None
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        // Both at once: the ops address answers at once, the client port
+        // after the upgrades queued before its probe.
+        let ops = tokio::spawn(healthy(self.ops_port));
+        if healthy(self.port).await.is_none() {
+            anyhow::bail!("the relay did not start on port {}", self.port);
         }
-        anyhow::bail!("the relay did not start on port {}", self.port)
+        let ops = match tokio::time::timeout(Duration::from_millis(100), ops).await {
+            Ok(Ok(at)) => at,
+            _ => None, // a relay without an ops address
+        };
+        Ok((listening, ops))
     }
 
     async fn kill(&mut self) {
@@ -458,9 +485,13 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
+        let ops_port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let mut relay = Relay {
             bin: args.relay_bin.clone(),
             port,
+            ops_port,
             control: args.control.clone(),
             secret: args.relay_secret.clone(),
             redis: args.redis_url.clone().filter(|_| nodes > 1),
@@ -522,8 +553,9 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     let t0 = Instant::now();
     relays[0].kill().await;
     let relay_kill_ms = t0.elapsed().as_secs_f64() * 1000.0;
-    let listening = relays[0].start().await?;
+    let (listening, ops_healthy) = relays[0].start().await?;
     let relay_listening_ms = listening.duration_since(t0).as_secs_f64() * 1000.0;
+    let relay_ops_health_ms = ops_healthy.map(|at| at.duration_since(t0).as_secs_f64() * 1000.0);
     let relay_restart_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let killed: Vec<bool> = (0..args.clients).map(|i| node_of(i) == 0).collect();
     let (again, others_reconnected) = wait_all(&mut notes, &killed, t0, timeout).await;
@@ -570,6 +602,7 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         relay_restart_ms,
         relay_kill_ms,
         relay_listening_ms,
+        relay_ops_health_ms,
         per_client_ms: stats::summarize_us(&mut samples),
         control_requests,
         control_cpu_secs,
