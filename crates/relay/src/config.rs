@@ -17,7 +17,7 @@ pub struct RelayConfig {
     pub listen: SocketAddr,
 
     /// A separate address for `/healthz`, `/readyz` and `/metrics`, served by
-    /// a thread of its own (answered at once during a reconnect storm);
+    /// a thread of its own (answered even while every worker is busy);
     /// `/metrics` then answers 404 on the client port. Unset: all on the
     /// client port.
     #[arg(long = "ops-listen", env = "TANDEM_RELAY_OPS_LISTEN")]

@@ -103,6 +103,9 @@ pub struct StormReport {
     pub relay_listening_ms: f64,
     /// The kill to the new process's ops address answering `/healthz`.
     pub relay_ops_health_ms: Option<f64>,
+    /// The slowest `/healthz` of probes every 50 ms during the storm, on
+    /// the ops address (when the relay has one) and on the client port.
+    pub slowest_health_ms: (Option<f64>, f64),
     /// Kill to each client synced again.
     pub per_client_ms: Percentiles,
     /// Control's requests during the storm, by route.
@@ -127,7 +130,7 @@ impl StormReport {
              {} of the other nodes' reconnected\n  \
              all back and synced: {:.0} ms (relay answering /healthz after {:.0} ms; the \
              kill took {:.0} ms, listening after {:.0} ms, its ops address answering /healthz \
-             after {})\n  \
+             after {}; slowest /healthz during the storm: ops address {}, client port {:.0} ms)\n  \
              per client: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms\n  \
              control: token {}, verify {} (and {} verify-batch), check-access {} (and {} check-access-batch), \
              snapshot loads {}; CPU {} \n  \
@@ -146,6 +149,10 @@ impl StormReport {
             self.relay_listening_ms,
             self.relay_ops_health_ms
                 .map_or("n/a".to_string(), |ms| format!("{ms:.0} ms")),
+            self.slowest_health_ms
+                .0
+                .map_or("n/a".to_string(), |ms| format!("{ms:.1} ms")),
+            self.slowest_health_ms.1,
             self.per_client_ms.p50,
             self.per_client_ms.p99,
             self.per_client_ms.max,
@@ -306,35 +313,20 @@ impl Relay {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         let listening = Instant::now();
-        let http = reqwest::Client::new();
-        let healthy = |port: u16| {
-            let (http, url) = (http.clone(), format!("http://127.0.0.1:{port}/healthz"));
-            async move {
-                while Instant::now() < deadline {
-                    if http
-                        .get(&url)
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success())
-                    {
-                        return Some(Instant::now());
-                    }
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                None
-            }
-        };
-        // Both at once: the ops address answers at once, the client port
-        // after the upgrades queued before its probe.
-        let ops = tokio::spawn(healthy(self.ops_port));
-        if healthy(self.port).await.is_none() {
-            anyhow::bail!("the relay did not start on port {}", self.port);
+        // `/healthz` on both addresses, probed from threads of their own:
+        // this process's runtime is as busy as the relay's with the storm's
+        // clients, and would delay its own probes by seconds.
+        let (port, ops_port) = (self.port, self.ops_port);
+        let client_port = std::thread::spawn(move || probe_health(port, deadline));
+        let ops = std::thread::spawn(move || probe_health(ops_port, deadline));
+        let joined = tokio::task::spawn_blocking(move || {
+            (client_port.join().ok().flatten(), ops.join().ok().flatten())
+        })
+        .await?;
+        match joined {
+            (Some(_), ops) => Ok((listening, ops)),
+            (None, _) => anyhow::bail!("the relay did not start on port {}", self.port),
         }
-        let ops = match tokio::time::timeout(Duration::from_millis(100), ops).await {
-            Ok(Ok(at)) => at,
-            _ => None, // a relay without an ops address
-        };
-        Ok((listening, ops))
     }
 
     async fn kill(&mut self) {
@@ -343,6 +335,42 @@ impl Relay {
             let _ = c.wait().await;
         }
     }
+}
+
+/// How long one `GET /healthz` on `port` took to answer 200, with a
+/// blocking socket (outside any runtime); `None` when nothing listens there
+/// or the answer was not a 200.
+fn time_health(port: u16) -> Option<Duration> {
+    use std::io::{Read, Write};
+    let started = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: relay\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    answer
+        .starts_with("HTTP/1.1 200")
+        .then(|| started.elapsed())
+}
+
+/// When `GET /healthz` on `port` first answered 200; `None` past
+/// `deadline`, or after 2 s of nothing listening (a relay built before the
+/// ops address, asked there).
+fn probe_health(port: u16, deadline: Instant) -> Option<Instant> {
+    let started = Instant::now();
+    while Instant::now() < deadline {
+        if time_health(port).is_some() {
+            return Some(Instant::now());
+        }
+        if started.elapsed() > Duration::from_secs(2)
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+        {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    None
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -553,12 +581,33 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
     let t0 = Instant::now();
     relays[0].kill().await;
     let relay_kill_ms = t0.elapsed().as_secs_f64() * 1000.0;
+    // Probes of `/healthz` every 20 ms from now until everyone is back,
+    // from threads of their own: the slowest answer on each address.
+    let probing = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let probe = |port: u16| {
+        let probing = probing.clone();
+        std::thread::spawn(move || {
+            let mut slowest = Duration::ZERO;
+            while probing.load(Ordering::Relaxed) {
+                if let Some(took) = time_health(port) {
+                    slowest = slowest.max(took);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            slowest
+        })
+    };
+    let probes = (probe(relays[0].ops_port), probe(relays[0].port));
     let (listening, ops_healthy) = relays[0].start().await?;
     let relay_listening_ms = listening.duration_since(t0).as_secs_f64() * 1000.0;
     let relay_ops_health_ms = ops_healthy.map(|at| at.duration_since(t0).as_secs_f64() * 1000.0);
     let relay_restart_ms = t0.elapsed().as_secs_f64() * 1000.0;
     let killed: Vec<bool> = (0..args.clients).map(|i| node_of(i) == 0).collect();
     let (again, others_reconnected) = wait_all(&mut notes, &killed, t0, timeout).await;
+    probing.store(false, Ordering::Relaxed);
+    let slowest =
+        |h: std::thread::JoinHandle<Duration>| h.join().unwrap_or_default().as_secs_f64() * 1000.0;
+    let slowest_health_ms = (ops_healthy.map(|_| slowest(probes.0)), slowest(probes.1));
     let window = t0.elapsed();
     let cpu_after = args.control_pid.and_then(procstat::sample);
     let after = control_requests(&http, &args.control).await;
@@ -603,6 +652,7 @@ pub async fn run(args: &StormArgs) -> anyhow::Result<StormReport> {
         relay_kill_ms,
         relay_listening_ms,
         relay_ops_health_ms,
+        slowest_health_ms,
         per_client_ms: stats::summarize_us(&mut samples),
         control_requests,
         control_cpu_secs,

@@ -1,9 +1,8 @@
 //! Health, readiness and metrics (`GET /healthz`, `/readyz`, `/metrics`).
 //! They are answered on the client port, and, with `TANDEM_RELAY_OPS_LISTEN`,
 //! on a separate address served by a thread and runtime of their own: a
-//! probe there is answered at once even while the node's workers are busy
-//! with a reconnect storm (on the client port it waits behind every upgrade
-//! queued before it), and `/metrics` then leaves the public port (404 there).
+//! probe there is answered even while every worker of the node is busy,
+//! and `/metrics` then leaves the public port (404 there).
 
 use std::sync::Arc;
 
