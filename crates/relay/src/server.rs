@@ -37,6 +37,8 @@ pub struct Shared {
     pub stop: CancellationToken,
     /// Resume tickets (`None` when `TANDEM_RESUME_TICKET_SECS` is 0).
     pub tickets: Option<crate::tickets::Tickets>,
+    /// `/readyz`'s answers, reused for a second.
+    pub readiness: crate::transport::ops::Readiness,
 }
 
 pub struct Application {
@@ -143,6 +145,7 @@ impl Application {
             ),
             stop: stop.clone(),
             tickets: crate::tickets::Tickets::new(&secret, config.resume_ticket_secs),
+            readiness: Default::default(),
             config,
         });
         tracing::info!(addr = %format!("ws://{}:{port}", shared.config.listen.ip()), control = %shared.config.control_url, "relay listening");

@@ -37,6 +37,31 @@ impl Ops {
 /// Connections the ops address serves at once; more wait to be accepted.
 const OPS_CONNECTIONS: usize = 64;
 
+/// How long a readiness answer is reused.
+pub const READY_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether control answers, asked at most once per [`READY_TTL`] whatever
+/// the number of `/readyz` probes (the client port's are anyone's): one
+/// probe asks while the others wait for its answer.
+#[derive(Default)]
+pub struct Readiness {
+    last: tokio::sync::Mutex<Option<(std::time::Instant, bool)>>,
+}
+
+impl Readiness {
+    pub async fn check(&self, control: &ControlClient) -> bool {
+        let mut last = self.last.lock().await;
+        if let Some((at, ready)) = *last {
+            if at.elapsed() < READY_TTL {
+                return ready;
+            }
+        }
+        let ready = control.ready().await;
+        *last = Some((std::time::Instant::now(), ready));
+        ready
+    }
+}
+
 /// The 503 of `/readyz` and of a connect while the node drains.
 pub fn draining() -> HttpError {
     HttpError::new(503, ErrorCode::Unavailable, "relay is draining")
@@ -73,7 +98,7 @@ pub async fn answer(
     match route {
         Ops::Health => handshake::respond(stream, 200, r#"{"status":"ok"}"#).await,
         Ops::Ready if shared.hub.is_draining() => draining().write_to(stream).await,
-        Ops::Ready if control.ready().await => {
+        Ops::Ready if shared.readiness.check(control).await => {
             handshake::respond(stream, 200, r#"{"status":"ready"}"#).await
         }
         Ops::Ready => unreachable_control().write_to(stream).await,
