@@ -312,6 +312,22 @@ impl Stack {
     }
 
     /// Shares a document with `user` as `role`.
+    /// Requests control answered on `route` (any method and status), from
+    /// its `/metrics`.
+    pub async fn control_requests(&self, route: &str) -> u64 {
+        let body = reqwest::get(format!("{}/metrics", self.control_url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let label = format!("route=\"{route}\"");
+        body.lines()
+            .filter(|l| l.starts_with("tandem_control_http_requests_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    }
+
     pub async fn share(&self, owner: &Session, doc: &str, user: &Session, role: Role) {
         self.api
             .add_member(owner, "documents", doc, &user.user_id, role)

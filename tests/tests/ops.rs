@@ -106,31 +106,16 @@ async fn the_ops_address_answers_while_the_relays_workers_are_busy() {
     stop.cancel();
 }
 
-/// Requests control answered on `route`, from its `/metrics`.
-async fn control_requests(stack: &Stack, route: &str) -> u64 {
-    let body = reqwest::get(format!("{}/metrics", stack.control_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let label = format!("route=\"{route}\"");
-    body.lines()
-        .filter(|l| l.starts_with("tandem_control_http_requests_total{") && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_probes_ask_control_at_most_once_a_second() {
     let stack = Stack::start().await;
     let port: u16 = stack.relay_url.rsplit(':').next().unwrap().parse().unwrap();
-    let before = control_requests(&stack, "/readyz").await;
+    let before = stack.control_requests("/readyz").await;
     // 50 probes at once on the public client port: one question to control.
     let probes = (0..50).map(|_| call(port, "GET", "/readyz", None));
     let answers = futures_util::future::join_all(probes).await;
     assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
-    let asked = control_requests(&stack, "/readyz").await - before;
+    let asked = stack.control_requests("/readyz").await - before;
     assert!(
         (1..=2).contains(&asked),
         "50 probes asked control {asked} times"
@@ -138,8 +123,5 @@ async fn readiness_probes_ask_control_at_most_once_a_second() {
     // A second later the answer is asked afresh (control going down would show).
     tokio::time::sleep(tandem_relay::transport::ops::READY_TTL + Duration::from_millis(100)).await;
     assert_eq!(call(port, "GET", "/readyz", None).await.0, 200);
-    assert_eq!(
-        control_requests(&stack, "/readyz").await - before,
-        asked + 1
-    );
+    assert_eq!(stack.control_requests("/readyz").await - before, asked + 1);
 }

@@ -12,23 +12,8 @@ use tandem_e2e::{text_of, type_text, Backend, Stack, SOON};
 use tandem_protocol::collab::close;
 use tandem_protocol::http::Role;
 
-/// Requests control answered on `route` (any method and status), from its `/metrics`.
-async fn control_requests(stack: &Stack, route: &str) -> u64 {
-    let body = reqwest::get(format!("{}/metrics", stack.control_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let label = format!("route=\"{route}\"");
-    body.lines()
-        .filter(|l| l.starts_with("tandem_control_http_requests_total{") && l.contains(&label))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
-
 async fn verifies(stack: &Stack) -> u64 {
-    control_requests(stack, "/collaboration/verify").await
+    stack.control_requests("/collaboration/verify").await
 }
 
 /// Connects with a fresh token and `?resume=1`; waits for sync and the first ticket.
@@ -92,7 +77,7 @@ async fn a_ticket_rejoins_after_a_relay_restart_without_a_verify() {
     // Another relay process (new port, same secret): tickets are node-independent.
     stack.restart_relay().await;
     let before = verifies(&stack).await;
-    let checks_before = control_requests(&stack, "/collaboration/check-access").await;
+    let checks_before = stack.control_requests("/collaboration/check-access").await;
     let b = CollabClient::connect(&ticket_url(&stack.relay_url, &doc, &ticket))
         .await
         .unwrap();
@@ -112,7 +97,7 @@ async fn a_ticket_rejoins_after_a_relay_restart_without_a_verify() {
     );
     // One verify for `c`, none for the ticket join; one access check for it.
     assert_eq!(verifies(&stack).await, before + 1);
-    assert!(control_requests(&stack, "/collaboration/check-access").await > checks_before);
+    assert!(stack.control_requests("/collaboration/check-access").await > checks_before);
     assert_eq!(stack.relay_metrics.ticket_joins.get(), 1);
     // A ticket is not single-use within its life (documented): it can be presented again.
     let again = CollabClient::connect(&ticket_url(&stack.relay_url, &doc, &ticket))
@@ -254,8 +239,10 @@ async fn a_ticket_storm_shares_access_checks_and_answers_each(backend: Backend) 
     drop((clients, g, v));
     stack.restart_relay().await;
 
-    let singles = control_requests(&stack, "/collaboration/check-access").await;
-    let batches = control_requests(&stack, "/collaboration/check-access-batch").await;
+    let singles = stack.control_requests("/collaboration/check-access").await;
+    let batches = stack
+        .control_requests("/collaboration/check-access-batch")
+        .await;
     let verified = verifies(&stack).await;
     let mut urls: Vec<String> = joins
         .iter()
@@ -282,8 +269,11 @@ async fn a_ticket_storm_shares_access_checks_and_answers_each(backend: Backend) 
             "a ticket join did not sync"
         );
     }
-    let singles = control_requests(&stack, "/collaboration/check-access").await - singles;
-    let batches = control_requests(&stack, "/collaboration/check-access-batch").await - batches;
+    let singles = stack.control_requests("/collaboration/check-access").await - singles;
+    let batches = stack
+        .control_requests("/collaboration/check-access-batch")
+        .await
+        - batches;
     eprintln!(
         "{} ticket joins: {batches} check-access-batch and {singles} check-access calls",
         urls.len()

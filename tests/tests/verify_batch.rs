@@ -15,22 +15,9 @@ both_backends!(a_connect_burst_shares_verify_calls_and_authenticates_each);
 /// Calls control answered on `/collaboration/verify` and on
 /// `/collaboration/verify-batch`, from its `/metrics`.
 async fn verify_calls(stack: &Stack) -> (u64, u64) {
-    let text = reqwest::get(format!("{}/metrics", stack.control_url))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let count = |route: &str| -> u64 {
-        text.lines()
-            .filter(|l| l.starts_with("tandem_control_http_requests_total{"))
-            .filter(|l| l.contains(&format!("route=\"{route}\"")))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>() as u64
-    };
     (
-        count("/collaboration/verify"),
-        count("/collaboration/verify-batch"),
+        stack.control_requests("/collaboration/verify").await,
+        stack.control_requests("/collaboration/verify-batch").await,
     )
 }
 
