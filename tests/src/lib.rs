@@ -528,6 +528,21 @@ impl Drop for RelayProcess {
 }
 
 /// Appends text to the shared `Y.Text` named `t`.
+/// Sends `request` as is to `addr` (`host:port`, or a `ws://` URL) and
+/// returns the whole answer, read until the server closes (within [`SOON`]).
+pub async fn raw_http(addr: &str, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = addr.trim_start_matches("ws://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(SOON, s.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 pub fn type_text(client: &CollabClient, s: &str) {
     use yrs::{Text, Transact};
     let doc = client.doc();

@@ -5,22 +5,16 @@
 
 use std::time::{Duration, Instant};
 
-use tandem_e2e::{Stack, SECRET};
+use tandem_e2e::{raw_http, Stack, SECRET};
 use tandem_relay::{Application, RelayConfig};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request on a fresh connection: the status and the body.
 async fn call(port: u16, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
     let auth = token
         .map(|t| format!("authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
     let req = format!("{method} {path} HTTP/1.1\r\nhost: relay\r\n{auth}connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).await.unwrap();
+    let answer = raw_http(&format!("127.0.0.1:{port}"), &req).await;
     let status = answer
         .split(' ')
         .nth(1)

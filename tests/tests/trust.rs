@@ -430,20 +430,6 @@ async fn a_client_that_does_not_read_is_dropped_at_its_byte_budget_alone() {
     assert!(w.status().closed.is_none() && r.status().closed.is_none());
 }
 
-/// Sends a raw HTTP request to the relay and returns the whole answer.
-async fn raw_answer(relay_url: &str, request: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = relay_url.trim_start_matches("ws://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(SOON, s.read_to_end(&mut answer))
-        .await
-        .expect("the relay answers and closes")
-        .unwrap();
-    String::from_utf8_lossy(&answer).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_upgrades_are_refused_before_the_token_is_spent() {
     let stack = Stack::start().await;
@@ -474,7 +460,7 @@ async fn malformed_upgrades_are_refused_before_the_token_is_spent() {
         ),
     ];
     for (headers, status) in cases {
-        let answer = raw_answer(&stack.relay_url, request(&headers)).await;
+        let answer = tandem_e2e::raw_http(&stack.relay_url, &request(&headers)).await;
         assert!(
             answer.starts_with(&format!("HTTP/1.1 {status} ")),
             "{headers:?}: {answer}"

@@ -177,9 +177,8 @@ impl Batched for AccessBatchItem {
 
     /// `POST /collaboration/check-access` for one user.
     async fn one(&self, control: &ControlClient) -> Result<Option<Role>, ControlError> {
-        let room = RoomId::parse(&self.room_id).map_err(|_| ControlError::BadRequest)?;
         let results = control
-            .check_access(&room, std::slice::from_ref(&self.user_id))
+            .check_access(self.room_id.as_str(), std::slice::from_ref(&self.user_id))
             .await?;
         Ok(results
             .into_iter()
@@ -326,7 +325,7 @@ impl ControlClient {
     /// Access of many users to one room (in batches of at most `MAX_BATCH_USERS`).
     pub async fn check_access(
         &self,
-        room: &RoomId,
+        room: &(impl std::fmt::Display + ?Sized),
         user_ids: &[String],
     ) -> Result<Vec<UserAccess>, ControlError> {
         let mut out = Vec::with_capacity(user_ids.len());

@@ -27,6 +27,16 @@ pub fn parse_room(raw: &str) -> Result<RoomId, ApiError> {
     RoomId::parse(raw).map_err(|e| ApiError::BadRequest(format!("roomId: {e}")))
 }
 
+/// A batch of the relay's holds 1 to `max` items (422 otherwise).
+fn batch_size(items: usize, max: usize) -> Result<(), ApiError> {
+    if (1..=max).contains(&items) {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "items: between 1 and {max} per call"
+    )))
+}
+
 /// `POST /collaboration/token`: needs `Connect` on the resource.
 pub async fn token(
     state: State,
@@ -95,11 +105,7 @@ pub async fn verify_batch(
     body: web::Json<VerifyBatchRequest>,
 ) -> Result<web::Json<VerifyBatchResponse>, ApiError> {
     let items = body.into_inner().items;
-    if items.is_empty() || items.len() > MAX_VERIFY_BATCH {
-        return Err(ApiError::validation(format!(
-            "items: between 1 and {MAX_VERIFY_BATCH} per call"
-        )));
-    }
+    batch_size(items.len(), MAX_VERIFY_BATCH)?;
     let mut results: Vec<Option<VerifyOutcome>> = Vec::with_capacity(items.len());
     let mut claims: Vec<(String, RoomId)> = Vec::new();
     let mut slots: Vec<usize> = Vec::new();
@@ -227,11 +233,7 @@ pub async fn check_access_many(
     body: web::Json<AccessBatchRequest>,
 ) -> Result<web::Json<AccessBatchResponse>, ApiError> {
     let items = body.into_inner().items;
-    if items.is_empty() || items.len() > MAX_ACCESS_BATCH {
-        return Err(ApiError::validation(format!(
-            "items: between 1 and {MAX_ACCESS_BATCH} per call"
-        )));
-    }
+    batch_size(items.len(), MAX_ACCESS_BATCH)?;
     let pairs = items
         .into_iter()
         .enumerate()

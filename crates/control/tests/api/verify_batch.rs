@@ -43,17 +43,25 @@ async fn token(app: &TestApp, user: &TestUser, doc: &str) -> String {
     a.body["token"].as_str().unwrap().to_string()
 }
 
-async fn batch(app: &TestApp, items: &[(&str, &str)]) -> crate::helpers::Answer {
+/// `POST {route}` with the relay secret `secret` and `{items}`, each pair
+/// named by `keys`.
+async fn post_pairs(
+    app: &TestApp,
+    route: &str,
+    secret: &str,
+    keys: (&str, &str),
+    items: &[(&str, &str)],
+) -> crate::helpers::Answer {
     let items: Vec<Value> = items
         .iter()
-        .map(|(t, r)| json!({"token": t, "roomId": r}))
+        .map(|(a, b)| json!({ keys.0: a, keys.1: b }))
         .collect();
-    app.post(
-        "/collaboration/verify-batch",
-        SECRET,
-        json!({ "items": items }),
-    )
-    .await
+    app.post(route, secret, json!({ "items": items })).await
+}
+
+async fn batch(app: &TestApp, items: &[(&str, &str)]) -> crate::helpers::Answer {
+    let keys = ("token", "roomId");
+    post_pairs(app, "/collaboration/verify-batch", SECRET, keys, items).await
 }
 
 fn outcomes(a: &crate::helpers::Answer) -> Vec<String> {
@@ -273,14 +281,13 @@ async fn access_batch(
     secret: &str,
     items: &[(&str, &str)],
 ) -> crate::helpers::Answer {
-    let items: Vec<Value> = items
-        .iter()
-        .map(|(r, u)| json!({"roomId": r, "userId": u}))
-        .collect();
-    app.post(
+    let keys = ("roomId", "userId");
+    post_pairs(
+        app,
         "/collaboration/check-access-batch",
         secret,
-        json!({ "items": items }),
+        keys,
+        items,
     )
     .await
 }

@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 use super::handshake::{self, Form, HttpError, Route};
-use super::ops::{self, draining, same_secret, unreachable_control, Ops};
+use super::ops::{self, draining, same_secret, unreachable_control};
 use super::ws::{Incoming, WebSocket, WsError};
 use crate::control_client::ControlError;
 use crate::hub::{JoinError, Kill, Member, Next};
@@ -67,18 +67,9 @@ async fn upgrade(mut stream: TcpStream, shared: Arc<Shared>) -> Option<(Ws, Upgr
         }
     };
     let (room, token, form) = match handshake::route(&head) {
-        Ok(Route::Ops(Ops::Metrics)) if shared.config.ops_listen.is_some() => {
-            HttpError::new(
-                404,
-                ErrorCode::NotFound,
-                "metrics are served on the ops address",
-            )
-            .write_to(&mut stream)
-            .await;
-            return None;
-        }
         Ok(Route::Ops(route)) => {
-            ops::answer(&mut stream, route, &head, &shared, &shared.control).await;
+            let to = (route, ops::Address::Client);
+            ops::answer(&mut stream, to, &head, &shared, &shared.control).await;
             return None;
         }
         Ok(Route::Drain { exit }) => {

@@ -87,15 +87,35 @@ pub fn bearer(head: &Head) -> Option<&str> {
         .map(|(_, token)| token.trim())
 }
 
-/// Answers `route` on `stream` (`control` answers readiness).
+/// Where an ops request arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Address {
+    /// The client port (`TANDEM_RELAY_LISTEN`).
+    Client,
+    /// `TANDEM_RELAY_OPS_LISTEN`.
+    Ops,
+}
+
+/// Answers `route`, arrived at `address`, on `stream` (`control` answers
+/// readiness). With an ops address, `/metrics` is served there only.
 pub async fn answer(
     stream: &mut TcpStream,
-    route: Ops,
+    (route, address): (Ops, Address),
     head: &Head,
     shared: &Shared,
     control: &ControlClient,
 ) {
+    let elsewhere = address == Address::Client && shared.config.ops_listen.is_some();
     match route {
+        Ops::Metrics if elsewhere => {
+            HttpError::new(
+                404,
+                ErrorCode::NotFound,
+                "metrics are served on the ops address",
+            )
+            .write_to(stream)
+            .await
+        }
         Ops::Health => handshake::respond(stream, 200, r#"{"status":"ok"}"#).await,
         Ops::Ready if shared.hub.is_draining() => draining().write_to(stream).await,
         Ops::Ready if shared.readiness.check(control).await => {
@@ -183,7 +203,7 @@ async fn serve(mut stream: TcpStream, shared: &Shared, control: &ControlClient) 
             .await;
     }
     match Ops::of_path(&head.path) {
-        Some(route) => answer(&mut stream, route, &head, shared, control).await,
+        Some(route) => answer(&mut stream, (route, Address::Ops), &head, shared, control).await,
         None => {
             HttpError::new(404, ErrorCode::NotFound, "not an ops endpoint")
                 .write_to(&mut stream)
