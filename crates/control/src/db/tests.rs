@@ -137,6 +137,56 @@ async fn sqlite_checkpoints_run_beside_the_commits_not_inside_them() {
 }
 
 #[test]
+fn sqlite_wal_starts_over_under_a_steady_stream_of_commits() {
+    // One writer commits without pause, rewriting ten 4 KB rows each time
+    // (about ten WAL frames a commit), until 4 x SQLITE_RESTART_FRAMES frames
+    // were written. Passive checkpoints alone never let the log start over
+    // while commits keep landing, so it grew until a commit checkpointed by
+    // itself at SQLITE_AUTOCHECKPOINT_PAGES (with its syncs, the writers
+    // waiting): the WAL file reached that many frames. The checkpointer
+    // makes it start over past SQLITE_RESTART_FRAMES instead.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("t.db");
+    let (pool, _) = connect(&format!("sqlite://{}", file.display()), 2).expect("pool");
+    let mut c = pool.get().expect("a connection");
+    c.batch_execute(
+        "CREATE TABLE churn (id INTEGER PRIMARY KEY, x BLOB);
+         INSERT INTO churn (x) SELECT zeroblob(4000) FROM
+           (WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10)
+            SELECT i FROM n);",
+    )
+    .expect("ten rows");
+    let frame = 4096 + 24;
+    let wal = dir.path().join("t.db-wal");
+    let target = 4 * SQLITE_RESTART_FRAMES;
+    let mut written = 0i64;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while written < target && std::time::Instant::now() < deadline {
+        write_tx(&mut c, |c| {
+            c.batch_execute("UPDATE churn SET x = randomblob(4000)")
+        })
+        .expect("a commit");
+        written += 10;
+        // About 10,000 frames a second, a rate the checkpointer keeps up with
+        // even on a loaded machine (it looks every 200 ms).
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        written >= target,
+        "only {written} frames written in two minutes"
+    );
+    let frames = (std::fs::metadata(&wal).expect("the WAL").len() / frame) as i64;
+    assert!(
+        frames < i64::from(SQLITE_AUTOCHECKPOINT_PAGES),
+        "the WAL grew to {frames} frames: commits had to checkpoint by themselves"
+    );
+    assert!(
+        frames >= SQLITE_RESTART_FRAMES,
+        "the WAL never reached the restart threshold ({frames} frames): the test proves nothing"
+    );
+}
+
+#[test]
 fn pools_opening_one_new_sqlite_file_at_once_all_start() {
     // Replicas starting together: each switches the file to WAL, migrates,
     // and runs its checkpointer beside the others.
