@@ -101,7 +101,7 @@ async fn sqlite_checkpoints_run_beside_the_commits_not_inside_them() {
     let file = dir.path().join("t.db");
     let url = format!("sqlite://{}", file.display());
     let (pool, _) = connect(&url, 2).expect("pool");
-    // Commits leave the WAL to the checkpointer (until it would pass 10 000 pages)…
+    // Commits leave the WAL to the checkpointer (until it would pass 20,000 pages)…
     let pages = on_pool(&pool, autocheckpoint).await.expect("pragma");
     assert_eq!(pages, i64::from(SQLITE_AUTOCHECKPOINT_PAGES));
     let before = std::fs::metadata(&file).expect("db file").len();
