@@ -311,7 +311,6 @@ impl Stack {
             .id
     }
 
-    /// Shares a document with `user` as `role`.
     /// Requests control answered on `route` (any method and status), from
     /// its `/metrics`.
     pub async fn control_requests(&self, route: &str) -> u64 {
@@ -328,6 +327,7 @@ impl Stack {
             .sum::<f64>() as u64
     }
 
+    /// Shares a document with `user` as `role`.
     pub async fn share(&self, owner: &Session, doc: &str, user: &Session, role: Role) {
         self.api
             .add_member(owner, "documents", doc, &user.user_id, role)
@@ -527,7 +527,6 @@ impl Drop for RelayProcess {
     }
 }
 
-/// Appends text to the shared `Y.Text` named `t`.
 /// Sends `request` as is to `addr` (`host:port`, or a `ws://` URL) and
 /// returns the whole answer, read until the server closes (within [`SOON`]).
 pub async fn raw_http(addr: &str, request: &str) -> String {
@@ -543,6 +542,7 @@ pub async fn raw_http(addr: &str, request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Appends text to the shared `Y.Text` named `t`.
 pub fn type_text(client: &CollabClient, s: &str) {
     use yrs::{Text, Transact};
     let doc = client.doc();

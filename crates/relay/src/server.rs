@@ -72,9 +72,11 @@ impl Application {
         let listener =
             listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         let port = listener.local_addr()?.port();
+        // Bound like the client port, then handed to the ops thread's runtime.
         let ops = match config.ops_listen {
             Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
+                listen(addr)
+                    .and_then(|l| l.into_std())
                     .with_context(|| format!("cannot listen on {addr} (ops)"))?,
             ),
             None => None,

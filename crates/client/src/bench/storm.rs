@@ -99,11 +99,10 @@ pub struct StormReport {
     /// Of that, the kill until the old process was reaped (its sockets closed).
     pub relay_kill_ms: f64,
     /// The kill to the new process listening (a TCP handshake completes).
-    /// `/healthz` comes later: its request queues behind the storm's.
     pub relay_listening_ms: f64,
     /// The kill to the new process's ops address answering `/healthz`.
     pub relay_ops_health_ms: Option<f64>,
-    /// The slowest `/healthz` of probes every 50 ms during the storm, on
+    /// The slowest `/healthz` of probes every 20 ms during the storm, on
     /// the ops address (when the relay has one) and on the client port.
     pub slowest_health_ms: (Option<f64>, f64),
     /// Kill to each client synced again.
