@@ -14,7 +14,7 @@ use tandem_protocol::collab::{
 };
 use tandem_protocol::RoomId;
 
-use super::extract::{bearer, AuthUser, RelayAuth, RelaySecretHeader};
+use super::extract::{bearer, Caller, RelayAuth, RelaySecretHeader};
 use super::paths::Kind;
 use super::{authorize, load};
 use crate::authz::Action;
@@ -40,7 +40,7 @@ fn batch_size(items: usize, max: usize) -> Result<(), ApiError> {
 /// `POST /collaboration/token`: needs `Connect` on the resource.
 pub async fn token(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     body: web::Json<TokenRequest>,
 ) -> Result<web::Json<TokenResponse>, ApiError> {
     let TokenRequest {
@@ -51,6 +51,7 @@ pub async fn token(
     let kind = Kind::from_type(resource_type);
     let response = state
         .db(move |c| {
+            let user = caller.sign_in(c)?;
             let (_, chain) = load::resource(c, &room.resource_id, kind)?;
             authorize(c, &user.actor(), Action::Connect, kind.authz_kind(), &chain)?;
             let (token, expires_at) =

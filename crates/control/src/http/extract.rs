@@ -47,37 +47,72 @@ impl FromRequest for AuthUser {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<AuthUser, ApiError>>>>;
 
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<State>().cloned();
+        let caller = Caller::from_request(req, payload);
+        Box::pin(async move {
+            let caller = caller.await?;
+            let state = state.ok_or_else(no_state)?;
+            state.db(move |c| caller.sign_in(c)).await
+        })
+    }
+}
+
+/// The bearer credential of a request, checked as far as it can be without
+/// the database: an identity-provider JWT is verified here, a session token
+/// is looked up by [`Caller::sign_in`]. A handler that goes to the database
+/// anyway takes a `Caller` and signs it in on that trip, instead of an
+/// [`AuthUser`], which costs a trip of its own.
+/// (No `Debug`: it holds the credential.)
+#[derive(Clone)]
+pub struct Caller {
+    credential: String,
+    /// Who a verified JWT names.
+    identity: Option<NewIdentity>,
+}
+
+impl Caller {
+    /// The signed-in user: 401 when the session is invalid or has expired.
+    pub fn sign_in(self, c: &mut crate::db::DbConnection) -> Result<AuthUser, ApiError> {
+        let user = match &self.identity {
+            Some(who) => accounts::user_for_external(c, who)?,
+            None => accounts::user_by_session(c, &self.credential)?.ok_or_else(|| {
+                ApiError::Unauthorized("session is invalid or has expired".into())
+            })?,
+        };
+        Ok(AuthUser {
+            user,
+            credential: self.credential,
+        })
+    }
+}
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, ApiError>>>>;
+
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let state = req.app_data::<State>().cloned();
         let token = bearer(req);
         Box::pin(async move {
-            let state = state.ok_or_else(|| ApiError::Internal(anyhow::anyhow!("no app state")))?;
-            let token = token.ok_or_else(|| {
+            let state = state.ok_or_else(no_state)?;
+            let credential = token.ok_or_else(|| {
                 ApiError::Unauthorized("missing Authorization: Bearer credentials".into())
             })?;
-            let user = match (&state.jwt, looks_like_jwt(&token)) {
-                (Some(_), true) => {
-                    let who = identity_from_jwt(&state, &token).await?;
-                    state
-                        .db(move |c| accounts::user_for_external(c, &who))
-                        .await?
-                }
-                _ => {
-                    let t = token.clone();
-                    state
-                        .db(move |c| accounts::user_by_session(c, &t))
-                        .await?
-                        .ok_or_else(|| {
-                            ApiError::Unauthorized("session is invalid or has expired".into())
-                        })?
-                }
+            let identity = match (&state.jwt, looks_like_jwt(&credential)) {
+                (Some(_), true) => Some(identity_from_jwt(&state, &credential).await?),
+                _ => None,
             };
-            Ok(AuthUser {
-                user,
-                credential: token,
+            Ok(Caller {
+                credential,
+                identity,
             })
         })
     }
+}
+
+fn no_state() -> ApiError {
+    ApiError::Internal(anyhow::anyhow!("no app state"))
 }
 
 /// Verifies an identity-provider JWT and reads who it names (401 when it is

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::files::{
     chain_proves, content_disposition, now_secs, BlobStore, Download, Plan, Storage,
 };
-use crate::http::extract::AuthUser;
+use crate::http::extract::Caller;
 use crate::state::{AppState, State};
 use crate::store::facts;
 use crate::store::files::{self, Completed, FileRow};
@@ -86,18 +86,13 @@ fn check_intent(body: CreateUpload, max_bytes: i64) -> Result<Intent, ApiError> 
 /// same bytes are in this workspace) or 201 `pending` with part URLs.
 pub async fn create_upload(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
     body: web::Json<CreateUpload>,
 ) -> Result<HttpResponse, ApiError> {
-    let intent = check_intent(body.into_inner(), state.config.files_max_bytes)?;
     let cfg = &state.config;
-    let part_bytes = if intent.size > cfg.files_part_bytes {
-        cfg.files_part_bytes
-    } else {
-        0
-    };
+    let (max_bytes, part_limit) = (cfg.files_max_bytes, cfg.files_part_bytes);
     let (quota, ttl_ms) = (
         cfg.files_quota_bytes,
         cfg.files_upload_ttl_secs as i64 * 1000,
@@ -105,6 +100,13 @@ pub async fn create_upload(
     let parts_through_control = state.files.parts_through_control();
     let found = state
         .db(move |c| {
+            let user = caller.sign_in(c)?;
+            let intent = check_intent(body.into_inner(), max_bytes)?;
+            let part_bytes = if intent.size > part_limit {
+                part_limit
+            } else {
+                0
+            };
             let chain = load::workspace(c, &id)?;
             let ws = chain.workspace.id.clone();
             authorize(
@@ -188,16 +190,17 @@ fn pending_answer(
 
 /// The caller's own upload (anyone else's is a 404), while they may still
 /// upload to the workspace.
-async fn own_upload(state: &State, user: AuthUser, id: String) -> Result<FileRow, ApiError> {
-    state.db(move |c| own_upload_in(c, &user, &id)).await
+async fn own_upload(state: &State, caller: Caller, id: String) -> Result<FileRow, ApiError> {
+    state.db(move |c| own_upload_in(c, caller, &id)).await
 }
 
 /// [`own_upload`] on a connection.
 fn own_upload_in(
     c: &mut crate::db::DbConnection,
-    user: &AuthUser,
+    caller: Caller,
     id: &str,
 ) -> Result<FileRow, ApiError> {
+    let user = caller.sign_in(c)?;
     validate::id(id).map_err(|_| ApiError::NotFound("upload"))?;
     let row = files::get(c, id)?
         .filter(|r| r.created_by.as_deref() == Some(user.id()))
@@ -217,11 +220,11 @@ fn own_upload_in(
 /// received, to resume an interrupted upload.
 pub async fn get_upload(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<web::Json<UploadAnswer>, ApiError> {
-    let row = own_upload(&state, user, id.into_inner()).await?;
+    let row = own_upload(&state, caller, id.into_inner()).await?;
     if row.is_ready() {
         return Ok(web::Json(UploadAnswer::Exists { file: row.to_dto() }));
     }
@@ -242,7 +245,7 @@ pub async fn get_upload(
 /// a 409 that keeps what arrived.
 pub async fn complete(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     id: web::Path<String>,
     body: Option<web::Json<CompleteUpload>>,
 ) -> Result<HttpResponse, ApiError> {
@@ -255,7 +258,7 @@ pub async fn complete(
     let id = id.into_inner();
     let (row, won) = state
         .db(move |c| {
-            let row = own_upload_in(c, &user, &id)?;
+            let row = own_upload_in(c, caller, &id)?;
             if row.is_ready() {
                 return Ok((row, true));
             }
@@ -355,12 +358,13 @@ async fn settle(state: &AppState, row: &FileRow, done: Completed) -> Result<File
 /// attaches the file (a participant who is not a member of the workspace).
 async fn readable(
     state: &State,
-    user: AuthUser,
+    caller: Caller,
     id: String,
     action: Action,
 ) -> Result<FileRow, ApiError> {
     state
         .db(move |c| {
+            let user = caller.sign_in(c)?;
             validate::id(&id).map_err(|_| ApiError::NotFound("file"))?;
             let row = files::get(c, &id)?
                 .filter(FileRow::is_ready)
@@ -431,21 +435,21 @@ fn read_through_conversation(
 /// `GET /files/{id}`: metadata.
 pub async fn get(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<web::Json<FileMeta>, ApiError> {
-    let row = readable(&state, user, id.into_inner(), Action::Read).await?;
+    let row = readable(&state, caller, id.into_inner(), Action::Read).await?;
     Ok(web::Json(row.to_dto()))
 }
 
 /// A signed download URL of a readable file, valid for `TANDEM_FILES_URL_TTL_SECS`.
 async fn signed_download(
     state: &State,
-    user: AuthUser,
+    caller: Caller,
     req: &HttpRequest,
     id: String,
 ) -> Result<(String, u64), ApiError> {
-    let row = readable(state, user, id, Action::Read).await?;
+    let row = readable(state, caller, id, Action::Read).await?;
     let expires_at = now_secs() + state.config.files_url_ttl_secs;
     let url = state.files.download_url(
         &Download {
@@ -466,11 +470,11 @@ async fn signed_download(
 /// `GET /files/{id}/content`: 302 to a short-lived signed URL.
 pub async fn content(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (url, _) = signed_download(&state, user, &req, id.into_inner()).await?;
+    let (url, _) = signed_download(&state, caller, &req, id.into_inner()).await?;
     Ok(HttpResponse::Found()
         .insert_header((header::LOCATION, url))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -481,11 +485,11 @@ pub async fn content(
 /// (for `<a href>` and `<img src>`, which cannot send a bearer token).
 pub async fn url(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     req: HttpRequest,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let (url, expires) = signed_download(&state, user, &req, id.into_inner()).await?;
+    let (url, expires) = signed_download(&state, caller, &req, id.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(serde_json::json!({ "url": url, "expiresAt": expires as i64 * 1000 })))
@@ -494,10 +498,10 @@ pub async fn url(
 /// `DELETE /files/{id}`: gone at once for everyone; bytes collected later.
 pub async fn delete(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let row = readable(&state, user, id.into_inner(), Action::Delete).await?;
+    let row = readable(&state, caller, id.into_inner(), Action::Delete).await?;
     state
         .db(move |c| files::soft_delete(c, &row.id, now_ms()))
         .await?;
