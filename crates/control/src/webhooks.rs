@@ -374,8 +374,11 @@ async fn send(state: &AppState, c: &Claimed) -> Result<(u16, String), String> {
         .map_err(|_| format!("timed out after {} ms", timeout.as_millis()))?
 }
 
-/// A request error with its causes (the guard's refusal is one of them).
+/// A request error with its causes (the guard's refusal is one of them),
+/// for the delivery's record and the log: without the endpoint's URL, whose
+/// path or query may hold a secret of the receiver.
 fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
     let mut parts = vec![e.to_string()];
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {

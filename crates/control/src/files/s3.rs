@@ -77,6 +77,12 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::Unavailable
 }
 
+/// [`unavailable`] for an error of the request to the store, logged without
+/// its URL: a presigned URL carries a signature valid for minutes.
+fn store_failed(what: &str, e: reqwest::Error) -> ApiError {
+    unavailable(what, e.without_url())
+}
+
 fn status_error(what: &str, status: reqwest::StatusCode) -> ApiError {
     tracing::warn!(%status, "S3 {what} answered an error");
     ApiError::Unavailable
@@ -279,7 +285,7 @@ impl S3Store {
         let pump = pass_on_checked(body, len, hash, expect, tx);
         let (pumped, sent) = futures_util::join!(pump, send);
         let hash = pumped?;
-        let res = sent.map_err(|e| unavailable("put", e))?;
+        let res = sent.map_err(|e| store_failed("put", e))?;
         if !res.status().is_success() {
             return Err(status_error("put", res.status()));
         }
@@ -313,7 +319,7 @@ impl S3Store {
                 .get(action.sign(OWN_REQUEST_TTL))
                 .send()
                 .await
-                .map_err(|e| unavailable("list parts", e))?;
+                .map_err(|e| store_failed("list parts", e))?;
             if res.status() == reqwest::StatusCode::NOT_FOUND {
                 return Ok(out);
             }
@@ -323,7 +329,7 @@ impl S3Store {
             let body = res
                 .bytes()
                 .await
-                .map_err(|e| unavailable("list parts", e))?;
+                .map_err(|e| store_failed("list parts", e))?;
             let parsed =
                 ListParts::parse_response(&body).map_err(|e| unavailable("list parts", e))?;
             for p in &parsed.parts {
@@ -354,7 +360,7 @@ impl S3Store {
             .get(url)
             .send()
             .await
-            .map_err(|e| unavailable("read back", e))?;
+            .map_err(|e| store_failed("read back", e))?;
         if res.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -374,7 +380,11 @@ impl S3Store {
         });
         let mut total = 0u64;
         let mut res = res;
-        while let Some(chunk) = res.chunk().await.map_err(|e| unavailable("read back", e))? {
+        while let Some(chunk) = res
+            .chunk()
+            .await
+            .map_err(|e| store_failed("read back", e))?
+        {
             total += chunk.len() as u64;
             if total > expected {
                 return Ok(Some((total, String::new())));
@@ -402,7 +412,7 @@ impl S3Store {
             .header("x-amz-checksum-mode", "ENABLED")
             .send()
             .await
-            .map_err(|e| unavailable("head", e))?;
+            .map_err(|e| store_failed("head", e))?;
         if res.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -457,7 +467,7 @@ impl S3Store {
             .body(action.body())
             .send()
             .await
-            .map_err(|e| unavailable("complete multipart", e))?;
+            .map_err(|e| store_failed("complete multipart", e))?;
         let status = res.status();
         let text = res.text().await.unwrap_or_default();
         // S3 may answer 200 with an <Error> body.
@@ -488,14 +498,14 @@ impl BlobStore for S3Store {
             .header("content-type", plan.content_type.as_str())
             .send()
             .await
-            .map_err(|e| unavailable("create multipart", e))?;
+            .map_err(|e| store_failed("create multipart", e))?;
         if !res.status().is_success() {
             return Err(status_error("create multipart", res.status()));
         }
         let body = res
             .bytes()
             .await
-            .map_err(|e| unavailable("create multipart", e))?;
+            .map_err(|e| store_failed("create multipart", e))?;
         let parsed = CreateMultipartUpload::parse_response(&body)
             .map_err(|e| unavailable("create multipart", e))?;
         Ok(Some(parsed.upload_id().to_string()))
@@ -674,7 +684,7 @@ impl BlobStore for S3Store {
             .delete(url)
             .send()
             .await
-            .map_err(|e| unavailable("delete", e))?;
+            .map_err(|e| store_failed("delete", e))?;
         let s = res.status();
         if !s.is_success() && s != reqwest::StatusCode::NOT_FOUND {
             return Err(status_error("delete", s));
@@ -692,7 +702,7 @@ impl BlobStore for S3Store {
             .head(url)
             .send()
             .await
-            .map_err(|e| unavailable("head", e))?;
+            .map_err(|e| store_failed("head", e))?;
         match res.status() {
             s if s.is_success() => Ok(true),
             reqwest::StatusCode::NOT_FOUND => Ok(false),

@@ -21,6 +21,7 @@ both_backends!(
     failures_are_retried_with_fresh_signatures_and_one_id,
     a_410_disables_and_redelivery_works_once_reenabled,
     redirects_are_not_followed_and_timeouts_fail,
+    a_failed_attempt_records_no_part_of_the_url,
     non_public_targets_are_refused,
     every_event_type_is_delivered,
     finished_deliveries_are_pruned_after_the_retention,
@@ -556,6 +557,43 @@ async fn redirects_are_not_followed_and_timeouts_fail(backend: Backend) {
     );
     assert!(attempts[1]["durationMs"].as_i64().unwrap() < 1400);
     assert_eq!(attempts[2]["statusCode"], 200);
+}
+
+/// A request error names its URL; the attempt's record must not, since an
+/// endpoint's path or query may hold a secret of its receiver.
+async fn a_failed_attempt_records_no_part_of_the_url(backend: Backend) {
+    let app = fast_app(backend).await;
+    // A port nobody listens on: the connection is refused.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = org(&app, "hooks-refused.dev").await;
+    let url = format!("http://127.0.0.1:{port}/in/path-secret-5e7?key=query-secret-9a1");
+    let (id, _) = hook(&app, &o, &url, &["document.created"]).await;
+    app.create_resource(&o.owner, &o.project, "documents", "A")
+        .await;
+    // Retries follow (for longer than this test waits); two attempts will do.
+    let start = Instant::now();
+    let d = loop {
+        let items = deliveries(&app, &o, &id).await;
+        if let Some(d) = items
+            .first()
+            .filter(|d| d["attempts"].as_array().unwrap().len() >= 2)
+        {
+            break d.clone();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{items:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for a in d["attempts"].as_array().unwrap() {
+        let error = a["error"].as_str().unwrap();
+        assert!(!error.is_empty(), "{d}");
+        for secret in ["path-secret-5e7", "query-secret-9a1", "/in/"] {
+            assert!(!error.contains(secret), "{error}");
+        }
+    }
 }
 
 async fn non_public_targets_are_refused(backend: Backend) {
