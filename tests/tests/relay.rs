@@ -136,6 +136,35 @@ async fn refusals_before_the_upgrade() {
     assert_eq!(status(CollabClient::connect(&url).await), 503);
 }
 
+/// A relay whose secret control refuses is misconfigured: its clients get
+/// 503 (try later), not 403 (no access), and the token is not spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_with_the_wrong_secret_answers_503() {
+    let stack = Stack::start_with(|rc| rc.relay_secret = Some("not-the-secret".into())).await;
+    let alice = stack.user("alice@wrong-secret.dev", "Alice").await;
+    let doc = stack.team_doc(&alice).await;
+    let url = stack.url(&alice, &doc).await;
+    match CollabClient::connect(&url).await {
+        Err(ConnectError::Http(s)) => assert_eq!(s, 503),
+        Err(e) => panic!("{e}"),
+        Ok(_) => panic!("connected through a relay with the wrong secret"),
+    }
+    // Control never took the token: it is still good for its one use.
+    let token = url.split("token=").nth(1).unwrap();
+    let verified = reqwest::Client::new()
+        .post(format!("{}/collaboration/verify", stack.control_url))
+        .bearer_auth(token)
+        .header(
+            tandem_protocol::collab::RELAY_SECRET_HEADER,
+            tandem_e2e::SECRET,
+        )
+        .json(&serde_json::json!({ "roomId": format!("doc-{doc}") }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.status().as_u16(), 200);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn viewer_edits_do_not_apply() {
     let stack = Stack::start().await;

@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
-    /// Control answered 401/403: the token or the secret is refused.
+    /// Control answered 403 or 404: the token or the access is refused (a
+    /// 401, the relay's secret refused, is `Unavailable`).
     #[error("refused by control ({0})")]
     Refused(u16),
     /// Control answered 400 or 422.
@@ -267,7 +268,17 @@ impl ControlClient {
             200..=299 => Ok(res),
             400 | 422 => Err(ControlError::BadRequest),
             413 => Err(ControlError::TooLarge),
-            s @ (401 | 403 | 404) => Err(ControlError::Refused(s)),
+            // Every route the relay calls takes the relay's secret first: a
+            // 401 is this node's configuration, not the user's access.
+            401 => {
+                tracing::error!(
+                    "control refused this relay's secret: TANDEM_RELAY_SECRET must be the same on control and every relay node"
+                );
+                Err(ControlError::Unavailable(
+                    "control refused the relay's secret".into(),
+                ))
+            }
+            s @ (403 | 404) => Err(ControlError::Refused(s)),
             s => Err(ControlError::Unavailable(format!("status {s}"))),
         }
     }
