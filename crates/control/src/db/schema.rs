@@ -255,6 +255,8 @@ diesel::table! {
         start_state -> Nullable<Text>,
         end_state -> Nullable<Text>,
         attempts -> Integer,
+        writers -> Integer,
+        writing_until -> Nullable<BigInt>,
     }
 }
 

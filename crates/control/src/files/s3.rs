@@ -196,38 +196,15 @@ impl S3Store {
         super::chain_wanted(plan, n) && self.through_control(plan)
     }
 
-    /// Passes the body of a one-part through-control upload on to the store
-    /// as it arrives, hashing it on the way: bytes that are not exactly the
-    /// declared size and sha256 never complete the store's request (its
-    /// body is cut short; a store may still keep what it got, which the
-    /// caller removes). Returns the bytes stored.
-    pub async fn put_through<S, E>(
-        &self,
-        plan: &Plan,
-        sha256: &str,
-        body: S,
-    ) -> Result<u64, ApiError>
-    where
-        S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
-        E: std::fmt::Display,
-    {
-        let action = self.bucket.put_object(self.creds(), &plan.key);
-        self.pass_on(
-            action,
-            plan.size as u64,
-            Some(Sha256State::new()),
-            Some(sha256),
-            body,
-        )
-        .await?;
-        Ok(plan.size as u64)
-    }
-
-    /// Passes part `n` of a multipart upload on to the store as it arrives,
+    /// Passes part `n` of an upload on to the store as it arrives (a
+    /// one-part upload's whole body, or a part of a multipart upload),
     /// hashing it from `hash` (the state at the part's offset), if given.
-    /// With `expect`, the part must end in that SHA-256 (the last part, in
-    /// the file's): otherwise the store's request is cut short and
-    /// `HashMismatch` returned. Returns the hash after the part.
+    /// With `expect`, the part must end in that SHA-256 (a one-part upload
+    /// or the last part, in the file's), and bytes that are not exactly the
+    /// part's length never complete the store's request either: its body is
+    /// cut short and `HashMismatch` (or the size error) returned (a store may
+    /// still keep what it got, which the caller removes). Returns the hash
+    /// after the part.
     pub async fn put_part_through<S, E>(
         &self,
         plan: &Plan,
@@ -240,7 +217,14 @@ impl S3Store {
         S: futures_util::Stream<Item = Result<actix_web::web::Bytes, E>> + Unpin,
         E: std::fmt::Display,
     {
-        let (Some(upload), Some((_, len))) = (&plan.multipart_id, plan.part_range(n)) else {
+        let Some((_, len)) = plan.part_range(n) else {
+            return Err(ApiError::NotFound("upload part"));
+        };
+        if plan.part_bytes == 0 {
+            let action = self.bucket.put_object(self.creds(), &plan.key);
+            return self.pass_on(action, len as u64, hash, expect, body).await;
+        }
+        let Some(upload) = &plan.multipart_id else {
             return Err(ApiError::NotFound("upload part"));
         };
         let number = u16::try_from(n).map_err(|_| ApiError::validation("more than 10000 parts"))?;

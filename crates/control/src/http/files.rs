@@ -256,24 +256,29 @@ pub async fn complete(
     // The caller's own upload, taken for completing in the same trip to the
     // database (exactly one completion wins).
     let id = id.into_inner();
-    let (row, won) = state
+    let (row, taking) = state
         .db(move |c| {
             let row = own_upload_in(c, caller, &id)?;
             if row.is_ready() {
-                return Ok((row, true));
+                return Ok((row, files::Taking::Taken));
             }
-            let won = files::begin_completing(c, &row.id, now_ms())?;
-            Ok((row, won))
+            let taking = files::begin_completing(c, &row.id, now_ms())?;
+            Ok((row, taking))
         })
         .await?;
     if row.is_ready() {
         return Ok(HttpResponse::Created().json(FileAnswer { file: row.to_dto() }));
     }
-    if !won {
-        return Err(match row.state.as_str() {
-            files::COMPLETING => ApiError::Conflict("this upload is being completed".into()),
-            _ => ApiError::NotFound("upload"),
-        });
+    match (taking, row.state.as_str()) {
+        (files::Taking::Taken, _) => {}
+        (files::Taking::PartsBeingWritten, _) => return Err(ApiError::Conflict(
+            "a part of this upload is still being sent; complete it once that request has ended"
+                .into(),
+        )),
+        (files::Taking::NotOpen, files::COMPLETING) => {
+            return Err(ApiError::Conflict("this upload is being completed".into()))
+        }
+        (files::Taking::NotOpen, _) => return Err(ApiError::NotFound("upload")),
     }
     // Bytes sent straight to the store are counted now; through control
     // they were counted as they passed.
@@ -555,43 +560,51 @@ pub async fn put_part(
             "part {n} must be exactly {len} bytes"
         )));
     }
-    let write = async {
-        match &state.files {
-            Storage::S3(s3) if !s3.through_control(&plan) => Err(ApiError::NotFound("upload part")),
-            _ if plan.part_bytes > 0 => {
-                let claimed = match state.files.wants_state(&plan, n) {
-                    true => claimed_state(&req, offset)?,
-                    false => None,
-                };
-                put_part_chained(&state, &plan, n, claimed, body).await
-            }
-            Storage::Dir(dir) => {
-                let hash = Some(Sha256State::new());
-                let (written, _) = dir
-                    .write_part(&plan, n, hash, Some(&row.sha256), body)
-                    .await?;
-                Ok(written)
-            }
-            Storage::S3(s3) => s3.put_through(&plan, &row.sha256, body).await,
-        }
+    if !state.files.bytes_pass_control(&plan) {
+        return Err(ApiError::NotFound("upload part"));
+    }
+    // Hashed from SHA-256's initial state (a one-part upload, a first
+    // part) or from the state the part's client claims; a later part
+    // without a claim is taken unhashed (its upload is read back).
+    let start = match (plan.part_bytes > 0, n) {
+        (false, _) | (true, 1) => Some(Sha256State::new()),
+        _ if state.files.wants_state(&plan, n) => claimed_state(&req, offset)?,
+        _ => None,
     };
     // A body slower than the minimum rate is cut off: the part stays
     // unwritten (the client sends it again).
     let deadline = state.config.upload_body_deadline(len as u64);
+    let writing = PartWrite::begin(state.get_ref(), &plan, n, start.as_ref(), deadline).await?;
+    let last = n == plan.part_count();
+    let expect = (last && start.is_some()).then_some(row.sha256.as_str());
+    let write = async {
+        match &state.files {
+            Storage::Dir(dir) => Ok(dir.write_part(&plan, n, start, expect, body).await?.1),
+            Storage::S3(s3) => s3.put_part_through(&plan, n, start, expect, body).await,
+        }
+    };
     let written = tokio::time::timeout(deadline, write)
         .await
         .unwrap_or_else(|_| {
             tracing::info!(file = %row.id, part = n, "upload body too slow: cut off");
             Err(ApiError::BodyTimeout(deadline.as_secs()))
         });
-    match written {
-        Ok(written) => state.metrics.files_bytes_in.inc_by(written),
+    let hash = match written {
+        Ok(hash) => hash,
         Err(ApiError::HashMismatch) => {
             refused(&state, &row).await?;
             return Err(ApiError::HashMismatch);
         }
         Err(e) => return Err(e),
     };
+    // Where the hash ended is recorded, so completion can prove a
+    // multipart file without reading it back ([`chain_proves`]).
+    let end = hash.and_then(|hash| match last {
+        true => Some(hash.finish_hex()),
+        false => hash.state_hex(),
+    });
+    writing.end(end).await?;
+    state.metrics.files_bytes_in.inc_by(len as u64);
     let etag = (header::ETAG, format!("\"{n}\""));
     let one_part_s3 = state.files.dir().is_none() && plan.part_bytes == 0;
     if !one_part_s3 {
@@ -606,7 +619,8 @@ pub async fn put_part(
         Some(file) => HttpResponse::Ok().insert_header(etag).json(FileAnswer {
             file: file.to_dto(),
         }),
-        // A completion call is checking the same bytes: it makes the file.
+        // A completion call is checking the same bytes, or another PUT of
+        // this upload is still running: the file is made by a completion.
         None => HttpResponse::Ok().insert_header(etag).finish(),
     })
 }
@@ -630,64 +644,86 @@ fn claimed_state(req: &HttpRequest, offset: i64) -> Result<Option<Sha256State>, 
         })
 }
 
-/// Part `n` of a multipart upload, written to the directory backend or
-/// passed on to S3, and hashed on the way: part 1 from SHA-256's initial
-/// state, a later part from the state its client `claimed`. Where the hash
-/// ended is recorded, so completion can prove the file without reading it
-/// back ([`chain_proves`]); the last part must end in the file's SHA-256. A
-/// part without a claim is taken unhashed (its upload is read back).
-async fn put_part_chained<S, E>(
-    state: &AppState,
-    plan: &Plan,
+/// A part being written through control, recorded as such until its
+/// request ends (completion waits for it: [`files::begin_completing`]).
+/// Dropped without [`PartWrite::end`] (an error, a client gone), it clears
+/// its record on a task of its own.
+struct PartWrite {
+    state: Option<Arc<AppState>>,
+    id: String,
     n: i64,
-    claimed: Option<Sha256State>,
-    body: S,
-) -> Result<u64, ApiError>
-where
-    S: futures_util::Stream<Item = Result<web::Bytes, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let start = if n == 1 {
-        Some(Sha256State::new())
-    } else {
-        claimed
-    };
-    let claim = start
-        .as_ref()
-        .filter(|_| n > 1)
-        .and_then(Sha256State::state_hex);
-    let id = plan.file_id.clone();
-    state
-        .db(move |c| files::begin_part(c, &id, n, claim.as_deref(), now_ms()))
-        .await?;
-    let last = n == plan.part_count();
-    let expect = (last && start.is_some()).then_some(plan.sha256.as_str());
-    let hash = match &state.files {
-        Storage::Dir(dir) => dir.write_part(plan, n, start, expect, body).await?.1,
-        Storage::S3(s3) => s3.put_part_through(plan, n, start, expect, body).await?,
-    };
-    let end = hash.and_then(|hash| match last {
-        true => Some(hash.finish_hex()),
-        false => hash.state_hex(),
-    });
-    if let Some(end) = end {
-        let id = plan.file_id.clone();
-        state.db(move |c| files::end_part(c, &id, n, &end)).await?;
-    }
-    Ok(plan.part_range(n).map_or(0, |(_, len)| len as u64))
 }
 
-/// Ends an upload whose bytes were refused. The directory backend removed
-/// them already. A store may keep the part of a body that control cut short
-/// (SeaweedFS does), possibly only after a moment: the upload is abandoned
-/// (expired now: gone for its client, and the collector's next run removes
-/// whatever the store kept) and its object removed at once as well.
+impl PartWrite {
+    /// Records part `n` as being written for at most `deadline` (and the
+    /// state it claims to start from, `start`); `NotFound` when the upload
+    /// is no longer open.
+    async fn begin(
+        state: &Arc<AppState>,
+        plan: &Plan,
+        n: i64,
+        start: Option<&Sha256State>,
+        deadline: std::time::Duration,
+    ) -> Result<PartWrite, ApiError> {
+        let claim = start.filter(|_| n > 1).and_then(Sha256State::state_hex);
+        let id = plan.file_id.clone();
+        let now = now_ms();
+        let until = now.saturating_add(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX));
+        state
+            .db(move |c| files::begin_part(c, &id, n, claim.as_deref(), now, until))
+            .await?;
+        Ok(PartWrite {
+            state: Some(state.clone()),
+            id: plan.file_id.clone(),
+            n,
+        })
+    }
+
+    /// The part is written; `end` is the SHA-256 state at its end, if known.
+    async fn end(mut self, end: Option<String>) -> Result<(), ApiError> {
+        let Some(state) = self.state.take() else {
+            return Ok(());
+        };
+        let (id, n) = (std::mem::take(&mut self.id), self.n);
+        state
+            .db(move |c| files::end_part(c, &id, n, end.as_deref()))
+            .await
+    }
+}
+
+impl Drop for PartWrite {
+    fn drop(&mut self) {
+        let Some(state) = self.state.take() else {
+            return;
+        };
+        let (id, n) = (std::mem::take(&mut self.id), self.n);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = state.db(move |c| files::end_part(c, &id, n, None)).await {
+                    tracing::warn!(error = %e, "could not clear a part's being-written record; it lapses at its deadline");
+                }
+            });
+        }
+    }
+}
+
+/// Ends an upload whose bytes were refused, while it is still pending (a
+/// completed upload's bytes are never touched). On the directory backend
+/// its row goes with its bytes. A store may keep the part of a body that
+/// control cut short (SeaweedFS does), possibly only after a moment: the
+/// upload is abandoned (expired now: gone for its client, and the
+/// collector's next run removes whatever the store kept) and its object
+/// removed at once as well.
 async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
     let id = row.id.clone();
-    if state.files.dir().is_some() {
-        return state.db(move |c| files::remove(c, &id)).await;
+    let ended = if state.files.dir().is_some() {
+        state.db(move |c| files::remove_pending(c, &id)).await?
+    } else {
+        state.db(move |c| files::abandon(c, &id, now_ms())).await?
+    };
+    if !ended {
+        return Ok(());
     }
-    state.db(move |c| files::abandon(c, &id, now_ms())).await?;
     if let Err(e) = state.files.abort(&row.plan()).await {
         tracing::warn!(error = %e, "could not remove a refused upload's bytes; the collector will");
     }
@@ -700,7 +736,7 @@ async fn keep_checked(state: Arc<AppState>, row: FileRow) -> Result<Option<FileR
     let id = row.id.clone();
     let done = state
         .db(move |c| {
-            if !files::begin_completing(c, &id, now_ms())? {
+            if files::begin_completing(c, &id, now_ms())? != files::Taking::Taken {
                 return Ok(None);
             }
             match files::mark_ready(c, &id, now_ms()) {

@@ -39,7 +39,8 @@ pub fn operations() -> Vec<Op> {
         .describe(
             "201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the \
              declared ones; nothing was kept (start again). 409: parts are missing (the \
-             message lists them; send them and complete again) or another completion runs. \
+             message lists them; send them and complete again), another completion runs, or \
+             a part is still being sent through control (complete once it has ended). \
              410: the upload expired. 503: the object store cannot be reached. The body is \
              optional.",
         )

@@ -186,22 +186,24 @@ pub fn set_multipart_id(c: &mut DbConnection, id: &str, multipart: &str) -> Resu
     Ok(())
 }
 
-/// Records that part `n` of an upload is being sent through control,
-/// claimed to start from SHA-256 state `start`, while the upload is open
-/// (else `NotFound`). A part sent again counts another attempt and forgets
-/// the end it had.
+/// Records that part `n` of an upload is being written through control
+/// until at most `writing_until` (its body's deadline), claimed to start
+/// from SHA-256 state `start`, while the upload is open (else `NotFound`). A
+/// part sent again counts another attempt and forgets the end it had.
 ///
 /// The check and the record are one write transaction that locks the
 /// upload's row, as taking it for completion does (`begin_completing`): a
-/// part either is recorded before completion reads the records (and an
-/// unfinished or repeated one proves nothing), or is refused. No part can
-/// reach the store unrecorded while a completion trusts the records.
+/// part either is recorded before completion reads the records (and then
+/// completion waits until it is written, and an unfinished or repeated one
+/// proves nothing), or is refused. No part can reach the store unrecorded
+/// while a completion trusts the records.
 pub fn begin_part(
     c: &mut DbConnection,
     id: &str,
     n: i64,
     start: Option<&str>,
     now: i64,
+    writing_until: i64,
 ) -> Result<(), ApiError> {
     write_tx(c, |c| {
         let open = diesel::update(
@@ -219,6 +221,8 @@ pub fn begin_part(
             .set((
                 file_parts::attempts.eq(file_parts::attempts + 1),
                 file_parts::end_state.eq(None::<String>),
+                file_parts::writers.eq(file_parts::writers + 1),
+                file_parts::writing_until.eq(writing_until),
             ))
             .execute(c)?;
         if again == 0 {
@@ -230,6 +234,8 @@ pub fn begin_part(
                     file_parts::part_number.eq(n),
                     file_parts::start_state.eq(start),
                     file_parts::attempts.eq(1),
+                    file_parts::writers.eq(1),
+                    file_parts::writing_until.eq(writing_until),
                 ))
                 .execute(c)?;
         }
@@ -237,16 +243,23 @@ pub fn begin_part(
     })
 }
 
-/// Records the SHA-256 state at the end of part `n` (the file's SHA-256 for
-/// the last part), unless the part was sent more than once.
-pub fn end_part(c: &mut DbConnection, id: &str, n: i64, end: &str) -> Result<(), ApiError> {
-    diesel::update(
-        file_parts::table
-            .find((id, n))
-            .filter(file_parts::attempts.eq(1)),
-    )
-    .set(file_parts::end_state.eq(end))
-    .execute(c)?;
+/// A request writing part `n` ended (the last one: the part is no longer
+/// being written); with `end`, the SHA-256 state at the part's end (the
+/// file's SHA-256 for the last part), recorded unless the part was sent
+/// more than once.
+pub fn end_part(c: &mut DbConnection, id: &str, n: i64, end: Option<&str>) -> Result<(), ApiError> {
+    let part = file_parts::table.find((id, n));
+    diesel::update(part.filter(file_parts::writers.gt(0)))
+        .set(file_parts::writers.eq(file_parts::writers - 1))
+        .execute(c)?;
+    diesel::update(part.filter(file_parts::writers.eq(0)))
+        .set(file_parts::writing_until.eq(None::<i64>))
+        .execute(c)?;
+    if let Some(end) = end {
+        diesel::update(part.filter(file_parts::attempts.eq(1)))
+            .set(file_parts::end_state.eq(end))
+            .execute(c)?;
+    }
     Ok(())
 }
 
@@ -273,27 +286,65 @@ pub fn parts(c: &mut DbConnection, id: &str) -> Result<Vec<PartRecord>, ApiError
         .load(c)?)
 }
 
-/// Takes an open upload for completing (exactly one caller wins); `false`
-/// when it is not open (completed, being completed, expired).
-pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<bool, ApiError> {
-    let n = diesel::update(
-        files::table
-            .find(id)
-            .filter(files::state.eq(PENDING))
-            .filter(files::expires_at.gt(now)),
-    )
-    .set(files::state.eq(COMPLETING))
-    .execute(c)?;
-    Ok(n == 1)
+/// Whether an upload was taken for completing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taking {
+    /// Taken: this caller completes it (exactly one caller wins).
+    Taken,
+    /// Not open: completed, being completed, or expired.
+    NotOpen,
+    /// Open, but a part is still being written through control.
+    PartsBeingWritten,
+}
+
+/// Takes an open upload for completing, unless a part of it is still being
+/// written through control (a request that has not ended before its body's
+/// deadline). The row is locked first, as [`begin_part`] locks it, so a
+/// part is either recorded before the check reads the parts or refused.
+pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<Taking, ApiError> {
+    write_tx(c, |c| {
+        let taken = diesel::update(
+            files::table
+                .find(id)
+                .filter(files::state.eq(PENDING))
+                .filter(files::expires_at.gt(now)),
+        )
+        .set(files::state.eq(COMPLETING))
+        .execute(c)?;
+        if taken == 0 {
+            return Ok(Taking::NotOpen);
+        }
+        let writing: i64 = file_parts::table
+            .filter(file_parts::file_id.eq(id))
+            .filter(file_parts::writers.gt(0))
+            .filter(file_parts::writing_until.gt(now))
+            .count()
+            .get_result(c)?;
+        if writing > 0 {
+            diesel::update(files::table.find(id))
+                .set(files::state.eq(PENDING))
+                .execute(c)?;
+            return Ok(Taking::PartsBeingWritten);
+        }
+        Ok(Taking::Taken)
+    })
 }
 
 /// Abandons a pending upload: it expires now, so its client sees it gone
 /// and the collector removes whatever bytes it left.
-pub fn abandon(c: &mut DbConnection, id: &str, now: i64) -> Result<(), ApiError> {
-    diesel::update(files::table.find(id).filter(files::state.eq(PENDING)))
+/// `false` when it was no longer pending (then its bytes are not to be touched).
+pub fn abandon(c: &mut DbConnection, id: &str, now: i64) -> Result<bool, ApiError> {
+    let n = diesel::update(files::table.find(id).filter(files::state.eq(PENDING)))
         .set(files::expires_at.eq(now))
         .execute(c)?;
-    Ok(())
+    Ok(n == 1)
+}
+
+/// Removes an upload's row while it is pending; `false` when it was not
+/// (then its bytes are not to be touched).
+pub fn remove_pending(c: &mut DbConnection, id: &str) -> Result<bool, ApiError> {
+    let n = diesel::delete(files::table.find(id).filter(files::state.eq(PENDING))).execute(c)?;
+    Ok(n == 1)
 }
 
 /// Gives an upload back to its client (parts were missing).

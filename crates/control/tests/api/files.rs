@@ -1316,6 +1316,7 @@ async fn transfer_urls_use_the_public_control_url(backend: Backend) {
 }
 
 all_variants!(
+    a_part_still_being_sent_holds_off_completion,
     a_trickled_body_is_cut_off,
     one_member_uploads_another_downloads,
     multipart_upload_resumes,
@@ -1329,7 +1330,11 @@ all_variants!(
     attachments_are_readable_through_their_conversation,
     chained_parts_are_proven_without_a_read_back,
 );
-crate::both_backends!(range_requests, transfer_urls_use_the_public_control_url);
+crate::both_backends!(
+    range_requests,
+    transfer_urls_use_the_public_control_url,
+    a_part_is_being_written_until_its_last_request_ends_or_lapses
+);
 
 /// Runs an `async fn(Backend)` test on both databases with S3 storage.
 macro_rules! s3_variants {
@@ -1506,6 +1511,130 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
 /// half a second) is cut off with 408 `body_timeout`; the upload is not
 /// harmed: the same part sent again completes it, byte for byte. On S3 the
 /// part goes through control (the only S3 path whose body control reads).
+/// A second PUT of an upload's part, still running when the first has
+/// arrived, holds off completion: were the upload completed meanwhile, the
+/// second PUT's bytes could change the ready file's (the directory backend
+/// writes into them) and its refusal remove them (both backends). Through
+/// control on S3 the first PUT makes no file while the second runs; once
+/// the second is refused the upload is gone, and no ready file lost bytes.
+async fn a_part_still_being_sent_holds_off_completion(backend: Backend, store: Store) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = spawn(backend, store, |c| {
+        if store == Store::S3 {
+            c.s3_through_control_bytes = 64 * 1024;
+        }
+    })
+    .await;
+    let app = &env.app;
+    let t = team(app).await;
+    let (data, wrong) = (bytes(10_000, 21), bytes(10_000, 22));
+    let a = intent(app, &t.alice, &t.ws, "twice.bin", &data).await;
+    assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    let id = a.body["uploadId"].as_str().unwrap().to_string();
+    // The second PUT (wrong bytes) starts first and stalls halfway.
+    let url = reqwest::Url::parse(a.body["parts"][0]["url"].as_str().unwrap()).unwrap();
+    let addr = format!("{}:{}", url.host_str().unwrap(), url.port().unwrap());
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "PUT {}?{} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        url.path(),
+        url.query().unwrap(),
+        wrong.len()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&wrong[..5_000]).await.unwrap();
+    let writing = format!(
+        "SELECT file_id AS t FROM file_parts WHERE file_id = '{id}' AND writing_until IS NOT NULL"
+    );
+    let started = std::time::Instant::now();
+    while app.sql_texts(&writing).is_empty() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // The first PUT sends the right bytes, whole.
+    let puts = put_parts(app, &a.body, &data, None).await;
+    assert_eq!(puts[0].1, StatusCode::OK);
+    let upload = app
+        .get(&format!("/files/uploads/{id}"), &t.alice.token)
+        .await;
+    assert_eq!(upload.body["status"], "pending", "{}", upload.body);
+    let done = complete(app, &t.alice, &id, &puts).await;
+    assert_eq!(done.status, StatusCode::CONFLICT, "{}", done.body);
+    // The second PUT ends with wrong bytes: refused, and the upload with it.
+    slow.write_all(&wrong[5_000..]).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), slow.read(&mut answer))
+        .await
+        .expect("control answers the second PUT")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 422"), "{answer}");
+    let done = complete(app, &t.alice, &id, &puts).await;
+    assert_eq!(done.status, StatusCode::NOT_FOUND, "{}", done.body);
+    assert_ready_bytes_counted(app);
+    // Nothing ready holds these bytes: uploading them again is no dedupe
+    // hit, and the file made then reads back whole.
+    let again = intent(app, &t.alice, &t.ws, "twice.bin", &data).await;
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    let puts = put_parts(app, &again.body, &data, None).await;
+    let id = again.body["uploadId"].as_str().unwrap();
+    let done = complete(app, &t.alice, id, &puts).await;
+    assert_eq!(done.status, StatusCode::CREATED, "{}", done.body);
+    let file = done.body["file"]["id"].as_str().unwrap();
+    assert_eq!(download(app, &t.bob, file).await, data);
+    assert_ready_bytes_counted(app);
+}
+
+/// The record completion waits on: a part is being written while any of
+/// its requests runs (two at once: until both ended), and no longer once
+/// the latest deadline has passed (a process that died mid-request never
+/// ends its requests).
+async fn a_part_is_being_written_until_its_last_request_ends_or_lapses(backend: Backend) {
+    use tandem_control::db::DbConnection;
+    use tandem_control::error::ApiError;
+    use tandem_control::store::files::{begin_completing, begin_part, end_part, Taking};
+    let env = spawn(backend, Store::Dir, |_| {}).await;
+    let app = &env.app;
+    let t = team(app).await;
+    let data = bytes(1_000, 23);
+    let a = intent(app, &t.alice, &t.ws, "record.bin", &data).await;
+    let id = a.body["uploadId"].as_str().unwrap().to_string();
+    let now = tandem_control::store::now_ms();
+    let db = |f: fn(&mut DbConnection, &str, i64) -> Result<Taking, ApiError>| {
+        let id = id.clone();
+        async move { app.state.db(move |c| f(c, &id, now)).await.unwrap() }
+    };
+    // Two requests write part 1; the first ends: still being written.
+    let taking = db(|c, id, now| {
+        begin_part(c, id, 1, None, now, now + 60_000)?;
+        begin_part(c, id, 1, None, now, now + 60_000)?;
+        end_part(c, id, 1, None)?;
+        begin_completing(c, id, now)
+    })
+    .await;
+    assert_eq!(taking, Taking::PartsBeingWritten);
+    // The second ends too: completion takes the upload.
+    let taking = db(|c, id, now| {
+        end_part(c, id, 1, None)?;
+        begin_completing(c, id, now)
+    })
+    .await;
+    assert_eq!(taking, Taking::Taken);
+    // Given back, then a request that never ends holds completion off
+    // until its deadline, and no longer.
+    app.sql(&format!(
+        "UPDATE files SET state = 'pending' WHERE id = '{id}'"
+    ));
+    let held = db(|c, id, now| {
+        begin_part(c, id, 1, None, now, now + 1_000)?;
+        begin_completing(c, id, now + 999)
+    })
+    .await;
+    assert_eq!(held, Taking::PartsBeingWritten);
+    let lapsed = db(|c, id, now| begin_completing(c, id, now + 1_001)).await;
+    assert_eq!(lapsed, Taking::Taken);
+}
+
 async fn a_trickled_body_is_cut_off(backend: Backend, store: Store) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = spawn(backend, store, |c| {
@@ -1683,7 +1812,7 @@ async fn chained_parts_are_proven_without_a_read_back(backend: Backend, store: S
     let (fid, now) = (id.clone(), tandem_control::store::now_ms());
     let recorded = app
         .state
-        .db(move |c| tandem_control::store::files::begin_part(c, &fid, 2, None, now))
+        .db(move |c| tandem_control::store::files::begin_part(c, &fid, 2, None, now, now + 60_000))
         .await;
     assert!(
         matches!(recorded, Err(tandem_control::error::ApiError::NotFound(_))),

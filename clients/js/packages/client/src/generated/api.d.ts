@@ -820,7 +820,7 @@ export interface paths {
         put?: never;
         /**
          * Check size and sha256 and make the file
-         * @description 201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the declared ones; nothing was kept (start again). 409: parts are missing (the message lists them; send them and complete again) or another completion runs. 410: the upload expired. 503: the object store cannot be reached. The body is optional.
+         * @description 201 `{file}`. 422 `hash_mismatch` or `size_mismatch`: the bytes are not the declared ones; nothing was kept (start again). 409: parts are missing (the message lists them; send them and complete again), another completion runs, or a part is still being sent through control (complete once it has ended). 410: the upload expired. 503: the object store cannot be reached. The body is optional.
          */
         post: operations["completeUpload"];
         delete?: never;
