@@ -37,7 +37,7 @@ pub const MAX_ENDPOINTS: i64 = 20;
 pub const SCHEDULE_SECS: [i64; 8] = [0, 5, 300, 1800, 7200, 18000, 36000, 86400];
 /// An endpoint failing for this long (scaled like the schedule) is disabled.
 pub const FAILING_WINDOW_SECS: i64 = 5 * 24 * 3600;
-/// Attempts shown per delivery.
+/// Attempts kept (and shown) per delivery: the latest.
 const SHOWN_ATTEMPTS: usize = 20;
 /// Stored start of an answer's body.
 pub const STORED_BODY_BYTES: usize = 4096;
@@ -860,6 +860,13 @@ pub fn record_attempt(
                 webhook_attempts::response_body.eq(&outcome.response_body),
             ))
             .execute(c)?;
+        // Only the latest attempts are kept (redeliveries add without end).
+        diesel::delete(
+            webhook_attempts::table
+                .filter(webhook_attempts::delivery_id.eq(&d.id))
+                .filter(webhook_attempts::attempt.le(attempt - SHOWN_ATTEMPTS as i64)),
+        )
+        .execute(c)?;
         let now = now_ms();
         if outcome.ok() {
             diesel::update(webhook_deliveries::table.find(&d.id))

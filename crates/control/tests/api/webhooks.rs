@@ -22,6 +22,7 @@ both_backends!(
     a_410_disables_and_redelivery_works_once_reenabled,
     redirects_are_not_followed_and_timeouts_fail,
     a_failed_attempt_records_no_part_of_the_url,
+    a_delivery_keeps_its_latest_attempts,
     non_public_targets_are_refused,
     every_event_type_is_delivered,
     finished_deliveries_are_pruned_after_the_retention,
@@ -593,6 +594,45 @@ async fn a_failed_attempt_records_no_part_of_the_url(backend: Backend) {
         for secret in ["path-secret-5e7", "query-secret-9a1", "/in/"] {
             assert!(!error.contains(secret), "{error}");
         }
+    }
+}
+
+/// Redeliveries add attempts without end: a delivery keeps its latest 20.
+async fn a_delivery_keeps_its_latest_attempts(backend: Backend) {
+    let app = fast_app(backend).await;
+    let rx = Receiver::start(vec![]).await;
+    let o = org(&app, "hooks-kept.dev").await;
+    let (id, _) = hook(&app, &o, &rx.url, &["document.created"]).await;
+    app.create_resource(&o.owner, &o.project, "documents", "A")
+        .await;
+    let base = format!("/orgs/{}/webhooks/{id}", o.id);
+    for n in 1..=23 {
+        rx.wait_for(n).await;
+        let d = settled(&app, &o, &id).await;
+        assert_eq!(d["state"], "delivered", "{d}");
+        if n == 23 {
+            let numbers: Vec<i64> = d["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["attempt"].as_i64().unwrap())
+                .collect();
+            assert_eq!(numbers, (4..=23).collect::<Vec<_>>());
+            let did = d["id"].as_str().unwrap();
+            let rows = app.sql_texts(&format!(
+                "SELECT delivery_id AS t FROM webhook_attempts WHERE delivery_id = '{did}'"
+            ));
+            assert_eq!(rows.len(), 20);
+            break;
+        }
+        let a = app
+            .post(
+                &format!("{base}/deliveries/{}/redeliver", d["id"].as_str().unwrap()),
+                &o.owner.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     }
 }
 
