@@ -18,7 +18,7 @@ use super::{load, sse};
 use crate::authz::{self, Action, Actor, Decision, ResourceKind};
 use crate::db::{read_tx, write_tx, DbConnection};
 use crate::error::ApiError;
-use crate::http::extract::AuthUser;
+use crate::http::extract::{AuthUser, Caller};
 use crate::state::{AppState, State};
 use crate::store::{facts, now_ms, sync};
 use crate::streams::StreamSlot;
@@ -40,17 +40,17 @@ fn standing(c: &mut DbConnection, actor: &Actor, id: &str) -> Result<(String, bo
 
 pub async fn push(
     state: State,
-    user: AuthUser,
+    caller: Caller,
     id: web::Path<String>,
     body: web::Json<PushRequest>,
 ) -> Result<web::Json<PushResponse>, ApiError> {
     let drift = i64::try_from(state.config.sync_max_drift_ms).unwrap_or(i64::MAX);
     let now = now_ms();
-    let (group, client, mutations) =
-        sync::check_push(body.into_inner(), now.saturating_add(drift))?;
-    let actor = user.actor();
     let (ws, pushed) = state
         .db(move |c| {
+            let actor = caller.sign_in(c)?.actor();
+            let (group, client, mutations) =
+                sync::check_push(body.into_inner(), now.saturating_add(drift))?;
             write_tx(c, |c| {
                 let (ws, may_write) = standing(c, &actor, &id)?;
                 let pushed = sync::push(
@@ -90,17 +90,13 @@ pub struct PullParams {
     client_group_id: Option<String>,
 }
 
-pub async fn pull(
-    state: State,
-    user: AuthUser,
-    id: web::Path<String>,
-    params: web::Query<PullParams>,
-) -> Result<web::Json<PullResponse>, ApiError> {
+/// A pull's parameters: `(limit, clientGroupId, cursor)`.
+fn check_pull(params: PullParams) -> Result<(i64, Option<String>, sync::Cursor), ApiError> {
     let PullParams {
         cursor,
         limit,
         client_group_id,
-    } = params.into_inner();
+    } = params;
     let limit = limit.unwrap_or(DEFAULT_PULL);
     if !(1..=MAX_PULL).contains(&limit) {
         return Err(ApiError::validation(format!(
@@ -115,20 +111,26 @@ pub async fn pull(
             "clientGroupId must be 1..=64 characters of A-Z a-z 0-9 _ -".into(),
         ));
     }
-    let cursor = sync::Cursor::parse(cursor.as_deref())?;
-    let actor = user.actor();
+    Ok((
+        limit,
+        client_group_id,
+        sync::Cursor::parse(cursor.as_deref())?,
+    ))
+}
+
+pub async fn pull(
+    state: State,
+    caller: Caller,
+    id: web::Path<String>,
+    params: web::Query<PullParams>,
+) -> Result<web::Json<PullResponse>, ApiError> {
     let page = state
         .db(move |c| {
+            let actor = caller.sign_in(c)?.actor();
+            let (limit, group, cursor) = check_pull(params.into_inner())?;
             read_tx(c, |c| {
                 let (ws, _) = standing(c, &actor, &id)?;
-                sync::pull(
-                    c,
-                    &ws,
-                    &actor.user_id,
-                    client_group_id.as_deref(),
-                    cursor,
-                    limit,
-                )
+                sync::pull(c, &ws, &actor.user_id, group.as_deref(), cursor, limit)
             })
         })
         .await?;
