@@ -271,9 +271,16 @@ impl ControlClient {
             // Every route the relay calls takes the relay's secret first: a
             // 401 is this node's configuration, not the user's access.
             401 => {
-                tracing::error!(
-                    "control refused this relay's secret: TANDEM_RELAY_SECRET must be the same on control and every relay node"
-                );
+                // Every connect meets it: said at most once a minute.
+                static SAID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let minute = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs() / 60 + 1);
+                if SAID.swap(minute, std::sync::atomic::Ordering::Relaxed) != minute {
+                    tracing::error!(
+                        "control refused this relay's secret: TANDEM_RELAY_SECRET must be the same on control and every relay node"
+                    );
+                }
                 Err(ControlError::Unavailable(
                     "control refused the relay's secret".into(),
                 ))

@@ -73,9 +73,9 @@ impl DirStore {
     /// Receives part `n` of an upload from `body`: exactly the part's length,
     /// written at its offset, hashed into `hash` if given. With `expect`
     /// (a single-part upload, or the last part of a chain) the bytes must
-    /// end in that SHA-256, or the upload is removed at once (nothing kept)
-    /// and `HashMismatch` returned. Returns the bytes written and the hash
-    /// after them.
+    /// end in that SHA-256, or `HashMismatch` is returned (the caller then
+    /// removes the upload while it is pending). Returns the bytes written
+    /// and the hash after them.
     pub async fn write_part<S, E>(
         &self,
         plan: &Plan,

@@ -202,9 +202,10 @@ impl S3Store {
     /// With `expect`, the part must end in that SHA-256 (a one-part upload
     /// or the last part, in the file's), and bytes that are not exactly the
     /// part's length never complete the store's request either: its body is
-    /// cut short and `HashMismatch` (or the size error) returned (a store may
-    /// still keep what it got, which the caller removes). Returns the hash
-    /// after the part.
+    /// cut short and `HashMismatch` (or the size error) returned. A store
+    /// may still keep what it got: on `HashMismatch` the caller removes it,
+    /// otherwise the part is sent again over it or the upload is collected
+    /// when it expires. Returns the hash after the part.
     pub async fn put_part_through<S, E>(
         &self,
         plan: &Plan,

@@ -18,9 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use super::{authorize, load};
 use crate::authz::{self, Action, ResourceKind};
 use crate::error::ApiError;
-use crate::files::{
-    chain_proves, content_disposition, now_secs, BlobStore, Download, Plan, Storage,
-};
+use crate::files::{chain_proves, content_disposition, now_secs, BlobStore, Download, Storage};
 use crate::http::extract::Caller;
 use crate::state::{AppState, State};
 use crate::store::facts;
@@ -250,15 +248,16 @@ pub async fn complete(
     body: Option<web::Json<CompleteUpload>>,
 ) -> Result<HttpResponse, ApiError> {
     let parts = body.and_then(|b| b.into_inner().parts);
-    if parts.as_ref().is_some_and(|p| p.len() > 10_000) {
-        return Err(ApiError::validation("at most 10000 parts"));
-    }
+    let too_many = parts.as_ref().is_some_and(|p| p.len() > 10_000);
     // The caller's own upload, taken for completing in the same trip to the
     // database (exactly one completion wins).
     let id = id.into_inner();
     let (row, taking) = state
         .db(move |c| {
             let row = own_upload_in(c, caller, &id)?;
+            if too_many {
+                return Err(ApiError::validation("at most 10000 parts"));
+            }
             if row.is_ready() {
                 return Ok((row, files::Taking::Taken));
             }
@@ -304,7 +303,8 @@ async fn check_and_keep(
     parts: Option<Vec<CompletedPart>>,
 ) -> Result<FileRow, ApiError> {
     let plan = row.plan();
-    // Only the parts of a multipart upload through control are recorded.
+    // Only a multipart upload through control can be proven by the chain of
+    // its parts' recorded states; anything else is checked by `finish`.
     let chained = plan.part_bytes > 0 && state.files.bytes_pass_control(&plan);
     let proven = chained && {
         let fid = row.id.clone();
@@ -541,40 +541,20 @@ pub async fn put_part(
         query.signature.as_deref(),
     )?;
     let (id, n) = path.into_inner();
-    let row = state
-        .db(move |c| files::get(c, &id))
-        .await?
-        .filter(|r| r.is_open_upload(now_ms()))
-        .ok_or(ApiError::NotFound("upload"))?;
-    let plan = row.plan();
-    let (offset, len) = plan
-        .part_range(n)
-        .ok_or(ApiError::NotFound("upload part"))?;
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
-    if declared.is_some_and(|d| d != len) {
-        return Err(ApiError::SizeMismatch(format!(
-            "part {n} must be exactly {len} bytes"
-        )));
-    }
-    if !state.files.bytes_pass_control(&plan) {
-        return Err(ApiError::NotFound("upload part"));
-    }
-    // Hashed from SHA-256's initial state (a one-part upload, a first
-    // part) or from the state the part's client claims; a later part
-    // without a claim is taken unhashed (its upload is read back).
-    let start = match (plan.part_bytes > 0, n) {
-        (false, _) | (true, 1) => Some(Sha256State::new()),
-        _ if state.files.wants_state(&plan, n) => claimed_state(&req, offset)?,
-        _ => None,
-    };
-    // A body slower than the minimum rate is cut off: the part stays
-    // unwritten (the client sends it again).
-    let deadline = state.config.upload_body_deadline(len as u64);
-    let writing = PartWrite::begin(state.get_ref(), &plan, n, start.as_ref(), deadline).await?;
+    // Not text: not a state either ([`claimed_state`] says so).
+    let claim = req
+        .headers()
+        .get(SHA256_STATE_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().to_string());
+    let started = tokio::time::Instant::now();
+    let (row, start, deadline, writing) =
+        PartWrite::begin(state.get_ref(), id, n, declared, claim).await?;
+    let plan = row.plan();
     let last = n == plan.part_count();
     let expect = (last && start.is_some()).then_some(row.sha256.as_str());
     let write = async {
@@ -583,7 +563,9 @@ pub async fn put_part(
             Storage::S3(s3) => s3.put_part_through(&plan, n, start, expect, body).await,
         }
     };
-    let written = tokio::time::timeout(deadline, write)
+    // The deadline counts from before the record was made, so the record
+    // (which lasts a margin longer) outlives the request.
+    let written = tokio::time::timeout_at(started + deadline, write)
         .await
         .unwrap_or_else(|_| {
             tracing::info!(file = %row.id, part = n, "upload body too slow: cut off");
@@ -591,11 +573,15 @@ pub async fn put_part(
         });
     let hash = match written {
         Ok(hash) => hash,
-        Err(ApiError::HashMismatch) => {
-            refused(&state, &row).await?;
-            return Err(ApiError::HashMismatch);
+        Err(e) => {
+            if matches!(e, ApiError::HashMismatch) {
+                refused(&state, &row).await?;
+            }
+            // Ended before answering, so a completion sent right after the
+            // answer does not find the part still being written.
+            writing.end(None).await?;
+            return Err(e);
         }
-        Err(e) => return Err(e),
     };
     // Where the hash ended is recorded, so completion can prove a
     // multipart file without reading it back ([`chain_proves`]).
@@ -603,18 +589,25 @@ pub async fn put_part(
         true => Some(hash.finish_hex()),
         false => hash.state_hex(),
     });
-    writing.end(end).await?;
+    let len = plan.part_range(n).map_or(0, |(_, len)| len);
     state.metrics.files_bytes_in.inc_by(len as u64);
     let etag = (header::ETAG, format!("\"{n}\""));
     let one_part_s3 = state.files.dir().is_none() && plan.part_bytes == 0;
     if !one_part_s3 {
+        writing.end(end).await?;
         return Ok(HttpResponse::Ok().insert_header(etag).finish());
     }
-    // Through control, the bytes were checked on the way: the file is made
-    // now (on its own task, so a client leaving cannot stop it halfway).
-    let file = tokio::spawn(keep_checked(state.get_ref().clone(), row))
-        .await
-        .map_err(|e| ApiError::Internal(e.into()))??;
+    // Through control, the bytes were checked on the way: the part ends and
+    // the file is made now, in one trip to the database (on a task of its
+    // own, so a client leaving cannot stop it halfway).
+    let file = tokio::spawn(keep_checked(
+        state.get_ref().clone(),
+        row,
+        writing.hand_over(),
+        end,
+    ))
+    .await
+    .map_err(|e| ApiError::Internal(e.into()))??;
     Ok(match file {
         Some(file) => HttpResponse::Ok().insert_header(etag).json(FileAnswer {
             file: file.to_dto(),
@@ -627,14 +620,11 @@ pub async fn put_part(
 
 /// The SHA-256 state a part's client claims for the bytes before it
 /// (`tandem-sha256-state`), if it sent one.
-fn claimed_state(req: &HttpRequest, offset: i64) -> Result<Option<Sha256State>, ApiError> {
-    let Some(value) = req.headers().get(SHA256_STATE_HEADER) else {
+fn claimed_state(value: Option<&str>, offset: i64) -> Result<Option<Sha256State>, ApiError> {
+    let Some(value) = value else {
         return Ok(None);
     };
-    value
-        .to_str()
-        .ok()
-        .and_then(|v| Sha256State::resume(v, offset as u64))
+    Sha256State::resume(value, offset as u64)
         .map(Some)
         .ok_or_else(|| {
             ApiError::validation(
@@ -643,6 +633,11 @@ fn claimed_state(req: &HttpRequest, offset: i64) -> Result<Option<Sha256State>, 
             )
         })
 }
+
+/// How much longer than its body's deadline a part's record lasts: what a
+/// request cut off at the deadline still does (answering, a write already
+/// handed to the disk) happens within it.
+const PART_RECORD_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A part being written through control, recorded as such until its
 /// request ends (completion waits for it: [`files::begin_completing`]).
@@ -655,28 +650,76 @@ struct PartWrite {
 }
 
 impl PartWrite {
-    /// Records part `n` as being written for at most `deadline` (and the
-    /// state it claims to start from, `start`); `NotFound` when the upload
-    /// is no longer open.
+    /// Checks that part `n` of upload `id` may be sent through control now
+    /// (the upload is open, `declared` is the part's length, a `claim`ed
+    /// SHA-256 state is one) and records it as being written until its
+    /// body's deadline, all in one trip to the database. Answers the upload,
+    /// the state to hash the part from (a one-part upload or a first part:
+    /// SHA-256's initial state; a later part: the state its client claims,
+    /// or none, and then the upload is read back) and the deadline.
+    ///
+    /// (A request dropped while this trip runs leaves the record to lapse
+    /// at the deadline.)
     async fn begin(
         state: &Arc<AppState>,
-        plan: &Plan,
+        id: String,
         n: i64,
-        start: Option<&Sha256State>,
-        deadline: std::time::Duration,
-    ) -> Result<PartWrite, ApiError> {
-        let claim = start.filter(|_| n > 1).and_then(Sha256State::state_hex);
-        let id = plan.file_id.clone();
-        let now = now_ms();
-        let until = now.saturating_add(i64::try_from(deadline.as_millis()).unwrap_or(i64::MAX));
-        state
-            .db(move |c| files::begin_part(c, &id, n, claim.as_deref(), now, until))
+        declared: Option<i64>,
+        claim: Option<String>,
+    ) -> Result<(FileRow, Option<Sha256State>, std::time::Duration, PartWrite), ApiError> {
+        let app = state.clone();
+        let (row, start, deadline) = state
+            .db(move |c| {
+                let now = now_ms();
+                let row = files::get(c, &id)?
+                    .filter(|r| r.is_open_upload(now))
+                    .ok_or(ApiError::NotFound("upload"))?;
+                let plan = row.plan();
+                let (offset, len) = plan
+                    .part_range(n)
+                    .ok_or(ApiError::NotFound("upload part"))?;
+                if declared.is_some_and(|d| d != len) {
+                    return Err(ApiError::SizeMismatch(format!(
+                        "part {n} must be exactly {len} bytes"
+                    )));
+                }
+                if !app.files.bytes_pass_control(&plan) {
+                    return Err(ApiError::NotFound("upload part"));
+                }
+                let start = match (plan.part_bytes > 0, n) {
+                    (false, _) | (true, 1) => Some(Sha256State::new()),
+                    _ if app.files.wants_state(&plan, n) => {
+                        claimed_state(claim.as_deref(), offset)?
+                    }
+                    _ => None,
+                };
+                // A body slower than the minimum rate is cut off: the part
+                // stays unwritten (the client sends it again).
+                let deadline = app.config.upload_body_deadline(len as u64);
+                let lasts = deadline + PART_RECORD_MARGIN;
+                let until =
+                    now.saturating_add(i64::try_from(lasts.as_millis()).unwrap_or(i64::MAX));
+                let claimed = start
+                    .as_ref()
+                    .filter(|_| n > 1)
+                    .and_then(Sha256State::state_hex);
+                files::begin_part(c, &row.id, n, claimed.as_deref(), now, until)?;
+                Ok((row, start, deadline))
+            })
             .await?;
-        Ok(PartWrite {
+        let writing = PartWrite {
             state: Some(state.clone()),
-            id: plan.file_id.clone(),
+            id: row.id.clone(),
             n,
-        })
+        };
+        Ok((row, start, deadline, writing))
+    }
+
+    /// The part number, for whoever ends the record instead (in its own
+    /// trip to the database): this guard no longer does.
+    fn hand_over(mut self) -> i64 {
+        self.state = None;
+        self.n
     }
 
     /// The part is written; `end` is the SHA-256 state at its end, if known.
@@ -708,34 +751,43 @@ impl Drop for PartWrite {
 }
 
 /// Ends an upload whose bytes were refused, while it is still pending (a
-/// completed upload's bytes are never touched). On the directory backend
-/// its row goes with its bytes. A store may keep the part of a body that
-/// control cut short (SeaweedFS does), possibly only after a moment: the
-/// upload is abandoned (expired now: gone for its client, and the
-/// collector's next run removes whatever the store kept) and its object
-/// removed at once as well.
+/// completed upload's bytes are never touched): it is abandoned (expired
+/// now: gone for its client), its bytes removed, and on the directory
+/// backend its row too. A store may keep the part of a body that control
+/// cut short (SeaweedFS does), possibly only after a moment, and removing
+/// bytes can fail: the collector's next run removes what an abandoned
+/// upload left.
 async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
     let id = row.id.clone();
-    let ended = if state.files.dir().is_some() {
-        state.db(move |c| files::remove_pending(c, &id)).await?
-    } else {
-        state.db(move |c| files::abandon(c, &id, now_ms())).await?
-    };
+    let ended = state.db(move |c| files::abandon(c, &id, now_ms())).await?;
     if !ended {
         return Ok(());
     }
     if let Err(e) = state.files.abort(&row.plan()).await {
         tracing::warn!(error = %e, "could not remove a refused upload's bytes; the collector will");
+        return Ok(());
+    }
+    if state.files.dir().is_some() {
+        let id = row.id.clone();
+        state.db(move |c| files::remove(c, &id)).await?;
     }
     Ok(())
 }
 
-/// Completes an upload whose bytes were checked as they arrived, in one trip
-/// to the database; `None` when a completion call took it first.
-async fn keep_checked(state: Arc<AppState>, row: FileRow) -> Result<Option<FileRow>, ApiError> {
+/// Ends the record of its `part` being written (`end`: the SHA-256 state at
+/// its end) and completes an upload whose bytes were checked as they
+/// arrived, in one trip to the database; `None` when a completion call took
+/// it first or another request is still writing it.
+async fn keep_checked(
+    state: Arc<AppState>,
+    row: FileRow,
+    part: i64,
+    end: Option<String>,
+) -> Result<Option<FileRow>, ApiError> {
     let id = row.id.clone();
     let done = state
         .db(move |c| {
+            files::end_part(c, &id, part, end.as_deref())?;
             if files::begin_completing(c, &id, now_ms())? != files::Taking::Taken {
                 return Ok(None);
             }

@@ -217,14 +217,35 @@ pub fn begin_part(
         if open == 0 {
             return Err(ApiError::NotFound("upload"));
         }
-        let again = diesel::update(file_parts::table.find((id, n)))
+        let part = file_parts::table.find((id, n));
+        // Writers whose deadline has passed are gone, whatever became of
+        // them (a process that died never ended its requests): not counted.
+        diesel::update(
+            part.filter(
+                file_parts::writing_until
+                    .is_null()
+                    .or(file_parts::writing_until.le(now)),
+            ),
+        )
+        .set(file_parts::writers.eq(0))
+        .execute(c)?;
+        let again = diesel::update(part)
             .set((
                 file_parts::attempts.eq(file_parts::attempts + 1),
                 file_parts::end_state.eq(None::<String>),
                 file_parts::writers.eq(file_parts::writers + 1),
-                file_parts::writing_until.eq(writing_until),
             ))
             .execute(c)?;
+        // The record lasts until the latest deadline of its writers.
+        diesel::update(
+            part.filter(
+                file_parts::writing_until
+                    .is_null()
+                    .or(file_parts::writing_until.lt(writing_until)),
+            ),
+        )
+        .set(file_parts::writing_until.eq(writing_until))
+        .execute(c)?;
         if again == 0 {
             // The row lock above serialises this upload's parts: no other
             // request can insert the same part meanwhile.
@@ -337,13 +358,6 @@ pub fn abandon(c: &mut DbConnection, id: &str, now: i64) -> Result<bool, ApiErro
     let n = diesel::update(files::table.find(id).filter(files::state.eq(PENDING)))
         .set(files::expires_at.eq(now))
         .execute(c)?;
-    Ok(n == 1)
-}
-
-/// Removes an upload's row while it is pending; `false` when it was not
-/// (then its bytes are not to be touched).
-pub fn remove_pending(c: &mut DbConnection, id: &str) -> Result<bool, ApiError> {
-    let n = diesel::delete(files::table.find(id).filter(files::state.eq(PENDING))).execute(c)?;
     Ok(n == 1)
 }
 

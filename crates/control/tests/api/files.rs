@@ -1507,10 +1507,6 @@ async fn small_s3_uploads_go_through_control(backend: Backend) {
     assert!(a.body["parts"][0]["headers"]["x-amz-checksum-sha256"].is_string());
 }
 
-/// A part's body slower than the minimum rate (here: 10,000 bytes due in
-/// half a second) is cut off with 408 `body_timeout`; the upload is not
-/// harmed: the same part sent again completes it, byte for byte. On S3 the
-/// part goes through control (the only S3 path whose body control reads).
 /// A second PUT of an upload's part, still running when the first has
 /// arrived, holds off completion: were the upload completed meanwhile, the
 /// second PUT's bytes could change the ready file's (the directory backend
@@ -1592,7 +1588,7 @@ async fn a_part_still_being_sent_holds_off_completion(backend: Backend, store: S
 async fn a_part_is_being_written_until_its_last_request_ends_or_lapses(backend: Backend) {
     use tandem_control::db::DbConnection;
     use tandem_control::error::ApiError;
-    use tandem_control::store::files::{begin_completing, begin_part, end_part, Taking};
+    use tandem_control::store::files::{abandon, begin_completing, begin_part, end_part, Taking};
     let env = spawn(backend, Store::Dir, |_| {}).await;
     let app = &env.app;
     let t = team(app).await;
@@ -1633,8 +1629,34 @@ async fn a_part_is_being_written_until_its_last_request_ends_or_lapses(backend: 
     assert_eq!(held, Taking::PartsBeingWritten);
     let lapsed = db(|c, id, now| begin_completing(c, id, now + 1_001)).await;
     assert_eq!(lapsed, Taking::Taken);
+    // Being completed, the upload is not abandoned by a refusal.
+    let abandoned = app
+        .state
+        .db({
+            let id = id.clone();
+            move |c| abandon(c, &id, now + 1_002)
+        })
+        .await
+        .unwrap();
+    assert!(!abandoned);
+    // Given back again: the lapsed request is not counted any more, so one
+    // that begins and ends leaves the part not being written.
+    app.sql(&format!(
+        "UPDATE files SET state = 'pending' WHERE id = '{id}'"
+    ));
+    let taking = db(|c, id, now| {
+        begin_part(c, id, 1, None, now + 2_000, now + 3_000)?;
+        end_part(c, id, 1, None)?;
+        begin_completing(c, id, now + 2_001)
+    })
+    .await;
+    assert_eq!(taking, Taking::Taken);
 }
 
+/// A part's body slower than the minimum rate (here: 10,000 bytes due in
+/// half a second) is cut off with 408 `body_timeout`; the upload is not
+/// harmed: the same part sent again completes it, byte for byte. On S3 the
+/// part goes through control (the only S3 path whose body control reads).
 async fn a_trickled_body_is_cut_off(backend: Backend, store: Store) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let env = spawn(backend, store, |c| {
