@@ -6,6 +6,7 @@ use utoipa::openapi::schema::Type;
 use utoipa::openapi::Content;
 
 use super::*;
+use crate::store::message_sets as sets;
 use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
 use utoipa::openapi::Required;
 
@@ -129,10 +130,16 @@ pub fn operations() -> Vec<Op> {
             "listMessageSets",
             "The message sets of a conversation, in order",
         )
-        .describe(
+        .describe(&format!(
             "Each set with its messages (oldest first); a message sent without a set \
-                 (`POST …/messages`) is a set of one, with the message's id.",
-        )
+                 (`POST …/messages`) is a set of one, with the message's id. Takes \
+                 `?limit&cursor`: `limit` (1–200, 50 when absent) counts sets, and a page also \
+                 ends before the set that would take it past {} messages or {} MiB of message \
+                 content and parts JSON (its first set is always included); follow \
+                 `nextCursor` until it is null.",
+            sets::PAGE_MESSAGES,
+            sets::PAGE_BYTES >> 20,
+        ))
         .errors(&[404])
         .ok::<tandem_protocol::sets::MessageSetPage>(200),
         post(
@@ -184,6 +191,14 @@ pub fn operations() -> Vec<Op> {
             "branchConversation",
             "Branch a conversation at a message (a new conversation with the sets up to it)",
         )
+        .describe(&format!(
+            "Copies the message's set and every set before it, in one transaction: at most \
+             {} sets, {} messages and {} MiB of message content and parts JSON, counted \
+             before anything is copied (413 beyond, saying which bound).",
+            sets::MAX_BRANCH_SETS,
+            sets::MAX_BRANCH_MESSAGES,
+            sets::MAX_BRANCH_BYTES >> 20,
+        ))
         .body::<tandem_protocol::sets::BranchConversation>()
         .errors(&[403, 404])
         .ok::<Conversation>(201),

@@ -5,6 +5,10 @@
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use tandem_control::store::message_sets::{
+    MAX_BRANCH_BYTES, MAX_BRANCH_MESSAGES, MAX_SET_MESSAGES, PAGE_BYTES, PAGE_MESSAGES,
+};
+use tandem_protocol::http::MAX_PAGE;
 
 use crate::both_backends;
 use crate::conversations::{add, cast, conversation, say, Cast};
@@ -16,7 +20,11 @@ both_backends!(
     a_branch_holds_exactly_the_messages_up_to_its_point,
     flat_messages_are_sets_of_one,
     quick_chats_summaries_and_parts,
-    set_refusals
+    set_refusals,
+    a_page_of_sets_stops_at_the_message_budget,
+    a_page_of_sets_stops_at_the_byte_budget,
+    a_branch_copies_at_most_the_message_bound,
+    a_branch_copies_at_most_the_byte_bound
 );
 
 async fn new_set(app: &TestApp, who: &TestUser, c: &str, kind: &str) -> String {
@@ -655,5 +663,351 @@ async fn set_refusals(backend: Backend) {
     assert_eq!(
         app.post(&select, &collab.token, json!({})).await.status,
         StatusCode::OK
+    );
+}
+
+/// One page of `GET …/sets?limit=200` (after `cursor`): the sets and the next cursor.
+async fn page(
+    app: &TestApp,
+    who: &TestUser,
+    c: &str,
+    cursor: Option<&str>,
+) -> (Vec<Value>, Option<String>) {
+    let after = cursor.map(|k| format!("&cursor={k}")).unwrap_or_default();
+    let a = app
+        .get(
+            &format!("/conversations/{c}/sets?limit={MAX_PAGE}{after}"),
+            &who.token,
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let next = a.body["nextCursor"].as_str().map(str::to_string);
+    (a.body["items"].as_array().unwrap().clone(), next)
+}
+
+fn ids_of(sets: &[Value]) -> Vec<String> {
+    sets.iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Messages and bytes (content and part contents: a lower bound of what is
+/// stored) of a page of sets.
+fn weight(sets: &[Value]) -> (i64, i64) {
+    let messages: Vec<&Value> = sets
+        .iter()
+        .flat_map(|s| s["messages"].as_array().unwrap())
+        .collect();
+    let bytes = messages
+        .iter()
+        .map(|m| {
+            let parts: usize = m["parts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["content"].as_str().unwrap_or("").len())
+                .sum();
+            (m["content"].as_str().unwrap().len() + parts) as i64
+        })
+        .sum();
+    (messages.len() as i64, bytes)
+}
+
+async fn a_page_of_sets_stops_at_the_message_budget(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let Cast { owner, project, .. } = cast(&app).await;
+    let c = conversation(&app, &owner, &project, "Many answers").await;
+    // Full sets: as many as fit in a page's messages, and one more.
+    let fit = (PAGE_MESSAGES / MAX_SET_MESSAGES) as usize;
+    let mut all = Vec::new();
+    for _ in 0..=fit {
+        let set = new_set(&app, &owner, &c, "ai").await;
+        for i in 0..MAX_SET_MESSAGES {
+            add_to_set(
+                &app,
+                &owner,
+                &c,
+                &set,
+                json!({ "content": format!("answer {i}") }),
+            )
+            .await;
+        }
+        all.push(set);
+    }
+    // 200 sets asked for, but a page holds at most 200 messages: the client pages on.
+    let (first, cursor) = page(&app, &owner, &c, None).await;
+    assert_eq!(
+        ids_of(&first),
+        all[..fit],
+        "whole sets, in order, up to the budget"
+    );
+    assert!(weight(&first).0 <= PAGE_MESSAGES);
+    let cursor = cursor.expect("a cursor to the sets left out");
+    let (rest, end) = page(&app, &owner, &c, Some(&cursor)).await;
+    assert_eq!(ids_of(&rest), all[fit..]);
+    assert_eq!(
+        rest[0]["messages"].as_array().unwrap().len() as i64,
+        MAX_SET_MESSAGES
+    );
+    assert_eq!(end, None);
+}
+
+/// An answer in `set` of `content` bytes, streamed in chunks, and parts
+/// holding `part` bytes of content, sent as a client does: each request
+/// under the body limit. Returns its id.
+async fn heavy_answer(
+    app: &TestApp,
+    who: &TestUser,
+    c: &str,
+    set: &str,
+    content: usize,
+    part: usize,
+) -> String {
+    const PIECE: usize = 50_000;
+    let m = add_to_set(app, who, c, set, json!({ "state": "streaming" })).await;
+    let id = m["id"].as_str().unwrap().to_string();
+    for n in (0..content)
+        .step_by(PIECE)
+        .map(|at| PIECE.min(content - at))
+    {
+        chunk(app, who, c, &id, &"a".repeat(n)).await;
+    }
+    for n in (0..part).step_by(PIECE).map(|at| PIECE.min(part - at)) {
+        let a = app
+            .post(
+                &format!("/conversations/{c}/messages/{id}/parts"),
+                &who.token,
+                json!({ "level": 0, "content": "p".repeat(n) }),
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    id
+}
+
+async fn a_page_of_sets_stops_at_the_byte_budget(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let Cast { owner, project, .. } = cast(&app).await;
+    let c = conversation(&app, &owner, &project, "Long answers").await;
+    // Half of each answer's weight is in its parts: they count too.
+    let (content, part) = (400_000, 400_000);
+    let (lo, hi) = ((content + part) as i64, (content + part + 1_000) as i64);
+    let fit = (PAGE_BYTES / lo) as usize;
+    assert_eq!(
+        PAGE_BYTES / hi,
+        fit as i64,
+        "sizes leave no doubt about what fits"
+    );
+    let mut all = Vec::new();
+    for _ in 0..=fit {
+        let set = new_set(&app, &owner, &c, "ai").await;
+        heavy_answer(&app, &owner, &c, &set, content, part).await;
+        all.push(set);
+    }
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    let mut pages = 0;
+    loop {
+        let (sets, next) = page(&app, &owner, &c, cursor.as_deref()).await;
+        assert!(weight(&sets).1 <= PAGE_BYTES, "a page within the budget");
+        if pages == 0 {
+            assert_eq!(ids_of(&sets), all[..fit], "as many sets as fit");
+        }
+        seen.extend(ids_of(&sets));
+        pages += 1;
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!((seen, pages), (all, 2), "every set once, over two pages");
+
+    // A set larger than the budget alone still makes a page of its own.
+    let big = conversation(&app, &owner, &project, "One big turn").await;
+    let set = new_set(&app, &owner, &big, "ai").await;
+    for _ in 0..=fit {
+        heavy_answer(&app, &owner, &big, &set, content, part).await;
+    }
+    let small = new_set(&app, &owner, &big, "user").await;
+    add_to_set(
+        &app,
+        &owner,
+        &big,
+        &small,
+        json!({ "content": "and then?" }),
+    )
+    .await;
+    let (first, cursor) = page(&app, &owner, &big, None).await;
+    assert_eq!(ids_of(&first), [set]);
+    assert!(weight(&first).1 > PAGE_BYTES);
+    let (rest, end) = page(&app, &owner, &big, cursor.as_deref()).await;
+    assert_eq!((ids_of(&rest), end), (vec![small], None));
+}
+
+/// Stores `n` copies of a message of a conversation, each a set of one
+/// like `set` (with its parts) at the same seq, directly in the database
+/// (portable SQL): a big conversation without as many requests.
+fn copies(app: &TestApp, message: &str, set: &str, n: i64) {
+    let numbers =
+        format!("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})");
+    let id = format!("'{message}c' || CAST(n.i AS TEXT)");
+    app.sql(&format!(
+        "{numbers} INSERT INTO message_sets \
+         (id, conversation_id, seq, set_type, level, selected_block_type, created_by, created_at) \
+         SELECT {id}, s.conversation_id, s.seq, s.set_type, s.level, s.selected_block_type, \
+         s.created_by, s.created_at FROM message_sets s, n WHERE s.id = '{set}'"
+    ));
+    app.sql(&format!(
+        "{numbers} INSERT INTO messages (id, conversation_id, seq, user_id, role, content, state, \
+         error_message, model, created_at, updated_at) \
+         SELECT {id}, m.conversation_id, m.seq, m.user_id, m.role, m.content, m.state, \
+         m.error_message, m.model, m.created_at, m.updated_at FROM messages m, n \
+         WHERE m.id = '{message}'"
+    ));
+    app.sql(&format!(
+        "{numbers} INSERT INTO message_set_members \
+         (message_id, set_id, block_type, selected, is_review, parts) \
+         SELECT {id}, {id}, b.block_type, b.selected, b.is_review, b.parts \
+         FROM message_set_members b, n WHERE b.message_id = '{message}'"
+    ));
+}
+
+fn count(app: &TestApp, query: &str) -> i64 {
+    app.sql_texts(&format!("SELECT CAST(COUNT(*) AS TEXT) AS t FROM {query}"))[0]
+        .parse()
+        .unwrap()
+}
+
+async fn branch_at(
+    app: &TestApp,
+    who: &TestUser,
+    c: &str,
+    message: &str,
+) -> crate::helpers::Answer {
+    app.post(
+        &format!("/conversations/{c}/branch"),
+        &who.token,
+        json!({ "messageId": message }),
+    )
+    .await
+}
+
+async fn a_branch_copies_at_most_the_message_bound(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let Cast { owner, project, .. } = cast(&app).await;
+    let c = conversation(&app, &owner, &project, "Long chat").await;
+    let seed = say(&app, &owner, &c, "seed").await;
+    let seed = seed["id"].as_str().unwrap();
+    copies(&app, seed, seed, MAX_BRANCH_MESSAGES - 2);
+    let point = say(&app, &owner, &c, "the last message a branch may copy").await;
+    let over = say(&app, &owner, &c, "one too many").await;
+    assert_eq!(
+        count(&app, &format!("messages WHERE conversation_id = '{c}'")),
+        MAX_BRANCH_MESSAGES + 1
+    );
+
+    let started = std::time::Instant::now();
+    let refused = branch_at(&app, &owner, &c, over["id"].as_str().unwrap()).await;
+    eprintln!("refused in {:?}", started.elapsed());
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "payload_too_large");
+    let why = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("at most {MAX_BRANCH_MESSAGES} messages")),
+        "{why}"
+    );
+    assert_eq!(
+        count(&app, &format!("conversations WHERE parent_chat_id = '{c}'")),
+        0
+    );
+
+    // Exactly the bound is copied. Only on SQLite: the copy makes about eight
+    // statements per message, which on PostgreSQL (a round trip each) takes
+    // ~5 s for 2,000 messages in a debug build; the refusal above and the
+    // byte test's successful branch run the same count on both.
+    if backend == Backend::Sqlite {
+        let started = std::time::Instant::now();
+        let b = branch_at(&app, &owner, &c, point["id"].as_str().unwrap()).await;
+        eprintln!(
+            "{MAX_BRANCH_MESSAGES} messages branched in {:?}",
+            started.elapsed()
+        );
+        assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+        let branch = b.id();
+        assert_eq!(
+            count(
+                &app,
+                &format!("messages WHERE conversation_id = '{branch}'")
+            ),
+            MAX_BRANCH_MESSAGES
+        );
+    }
+}
+
+async fn a_branch_copies_at_most_the_byte_bound(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let Cast { owner, project, .. } = cast(&app).await;
+    let c = conversation(&app, &owner, &project, "Heavy chat").await;
+    say(&app, &owner, &c, "before").await;
+    // A third of each answer's weight is in its parts: they count too.
+    let (content, part) = (1_000_000, 500_000);
+    let (lo, hi) = ((content + part) as i64, (content + part + 1_000) as i64);
+    let fit = MAX_BRANCH_BYTES / lo;
+    assert_eq!(
+        MAX_BRANCH_BYTES / hi,
+        fit,
+        "sizes leave no doubt about what fits"
+    );
+    let set = new_set(&app, &owner, &c, "ai").await;
+    let heavy = heavy_answer(&app, &owner, &c, &set, content, part).await;
+    let heavy = heavy.as_str();
+    // Far fewer messages than the message bound, but one answer more than the bytes allow.
+    copies(&app, heavy, &set, fit);
+    assert!(fit + 2 <= MAX_BRANCH_MESSAGES);
+
+    let started = std::time::Instant::now();
+    let refused = branch_at(&app, &owner, &c, heavy).await;
+    eprintln!("refused in {:?}", started.elapsed());
+    assert_eq!(
+        refused.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        refused.body
+    );
+    assert_eq!(refused.code(), "payload_too_large");
+    let why = refused.body["error"]["message"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("at most {} MiB", MAX_BRANCH_BYTES >> 20)),
+        "{why}"
+    );
+    assert_eq!(
+        count(&app, &format!("conversations WHERE parent_chat_id = '{c}'")),
+        0
+    );
+
+    // One answer fewer fits.
+    app.sql(&format!(
+        "DELETE FROM message_set_members WHERE message_id = '{heavy}c1'"
+    ));
+    app.sql(&format!("DELETE FROM messages WHERE id = '{heavy}c1'"));
+    let started = std::time::Instant::now();
+    let b = branch_at(&app, &owner, &c, heavy).await;
+    eprintln!(
+        "{} MiB branched in {:?}",
+        (fit * lo) >> 20,
+        started.elapsed()
+    );
+    assert_eq!(b.status, StatusCode::CREATED, "{}", b.body);
+    assert_eq!(
+        count(
+            &app,
+            &format!("messages WHERE conversation_id = '{}'", b.id())
+        ),
+        fit + 1
     );
 }
