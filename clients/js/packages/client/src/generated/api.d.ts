@@ -402,7 +402,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Branch a conversation at a message (a new conversation with the sets up to it) */
+        /**
+         * Branch a conversation at a message (a new conversation with the sets up to it)
+         * @description Copies the message's set and every set before it, in one transaction: at most 5000 sets, 2000 messages and 64 MiB of message content and parts JSON, counted before anything is copied (413 beyond, saying which bound).
+         */
         post: operations["branchConversation"];
         delete?: never;
         options?: never;
@@ -595,7 +598,7 @@ export interface paths {
         };
         /**
          * The message sets of a conversation, in order
-         * @description Each set with its messages (oldest first); a message sent without a set (`POST …/messages`) is a set of one, with the message's id.
+         * @description Each set with its messages (oldest first); a message sent without a set (`POST …/messages`) is a set of one, with the message's id. Takes `?limit&cursor`: `limit` (1–200, 50 when absent) counts sets, and a page also ends before the set that would take it past 200 messages or 8 MiB of message content and parts JSON (its first set is always included); follow `nextCursor` until it is null.
          */
         get: operations["listMessageSets"];
         put?: never;
