@@ -787,8 +787,9 @@ async fn keep_checked(
     let id = row.id.clone();
     let done = state
         .db(move |c| {
-            files::end_part(c, &id, part, end.as_deref())?;
-            if files::begin_completing(c, &id, now_ms())? != files::Taking::Taken {
+            let taking =
+                files::end_part_and_begin_completing(c, &id, part, end.as_deref(), now_ms())?;
+            if taking != files::Taking::Taken {
                 return Ok(None);
             }
             match files::mark_ready(c, &id, now_ms()) {

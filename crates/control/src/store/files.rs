@@ -269,6 +269,11 @@ pub fn begin_part(
 /// file's SHA-256 for the last part), recorded unless the part was sent
 /// more than once.
 pub fn end_part(c: &mut DbConnection, id: &str, n: i64, end: Option<&str>) -> Result<(), ApiError> {
+    write_tx(c, |c| end_part_in(c, id, n, end))
+}
+
+/// [`end_part`] inside the caller's write transaction.
+fn end_part_in(c: &mut DbConnection, id: &str, n: i64, end: Option<&str>) -> Result<(), ApiError> {
     let part = file_parts::table.find((id, n));
     diesel::update(part.filter(file_parts::writers.gt(0)))
         .set(file_parts::writers.eq(file_parts::writers - 1))
@@ -323,32 +328,50 @@ pub enum Taking {
 /// deadline). The row is locked first, as [`begin_part`] locks it, so a
 /// part is either recorded before the check reads the parts or refused.
 pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<Taking, ApiError> {
+    write_tx(c, |c| take(c, id, now))
+}
+
+/// [`end_part`] and then [`begin_completing`], in one transaction: a
+/// one-part upload whose `PUT` through control makes the file.
+pub fn end_part_and_begin_completing(
+    c: &mut DbConnection,
+    id: &str,
+    n: i64,
+    end: Option<&str>,
+    now: i64,
+) -> Result<Taking, ApiError> {
     write_tx(c, |c| {
-        let taken = diesel::update(
-            files::table
-                .find(id)
-                .filter(files::state.eq(PENDING))
-                .filter(files::expires_at.gt(now)),
-        )
-        .set(files::state.eq(COMPLETING))
-        .execute(c)?;
-        if taken == 0 {
-            return Ok(Taking::NotOpen);
-        }
-        let writing: i64 = file_parts::table
-            .filter(file_parts::file_id.eq(id))
-            .filter(file_parts::writers.gt(0))
-            .filter(file_parts::writing_until.gt(now))
-            .count()
-            .get_result(c)?;
-        if writing > 0 {
-            diesel::update(files::table.find(id))
-                .set(files::state.eq(PENDING))
-                .execute(c)?;
-            return Ok(Taking::PartsBeingWritten);
-        }
-        Ok(Taking::Taken)
+        end_part_in(c, id, n, end)?;
+        take(c, id, now)
     })
+}
+
+/// [`begin_completing`] inside the caller's write transaction.
+fn take(c: &mut DbConnection, id: &str, now: i64) -> Result<Taking, ApiError> {
+    let taken = diesel::update(
+        files::table
+            .find(id)
+            .filter(files::state.eq(PENDING))
+            .filter(files::expires_at.gt(now)),
+    )
+    .set(files::state.eq(COMPLETING))
+    .execute(c)?;
+    if taken == 0 {
+        return Ok(Taking::NotOpen);
+    }
+    let writing: i64 = file_parts::table
+        .filter(file_parts::file_id.eq(id))
+        .filter(file_parts::writers.gt(0))
+        .filter(file_parts::writing_until.gt(now))
+        .count()
+        .get_result(c)?;
+    if writing > 0 {
+        diesel::update(files::table.find(id))
+            .set(files::state.eq(PENDING))
+            .execute(c)?;
+        return Ok(Taking::PartsBeingWritten);
+    }
+    Ok(Taking::Taken)
 }
 
 /// Abandons a pending upload: it expires now, so its client sees it gone
