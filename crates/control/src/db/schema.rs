@@ -255,8 +255,15 @@ diesel::table! {
         start_state -> Nullable<Text>,
         end_state -> Nullable<Text>,
         attempts -> Integer,
-        writers -> Integer,
-        writing_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    file_part_writers (id) {
+        id -> Text,
+        file_id -> Text,
+        part_number -> BigInt,
+        writing_until -> BigInt,
     }
 }
 
@@ -500,10 +507,12 @@ diesel::joinable!(message_set_members -> message_sets (set_id));
 diesel::joinable!(message_set_members -> messages (message_id));
 diesel::joinable!(file_refs -> files (file_id));
 diesel::joinable!(file_parts -> files (file_id));
+diesel::joinable!(file_part_writers -> files (file_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_log,
     file_parts,
+    file_part_writers,
     orgs,
     users,
     sessions,

@@ -574,12 +574,14 @@ pub async fn put_part(
     let hash = match written {
         Ok(hash) => hash,
         Err(e) => {
-            if matches!(e, ApiError::HashMismatch) {
-                refused(&state, &row).await?;
-            }
+            let refusal = match e {
+                ApiError::HashMismatch => refused(&state, &row).await,
+                _ => Ok(()),
+            };
             // Ended before answering, so a completion sent right after the
             // answer does not find the part still being written.
-            writing.end(None).await?;
+            writing.end(None).await;
+            refusal?;
             return Err(e);
         }
     };
@@ -594,7 +596,7 @@ pub async fn put_part(
     let etag = (header::ETAG, format!("\"{n}\""));
     let one_part_s3 = state.files.dir().is_none() && plan.part_bytes == 0;
     if !one_part_s3 {
-        writing.end(end).await?;
+        writing.end(end).await;
         return Ok(HttpResponse::Ok().insert_header(etag).finish());
     }
     // Through control, the bytes were checked on the way: the part ends and
@@ -634,32 +636,47 @@ fn claimed_state(value: Option<&str>, offset: i64) -> Result<Option<Sha256State>
         })
 }
 
-/// How much longer than its body's deadline a part's record lasts: what a
+/// How much longer than its body's deadline a part's writer counts: what a
 /// request cut off at the deadline still does (answering, a write already
-/// handed to the disk) happens within it.
+/// handed to the disk, ending its record) happens within it.
 const PART_RECORD_MARGIN: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// A part being written through control, recorded as such until its
-/// request ends (completion waits for it: [`files::begin_completing`]).
-/// Dropped without [`PartWrite::end`] (an error, a client gone), it clears
-/// its record on a task of its own.
-struct PartWrite {
-    state: Option<Arc<AppState>>,
+/// One request writing a part through control: its record (a writer of
+/// [`files::begin_part`]), which holds completion off until it ends.
+#[derive(Debug, Clone)]
+struct Writer {
     id: String,
+    file_id: String,
     n: i64,
+}
+
+impl Writer {
+    /// Ends the record (with `end`, the SHA-256 state at the part's end).
+    async fn end(self, state: &AppState, end: Option<String>) -> Result<(), ApiError> {
+        state
+            .db(move |c| files::end_part(c, &self.id, &self.file_id, self.n, end.as_deref()))
+            .await
+    }
+}
+
+/// A [`Writer`] ended when its request ends: by [`PartWrite::end`], or when
+/// dropped (a client gone) on a task of its own.
+struct PartWrite {
+    state: Arc<AppState>,
+    writer: Option<Writer>,
 }
 
 impl PartWrite {
     /// Checks that part `n` of upload `id` may be sent through control now
     /// (the upload is open, `declared` is the part's length, a `claim`ed
-    /// SHA-256 state is one) and records it as being written until its
-    /// body's deadline, all in one trip to the database. Answers the upload,
-    /// the state to hash the part from (a one-part upload or a first part:
-    /// SHA-256's initial state; a later part: the state its client claims,
-    /// or none, and then the upload is read back) and the deadline.
+    /// SHA-256 state is one) and records its writer until the body's
+    /// deadline and a margin, all in one trip to the database. Answers the
+    /// upload, the state to hash the part from (a one-part upload or a first
+    /// part: SHA-256's initial state; a later part: the state its client
+    /// claims, or none, and then the upload is read back) and the deadline.
     ///
-    /// (A request dropped while this trip runs leaves the record to lapse
-    /// at the deadline.)
+    /// (A request dropped while this trip runs leaves its writer to stop
+    /// counting at its time.)
     async fn begin(
         state: &Arc<AppState>,
         id: String,
@@ -668,7 +685,7 @@ impl PartWrite {
         claim: Option<String>,
     ) -> Result<(FileRow, Option<Sha256State>, std::time::Duration, PartWrite), ApiError> {
         let app = state.clone();
-        let (row, start, deadline) = state
+        let (row, start, deadline, writer) = state
             .db(move |c| {
                 let now = now_ms();
                 let row = files::get(c, &id)?
@@ -703,47 +720,48 @@ impl PartWrite {
                     .as_ref()
                     .filter(|_| n > 1)
                     .and_then(Sha256State::state_hex);
-                files::begin_part(c, &row.id, n, claimed.as_deref(), now, until)?;
-                Ok((row, start, deadline))
+                let writer = files::begin_part(c, &row.id, n, claimed.as_deref(), now, until)?;
+                Ok((row, start, deadline, writer))
             })
             .await?;
         let writing = PartWrite {
-            state: Some(state.clone()),
-            id: row.id.clone(),
-            n,
+            state: state.clone(),
+            writer: Some(Writer {
+                id: writer,
+                file_id: row.id.clone(),
+                n,
+            }),
         };
         Ok((row, start, deadline, writing))
     }
 
-    /// The part number, for whoever ends the record instead (in its own
-    /// trip to the database): this guard no longer does.
-    fn hand_over(mut self) -> i64 {
-        self.state = None;
-        self.n
+    /// The writer, for whoever ends it instead: this guard no longer does.
+    fn hand_over(mut self) -> Option<Writer> {
+        self.writer.take()
     }
 
-    /// The part is written; `end` is the SHA-256 state at its end, if known.
-    async fn end(mut self, end: Option<String>) -> Result<(), ApiError> {
-        let Some(state) = self.state.take() else {
-            return Ok(());
-        };
-        let (id, n) = (std::mem::take(&mut self.id), self.n);
-        state
-            .db(move |c| files::end_part(c, &id, n, end.as_deref()))
-            .await
+    /// The part is written (or its request failed); `end` is the SHA-256
+    /// state at its end, if known. A failure is logged: the writer then
+    /// stops counting at its time.
+    async fn end(mut self, end: Option<String>) {
+        if let Some(writer) = self.writer.take() {
+            if let Err(e) = writer.end(&self.state, end).await {
+                tracing::warn!(error = %e, "could not end a part's writer; it stops counting at its deadline");
+            }
+        }
     }
 }
 
 impl Drop for PartWrite {
     fn drop(&mut self) {
-        let Some(state) = self.state.take() else {
+        let Some(writer) = self.writer.take() else {
             return;
         };
-        let (id, n) = (std::mem::take(&mut self.id), self.n);
+        let state = self.state.clone();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = state.db(move |c| files::end_part(c, &id, n, None)).await {
-                    tracing::warn!(error = %e, "could not clear a part's being-written record; it lapses at its deadline");
+                if let Err(e) = writer.end(&state, None).await {
+                    tracing::warn!(error = %e, "could not end a part's writer; it stops counting at its deadline");
                 }
             });
         }
@@ -752,11 +770,11 @@ impl Drop for PartWrite {
 
 /// Ends an upload whose bytes were refused, while it is still pending (a
 /// completed upload's bytes are never touched): it is abandoned (expired
-/// now: gone for its client), its bytes removed, and on the directory
-/// backend its row too. A store may keep the part of a body that control
-/// cut short (SeaweedFS does), possibly only after a moment, and removing
-/// bytes can fail: the collector's next run removes what an abandoned
-/// upload left.
+/// now: gone for its client) and its bytes removed. A store may keep the
+/// part of a body that control cut short (SeaweedFS does), possibly only
+/// after a moment, removing bytes can fail, and another request may still
+/// be writing: the row is left to the collector, which removes what an
+/// abandoned upload left once nothing writes into it.
 async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
     let id = row.id.clone();
     let ended = state.db(move |c| files::abandon(c, &id, now_ms())).await?;
@@ -765,11 +783,6 @@ async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
     }
     if let Err(e) = state.files.abort(&row.plan()).await {
         tracing::warn!(error = %e, "could not remove a refused upload's bytes; the collector will");
-        return Ok(());
-    }
-    if state.files.dir().is_some() {
-        let id = row.id.clone();
-        state.db(move |c| files::remove(c, &id)).await?;
     }
     Ok(())
 }
@@ -781,14 +794,20 @@ async fn refused(state: &AppState, row: &FileRow) -> Result<(), ApiError> {
 async fn keep_checked(
     state: Arc<AppState>,
     row: FileRow,
-    part: i64,
+    writer: Option<Writer>,
     end: Option<String>,
 ) -> Result<Option<FileRow>, ApiError> {
     let id = row.id.clone();
+    let ending = writer.clone();
     let done = state
         .db(move |c| {
-            let taking =
-                files::end_part_and_begin_completing(c, &id, part, end.as_deref(), now_ms())?;
+            let now = now_ms();
+            let taking = match &ending {
+                Some(w) => {
+                    files::end_part_and_begin_completing(c, &w.id, &id, w.n, end.as_deref(), now)?
+                }
+                None => files::begin_completing(c, &id, now)?,
+            };
             if taking != files::Taking::Taken {
                 return Ok(None);
             }
@@ -801,7 +820,19 @@ async fn keep_checked(
                 }
             }
         })
-        .await?;
+        .await;
+    let done = match done {
+        Ok(done) => done,
+        Err(e) => {
+            // The writer may not have ended with the transaction that failed.
+            if let Some(w) = writer {
+                if let Err(e) = w.end(&state, None).await {
+                    tracing::warn!(error = %e, "could not end a part's writer; it stops counting at its deadline");
+                }
+            }
+            return Err(e);
+        }
+    };
     match done {
         Some(done) => settle(&state, &row, done).await.map(Some),
         None => Ok(None),

@@ -14,7 +14,9 @@ use tandem_protocol::files::FileMeta;
 
 use super::accounts::TxError;
 use super::now_ms;
-use crate::db::schema::{file_parts, file_refs, files, message_attachments, workspaces};
+use crate::db::schema::{
+    file_part_writers, file_parts, file_refs, files, message_attachments, workspaces,
+};
 use crate::db::{write_tx, DbConnection};
 use crate::error::ApiError;
 
@@ -186,10 +188,11 @@ pub fn set_multipart_id(c: &mut DbConnection, id: &str, multipart: &str) -> Resu
     Ok(())
 }
 
-/// Records that part `n` of an upload is being written through control
-/// until at most `writing_until` (its body's deadline), claimed to start
-/// from SHA-256 state `start`, while the upload is open (else `NotFound`). A
-/// part sent again counts another attempt and forgets the end it had.
+/// Records that part `n` of an upload is being written through control by
+/// one more request, until at most `writing_until`, claimed to start from
+/// SHA-256 state `start`, while the upload is open (else `NotFound`).
+/// Returns the request's writer id, for [`end_part`]. A part sent again
+/// counts another attempt and forgets the end it had.
 ///
 /// The check and the record are one write transaction that locks the
 /// upload's row, as taking it for completion does (`begin_completing`): a
@@ -204,7 +207,7 @@ pub fn begin_part(
     start: Option<&str>,
     now: i64,
     writing_until: i64,
-) -> Result<(), ApiError> {
+) -> Result<String, ApiError> {
     write_tx(c, |c| {
         let open = diesel::update(
             files::table
@@ -217,35 +220,12 @@ pub fn begin_part(
         if open == 0 {
             return Err(ApiError::NotFound("upload"));
         }
-        let part = file_parts::table.find((id, n));
-        // Writers whose deadline has passed are gone, whatever became of
-        // them (a process that died never ended its requests): not counted.
-        diesel::update(
-            part.filter(
-                file_parts::writing_until
-                    .is_null()
-                    .or(file_parts::writing_until.le(now)),
-            ),
-        )
-        .set(file_parts::writers.eq(0))
-        .execute(c)?;
-        let again = diesel::update(part)
+        let again = diesel::update(file_parts::table.find((id, n)))
             .set((
                 file_parts::attempts.eq(file_parts::attempts + 1),
                 file_parts::end_state.eq(None::<String>),
-                file_parts::writers.eq(file_parts::writers + 1),
             ))
             .execute(c)?;
-        // The record lasts until the latest deadline of its writers.
-        diesel::update(
-            part.filter(
-                file_parts::writing_until
-                    .is_null()
-                    .or(file_parts::writing_until.lt(writing_until)),
-            ),
-        )
-        .set(file_parts::writing_until.eq(writing_until))
-        .execute(c)?;
         if again == 0 {
             // The row lock above serialises this upload's parts: no other
             // request can insert the same part meanwhile.
@@ -255,36 +235,59 @@ pub fn begin_part(
                     file_parts::part_number.eq(n),
                     file_parts::start_state.eq(start),
                     file_parts::attempts.eq(1),
-                    file_parts::writers.eq(1),
-                    file_parts::writing_until.eq(writing_until),
                 ))
                 .execute(c)?;
         }
-        Ok(())
+        // Writers whose time has passed are gone, whatever became of them.
+        diesel::delete(
+            file_part_writers::table
+                .filter(file_part_writers::file_id.eq(id))
+                .filter(file_part_writers::writing_until.le(now)),
+        )
+        .execute(c)?;
+        let writer = crate::crypto::new_id();
+        diesel::insert_into(file_part_writers::table)
+            .values((
+                file_part_writers::id.eq(&writer),
+                file_part_writers::file_id.eq(id),
+                file_part_writers::part_number.eq(n),
+                file_part_writers::writing_until.eq(writing_until),
+            ))
+            .execute(c)?;
+        Ok(writer)
     })
 }
 
-/// A request writing part `n` ended (the last one: the part is no longer
-/// being written); with `end`, the SHA-256 state at the part's end (the
-/// file's SHA-256 for the last part), recorded unless the part was sent
-/// more than once.
-pub fn end_part(c: &mut DbConnection, id: &str, n: i64, end: Option<&str>) -> Result<(), ApiError> {
-    write_tx(c, |c| end_part_in(c, id, n, end))
+/// The request `writer` (of [`begin_part`]) writing part `n` ended; with
+/// `end`, the SHA-256 state at the part's end (the file's SHA-256 for the
+/// last part), recorded unless the part was sent more than once.
+pub fn end_part(
+    c: &mut DbConnection,
+    writer: &str,
+    id: &str,
+    n: i64,
+    end: Option<&str>,
+) -> Result<(), ApiError> {
+    write_tx(c, |c| end_part_in(c, writer, id, n, end))
 }
 
 /// [`end_part`] inside the caller's write transaction.
-fn end_part_in(c: &mut DbConnection, id: &str, n: i64, end: Option<&str>) -> Result<(), ApiError> {
-    let part = file_parts::table.find((id, n));
-    diesel::update(part.filter(file_parts::writers.gt(0)))
-        .set(file_parts::writers.eq(file_parts::writers - 1))
-        .execute(c)?;
-    diesel::update(part.filter(file_parts::writers.eq(0)))
-        .set(file_parts::writing_until.eq(None::<i64>))
-        .execute(c)?;
+fn end_part_in(
+    c: &mut DbConnection,
+    writer: &str,
+    id: &str,
+    n: i64,
+    end: Option<&str>,
+) -> Result<(), ApiError> {
+    diesel::delete(file_part_writers::table.find(writer)).execute(c)?;
     if let Some(end) = end {
-        diesel::update(part.filter(file_parts::attempts.eq(1)))
-            .set(file_parts::end_state.eq(end))
-            .execute(c)?;
+        diesel::update(
+            file_parts::table
+                .find((id, n))
+                .filter(file_parts::attempts.eq(1)),
+        )
+        .set(file_parts::end_state.eq(end))
+        .execute(c)?;
     }
     Ok(())
 }
@@ -324,9 +327,10 @@ pub enum Taking {
 }
 
 /// Takes an open upload for completing, unless a part of it is still being
-/// written through control (a request that has not ended before its body's
-/// deadline). The row is locked first, as [`begin_part`] locks it, so a
-/// part is either recorded before the check reads the parts or refused.
+/// written through control (a writer of [`begin_part`] that has neither
+/// ended nor passed its time). The row is locked first, as [`begin_part`]
+/// locks it, so a part is either recorded before the check reads the
+/// writers or refused.
 pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<Taking, ApiError> {
     write_tx(c, |c| take(c, id, now))
 }
@@ -335,13 +339,18 @@ pub fn begin_completing(c: &mut DbConnection, id: &str, now: i64) -> Result<Taki
 /// one-part upload whose `PUT` through control makes the file.
 pub fn end_part_and_begin_completing(
     c: &mut DbConnection,
+    writer: &str,
     id: &str,
     n: i64,
     end: Option<&str>,
     now: i64,
 ) -> Result<Taking, ApiError> {
     write_tx(c, |c| {
-        end_part_in(c, id, n, end)?;
+        // The upload's row first, as `begin_part` locks it, then the part.
+        diesel::update(files::table.find(id))
+            .set(files::state.eq(files::state))
+            .execute(c)?;
+        end_part_in(c, writer, id, n, end)?;
         take(c, id, now)
     })
 }
@@ -359,10 +368,9 @@ fn take(c: &mut DbConnection, id: &str, now: i64) -> Result<Taking, ApiError> {
     if taken == 0 {
         return Ok(Taking::NotOpen);
     }
-    let writing: i64 = file_parts::table
-        .filter(file_parts::file_id.eq(id))
-        .filter(file_parts::writers.gt(0))
-        .filter(file_parts::writing_until.gt(now))
+    let writing: i64 = file_part_writers::table
+        .filter(file_part_writers::file_id.eq(id))
+        .filter(file_part_writers::writing_until.gt(now))
         .count()
         .get_result(c)?;
     if writing > 0 {
@@ -645,9 +653,15 @@ pub fn mark_collectable(c: &mut DbConnection, now: i64, grace_ms: i64) -> Result
         })?;
     }
     let deleted = files::state.eq(DELETED).and(files::deleted_at.le(cutoff));
+    // (Not while a request still writes into one: what it writes after the
+    // sweep would be nobody's.)
+    let writing = file_part_writers::table
+        .filter(file_part_writers::file_id.eq(files::id))
+        .filter(file_part_writers::writing_until.gt(now));
     let abandoned = files::state
         .eq_any([PENDING, COMPLETING])
-        .and(files::expires_at.le(now.saturating_sub(ABANDONED_SETTLE_MS)));
+        .and(files::expires_at.le(now.saturating_sub(ABANDONED_SETTLE_MS)))
+        .and(not(exists(writing)));
     marked += diesel::update(files::table)
         .filter(deleted.or(abandoned))
         .set(files::state.eq(COLLECTING))

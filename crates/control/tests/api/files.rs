@@ -531,15 +531,16 @@ async fn refused_when_verifying(backend: Backend, store: Store, verify: &str) {
             );
             assert_eq!(done.code(), "hash_mismatch");
         }
-        // Nothing was kept: no row (or, for parts S3 refused as they
-        // passed control, an upload that expired at once, left to the
-        // collector for whatever the store kept of the cut-off part), no bytes.
+        // Nothing was kept: no row (or, for parts refused as they passed
+        // control, an upload that expired at once, left to the collector for
+        // whatever the store kept of the cut-off part or another request
+        // still writes), no bytes.
         let rows = app.sql_texts(&format!(
             "SELECT id AS t FROM files WHERE id = '{id}' AND NOT (state = 'pending' AND expires_at <= {})",
             tandem_control::store::now_ms()
         ));
         assert!(rows.is_empty(), "{rows:?}");
-        if !(refused_at_put && env.store == Store::S3) {
+        if !refused_at_put {
             let rows = app.sql_texts(&format!("SELECT id AS t FROM files WHERE id = '{id}'"));
             assert!(rows.is_empty(), "{rows:?}");
         }
@@ -1539,9 +1540,7 @@ async fn a_part_still_being_sent_holds_off_completion(backend: Backend, store: S
     );
     slow.write_all(head.as_bytes()).await.unwrap();
     slow.write_all(&wrong[..5_000]).await.unwrap();
-    let writing = format!(
-        "SELECT file_id AS t FROM file_parts WHERE file_id = '{id}' AND writing_until IS NOT NULL"
-    );
+    let writing = format!("SELECT file_id AS t FROM file_part_writers WHERE file_id = '{id}'");
     let started = std::time::Instant::now();
     while app.sql_texts(&writing).is_empty() {
         assert!(started.elapsed() < std::time::Duration::from_secs(10));
@@ -1582,13 +1581,14 @@ async fn a_part_still_being_sent_holds_off_completion(backend: Backend, store: S
 }
 
 /// The record completion waits on: a part is being written while any of
-/// its requests runs (two at once: until both ended), and no longer once
-/// the latest deadline has passed (a process that died mid-request never
-/// ends its requests).
+/// its requests runs (two at once: until both ended), and no longer once a
+/// request's time has passed (a process that died mid-request never ends
+/// its requests); a request ending late cannot end another's writing.
 async fn a_part_is_being_written_until_its_last_request_ends_or_lapses(backend: Backend) {
     use tandem_control::db::DbConnection;
     use tandem_control::error::ApiError;
-    use tandem_control::store::files::{abandon, begin_completing, begin_part, end_part, Taking};
+    use tandem_control::store::files::{abandon, begin_completing, end_part, Taking};
+    type Step = Box<dyn FnOnce(&mut DbConnection, &str) -> Result<Taking, ApiError> + Send>;
     let env = spawn(backend, Store::Dir, |_| {}).await;
     let app = &env.app;
     let t = team(app).await;
@@ -1596,61 +1596,74 @@ async fn a_part_is_being_written_until_its_last_request_ends_or_lapses(backend: 
     let a = intent(app, &t.alice, &t.ws, "record.bin", &data).await;
     let id = a.body["uploadId"].as_str().unwrap().to_string();
     let now = tandem_control::store::now_ms();
-    let db = |f: fn(&mut DbConnection, &str, i64) -> Result<Taking, ApiError>| {
+    let db = |f: Step| {
         let id = id.clone();
-        async move { app.state.db(move |c| f(c, &id, now)).await.unwrap() }
+        async move { app.state.db(move |c| f(c, &id)).await.unwrap() }
     };
     // Two requests write part 1; the first ends: still being written.
-    let taking = db(|c, id, now| {
-        begin_part(c, id, 1, None, now, now + 60_000)?;
-        begin_part(c, id, 1, None, now, now + 60_000)?;
-        end_part(c, id, 1, None)?;
+    let (w1, w2) = (
+        begin(app, &id, now, now + 60_000).await,
+        begin(app, &id, now, now + 60_000).await,
+    );
+    let taking = db(Box::new(move |c, id| {
+        end_part(c, &w1, id, 1, None)?;
         begin_completing(c, id, now)
-    })
+    }))
     .await;
     assert_eq!(taking, Taking::PartsBeingWritten);
     // The second ends too: completion takes the upload.
-    let taking = db(|c, id, now| {
-        end_part(c, id, 1, None)?;
+    let taking = db(Box::new(move |c, id| {
+        end_part(c, &w2, id, 1, None)?;
         begin_completing(c, id, now)
-    })
+    }))
     .await;
     assert_eq!(taking, Taking::Taken);
-    // Given back, then a request that never ends holds completion off
-    // until its deadline, and no longer.
-    app.sql(&format!(
-        "UPDATE files SET state = 'pending' WHERE id = '{id}'"
-    ));
-    let held = db(|c, id, now| {
-        begin_part(c, id, 1, None, now, now + 1_000)?;
-        begin_completing(c, id, now + 999)
-    })
-    .await;
-    assert_eq!(held, Taking::PartsBeingWritten);
-    let lapsed = db(|c, id, now| begin_completing(c, id, now + 1_001)).await;
-    assert_eq!(lapsed, Taking::Taken);
     // Being completed, the upload is not abandoned by a refusal.
-    let abandoned = app
-        .state
-        .db({
-            let id = id.clone();
-            move |c| abandon(c, &id, now + 1_002)
+    let abandoned = db(Box::new(move |c, id| {
+        Ok(match abandon(c, id, now)? {
+            true => Taking::NotOpen,
+            false => Taking::Taken,
         })
-        .await
-        .unwrap();
-    assert!(!abandoned);
-    // Given back again: the lapsed request is not counted any more, so one
-    // that begins and ends leaves the part not being written.
+    }))
+    .await;
+    assert_eq!(abandoned, Taking::Taken, "abandoned while being completed");
+    // Given back, then a request that never ends holds completion off
+    // until its time, and no longer.
     app.sql(&format!(
         "UPDATE files SET state = 'pending' WHERE id = '{id}'"
     ));
-    let taking = db(|c, id, now| {
-        begin_part(c, id, 1, None, now + 2_000, now + 3_000)?;
-        end_part(c, id, 1, None)?;
+    let stuck = begin(app, &id, now, now + 1_000).await;
+    let held = db(Box::new(move |c, id| begin_completing(c, id, now + 999))).await;
+    assert_eq!(held, Taking::PartsBeingWritten);
+    let lapsed = db(Box::new(move |c, id| begin_completing(c, id, now + 1_001))).await;
+    assert_eq!(lapsed, Taking::Taken);
+    // Given back again: a new request writes; the lapsed one ending late
+    // does not end the new one's writing.
+    app.sql(&format!(
+        "UPDATE files SET state = 'pending' WHERE id = '{id}'"
+    ));
+    let live = begin(app, &id, now + 2_000, now + 60_000).await;
+    let taking = db(Box::new(move |c, id| {
+        end_part(c, &stuck, id, 1, None)?;
         begin_completing(c, id, now + 2_001)
-    })
+    }))
+    .await;
+    assert_eq!(taking, Taking::PartsBeingWritten);
+    let taking = db(Box::new(move |c, id| {
+        end_part(c, &live, id, 1, None)?;
+        begin_completing(c, id, now + 2_002)
+    }))
     .await;
     assert_eq!(taking, Taking::Taken);
+}
+
+/// A writer of part 1 of upload `id` as of `now`, counting until `until`.
+async fn begin(app: &TestApp, id: &str, now: i64, until: i64) -> String {
+    let id = id.to_string();
+    app.state
+        .db(move |c| tandem_control::store::files::begin_part(c, &id, 1, None, now, until))
+        .await
+        .unwrap()
 }
 
 /// A part's body slower than the minimum rate (here: 10,000 bytes due in
@@ -1834,7 +1847,10 @@ async fn chained_parts_are_proven_without_a_read_back(backend: Backend, store: S
     let (fid, now) = (id.clone(), tandem_control::store::now_ms());
     let recorded = app
         .state
-        .db(move |c| tandem_control::store::files::begin_part(c, &fid, 2, None, now, now + 60_000))
+        .db(move |c| {
+            tandem_control::store::files::begin_part(c, &fid, 2, None, now, now + 60_000)
+                .map(|_| ())
+        })
         .await;
     assert!(
         matches!(recorded, Err(tandem_control::error::ApiError::NotFound(_))),

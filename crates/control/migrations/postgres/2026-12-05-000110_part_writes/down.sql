@@ -1,2 +1,1 @@
-ALTER TABLE file_parts DROP COLUMN writing_until;
-ALTER TABLE file_parts DROP COLUMN writers;
+DROP TABLE file_part_writers;
