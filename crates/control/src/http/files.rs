@@ -552,8 +552,13 @@ pub async fn put_part(
         .get(SHA256_STATE_HEADER)
         .map(|v| v.to_str().unwrap_or_default().to_string());
     let started = tokio::time::Instant::now();
-    let (row, start, deadline, writing) =
-        PartWrite::begin(state.get_ref(), id, n, declared, claim).await?;
+    let Began {
+        row,
+        start,
+        deadline,
+        len,
+        writing,
+    } = PartWrite::begin(state.get_ref(), id, n, declared, claim).await?;
     let plan = row.plan();
     let last = n == plan.part_count();
     let expect = (last && start.is_some()).then_some(row.sha256.as_str());
@@ -591,7 +596,6 @@ pub async fn put_part(
         true => Some(hash.finish_hex()),
         false => hash.state_hex(),
     });
-    let len = plan.part_range(n).map_or(0, |(_, len)| len);
     state.metrics.files_bytes_in.inc_by(len as u64);
     let etag = (header::ETAG, format!("\"{n}\""));
     let one_part_s3 = state.files.dir().is_none() && plan.part_bytes == 0;
@@ -659,6 +663,20 @@ impl Writer {
     }
 }
 
+/// A part's request, let in by [`PartWrite::begin`].
+struct Began {
+    /// The upload.
+    row: FileRow,
+    /// The SHA-256 state to hash the part from, if it is hashed.
+    start: Option<Sha256State>,
+    /// When its body must have arrived.
+    deadline: std::time::Duration,
+    /// The part's length.
+    len: i64,
+    /// Its writer's record.
+    writing: PartWrite,
+}
+
 /// A [`Writer`] ended when its request ends: by [`PartWrite::end`], or when
 /// dropped (a client gone) on a task of its own.
 struct PartWrite {
@@ -670,10 +688,10 @@ impl PartWrite {
     /// Checks that part `n` of upload `id` may be sent through control now
     /// (the upload is open, `declared` is the part's length, a `claim`ed
     /// SHA-256 state is one) and records its writer until the body's
-    /// deadline and a margin, all in one trip to the database. Answers the
-    /// upload, the state to hash the part from (a one-part upload or a first
-    /// part: SHA-256's initial state; a later part: the state its client
-    /// claims, or none, and then the upload is read back) and the deadline.
+    /// deadline and a margin, all in one trip to the database. The state to
+    /// hash the part from is SHA-256's initial state for a one-part upload or
+    /// a first part; for a later part, the state its client claims, or none
+    /// (and then the upload is read back).
     ///
     /// (A request dropped while this trip runs leaves its writer to stop
     /// counting at its time.)
@@ -683,9 +701,9 @@ impl PartWrite {
         n: i64,
         declared: Option<i64>,
         claim: Option<String>,
-    ) -> Result<(FileRow, Option<Sha256State>, std::time::Duration, PartWrite), ApiError> {
+    ) -> Result<Began, ApiError> {
         let app = state.clone();
-        let (row, start, deadline, writer) = state
+        let (row, start, deadline, len, writer) = state
             .db(move |c| {
                 let now = now_ms();
                 let row = files::get(c, &id)?
@@ -721,7 +739,7 @@ impl PartWrite {
                     .filter(|_| n > 1)
                     .and_then(Sha256State::state_hex);
                 let writer = files::begin_part(c, &row.id, n, claimed.as_deref(), now, until)?;
-                Ok((row, start, deadline, writer))
+                Ok((row, start, deadline, len, writer))
             })
             .await?;
         let writing = PartWrite {
@@ -732,7 +750,13 @@ impl PartWrite {
                 n,
             }),
         };
-        Ok((row, start, deadline, writing))
+        Ok(Began {
+            row,
+            start,
+            deadline,
+            len,
+            writing,
+        })
     }
 
     /// The writer, for whoever ends it instead: this guard no longer does.

@@ -46,11 +46,13 @@ pub async fn push(
 ) -> Result<web::Json<PushResponse>, ApiError> {
     let drift = i64::try_from(state.config.sync_max_drift_ms).unwrap_or(i64::MAX);
     let now = now_ms();
+    // Checked here, not on the pool's connection; a bad session is answered
+    // first all the same.
+    let checked = sync::check_push(body.into_inner(), now.saturating_add(drift));
     let (ws, pushed) = state
         .db(move |c| {
             let actor = caller.sign_in(c)?.actor();
-            let (group, client, mutations) =
-                sync::check_push(body.into_inner(), now.saturating_add(drift))?;
+            let (group, client, mutations) = checked?;
             write_tx(c, |c| {
                 let (ws, may_write) = standing(c, &actor, &id)?;
                 let pushed = sync::push(

@@ -861,12 +861,15 @@ pub fn record_attempt(
             ))
             .execute(c)?;
         // Only the latest attempts are kept (redeliveries add without end).
-        diesel::delete(
-            webhook_attempts::table
-                .filter(webhook_attempts::delivery_id.eq(&d.id))
-                .filter(webhook_attempts::attempt.le(attempt - SHOWN_ATTEMPTS as i64)),
-        )
-        .execute(c)?;
+        let dropped_up_to = attempt - SHOWN_ATTEMPTS as i64;
+        if dropped_up_to > 0 {
+            diesel::delete(
+                webhook_attempts::table
+                    .filter(webhook_attempts::delivery_id.eq(&d.id))
+                    .filter(webhook_attempts::attempt.le(dropped_up_to)),
+            )
+            .execute(c)?;
+        }
         let now = now_ms();
         if outcome.ok() {
             diesel::update(webhook_deliveries::table.find(&d.id))
